@@ -1,0 +1,155 @@
+/// Raw kernels that never record a graph: used by ops' forward passes and by backward closures.
+public enum Kernels {}
+
+protocol BinaryOp { static func apply(_ a: V8, _ b: V8) -> V8 }
+enum AddOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a + b } }
+enum SubOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a - b } }
+enum MulOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a * b } }
+enum DivOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a / b } }
+enum MaxOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a.replacing(with: b, where: b .> a) } }
+enum MinOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a.replacing(with: b, where: b .< a) } }
+
+extension Kernels {
+    /// Broadcasting binary kernel with fast paths for equal shapes and scalar operands.
+    static func binary<Op: BinaryOp>(_ a: Tensor, _ b: Tensor, _ outShape: [Int], _: Op.Type) -> Tensor {
+        let out = Tensor.empty(outShape)
+        let pa = a.data, pb = b.data, po = out.data
+        if a.shape == b.shape {
+            let n = out.count
+            parallelFor((n + 4095) / 4096, costPerItem: 4096) { r in
+                let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
+                VMath.map2(pa + lo, pb + lo, po + lo, hi - lo) { Op.apply($0, $1) }
+            }
+            return out
+        }
+        if b.count == 1 && a.count == out.count {
+            let s = V8(repeating: pb[0]), n = out.count
+            parallelFor((n + 4095) / 4096, costPerItem: 4096) { r in
+                let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
+                VMath.map(pa + lo, po + lo, hi - lo) { Op.apply($0, s) }
+            }
+            return out
+        }
+        if a.count == 1 && b.count == out.count {
+            let s = V8(repeating: pa[0]), n = out.count
+            parallelFor((n + 4095) / 4096, costPerItem: 4096) { r in
+                let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
+                VMath.map(pb + lo, po + lo, hi - lo) { Op.apply(s, $0) }
+            }
+            return out
+        }
+        let sa = broadcastStrides(a.shape, to: outShape), sb = broadcastStrides(b.shape, to: outShape)
+        let n = outShape.last ?? 1
+        let la = sa.last ?? 0, lb = sb.last ?? 0
+        forEachRow(outShape, [sa, sb]) { row, off in
+            let x = pa + off[0], y = pb + off[1], o = po + row * n
+            switch (la, lb) {
+            case (1, 1): VMath.map2(x, y, o, n) { Op.apply($0, $1) }
+            case (1, _): let s = V8(repeating: y[0]); VMath.map(x, o, n) { Op.apply($0, s) }
+            case (_, 1): let s = V8(repeating: x[0]); VMath.map(y, o, n) { Op.apply(s, $0) }
+            default: let r = Op.apply(V8(repeating: x[0]), V8(repeating: y[0]))[0]; o.update(repeating: r, count: n)
+            }
+        }
+        return out
+    }
+
+    static func add(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b, (try? broadcastShape(a.shape, b.shape, op: "add")) ?? a.shape, AddOp.self) }
+    static func mul(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b, (try? broadcastShape(a.shape, b.shape, op: "mul")) ?? a.shape, MulOp.self) }
+    static func sub(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b, (try? broadcastShape(a.shape, b.shape, op: "sub")) ?? a.shape, SubOp.self) }
+    static func div(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b, (try? broadcastShape(a.shape, b.shape, op: "div")) ?? a.shape, DivOp.self) }
+
+    static func scale(_ a: Tensor, _ s: Float) -> Tensor {
+        let out = Tensor.empty(a.shape)
+        let sv = V8(repeating: s)
+        VMath.map(a.data, out.data, a.count) { $0 * sv }
+        return out
+    }
+
+    /// Elementwise unary map, parallel over large tensors.
+    static func map(_ a: Tensor, _ f: (V8) -> V8) -> Tensor {
+        let out = Tensor.empty(a.shape)
+        let n = a.count, pa = a.data, po = out.data
+        parallelFor((n + 4095) / 4096, costPerItem: 4096 * 4) { r in
+            let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
+            VMath.map(pa + lo, po + lo, hi - lo, f)
+        }
+        return out
+    }
+
+    static func map2(_ a: Tensor, _ b: Tensor, _ f: (V8, V8) -> V8) -> Tensor {
+        let out = Tensor.empty(a.shape)
+        let n = a.count, pa = a.data, pb = b.data, po = out.data
+        parallelFor((n + 4095) / 4096, costPerItem: 4096 * 4) { r in
+            let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
+            VMath.map2(pa + lo, pb + lo, po + lo, hi - lo, f)
+        }
+        return out
+    }
+}
+
+// MARK: Differentiable arithmetic
+
+extension Tensor {
+    public static func + (a: Tensor, b: Tensor) throws -> Tensor {
+        let shape = try broadcastShape(a.shape, b.shape, op: "add")
+        let (sa, sb) = (a.shape, b.shape)
+        return Kernels.binary(a, b, shape, AddOp.self).recording([a, b]) { g in
+            [a.requiresGrad ? Kernels.sumTo(g, sa) : nil, b.requiresGrad ? Kernels.sumTo(g, sb) : nil]
+        }
+    }
+
+    public static func - (a: Tensor, b: Tensor) throws -> Tensor {
+        let shape = try broadcastShape(a.shape, b.shape, op: "sub")
+        let (sa, sb) = (a.shape, b.shape)
+        return Kernels.binary(a, b, shape, SubOp.self).recording([a, b]) { g in
+            [a.requiresGrad ? Kernels.sumTo(g, sa) : nil,
+             b.requiresGrad ? Kernels.scale(Kernels.sumTo(g, sb), -1) : nil]
+        }
+    }
+
+    public static func * (a: Tensor, b: Tensor) throws -> Tensor {
+        let shape = try broadcastShape(a.shape, b.shape, op: "mul")
+        return Kernels.binary(a, b, shape, MulOp.self).recording([a, b]) { g in
+            [a.requiresGrad ? Kernels.sumTo(Kernels.mul(g, b), a.shape) : nil,
+             b.requiresGrad ? Kernels.sumTo(Kernels.mul(g, a), b.shape) : nil]
+        }
+    }
+
+    public static func / (a: Tensor, b: Tensor) throws -> Tensor {
+        let shape = try broadcastShape(a.shape, b.shape, op: "div")
+        let out = Kernels.binary(a, b, shape, DivOp.self)
+        return out.recording([a, b]) { g in
+            let gb: Tensor? = b.requiresGrad
+                ? Kernels.sumTo(Kernels.scale(Kernels.div(Kernels.mul(g, out), b), -1), b.shape) : nil
+            return [a.requiresGrad ? Kernels.sumTo(Kernels.div(g, b), a.shape) : nil, gb]
+        }
+    }
+
+    /// Elementwise maximum; the gradient goes to the larger operand (to `a` on ties).
+    public func maximum(_ other: Tensor) throws -> Tensor {
+        let shape = try broadcastShape(self.shape, other.shape, op: "maximum")
+        let a = self, b = other
+        return Kernels.binary(a, b, shape, MaxOp.self).recording([a, b]) { g in
+            let pickA = Kernels.binary(a, b, shape, GreaterEqualOp.self)
+            return [a.requiresGrad ? Kernels.sumTo(Kernels.mul(g, pickA), a.shape) : nil,
+                    b.requiresGrad ? Kernels.sumTo(Kernels.mul(g, Kernels.map(pickA) { 1 - $0 }), b.shape) : nil]
+        }
+    }
+
+    public static func + (a: Tensor, s: Float) -> Tensor { try! a + Tensor.scalar(s) }
+    public static func - (a: Tensor, s: Float) -> Tensor { try! a - Tensor.scalar(s) }
+    public static func * (a: Tensor, s: Float) -> Tensor {
+        Kernels.scale(a, s).recording([a]) { g in [Kernels.scale(g, s)] }
+    }
+    public static func * (s: Float, a: Tensor) -> Tensor { a * s }
+    public static func / (a: Tensor, s: Float) -> Tensor { a * (1 / s) }
+    public static func + (s: Float, a: Tensor) -> Tensor { a + s }
+    public static func - (s: Float, a: Tensor) -> Tensor { try! Tensor.scalar(s) - a }
+    public static prefix func - (a: Tensor) -> Tensor { a * -1 }
+}
+
+enum GreaterEqualOp: BinaryOp {
+    @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 {
+        V8(repeating: 0).replacing(with: 1, where: a .>= b)
+    }
+}

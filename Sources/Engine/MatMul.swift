@@ -1,0 +1,138 @@
+import CBLAS
+
+/// Matrix products through OpenBLAS's sgemm (measured against BLIS and oneDNN in docs/ENGINE.md).
+extension Kernels {
+    /// C = alpha * op(A) * op(B) + beta * C, row-major; op(X) = X or Xᵀ.
+    @inline(__always)
+    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        BLASSetup.once
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+enum BLASSetup {
+    /// Pins OpenBLAS to the engine's thread count on first use.
+    static let once: Void = { openblas_set_num_threads(Int32(Threading.threads)) }()
+
+    /// Changes the BLAS thread count (benchmarks compare at equal thread counts).
+    static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+}
+
+extension Threading {
+    /// Sets the thread count of both the engine's kernels and the BLAS.
+    public static func setThreads(_ n: Int) {
+        threads = max(1, n)
+        _ = BLASSetup.once
+        BLASSetup.setThreads(threads)
+    }
+}
+
+extension Tensor {
+    /// Matrix product with batch broadcasting, like `torch.matmul` for operands of rank >= 2
+    /// (a rank-1 operand is treated as a row or column vector and the dimension dropped).
+    public func matmul(_ other: Tensor) throws -> Tensor {
+        if rank == 1 { return try unsqueeze(0).matmul(other).squeeze(-2) }
+        if other.rank == 1 { return try matmul(other.unsqueeze(1)).squeeze(-1) }
+        let a = self, b = other
+        let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1]
+        let k2 = b.shape[b.rank - 2], n = b.shape[b.rank - 1]
+        try check(k == k2, "matmul: inner dimensions differ: \(a.shape) x \(b.shape) (\(k) vs \(k2))")
+        let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
+        let batch = try broadcastShape(batchA, batchB, op: "matmul (batch dimensions)")
+        let out = Tensor.empty(batch + [m, n])
+        if batchB.reduce(1, *) == 1 && batch == batchA {
+            // One big GEMM: fold A's batch into its rows.
+            let rows = batch.reduce(1, *) * m
+            Kernels.gemm(transA: false, transB: false, m: rows, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.data, ldc: n)
+        } else {
+            Kernels.batchedGemm(batch: batch, batchA: batchA, batchB: batchB, m: m, n: n, k: k) { oa, ob, oc in
+                Kernels.gemm(transA: false, transB: false, m: m, n: n, k: k,
+                             a: a.data + oa * m * k, lda: k, b: b.data + ob * k * n, ldb: n, c: out.data + oc * m * n, ldc: n)
+            }
+        }
+        return out.recording([a, b]) { g in
+            var ga: Tensor?, gb: Tensor?
+            if a.requiresGrad {
+                let full = Tensor.zeros(a.shape)  // accumulates over B's broadcast batch
+                Kernels.batchedGemm(batch: batch, batchA: batchA, batchB: batchB, m: m, n: n, k: k) { oa, ob, oc in
+                    Kernels.gemm(transA: false, transB: true, m: m, n: k, k: n, a: g.data + oc * m * n, lda: n,
+                                 b: b.data + ob * k * n, ldb: n, beta: 1, c: full.data + oa * m * k, ldc: k)
+                }
+                ga = full
+            }
+            if b.requiresGrad {
+                let full = Tensor.zeros(b.shape)
+                if batchB.reduce(1, *) == 1 && batch == batchA {
+                    let rows = batch.reduce(1, *) * m
+                    Kernels.gemm(transA: true, transB: false, m: k, n: n, k: rows, a: a.data, lda: k,
+                                 b: g.data, ldb: n, c: full.data, ldc: n)
+                } else {
+                    Kernels.batchedGemm(batch: batch, batchA: batchA, batchB: batchB, m: m, n: n, k: k) { oa, ob, oc in
+                        Kernels.gemm(transA: true, transB: false, m: k, n: n, k: m, a: a.data + oa * m * k, lda: k,
+                                     b: g.data + oc * m * n, ldb: n, beta: 1, c: full.data + ob * k * n, ldc: n)
+                    }
+                }
+                gb = full
+            }
+            return [ga, gb]
+        }
+    }
+
+    /// y = x Wᵀ + b over the last axis, with `weight` shaped [out, in] like `torch.nn.Linear`.
+    public func linear(weight: Tensor, bias: Tensor?) throws -> Tensor {
+        try check(weight.rank == 2, "linear: weight must be [out, in], got \(weight.shape)")
+        let inF = weight.shape[1], outF = weight.shape[0]
+        try check(rank >= 1 && shape[rank - 1] == inF, "linear: input shape \(shape) does not end in \(inF) (weight \(weight.shape))")
+        if let bias { try check(bias.shape == [outF], "linear: bias shape \(bias.shape), expected [\(outF)]") }
+        let x = self
+        let rows = count / inF
+        let out = Tensor.empty(Array(shape.dropLast()) + [outF])
+        if let bias {
+            for r in 0..<rows { (out.data + r * outF).update(from: bias.data, count: outF) }
+        }
+        Kernels.gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
+                     b: weight.data, ldb: inF, beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        return out.recording(inputs) { g in
+            var gx: Tensor?, gw: Tensor?, gbias: Tensor?
+            if x.requiresGrad {
+                gx = Tensor.empty(x.shape)
+                Kernels.gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.data, lda: outF,
+                             b: weight.data, ldb: inF, c: gx!.data, ldc: inF)
+            }
+            if weight.requiresGrad {
+                gw = Tensor.empty(weight.shape)
+                Kernels.gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.data, lda: outF,
+                             b: x.data, ldb: inF, c: gw!.data, ldc: inF)
+            }
+            if let bias, bias.requiresGrad {
+                gbias = Kernels.sumAxis(Tensor(shape: [rows, outF], storage: g.storage), 0)
+                gbias = Tensor(shape: [outF], storage: gbias!.storage)
+            }
+            return bias == nil ? [gx, gw] : [gx, gw, gbias]
+        }
+    }
+}
+
+extension Kernels {
+    /// Calls `body(offsetA, offsetB, offsetOut)` (in matrices) for every batch index of `batch`.
+    static func batchedGemm(batch: [Int], batchA: [Int], batchB: [Int], m: Int, n: Int, k: Int,
+                            _ body: (Int, Int, Int) -> Void) {
+        let total = batch.reduce(1, *)
+        if batch.isEmpty { body(0, 0, 0); return }
+        let sa = broadcastStrides(batchA, to: batch), sb = broadcastStrides(batchB, to: batch)
+        var index = [Int](repeating: 0, count: batch.count)
+        for c in 0..<total {
+            var oa = 0, ob = 0, rem = c
+            for d in stride(from: batch.count - 1, through: 0, by: -1) {
+                index[d] = rem % batch[d]; rem /= batch[d]
+                oa += index[d] * sa[d]; ob += index[d] * sb[d]
+            }
+            body(oa, ob, c)
+        }
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+
+/// Row kernels (softmax, log-softmax, layer norm) fused forward and backward, parallel over rows.
+extension Kernels {
+    @inline(__always)
+    static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var m = V8(repeating: -.infinity), j = 0
+        while j + 8 <= n { let v = UnsafeRawPointer(x + j).loadUnaligned(as: V8.self); m.replace(with: v, where: v .> m); j += 8 }
+        var r = m.max()
+        while j < n { if x[j] > r { r = x[j] }; j += 1 }
+        return r
+    }
+
+    /// y = exp(x - shift) written to `y`; returns the sum.
+    @inline(__always)
+    static func expShiftSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
+        let s = V8(repeating: shift)
+        var acc = V8(repeating: 0), j = 0
+        while j + 8 <= n {
+            let e = VMath.exp(UnsafeRawPointer(x + j).loadUnaligned(as: V8.self) - s)
+            UnsafeMutableRawPointer(y + j).storeBytes(of: e, as: V8.self)
+            acc += e; j += 8
+        }
+        var total = acc.sum()
+        if j < n {
+            var v = V8(repeating: -.infinity)
+            for t in 0..<(n - j) { v[t] = x[j + t] }
+            let e = VMath.exp(v - s)
+            for t in 0..<(n - j) { y[j + t] = e[t]; total += e[t] }
+        }
+        return total
+    }
+
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V8(repeating: 0), j = 0
+        while j + 8 <= n {
+            acc += UnsafeRawPointer(a + j).loadUnaligned(as: V8.self) * UnsafeRawPointer(b + j).loadUnaligned(as: V8.self)
+            j += 8
+        }
+        var total = acc.sum()
+        while j < n { total += a[j] * b[j]; j += 1 }
+        return total
+    }
+
+    static func softmaxRows(_ x: Tensor, log: Bool) -> Tensor {
+        let n = x.shape.last ?? 1, rows = x.count / Swift.max(n, 1)
+        let out = Tensor.empty(x.shape)
+        let px = x.data, po = out.data
+        parallelFor(rows, costPerItem: n * 8) { range in
+            for r in range {
+                let xi = px + r * n, yi = po + r * n
+                let m = rowMax(xi, n)
+                let s = expShiftSum(xi, yi, n, m)
+                if log {
+                    let shift = m + Foundation.log(s)
+                    for j in 0..<n { yi[j] = xi[j] - shift }
+                } else {
+                    let inv = 1 / s
+                    for j in 0..<n { yi[j] *= inv }
+                }
+            }
+        }
+        return out
+    }
+}
+
+extension Tensor {
+    /// softmax along `axis`: exp(x - max) / Σ exp(x - max).
+    public func softmax(axis: Int = -1) throws -> Tensor {
+        let a = try normalizedAxis(axis, op: "softmax")
+        if a != rank - 1 { return try transpose(a, -1).softmax(axis: -1).transpose(a, -1) }
+        let y = Kernels.softmaxRows(self, log: false)
+        let n = shape.last ?? 1
+        return y.recording([self]) { g in
+            // dx = y ⊙ (g − Σ g y)
+            let gx = Tensor.empty(y.shape)
+            parallelFor(y.count / Swift.max(n, 1), costPerItem: n * 4) { range in
+                for r in range {
+                    let yi = y.data + r * n, gi = g.data + r * n, di = gx.data + r * n
+                    let s = Kernels.dot(gi, yi, n)
+                    for j in 0..<n { di[j] = yi[j] * (gi[j] - s) }
+                }
+            }
+            return [gx]
+        }
+    }
+
+    /// log-softmax along `axis`: x − max − log Σ exp(x − max).
+    public func logSoftmax(axis: Int = -1) throws -> Tensor {
+        let a = try normalizedAxis(axis, op: "logSoftmax")
+        if a != rank - 1 { return try transpose(a, -1).logSoftmax(axis: -1).transpose(a, -1) }
+        let y = Kernels.softmaxRows(self, log: true)
+        let n = shape.last ?? 1
+        return y.recording([self]) { g in
+            // dx = g − softmax ⊙ Σ g
+            let gx = Tensor.empty(y.shape)
+            for r in 0..<(y.count / Swift.max(n, 1)) {
+                let yi = y.data + r * n, gi = g.data + r * n, di = gx.data + r * n
+                var s: Float = 0
+                for j in 0..<n { s += gi[j] }
+                for j in 0..<n { di[j] = gi[j] - Foundation.exp(yi[j]) * s }
+            }
+            return [gx]
+        }
+    }
+
+    /// Layer normalisation over the last axis: (x − μ) / √(σ² + eps) · weight + bias (biased σ²).
+    public func layerNorm(weight: Tensor?, bias: Tensor?, eps: Float) throws -> Tensor {
+        let d = shape.last ?? 0
+        try check(d > 0, "layerNorm: input shape \(shape) has an empty last axis")
+        if let weight { try check(weight.shape == [d], "layerNorm: weight shape \(weight.shape), expected [\(d)]") }
+        if let bias { try check(bias.shape == [d], "layerNorm: bias shape \(bias.shape), expected [\(d)]") }
+        let rows = count / d
+        let x = self
+        let out = Tensor.empty(shape)
+        let stats = Tensor.empty([rows, 2])  // mean, rstd
+        let pw = weight?.data, pb = bias?.data
+        parallelFor(rows, costPerItem: d * 3) { range in
+            for r in range {
+                let xi = x.data + r * d, yi = out.data + r * d
+                var s: Float = 0
+                for j in 0..<d { s += xi[j] }
+                let mean = s / Float(d)
+                var v: Float = 0
+                for j in 0..<d { let t = xi[j] - mean; v += t * t }
+                let rstd = 1 / (v / Float(d) + eps).squareRoot()
+                stats.data[2 * r] = mean; stats.data[2 * r + 1] = rstd
+                switch (pw, pb) {
+                case let (w?, b?): for j in 0..<d { yi[j] = (xi[j] - mean) * rstd * w[j] + b[j] }
+                case let (w?, nil): for j in 0..<d { yi[j] = (xi[j] - mean) * rstd * w[j] }
+                case let (nil, b?): for j in 0..<d { yi[j] = (xi[j] - mean) * rstd + b[j] }
+                case (nil, nil): for j in 0..<d { yi[j] = (xi[j] - mean) * rstd }
+                }
+            }
+        }
+        var inputs = [x]
+        if let weight { inputs.append(weight) }
+        if let bias { inputs.append(bias) }
+        return out.recording(inputs) { g in
+            let gx = x.requiresGrad ? Tensor.empty(x.shape) : nil
+            let needW = weight?.requiresGrad ?? false, needB = bias?.requiresGrad ?? false
+            let chunks = Swift.max(1, Swift.min(Threading.threads, rows))
+            let partial = Tensor.zeros([chunks, 2, d])  // per-chunk dW, dB, summed after
+            parallelFor(chunks, costPerItem: 1 << 20) { cr in
+                for c in cr {
+                    let dw = partial.data + c * 2 * d, db = dw + d
+                    for r in (rows * c / chunks)..<(rows * (c + 1) / chunks) {
+                        let xi = x.data + r * d, gi = g.data + r * d
+                        let mean = stats.data[2 * r], rstd = stats.data[2 * r + 1]
+                        var sumDh: Float = 0, sumDhX: Float = 0
+                        for j in 0..<d {
+                            let xh = (xi[j] - mean) * rstd
+                            let dh = gi[j] * (pw?[j] ?? 1)
+                            sumDh += dh; sumDhX += dh * xh
+                            if needW { dw[j] += gi[j] * xh }
+                            if needB { db[j] += gi[j] }
+                        }
+                        if let gx {
+                            let di = gx.data + r * d
+                            let mDh = sumDh / Float(d), mDhX = sumDhX / Float(d)
+                            for j in 0..<d {
+                                let xh = (xi[j] - mean) * rstd
+                                di[j] = rstd * (gi[j] * (pw?[j] ?? 1) - mDh - xh * mDhX)
+                            }
+                        }
+                    }
+                }
+            }
+            var grads: [Tensor?] = [gx]
+            if weight != nil {
+                var gw: Tensor?
+                if needW { gw = Tensor.zeros([d]); for c in 0..<chunks { for j in 0..<d { gw!.data[j] += partial.data[c * 2 * d + j] } } }
+                grads.append(gw)
+            }
+            if bias != nil {
+                var gb: Tensor?
+                if needB { gb = Tensor.zeros([d]); for c in 0..<chunks { for j in 0..<d { gb!.data[j] += partial.data[c * 2 * d + d + j] } } }
+                grads.append(gb)
+            }
+            return grads
+        }
+    }
+
+    /// Batch normalisation over axis 1 of [N, C, ...]. In training it normalises with the batch's
+    /// biased variance and updates the running statistics in place with the unbiased variance and
+    /// `momentum` (PyTorch's convention: running = (1 − m) running + m batch).
+    public func batchNorm(runningMean: Tensor?, runningVar: Tensor?, weight: Tensor?, bias: Tensor?,
+                          training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) throws -> Tensor {
+        try check(rank >= 2, "batchNorm: input must be [N, C, ...], got \(shape)")
+        let c = shape[1]
+        for (name, t) in [("runningMean", runningMean), ("runningVar", runningVar), ("weight", weight), ("bias", bias)] {
+            if let t { try check(t.shape == [c], "batchNorm: \(name) shape \(t.shape), expected [\(c)]") }
+        }
+        var statShape = [Int](repeating: 1, count: rank); statShape[1] = c
+        let axes = [0] + Array(2..<rank)
+        let mean: Tensor, variance: Tensor
+        if training {
+            let n = axes.reduce(1) { $0 * shape[$1] }
+            try check(n > 1, "batchNorm: training needs more than one value per channel, got input shape \(shape)")
+            mean = try self.mean(axes: axes, keepDim: true)
+            variance = try self.variance(axes: axes, unbiased: false, keepDim: true)
+            if let runningMean, let runningVar {
+                for i in 0..<c {
+                    runningMean.data[i] = (1 - momentum) * runningMean.data[i] + momentum * mean.data[i]
+                    runningVar.data[i] = (1 - momentum) * runningVar.data[i]
+                        + momentum * variance.data[i] * Float(n) / Float(n - 1)
+                }
+            }
+        } else {
+            guard let runningMean, let runningVar else {
+                throw EngineError("batchNorm: evaluation mode needs running statistics")
+            }
+            mean = try runningMean.reshape(statShape)
+            variance = try runningVar.reshape(statShape)
+        }
+        var y = try (self - mean) / (variance + eps).sqrt()
+        if let weight { y = try y * weight.reshape(statShape) }
+        if let bias { y = try y + bias.reshape(statShape) }
+        return y
+    }
+
+    /// Inverted dropout: zeroes elements with probability p and scales the rest by 1 / (1 − p).
+    public func dropout(p: Float, training: Bool, generator: inout RandomGenerator) throws -> Tensor {
+        try check(p >= 0 && p < 1, "dropout: probability must be in [0, 1), got \(p)")
+        guard training, p > 0 else { return self }
+        let mask = Tensor.empty(shape)
+        let keep = 1 / (1 - p)
+        for i in 0..<count { mask.data[i] = generator.nextUniform() < p ? 0 : keep }
+        return try self * mask
+    }
+
+    public func dropout(p: Float, training: Bool) throws -> Tensor {
+        try dropout(p: p, training: training, generator: &Random.global)
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+
+/// A 64-byte aligned Float buffer. Released buffers go back to `BufferPool`, so steady-state training
+/// loops reuse the same memory instead of hitting the allocator on the hot path.
+public final class Storage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    init(count: Int, zeroed: Bool) {
+        self.count = count
+        self.pointer = BufferPool.shared.take(count)
+        if zeroed { pointer.update(repeating: 0, count: count) }
+    }
+
+    deinit { BufferPool.shared.give(pointer, count: count) }
+}
+
+/// Size-bucketed free lists with a cap on pooled bytes. Buffers are bucketed by exact element count,
+/// which is what training loops produce: the same shapes every step.
+final class BufferPool: @unchecked Sendable {
+    static let shared = BufferPool()
+    private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private var pooledBytes = 0
+    private let lock = NSLock()
+    /// Small buffers are cheap to malloc; pooling them only adds lock traffic.
+    private let minPooledCount = 1024
+    var capBytes = 1 << 30
+
+    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let n = max(count, 1)
+        if n >= minPooledCount {
+            lock.lock()
+            if var list = free[n], let p = list.popLast() {
+                free[n] = list
+                pooledBytes -= n * 4
+                lock.unlock()
+                return p
+            }
+            lock.unlock()
+        }
+        var raw: UnsafeMutableRawPointer?
+        let status = posix_memalign(&raw, 64, n * MemoryLayout<Float>.stride)
+        guard status == 0, let raw else { fatalError("Earshot: out of memory allocating \(n) floats") }
+        return raw.bindMemory(to: Float.self, capacity: n)
+    }
+
+    func give(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        let n = max(count, 1)
+        if n >= minPooledCount {
+            lock.lock()
+            if pooledBytes + n * 4 <= capBytes {
+                free[n, default: []].append(p)
+                pooledBytes += n * 4
+                lock.unlock()
+                return
+            }
+            lock.unlock()
+        }
+        free_(p)
+    }
+
+    /// Returns every pooled buffer to the system (for memory measurements and long-lived processes).
+    func drain() {
+        lock.lock()
+        for (_, list) in free { for p in list { free_(p) } }
+        free.removeAll()
+        pooledBytes = 0
+        lock.unlock()
+    }
+
+    @inline(__always) private func free_(_ p: UnsafeMutablePointer<Float>) { Foundation.free(p) }
+}
+
+public enum Memory {
+    /// Frees the buffers the engine keeps for reuse.
+    public static func releaseCachedBuffers() { BufferPool.shared.drain() }
+
+    /// Peak resident set size of this process in MiB (VmHWM on Linux).
+    public static func peakRSSMegabytes() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let digits = line.split(separator: " ").compactMap { Double($0) }
+            if let kb = digits.first { return kb / 1024 }
+        }
+        return 0
+    }
+}

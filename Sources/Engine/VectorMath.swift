@@ -1,0 +1,89 @@
+/// SIMD transcendental functions. Scalar `expf` in a loop is ~10x slower than these, and the standard
+/// library's SIMD helpers (`clamped`, `pointwiseMin`, `rounded`) scalarise (see ENGINE-NOTES), so the
+/// code below uses only arithmetic, compares with `replacing`, and bit casts.
+typealias V8 = SIMD8<Float>
+
+enum VMath {
+    /// exp(x), Cephes-style: 2^n * p(r) with r = x - n ln2, relative error ~2e-7 over [-87, 88].
+    @inline(__always)
+    static func exp(_ x: V8) -> V8 {
+        var x = x
+        let hi = V8(repeating: 88.3762626647949), lo = V8(repeating: -87.3365447505531)
+        x.replace(with: hi, where: x .> hi)
+        x.replace(with: lo, where: x .< lo)
+        // n = round(x / ln2) via the magic-number trick: adding 1.5 * 2^23 rounds to nearest.
+        let magic = V8(repeating: 12_582_912)
+        let t = x * 1.44269504088896341 + magic
+        let n = t - magic
+        let r = x - n * 0.693359375 + n * 2.12194440e-4
+        var p = V8(repeating: 1.9875691500e-4)
+        p = p * r + 1.3981999507e-3
+        p = p * r + 8.3334519073e-3
+        p = p * r + 4.1665795894e-2
+        p = p * r + 1.6666665459e-1
+        p = p * r + 5.0000001201e-1
+        p = p * (r * r) + r + 1
+        // 2^n by building the float exponent bits directly.
+        let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let scale = unsafeBitCast((ni &+ 127) &<< 23, to: V8.self)
+        return p * scale
+    }
+
+    /// erf(x) by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
+    @inline(__always)
+    static func erf(_ x: V8) -> V8 {
+        let signBits = unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x8000_0000
+        let ax = unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: V8.self)
+        let t = 1 / (1 + 0.3275911 * ax)
+        var y = V8(repeating: 1.061405429)
+        y = y * t - 1.453152027
+        y = y * t + 1.421413741
+        y = y * t - 0.284496736
+        y = y * t + 0.254829592
+        y = 1 - y * t * exp(-ax * ax)
+        return unsafeBitCast(unsafeBitCast(y, to: SIMD8<UInt32>.self) | signBits, to: V8.self)
+    }
+
+    /// tanh(x) = 1 - 2 / (exp(2x) + 1); saturates cleanly at both ends.
+    @inline(__always)
+    static func tanh(_ x: V8) -> V8 { 1 - 2 / (exp(2 * x) + 1) }
+
+    @inline(__always)
+    static func sigmoid(_ x: V8) -> V8 { 1 / (1 + exp(-x)) }
+
+    /// Applies a SIMD function to `n` floats, with a padded tail so results match the vector path.
+    @inline(__always)
+    static func map(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, _ f: (V8) -> V8) {
+        var i = 0
+        while i + 8 <= n {
+            let v = UnsafeRawPointer(src + i).loadUnaligned(as: V8.self)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: f(v), as: V8.self)
+            i += 8
+        }
+        if i < n {
+            var v = V8(repeating: 0)
+            for j in 0..<(n - i) { v[j] = src[i + j] }
+            let r = f(v)
+            for j in 0..<(n - i) { dst[i + j] = r[j] }
+        }
+    }
+
+    /// Two-input variant (e.g. gradient times derivative).
+    @inline(__always)
+    static func map2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
+                     _ n: Int, _ f: (V8, V8) -> V8) {
+        var i = 0
+        while i + 8 <= n {
+            let va = UnsafeRawPointer(a + i).loadUnaligned(as: V8.self)
+            let vb = UnsafeRawPointer(b + i).loadUnaligned(as: V8.self)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: f(va, vb), as: V8.self)
+            i += 8
+        }
+        if i < n {
+            var va = V8(repeating: 0), vb = V8(repeating: 0)
+            for j in 0..<(n - i) { va[j] = a[i + j]; vb[j] = b[i + j] }
+            let r = f(va, vb)
+            for j in 0..<(n - i) { dst[i + j] = r[j] }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+import Engine
+
+/// Weight initialisers, matching `torch.nn.init` and PyTorch's layer defaults.
+public enum Init {
+    /// PyTorch's default for Linear/Conv weights: kaiming_uniform(a=√5) = U(−1/√fanIn, 1/√fanIn).
+    public static func torchDefault(_ shape: [Int], fanIn: Int) -> Tensor {
+        let bound = 1 / Float(max(fanIn, 1)).squareRoot()
+        return Tensor.uniform(shape, low: -bound, high: bound)
+    }
+
+    public static func truncatedNormal(_ shape: [Int], std: Float) -> Tensor {
+        Tensor.truncatedNormal(shape, mean: 0, std: std, a: -2 * std, b: 2 * std)
+    }
+
+    /// Xavier/Glorot uniform: U(±√(6 / (fanIn + fanOut))).
+    public static func xavierUniform(_ shape: [Int], fanIn: Int, fanOut: Int) -> Tensor {
+        let bound = (6 / Float(fanIn + fanOut)).squareRoot()
+        return Tensor.uniform(shape, low: -bound, high: bound)
+    }
+}

@@ -1,0 +1,136 @@
+import Engine
+
+/// y = x Wᵀ + b, weight [out, in] (`torch.nn.Linear`).
+public final class Linear: Module, UnaryLayer {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
+        weight = Init.torchDefault([outFeatures, inFeatures], fanIn: inFeatures).requiringGrad()
+        self.bias = bias ? Init.torchDefault([outFeatures], fanIn: inFeatures).requiringGrad() : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.linear(weight: weight, bias: bias) }
+}
+
+/// (x − μ) / √(σ² + eps) · weight + bias over the last axis (`torch.nn.LayerNorm`).
+public final class LayerNorm: Module, UnaryLayer {
+    public let weight: Tensor?
+    public let bias: Tensor?
+    public let eps: Float
+
+    public init(_ dim: Int, eps: Float = 1e-5, affine: Bool = true) {
+        weight = affine ? Tensor.ones([dim]).requiringGrad() : nil
+        bias = affine ? Tensor.zeros([dim]).requiringGrad() : nil
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.layerNorm(weight: weight, bias: bias, eps: eps) }
+}
+
+/// Batch normalisation over channel axis 1, for [N, C], [N, C, L] (BatchNorm1d) or [N, C, H, W]
+/// (BatchNorm2d). Running statistics are buffers, updated in training mode.
+public final class BatchNorm: Module, UnaryLayer {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let runningMean: Tensor
+    public let runningVar: Tensor
+    public let numBatchesTracked: Tensor
+    public let eps: Float, momentum: Float
+
+    public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+        weight = Tensor.ones([channels]).requiringGrad()
+        bias = Tensor.zeros([channels]).requiringGrad()
+        runningMean = Tensor.zeros([channels])
+        runningVar = Tensor.ones([channels])
+        numBatchesTracked = Tensor.zeros([])
+        self.eps = eps; self.momentum = momentum
+    }
+
+    override public var bufferNames: Set<String> { ["runningMean", "runningVar", "numBatchesTracked"] }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        if training { numBatchesTracked.data[0] += 1 }
+        return try x.batchNorm(runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias,
+                               training: training, momentum: momentum, eps: eps)
+    }
+}
+
+public typealias BatchNorm1d = BatchNorm
+public typealias BatchNorm2d = BatchNorm
+
+/// 2-d convolution, weight [O, C/groups, kh, kw] (`torch.nn.Conv2d`).
+public final class Conv2d: Module, UnaryLayer {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let geometry: Conv2dGeometry
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: (Int, Int), stride: (Int, Int) = (1, 1),
+                padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true) {
+        let fanIn = inChannels / groups * kernel.0 * kernel.1
+        weight = Init.torchDefault([outChannels, inChannels / groups, kernel.0, kernel.1], fanIn: fanIn).requiringGrad()
+        self.bias = bias ? Init.torchDefault([outChannels], fanIn: fanIn).requiringGrad() : nil
+        geometry = Conv2dGeometry(stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.conv2d(weight: weight, bias: bias, geometry) }
+}
+
+/// 1-d convolution, weight [O, C/groups, k] (`torch.nn.Conv1d`).
+public final class Conv1d: Module, UnaryLayer {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let stride: Int, padding: Int, dilation: Int, groups: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                dilation: Int = 1, groups: Int = 1, bias: Bool = true) {
+        let fanIn = inChannels / groups * kernel
+        weight = Init.torchDefault([outChannels, inChannels / groups, kernel], fanIn: fanIn).requiringGrad()
+        self.bias = bias ? Init.torchDefault([outChannels], fanIn: fanIn).requiringGrad() : nil
+        self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try x.conv1d(weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }
+}
+
+/// Row lookup in a [num, dim] table (`torch.nn.Embedding`).
+public final class Embedding: Module {
+    public let weight: Tensor
+
+    public init(_ count: Int, _ dim: Int) { weight = Tensor.randn([count, dim]).requiringGrad() }
+
+    /// Embeds `indices` laid out with `shape`; the result has shape `shape + [dim]`.
+    public func callAsFunction(_ indices: [Int], shape: [Int]? = nil) throws -> Tensor {
+        let rows = try weight.indexSelect(axis: 0, indices: indices)
+        return try rows.reshape((shape ?? [indices.count]) + [weight.shape[1]])
+    }
+}
+
+/// Inverted dropout, active only in training mode.
+public final class Dropout: Module, UnaryLayer {
+    public let p: Float
+    public init(_ p: Float = 0.5) { self.p = p }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.dropout(p: p, training: training) }
+}
+
+/// Stochastic depth: drops a residual branch per sample with probability p (timm's `DropPath`).
+public final class DropPath: Module, UnaryLayer {
+    public let p: Float
+    public init(_ p: Float = 0) { self.p = p }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard training, p > 0 else { return x }
+        var maskShape = [Int](repeating: 1, count: x.rank); maskShape[0] = x.shape[0]
+        let mask = Tensor.empty(maskShape)
+        for i in 0..<mask.count { mask.data[i] = Random.global.nextUniform() < p ? 0 : 1 / (1 - p) }
+        return try x * mask
+    }
+}
+
+/// Identity placeholder (e.g. DropPath(0) or a removed head).
+public final class Identity: Module, UnaryLayer {
+    override public init() {}
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { x }
+}

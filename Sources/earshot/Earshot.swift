@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Earshot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "earshot",
+        abstract: "Pretrain, adapt and run audio encoders on the CPU.",
+        subcommands: [Demo.self, Bench.self])
+}

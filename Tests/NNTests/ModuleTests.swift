@@ -1,0 +1,70 @@
+import XCTest
+import Engine
+@testable import NN
+
+final class ModuleTests: XCTestCase {
+    func testKeysFollowPyTorchNaming() {
+        let block = ViTBlock(dim: 8, heads: 2)
+        let keys = block.namedParameters().map(\.0)
+        XCTAssertEqual(keys, ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+                              "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"])
+        let seq = Sequential([LayerNorm(4), Linear(4, 2)])
+        XCTAssertEqual(seq.namedParameters().map(\.0), ["0.weight", "0.bias", "1.weight", "1.bias"])
+        let bn = BatchNorm(3)
+        XCTAssertEqual(Set(bn.stateDict().keys), ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"])
+        XCTAssertEqual(bn.namedParameters().map(\.0), ["weight", "bias"])
+    }
+
+    func testFreezingStopsGradientsAndCounts() throws {
+        let model = Sequential([Linear(4, 8), Linear(8, 2)])
+        XCTAssertEqual(model.parameterCount(), 4 * 8 + 8 + 8 * 2 + 2)
+        model.freeze(prefix: "0.")
+        XCTAssertEqual(model.parameterCount(trainableOnly: true), 8 * 2 + 2)
+        let y = try model(Tensor.randn([3, 4]))
+        try y.sum().backward()
+        let layer0 = model.layers[0] as! Linear, layer1 = model.layers[1] as! Linear
+        XCTAssertNil(layer0.weight.grad, "frozen parameters must not receive gradient memory")
+        XCTAssertNotNil(layer1.weight.grad)
+    }
+
+    func testTrainEvalPropagates() throws {
+        let model = Sequential([Dropout(0.5), Linear(4, 4)])
+        model.eval()
+        XCTAssertFalse(model.layers[0].training)
+        let x = Tensor.randn([2, 4])
+        XCTAssertEqual(try model(x).toArray(), try model(x).toArray(), "eval mode is deterministic")
+        model.train()
+        XCTAssertTrue(model.layers[0].training)
+    }
+
+    func testGradientAccumulatesAcrossBackwardCalls() throws {
+        let lin = Linear(3, 1)
+        let x = Tensor.randn([2, 3])
+        try lin(x).sum().backward()
+        let once = lin.weight.grad!.toArray()
+        try lin(x).sum().backward()
+        XCTAssertEqual(lin.weight.grad!.toArray(), once.map { 2 * $0 })
+        lin.zeroGrad()
+        XCTAssertNil(lin.weight.grad)
+    }
+
+    func testNoGradRecordsNothing() throws {
+        let lin = Linear(3, 2)
+        let y = try GradMode.noGrad { try lin(Tensor.randn([1, 3])) }
+        XCTAssertFalse(y.requiresGrad)
+        XCTAssertThrowsError(try y.sum().backward())
+        let d = try lin(Tensor.randn([1, 3])).detach()
+        XCTAssertFalse(d.requiresGrad)
+    }
+
+    func testBatchNormUpdatesRunningStatsOnlyInTraining() throws {
+        let bn = BatchNorm(2)
+        _ = try bn(Tensor.randn([8, 2, 3], mean: 3, std: 1))
+        XCTAssertGreaterThan(bn.runningMean.data[0], 0.1)
+        XCTAssertEqual(bn.numBatchesTracked.data[0], 1)
+        bn.eval()
+        let before = bn.runningMean.toArray()
+        _ = try bn(Tensor.randn([8, 2, 3]))
+        XCTAssertEqual(bn.runningMean.toArray(), before)
+    }
+}

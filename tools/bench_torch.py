@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""PyTorch side of `earshot bench`: the same workloads, the same JSON lines, for side-by-side ratios.
+
+Usage: $(../shared/tools/reference-venv.sh) tools/bench_torch.py matmul --m 4096 --k 768 --n 3072
+       $(../shared/tools/reference-venv.sh) tools/bench_torch.py encoder --dim 192 --depth 12 --heads 3 --tokens 1212 --batch 8 [--train]
+"""
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def median_time(fn, iters, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(iters, 1)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Block(nn.Module):
+    """timm's pre-LN ViT block (fused qkv, exact GELU, LayerNorm eps 1e-6), with PyTorch's fused SDPA."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        x = x + self.proj(a.transpose(1, 2).reshape(B, N, C))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("bench", choices=["matmul", "encoder"])
+    p.add_argument("--m", type=int, default=4096)
+    p.add_argument("--k", type=int, default=768)
+    p.add_argument("--n", type=int, default=3072)
+    p.add_argument("--dim", type=int, default=192)
+    p.add_argument("--depth", type=int, default=12)
+    p.add_argument("--heads", type=int, default=3)
+    p.add_argument("--tokens", type=int, default=1212)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--train", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+
+    if a.bench == "matmul":
+        x, w = torch.randn(a.m, a.k), torch.randn(a.n, a.k)
+        t = median_time(lambda: F.linear(x, w), a.iters, a.warmup)
+        print(json.dumps({"bench": "matmul", "impl": "torch", "m": a.m, "k": a.k, "n": a.n, "threads": a.threads,
+                          "ms": t * 1e3, "gflops": 2 * a.m * a.k * a.n / t / 1e9}))
+        return
+
+    enc = nn.Sequential(*[Block(a.dim, a.heads) for _ in range(a.depth)], nn.LayerNorm(a.dim, eps=1e-6))
+    x = torch.randn(a.batch, a.tokens, a.dim)
+    if a.train:
+        opt = torch.optim.AdamW(enc.parameters(), lr=1e-4)
+
+        def step():
+            loss = enc(x).square().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        t = median_time(step, a.iters, a.warmup)
+    else:
+        enc.eval()
+
+        def infer():
+            with torch.inference_mode():
+                enc(x)
+        t = median_time(infer, a.iters, a.warmup)
+    per_token = 2.0 * (4 * a.dim * a.dim + 2 * a.dim * 4 * a.dim)
+    attention = 2.0 * 2.0 * a.tokens * a.tokens * a.dim
+    forward = a.depth * a.batch * (a.tokens * per_token + attention)
+    flops = 3 * forward if a.train else forward
+    print(json.dumps({"bench": "encoder", "impl": "torch", "mode": "train" if a.train else "inference",
+                      "dim": a.dim, "depth": a.depth, "heads": a.heads, "tokens": a.tokens, "batch": a.batch,
+                      "threads": a.threads, "ms_per_step": t * 1e3, "items_per_s": a.batch / t,
+                      "gflops": flops / t / 1e9, "peak_rss_mb": peak_rss_mb()}))
+
+
+if __name__ == "__main__":
+    main()
