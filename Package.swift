@@ -26,8 +26,8 @@ let package = Package(
             "Engine", "NN", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "Engine"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine"], exclude: ["Fixtures"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Engine"]),
     ]
 )

@@ -14,16 +14,22 @@ struct HeadView {
 }
 
 enum AttentionKernel {
-    static let queryBlock = 64
-    static let keyBlock = 256
+    // Block sizes measured on the encoder benchmark's shape (1212 tokens, head dim 64): larger GEMMs
+    // amortise OpenBLAS's packing; a score block stays under 1 MiB per thread whatever the length.
+    // Variables only so tests can shrink them to exercise the multi-block paths on small inputs.
+    nonisolated(unsafe) static var queryBlock = 128
+    nonisolated(unsafe) static var keyBlockMax = 1536
+    nonisolated(unsafe) static var backwardKeyBlockMax = 512
 
-    /// Runs `body` for every (batch, head) pair in parallel, with single-threaded BLAS inside: nested
-    /// BLAS threading would oversubscribe the cores.
+    /// Splits `n` keys into equal blocks of at most `limit` (no ragged small last block).
+    static func keyBlock(_ n: Int, limit: Int) -> Int {
+        let blocks = (n + limit - 1) / limit
+        return (n + blocks - 1) / blocks
+    }
+
+    /// Runs `body` for every (batch, head) pair in parallel; the GEMMs inside are single-threaded.
     static func forEachHead(_ batch: Int, _ heads: Int, _ body: (Int, Int) -> Void) {
         let total = batch * heads
-        _ = BLASSetup.once
-        BLASSetup.setThreads(1)
-        defer { BLASSetup.setThreads(Threading.threads) }
         withoutActuallyEscaping(body) { f in
             let box = UnsafeSendable(value: f)
             let workers = min(Threading.threads, total)
@@ -40,10 +46,11 @@ enum AttentionKernel {
         forEachHead(batch, heads) { b, h in
             let qp = q.at(b, h), kp = k.at(b, h), vp = v.at(b, h), op = o.at(b, h)
             let lseRow = lse + (b * heads + h) * nq
-            let s = UnsafeMutablePointer<Float>.allocate(capacity: queryBlock * keyBlock)
-            let acc = UnsafeMutablePointer<Float>.allocate(capacity: queryBlock * dv)
+            let keyBlock = AttentionKernel.keyBlock(nk, limit: keyBlockMax)
+            let s = BufferPool.shared.take(queryBlock * keyBlock)
+            let acc = BufferPool.shared.take(queryBlock * dv)
             var rowMax = [Float](repeating: 0, count: queryBlock), rowSum = [Float](repeating: 0, count: queryBlock)
-            defer { s.deallocate(); acc.deallocate() }
+            defer { BufferPool.shared.give(s, count: queryBlock * keyBlock); BufferPool.shared.give(acc, count: queryBlock * dv) }
             var i0 = 0
             while i0 < nq {
                 let bq = min(queryBlock, nq - i0)
@@ -52,7 +59,7 @@ enum AttentionKernel {
                 var j0 = 0
                 while j0 < nk {
                     let bk = min(keyBlock, nk - j0)
-                    Kernels.gemm(transA: false, transB: true, m: bq, n: bk, k: d, alpha: scale,
+                    Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: d, alpha: scale,
                                  a: qp + i0 * q.rowStride, lda: q.rowStride, b: kp + j0 * k.rowStride, ldb: k.rowStride,
                                  c: s, ldc: bk)
                     for r in 0..<bq {
@@ -67,7 +74,7 @@ enum AttentionKernel {
                             for c in 0..<dv { a[c] *= correction }
                         }
                     }
-                    Kernels.gemm(transA: false, transB: false, m: bq, n: dv, k: bk, a: s, lda: bk,
+                    Kernels.gemmSerial(transA: false, transB: false, m: bq, n: dv, k: bk, a: s, lda: bk,
                                  b: vp + j0 * v.rowStride, ldb: v.rowStride, beta: 1, c: acc, ldc: dv)
                     j0 += bk
                 }
@@ -90,10 +97,11 @@ enum AttentionKernel {
             let qp = q.at(b, h), kp = k.at(b, h), vp = v.at(b, h), op = o.at(b, h), gp = dO.at(b, h)
             let dqp = dQ.at(b, h), dkp = dK.at(b, h), dvp = dV.at(b, h)
             let lseRow = lse + (b * heads + h) * nq
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: queryBlock * keyBlock)
-            let dp = UnsafeMutablePointer<Float>.allocate(capacity: queryBlock * keyBlock)
+            let keyBlock = AttentionKernel.keyBlock(nk, limit: backwardKeyBlockMax)
+            let p = BufferPool.shared.take(queryBlock * keyBlock)
+            let dp = BufferPool.shared.take(queryBlock * keyBlock)
             var delta = [Float](repeating: 0, count: nq)
-            defer { p.deallocate(); dp.deallocate() }
+            defer { BufferPool.shared.give(p, count: queryBlock * keyBlock); BufferPool.shared.give(dp, count: queryBlock * keyBlock) }
             for r in 0..<nq { delta[r] = Kernels.dot(gp + r * dO.rowStride, op + r * o.rowStride, dv) }
             var i0 = 0
             while i0 < nq {
@@ -102,7 +110,7 @@ enum AttentionKernel {
                 while j0 < nk {
                     let bk = min(keyBlock, nk - j0)
                     // P = exp(scale Q Kᵀ − lse)
-                    Kernels.gemm(transA: false, transB: true, m: bq, n: bk, k: d, alpha: scale,
+                    Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: d, alpha: scale,
                                  a: qp + i0 * q.rowStride, lda: q.rowStride, b: kp + j0 * k.rowStride, ldb: k.rowStride,
                                  c: p, ldc: bk)
                     for r in 0..<bq {
@@ -110,19 +118,19 @@ enum AttentionKernel {
                         _ = Kernels.expShiftSum(row, row, bk, lseRow[i0 + r])
                     }
                     // dV_j += Pᵀ dO_i
-                    Kernels.gemm(transA: true, transB: false, m: bk, n: dv, k: bq, a: p, lda: bk,
+                    Kernels.gemmSerial(transA: true, transB: false, m: bk, n: dv, k: bq, a: p, lda: bk,
                                  b: gp + i0 * dO.rowStride, ldb: dO.rowStride, beta: 1, c: dvp + j0 * dV.rowStride, ldc: dV.rowStride)
                     // dP = dO_i V_jᵀ ; dS = P ⊙ (dP − delta)
-                    Kernels.gemm(transA: false, transB: true, m: bq, n: bk, k: dv, a: gp + i0 * dO.rowStride, lda: dO.rowStride,
+                    Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: dv, a: gp + i0 * dO.rowStride, lda: dO.rowStride,
                                  b: vp + j0 * v.rowStride, ldb: v.rowStride, c: dp, ldc: bk)
                     for r in 0..<bq {
                         let pr = p + r * bk, dr = dp + r * bk, dl = delta[i0 + r]
                         for c in 0..<bk { dr[c] = pr[c] * (dr[c] - dl) }
                     }
                     // dQ_i += scale dS K_j ; dK_j += scale dSᵀ Q_i
-                    Kernels.gemm(transA: false, transB: false, m: bq, n: d, k: bk, alpha: scale, a: dp, lda: bk,
+                    Kernels.gemmSerial(transA: false, transB: false, m: bq, n: d, k: bk, alpha: scale, a: dp, lda: bk,
                                  b: kp + j0 * k.rowStride, ldb: k.rowStride, beta: 1, c: dqp + i0 * dQ.rowStride, ldc: dQ.rowStride)
-                    Kernels.gemm(transA: true, transB: false, m: bk, n: d, k: bq, alpha: scale, a: dp, lda: bk,
+                    Kernels.gemmSerial(transA: true, transB: false, m: bk, n: d, k: bq, alpha: scale, a: dp, lda: bk,
                                  b: qp + i0 * q.rowStride, ldb: q.rowStride, beta: 1, c: dkp + j0 * dK.rowStride, ldc: dK.rowStride)
                     j0 += bk
                 }

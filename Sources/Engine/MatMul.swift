@@ -1,12 +1,47 @@
 import CBLAS
+import Foundation
 
-/// Matrix products through OpenBLAS's sgemm (measured against BLIS and oneDNN in docs/ENGINE.md).
+/// Matrix products through OpenBLAS's sgemm, always called single-threaded: the engine splits large
+/// products across its own threads instead. OpenBLAS's idle pool threads spin on sched_yield for a
+/// long time after each call and steal the cores from the engine's own kernels (seen as 9% of an
+/// encoder profile in __schedule / sched_yield), so one thread pool does all the work.
 extension Kernels {
-    /// C = alpha * op(A) * op(B) + beta * C, row-major; op(X) = X or Xᵀ.
-    @inline(__always)
+    /// C = alpha * op(A) * op(B) + beta * C, row-major; op(X) = X or Xᵀ. Splits the larger output
+    /// dimension across threads when the product is big enough to pay for it.
     static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                      beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let threads = Threading.threads
+        if threads <= 1 || m * n * k < 1 << 21 || (m < 64 && n < 64) {
+            gemmSerial(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                       beta: beta, c: c, ldc: ldc)
+            return
+        }
+        let ua = UnsafeSendable(value: a), ub = UnsafeSendable(value: b), uc = UnsafeSendable(value: c)
+        let splitRows = m >= n
+        let extent = splitRows ? m : n
+        // Chunk boundaries on multiples of 16 keep the micro-kernel's tiles whole.
+        let chunks = threads
+        DispatchQueue.concurrentPerform(iterations: chunks) { t in
+            let lo = (extent * t / chunks) & ~15, hi = t == chunks - 1 ? extent : (extent * (t + 1) / chunks) & ~15
+            guard hi > lo else { return }
+            if splitRows {
+                gemmSerial(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
+                           a: transA ? ua.value + lo : ua.value + lo * lda, lda: lda, b: ub.value, ldb: ldb,
+                           beta: beta, c: uc.value + lo * ldc, ldc: ldc)
+            } else {
+                gemmSerial(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha, a: ua.value, lda: lda,
+                           b: transB ? ub.value + lo * ldb : ub.value + lo, ldb: ldb,
+                           beta: beta, c: uc.value + lo, ldc: ldc)
+            }
+        }
+    }
+
+    /// Single-threaded sgemm (for callers that are already parallel, like attention).
+    @inline(__always)
+    static func gemmSerial(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                           beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         BLASSetup.once
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -14,20 +49,13 @@ extension Kernels {
 }
 
 enum BLASSetup {
-    /// Pins OpenBLAS to the engine's thread count on first use.
-    static let once: Void = { openblas_set_num_threads(Int32(Threading.threads)) }()
-
-    /// Changes the BLAS thread count (benchmarks compare at equal thread counts).
-    static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+    /// OpenBLAS runs single-threaded; parallelism comes from the engine (see `Kernels.gemm`).
+    static let once: Void = { openblas_set_num_threads(1) }()
 }
 
 extension Threading {
-    /// Sets the thread count of both the engine's kernels and the BLAS.
-    public static func setThreads(_ n: Int) {
-        threads = max(1, n)
-        _ = BLASSetup.once
-        BLASSetup.setThreads(threads)
-    }
+    /// Sets the thread count of the engine's kernels (BLAS calls are split across the same threads).
+    public static func setThreads(_ n: Int) { threads = max(1, n) }
 }
 
 extension Tensor {

@@ -7,7 +7,7 @@ import NN
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (JSON lines). Compare with tools/bench_torch.py on the same machine.",
-        subcommands: [MatmulBench.self, EncoderBench.self])
+        subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self])
 }
 
 struct BenchOptions: ParsableArguments {
@@ -101,5 +101,31 @@ struct EncoderBench: ParsableCommand {
                    ("heads", heads), ("tokens", tokens), ("batch", batch), ("threads", options.threads),
                    ("ms_per_step", t * 1e3), ("items_per_s", Double(batch) / t), ("gflops", flops / t / 1e9),
                    ("peak_rss_mb", Memory.peakRSSMegabytes())])
+    }
+}
+
+struct AttentionBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "attention",
+        abstract: "Fused self-attention on a packed qkv tensor [batch, tokens, 3·heads·head_dim].")
+    @Option var tokens = 1212
+    @Option var heads = 3
+    @Option(name: .customLong("head-dim")) var headDim = 64
+    @Option var batch = 8
+    @Flag(help: "Time forward and backward.") var train = false
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        Threading.setThreads(options.threads)
+        let qkv = Tensor.randn([batch, tokens, 3 * heads * headDim]).requiringGrad(train)
+        let t = try medianTime(iters: options.iters, warmup: options.warmup) {
+            let y = try qkv.packedSelfAttention(heads: heads)
+            if train { try y.backward(Tensor.ones(y.shape)) }
+        }
+        // QKᵀ and PV: 2·N²·d multiply-adds each per head; backward recomputes QKᵀ and adds four more.
+        let forward = 4.0 * Double(batch * heads) * Double(tokens * tokens * headDim)
+        let flops = train ? forward * 3.5 : forward
+        printJSON([("bench", "attention"), ("mode", train ? "train" : "inference"), ("tokens", tokens), ("heads", heads),
+                   ("head_dim", headDim), ("batch", batch), ("threads", options.threads), ("ms_per_step", t * 1e3),
+                   ("gflops", flops / t / 1e9), ("peak_rss_mb", Memory.peakRSSMegabytes())])
     }
 }

@@ -54,3 +54,11 @@ func assertClose(_ a: Tensor, _ b: Tensor, atol: Float = 1e-4, rtol: Float = 1e-
     }
     if !(worst <= atol) { XCTFail("max excess error \(worst) at \(at): \(a.data[at]) vs \(b.data[at])", file: file, line: line) }
 }
+
+/// Runs `body` with small attention blocks so multi-block code paths run on small inputs.
+func withAttentionBlocks(query: Int, key: Int, _ body: () throws -> Void) rethrows {
+    let saved = (AttentionKernel.queryBlock, AttentionKernel.keyBlockMax, AttentionKernel.backwardKeyBlockMax)
+    AttentionKernel.queryBlock = query; AttentionKernel.keyBlockMax = key; AttentionKernel.backwardKeyBlockMax = key
+    defer { (AttentionKernel.queryBlock, AttentionKernel.keyBlockMax, AttentionKernel.backwardKeyBlockMax) = saved }
+    try body()
+}

@@ -144,6 +144,13 @@ final class GradientTests: XCTestCase {
             try Tensor.scaledDotProductAttention($0[0], $0[1], $0[2])
         }
         try gradCheck([rnd([2, 6, 3 * 2 * 4], seed: 36)]) { try $0[0].packedSelfAttention(heads: 2) }
+        // Several query and key blocks: the online softmax and blocked backward accumulate correctly.
+        try withAttentionBlocks(query: 2, key: 3) {
+            try gradCheck([rnd([1, 2, 7, 3], seed: 43), rnd([1, 2, 8, 3], seed: 44), rnd([1, 2, 8, 2], seed: 45)]) {
+                try Tensor.scaledDotProductAttention($0[0], $0[1], $0[2])
+            }
+            try gradCheck([rnd([2, 9, 3 * 2 * 4], seed: 46)]) { try $0[0].packedSelfAttention(heads: 2) }
+        }
     }
 
     func testLosses() throws {

@@ -70,9 +70,13 @@ final class TorchParityTests: XCTestCase {
     }
 
     func testAttentionMatchesTorchAcrossBlockBoundaries() throws {
-        // 70 queries and 300 keys cross both the 64-row query block and the 256-key block.
+        // Default blocks (one key block here), then small blocks so the online-softmax rescaling runs.
         let y = try Tensor.scaledDotProductAttention(fx("sdpa.q"), fx("sdpa.k"), fx("sdpa.v"))
         assertClose(y, try fx("sdpa.output"), atol: 1e-5)
+        try withAttentionBlocks(query: 16, key: 64) {
+            let y = try Tensor.scaledDotProductAttention(fx("sdpa.q"), fx("sdpa.k"), fx("sdpa.v"))
+            assertClose(y, try fx("sdpa.output"), atol: 1e-5)
+        }
     }
 
     func testLosses() throws {
@@ -81,5 +85,22 @@ final class TorchParityTests: XCTestCase {
         XCTAssertEqual(try logits.crossEntropy(targets: targets).item(), try fx("loss.ce").item(), accuracy: 1e-5)
         XCTAssertEqual(try logits.crossEntropy(targets: targets, labelSmoothing: 0.2).item(), try fx("loss.ce_smooth").item(), accuracy: 1e-5)
         XCTAssertEqual(try logits.binaryCrossEntropyWithLogits(targets: fx("loss.bce_targets")).item(), try fx("loss.bce").item(), accuracy: 1e-5)
+    }
+}
+
+final class AttentionMemoryTests: XCTestCase {
+    /// 8192 tokens: an N x N score matrix alone would be 256 MiB; the blocked kernel must stay linear.
+    func testLongSequenceNeverBuildsTheScoreMatrix() throws {
+        let n = 8192, d = 16
+        let q = Tensor.randn([1, 1, n, d]).requiringGrad(), k = Tensor.randn([1, 1, n, d]).requiringGrad()
+        let v = Tensor.randn([1, 1, n, d]).requiringGrad()
+        let peak = try Memory.peakEngineBytes {
+            let y = try Tensor.scaledDotProductAttention(q, k, v)
+            try y.backward(Tensor.ones(y.shape))
+        }
+        let inputs = 3 * n * d * 4
+        XCTAssertLessThan(peak, 12 * inputs + 16 << 20, "peak \(peak >> 20) MiB for inputs of \(inputs >> 20) MiB")
+        XCTAssertNotNil(q.grad)
+        XCTAssertFalse(q.grad!.hasNonFinite)
     }
 }
