@@ -9,5 +9,6 @@ if [ -z "$cpu" ]; then
   elif grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then cpu=haswell
   fi
 fi
-[ -n "$cpu" ] && [ "$cpu" != "generic" ] && flags="$flags -Xswiftc -target-cpu -Xswiftc $cpu"
+# EARSHOT_FMA lets the micro-kernels use fused multiply-add (every CPU named above has it).
+[ -n "$cpu" ] && [ "$cpu" != "generic" ] && flags="$flags -Xswiftc -target-cpu -Xswiftc $cpu -Xswiftc -DEARSHOT_FMA"
 echo "$flags"

@@ -57,7 +57,8 @@ class Block(nn.Module):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("bench", choices=["matmul", "encoder"])
+    p.add_argument("bench", choices=["matmul", "encoder", "attention"])
+    p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--m", type=int, default=4096)
     p.add_argument("--k", type=int, default=768)
     p.add_argument("--n", type=int, default=3072)
@@ -79,6 +80,27 @@ def main():
         t = median_time(lambda: F.linear(x, w), a.iters, a.warmup)
         print(json.dumps({"bench": "matmul", "impl": "torch", "m": a.m, "k": a.k, "n": a.n, "threads": a.threads,
                           "ms": t * 1e3, "gflops": 2 * a.m * a.k * a.n / t / 1e9}))
+        return
+
+    if a.bench == "attention":
+        qkv = torch.randn(a.batch, a.tokens, 3, a.heads, a.head_dim, requires_grad=a.train)
+
+        def attn():
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+            y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+            if a.train:
+                y.backward(torch.ones_like(y))
+        if a.train:
+            t = median_time(attn, a.iters, a.warmup)
+        else:
+            with torch.inference_mode():
+                t = median_time(attn, a.iters, a.warmup)
+        forward = 4.0 * a.batch * a.heads * a.tokens * a.tokens * a.head_dim
+        flops = forward * 3.5 if a.train else forward
+        print(json.dumps({"bench": "attention", "impl": "torch", "mode": "train" if a.train else "inference",
+                          "tokens": a.tokens, "heads": a.heads, "head_dim": a.head_dim, "batch": a.batch,
+                          "threads": a.threads, "ms_per_step": t * 1e3, "gflops": flops / t / 1e9,
+                          "peak_rss_mb": peak_rss_mb()}))
         return
 
     enc = nn.Sequential(*[Block(a.dim, a.heads) for _ in range(a.depth)], nn.LayerNorm(a.dim, eps=1e-6))

@@ -86,9 +86,11 @@ for mode in ["bilinear", "bicubic"]:
             ops[key] = t(F.interpolate(x, size=size, mode=mode, align_corners=ac))
 
 # Attention
-q, k, v = randn(1, 2, 70, 16), randn(1, 2, 300, 16), randn(1, 2, 300, 8)
-ops["sdpa.q"], ops["sdpa.k"], ops["sdpa.v"] = t(q), t(k), t(v)
+# Head dims of 16 take the engine's register-tiled path; a value dim of 8 takes the BLAS fallback.
+q, k, v, v8 = randn(1, 2, 70, 16), randn(1, 2, 300, 16), randn(1, 2, 300, 16), randn(1, 2, 300, 8)
+ops["sdpa.q"], ops["sdpa.k"], ops["sdpa.v"], ops["sdpa.v8"] = t(q), t(k), t(v), t(v8)
 ops["sdpa.output"] = t(F.scaled_dot_product_attention(q, k, v))
+ops["sdpa.output8"] = t(F.scaled_dot_product_attention(q, k, v8))
 
 # Losses
 logits = randn(6, 5)

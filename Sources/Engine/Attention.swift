@@ -7,6 +7,18 @@ import Foundation
 ///
 /// Heads are addressed through strides, so the same kernel reads [B, H, N, D] tensors and the packed
 /// [B, N, 3, H, D] output of a fused qkv projection without any permute copies.
+/// A shared task counter for dynamic scheduling.
+final class TaskCounter: @unchecked Sendable {
+    private var next = 0
+    private let lock = NSLock()
+    func take(below total: Int) -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard next < total else { return nil }
+        next += 1
+        return next - 1
+    }
+}
+
 struct HeadView {
     let base: UnsafeMutablePointer<Float>
     let batchStride: Int, headStride: Int, rowStride: Int
@@ -18,120 +30,168 @@ enum AttentionKernel {
     // amortise OpenBLAS's packing; a score block stays under 1 MiB per thread whatever the length.
     // Variables only so tests can shrink them to exercise the multi-block paths on small inputs.
     nonisolated(unsafe) static var queryBlock = 128
-    nonisolated(unsafe) static var keyBlockMax = 1536
+    nonisolated(unsafe) static var keyBlockMax = 768
     nonisolated(unsafe) static var backwardKeyBlockMax = 512
 
     /// Splits `n` keys into equal blocks of at most `limit` (no ragged small last block).
+    @inline(__always) static func roundUp(_ x: Int, _ m: Int) -> Int { (x + m - 1) / m * m }
+
     static func keyBlock(_ n: Int, limit: Int) -> Int {
         let blocks = (n + limit - 1) / limit
         return (n + blocks - 1) / blocks
     }
 
-    /// Runs `body` for every (batch, head) pair in parallel; the GEMMs inside are single-threaded.
-    static func forEachHead(_ batch: Int, _ heads: Int, _ body: (Int, Int) -> Void) {
-        let total = batch * heads
+    /// Runs `body(task)` for `0..<total` on the engine's threads, handing out tasks dynamically so
+    /// uneven tasks still balance; the GEMMs inside are single-threaded.
+    static func parallelTasks(_ total: Int, _ body: (Int) -> Void) {
+        let next = TaskCounter()
         withoutActuallyEscaping(body) { f in
             let box = UnsafeSendable(value: f)
-            let workers = min(Threading.threads, total)
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                var t = w
-                while t < total { box.value(t / heads, t % heads); t += workers }
+            DispatchQueue.concurrentPerform(iterations: min(Threading.threads, total)) { _ in
+                while let t = next.take(below: total) { box.value(t) }
             }
         }
+    }
+
+    static func forEachHead(_ batch: Int, _ heads: Int, _ body: (Int, Int) -> Void) {
+        parallelTasks(batch * heads) { t in body(t / heads, t % heads) }
     }
 
     /// Forward: writes O and lse (log-sum-exp of the scaled scores per query row, [B, H, Nq]).
+    /// Tasks are (batch, head, query block), so even one head with a long sequence uses every core.
     static func forward(q: HeadView, k: HeadView, v: HeadView, o: HeadView, lse: UnsafeMutablePointer<Float>,
                         batch: Int, heads: Int, nq: Int, nk: Int, d: Int, dv: Int, scale: Float) {
+        let tiled = dv % MicroKernel.cols == 0
+        let nkPadded = roundUp(nk, MicroKernel.cols)
+        let keyBlock = roundUp(AttentionKernel.keyBlock(nk, limit: keyBlockMax), MicroKernel.cols)
+        let pool = BufferPool.shared
+        // Kᵀ packed once per head: the micro-kernel's B operand, zero-padded to whole 16-key panels.
+        let headPack = d * nkPadded
+        let kTAll = pool.take(batch * heads * headPack)
+        defer { pool.give(kTAll, count: batch * heads * headPack) }
         forEachHead(batch, heads) { b, h in
-            let qp = q.at(b, h), kp = k.at(b, h), vp = v.at(b, h), op = o.at(b, h)
-            let lseRow = lse + (b * heads + h) * nq
-            let keyBlock = AttentionKernel.keyBlock(nk, limit: keyBlockMax)
-            let s = BufferPool.shared.take(queryBlock * keyBlock)
-            let acc = BufferPool.shared.take(queryBlock * dv)
-            var rowMax = [Float](repeating: 0, count: queryBlock), rowSum = [Float](repeating: 0, count: queryBlock)
-            defer { BufferPool.shared.give(s, count: queryBlock * keyBlock); BufferPool.shared.give(acc, count: queryBlock * dv) }
-            var i0 = 0
-            while i0 < nq {
-                let bq = min(queryBlock, nq - i0)
-                for r in 0..<bq { rowMax[r] = -.infinity; rowSum[r] = 0 }
-                acc.update(repeating: 0, count: bq * dv)
-                var j0 = 0
-                while j0 < nk {
-                    let bk = min(keyBlock, nk - j0)
-                    Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: d, alpha: scale,
-                                 a: qp + i0 * q.rowStride, lda: q.rowStride, b: kp + j0 * k.rowStride, ldb: k.rowStride,
-                                 c: s, ldc: bk)
-                    for r in 0..<bq {
-                        let row = s + r * bk
-                        let m = max(rowMax[r], Kernels.rowMax(row, bk))
-                        let sum = Kernels.expShiftSum(row, row, bk, m)
-                        let correction = rowMax[r] == -.infinity ? 0 : Foundation.exp(rowMax[r] - m)
-                        rowSum[r] = rowSum[r] * correction + sum
-                        rowMax[r] = m
-                        if correction != 1 {
-                            let a = acc + r * dv
-                            for c in 0..<dv { a[c] *= correction }
-                        }
-                    }
-                    Kernels.gemmSerial(transA: false, transB: false, m: bq, n: dv, k: bk, a: s, lda: bk,
-                                 b: vp + j0 * v.rowStride, ldb: v.rowStride, beta: 1, c: acc, ldc: dv)
-                    j0 += bk
-                }
+            MicroKernel.packTransposed(k.at(b, h), ld: k.rowStride, n: nk, d: d, into: kTAll + (b * heads + h) * headPack, nPadded: nkPadded)
+        }
+        let queryBlocks = (nq + queryBlock - 1) / queryBlock
+        parallelTasks(batch * heads * queryBlocks) { task in
+            let head = task / queryBlocks, b = head / heads, h = head % heads
+            let i0 = (task % queryBlocks) * queryBlock, bq = min(queryBlock, nq - i0)
+            let qi = q.at(b, h) + i0 * q.rowStride, vp = v.at(b, h), oi = o.at(b, h) + i0 * o.rowStride
+            let kT = kTAll + head * headPack
+            let lseRow = lse + head * nq + i0
+            let sCount = bq * keyBlock, accCount = bq * dv
+            let s = pool.take(sCount), acc = pool.take(accCount)
+            defer { pool.give(s, count: sCount); pool.give(acc, count: accCount) }
+            var rowMax = [Float](repeating: -.infinity, count: bq), rowSum = [Float](repeating: 0, count: bq)
+            acc.update(repeating: 0, count: accCount)
+            var j0 = 0
+            while j0 < nk {
+                let bk = min(keyBlock, nk - j0), bkp = roundUp(bk, MicroKernel.cols)
+                MicroKernel.gemm(m: bq, n: bkp, k: d, alpha: scale, a: qi, rowStride: q.rowStride,
+                                 b: kT + j0, ldb: nkPadded, c: s, ldc: bkp, accumulate: false)
                 for r in 0..<bq {
-                    let inv = 1 / rowSum[r]
-                    let dst = op + (i0 + r) * o.rowStride, a = acc + r * dv
-                    for c in 0..<dv { dst[c] = a[c] * inv }
-                    lseRow[i0 + r] = rowMax[r] + Foundation.log(rowSum[r])
+                    let row = s + r * bkp
+                    let m = max(rowMax[r], Kernels.rowMax(row, bk))
+                    let sum = Kernels.expShiftSum(row, row, bk, m)
+                    let correction = rowMax[r] == -.infinity ? 0 : Foundation.exp(rowMax[r] - m)
+                    rowSum[r] = rowSum[r] * correction + sum
+                    rowMax[r] = m
+                    if correction != 1 {
+                        let a = acc + r * dv
+                        for c in 0..<dv { a[c] *= correction }
+                    }
                 }
-                i0 += bq
+                if tiled {
+                    MicroKernel.gemm(m: bq, n: dv, k: bk, alpha: 1, a: s, rowStride: bkp, b: vp + j0 * v.rowStride,
+                                     ldb: v.rowStride, c: acc, ldc: dv, accumulate: true)
+                } else {
+                    Kernels.gemmSerial(transA: false, transB: false, m: bq, n: dv, k: bk, a: s, lda: bkp,
+                                       b: vp + j0 * v.rowStride, ldb: v.rowStride, beta: 1, c: acc, ldc: dv)
+                }
+                j0 += bk
+            }
+            for r in 0..<bq {
+                let inv = 1 / rowSum[r]
+                let dst = oi + r * o.rowStride, a = acc + r * dv
+                for c in 0..<dv { dst[c] = a[c] * inv }
+                lseRow[r] = rowMax[r] + Foundation.log(rowSum[r])
             }
         }
     }
 
-    /// Backward: given dO, accumulates dQ, dK, dV (which must start zeroed).
+    /// Backward: given dO, accumulates dQ, dK, dV (which must start zeroed). Recomputes each score
+    /// block as P = exp(scale Q Kᵀ − lse), then dV += Pᵀ dO, dS = P ⊙ (dO Vᵀ − δ) with δ = rowsum(dO ⊙ O),
+    /// dQ += scale dS K, dK += scale dSᵀ Q.
     static func backward(q: HeadView, k: HeadView, v: HeadView, o: HeadView, dO: HeadView,
                          dQ: HeadView, dK: HeadView, dV: HeadView, lse: UnsafePointer<Float>,
                          batch: Int, heads: Int, nq: Int, nk: Int, d: Int, dv: Int, scale: Float) {
+        let tiled = d % MicroKernel.cols == 0 && dv % MicroKernel.cols == 0
+        let nkPadded = roundUp(nk, MicroKernel.cols)
+        let keyBlock = roundUp(AttentionKernel.keyBlock(nk, limit: backwardKeyBlockMax), MicroKernel.cols)
         forEachHead(batch, heads) { b, h in
             let qp = q.at(b, h), kp = k.at(b, h), vp = v.at(b, h), op = o.at(b, h), gp = dO.at(b, h)
             let dqp = dQ.at(b, h), dkp = dK.at(b, h), dvp = dV.at(b, h)
             let lseRow = lse + (b * heads + h) * nq
-            let keyBlock = AttentionKernel.keyBlock(nk, limit: backwardKeyBlockMax)
-            let p = BufferPool.shared.take(queryBlock * keyBlock)
-            let dp = BufferPool.shared.take(queryBlock * keyBlock)
+            let pool = BufferPool.shared
+            let blockCount = queryBlock * keyBlock, kCount = d * nkPadded, vCount = dv * nkPadded
+            let p = pool.take(blockCount), dp = pool.take(blockCount)
+            let kT = pool.take(kCount), vT = pool.take(vCount)
             var delta = [Float](repeating: 0, count: nq)
-            defer { BufferPool.shared.give(p, count: queryBlock * keyBlock); BufferPool.shared.give(dp, count: queryBlock * keyBlock) }
+            defer {
+                pool.give(p, count: blockCount); pool.give(dp, count: blockCount)
+                pool.give(kT, count: kCount); pool.give(vT, count: vCount)
+            }
             for r in 0..<nq { delta[r] = Kernels.dot(gp + r * dO.rowStride, op + r * o.rowStride, dv) }
+            if tiled {
+                MicroKernel.packTransposed(kp, ld: k.rowStride, n: nk, d: d, into: kT, nPadded: nkPadded)
+                MicroKernel.packTransposed(vp, ld: v.rowStride, n: nk, d: dv, into: vT, nPadded: nkPadded)
+            }
             var i0 = 0
             while i0 < nq {
                 let bq = min(queryBlock, nq - i0)
+                let qi = qp + i0 * q.rowStride, gi = gp + i0 * dO.rowStride, dqi = dqp + i0 * dQ.rowStride
                 var j0 = 0
                 while j0 < nk {
-                    let bk = min(keyBlock, nk - j0)
-                    // P = exp(scale Q Kᵀ − lse)
-                    Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: d, alpha: scale,
-                                 a: qp + i0 * q.rowStride, lda: q.rowStride, b: kp + j0 * k.rowStride, ldb: k.rowStride,
-                                 c: p, ldc: bk)
+                    let bk = min(keyBlock, nk - j0), bkp = tiled ? roundUp(bk, MicroKernel.cols) : bk
+                    let kj = kp + j0 * k.rowStride, vj = vp + j0 * v.rowStride
+                    let dkj = dkp + j0 * dK.rowStride, dvj = dvp + j0 * dV.rowStride
+                    if tiled {
+                        MicroKernel.gemm(m: bq, n: bkp, k: d, alpha: scale, a: qi, rowStride: q.rowStride,
+                                         b: kT + j0, ldb: nkPadded, c: p, ldc: bkp, accumulate: false)
+                    } else {
+                        Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: d, alpha: scale, a: qi, lda: q.rowStride,
+                                           b: kj, ldb: k.rowStride, c: p, ldc: bkp)
+                    }
                     for r in 0..<bq {
-                        let row = p + r * bk
+                        let row = p + r * bkp
                         _ = Kernels.expShiftSum(row, row, bk, lseRow[i0 + r])
                     }
-                    // dV_j += Pᵀ dO_i
-                    Kernels.gemmSerial(transA: true, transB: false, m: bk, n: dv, k: bq, a: p, lda: bk,
-                                 b: gp + i0 * dO.rowStride, ldb: dO.rowStride, beta: 1, c: dvp + j0 * dV.rowStride, ldc: dV.rowStride)
-                    // dP = dO_i V_jᵀ ; dS = P ⊙ (dP − delta)
-                    Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: dv, a: gp + i0 * dO.rowStride, lda: dO.rowStride,
-                                 b: vp + j0 * v.rowStride, ldb: v.rowStride, c: dp, ldc: bk)
+                    if tiled {
+                        MicroKernel.gemm(m: bk, n: dv, k: bq, alpha: 1, a: p, rowStride: 1, kStride: bkp,
+                                         b: gi, ldb: dO.rowStride, c: dvj, ldc: dV.rowStride, accumulate: true)
+                        MicroKernel.gemm(m: bq, n: bkp, k: dv, alpha: 1, a: gi, rowStride: dO.rowStride,
+                                         b: vT + j0, ldb: nkPadded, c: dp, ldc: bkp, accumulate: false)
+                    } else {
+                        Kernels.gemmSerial(transA: true, transB: false, m: bk, n: dv, k: bq, a: p, lda: bkp,
+                                           b: gi, ldb: dO.rowStride, beta: 1, c: dvj, ldc: dV.rowStride)
+                        Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: dv, a: gi, lda: dO.rowStride,
+                                           b: vj, ldb: v.rowStride, c: dp, ldc: bkp)
+                    }
                     for r in 0..<bq {
-                        let pr = p + r * bk, dr = dp + r * bk, dl = delta[i0 + r]
+                        let pr = p + r * bkp, dr = dp + r * bkp, dl = delta[i0 + r]
                         for c in 0..<bk { dr[c] = pr[c] * (dr[c] - dl) }
                     }
-                    // dQ_i += scale dS K_j ; dK_j += scale dSᵀ Q_i
-                    Kernels.gemmSerial(transA: false, transB: false, m: bq, n: d, k: bk, alpha: scale, a: dp, lda: bk,
-                                 b: kp + j0 * k.rowStride, ldb: k.rowStride, beta: 1, c: dqp + i0 * dQ.rowStride, ldc: dQ.rowStride)
-                    Kernels.gemmSerial(transA: true, transB: false, m: bk, n: d, k: bq, alpha: scale, a: dp, lda: bk,
-                                 b: qp + i0 * q.rowStride, ldb: q.rowStride, beta: 1, c: dkp + j0 * dK.rowStride, ldc: dK.rowStride)
+                    if tiled {
+                        MicroKernel.gemm(m: bq, n: d, k: bk, alpha: scale, a: dp, rowStride: bkp,
+                                         b: kj, ldb: k.rowStride, c: dqi, ldc: dQ.rowStride, accumulate: true)
+                        MicroKernel.gemm(m: bk, n: d, k: bq, alpha: scale, a: dp, rowStride: 1, kStride: bkp,
+                                         b: qi, ldb: q.rowStride, c: dkj, ldc: dK.rowStride, accumulate: true)
+                    } else {
+                        Kernels.gemmSerial(transA: false, transB: false, m: bq, n: d, k: bk, alpha: scale, a: dp, lda: bkp,
+                                           b: kj, ldb: k.rowStride, beta: 1, c: dqi, ldc: dQ.rowStride)
+                        Kernels.gemmSerial(transA: true, transB: false, m: bk, n: d, k: bq, alpha: scale, a: dp, lda: bkp,
+                                           b: qi, ldb: q.rowStride, beta: 1, c: dkj, ldc: dK.rowStride)
+                    }
                     j0 += bk
                 }
                 i0 += bq

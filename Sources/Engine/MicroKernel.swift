@@ -1,0 +1,80 @@
+/// A register-tiled 6 x 16 GEMM micro-kernel for the small, thin products inside attention, where
+/// OpenBLAS spends much of its time packing (measured 48 GFLOP/s on one core for 128 x 64 x 1212).
+///
+/// C[6 x 16] (=|+=) alpha · A[6 x k] · B[k x 16] with A read by broadcast (row-major, stride lda) and B
+/// read as rows of 16 contiguous floats (stride ldb). Twelve 8-wide accumulators stay in registers.
+enum MicroKernel {
+    static let rows = 6, cols = 16
+
+    @inline(__always)
+    static func fma(_ acc: V8, _ a: V8, _ b: V8) -> V8 {
+        #if EARSHOT_FMA
+        return acc.addingProduct(a, b)
+        #else
+        return acc + a * b  // baseline x86-64: addingProduct would become a libm call per lane
+        #endif
+    }
+
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
+
+    @inline(__always)
+    static func store(_ v: V8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self) }
+
+    /// One 6 x 16 tile; rows at or past `validRows` read row 0 (valid memory) and are not stored.
+    /// A is addressed as a[row * rowStride + kk * kStride], so Aᵀ needs no copy.
+    @inline(__always)
+    static func tile(k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int, validRows: Int,
+                     b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        var c00 = V8(), c01 = V8(), c10 = V8(), c11 = V8(), c20 = V8(), c21 = V8()
+        var c30 = V8(), c31 = V8(), c40 = V8(), c41 = V8(), c50 = V8(), c51 = V8()
+        // Offsets of rows 1...5 from row 0; invalid rows alias row 0 so every load stays in bounds.
+        let o1 = validRows > 1 ? rowStride : 0, o2 = validRows > 2 ? 2 * rowStride : 0
+        let o3 = validRows > 3 ? 3 * rowStride : 0, o4 = validRows > 4 ? 4 * rowStride : 0
+        let o5 = validRows > 5 ? 5 * rowStride : 0
+        var pa = a, pb = b
+        for _ in 0..<k {
+            let b0 = load(pb), b1 = load(pb + 8)
+            let x0 = V8(repeating: pa[0]); c00 = fma(c00, x0, b0); c01 = fma(c01, x0, b1)
+            let x1 = V8(repeating: pa[o1]); c10 = fma(c10, x1, b0); c11 = fma(c11, x1, b1)
+            let x2 = V8(repeating: pa[o2]); c20 = fma(c20, x2, b0); c21 = fma(c21, x2, b1)
+            let x3 = V8(repeating: pa[o3]); c30 = fma(c30, x3, b0); c31 = fma(c31, x3, b1)
+            let x4 = V8(repeating: pa[o4]); c40 = fma(c40, x4, b0); c41 = fma(c41, x4, b1)
+            let x5 = V8(repeating: pa[o5]); c50 = fma(c50, x5, b0); c51 = fma(c51, x5, b1)
+            pa = pa.advanced(by: kStride); pb = pb.advanced(by: ldb)
+        }
+        let s = V8(repeating: alpha)
+        @inline(__always) func put(_ v0: V8, _ v1: V8, _ row: Int) {
+            guard row < validRows else { return }
+            let p = c + row * ldc
+            if accumulate { store(load(p) + s * v0, p); store(load(p + 8) + s * v1, p + 8) } else { store(s * v0, p); store(s * v1, p + 8) }
+        }
+        put(c00, c01, 0); put(c10, c11, 1); put(c20, c21, 2); put(c30, c31, 3); put(c40, c41, 4); put(c50, c51, 5)
+    }
+
+    /// C[m x n] (=|+=) alpha · A[m x k] · B[k x n] for any m and n a multiple of 16. A is addressed
+    /// with (rowStride, kStride): (lda, 1) for A, (1, lda) for a stored matrix used transposed.
+    static func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int = 1,
+                     b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        var j = 0
+        while j < n {
+            var i = 0
+            while i < m {
+                tile(k: k, alpha: alpha, a: a + i * rowStride, rowStride: rowStride, kStride: kStride, validRows: min(rows, m - i),
+                     b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+                i += rows
+            }
+            j += cols
+        }
+    }
+
+    /// Packs rows `0..<n` of a row-major [n, d] matrix (stride ld) transposed into [d, nPadded]
+    /// (nPadded a multiple of 16, zero-filled), so Xᵀ can be the B operand.
+    static func packTransposed(_ x: UnsafePointer<Float>, ld: Int, n: Int, d: Int, into out: UnsafeMutablePointer<Float>, nPadded: Int) {
+        for kk in 0..<d {
+            let row = out + kk * nPadded
+            for j in 0..<n { row[j] = x[j * ld + kk] }
+            for j in n..<nPadded { row[j] = 0 }
+        }
+    }
+}

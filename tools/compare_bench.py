@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Runs an `earshot bench` workload and the same workload in PyTorch alternately, several rounds, and
+prints the medians side by side with ratios (the machine is noisy: single runs vary up to 2x).
+
+Usage: $(../shared/tools/reference-venv.sh) tools/compare_bench.py [--rounds 3] [--earshot PATH] -- encoder --train ...
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import os
+
+here = os.path.dirname(os.path.abspath(__file__))
+p = argparse.ArgumentParser()
+p.add_argument("--rounds", type=int, default=3)
+p.add_argument("--earshot", default=os.path.join(here, "..", ".build", "release", "earshot"))
+p.add_argument("args", nargs=argparse.REMAINDER)
+a = p.parse_args()
+args = [x for x in a.args if x != "--"]
+
+ours, theirs = [], []
+for _ in range(a.rounds):
+    ours.append(json.loads(subprocess.run([a.earshot, "bench", *args], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]))
+    theirs.append(json.loads(subprocess.run([sys.executable, os.path.join(here, "bench_torch.py"), *args], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]))
+
+def med(rows, key):
+    return statistics.median(r[key] for r in rows)
+
+out = {"bench": args[0], "args": " ".join(args), "rounds": a.rounds}
+for key in ["ms", "ms_per_step", "gflops", "items_per_s", "clips_per_s", "peak_rss_mb"]:
+    if key in ours[0] and key in theirs[0]:
+        out[f"earshot_{key}"] = round(med(ours, key), 2)
+        out[f"torch_{key}"] = round(med(theirs, key), 2)
+for key, better_high in [("gflops", True), ("items_per_s", True), ("clips_per_s", True), ("ms_per_step", False), ("ms", False)]:
+    if f"earshot_{key}" in out:
+        r = out[f"earshot_{key}"] / out[f"torch_{key}"]
+        out["speedup"] = round(r if better_high else 1 / r, 3)
+        break
+if "earshot_peak_rss_mb" in out:
+    out["memory_ratio"] = round(out["earshot_peak_rss_mb"] / out["torch_peak_rss_mb"], 3)
+print(json.dumps(out))
