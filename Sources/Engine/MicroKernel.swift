@@ -56,17 +56,27 @@ enum MicroKernel {
     /// with (rowStride, kStride): (lda, 1) for A, (1, lda) for a stored matrix used transposed.
     static func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int = 1,
                      b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        var j = 0
-        while j < n {
-            var i = 0
-            while i < m {
-                tile(k: k, alpha: alpha, a: a + i * rowStride, rowStride: rowStride, kStride: kStride, validRows: min(rows, m - i),
-                     b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
-                i += rows
+        // Blocks of `kBlock` keep a 16-column panel of B (kBlock rows of 64 bytes) in L1 while every
+        // row tile of A streams past it.
+        var k0 = 0
+        repeat {
+            let kc = min(kBlock, k - k0)
+            var j = 0
+            while j < n {
+                var i = 0
+                while i < m {
+                    tile(k: kc, alpha: alpha, a: a + i * rowStride + k0 * kStride, rowStride: rowStride, kStride: kStride,
+                         validRows: min(rows, m - i), b: b + k0 * ldb + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc,
+                         accumulate: accumulate || k0 > 0)
+                    i += rows
+                }
+                j += cols
             }
-            j += cols
-        }
+            k0 += kc
+        } while k0 < k
     }
+
+    static let kBlock = 256
 
     /// Packs rows `0..<n` of a row-major [n, d] matrix (stride ld) transposed into [d, nPadded]
     /// (nPadded a multiple of 16, zero-filled), so Xᵀ can be the B operand.
