@@ -4,6 +4,16 @@
 typealias V8 = SIMD8<Float>
 
 enum VMath {
+    /// a·b + c, fused where the build targets a CPU with FMA (see scripts/build-flags.sh).
+    @inline(__always)
+    static func fma(_ a: V8, _ b: V8, _ c: V8) -> V8 {
+        #if EARSHOT_FMA
+        return c.addingProduct(a, b)
+        #else
+        return a * b + c
+        #endif
+    }
+
     /// exp(x), Cephes-style: 2^n * p(r) with r = x - n ln2, relative error ~2e-7 over [-87, 88].
     @inline(__always)
     static func exp(_ x: V8) -> V8 {
@@ -13,16 +23,16 @@ enum VMath {
         x.replace(with: lo, where: x .< lo)
         // n = round(x / ln2) via the magic-number trick: adding 1.5 * 2^23 rounds to nearest.
         let magic = V8(repeating: 12_582_912)
-        let t = x * 1.44269504088896341 + magic
+        let t = fma(x, V8(repeating: 1.44269504088896341), magic)
         let n = t - magic
-        let r = x - n * 0.693359375 + n * 2.12194440e-4
+        let r = fma(n, V8(repeating: 2.12194440e-4), fma(n, V8(repeating: -0.693359375), x))
         var p = V8(repeating: 1.9875691500e-4)
-        p = p * r + 1.3981999507e-3
-        p = p * r + 8.3334519073e-3
-        p = p * r + 4.1665795894e-2
-        p = p * r + 1.6666665459e-1
-        p = p * r + 5.0000001201e-1
-        p = p * (r * r) + r + 1
+        p = fma(p, r, V8(repeating: 1.3981999507e-3))
+        p = fma(p, r, V8(repeating: 8.3334519073e-3))
+        p = fma(p, r, V8(repeating: 4.1665795894e-2))
+        p = fma(p, r, V8(repeating: 1.6666665459e-1))
+        p = fma(p, r, V8(repeating: 5.0000001201e-1))
+        p = fma(p, r * r, r + 1)
         // 2^n by building the float exponent bits directly.
         let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
         let scale = unsafeBitCast((ni &+ 127) &<< 23, to: V8.self)
@@ -36,10 +46,10 @@ enum VMath {
         let ax = unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: V8.self)
         let t = 1 / (1 + 0.3275911 * ax)
         var y = V8(repeating: 1.061405429)
-        y = y * t - 1.453152027
-        y = y * t + 1.421413741
-        y = y * t - 0.284496736
-        y = y * t + 0.254829592
+        y = fma(y, t, V8(repeating: -1.453152027))
+        y = fma(y, t, V8(repeating: 1.421413741))
+        y = fma(y, t, V8(repeating: -0.284496736))
+        y = fma(y, t, V8(repeating: 0.254829592))
         y = 1 - y * t * exp(-ax * ax)
         return unsafeBitCast(unsafeBitCast(y, to: SIMD8<UInt32>.self) | signBits, to: V8.self)
     }
