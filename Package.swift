@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers point downwards only: CBLAS <- Engine <- NN <- Training <- earshot.
+// Layers point downwards only: C libraries <- Engine <- NN, Audio <- Training <- earshot.
 // CPU-specific code generation (-target-cpu) is chosen by scripts/build-flags.sh, not here, so the
 // package stays usable as a dependency (SwiftPM forbids unsafeFlags in dependencies).
 let package = Package(
@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "NN", targets: ["NN"]),
+        .library(name: "Audio", targets: ["Audio"]),
         .library(name: "Training", targets: ["Training"]),
         .executable(name: "earshot", targets: ["earshot"]),
     ],
@@ -19,15 +20,20 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSndfile", path: "Sources/CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
+        .systemLibrary(name: "CSoxr", path: "Sources/CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
+        .systemLibrary(name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
         .target(name: "Engine", dependencies: ["CBLAS"]),
+        .target(name: "Audio", dependencies: ["Engine", "CSndfile", "CSoxr", "CFFTW"]),
         .target(name: "NN", dependencies: ["Engine"]),
-        .target(name: "Training", dependencies: ["NN", "Engine"]),
+        .target(name: "Training", dependencies: ["NN", "Engine", "Audio"]),
         .executableTarget(name: "earshot", dependencies: [
-            "Engine", "NN", "Training",
+            "Engine", "NN", "Audio", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Engine"], exclude: ["Fixtures"]),
+        .testTarget(name: "AudioTests", dependencies: ["Audio", "Engine", "NN"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Engine"]),
     ]
 )

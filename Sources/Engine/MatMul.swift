@@ -164,3 +164,14 @@ extension Kernels {
         }
     }
 }
+
+/// Double-precision products for numerically sensitive front ends (mel projections of power
+/// spectra spanning many decades), through the same single-threaded OpenBLAS.
+public enum DoubleBLAS {
+    /// C[m, n] = A[m, k] · B[n, k]ᵀ, row-major.
+    public static func multiplyTransposed(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
+                                          into c: UnsafeMutablePointer<Double>, m: Int, n: Int, k: Int) {
+        BLASSetup.once
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, c, Int32(n))
+    }
+}

@@ -1,0 +1,105 @@
+import CSndfile
+import Foundation
+
+/// Decoded audio: Float32 samples in [-1, 1], one array per channel.
+public struct AudioBuffer: Sendable {
+    public var channels: [[Float]]
+    public var sampleRate: Int
+
+    public init(channels: [[Float]], sampleRate: Int) { self.channels = channels; self.sampleRate = sampleRate }
+    public init(mono: [Float], sampleRate: Int) { self.init(channels: [mono], sampleRate: sampleRate) }
+
+    public var frameCount: Int { channels.first?.count ?? 0 }
+    public var duration: Double { Double(frameCount) / Double(max(sampleRate, 1)) }
+
+    /// The average of all channels.
+    public var mono: [Float] {
+        guard channels.count > 1 else { return channels.first ?? [] }
+        var out = [Float](repeating: 0, count: frameCount)
+        for ch in channels { for i in 0..<frameCount { out[i] += ch[i] } }
+        let s = 1 / Float(channels.count)
+        for i in 0..<frameCount { out[i] *= s }
+        return out
+    }
+}
+
+/// What `AudioFile.info` reports without decoding the samples.
+public struct AudioInfo: Sendable, Equatable {
+    public var sampleRate: Int, channels: Int, frames: Int
+    public var format: String
+    public var duration: Double { Double(frames) / Double(max(sampleRate, 1)) }
+}
+
+/// Decoding through libsndfile: WAV (PCM 8/16/24/32-bit, float), FLAC, OGG/Vorbis, Opus, MP3 and more.
+public enum AudioFile {
+    private static func open(_ url: URL, _ info: inout SF_INFO) throws -> OpaquePointer {
+        let path = url.path
+        guard FileManager.default.fileExists(atPath: path) else { throw AudioError("\(path): no such file") }
+        if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size == 0 {
+            throw AudioError("\(path): empty file (0 bytes)")
+        }
+        guard let handle = sf_open(path, Int32(SFM_READ), &info) else {
+            let reason = String(cString: sf_strerror(nil))
+            throw AudioError("\(path): cannot decode audio (\(reason))")
+        }
+        return handle
+    }
+
+    public static func info(_ url: URL) throws -> AudioInfo {
+        var info = SF_INFO()
+        let handle = try open(url, &info)
+        sf_close(handle)
+        return AudioInfo(sampleRate: Int(info.samplerate), channels: Int(info.channels), frames: Int(info.frames),
+                         format: formatName(info.format))
+    }
+
+    static func formatName(_ format: Int32) -> String {
+        var f = SF_FORMAT_INFO()
+        f.format = format & Int32(SF_FORMAT_TYPEMASK)
+        if sf_command(nil, Int32(SFC_GET_FORMAT_INFO), &f, Int32(MemoryLayout<SF_FORMAT_INFO>.size)) == 0, let name = f.name {
+            return String(cString: name)
+        }
+        return String(format: "0x%08x", format)
+    }
+
+    /// Decodes a whole file. With `mono`, channels are averaged into one.
+    public static func read(_ url: URL, mono: Bool = true) throws -> AudioBuffer {
+        let path = url.path
+        var info = SF_INFO()
+        let handle = try open(url, &info)
+        defer { sf_close(handle) }
+        let channels = Int(info.channels), frames = Int(info.frames)
+        guard info.samplerate > 0, channels > 0 else { throw AudioError("\(path): invalid header (rate \(info.samplerate), \(channels) channels)") }
+        guard frames > 0 else { throw AudioError("\(path): no audio frames") }
+        guard frames < 1 << 31 else { throw AudioError("\(path): too long (\(frames) frames)") }
+        var interleaved = [Float](repeating: 0, count: frames * channels)
+        let got = interleaved.withUnsafeMutableBufferPointer { sf_readf_float(handle, $0.baseAddress, sf_count_t(frames)) }
+        if sf_error(handle) != 0 {
+            throw AudioError("\(path): decoding failed after \(got) of \(frames) frames (\(String(cString: sf_strerror(handle))))")
+        }
+        guard got > 0 else { throw AudioError("\(path): truncated: the header promises \(frames) frames but none could be read") }
+        // A truncated file decodes fewer frames than its header claims; keep what is there.
+        let n = Int(got)
+        var out = [[Float]](repeating: [Float](repeating: 0, count: n), count: channels)
+        for c in 0..<channels { for i in 0..<n { out[c][i] = interleaved[i * channels + c] } }
+        for c in 0..<channels where out[c].contains(where: { !$0.isFinite }) {
+            throw AudioError("\(path): channel \(c) contains NaN or infinite samples")
+        }
+        let buffer = AudioBuffer(channels: out, sampleRate: Int(info.samplerate))
+        return mono ? AudioBuffer(mono: buffer.mono, sampleRate: buffer.sampleRate) : buffer
+    }
+
+    /// Writes 16-bit PCM or 32-bit float WAV (test clips, generated data).
+    public static func writeWAV(_ samples: [Float], sampleRate: Int, to url: URL, float: Bool = false) throws {
+        var info = SF_INFO()
+        info.samplerate = Int32(sampleRate)
+        info.channels = 1
+        info.format = Int32(SF_FORMAT_WAV) | Int32(float ? SF_FORMAT_FLOAT : SF_FORMAT_PCM_16)
+        guard let handle = sf_open(url.path, Int32(SFM_WRITE), &info) else {
+            throw AudioError("\(url.path): cannot write (\(String(cString: sf_strerror(nil))))")
+        }
+        defer { sf_close(handle) }
+        let written = samples.withUnsafeBufferPointer { sf_writef_float(handle, $0.baseAddress, sf_count_t(samples.count)) }
+        guard written == samples.count else { throw AudioError("\(url.path): short write (\(written) of \(samples.count) frames)") }
+    }
+}
