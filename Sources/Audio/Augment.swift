@@ -1,0 +1,101 @@
+import Engine
+import Foundation
+
+/// Seeded augmentations. Each takes the generator explicitly, so a run with the same seed draws the
+/// same masks, mixes and noise.
+public enum Augment {
+    /// One SpecAugment mask along `axis` of features [frames, bins] (axis 0 = time, 1 = frequency),
+    /// with torchaudio's `mask_along_axis` semantics: width = ⌊u·param⌋, start = ⌊v·(size − u·param)⌋
+    /// for u, v ~ U[0, 1), filled with `value` (0 in the log domain, as AST does).
+    public static func mask(_ x: Tensor, axis: Int, param: Int, value: Float = 0, generator: inout RandomGenerator) throws -> Tensor {
+        guard x.rank == 2 else { throw AudioError("SpecAugment: expected features [frames, bins], got \(x.shape)") }
+        guard axis == 0 || axis == 1 else { throw AudioError("SpecAugment: axis must be 0 (time) or 1 (frequency)") }
+        let size = x.shape[axis]
+        guard param > 0, size > 0 else { return x }
+        let width = Float(param) * generator.nextUniform()
+        let minValue = generator.nextUniform() * (Float(size) - width)
+        let start = Int(minValue), end = min(size, Int(minValue) + Int(width))
+        let out = x.copy()
+        let (frames, bins) = (x.shape[0], x.shape[1])
+        if start < end {
+            if axis == 0 { for t in start..<end { (out.data + t * bins).update(repeating: value, count: bins) } } else {
+                for t in 0..<frames { for b in start..<end { out.data[t * bins + b] = value } }
+            }
+        }
+        return out
+    }
+
+    public static func frequencyMask(_ x: Tensor, param: Int, generator: inout RandomGenerator) throws -> Tensor {
+        try mask(x, axis: 1, param: param, generator: &generator)
+    }
+
+    public static func timeMask(_ x: Tensor, param: Int, generator: inout RandomGenerator) throws -> Tensor {
+        try mask(x, axis: 0, param: param, generator: &generator)
+    }
+
+    /// A Beta(a, a) sample (mixup's λ) from two Gamma(a) draws.
+    public static func beta(_ a: Float, generator: inout RandomGenerator) -> Float {
+        let x = gamma(a, &generator), y = gamma(a, &generator)
+        return x + y > 0 ? x / (x + y) : 0.5
+    }
+
+    /// Marsaglia-Tsang Gamma(shape, 1), with the shape < 1 boost.
+    static func gamma(_ shape: Float, _ g: inout RandomGenerator) -> Float {
+        if shape < 1 { return gamma(shape + 1, &g) * Foundation.pow(max(g.nextUniform(), 1e-12), 1 / shape) }
+        let d = shape - 1.0 / 3, c = 1 / (9 * d).squareRoot()
+        while true {
+            var x: Float, v: Float
+            repeat { x = g.nextNormal(); v = 1 + c * x } while v <= 0
+            v = v * v * v
+            let u = g.nextUniform()
+            if u < 1 - 0.0331 * x * x * x * x { return d * v }
+            if Foundation.log(max(u, 1e-12)) < 0.5 * x * x + d * (1 - v + Foundation.log(v)) { return d * v }
+        }
+    }
+
+    /// Mixup: λ·a + (1 − λ)·b for waveforms or features of equal shape, and the mixed soft labels.
+    public static func mixup(_ a: [Float], _ b: [Float], labelsA: [Float], labelsB: [Float], lambda: Float) throws -> ([Float], [Float]) {
+        guard labelsA.count == labelsB.count else { throw AudioError("mixup: label vectors differ in length (\(labelsA.count) vs \(labelsB.count))") }
+        // Waveforms of different lengths: mix over the first one's length, zero-padding the second (AST).
+        let mixed = (0..<a.count).map { i in lambda * a[i] + (1 - lambda) * (i < b.count ? b[i] : 0) }
+        let labels = zip(labelsA, labelsB).map { lambda * $0 + (1 - lambda) * $1 }
+        return (mixed, labels)
+    }
+
+    /// Circular shift by `shift` samples (positive = later), like `torch.roll`.
+    public static func roll(_ x: [Float], by shift: Int) -> [Float] {
+        guard !x.isEmpty else { return x }
+        let n = x.count, s = ((shift % n) + n) % n
+        return Array(x[(n - s)...] + x[..<(n - s)])
+    }
+
+    /// Rolls features [frames, bins] along time (AST's "noise" recipe rolls by U{−10..10} frames).
+    public static func rollFrames(_ x: Tensor, by shift: Int) throws -> Tensor {
+        guard x.rank == 2, x.shape[0] > 0 else { return x }
+        let frames = x.shape[0], bins = x.shape[1], s = ((shift % frames) + frames) % frames
+        let out = Tensor.empty(x.shape)
+        for t in 0..<frames { (out.data + ((t + s) % frames) * bins).update(from: x.data + t * bins, count: bins) }
+        return out
+    }
+
+    /// Shifts a waveform by `shift` samples, filling with zeros (no wrap-around).
+    public static func shift(_ x: [Float], by shift: Int) -> [Float] {
+        let n = x.count
+        return (0..<n).map { i in let j = i - shift; return j >= 0 && j < n ? x[j] : 0 }
+    }
+
+    public static func gain(_ x: [Float], decibels: Float) -> [Float] {
+        let g = Foundation.pow(10, decibels / 20)
+        return x.map { $0 * g }
+    }
+
+    /// Adds Gaussian noise scaled so that signal power / noise power = 10^(snr/10). Silence stays silent.
+    public static func addNoise(_ x: [Float], snrDB: Float, generator: inout RandomGenerator) -> [Float] {
+        let signalPower = x.reduce(0) { $0 + $1 * $1 } / Float(max(x.count, 1))
+        guard signalPower > 0 else { return x }
+        let noise = (0..<x.count).map { _ in generator.nextNormal() }
+        let noisePower = noise.reduce(0) { $0 + $1 * $1 } / Float(max(noise.count, 1))
+        let scale = (signalPower / (noisePower * Foundation.pow(10, snrDB / 10))).squareRoot()
+        return zip(x, noise).map { $0 + scale * $1 }
+    }
+}

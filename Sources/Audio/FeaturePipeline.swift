@@ -1,0 +1,104 @@
+import Engine
+import Foundation
+
+/// File → fixed-size features: decode, downmix, resample, extract, pad or cut, normalise.
+public struct FeaturePipeline: Codable, Sendable, Equatable {
+    public enum Kind: Codable, Sendable, Equatable {
+        case kaldiFbank(KaldiFbankConfig)
+        case logMel(LogMelConfig)
+    }
+    public var kind: Kind
+    /// Frames every clip is padded or cut to (nil keeps the natural length).
+    public var targetFrames: Int?
+    /// (x − mean) / (2·std) after padding, as AST; nil leaves features unnormalised.
+    public var mean: Float?
+    public var std: Float?
+
+    public init(kind: Kind, targetFrames: Int? = nil, mean: Float? = nil, std: Float? = nil) {
+        self.kind = kind; self.targetFrames = targetFrames; self.mean = mean; self.std = std
+    }
+
+    /// AST/SSAST input: 16 kHz Kaldi fbank, 128 bins, padded/cut, normalised with dataset stats.
+    public static func ast(_ input: ASTInputConfig) -> FeaturePipeline {
+        FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: input.targetLength, mean: input.mean, std: input.std)
+    }
+
+    public var sampleRate: Int {
+        switch kind { case .kaldiFbank(let c): c.sampleRate; case .logMel(let c): c.sampleRate }
+    }
+
+    public var bins: Int {
+        switch kind { case .kaldiFbank(let c): c.numMelBins; case .logMel(let c): c.nMels }
+    }
+
+    /// Features of a waveform already at `sampleRate`.
+    public func features(_ samples: [Float]) throws -> Tensor {
+        var x: Tensor
+        switch kind {
+        case .kaldiFbank(let c): x = try KaldiFbank(c)(samples)
+        case .logMel(let c): x = try LogMel(c)(samples)
+        }
+        if let t = targetFrames { x = try ASTInput.padOrCut(x, to: t) }
+        if let mean, let std { x = ASTInput.normalize(x, mean: mean, std: std) }
+        return x
+    }
+
+    /// Features of an audio file: decode, downmix, resample to `sampleRate`, extract.
+    public func features(of url: URL) throws -> Tensor {
+        let audio = try AudioFile.read(url)
+        let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: sampleRate)
+        do { return try features(wave) } catch let e as AudioError { throw AudioError("\(url.path): \(e.message)") }
+    }
+
+    /// A stable key for the feature cache: the config as sorted JSON.
+    var cacheKey: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (try? String(data: encoder.encode(self), encoding: .utf8)) ?? "\(self)"
+    }
+}
+
+/// On-disk feature cache keyed by file content and extractor config (FNV-1a 64 of both), so edited
+/// audio or a changed config never reuses stale features. Entries are written atomically.
+public struct FeatureCache: Sendable {
+    public let directory: URL
+    public init(directory: URL) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    static func fnv1a(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
+        var h = seed
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        return h
+    }
+
+    func key(for url: URL, pipeline: FeaturePipeline) throws -> String {
+        let data = try Data(contentsOf: url, options: .alwaysMapped)
+        var h = data.withUnsafeBytes { FeatureCache.fnv1a($0) }
+        h = Array(pipeline.cacheKey.utf8).withUnsafeBytes { FeatureCache.fnv1a($0, seed: h) }
+        return String(format: "%016llx", h)
+    }
+
+    public func features(of url: URL, pipeline: FeaturePipeline) throws -> Tensor {
+        let file = directory.appendingPathComponent(try key(for: url, pipeline: pipeline) + ".feat")
+        if let data = try? Data(contentsOf: file), data.count >= 8 {
+            let (frames, bins) = data.withUnsafeBytes { (Int($0.load(fromByteOffset: 0, as: Int32.self)), Int($0.load(fromByteOffset: 4, as: Int32.self))) }
+            if frames >= 0, bins > 0, data.count == 8 + frames * bins * 4 {
+                let t = Tensor.empty([frames, bins])
+                data.withUnsafeBytes { raw in
+                    UnsafeMutableRawPointer(t.data).copyMemory(from: raw.baseAddress! + 8, byteCount: frames * bins * 4)
+                }
+                return t
+            }
+        }
+        let t = try pipeline.features(of: url)
+        var out = Data()
+        withUnsafeBytes(of: Int32(t.shape[0])) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: Int32(t.shape[1])) { out.append(contentsOf: $0) }
+        out.append(UnsafeBufferPointer(start: t.data, count: t.count))
+        let tmp = directory.appendingPathComponent(".\(file.lastPathComponent).\(UUID().uuidString)")
+        if (try? out.write(to: tmp)) != nil { _ = rename(tmp.path, file.path) }
+        return t
+    }
+}

@@ -1,0 +1,121 @@
+import Engine
+import Foundation
+
+/// A batch of fixed-size features with their targets.
+public struct Batch: @unchecked Sendable {
+    /// [B, frames, bins]
+    public var features: Tensor
+    /// Class indices per clip (one for single-label, any number for multi-label).
+    public var labels: [[Int]]
+    /// Indices of the clips in the dataset's records.
+    public var indices: [Int]
+
+    /// Multi-hot targets [B, classes] (BCE for multi-label tasks).
+    public func multiHot(classes: Int) -> Tensor {
+        let t = Tensor.zeros([labels.count, classes])
+        for (i, ls) in labels.enumerated() { for l in ls { t.data[i * classes + l] = 1 } }
+        return t
+    }
+}
+
+/// Clips that could not be used, and why; printed at the end of a run.
+public final class SkipReport: @unchecked Sendable {
+    private let lock = NSLock()
+    public private(set) var skipped: [(path: String, reason: String)] = []
+    public private(set) var loaded = 0
+
+    public init() {}
+    func recordSkip(_ path: String, _ reason: String) { lock.lock(); skipped.append((path, reason)); lock.unlock() }
+    func recordLoaded(_ n: Int) { lock.lock(); loaded += n; lock.unlock() }
+
+    public var summary: String {
+        lock.lock(); defer { lock.unlock() }
+        var lines = ["loaded \(loaded) clips, skipped \(skipped.count)"]
+        for s in skipped { lines.append("  skipped \(s.path): \(s.reason)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Yields shuffled batches of features, preparing the next batch on a background thread while the
+/// caller trains on the current one. A clip that fails to load is skipped, counted and named in
+/// `report` (or, with `strict`, ends the run with its error).
+public final class FeatureLoader: @unchecked Sendable {
+    public let dataset: Dataset
+    public let pipeline: FeaturePipeline
+    public let batchSize: Int
+    public let shuffle: Bool
+    public let strict: Bool
+    public let cache: FeatureCache?
+    public let report = SkipReport()
+    let seed: UInt64
+
+    public init(dataset: Dataset, pipeline: FeaturePipeline, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0,
+                strict: Bool = false, cacheDirectory: URL? = nil) throws {
+        guard batchSize > 0 else { throw AudioError("loader: batch size must be positive") }
+        guard pipeline.targetFrames != nil else { throw AudioError("loader: the pipeline needs targetFrames so clips stack into batches") }
+        self.dataset = dataset; self.pipeline = pipeline; self.batchSize = batchSize; self.shuffle = shuffle
+        self.seed = seed; self.strict = strict
+        cache = try cacheDirectory.map { try FeatureCache(directory: $0) }
+    }
+
+    public var batchesPerEpoch: Int { (dataset.records.count + batchSize - 1) / batchSize }
+
+    func order(epoch: Int) -> [Int] {
+        var idx = Array(dataset.records.indices)
+        if shuffle {
+            var g = RandomGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            for i in stride(from: idx.count - 1, to: 0, by: -1) { idx.swapAt(i, Int(g.next() % UInt64(i + 1))) }
+        }
+        return idx
+    }
+
+    /// Loads the clips at `indices` (in parallel), skipping failures unless strict.
+    public func makeBatch(_ indices: [Int]) throws -> Batch? {
+        var results = [Result<Tensor, Error>?](repeating: nil, count: indices.count)
+        results.withUnsafeMutableBufferPointer { buf in
+            let out = UnsafeSendableAudio(buf.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: indices.count) { i in
+                let url = URL(fileURLWithPath: dataset.records[indices[i]].path)
+                out.pointer[i] = Result { try cache?.features(of: url, pipeline: pipeline) ?? pipeline.features(of: url) }
+            }
+        }
+        var feats: [Tensor] = [], labels: [[Int]] = [], kept: [Int] = []
+        for (i, r) in results.enumerated() {
+            let record = dataset.records[indices[i]]
+            switch r! {
+            case .success(let t):
+                feats.append(t); kept.append(indices[i])
+                labels.append(record.labels.compactMap(dataset.classIndex))
+            case .failure(let e):
+                if strict { throw e }
+                report.recordSkip(record.path, "\(e)")
+            }
+        }
+        report.recordLoaded(feats.count)
+        guard !feats.isEmpty else { return nil }
+        return Batch(features: try Tensor.stack(feats), labels: labels, indices: kept)
+    }
+
+    /// Iterates one epoch. The closure receives each batch; loading of the next batch overlaps it.
+    public func forEachBatch(epoch: Int, _ body: (Batch) throws -> Void) throws {
+        let ord = order(epoch: epoch)
+        let chunks = stride(from: 0, to: ord.count, by: batchSize).map { Array(ord[$0..<min($0 + batchSize, ord.count)]) }
+        guard !chunks.isEmpty else { return }
+        let queue = DispatchQueue(label: "earshot.loader")
+        var pending: (DispatchGroup, Box)? = nil
+        func start(_ chunk: [Int]) -> (DispatchGroup, Box) {
+            let group = DispatchGroup(), box = Box()
+            queue.async(group: group) { box.result = Result { try self.makeBatch(chunk) } }
+            return (group, box)
+        }
+        pending = start(chunks[0])
+        for k in 0..<chunks.count {
+            let (group, box) = pending!
+            group.wait()
+            if k + 1 < chunks.count { pending = start(chunks[k + 1]) }
+            if let batch = try box.result!.get() { try body(batch) }
+        }
+    }
+
+    final class Box: @unchecked Sendable { var result: Result<Batch?, Error>? }
+}

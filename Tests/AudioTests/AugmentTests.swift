@@ -1,0 +1,52 @@
+import XCTest
+import Engine
+@testable import Audio
+
+final class AugmentTests: XCTestCase {
+    func testSpecAugmentMasksOneContiguousBandAndIsSeeded() throws {
+        let x = Tensor.full([50, 20], 1)
+        var g1 = RandomGenerator(seed: 4), g2 = RandomGenerator(seed: 4)
+        let a = try Augment.frequencyMask(x, param: 10, generator: &g1)
+        let b = try Augment.frequencyMask(x, param: 10, generator: &g2)
+        XCTAssertEqual(a.toArray(), b.toArray())
+        let zeroBins = (0..<20).filter { a.data[$0] == 0 }
+        XCTAssertLessThan(zeroBins.count, 10)
+        if let first = zeroBins.first { XCTAssertEqual(zeroBins, Array(first..<(first + zeroBins.count))) }
+        for t in 0..<50 { for bin in 0..<20 { XCTAssertEqual(a.data[t * 20 + bin], a.data[bin]) } }  // same bins every frame
+        var g3 = RandomGenerator(seed: 9)
+        var masked = 0
+        for _ in 0..<200 {
+            let m = try Augment.timeMask(x, param: 30, generator: &g3)
+            masked += (0..<50).filter { m.data[$0 * 20] == 0 }.count
+        }
+        XCTAssertEqual(Float(masked) / 200, 14.5, accuracy: 2.5, "mean width ≈ (param − 1) / 2")
+    }
+
+    func testBetaMeanAndMixup() throws {
+        var g = RandomGenerator(seed: 1)
+        let samples = (0..<4000).map { _ in Augment.beta(10, generator: &g) }
+        let mean = samples.reduce(0, +) / Float(samples.count)
+        XCTAssertEqual(mean, 0.5, accuracy: 0.01)
+        let variance = samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(samples.count)
+        XCTAssertEqual(variance, 0.25 / 21, accuracy: 0.002)   // Beta(a, a): 1 / (4 (2a + 1))
+        let (w, l) = try Augment.mixup([1, 1, 1], [0, 0], labelsA: [1, 0], labelsB: [0, 1], lambda: 0.7)
+        XCTAssertEqual(w, [0.7, 0.7, 0.7])
+        XCTAssertEqual(l[0], 0.7, accuracy: 1e-6); XCTAssertEqual(l[1], 0.3, accuracy: 1e-6)
+    }
+
+    func testShiftsGainAndNoise() throws {
+        XCTAssertEqual(Augment.roll([1, 2, 3, 4], by: 1), [4, 1, 2, 3])
+        XCTAssertEqual(Augment.roll([1, 2, 3, 4], by: -1), [2, 3, 4, 1])
+        XCTAssertEqual(Augment.shift([1, 2, 3, 4], by: 2), [0, 0, 1, 2])
+        XCTAssertEqual(Augment.gain([1, -0.5], decibels: 20 * log10(2)).map { ($0 * 1000).rounded() / 1000 }, [2, -1])
+        let rolled = try Augment.rollFrames(try Tensor([1, 1, 2, 2, 3, 3], shape: [3, 2]), by: 1)
+        XCTAssertEqual(rolled.toArray(), [3, 3, 1, 1, 2, 2])
+        var g = RandomGenerator(seed: 2)
+        let tone = (0..<16000).map { Float(sin(Double($0) * 0.03)) }
+        let noisy = Augment.addNoise(tone, snrDB: 10, generator: &g)
+        let noise = zip(noisy, tone).map { $0 - $1 }
+        let snr = 10 * log10(tone.reduce(0) { $0 + $1 * $1 } / noise.reduce(0) { $0 + $1 * $1 })
+        XCTAssertEqual(snr, 10, accuracy: 0.01)
+        XCTAssertEqual(Augment.addNoise([0, 0], snrDB: 10, generator: &g), [0, 0])
+    }
+}

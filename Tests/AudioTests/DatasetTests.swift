@@ -1,0 +1,119 @@
+import Foundation
+import XCTest
+import Engine
+@testable import Audio
+
+final class DatasetTests: XCTestCase {
+    var dir: URL!
+    override func setUp() {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-ds-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    func tone(_ url: URL, freq: Double = 440, seconds: Double = 0.5, rate: Int = 16000) throws {
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let n = Int(seconds * Double(rate))
+        try AudioFile.writeWAV((0..<n).map { Float(0.3 * sin(2 * Double.pi * freq * Double($0) / Double(rate))) }, sampleRate: rate, to: url)
+    }
+
+    func testSharedFSDDAndESC10() throws {
+        let fsdd = try Dataset.load(sharedData.appendingPathComponent("fsdd"))
+        XCTAssertEqual(fsdd.records.count, 3000)
+        XCTAssertEqual(fsdd.classes, (0...9).map(String.init))
+        XCTAssertEqual(fsdd.split("test").records.count, 300)
+        XCTAssertEqual(Set(fsdd.records.compactMap(\.speaker)).count, 6)
+        let esc = try Dataset.load(sharedData.appendingPathComponent("esc10"))
+        XCTAssertEqual(esc.records.count, 400)
+        XCTAssertEqual(esc.classes.count, 10)
+        XCTAssertEqual(esc.fold(1).test.records.count, 80)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: esc.records[0].path))
+    }
+
+    func testFolderLayouts() throws {
+        try tone(dir.appendingPathComponent("classes/dog/a.wav"))
+        try tone(dir.appendingPathComponent("classes/rain/b.wav"))
+        try tone(dir.appendingPathComponent("classes/rain/c.flac.txt"))   // not audio: ignored
+        let folder = try Dataset.load(dir.appendingPathComponent("classes"))
+        XCTAssertEqual(folder.layout, "folder per class")
+        XCTAssertEqual(folder.records.map(\.labels), [["dog"], ["rain"]])
+
+        try tone(dir.appendingPathComponent("fsdd/3_jackson_2.wav"))
+        try tone(dir.appendingPathComponent("fsdd/7_theo_12.wav"))
+        let fsdd = try Dataset.load(dir.appendingPathComponent("fsdd"))
+        XCTAssertEqual(fsdd.layout, "FSDD file names")
+        XCTAssertEqual(fsdd.records.map(\.split), ["test", "train"])
+
+        let sc = dir.appendingPathComponent("sc")
+        for f in ["yes/x_nohash_0.wav", "yes/y_nohash_0.wav", "no/x_nohash_1.wav", "_background_noise_/n.wav"] { try tone(sc.appendingPathComponent(f)) }
+        try "yes/y_nohash_0.wav\n".write(to: sc.appendingPathComponent("validation_list.txt"), atomically: true, encoding: .utf8)
+        try "no/x_nohash_1.wav\n".write(to: sc.appendingPathComponent("testing_list.txt"), atomically: true, encoding: .utf8)
+        let speech = try Dataset.load(sc)
+        XCTAssertEqual(speech.layout, "Speech Commands")
+        XCTAssertEqual(speech.classes, ["no", "yes"])
+        XCTAssertEqual(Dictionary(grouping: speech.records, by: { $0.split ?? "" }).mapValues(\.count), ["train": 1, "validation": 1, "test": 1])
+    }
+
+    func testManifestsAndKnownCSVs() throws {
+        let esc50 = dir.appendingPathComponent("ESC-50")
+        try FileManager.default.createDirectory(at: esc50.appendingPathComponent("meta"), withIntermediateDirectories: true)
+        try "filename,fold,target,category,esc10,src_file,take\n1-100032-A.wav,1,0,dog,True,100032,A\n\"2-1.wav\",2,41,\"chain, saw\",True,1,A\n"
+            .write(to: esc50.appendingPathComponent("meta/esc50.csv"), atomically: true, encoding: .utf8)
+        let e = try Dataset.load(esc50)
+        XCTAssertEqual(e.layout, "ESC-50")
+        XCTAssertEqual(e.records[0].path, esc50.appendingPathComponent("audio/1-100032-A.wav").path)
+        XCTAssertEqual(e.records.map(\.fold), [1, 2])
+
+        let us = dir.appendingPathComponent("UrbanSound8K")
+        try FileManager.default.createDirectory(at: us.appendingPathComponent("metadata"), withIntermediateDirectories: true)
+        try "slice_file_name,fsID,start,end,salience,fold,classID,class\n100032-3-0-0.wav,100032,0,0.3,1,5,3,dog_bark\n"
+            .write(to: us.appendingPathComponent("metadata/UrbanSound8K.csv"), atomically: true, encoding: .utf8)
+        let u = try Dataset.load(us)
+        XCTAssertEqual(u.records[0].path, us.appendingPathComponent("audio/fold5/100032-3-0-0.wav").path)
+        XCTAssertEqual(u.records[0].labels, ["dog_bark"])
+
+        let jsonl = dir.appendingPathComponent("m.jsonl")
+        try "{\"path\": \"a.wav\", \"labels\": [\"Speech\", \"Music\"], \"caption\": \"a man talks over music\"}\n{\"path\": \"/abs/b.wav\", \"label\": \"Music\", \"split\": \"test\"}\n"
+            .write(to: jsonl, atomically: true, encoding: .utf8)
+        let j = try Dataset.load(jsonl)
+        XCTAssertTrue(j.multiLabel)
+        XCTAssertEqual(j.records[0].caption, "a man talks over music")
+        XCTAssertEqual(j.records[1].path, "/abs/b.wav")
+
+        let ast = dir.appendingPathComponent("train_data.json")
+        try "{\"data\": [{\"wav\": \"/x/1.wav\", \"labels\": \"/m/09x0r,/m/04rlf\"}]}".write(to: ast, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try Dataset.load(ast).records[0].labels, ["/m/09x0r", "/m/04rlf"])
+
+        let bad = dir.appendingPathComponent("bad.csv")
+        try "name,label\nx,1\n".write(to: bad, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Dataset.load(bad)) { XCTAssertTrue("\($0)".contains("no path column")) }
+        XCTAssertThrowsError(try Dataset.load(dir.appendingPathComponent("nowhere"))) { XCTAssertTrue("\($0)".contains("no such")) }
+    }
+
+    func testLoaderSkipsBadFilesCachesAndIsStrictOnRequest() throws {
+        let root = dir.appendingPathComponent("mixed")
+        for i in 0..<5 { try tone(root.appendingPathComponent("\(i % 2 == 0 ? "hi" : "lo")/\(i).wav"), freq: Double(i % 2 == 0 ? 2000 : 300) + Double(10 * i), rate: 8000)  // distinct content, distinct cache keys }
+        try Data("garbage".utf8).write(to: root.appendingPathComponent("hi/broken.wav"))
+        let dataset = try Dataset.load(root)
+        XCTAssertEqual(dataset.records.count, 6)
+        let pipeline = FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: 64)
+        let cacheDir = dir.appendingPathComponent("cache")
+        let loader = try FeatureLoader(dataset: dataset, pipeline: pipeline, batchSize: 4, seed: 1, cacheDirectory: cacheDir)
+        var seen = 0, first: Tensor?
+        try loader.forEachBatch(epoch: 0) { batch in
+            XCTAssertEqual(Array(batch.features.shape.dropFirst()), [64, 128])
+            seen += batch.labels.count
+            if first == nil { first = batch.features }
+        }
+        XCTAssertEqual(seen, 5)
+        XCTAssertEqual(loader.report.skipped.count, 1)
+        XCTAssertTrue(loader.report.summary.contains("broken.wav"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cacheDir.path).filter { $0.hasSuffix(".feat") }.count, 5)
+        // The cached pass gives the same features in the same order.
+        let again = try FeatureLoader(dataset: dataset, pipeline: pipeline, batchSize: 4, seed: 1, cacheDirectory: cacheDir)
+        var firstAgain: Tensor?
+        try again.forEachBatch(epoch: 0) { if firstAgain == nil { firstAgain = $0.features } }
+        XCTAssertEqual(first?.toArray(), firstAgain?.toArray())
+        let strict = try FeatureLoader(dataset: dataset, pipeline: pipeline, batchSize: 6, strict: true)
+        XCTAssertThrowsError(try strict.forEachBatch(epoch: 0) { _ in }) { XCTAssertTrue("\($0)".contains("broken.wav")) }
+    }
+}
