@@ -91,7 +91,7 @@ final class DatasetTests: XCTestCase {
 
     func testLoaderSkipsBadFilesCachesAndIsStrictOnRequest() throws {
         let root = dir.appendingPathComponent("mixed")
-        for i in 0..<5 { try tone(root.appendingPathComponent("\(i % 2 == 0 ? "hi" : "lo")/\(i).wav"), freq: Double(i % 2 == 0 ? 2000 : 300) + Double(10 * i), rate: 8000)  // distinct content, distinct cache keys }
+        for i in 0..<5 { try tone(root.appendingPathComponent("\(i % 2 == 0 ? "hi" : "lo")/\(i).wav"), freq: Double(i % 2 == 0 ? 2000 : 300) + Double(10 * i), rate: 8000) }  // distinct content, distinct cache keys
         try Data("garbage".utf8).write(to: root.appendingPathComponent("hi/broken.wav"))
         let dataset = try Dataset.load(root)
         XCTAssertEqual(dataset.records.count, 6)
