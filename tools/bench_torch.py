@@ -57,7 +57,9 @@ class Block(nn.Module):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("bench", choices=["matmul", "encoder", "attention"])
+    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank"])
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--clips", type=int, default=200)
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--m", type=int, default=4096)
     p.add_argument("--k", type=int, default=768)
@@ -80,6 +82,20 @@ def main():
         t = median_time(lambda: F.linear(x, w), a.iters, a.warmup)
         print(json.dumps({"bench": "matmul", "impl": "torch", "m": a.m, "k": a.k, "n": a.n, "threads": a.threads,
                           "ms": t * 1e3, "gflops": 2 * a.m * a.k * a.n / t / 1e9}))
+        return
+
+    if a.bench == "fbank":
+        import torchaudio.compliance.kaldi as kaldi
+        n = int(a.seconds * 16000)
+        waves = [torch.randn(1, n) * 0.1 for _ in range(a.clips)]
+
+        def run():
+            for w in waves:
+                kaldi.fbank(w, htk_compat=True, sample_frequency=16000, use_energy=False, window_type="hanning",
+                            num_mel_bins=128, dither=0.0, frame_shift=10)
+        t = median_time(run, a.iters, a.warmup)
+        print(json.dumps({"bench": "fbank", "impl": "torchaudio", "seconds": a.seconds, "clips": a.clips,
+                          "threads": a.threads, "ms": t * 1e3, "clips_per_s": a.clips / t}))
         return
 
     if a.bench == "attention":

@@ -62,17 +62,23 @@ public final class KaldiFbank: @unchecked Sendable {
 
     /// Features [frames, bins] of a mono waveform at `config.sampleRate`. A clip shorter than one
     /// frame gives zero frames (torchaudio raises instead; AST's padding then fills the clip).
-    public func callAsFunction(_ samples: [Float]) throws -> Tensor {
+    public func callAsFunction(_ samples: [Float]) throws -> Tensor { try compute(samples, parallel: true) }
+
+    /// Features of many clips, one clip per core (the throughput path for datasets).
+    public func callAsFunction(batch clips: [[Float]]) throws -> [Tensor] {
+        try parallelMap(clips) { try self.compute($0, parallel: false) }
+    }
+
+    func compute(_ samples: [Float], parallel: Bool) throws -> Tensor {
         let c = config
         let frames = c.frameCount(samples: samples.count)
         if frames == 0 { return Tensor.empty([0, c.numMelBins]) }
         if samples.contains(where: { !$0.isFinite }) { throw AudioError("kaldi fbank: the waveform contains NaN or infinite samples") }
         let window = self.window
-        let floor = Double(Float.ulpOfOne)
         return samples.withUnsafeBufferPointer { wave in
             let src = UnsafeSendableAudio(wave.baseAddress!)
-            return projection.apply(frames: frames, spectrum: fft, magnitude: !c.usePower,
-                                    map: { c.useLog ? Float(Foundation.log(max($0, floor))) : Float($0) }) { t, frame in
+            return projection.apply(frames: frames, spectrum: fft, magnitude: !c.usePower, parallel: parallel,
+                                    map: { c.useLog ? Foundation.log(max($0, Float.ulpOfOne)) : $0 }) { t, frame in
                 let x = src.pointer + t * c.windowShift
                 var mean = 0.0
                 if c.removeDCOffset {
@@ -97,4 +103,28 @@ struct UnsafeSendableAudio<T>: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<T>
     init(_ p: UnsafePointer<T>) { pointer = UnsafeMutablePointer(mutating: p) }
     init(_ p: UnsafeMutablePointer<T>) { pointer = p }
+}
+
+/// Maps `f` over `items` on the engine's threads, keeping order; the first error is rethrown.
+func parallelMap<T: Sendable, R>(_ items: [T], _ f: @Sendable (T) throws -> R) throws -> [R] {
+    var results = [Result<R, Error>?](repeating: nil, count: items.count)
+    let next = ItemCounter()
+    results.withUnsafeMutableBufferPointer { buf in
+        let out = UnsafeSendableAudio(buf.baseAddress!)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(Threading.threads, items.count))) { _ in
+            while let i = next.take(below: items.count) { out.pointer[i] = Result { try f(items[i]) } }
+        }
+    }
+    return try results.map { try $0!.get() }
+}
+
+final class ItemCounter: @unchecked Sendable {
+    private var next = 0
+    private let lock = NSLock()
+    func take(below n: Int) -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard next < n else { return nil }
+        next += 1
+        return next - 1
+    }
 }

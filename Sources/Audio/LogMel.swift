@@ -72,10 +72,10 @@ public final class LogMel: @unchecked Sendable {
         if samples.contains(where: { !$0.isFinite }) { throw AudioError("log-mel: the waveform contains NaN or infinite samples") }
         let frames = c.frameCount(samples: samples.count), half = c.nFFT / 2, n = samples.count
         let window = self.window
-        let amin = Double(c.amin), offset = 10 * Foundation.log10(max(amin, Double(c.ref)))
+        let amin = c.amin, offset = 10 * Foundation.log10(max(amin, c.ref))
         let out = samples.withUnsafeBufferPointer { wave in
             let src = UnsafeSendableAudio(wave.baseAddress!)
-            return projection.apply(frames: frames, spectrum: fft, map: { Float(10 * Foundation.log10(max($0, amin)) - offset) }) { t, frame in
+            return projection.apply(frames: frames, spectrum: fft, parallel: true, map: { 10 * Foundation.log10(max($0, amin)) - offset }) { t, frame in
                 let start = t * c.hop - half
                 for i in 0..<c.nFFT {
                     let j = start + i

@@ -165,13 +165,12 @@ extension Kernels {
     }
 }
 
-/// Double-precision products for numerically sensitive front ends (mel projections of power
-/// spectra spanning many decades), through the same single-threaded OpenBLAS.
-public enum DoubleBLAS {
+/// Raw single-threaded products for callers that manage their own parallelism (feature extraction
+/// runs one clip per core).
+public enum SerialBLAS {
     /// C[m, n] = A[m, k] · B[n, k]ᵀ, row-major.
-    public static func multiplyTransposed(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
-                                          into c: UnsafeMutablePointer<Double>, m: Int, n: Int, k: Int) {
-        BLASSetup.once
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, c, Int32(n))
+    public static func multiplyTransposed(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                          into c: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int) {
+        Kernels.gemmSerial(transA: false, transB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: c, ldc: n)
     }
 }

@@ -2,12 +2,13 @@ import ArgumentParser
 import Engine
 import Foundation
 import NN
+import Audio
 
 /// Benchmarks print one JSON object per line; tools/bench_torch.py runs the same workloads in PyTorch.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (JSON lines). Compare with tools/bench_torch.py on the same machine.",
-        subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self])
+        subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self, FbankBench.self])
 }
 
 struct BenchOptions: ParsableArguments {

@@ -5,5 +5,5 @@ struct Earshot: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "earshot",
         abstract: "Pretrain, adapt and run audio encoders on the CPU.",
-        subcommands: [Demo.self, Bench.self])
+        subcommands: [Demo.self, Features.self, DatasetCommand.self, Bench.self])
 }

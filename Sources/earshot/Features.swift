@@ -1,0 +1,138 @@
+import ArgumentParser
+import Audio
+import Engine
+import Foundation
+import NN
+
+enum FeatureKind: String, ExpressibleByArgument, CaseIterable {
+    case kaldiFbank = "kaldi-fbank", logmel
+}
+
+struct Features: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compute Kaldi fbank or log-mel features of audio files into one safetensors file (a key per file).")
+
+    @Argument(help: "Audio files.") var files: [String]
+    @Option(help: "kaldi-fbank (AST, 128 bins) or logmel (PANNs/CLAP, 64 bins).") var kind: FeatureKind = .kaldiFbank
+    @Option(name: .customLong("sample-rate"), help: "Resample to this rate first (default: 16000 for fbank, 32000 for logmel).") var sampleRate: Int?
+    @Option(help: "Output safetensors file.") var out: String
+    @Flag(help: "Stop at the first unreadable file instead of skipping it.") var strict = false
+
+    func run() throws {
+        let pipeline: FeaturePipeline
+        switch kind {
+        case .kaldiFbank:
+            var c = KaldiFbankConfig.ast
+            c.sampleRate = sampleRate ?? 16000
+            pipeline = FeaturePipeline(kind: .kaldiFbank(c))
+        case .logmel:
+            var c = LogMelConfig.panns
+            if let sr = sampleRate { c.sampleRate = sr; c.fMax = min(c.fMax, Double(sr) / 2) }
+            pipeline = FeaturePipeline(kind: .logMel(c))
+        }
+        var tensors: [String: Tensor] = [:]
+        var skipped: [String] = []
+        for file in files {
+            do {
+                let key = (file as NSString).lastPathComponent
+                guard tensors[key] == nil else { throw AudioError("\(file): another input has the same file name \(key)") }
+                tensors[key] = try pipeline.features(of: URL(fileURLWithPath: file))
+            } catch {
+                if strict { throw error }
+                skipped.append("\(error)")
+            }
+        }
+        let config = String(data: try JSONEncoder().encode(pipeline), encoding: .utf8) ?? ""
+        try SafeTensors.write(tensors, to: URL(fileURLWithPath: out), metadata: ["pipeline": config])
+        print("wrote \(tensors.count) feature tensors to \(out)")
+        if !skipped.isEmpty {
+            print("skipped \(skipped.count):")
+            for s in skipped { print("  \(s)") }
+        }
+    }
+}
+
+struct DatasetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dataset", abstract: "Inspect datasets and compute feature statistics.",
+                                                    subcommands: [Inspect.self, Stats.self])
+
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Clips per class and split, durations, sample rates, channels, and every unreadable file with its reason.")
+        @Argument(help: "A manifest (.csv, .jsonl, AST .json) or a dataset folder.") var path: String
+
+        func run() throws {
+            let ds = try Dataset.load(URL(fileURLWithPath: path))
+            print("\(path): \(ds.layout), \(ds.records.count) clips, \(ds.classes.count) classes\(ds.multiLabel ? " (multi-label)" : "")")
+            var perClass: [String: Int] = [:], perSplit: [String: Int] = [:]
+            for r in ds.records {
+                for l in r.labels { perClass[l, default: 0] += 1 }
+                perSplit[r.split ?? r.fold.map { "fold \($0)" } ?? "(none)", default: 0] += 1
+            }
+            print("classes: " + ds.classes.map { "\($0) \(perClass[$0] ?? 0)" }.joined(separator: ", "))
+            print("splits: " + perSplit.keys.sorted().map { "\($0) \(perSplit[$0]!)" }.joined(separator: ", "))
+            var durations: [Double] = [], rates: [Int: Int] = [:], channels: [Int: Int] = [:], bad: [String] = []
+            for r in ds.records {
+                do {
+                    let info = try AudioFile.info(URL(fileURLWithPath: r.path))
+                    if info.frames <= 0 { throw AudioError("\(r.path): no audio frames") }
+                    durations.append(info.duration)
+                    rates[info.sampleRate, default: 0] += 1
+                    channels[info.channels, default: 0] += 1
+                } catch { bad.append("\(error)") }
+            }
+            if !durations.isEmpty {
+                let mean = durations.reduce(0, +) / Double(durations.count)
+                print(String(format: "durations: min %.2f s, mean %.2f s, max %.2f s, total %.1f min",
+                             durations.min()!, mean, durations.max()!, durations.reduce(0, +) / 60))
+            }
+            print("sample rates: " + rates.keys.sorted().map { "\($0) Hz x\(rates[$0]!)" }.joined(separator: ", "))
+            print("channels: " + channels.keys.sorted().map { "\($0) x\(channels[$0]!)" }.joined(separator: ", "))
+            print("unreadable: \(bad.count)")
+            for b in bad { print("  \(b)") }
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The mean and std of a dataset's Kaldi fbank features (AST's normalisation statistics), as JSON.")
+        @Argument(help: "A manifest or a dataset folder.") var path: String
+        @Option(name: .customLong("target-length"), help: "Pad or cut to this many frames first (AST computes its stats on padded inputs).")
+        var targetLength: Int?
+        @Option(help: "Use at most this many clips (evenly spaced).") var limit: Int?
+
+        func run() throws {
+            let ds = try Dataset.load(URL(fileURLWithPath: path))
+            let pipeline = FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: targetLength)
+            var records = ds.records
+            if let limit, limit < records.count { records = (0..<limit).map { records[$0 * records.count / limit] } }
+            var sum = 0.0, sumSq = 0.0, n = 0, skipped = 0
+            for r in records {
+                guard let f = try? pipeline.features(of: URL(fileURLWithPath: r.path)) else { skipped += 1; continue }
+                for i in 0..<f.count { let v = Double(f.data[i]); sum += v; sumSq += v * v }
+                n += f.count
+            }
+            guard n > 0 else { throw AudioError("\(path): no readable clips") }
+            let mean = sum / Double(n), std = (sumSq / Double(n) - mean * mean).squareRoot()
+            print(String(format: "{\"mean\": %.7f, \"std\": %.7f, \"clips\": %d, \"skipped\": %d}", mean, std, records.count - skipped, skipped))
+        }
+    }
+}
+
+struct FbankBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "fbank", abstract: "Kaldi fbank (AST settings) on generated clips.")
+    @Option var seconds: Double = 10
+    @Option var clips = 200
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        Threading.setThreads(options.threads)
+        var g = RandomGenerator(seed: 0)
+        let n = Int(seconds * 16000)
+        let waves = (0..<clips).map { _ in (0..<n).map { _ in 0.1 * g.nextNormal() } }
+        let fbank = try KaldiFbank(.ast)
+        let t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try fbank(batch: waves) }
+        printJSON([("bench", "fbank"), ("seconds", seconds), ("clips", clips), ("threads", options.threads),
+                   ("ms", t * 1e3), ("clips_per_s", Double(clips) / t)])
+    }
+}
