@@ -89,17 +89,45 @@ public enum AudioFile {
         return mono ? AudioBuffer(mono: buffer.mono, sampleRate: buffer.sampleRate) : buffer
     }
 
-    /// Writes 16-bit PCM or 32-bit float WAV (test clips, generated data).
-    public static func writeWAV(_ samples: [Float], sampleRate: Int, to url: URL, float: Bool = false) throws {
+    /// Encodings `write` can produce (generated data, tests, exported clips).
+    public enum Encoding: String, CaseIterable, Sendable {
+        case wavU8, wavS16, wavS24, wavS32, wavFloat, flac, oggVorbis, mp3
+
+        var format: Int32 {
+            switch self {
+            case .wavU8: Int32(SF_FORMAT_WAV) | Int32(SF_FORMAT_PCM_U8)
+            case .wavS16: Int32(SF_FORMAT_WAV) | Int32(SF_FORMAT_PCM_16)
+            case .wavS24: Int32(SF_FORMAT_WAV) | Int32(SF_FORMAT_PCM_24)
+            case .wavS32: Int32(SF_FORMAT_WAV) | Int32(SF_FORMAT_PCM_32)
+            case .wavFloat: Int32(SF_FORMAT_WAV) | Int32(SF_FORMAT_FLOAT)
+            case .flac: Int32(SF_FORMAT_FLAC) | Int32(SF_FORMAT_PCM_16)
+            case .oggVorbis: Int32(SF_FORMAT_OGG) | Int32(SF_FORMAT_VORBIS)
+            case .mp3: Int32(SF_FORMAT_MPEG) | Int32(SF_FORMAT_MPEG_LAYER_III)
+            }
+        }
+    }
+
+    /// Writes `channels` (equal lengths) in `encoding`.
+    public static func write(_ channels: [[Float]], sampleRate: Int, to url: URL, encoding: Encoding = .wavS16) throws {
+        guard let frames = channels.first?.count, channels.allSatisfy({ $0.count == frames }) else {
+            throw AudioError("\(url.path): channels must be non-empty and of equal length")
+        }
         var info = SF_INFO()
         info.samplerate = Int32(sampleRate)
-        info.channels = 1
-        info.format = Int32(SF_FORMAT_WAV) | Int32(float ? SF_FORMAT_FLOAT : SF_FORMAT_PCM_16)
+        info.channels = Int32(channels.count)
+        info.format = encoding.format
         guard let handle = sf_open(url.path, Int32(SFM_WRITE), &info) else {
-            throw AudioError("\(url.path): cannot write (\(String(cString: sf_strerror(nil))))")
+            throw AudioError("\(url.path): cannot write \(encoding) (\(String(cString: sf_strerror(nil))))")
         }
         defer { sf_close(handle) }
-        let written = samples.withUnsafeBufferPointer { sf_writef_float(handle, $0.baseAddress, sf_count_t(samples.count)) }
-        guard written == samples.count else { throw AudioError("\(url.path): short write (\(written) of \(samples.count) frames)") }
+        var interleaved = [Float](repeating: 0, count: frames * channels.count)
+        for (c, ch) in channels.enumerated() { for i in 0..<frames { interleaved[i * channels.count + c] = ch[i] } }
+        let written = interleaved.withUnsafeBufferPointer { sf_writef_float(handle, $0.baseAddress, sf_count_t(frames)) }
+        guard written == frames else { throw AudioError("\(url.path): short write (\(written) of \(frames) frames)") }
+    }
+
+    /// Writes mono 16-bit PCM or 32-bit float WAV.
+    public static func writeWAV(_ samples: [Float], sampleRate: Int, to url: URL, float: Bool = false) throws {
+        try write([samples], sampleRate: sampleRate, to: url, encoding: float ? .wavFloat : .wavS16)
     }
 }
