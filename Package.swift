@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Audio", targets: ["Audio"]),
+        .library(name: "Models", targets: ["Models"]),
         .library(name: "Training", targets: ["Training"]),
         .executable(name: "earshot", targets: ["earshot"]),
     ],
@@ -26,14 +27,16 @@ let package = Package(
         .target(name: "Engine", dependencies: ["CBLAS"]),
         .target(name: "Audio", dependencies: ["Engine", "CSndfile", "CSoxr", "CFFTW"]),
         .target(name: "NN", dependencies: ["Engine"]),
-        .target(name: "Training", dependencies: ["NN", "Engine", "Audio"]),
+        .target(name: "Models", dependencies: ["NN", "Engine"]),
+        .target(name: "Training", dependencies: ["Models", "NN", "Engine", "Audio"]),
         .executableTarget(name: "earshot", dependencies: [
-            "Engine", "NN", "Audio", "Training",
+            "Engine", "NN", "Audio", "Models", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "AudioTests", dependencies: ["Audio", "Engine", "NN"], exclude: ["Fixtures"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Engine"]),
     ]
 )

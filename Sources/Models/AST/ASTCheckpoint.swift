@@ -1,0 +1,124 @@
+import Engine
+import Foundation
+import NN
+
+/// Loading AST weights from the released formats onto `AST`'s keys.
+public enum ASTCheckpoint {
+    /// Maps Hugging Face `ASTForAudioClassification` keys to the original ones, fusing the separate
+    /// query/key/value projections into `qkv` (q, k, v order, as the HF converter split them).
+    public static func fromHuggingFace(_ hf: [String: Tensor]) throws -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        var qkv: [Int: [String: Tensor]] = [:]
+        let prefix = "audio_spectrogram_transformer."
+        for (key, t) in hf {
+            var k = key
+            if k.hasPrefix(prefix) { k.removeFirst(prefix.count) }
+            if k.hasPrefix("encoder.layer.") {
+                let rest = k.dropFirst("encoder.layer.".count)
+                guard let dot = rest.firstIndex(of: "."), let i = Int(rest[..<dot]) else { throw ModelError("unexpected key '\(key)'") }
+                let tail = String(rest[rest.index(after: dot)...])
+                let map: [String: String] = [
+                    "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
+                    "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
+                    "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
+                    "intermediate.dense.weight": "mlp.fc1.weight", "intermediate.dense.bias": "mlp.fc1.bias",
+                    "output.dense.weight": "mlp.fc2.weight", "output.dense.bias": "mlp.fc2.bias",
+                ]
+                if tail.hasPrefix("attention.attention.") {
+                    qkv[i, default: [:]][String(tail.dropFirst("attention.attention.".count))] = t
+                } else if let m = map[tail] {
+                    out["v.blocks.\(i).\(m)"] = t
+                } else { throw ModelError("unexpected key '\(key)'") }
+                continue
+            }
+            let map: [String: String] = [
+                "embeddings.cls_token": "v.cls_token", "embeddings.distillation_token": "v.dist_token",
+                "embeddings.position_embeddings": "v.pos_embed",
+                "embeddings.patch_embeddings.projection.weight": "v.patch_embed.proj.weight",
+                "embeddings.patch_embeddings.projection.bias": "v.patch_embed.proj.bias",
+                "layernorm.weight": "v.norm.weight", "layernorm.bias": "v.norm.bias",
+                "classifier.layernorm.weight": "mlp_head.0.weight", "classifier.layernorm.bias": "mlp_head.0.bias",
+                "classifier.dense.weight": "mlp_head.1.weight", "classifier.dense.bias": "mlp_head.1.bias",
+            ]
+            guard let m = map[k] else { throw ModelError("unexpected key '\(key)'") }
+            out[m] = t
+        }
+        for (i, parts) in qkv {
+            for kind in ["weight", "bias"] {
+                guard let q = parts["query.\(kind)"], let k = parts["key.\(kind)"], let v = parts["value.\(kind)"] else {
+                    throw ModelError("layer \(i): query/key/value \(kind) incomplete")
+                }
+                out["v.blocks.\(i).attn.qkv.\(kind)"] = try GradMode.noGrad { try Tensor.concat([q, k, v], axis: 0) }
+            }
+        }
+        return out
+    }
+
+    /// Original AST state dicts: strips DataParallel's `module.` prefix and drops timm's unused
+    /// ImageNet heads (`v.head`, `v.head_dist`).
+    public static func fromOriginal(_ state: [String: Tensor]) -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for (key, t) in state {
+            let k = key.hasPrefix("module.") ? String(key.dropFirst(7)) : key
+            if k.hasPrefix("v.head.") || k.hasPrefix("v.head_dist.") { continue }
+            out[k] = t
+        }
+        return out
+    }
+
+    /// Adapts a positional embedding [1, 2 + fs·ts, D] from a (fs, ts) patch grid to (f, t) exactly as
+    /// the original AST does (ast_models.py): per axis, centre-cut when the target is smaller, bilinear
+    /// interpolation (align_corners=False) when larger; the two token positions are kept.
+    public static func adaptPositionalEmbedding(_ pos: Tensor, from source: (Int, Int), to target: (Int, Int)) throws -> Tensor {
+        let (fs, ts) = source, (f, t) = target
+        guard pos.rank == 3, pos.shape[0] == 1, pos.shape[1] == 2 + fs * ts else {
+            throw ModelError("pos_embed \(pos.shape) does not hold 2 + \(fs)x\(ts) positions")
+        }
+        let d = pos.shape[2]
+        return try GradMode.noGrad {
+            let tokens = try pos.slice(axis: 1, start: 0, end: 2)
+            var grid = try pos.slice(axis: 1, start: 2).transpose(1, 2).reshape([1, d, fs, ts])
+            if t < ts {
+                grid = try grid.slice(axis: 3, start: ts / 2 - t / 2, end: ts / 2 - t / 2 + t)
+            } else if t > ts {
+                grid = try grid.interpolate(size: (fs, t), mode: .bilinear)
+            }
+            if f < fs {
+                grid = try grid.slice(axis: 2, start: fs / 2 - f / 2, end: fs / 2 - f / 2 + f)
+            } else if f > fs {
+                grid = try grid.interpolate(size: (f, t), mode: .bilinear)
+            }
+            let patches = try grid.reshape([1, d, f * t]).transpose(1, 2)
+            return try Tensor.concat([tokens, patches], axis: 1)
+        }
+    }
+
+    /// Loads `state` (original keys) into `model`, adapting the positional embedding when it was
+    /// trained on another grid (`sourceGrid`, e.g. (12, 101) for the AudioSet checkpoints).
+    public static func load(_ state: [String: Tensor], into model: AST, sourceGrid: (Int, Int)? = nil) throws {
+        var s = state
+        let c = model.config
+        if let pos = s["v.pos_embed"], pos.shape[1] != c.patches + 2 {
+            guard let grid = sourceGrid else {
+                throw ModelError("v.pos_embed has \(pos.shape[1]) positions but the model needs \(c.patches + 2); give the checkpoint's patch grid to adapt it")
+            }
+            s["v.pos_embed"] = try adaptPositionalEmbedding(pos, from: grid, to: (c.fGrid, c.tGrid))
+        }
+        try model.load(stateDict: s)
+    }
+
+    /// Loads a Hugging Face folder (config.json + model.safetensors). `inputTdim` overrides the clip
+    /// length; the positional embedding is then cut or interpolated like the original AST.
+    public static func loadHuggingFace(_ folder: URL, inputTdim: Int? = nil) throws -> AST {
+        let hfConfig = try ASTConfig.fromHuggingFace(folder.appendingPathComponent("config.json"))
+        var config = hfConfig
+        if let inputTdim { config.inputTdim = inputTdim }
+        let model = AST(config)
+        let file = try SafeTensors.read(folder.appendingPathComponent("model.safetensors"))
+        do {
+            try load(try fromHuggingFace(file.tensors), into: model, sourceGrid: (hfConfig.fGrid, hfConfig.tGrid))
+        } catch { throw ModelError("\(folder.path): \(error)") }
+        model.eval()
+        return model
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+
+/// Audio Spectrogram Transformer configuration (YuanGongND/ast, HF `ASTConfig`).
+public struct ASTConfig: Codable, Sendable, Equatable {
+    public enum Pooling: String, Codable, Sendable {
+        /// (h[cls] + h[dist]) / 2 — AST and HF `ASTForAudioClassification`.
+        case clsPair
+        /// Mean of the patch tokens — SSAST `ft_avgtok`, PETL.
+        case meanTokens
+    }
+
+    public var dim: Int
+    public var depth: Int
+    public var heads: Int
+    public var mlpHidden: Int
+    public var labelDim: Int
+    public var inputFdim = 128
+    public var inputTdim = 1024
+    public var fshape = 16, tshape = 16
+    public var fstride = 10, tstride = 10
+    /// Encoder LayerNorm eps: 1e-6 in timm (original AST), 1e-12 in Hugging Face.
+    public var eps: Float = 1e-6
+    /// Head LayerNorm eps: 1e-5 (PyTorch default) in the original, 1e-12 in Hugging Face.
+    public var headEps: Float = 1e-5
+    public var pooling: Pooling = .clsPair
+    public var dropPath: Float = 0
+
+    public init(dim: Int, depth: Int, heads: Int, mlpHidden: Int, labelDim: Int) {
+        self.dim = dim; self.depth = depth; self.heads = heads; self.mlpHidden = mlpHidden; self.labelDim = labelDim
+    }
+
+    /// The DeiT sizes AST and SSAST use.
+    public static func named(_ size: String, labelDim: Int) -> ASTConfig? {
+        switch size {
+        case "tiny": ASTConfig(dim: 192, depth: 12, heads: 3, mlpHidden: 768, labelDim: labelDim)
+        case "small": ASTConfig(dim: 384, depth: 12, heads: 6, mlpHidden: 1536, labelDim: labelDim)
+        case "base": ASTConfig(dim: 768, depth: 12, heads: 12, mlpHidden: 3072, labelDim: labelDim)
+        default: nil
+        }
+    }
+
+    public var fGrid: Int { (inputFdim - fshape) / fstride + 1 }
+    public var tGrid: Int { (inputTdim - tshape) / tstride + 1 }
+    public var patches: Int { fGrid * tGrid }
+
+    /// Reads a Hugging Face `config.json` of `ASTForAudioClassification`.
+    public static func fromHuggingFace(_ url: URL) throws -> ASTConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ModelError("\(url.path): cannot read config (\(error.localizedDescription))") }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ModelError("\(url.path): not a JSON object")
+        }
+        func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
+            if let v = json[key] as? NSNumber { return v.intValue }
+            if let fallback { return fallback }
+            throw ModelError("\(url.path): missing integer field '\(key)'")
+        }
+        var labels = (json["id2label"] as? [String: Any])?.count ?? 0
+        if labels == 0 { labels = try int("num_labels", 2) }
+        var c = ASTConfig(dim: try int("hidden_size"), depth: try int("num_hidden_layers"), heads: try int("num_attention_heads"),
+                          mlpHidden: try int("intermediate_size"), labelDim: labels)
+        c.inputFdim = try int("num_mel_bins", 128)
+        c.inputTdim = try int("max_length", 1024)
+        c.fshape = try int("patch_size", 16); c.tshape = c.fshape
+        c.fstride = try int("frequency_stride", 10); c.tstride = try int("time_stride", 10)
+        let eps = (json["layer_norm_eps"] as? NSNumber)?.floatValue ?? 1e-12
+        c.eps = eps; c.headEps = eps
+        if let act = json["hidden_act"] as? String, act != "gelu" {
+            throw ModelError("\(url.path): hidden_act '\(act)' is not supported (only exact 'gelu')")
+        }
+        return c
+    }
+}
+
+public struct ModelError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
