@@ -222,3 +222,24 @@ for k, p in model.named_parameters():
 os.makedirs(os.path.join(root, "Tests/NNTests/Fixtures"), exist_ok=True)
 save_file(out, os.path.join(root, "Tests/NNTests/Fixtures/vit_small.safetensors"), metadata={"torch": torch.__version__})
 print("wrote fixtures with torch", torch.__version__)
+
+# PyTorch .pth checkpoints for the restricted unpickler: a real state_dict (OrderedDict with
+# _metadata, int64 num_batches_tracked), a half tensor, a non-contiguous view, and a pickle that
+# would run code if loaded naively.
+torch.manual_seed(5)
+net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+net(torch.randn(6, 4))
+state = net.state_dict()
+state["extra.half"] = torch.randn(2, 3).half()
+state["extra.view"] = torch.arange(12.0).reshape(3, 4).t()[1:]  # shares storage, strided
+torch.save(state, os.path.join(root, "Tests/NNTests/Fixtures/torch_state.pth"))
+save_file({k: v.float().contiguous() for k, v in state.items()}, os.path.join(root, "Tests/NNTests/Fixtures/torch_state.safetensors"))
+torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, os.path.join(root, "Tests/NNTests/Fixtures/torch_wrapped.pth"))
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+torch.save({"w": torch.ones(1), "evil": Evil()}, os.path.join(root, "Tests/NNTests/Fixtures/malicious.pth"))

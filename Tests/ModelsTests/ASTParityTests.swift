@@ -57,3 +57,18 @@ final class ASTParityTests: XCTestCase {
         XCTAssertEqual(AST(base).parameterCount(), expected)
     }
 }
+
+final class ASTOriginalCheckpointTests: XCTestCase {
+    /// The same weights under the original repository's `module.v.*` keys, read from a `.pth`.
+    func testOriginalPthGivesTheSameLogitsAsHuggingFace() throws {
+        let state = try TorchCheckpoint.read(modelFixtures.appendingPathComponent("ast_original.pth"))
+        XCTAssertNotNil(state["module.v.head.weight"])
+        let config = try ASTConfig.fromHuggingFace(modelFixtures.appendingPathComponent("hf_ast_tiny/config.json"))
+        let model = AST(config)
+        try ASTCheckpoint.load(ASTCheckpoint.fromOriginal(state), into: model)
+        model.eval()
+        let parity = try SafeTensors.read(modelFixtures.appendingPathComponent("ast_parity.safetensors")).tensors
+        let logits = try GradMode.noGrad { try model(XCTUnwrap(parity["input"])) }
+        XCTAssertLessThanOrEqual(maxAbs(logits, try XCTUnwrap(parity["logits"])), 1e-4)
+    }
+}
