@@ -99,3 +99,100 @@ orig["module.v.head.weight"] = torch.zeros(7, 32)  # timm's unused ImageNet head
 orig["module.v.head.bias"] = torch.zeros(7)
 torch.save(orig, os.path.join(fix, "ast_original.pth"))
 print(sorted(orig)[:6], len(orig))
+
+
+# SSAST pretext tasks, written after ssast:src/models/ast_models.py (mpc / mpg) on timm-style blocks.
+class Block(torch.nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = torch.nn.LayerNorm(dim, eps=1e-6)
+        self.attn = torch.nn.Module()
+        self.attn.qkv = torch.nn.Linear(dim, 3 * dim)
+        self.attn.proj = torch.nn.Linear(dim, dim)
+        self.norm2 = torch.nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = torch.nn.Module()
+        self.mlp.fc1 = torch.nn.Linear(dim, 4 * dim)
+        self.mlp.fc2 = torch.nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.attn.qkv(self.norm1(x)).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        a = ((qkv[0] @ qkv[1].transpose(-2, -1)) * (C // self.heads) ** -0.5).softmax(-1) @ qkv[2]
+        x = x + self.attn.proj(a.transpose(1, 2).reshape(B, N, C))
+        return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
+
+
+class SSASTRef(torch.nn.Module):
+    def __init__(self, dim=32, depth=2, heads=4, fdim=32, tdim=64, fshape=16, tshape=16):
+        super().__init__()
+        self.fshape, self.tshape = fshape, tshape
+        n = (fdim // fshape) * (tdim // tshape)
+        self.v = torch.nn.Module()
+        self.v.cls_token = torch.nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.v.dist_token = torch.nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.v.pos_embed = torch.nn.Parameter(torch.randn(1, n + 2, dim) * 0.02)
+        self.v.patch_embed = torch.nn.Module()
+        self.v.patch_embed.proj = torch.nn.Conv2d(1, dim, (fshape, tshape), (fshape, tshape))
+        self.v.blocks = torch.nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        self.v.norm = torch.nn.LayerNorm(dim, eps=1e-6)
+        self.cpredlayer = torch.nn.Sequential(torch.nn.Linear(dim, dim), torch.nn.ReLU(), torch.nn.Linear(dim, 256))
+        self.gpredlayer = torch.nn.Sequential(torch.nn.Linear(dim, dim), torch.nn.ReLU(), torch.nn.Linear(dim, 256))
+        self.mask_embed = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        torch.nn.init.xavier_normal_(self.mask_embed)
+        self.p_input_fdim = torch.nn.Parameter(torch.tensor(fdim), requires_grad=False)
+        self.p_input_tdim = torch.nn.Parameter(torch.tensor(tdim), requires_grad=False)
+        self.unfold = torch.nn.Unfold(kernel_size=(fshape, tshape), stride=(fshape, tshape))
+
+    def hidden(self, x, mask_index):
+        x = x.unsqueeze(1).transpose(2, 3)
+        input = self.unfold(x).transpose(1, 2)
+        B = x.shape[0]
+        x = self.v.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        mask_dense = torch.ones_like(x)
+        for i in range(B):
+            mask_dense[i, mask_index[i], :] = 0
+        x = x * mask_dense + (1 - mask_dense) * self.mask_embed.expand(B, x.shape[1], -1)
+        x = torch.cat((self.v.cls_token.expand(B, -1, -1), self.v.dist_token.expand(B, -1, -1), x), dim=1) + self.v.pos_embed
+        for blk in self.v.blocks:
+            x = blk(x)
+        return self.v.norm(x), input
+
+    def mpc(self, x, mask_index):
+        h, input = self.hidden(x, mask_index)
+        B, M = len(mask_index), len(mask_index[0])
+        nce, correct = torch.tensor(0.0), torch.tensor(0.0)
+        for i in range(B):
+            pred = self.cpredlayer(h[i, torch.tensor(mask_index[i]) + 2])
+            target = input[i, mask_index[i]]
+            total = torch.mm(target, torch.transpose(pred, 0, 1))
+            correct += torch.sum(torch.eq(torch.argmax(F.softmax(total, dim=0), dim=0), torch.arange(0, M)))
+            nce += torch.sum(torch.diag(F.log_softmax(total, dim=-1)))
+        return nce / (-1.0 * B * M), correct / (B * M)
+
+    def mpg(self, x, mask_index):
+        h, input = self.hidden(x, mask_index)
+        pred = torch.stack([self.gpredlayer(h[i, torch.tensor(mask_index[i]) + 2]) for i in range(len(mask_index))])
+        target = torch.stack([input[i, mask_index[i]] for i in range(len(mask_index))])
+        return torch.mean((pred - target) ** 2)
+
+
+torch.manual_seed(7)
+ref = SSASTRef()
+with torch.no_grad():
+    for name, p in ref.named_parameters():
+        if "norm" in name:
+            p.add_(torch.randn_like(p) * 0.2)
+x = torch.randn(2, 64, 32)
+masks = [[1, 3, 6], [0, 5, 7]]
+nce, acc = ref.mpc(x, masks)
+mse = ref.mpg(x, masks)
+nce.backward()
+ss = {k: v.detach().float().contiguous() for k, v in ref.state_dict().items()}
+ss["input"] = x
+ss["nce"], ss["acc"], ss["mse"] = nce.detach().reshape(1), acc.reshape(1), mse.detach().reshape(1)
+ss["targets"] = ref.unfold(x.unsqueeze(1).transpose(2, 3)).transpose(1, 2).contiguous()
+ss["grad.mask_embed"] = ref.mask_embed.grad
+ss["grad.v.patch_embed.proj.weight"] = ref.v.patch_embed.proj.weight.grad
+save_file(ss, os.path.join(fix, "ssast_parity.safetensors"))
+print("ssast", nce.item(), acc.item(), mse.item())

@@ -11,7 +11,7 @@ public final class ASTEncoder: Module {
     public let blocks: [ViTBlock]
     public let norm: LayerNorm
 
-    init(_ c: ASTConfig) {
+    public init(_ c: ASTConfig) {
         clsToken = Init.truncatedNormal([1, 1, c.dim], std: 0.02).requiringGrad()
         distToken = Init.truncatedNormal([1, 1, c.dim], std: 0.02).requiringGrad()
         posEmbed = Init.truncatedNormal([1, c.patches + 2, c.dim], std: 0.02).requiringGrad()
@@ -43,13 +43,7 @@ public final class AST: Module {
         guard x.rank == 3, x.shape[1] == config.inputTdim, x.shape[2] == config.inputFdim else {
             throw ModelError("AST: expected features [B, \(config.inputTdim), \(config.inputFdim)], got \(x.shape)")
         }
-        let b = x.shape[0], d = config.dim
-        let image = try x.unsqueeze(1).transpose(2, 3)                 // [B, 1, F, T]
-        let patches = try v.patchEmbed(image)                           // [B, N, D]
-        let cls = try v.clsToken.expand([b, 1, d]), dist = try v.distToken.expand([b, 1, d])
-        var h = try Tensor.concat([cls, dist, patches], axis: 1) + v.posEmbed
-        for block in v.blocks { h = try block(h) }
-        return try v.norm(h)
+        return try v.transform(v.patchTokens(x))
     }
 
     /// Pooled clip embedding [B, D].
@@ -65,4 +59,19 @@ public final class AST: Module {
 
     /// Logits [B, labels] (apply sigmoid or softmax outside, as the reference does).
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try mlpHead(embed(x)) }
+}
+
+extension ASTEncoder {
+    /// Patch tokens [B, N, D] of features [B, T, F] (input transposed to [B, 1, F, T] like AST).
+    public func patchTokens(_ x: Tensor) throws -> Tensor {
+        try patchEmbed(x.unsqueeze(1).transpose(2, 3))
+    }
+
+    /// cls, dist, patch tokens + positions, blocks, final norm: [B, 2 + N, D].
+    public func transform(_ patches: Tensor) throws -> Tensor {
+        let b = patches.shape[0], d = patches.shape[2]
+        var h = try Tensor.concat([clsToken.expand([b, 1, d]), distToken.expand([b, 1, d]), patches], axis: 1) + posEmbed
+        for block in blocks { h = try block(h) }
+        return try norm(h)
+    }
 }

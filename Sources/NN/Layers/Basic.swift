@@ -134,3 +134,9 @@ public final class Identity: Module, UnaryLayer {
     override public init() {}
     public func callAsFunction(_ x: Tensor) throws -> Tensor { x }
 }
+
+/// max(x, 0) as a layer (for `Sequential` heads keyed like PyTorch's, e.g. `0`, `2` around it).
+public final class ReLU: Module, UnaryLayer {
+    override public init() {}
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { x.relu() }
+}

@@ -1,0 +1,157 @@
+import Engine
+import Foundation
+import NN
+
+/// Self-Supervised AST (Gong et al., 2022): masked spectrogram patch modelling on the AST encoder.
+/// Masked patch tokens are replaced by a learned `mask_embed`; from their encoder outputs,
+/// `cpredlayer` predicts the raw 256-value patch for a discriminative InfoNCE loss against the other
+/// masked patches of the same clip, and `gpredlayer` reconstructs it for a generative MSE loss.
+/// Keys follow the reference (`v.*`, `cpredlayer.0/2`, `gpredlayer.0/2`, `mask_embed`,
+/// `p_input_fdim`, `p_input_tdim`).
+public final class SSAST: Module {
+    public let v: ASTEncoder
+    public let cpredlayer: Sequential
+    public let gpredlayer: Sequential
+    public let maskEmbed: Tensor
+    public let pInputFdim: Tensor
+    public let pInputTdim: Tensor
+    public let config: ASTConfig
+
+    /// Patch-based (16 x 16) or frame-based (128 x 2) pretraining; stride equals the patch shape.
+    public enum Variant: String, Codable, Sendable { case patch, frame }
+
+    public static func config(_ size: String, variant: Variant, inputTdim: Int, inputFdim: Int = 128) -> ASTConfig? {
+        guard var c = ASTConfig.named(size, labelDim: 1) else { return nil }
+        c.inputTdim = inputTdim; c.inputFdim = inputFdim
+        switch variant {
+        case .patch: (c.fshape, c.tshape) = (16, 16)
+        case .frame: (c.fshape, c.tshape) = (inputFdim, 2)
+        }
+        (c.fstride, c.tstride) = (c.fshape, c.tshape)
+        c.pooling = .meanTokens
+        return c
+    }
+
+    public init(_ config: ASTConfig) {
+        precondition(config.fstride == config.fshape && config.tstride == config.tshape, "SSAST pretraining needs stride = patch shape")
+        self.config = config
+        v = ASTEncoder(config)
+        let patchSize = config.fshape * config.tshape
+        cpredlayer = Sequential([Linear(config.dim, config.dim), ReLU(), Linear(config.dim, patchSize)])
+        gpredlayer = Sequential([Linear(config.dim, config.dim), ReLU(), Linear(config.dim, patchSize)])
+        // xavier_normal_ on [1, 1, D]: fan_in = fan_out = D (torch counts the trailing dims).
+        maskEmbed = Tensor.randn([1, 1, config.dim], std: (2 / Float(2 * config.dim)).squareRoot()).requiringGrad()
+        pInputFdim = Tensor.scalar(Float(config.inputFdim))
+        pInputTdim = Tensor.scalar(Float(config.inputTdim))
+    }
+
+    override public var bufferNames: Set<String> { ["pInputFdim", "pInputTdim"] }
+
+    /// Raw patches [B, N, fshape·tshape] in `nn.Unfold` order ((kh, kw) within a patch, patches
+    /// frequency-major), from features [B, T, F]. These are the regression targets; no gradient.
+    public func unfoldTargets(_ x: Tensor) throws -> Tensor {
+        let c = config
+        return try GradMode.noGrad {
+            let b = x.shape[0]
+            var image = try x.transpose(1, 2)                                       // [B, F, T]
+            image = try image.slice(axis: 1, start: 0, end: c.fGrid * c.fshape).slice(axis: 2, start: 0, end: c.tGrid * c.tshape)
+            return try image.reshape([b, c.fGrid, c.fshape, c.tGrid, c.tshape]).permute([0, 1, 3, 2, 4])
+                .reshape([b, c.patches, c.fshape * c.tshape])
+        }
+    }
+
+    /// Encoder outputs at the masked positions, [B, M, D]; `mask[i]` lists clip i's masked patches
+    /// (every clip masks the same number).
+    public func maskedHidden(_ x: Tensor, mask: [[Int]]) throws -> Tensor {
+        let c = config
+        guard x.rank == 3, x.shape[1] == c.inputTdim, x.shape[2] == c.inputFdim else {
+            throw ModelError("SSAST: expected features [B, \(c.inputTdim), \(c.inputFdim)], got \(x.shape)")
+        }
+        let b = x.shape[0], n = c.patches
+        guard mask.count == b, let m = mask.first?.count, m > 0, mask.allSatisfy({ $0.count == m }) else {
+            throw ModelError("SSAST: need one equally sized, non-empty mask per clip (got \(mask.map(\.count)) for batch \(b))")
+        }
+        let indicator = Tensor.zeros([b, n, 1])
+        for (i, ids) in mask.enumerated() {
+            for id in ids {
+                guard id >= 0 && id < n else { throw ModelError("SSAST: mask index \(id) outside 0..<\(n)") }
+                indicator.data[i * n + id] = 1
+            }
+        }
+        let tokens = try v.patchTokens(x)                                            // [B, N, D]
+        let masked = try tokens * (1 - indicator) + indicator * maskEmbed
+        let h = try v.transform(masked)                                              // [B, N + 2, D]
+        let rows = mask.enumerated().flatMap { i, ids in ids.map { i * (n + 2) + $0 + 2 } }
+        return try h.reshape([b * (n + 2), c.dim]).indexSelect(axis: 0, indices: rows).reshape([b, m, c.dim])
+    }
+
+    func maskedTargets(_ x: Tensor, mask: [[Int]]) throws -> Tensor {
+        let t = try unfoldTargets(x)
+        let (b, n, p) = (t.shape[0], t.shape[1], t.shape[2])
+        let rows = mask.enumerated().flatMap { i, ids in ids.map { i * n + $0 } }
+        return try GradMode.noGrad { try t.reshape([b * n, p]).indexSelect(axis: 0, indices: rows).reshape([b, mask[0].count, p]) }
+    }
+
+    /// Discriminative pretext task: InfoNCE between the masked targets and `cpredlayer`'s predictions
+    /// (softmax over predictions for each target, the reference's dim −1), and its accuracy (argmax
+    /// over targets for each prediction, the reference's dim 0).
+    public func mpc(_ x: Tensor, mask: [[Int]]) throws -> (nce: Tensor, accuracy: Float) {
+        let pred = try cpredlayer(maskedHidden(x, mask: mask))
+        let target = try maskedTargets(x, mask: mask)
+        return (try Losses.infoNCE(target, pred), try Losses.infoNCEAccuracy(pred, target))
+    }
+
+    /// Generative pretext task: MSE between `gpredlayer`'s reconstructions and the masked patches.
+    public func mpg(_ x: Tensor, mask: [[Int]]) throws -> Tensor {
+        let pred = try gpredlayer(maskedHidden(x, mask: mask))
+        return try Losses.mse(pred, maskedTargets(x, mask: mask))
+    }
+
+    /// The joint objective nce + 10·mse, from two forward passes with independently drawn masks.
+    public func jointLoss(_ x: Tensor, maskCount: Int, generator: inout RandomGenerator) throws
+        -> (loss: Tensor, nce: Float, accuracy: Float, mse: Float) {
+        let b = x.shape[0]
+        let m1 = try (0..<b).map { _ in try maskIndices(count: maskCount, generator: &generator) }
+        let m2 = try (0..<b).map { _ in try maskIndices(count: maskCount, generator: &generator) }
+        let (nce, acc) = try mpc(x, mask: m1)
+        let mse = try mpg(x, mask: m2)
+        let loss = try nce + mse * 10
+        return (loss, try nce.item(), acc, try mse.item())
+    }
+
+    /// The reference's masks: cluster masking for patches, uniform sampling for frames.
+    public func maskIndices(count: Int, generator: inout RandomGenerator) throws -> [Int] {
+        guard count > 0 && count < config.patches else {
+            throw ModelError("SSAST: cannot mask \(count) of \(config.patches) patches")
+        }
+        return config.fshape == config.inputFdim
+            ? Masking.random(count: count, of: config.patches, generator: &generator)
+            : Masking.cluster(count: count, of: config.patches, rowLength: config.tGrid, generator: &generator)
+    }
+}
+
+public enum Masking {
+    /// SSAST's `gen_maskid_patch`: a cluster size c ∈ {3, 4, 5} per clip; repeatedly add the c x c
+    /// block at a random start (indices outside (0, N) dropped, no row-wrap check, index 0 never
+    /// masked) until more than `count` distinct patches are covered, then keep the `count` smallest
+    /// (CPython iterates a set of small ints in ascending order).
+    public static func cluster(count: Int, of n: Int, rowLength: Int, generator: inout RandomGenerator) -> [Int] {
+        let c = Int(generator.next() % 3) + 3
+        var chosen = Set<Int>()
+        while chosen.count <= count && chosen.count < n - 1 {
+            let start = Int(generator.next() % UInt64(n))
+            for i in 0..<c { for j in 0..<c {
+                let cand = start + rowLength * i + j
+                if cand > 0 && cand < n { chosen.insert(cand) }
+            } }
+        }
+        return Array(chosen.sorted().prefix(count))
+    }
+
+    /// `random.sample(range(n), count)`.
+    public static func random(count: Int, of n: Int, generator: inout RandomGenerator) -> [Int] {
+        var pool = Array(0..<n)
+        for i in 0..<count { pool.swapAt(i, i + Int(generator.next() % UInt64(n - i))) }
+        return Array(pool.prefix(count))
+    }
+}
