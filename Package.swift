@@ -37,6 +37,6 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "AudioTests", dependencies: ["Audio", "Engine", "NN"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Engine"], exclude: ["Fixtures"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "NN", "Engine"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Audio", "NN", "Engine"]),
     ]
 )

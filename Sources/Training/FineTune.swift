@@ -1,0 +1,218 @@
+import Audio
+import Engine
+import Foundation
+import Models
+import NN
+
+public struct FineTuneConfig: Codable, Sendable {
+    /// An SSAST run folder or checkpoint to start from; nil trains from scratch.
+    public var initFrom: String?
+    public var size = "tiny"
+    public var depth: Int?
+    public var variant: SSAST.Variant = .patch
+    public var inputTdim = 1024
+    public var epochs = 10
+    public var batchSize = 8
+    public var lr: Float = 1e-4
+    public var freezeEncoder = false
+    /// SpecAugment mask widths (0 = off) and mixup α (0 = off).
+    public var freqm = 0, timem = 0
+    public var mixup: Float = 0
+    public var labelSmoothing: Float = 0
+    public var seed: UInt64 = 0
+    public var mean: Float = -4.2677393
+    public var std: Float = 4.5689974
+    /// Evaluation split name, or a fold number for k-fold datasets.
+    public var testSplit = "test"
+    public var classes: [String] = []
+    public var multiLabel = false
+    public init() {}
+
+    public var pipeline: FeaturePipeline {
+        FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: inputTdim, mean: mean, std: std)
+    }
+}
+
+/// A fine-tuned classifier with what it needs to run on new audio (from a checkpoint's metadata).
+public struct Classifier {
+    public let model: AST
+    public let classes: [String]
+    public let pipeline: FeaturePipeline
+    public let multiLabel: Bool
+
+    /// Loads a fine-tuning run folder (its best checkpoint) or a checkpoint file.
+    public static func load(_ path: URL) throws -> Classifier {
+        var isDir: ObjCBool = false
+        FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir)
+        let file = isDir.boolValue ? path.appendingPathComponent("best.safetensors") : path
+        let st = try SafeTensors.read(file)
+        let d = JSONDecoder()
+        guard let c = st.metadata["ast_config"], let config = try? d.decode(ASTConfig.self, from: Data(c.utf8)),
+              let k = st.metadata["classes"], let classes = try? d.decode([String].self, from: Data(k.utf8)),
+              let p = st.metadata["pipeline"], let pipeline = try? d.decode(FeaturePipeline.self, from: Data(p.utf8)) else {
+            throw NNError("\(file.path): not an Earshot classifier checkpoint (metadata ast_config, classes, pipeline missing)")
+        }
+        let model = AST(config)
+        do { try model.load(stateDict: st.tensors) } catch { throw NNError("\(file.path): \(error)") }
+        model.eval()
+        return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")
+    }
+
+    /// Class probabilities (softmax, or sigmoid for multi-label) for features [B, T, F].
+    public func probabilities(_ features: Tensor) throws -> Tensor {
+        try GradMode.noGrad {
+            let logits = try model(features)
+            return multiLabel ? logits.sigmoid() : try logits.softmax(axis: -1)
+        }
+    }
+}
+
+/// Copies an SSAST encoder into an AST classifier, adapting positions from the pretraining grid.
+func initialiseFromSSAST(_ model: AST, checkpoint: URL, log: (String) -> Void) throws {
+    var isDir: ObjCBool = false
+    FileManager.default.fileExists(atPath: checkpoint.path, isDirectory: &isDir)
+    let file = isDir.boolValue ? checkpoint.appendingPathComponent("best.safetensors") : checkpoint
+    let st = try SafeTensors.read(file)
+    guard let c = st.metadata["ssast_config"], let pre = try? JSONDecoder().decode(ASTConfig.self, from: Data(c.utf8)) else {
+        throw NNError("\(file.path): not an SSAST checkpoint (no ssast_config metadata)")
+    }
+    guard pre.dim == model.config.dim, pre.depth == model.config.depth, pre.fshape == model.config.fshape, pre.tshape == model.config.tshape else {
+        throw NNError("\(file.path): pretrained encoder (dim \(pre.dim), depth \(pre.depth), patch \(pre.fshape)x\(pre.tshape)) does not match the classifier")
+    }
+    var encoder = st.tensors.filter { $0.key.hasPrefix("v.") }
+    if let pos = encoder["v.pos_embed"], pos.shape[1] != model.config.patches + 2 {
+        encoder["v.pos_embed"] = try ASTCheckpoint.adaptPositionalEmbedding(pos, from: (pre.fGrid, pre.tGrid), to: (model.config.fGrid, model.config.tGrid))
+    }
+    for (k, t) in model.stateDict() where k.hasPrefix("mlp_head.") { encoder[k] = t }
+    try model.load(stateDict: encoder)
+    log("initialised the encoder from \(file.path)")
+}
+
+public struct EvaluationResult: Sendable {
+    public var accuracy: Double
+    public var macroF1: Double
+    public var confusion: [[Int]]
+    public var mAP: Double, auc: Double, dPrime: Double
+    public var clips: Int
+
+    public var json: [String: Any] {
+        ["accuracy": accuracy, "macro_f1": macroF1, "confusion_matrix": confusion, "mAP": mAP, "auc": auc, "d_prime": dPrime, "clips": clips]
+    }
+}
+
+/// Scores a classifier on a dataset (clips with labels outside its classes are left out).
+public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int = 8) throws -> (EvaluationResult, SkipReport) {
+    let known = Dataset(records: data.records.filter { $0.labels.allSatisfy(classifier.classes.contains) && !$0.labels.isEmpty },
+                        layout: data.layout)
+    let loader = try FeatureLoader(dataset: known, pipeline: classifier.pipeline, batchSize: batchSize, shuffle: false)
+    var predicted: [Int] = [], target: [Int] = [], scores: [[Float]] = [], truth: [[Bool]] = []
+    let k = classifier.classes.count
+    try loader.forEachBatch(epoch: 0) { batch in
+        let p = try classifier.probabilities(batch.features)
+        let best = try p.argmax(axis: -1)
+        for (i, idx) in batch.indices.enumerated() {
+            let labels = known.records[idx].labels.compactMap(classifier.classes.firstIndex(of:))
+            predicted.append(best[i]); target.append(labels.first ?? -1)
+            scores.append(Array(p.toArray()[(i * k)..<((i + 1) * k)]))
+            truth.append((0..<k).map(labels.contains))
+        }
+    }
+    let ml = Metrics.multiLabel(scores: scores, targets: truth)
+    return (EvaluationResult(accuracy: Metrics.accuracy(predicted, target), macroF1: Metrics.macroF1(predicted, target, classes: k),
+                             confusion: Metrics.confusionMatrix(predicted, target, classes: k), mAP: ml.mAP, auc: ml.auc,
+                             dPrime: ml.dPrime, clips: predicted.count), loader.report)
+}
+
+/// Supervised fine-tuning of an AST classifier (optionally from an SSAST encoder), evaluating on the
+/// test split every epoch and keeping the best checkpoint; returns the best epoch's result.
+public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirectory, resume: Bool = false,
+                        log: @escaping (String) -> Void = { print($0) }) throws -> EvaluationResult {
+    var cfg = config
+    if cfg.classes.isEmpty { cfg.classes = data.classes }
+    cfg.multiLabel = cfg.multiLabel || data.multiLabel
+    guard var mc = SSAST.config(cfg.size, variant: cfg.variant, inputTdim: cfg.inputTdim) else {
+        throw NNError("finetune: unknown model size '\(cfg.size)'")
+    }
+    if let d = cfg.depth { mc.depth = d }
+    mc.labelDim = cfg.classes.count
+    Random.seed(cfg.seed)
+    let model = AST(mc)
+    if let initFrom = cfg.initFrom, !(resume && FileManager.default.fileExists(atPath: run.last.path)) {
+        try initialiseFromSSAST(model, checkpoint: URL(fileURLWithPath: initFrom), log: log)
+    }
+    if cfg.freezeEncoder { model.freeze(prefix: "v.") }
+    let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: 5e-7)], betas: (0.95, 0.999))
+    var firstEpoch = 0
+    if resume && FileManager.default.fileExists(atPath: run.last.path) {
+        firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1
+        log("resuming after epoch \(firstEpoch - 1)")
+    } else { try run.writeConfig(cfg) }
+
+    let isTest: (ClipRecord) -> Bool = { r in r.split == cfg.testSplit || r.fold.map(String.init) == cfg.testSplit }
+    let trainSet = Dataset(records: data.records.filter { !isTest($0) }, layout: data.layout)
+    let testSet = Dataset(records: data.records.filter(isTest), layout: data.layout)
+    guard !trainSet.records.isEmpty, !testSet.records.isEmpty else {
+        throw NNError("finetune: split '\(cfg.testSplit)' leaves \(trainSet.records.count) training and \(testSet.records.count) test clips")
+    }
+    let loader = try FeatureLoader(dataset: trainSet, pipeline: cfg.pipeline, batchSize: cfg.batchSize, seed: cfg.seed)
+    let k = cfg.classes.count
+    let enc = JSONEncoder()
+    let meta = ["ast_config": String(data: try enc.encode(mc), encoding: .utf8)!,
+                "classes": String(data: try enc.encode(cfg.classes), encoding: .utf8)!,
+                "pipeline": String(data: try enc.encode(cfg.pipeline), encoding: .utf8)!,
+                "multi_label": cfg.multiLabel ? "true" : "false"]
+    let schedule = MultiStepSchedule(milestones: Array(stride(from: 5, to: 1000, by: 1)), gamma: 0.85)  // AST's ESC recipe
+    let padValue = (0 - cfg.mean) / (2 * cfg.std)   // SpecAugment fills 0 in the log domain, before normalisation
+    var best = -1.0, bestResult = EvaluationResult(accuracy: 0, macroF1: 0, confusion: [], mAP: 0, auc: 0, dPrime: 0, clips: 0)
+    for epoch in firstEpoch..<cfg.epochs {
+        var gen = RandomGenerator(seed: cfg.seed &+ UInt64(epoch) &* 104_729)
+        optimizer.setLearningRate(schedule.lr(step: epoch, base: cfg.lr))
+        var progress = Progress(total: loader.batchesPerEpoch, label: "finetune epoch \(epoch + 1)/\(cfg.epochs)", log: log)
+        var trainLoss = 0.0, batches = 0
+        model.train()
+        try loader.forEachBatch(epoch: epoch) { batch in
+            var feats = batch.features
+            if cfg.freqm > 0 || cfg.timem > 0 {
+                let items = try (0..<feats.shape[0]).map { i -> Tensor in
+                    var x = try feats.slice(axis: 0, start: i, end: i + 1).squeeze(0)
+                    if cfg.freqm > 0 { x = try Augment.mask(x, axis: 1, param: cfg.freqm, value: padValue, generator: &gen) }
+                    if cfg.timem > 0 { x = try Augment.mask(x, axis: 0, param: cfg.timem, value: padValue, generator: &gen) }
+                    return x
+                }
+                feats = try Tensor.stack(items)
+            }
+            var targets = batch.multiHot(classes: k)
+            if cfg.mixup > 0 && feats.shape[0] > 1 {
+                let lambda = Augment.beta(cfg.mixup, generator: &gen)
+                let perm = Array((1..<feats.shape[0])) + [0]
+                feats = try feats * lambda + feats.indexSelect(axis: 0, indices: perm) * (1 - lambda)
+                targets = try targets * lambda + targets.indexSelect(axis: 0, indices: perm) * (1 - lambda)
+            }
+            let logits = try model(feats)
+            let loss: Tensor
+            if cfg.multiLabel { loss = try logits.binaryCrossEntropyWithLogits(targets: targets) }
+            else if cfg.mixup > 0 { loss = try logits.crossEntropy(softTargets: targets) }
+            else { loss = try logits.crossEntropy(targets: batch.labels.map { $0.first ?? 0 }, labelSmoothing: cfg.labelSmoothing) }
+            optimizer.zeroGrad()
+            try loss.backward()
+            try optimizer.step()
+            trainLoss += Double(try loss.item()); batches += 1
+            progress.update(batches, String(format: "loss %.4f", trainLoss / Double(batches)))
+        }
+        model.eval()
+        let clf = Classifier(model: model, classes: cfg.classes, pipeline: cfg.pipeline, multiLabel: cfg.multiLabel)
+        let (result, _) = try evaluate(clf, on: testSet, batchSize: cfg.batchSize)
+        let score = cfg.multiLabel ? result.mAP : result.accuracy
+        let isBest = score > best
+        if isBest { best = score; bestResult = result }
+        var line = result.json
+        line["epoch"] = epoch + 1; line["train_loss"] = trainLoss / Double(max(batches, 1)); line["skipped"] = loader.report.skipped.count
+        line.removeValue(forKey: "confusion_matrix")
+        try run.appendMetrics(line)
+        try run.saveCheckpoint(model: model, optimizer: optimizer, epoch: epoch, metadata: meta, isBest: isBest)
+        log(String(format: "epoch %d: train loss %.4f, test accuracy %.3f, macro F1 %.3f%@", epoch + 1, trainLoss / Double(max(batches, 1)),
+                   result.accuracy, result.macroF1, cfg.multiLabel ? String(format: ", mAP %.3f", result.mAP) : ""))
+    }
+    if !loader.report.skipped.isEmpty { log(loader.report.summary) }
+    return bestResult
+}

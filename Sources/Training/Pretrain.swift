@@ -1,0 +1,118 @@
+import Audio
+import Engine
+import Foundation
+import Models
+import NN
+
+/// Everything a self-supervised SSAST run needs; written to the run's config.json.
+public struct PretrainConfig: Codable, Sendable {
+    public var size = "tiny"
+    public var variant: SSAST.Variant = .patch
+    /// Optional smaller encoder depth (quick runs and tests).
+    public var depth: Int?
+    public var inputTdim = 1024
+    public var maskCount = 400
+    public var epochs = 10
+    public var batchSize = 8
+    public var lr: Float = 1e-4
+    public var warmupSteps = 100
+    public var seed: UInt64 = 0
+    public var mean: Float = -4.2677393
+    public var std: Float = 4.5689974
+    public init() {}
+
+    public var modelConfig: ASTConfig? {
+        guard var c = SSAST.config(size, variant: variant, inputTdim: inputTdim) else { return nil }
+        if let depth { c.depth = depth }
+        return c
+    }
+    public var pipeline: FeaturePipeline {
+        FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: inputTdim, mean: mean, std: std)
+    }
+}
+
+/// Held-out clips: the dataset's own test/validation split when it has one, else every tenth clip.
+func heldOutSplit(_ ds: Dataset) -> (train: Dataset, heldOut: Dataset) {
+    let marked = ds.records.filter { ["test", "validation", "valid", "val"].contains($0.split ?? "") }
+    if !marked.isEmpty && marked.count < ds.records.count {
+        return (Dataset(records: ds.records.filter { !marked.map(\.path).contains($0.path) }, layout: ds.layout),
+                Dataset(records: marked, layout: ds.layout))
+    }
+    let train = ds.records.enumerated().filter { $0.offset % 10 != 9 }.map(\.element)
+    let held = ds.records.enumerated().filter { $0.offset % 10 == 9 }.map(\.element)
+    return (Dataset(records: train, layout: ds.layout), Dataset(records: held.isEmpty ? train : held, layout: ds.layout))
+}
+
+public struct PretrainReport: Sendable {
+    public var epochs: Int
+    public var heldOutAccuracy: Float
+    public var heldOutLoss: Float
+    public var skipped: Int
+}
+
+/// Masked spectrogram patch modelling (SSAST): joint nce + 10·mse with two independently masked
+/// passes, Adam with warmup, learning rate halved when held-out pretext accuracy plateaus.
+public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirectory, resume: Bool = false,
+                          log: @escaping (String) -> Void = { print($0) }) throws -> PretrainReport {
+    guard let mc = config.modelConfig else { throw NNError("pretrain: unknown model size '\(config.size)' (tiny, small, base)") }
+    guard config.maskCount > 0 && config.maskCount < mc.patches else {
+        throw NNError("pretrain: mask count \(config.maskCount) must be in 1..<\(mc.patches) patches")
+    }
+    Random.seed(config.seed)
+    let model = SSAST(mc)
+    let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: config.lr, weightDecay: 5e-7)], betas: (0.95, 0.999))
+    var plateau = ReduceOnPlateau(mode: .max, factor: 0.5, patience: 2)
+    var firstEpoch = 0
+    if resume && FileManager.default.fileExists(atPath: run.last.path) {
+        firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1
+        log("resuming after epoch \(firstEpoch - 1)")
+    } else {
+        try run.writeConfig(config)
+    }
+    let (trainSet, heldOut) = heldOutSplit(data)
+    let loader = try FeatureLoader(dataset: trainSet, pipeline: config.pipeline, batchSize: config.batchSize, seed: config.seed)
+    let evalLoader = try FeatureLoader(dataset: heldOut, pipeline: config.pipeline, batchSize: config.batchSize, shuffle: false)
+    let schedule = WarmupSchedule(warmupSteps: config.warmupSteps)
+    let meta = ["ssast_config": String(data: try JSONEncoder().encode(mc), encoding: .utf8)!,
+                "pretrain_config": String(data: try JSONEncoder().encode(config), encoding: .utf8)!]
+    var bestAcc: Float = -1, report = PretrainReport(epochs: 0, heldOutAccuracy: 0, heldOutLoss: .nan, skipped: 0)
+    var lrScale: Float = 1
+    var step = firstEpoch * loader.batchesPerEpoch
+    for epoch in firstEpoch..<config.epochs {
+        var gen = RandomGenerator(seed: config.seed &+ UInt64(epoch) &* 7919)
+        var progress = Progress(total: loader.batchesPerEpoch, label: "pretrain epoch \(epoch + 1)/\(config.epochs)", log: log)
+        var trainLoss = 0.0, trainAcc = 0.0, batches = 0
+        model.train()
+        try loader.forEachBatch(epoch: epoch) { batch in
+            optimizer.setLearningRate(schedule.lr(step: step, base: config.lr) * lrScale)
+            let (loss, _, acc, _) = try model.jointLoss(batch.features, maskCount: config.maskCount, generator: &gen)
+            optimizer.zeroGrad()
+            try loss.backward()
+            try optimizer.step()
+            step += 1; batches += 1
+            trainLoss += Double(try loss.item()); trainAcc += Double(acc)
+            progress.update(batches, String(format: "loss %.4f acc %.3f", trainLoss / Double(batches), trainAcc / Double(batches)))
+        }
+        // Held-out pretext scores with fixed masks, so epochs compare fairly.
+        model.eval()
+        var evalGen = RandomGenerator(seed: 12345)
+        var vLoss = 0.0, vAcc = 0.0, vBatches = 0
+        try evalLoader.forEachBatch(epoch: 0) { batch in
+            let r = try GradMode.noGrad { try model.jointLoss(batch.features, maskCount: config.maskCount, generator: &evalGen) }
+            vLoss += Double(try r.loss.item()); vAcc += Double(r.accuracy); vBatches += 1
+        }
+        let acc = Float(vAcc / Double(max(vBatches, 1))), heldLoss = Float(vLoss / Double(max(vBatches, 1)))
+        lrScale = plateau.observe(acc, base: 1)
+        let isBest = acc > bestAcc
+        bestAcc = max(bestAcc, acc)
+        try run.appendMetrics(["epoch": epoch + 1, "train_loss": trainLoss / Double(max(batches, 1)), "train_acc": trainAcc / Double(max(batches, 1)),
+                               "heldout_loss": Double(heldLoss), "heldout_acc": Double(acc), "lr": Double(config.lr * lrScale),
+                               "skipped": loader.report.skipped.count])
+        try run.saveCheckpoint(model: model, optimizer: optimizer, epoch: epoch, metadata: meta, isBest: isBest)
+        log(String(format: "epoch %d: train loss %.4f, held-out loss %.4f, held-out pretext accuracy %.3f", epoch + 1,
+                   trainLoss / Double(max(batches, 1)), heldLoss, acc))
+        report = PretrainReport(epochs: epoch + 1, heldOutAccuracy: acc, heldOutLoss: heldLoss, skipped: loader.report.skipped.count)
+    }
+    if !loader.report.skipped.isEmpty { log(loader.report.summary) }
+    return report
+}

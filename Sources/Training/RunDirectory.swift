@@ -1,0 +1,90 @@
+import Engine
+import Foundation
+import NN
+
+/// A run folder: `config.json`, per-epoch `metrics.jsonl`, `best.safetensors` and `last.safetensors`
+/// (written atomically, with the optimizer state beside the last one so a killed run resumes).
+public struct RunDirectory: Sendable {
+    public let url: URL
+    public init(_ url: URL) throws {
+        self.url = url
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    public var configURL: URL { url.appendingPathComponent("config.json") }
+    public var metricsURL: URL { url.appendingPathComponent("metrics.jsonl") }
+    public var best: URL { url.appendingPathComponent("best.safetensors") }
+    public var last: URL { url.appendingPathComponent("last.safetensors") }
+    public var lastOptimizer: URL { url.appendingPathComponent("last-optimizer.safetensors") }
+
+    public func writeConfig<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(value), to: configURL)
+    }
+
+    public func readConfig<T: Decodable>(_ type: T.Type) throws -> T {
+        do { return try JSONDecoder().decode(type, from: Data(contentsOf: configURL)) } catch {
+            throw NNError("\(configURL.path): cannot read run config (\(error))")
+        }
+    }
+
+    /// Appends one JSON object as a line (the file is the run's history; earlier lines stay).
+    public func appendMetrics(_ fields: [String: Any]) throws {
+        var line = try JSONSerialization.data(withJSONObject: jsonSafe(fields), options: [.sortedKeys])
+        line.append(0x0A)
+        if !FileManager.default.fileExists(atPath: metricsURL.path) { FileManager.default.createFile(atPath: metricsURL.path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: metricsURL)
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: line)
+    }
+
+    /// Saves the model (and optimizer state) after `epoch`; `isBest` also refreshes best.safetensors.
+    public func saveCheckpoint(model: Module, optimizer: (any Optimizer)?, epoch: Int, metadata: [String: String], isBest: Bool) throws {
+        var meta = metadata
+        meta["epoch"] = String(epoch)
+        if let optimizer { try SafeTensors.write(optimizer.stateTensors(), to: lastOptimizer, metadata: ["epoch": String(epoch)]) }
+        try model.save(to: last, metadata: meta)
+        if isBest { try model.save(to: best, metadata: meta) }
+    }
+
+    /// Restores model and optimizer from the last checkpoint; returns the epoch it finished.
+    public func resume(model: Module, optimizer: (any Optimizer)?) throws -> Int {
+        let meta = try model.load(from: last)
+        if let optimizer, FileManager.default.fileExists(atPath: lastOptimizer.path) {
+            try optimizer.loadState(SafeTensors.read(lastOptimizer).tensors)
+        }
+        guard let e = meta["epoch"].flatMap(Int.init) else { throw NNError("\(last.path): no epoch in the checkpoint metadata") }
+        return e
+    }
+}
+
+/// Progress lines with an ETA for long loops.
+public struct Progress {
+    let total: Int, label: String
+    let start = ContinuousClock.now
+    var lastPrint = ContinuousClock.now
+    let log: (String) -> Void
+
+    public init(total: Int, label: String, log: @escaping (String) -> Void) { self.total = total; self.label = label; self.log = log }
+
+    public mutating func update(_ done: Int, _ detail: String = "") {
+        let now = ContinuousClock.now
+        guard done == total || lastPrint.duration(to: now) > .seconds(10) else { return }
+        lastPrint = now
+        let elapsed = start.duration(to: now)
+        let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let eta = done > 0 ? secs / Double(done) * Double(total - done) : 0
+        log(String(format: "%@ %d/%d  %@  elapsed %.0fs, eta %.0fs", label, done, total, detail, secs, eta))
+    }
+}
+
+/// JSON has no Inf or NaN (d′ is infinite at AUC 1): such numbers become null.
+public func jsonSafe(_ fields: [String: Any]) -> [String: Any] {
+    fields.mapValues { v -> Any in
+        if let d = v as? Double, !d.isFinite { return NSNull() }
+        if let f = v as? Float, !f.isFinite { return NSNull() }
+        return v
+    }
+}

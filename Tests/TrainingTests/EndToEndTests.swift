@@ -1,0 +1,59 @@
+import Foundation
+import XCTest
+import Audio
+import Engine
+import Models
+import NN
+@testable import Training
+
+/// Pretrain a small SSAST on generated audio, resume it, fine-tune from it, reload and evaluate.
+final class EndToEndTests: XCTestCase {
+    func makeData() throws -> (URL, Dataset) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var g = RandomGenerator(seed: 3)
+        var lines: [String] = []
+        for i in 0..<24 {
+            let high = i % 2 == 0
+            let f = (high ? 2500.0 : 250.0) * (1 + 0.1 * Double(g.nextUniform()))
+            let wave = (0..<11_000).map { n in Float(0.3 * sin(2 * Double.pi * f * Double(n) / 16000)) + 0.01 * g.nextNormal() }
+            let name = "clip\(i).wav"
+            try AudioFile.writeWAV(wave, sampleRate: 16000, to: dir.appendingPathComponent(name))
+            lines.append("{\"path\": \"\(name)\", \"label\": \"\(high ? "high" : "low")\", \"split\": \"\(i < 18 ? "train" : "test")\"}")
+        }
+        let manifest = dir.appendingPathComponent("data.jsonl")
+        try lines.joined(separator: "\n").write(to: manifest, atomically: true, encoding: .utf8)
+        return (dir, try Dataset.load(manifest))
+    }
+
+    func testPretrainResumeFineTuneEvaluate() throws {
+        let (dir, data) = try makeData()
+        var pre = PretrainConfig()
+        (pre.depth, pre.inputTdim, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps) = (1, 64, 8, 2, 6, 5e-4, 2)
+        let preRun = try RunDirectory(dir.appendingPathComponent("runs/pre"))
+        var lines: [String] = []
+        let r1 = try pretrainSSAST(pre, data: data, run: preRun) { lines.append($0) }
+        XCTAssertEqual(r1.epochs, 2)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: preRun.best.path))
+        pre.epochs = 3
+        let r2 = try pretrainSSAST(pre, data: data, run: preRun, resume: true) { lines.append($0) }
+        XCTAssertEqual(r2.epochs, 3)
+        XCTAssertTrue(lines.contains { $0.contains("resuming after epoch 1") })
+        let history = try String(contentsOf: preRun.metricsURL, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(history.count, 3, "two epochs, then one more after resuming")
+
+        var ft = FineTuneConfig()
+        (ft.initFrom, ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem) = (preRun.url.path, 1, 64, 4, 6, 3e-4, 8, 8)
+        let ftRun = try RunDirectory(dir.appendingPathComponent("runs/ft"))
+        let result = try fineTuneAST(ft, data: data, run: ftRun) { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.contains("initialised the encoder") })
+        XCTAssertGreaterThanOrEqual(result.accuracy, 0.8, "\(lines.suffix(4))")
+
+        let clf = try Classifier.load(ftRun.url)
+        XCTAssertEqual(clf.classes, ["high", "low"])
+        let (eval, _) = try evaluate(clf, on: data.split("test"))
+        XCTAssertEqual(eval.clips, 6)
+        XCTAssertGreaterThanOrEqual(eval.accuracy, 0.8)
+        XCTAssertEqual(eval.confusion.flatMap { $0 }.reduce(0, +), 6)
+    }
+}
