@@ -163,14 +163,19 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
                 "multi_label": cfg.multiLabel ? "true" : "false"]
     let schedule = MultiStepSchedule(milestones: Array(stride(from: 5, to: 1000, by: 1)), gamma: 0.85)  // AST's ESC recipe
     let padValue = (0 - cfg.mean) / (2 * cfg.std)   // SpecAugment fills 0 in the log domain, before normalisation
+    // Linear warmup over the first epoch: a 12-layer encoder collapses to uniform outputs without it.
+    let warmup = WarmupSchedule(warmupSteps: max(loader.batchesPerEpoch, 1), startFactor: 0.01)
+    var step = firstEpoch * loader.batchesPerEpoch
     var best = -1.0, bestResult = EvaluationResult(accuracy: 0, macroF1: 0, confusion: [], mAP: 0, auc: 0, dPrime: 0, clips: 0)
     for epoch in firstEpoch..<cfg.epochs {
         var gen = RandomGenerator(seed: cfg.seed &+ UInt64(epoch) &* 104_729)
-        optimizer.setLearningRate(schedule.lr(step: epoch, base: cfg.lr))
+        let epochLR = schedule.lr(step: epoch, base: cfg.lr)
         var progress = Progress(total: loader.batchesPerEpoch, label: "finetune epoch \(epoch + 1)/\(cfg.epochs)", log: log)
         var trainLoss = 0.0, batches = 0
         model.train()
         try loader.forEachBatch(epoch: epoch) { batch in
+            optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
+            step += 1
             var feats = batch.features
             if cfg.freqm > 0 || cfg.timem > 0 {
                 let items = try (0..<feats.shape[0]).map { i -> Tensor in

@@ -1,0 +1,72 @@
+import Audio
+import Engine
+import Foundation
+import Models
+import NN
+
+public struct KeywordDemoOptions: Sendable {
+    public var workdir = URL(fileURLWithPath: "runs/demo")
+    public var pretrainEpochs = 2
+    public var finetuneEpochs = 6
+    public var batchSize = 16
+    public var seed: UInt64 = 0
+    public init() {}
+}
+
+/// The README's main job: generate spoken keywords, pretrain SSAST-tiny on them without labels,
+/// fine-tune it, evaluate on held-out voices, print a results table and classify one clip.
+public func runKeywordDemo(_ o: KeywordDemoOptions, log: @escaping (String) -> Void = { print($0) }) throws {
+    let clock = ContinuousClock(), start = clock.now
+    func elapsed() -> Double { let d = start.duration(to: clock.now); return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+    var corpus = KeywordCorpus()
+    corpus.seed = o.seed
+    log("1/5 generating \(corpus.clipCount) spoken-keyword clips with espeak-ng (\(corpus.words.count) words, \(corpus.trainVoices.count + corpus.testVoices.count) voices)")
+    let manifest = try corpus.generate(in: o.workdir.appendingPathComponent("data"), log: { _ in })
+    let data = try Dataset.load(manifest)
+    let frames = 96
+
+    log("2/5 feature statistics on the training clips")
+    let statsPipeline = FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: frames)
+    var sum = 0.0, sumSq = 0.0, n = 0
+    for r in data.split("train").records.enumerated().filter({ $0.offset % 4 == 0 }).map(\.element) {
+        let f = try statsPipeline.features(of: URL(fileURLWithPath: r.path))
+        for i in 0..<f.count { sum += Double(f.data[i]); sumSq += Double(f.data[i] * f.data[i]) }
+        n += f.count
+    }
+    let mean = Float(sum / Double(n)), std = Float((sumSq / Double(n) - (sum / Double(n)) * (sum / Double(n))).squareRoot())
+    log(String(format: "   mean %.4f, std %.4f", mean, std))
+
+    log("3/5 self-supervised pretraining of SSAST-tiny (patch) on all clips, labels unused")
+    var pre = PretrainConfig()
+    (pre.inputTdim, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps, pre.mean, pre.std, pre.seed) =
+        (frames, 24, o.pretrainEpochs, o.batchSize, 5e-4, 20, mean, std, o.seed)
+    let unlabelled = Dataset(records: data.records.map { var r = $0; r.split = nil; return r }, layout: data.layout)
+    let preRun = try RunDirectory(o.workdir.appendingPathComponent("pretrain"))
+    let preReport = try pretrainSSAST(pre, data: unlabelled, run: preRun, log: log)
+
+    log("4/5 fine-tuning on the training voices, testing on \(corpus.testVoices.joined(separator: ", "))")
+    var ft = FineTuneConfig()
+    (ft.initFrom, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem, ft.mean, ft.std, ft.seed) =
+        (preRun.url.path, frames, o.finetuneEpochs, o.batchSize, 5e-4, 12, 16, mean, std, o.seed)
+    let ftRun = try RunDirectory(o.workdir.appendingPathComponent("finetune"))
+    _ = try fineTuneAST(ft, data: data, run: ftRun, log: log)
+
+    log("5/5 evaluating the best checkpoint and classifying one clip")
+    let clf = try Classifier.load(ftRun.url)
+    let (result, _) = try evaluate(clf, on: data.split("test"))
+    log("")
+    log("| stage | metric | value |")
+    log("|---|---|---|")
+    log(String(format: "| pretraining (%d epochs) | held-out pretext accuracy | %.3f |", preReport.epochs, preReport.heldOutAccuracy))
+    log(String(format: "| fine-tuning (%d epochs) | test accuracy (unseen voices) | %.3f |", o.finetuneEpochs, result.accuracy))
+    log(String(format: "| | macro F1 | %.3f |", result.macroF1))
+    log(String(format: "| | clips | %d |", result.clips))
+    log(String(format: "| total | wall time | %.0f s |", elapsed()))
+    if let clip = data.split("test").records.first {
+        let p = try clf.probabilities(clf.pipeline.features(of: URL(fileURLWithPath: clip.path)).unsqueeze(0)).toArray()
+        let top = p.indices.sorted { p[$0] > p[$1] }.prefix(3).map { String(format: "%@ %.2f", clf.classes[$0], p[$0]) }
+        log("")
+        log("classify \(clip.path) (said '\(clip.labels.first ?? "?")'): \(top.joined(separator: ", "))")
+    }
+    log("runs and checkpoints in \(o.workdir.path)")
+}

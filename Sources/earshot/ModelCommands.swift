@@ -1,0 +1,149 @@
+import ArgumentParser
+import Audio
+import Engine
+import Foundation
+import Models
+import NN
+import Training
+
+extension SSAST.Variant: ExpressibleByArgument {}
+
+/// `--model ssast-tiny-patch` style names: family-size-variant.
+func parseModelName(_ name: String) throws -> (size: String, variant: SSAST.Variant) {
+    let parts = name.split(separator: "-").map(String.init)
+    guard parts.count == 3, ["ssast", "ast"].contains(parts[0]), ["tiny", "small", "base"].contains(parts[1]),
+          let v = SSAST.Variant(rawValue: parts[2]) else {
+        throw ValidationError("unknown model '\(name)': use ssast-{tiny,small,base}-{patch,frame}")
+    }
+    return (parts[1], v)
+}
+
+struct Pretrain: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Self-supervised SSAST pretraining (masked patch modelling) on unlabelled audio.")
+    @Option(help: "ssast-{tiny,small,base}-{patch,frame}") var model = "ssast-tiny-patch"
+    @Option(help: "A manifest or dataset folder.") var data: String
+    @Option(help: "Run folder.") var out: String
+    @Option var epochs = 10
+    @Option(name: .customLong("batch-size")) var batchSize = 8
+    @Option var lr: Float = 1e-4
+    @Option(name: .customLong("target-length"), help: "Frames per clip (10 ms each).") var targetLength = 1024
+    @Option(name: .customLong("mask-patches")) var maskPatches = 400
+    @Option(help: "Encoder depth override (quick runs).") var depth: Int?
+    @Option(help: "Feature mean (earshot dataset stats).") var mean: Float = -4.2677393
+    @Option(help: "Feature std.") var std: Float = 4.5689974
+    @Option var seed: UInt64 = 0
+    @Flag(help: "Continue from the run folder's last checkpoint.") var resume = false
+
+    func run() throws {
+        let (size, variant) = try parseModelName(model)
+        var c = PretrainConfig()
+        (c.size, c.variant, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =
+            (size, variant, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, mean, std)
+        let report = try pretrainSSAST(c, data: Dataset.load(URL(fileURLWithPath: data)), run: RunDirectory(URL(fileURLWithPath: out)), resume: resume)
+        print(String(format: "pretrained %d epochs: held-out pretext accuracy %.3f, loss %.4f (%d clips skipped) -> %@",
+                     report.epochs, report.heldOutAccuracy, report.heldOutLoss, report.skipped, out))
+    }
+}
+
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Fine-tune an AST classifier, from an SSAST run or from scratch.")
+    @Option(help: "SSAST run folder or checkpoint (omit to train from scratch).") var initFrom: String?
+    @Option(help: "ssast-{tiny,small,base}-{patch,frame} (when training from scratch).") var model = "ssast-tiny-patch"
+    @Option var data: String
+    @Option var out: String
+    @Option var epochs = 10
+    @Option(name: .customLong("batch-size")) var batchSize = 8
+    @Option var lr: Float = 1e-4
+    @Option(name: .customLong("target-length")) var targetLength = 1024
+    @Option(help: "Test split name or fold number.") var test = "test"
+    @Option var freqm = 24
+    @Option var timem = 96
+    @Option(help: "Mixup alpha (0 = off).") var mixup: Float = 0
+    @Flag(name: .customLong("freeze-encoder")) var freezeEncoder = false
+    @Option var depth: Int?
+    @Option var mean: Float = -4.2677393
+    @Option var std: Float = 4.5689974
+    @Option var seed: UInt64 = 0
+    @Flag var resume = false
+
+    func run() throws {
+        var c = FineTuneConfig()
+        let (size, variant) = try parseModelName(model)
+        if let initFrom, let meta = try? SafeTensors.read(URL(fileURLWithPath: initFrom).appendingPathComponent("best.safetensors")).metadata,
+           let p = meta["pretrain_config"], let pre = try? JSONDecoder().decode(PretrainConfig.self, from: Data(p.utf8)) {
+            (c.size, c.variant, c.depth) = (pre.size, pre.variant, pre.depth)   // the encoder shape comes from the pretraining run
+        } else { (c.size, c.variant, c.depth) = (size, variant, depth) }
+        (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
+            (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
+        let r = try fineTuneAST(c, data: Dataset.load(URL(fileURLWithPath: data)), run: RunDirectory(URL(fileURLWithPath: out)), resume: resume)
+        print(String(format: "best test accuracy %.3f, macro F1 %.3f over %d clips -> %@", r.accuracy, r.macroF1, r.clips, out))
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Metrics JSON and the confusion matrix of a fine-tuned model on a dataset.")
+    @Option(help: "Fine-tuning run folder or checkpoint.") var model: String
+    @Option var data: String
+    @Option(help: "Only this split or fold.") var split: String?
+
+    func run() throws {
+        let clf = try Classifier.load(URL(fileURLWithPath: model))
+        var ds = try Dataset.load(URL(fileURLWithPath: data))
+        if let split { ds = ds.split(split) }
+        let (r, report) = try evaluate(clf, on: ds)
+        var json = jsonSafe(r.json)
+        json["classes"] = clf.classes
+        json["skipped"] = report.skipped.map { "\($0.path): \($0.reason)" }
+        print(String(data: try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]), encoding: .utf8)!)
+        let width = max(6, (clf.classes.map(\.count).max() ?? 6) + 1)
+        print("confusion matrix (rows: true, columns: predicted)")
+        for (i, row) in r.confusion.enumerated() {
+            print(clf.classes[i].padding(toLength: width, withPad: " ", startingAt: 0) + row.map { String(format: "%5d", $0) }.joined())
+        }
+    }
+}
+
+struct Classify: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Top classes of audio clips.")
+    @Argument var files: [String]
+    @Option var model: String
+    @Option var top = 5
+
+    func run() throws {
+        let clf = try Classifier.load(URL(fileURLWithPath: model))
+        for file in files {
+            do {
+                let x = try clf.pipeline.features(of: URL(fileURLWithPath: file)).unsqueeze(0)
+                let p = try clf.probabilities(x).toArray()
+                let ranked = p.indices.sorted { p[$0] > p[$1] }.prefix(top)
+                print(file + ": " + ranked.map { String(format: "%@ %.3f", clf.classes[$0], p[$0]) }.joined(separator: ", "))
+            } catch { print("\(file): skipped (\(error))") }
+        }
+    }
+}
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Clip embeddings (pooled encoder outputs) of files or a folder, into safetensors.")
+    @Argument var inputs: [String]
+    @Option var model: String
+    @Option var out: String
+
+    func run() throws {
+        let clf = try Classifier.load(URL(fileURLWithPath: model))
+        var files: [String] = []
+        for input in inputs {
+            var isDir: ObjCBool = false
+            FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
+            if isDir.boolValue { files += try Dataset.load(URL(fileURLWithPath: input)).records.map(\.path) } else { files.append(input) }
+        }
+        var tensors: [String: Tensor] = [:], skipped = 0
+        for f in files {
+            do {
+                let x = try clf.pipeline.features(of: URL(fileURLWithPath: f)).unsqueeze(0)
+                tensors[f] = try GradMode.noGrad { try clf.model.embed(x).squeeze(0) }
+            } catch { skipped += 1; print("skipped \(f): \(error)") }
+        }
+        try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))
+        print("wrote \(tensors.count) embeddings of dimension \(clf.model.config.dim) to \(out) (\(skipped) skipped)")
+    }
+}
