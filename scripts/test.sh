@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 flags="$(bash scripts/build-flags.sh) -Xswiftc -enable-testing"
 swift build --build-tests $flags
-swift test --skip-build $flags "$@"
+swift test --skip-build --disable-swift-testing $flags "$@"

@@ -57,7 +57,10 @@ class Block(nn.Module):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank"])
+    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast"])
+    p.add_argument("--size", default="tiny")
+    p.add_argument("--frames", type=int, default=1024)
+    p.add_argument("--labels", type=int, default=527)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--clips", type=int, default=200)
     p.add_argument("--head-dim", type=int, default=64)
@@ -82,6 +85,36 @@ def main():
         t = median_time(lambda: F.linear(x, w), a.iters, a.warmup)
         print(json.dumps({"bench": "matmul", "impl": "torch", "m": a.m, "k": a.k, "n": a.n, "threads": a.threads,
                           "ms": t * 1e3, "gflops": 2 * a.m * a.k * a.n / t / 1e9}))
+        return
+
+    if a.bench == "ast":
+        from transformers import ASTConfig, ASTForAudioClassification
+        dims = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}[a.size]
+        cfg = ASTConfig(hidden_size=dims[0], num_hidden_layers=12, num_attention_heads=dims[1], intermediate_size=4 * dims[0],
+                        max_length=a.frames, num_mel_bins=128, num_labels=a.labels, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+        model = ASTForAudioClassification(cfg)
+        x = torch.randn(a.batch, a.frames, 128)
+        if a.train:
+            opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+            y = torch.zeros(a.batch, a.labels)
+
+            def step():
+                loss = F.binary_cross_entropy_with_logits(model(x).logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            t = median_time(step, a.iters, a.warmup)
+        else:
+            model.eval()
+
+            def infer():
+                with torch.inference_mode():
+                    model(x)
+            t = median_time(infer, a.iters, a.warmup)
+        print(json.dumps({"bench": "ast", "impl": "transformers", "mode": "train" if a.train else "inference", "size": a.size,
+                          "frames": a.frames, "batch": a.batch, "threads": a.threads, "ms_per_step": t * 1e3,
+                          "items_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))
         return
 
     if a.bench == "fbank":

@@ -3,12 +3,13 @@ import Engine
 import Foundation
 import NN
 import Audio
+import Models
 
 /// Benchmarks print one JSON object per line; tools/bench_torch.py runs the same workloads in PyTorch.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (JSON lines). Compare with tools/bench_torch.py on the same machine.",
-        subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self, FbankBench.self])
+        subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self, FbankBench.self, ASTBench.self])
 }
 
 struct BenchOptions: ParsableArguments {
@@ -128,5 +129,40 @@ struct AttentionBench: ParsableCommand {
         printJSON([("bench", "attention"), ("mode", train ? "train" : "inference"), ("tokens", tokens), ("heads", heads),
                    ("head_dim", headDim), ("batch", batch), ("threads", options.threads), ("ms_per_step", t * 1e3),
                    ("gflops", flops / t / 1e9), ("peak_rss_mb", Memory.peakRSSMegabytes())])
+    }
+}
+
+struct ASTBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ast",
+        abstract: "AST (fstride = tstride = 10) on [batch, frames, 128] features; --train adds backward and an Adam step.")
+    @Option var size = "tiny"
+    @Option var frames = 1024
+    @Option var batch = 8
+    @Option var labels = 527
+    @Flag var train = false
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        Threading.setThreads(options.threads)
+        Random.seed(0)
+        guard var config = ASTConfig.named(size, labelDim: labels) else { throw ValidationError("size must be tiny, small or base") }
+        config.inputTdim = frames
+        let model = AST(config)
+        let x = Tensor.randn([batch, frames, 128])
+        let optimizer = Adam(model.trainableParameters(), lr: 1e-5)
+        let t: Double
+        if train {
+            let targets = Tensor.zeros([batch, labels])
+            t = try medianTime(iters: options.iters, warmup: options.warmup) {
+                let loss = try model(x).binaryCrossEntropyWithLogits(targets: targets)
+                optimizer.zeroGrad(); try loss.backward(); try optimizer.step()
+            }
+        } else {
+            model.eval()
+            t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try GradMode.noGrad { try model(x) } }
+        }
+        printJSON([("bench", "ast"), ("mode", train ? "train" : "inference"), ("size", size), ("frames", frames), ("batch", batch),
+                   ("patches", config.patches), ("threads", options.threads), ("ms_per_step", t * 1e3),
+                   ("items_per_s", Double(batch) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())])
     }
 }
