@@ -32,6 +32,23 @@ final class ViTParityTests: XCTestCase {
         }
     }
 
+    /// Under no-grad the blocks take the fused, cache-blocked MLP path; logits must not change.
+    func testInferencePathMatchesPyTorch() throws {
+        let file = try SafeTensors.read(fixturesDir.appendingPathComponent("vit_small.safetensors"))
+        let model = makeModel()
+        try model.load(stateDict: file.tensors.filter { model.stateDict()[$0.key] != nil })
+        model.eval()
+        let logits = try GradMode.noGrad { try model(XCTUnwrap(file.tensors["input"])) }
+        assertClose(logits, try XCTUnwrap(file.tensors["logits"]), atol: 1e-5, "no-grad logits")
+        // Many rows (several 64-row blocks, a ragged last one) against the recorded path.
+        let block = ViTBlock(dim: 16, heads: 2)
+        let x = Tensor.randn([3, 50, 16])
+        let fused = try GradMode.noGrad { try block(x) }
+        let plain = try block(x)
+        XCTAssertTrue(plain.requiresGrad, "with grad mode on the recorded path runs")
+        assertClose(fused, plain, atol: 1e-5, "fused vs recorded")
+    }
+
     func testSplitQKVEqualsFused() throws {
         Random.seed(5)
         let fused = MultiHeadAttention(dim: 16, heads: 2, fusedQKV: true)

@@ -82,7 +82,19 @@ public final class ViTBlock: Module, UnaryLayer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         let h = try x + dropPath(attn(norm1(x)))
+        if !needsGraph(h) && mlp.dropout.p == 0 {
+            // Inference: the whole MLP half in one cache-blocked pass (Engine/FusedInference.swift).
+            return try Tensor.fusedResidualMLP(h, lnWeight: norm2.weight, lnBias: norm2.bias, eps: norm2.eps,
+                                               fc1Weight: mlp.fc1.weight, fc1Bias: mlp.fc1.bias,
+                                               fc2Weight: mlp.fc2.weight, fc2Bias: mlp.fc2.bias,
+                                               approximateGELU: mlp.approximateGELU)
+        }
         return try h + dropPath(mlp(norm2(h)))
+    }
+
+    /// Whether this call must record a graph (grad mode on and some input or parameter trainable).
+    func needsGraph(_ h: Tensor) -> Bool {
+        GradMode.isEnabled && (h.requiresGrad || namedParameters().contains { $0.1.requiresGrad })
     }
 }
 
