@@ -104,27 +104,3 @@ struct UnsafeSendableAudio<T>: @unchecked Sendable {
     init(_ p: UnsafePointer<T>) { pointer = UnsafeMutablePointer(mutating: p) }
     init(_ p: UnsafeMutablePointer<T>) { pointer = p }
 }
-
-/// Maps `f` over `items` on the engine's threads, keeping order; the first error is rethrown.
-func parallelMap<T: Sendable, R>(_ items: [T], _ f: @Sendable (T) throws -> R) throws -> [R] {
-    var results = [Result<R, Error>?](repeating: nil, count: items.count)
-    let next = ItemCounter()
-    results.withUnsafeMutableBufferPointer { buf in
-        let out = UnsafeSendableAudio(buf.baseAddress!)
-        DispatchQueue.concurrentPerform(iterations: max(1, min(Threading.threads, items.count))) { _ in
-            while let i = next.take(below: items.count) { out.pointer[i] = Result { try f(items[i]) } }
-        }
-    }
-    return try results.map { try $0!.get() }
-}
-
-final class ItemCounter: @unchecked Sendable {
-    private var next = 0
-    private let lock = NSLock()
-    func take(below n: Int) -> Int? {
-        lock.lock(); defer { lock.unlock() }
-        guard next < n else { return nil }
-        next += 1
-        return next - 1
-    }
-}

@@ -7,18 +7,6 @@ import Foundation
 ///
 /// Heads are addressed through strides, so the same kernel reads [B, H, N, D] tensors and the packed
 /// [B, N, 3, H, D] output of a fused qkv projection without any permute copies.
-/// A shared task counter for dynamic scheduling.
-final class TaskCounter: @unchecked Sendable {
-    private var next = 0
-    private let lock = NSLock()
-    func take(below total: Int) -> Int? {
-        lock.lock(); defer { lock.unlock() }
-        guard next < total else { return nil }
-        next += 1
-        return next - 1
-    }
-}
-
 struct HeadView {
     let base: UnsafeMutablePointer<Float>
     let batchStride: Int, headStride: Int, rowStride: Int

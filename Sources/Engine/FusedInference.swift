@@ -30,14 +30,7 @@ extension Tensor {
             while let blk = next.take(below: blocks) {
                 let r0 = blk * blockRows, n = Swift.min(blockRows, rows - r0)
                 for r in 0..<n {
-                    let xi = px.value + (r0 + r) * d, yi = normed + r * d
-                    var s: Float = 0
-                    for j in 0..<d { s += xi[j] }
-                    let mean = s / Float(d)
-                    var v: Float = 0
-                    for j in 0..<d { let t = xi[j] - mean; v += t * t }
-                    let rstd = 1 / (v / Float(d) + eps).squareRoot()
-                    for j in 0..<d { yi[j] = (xi[j] - mean) * rstd * (pw?[j] ?? 1) + (pb?[j] ?? 0) }
+                    _ = Kernels.layerNormRow(px.value + (r0 + r) * d, normed + r * d, d, weight: pw, bias: pb, eps: eps)
                     if let b1 { (h + r * hidden).update(from: b1, count: hidden) }
                 }
                 Kernels.gemmSerial(transA: false, transB: true, m: n, n: hidden, k: d, a: normed, lda: d, b: w1.value, ldb: d,

@@ -43,6 +43,25 @@ extension Kernels {
         return total
     }
 
+    /// One row of layer norm: y = (x − μ) / √(σ² + eps) · w + b; returns (μ, 1/√(σ² + eps)).
+    @inline(__always)
+    static func layerNormRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ d: Int,
+                             weight w: UnsafePointer<Float>?, bias b: UnsafePointer<Float>?, eps: Float) -> (Float, Float) {
+        var s: Float = 0
+        for j in 0..<d { s += x[j] }
+        let mean = s / Float(d)
+        var v: Float = 0
+        for j in 0..<d { let t = x[j] - mean; v += t * t }
+        let rstd = 1 / (v / Float(d) + eps).squareRoot()
+        switch (w, b) {
+        case let (w?, b?): for j in 0..<d { y[j] = (x[j] - mean) * rstd * w[j] + b[j] }
+        case let (w?, nil): for j in 0..<d { y[j] = (x[j] - mean) * rstd * w[j] }
+        case let (nil, b?): for j in 0..<d { y[j] = (x[j] - mean) * rstd + b[j] }
+        case (nil, nil): for j in 0..<d { y[j] = (x[j] - mean) * rstd }
+        }
+        return (mean, rstd)
+    }
+
     static func softmaxRows(_ x: Tensor, log: Bool) -> Tensor {
         let n = x.shape.last ?? 1, rows = x.count / Swift.max(n, 1)
         let out = Tensor.empty(x.shape)
@@ -118,20 +137,8 @@ extension Tensor {
         let pw = weight?.data, pb = bias?.data
         parallelFor(rows, costPerItem: d * 3) { range in
             for r in range {
-                let xi = x.data + r * d, yi = out.data + r * d
-                var s: Float = 0
-                for j in 0..<d { s += xi[j] }
-                let mean = s / Float(d)
-                var v: Float = 0
-                for j in 0..<d { let t = xi[j] - mean; v += t * t }
-                let rstd = 1 / (v / Float(d) + eps).squareRoot()
+                let (mean, rstd) = Kernels.layerNormRow(x.data + r * d, out.data + r * d, d, weight: pw, bias: pb, eps: eps)
                 stats.data[2 * r] = mean; stats.data[2 * r + 1] = rstd
-                switch (pw, pb) {
-                case let (w?, b?): for j in 0..<d { yi[j] = (xi[j] - mean) * rstd * w[j] + b[j] }
-                case let (w?, nil): for j in 0..<d { yi[j] = (xi[j] - mean) * rstd * w[j] }
-                case let (nil, b?): for j in 0..<d { yi[j] = (xi[j] - mean) * rstd + b[j] }
-                case (nil, nil): for j in 0..<d { yi[j] = (xi[j] - mean) * rstd }
-                }
             }
         }
         var inputs = [x]

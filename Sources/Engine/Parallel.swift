@@ -25,3 +25,29 @@ func parallelFor(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Voi
         }
     }
 }
+
+/// A shared counter handing out task indices for dynamic scheduling across threads.
+public final class TaskCounter: @unchecked Sendable {
+    private var next = 0
+    private let lock = NSLock()
+    public init() {}
+    public func take(below total: Int) -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard next < total else { return nil }
+        next += 1
+        return next - 1
+    }
+}
+
+/// Maps `f` over `items` on the engine's threads, keeping order; the first error is rethrown.
+public func parallelMap<T: Sendable, R>(_ items: [T], _ f: @Sendable (T) throws -> R) throws -> [R] {
+    var results = [Result<R, Error>?](repeating: nil, count: items.count)
+    let next = TaskCounter()
+    results.withUnsafeMutableBufferPointer { buf in
+        let out = UnsafeSendable(value: buf.baseAddress!)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(Threading.threads, items.count))) { _ in
+            while let i = next.take(below: items.count) { out.value[i] = Result { try f(items[i]) } }
+        }
+    }
+    return try results.map { try $0!.get() }
+}
