@@ -221,3 +221,27 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     if !loader.report.skipped.isEmpty { log(loader.report.summary) }
     return bestResult
 }
+
+/// k-fold cross-validation for fold-based datasets (ESC-50 style): one fine-tuning run per fold
+/// under `root/fold-k`, each testing on fold k; returns the per-fold best results and writes their
+/// mean and standard deviation to `root/kfold.json`.
+public func crossValidate(_ config: FineTuneConfig, data: Dataset, root: URL, resume: Bool = false,
+                          log: @escaping (String) -> Void = { print($0) }) throws -> (folds: [Int: EvaluationResult], mean: Double, std: Double) {
+    let folds = Array(Set(data.records.compactMap(\.fold))).sorted()
+    guard folds.count >= 2 else { throw NNError("cross-validation: the dataset has \(folds.count) folds (needs a fold per clip, at least 2)") }
+    var results: [Int: EvaluationResult] = [:]
+    for k in folds {
+        var c = config
+        c.testSplit = String(k)
+        log("fold \(k) of \(folds.count)")
+        results[k] = try fineTuneAST(c, data: data, run: RunDirectory(root.appendingPathComponent("fold-\(k)")), resume: resume, log: log)
+    }
+    let accs = folds.map { results[$0]!.accuracy }
+    let mean = accs.reduce(0, +) / Double(accs.count)
+    let std = (accs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(accs.count)).squareRoot()
+    let summary: [String: Any] = ["folds": folds.map { ["fold": $0, "accuracy": results[$0]!.accuracy, "macro_f1": results[$0]!.macroF1] },
+                                  "mean_accuracy": mean, "std_accuracy": std]
+    try AtomicFile.write(try JSONSerialization.data(withJSONObject: jsonSafe(summary), options: [.prettyPrinted, .sortedKeys]),
+                         to: root.appendingPathComponent("kfold.json"))
+    return (results, mean, std)
+}

@@ -56,6 +56,8 @@ struct Finetune: ParsableCommand {
     @Option var lr: Float = 1e-4
     @Option(name: .customLong("target-length")) var targetLength = 1024
     @Option(help: "Test split name or fold number.") var test = "test"
+    @Flag(name: .customLong("cross-validate"), help: "Run every fold as the test fold in turn (fold-based datasets) and report the mean.")
+    var crossValidate = false
     @Option var freqm = 24
     @Option var timem = 96
     @Option(help: "Mixup alpha (0 = off).") var mixup: Float = 0
@@ -75,7 +77,14 @@ struct Finetune: ParsableCommand {
         } else { (c.size, c.variant, c.depth) = (size, variant, depth) }
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
-        let r = try fineTuneAST(c, data: Dataset.load(URL(fileURLWithPath: data)), run: RunDirectory(URL(fileURLWithPath: out)), resume: resume)
+        let dataset = try Dataset.load(URL(fileURLWithPath: data))
+        if crossValidate {
+            let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume)
+            for (k, r) in cv.folds.sorted(by: { $0.key < $1.key }) { print(String(format: "fold %d: accuracy %.3f", k, r.accuracy)) }
+            print(String(format: "%d-fold accuracy %.3f ± %.3f -> %@/kfold.json", cv.folds.count, cv.mean, cv.std, out))
+            return
+        }
+        let r = try fineTuneAST(c, data: dataset, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume)
         print(String(format: "best test accuracy %.3f, macro F1 %.3f over %d clips -> %@", r.accuracy, r.macroF1, r.clips, out))
     }
 }

@@ -19,7 +19,7 @@ final class EndToEndTests: XCTestCase {
             let wave = (0..<11_000).map { n in Float(0.3 * sin(2 * Double.pi * f * Double(n) / 16000)) + 0.01 * g.nextNormal() }
             let name = "clip\(i).wav"
             try AudioFile.writeWAV(wave, sampleRate: 16000, to: dir.appendingPathComponent(name))
-            lines.append("{\"path\": \"\(name)\", \"label\": \"\(high ? "high" : "low")\", \"split\": \"\(i < 18 ? "train" : "test")\"}")
+            lines.append("{\"path\": \"\(name)\", \"label\": \"\(high ? "high" : "low")\", \"split\": \"\(i < 18 ? "train" : "test")\", \"fold\": \(i % 3 + 1)}")
         }
         let manifest = dir.appendingPathComponent("data.jsonl")
         try lines.joined(separator: "\n").write(to: manifest, atomically: true, encoding: .utf8)
@@ -55,5 +55,17 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(eval.clips, 6)
         XCTAssertGreaterThanOrEqual(eval.accuracy, 0.8)
         XCTAssertEqual(eval.confusion.flatMap { $0 }.reduce(0, +), 6)
+    }
+
+    func testCrossValidationRunsEveryFold() throws {
+        let (dir, data) = try makeData()
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (1, 64, 1, 8, 3e-4)
+        let cv = try crossValidate(ft, data: data, root: dir.appendingPathComponent("cv"), log: { _ in })
+        XCTAssertEqual(cv.folds.keys.sorted(), [1, 2, 3])
+        XCTAssertEqual(cv.folds.values.map(\.clips).reduce(0, +), 24, "every clip is tested exactly once")
+        XCTAssertEqual(cv.mean, cv.folds.values.map(\.accuracy).reduce(0, +) / 3, accuracy: 1e-12)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cv/kfold.json").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cv/fold-2/best.safetensors").path))
     }
 }
