@@ -71,18 +71,15 @@ public final class FeatureLoader: @unchecked Sendable {
 
     /// Loads the clips at `indices` (in parallel), skipping failures unless strict.
     public func makeBatch(_ indices: [Int]) throws -> Batch? {
-        var results = [Result<Tensor, Error>?](repeating: nil, count: indices.count)
-        results.withUnsafeMutableBufferPointer { buf in
-            let out = UnsafeSendableAudio(buf.baseAddress!)
-            DispatchQueue.concurrentPerform(iterations: indices.count) { i in
-                let url = URL(fileURLWithPath: dataset.records[indices[i]].path)
-                out.pointer[i] = Result { try cache?.features(of: url, pipeline: pipeline) ?? pipeline.features(of: url) }
-            }
+        let records = dataset.records, pipeline = self.pipeline, cache = self.cache
+        let results = try parallelMap(indices) { index -> Result<Tensor, Error> in
+            let url = URL(fileURLWithPath: records[index].path)
+            return Result { try cache?.features(of: url, pipeline: pipeline) ?? pipeline.features(of: url) }
         }
         var feats: [Tensor] = [], labels: [[Int]] = [], kept: [Int] = []
         for (i, r) in results.enumerated() {
             let record = dataset.records[indices[i]]
-            switch r! {
+            switch r {
             case .success(let t):
                 feats.append(t); kept.append(indices[i])
                 labels.append(record.labels.compactMap(dataset.classIndex))
