@@ -77,8 +77,15 @@ public enum AudioFile {
         if sf_error(handle) != 0 {
             throw AudioError("\(path): decoding failed after \(got) of \(frames) frames (\(String(cString: sf_strerror(handle))))")
         }
-        guard got > 0 else { throw AudioError("\(path): truncated: the header promises \(frames) frames but none could be read") }
-        // A truncated file decodes fewer frames than its header claims; keep what is there.
+        // A truncated file decodes fewer frames than its header claims. MP3 headers only estimate the
+        // length, so a shortfall there is not an error.
+        let isMPEG = info.format & Int32(SF_FORMAT_TYPEMASK) == Int32(SF_FORMAT_MPEG)
+        guard got == frames || (isMPEG && got > 0) else {
+            throw AudioError("\(path): truncated: the header promises \(frames) frames but only \(got) could be decoded")
+        }
+        if let declared = truncatedDataChunk(handle) {
+            throw AudioError("\(path): truncated: the data chunk declares \(declared.0) bytes but the file holds \(declared.1)")
+        }
         let n = Int(got)
         var out = [[Float]](repeating: [Float](repeating: 0, count: n), count: channels)
         for c in 0..<channels { for i in 0..<n { out[c][i] = interleaved[i * channels + c] } }
@@ -87,6 +94,19 @@ public enum AudioFile {
         }
         let buffer = AudioBuffer(channels: out, sampleRate: Int(info.samplerate))
         return mono ? AudioBuffer(mono: buffer.mono, sampleRate: buffer.sampleRate) : buffer
+    }
+
+    /// libsndfile quietly shortens a WAV/AIFF data chunk that runs past the end of the file; its log
+    /// then says "data : <declared> (should be <actual>)". A shorter actual length means truncation.
+    static func truncatedDataChunk(_ handle: OpaquePointer) -> (Int, Int)? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        _ = sf_command(handle, Int32(SFC_GET_LOG_INFO), &buffer, Int32(buffer.count))
+        let log = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        for line in log.split(separator: "\n") where line.hasPrefix("data") && line.contains("should be") {
+            let numbers = line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+            if numbers.count >= 2, numbers[1] < numbers[0] { return (numbers[0], numbers[1]) }
+        }
+        return nil
     }
 
     /// Encodings `write` can produce (generated data, tests, exported clips).
