@@ -37,7 +37,7 @@ final class PowerSpectrum: @unchecked Sendable {
     func compute(frames: Int, into out: UnsafeMutablePointer<Float>, magnitude: Bool = false, parallel: Bool,
                  fill: @Sendable (Int, UnsafeMutablePointer<Double>) -> Void) {
         let nFreq = bins, n = size
-        let box = UnsafeSendableAudio(out)
+        let box = UnsafeSendable(value: out)
         let chunks = parallel && frames >= 64 ? 2 : 1
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
             let input = fftw_alloc_real(n)!
@@ -47,7 +47,7 @@ final class PowerSpectrum: @unchecked Sendable {
             for t in (frames * chunk / chunks)..<(frames * (chunk + 1) / chunks) {
                 fill(t, input)
                 fftw_execute_dft_r2c(plan, input, output)
-                let dst = box.pointer + t * nFreq
+                let dst = box.value + t * nFreq
                 for k in 0..<nFreq {
                     let p = pairs[2 * k] * pairs[2 * k] + pairs[2 * k + 1] * pairs[2 * k + 1]
                     dst[k] = Float(magnitude ? p.squareRoot() : p)

@@ -3,7 +3,7 @@ import Foundation
 
 /// File → fixed-size features: decode, downmix, resample, extract, pad or cut, normalise.
 public struct FeaturePipeline: Codable, Sendable, Equatable {
-    public enum Kind: Codable, Sendable, Equatable {
+    public enum Kind: Codable, Sendable, Hashable {
         case kaldiFbank(KaldiFbankConfig)
         case logMel(LogMelConfig)
     }
@@ -33,11 +33,7 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
 
     /// Features of a waveform already at `sampleRate`.
     public func features(_ samples: [Float]) throws -> Tensor {
-        var x: Tensor
-        switch kind {
-        case .kaldiFbank(let c): x = try KaldiFbank(c)(samples)
-        case .logMel(let c): x = try LogMel(c)(samples)
-        }
+        var x = try Extractors.shared.extractor(for: kind)(samples)
         if let t = targetFrames { x = try ASTInput.padOrCut(x, to: t) }
         if let mean, let std { x = ASTInput.normalize(x, mean: mean, std: std) }
         return x
@@ -55,6 +51,26 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         return (try? String(data: encoder.encode(self), encoding: .utf8)) ?? "\(self)"
+    }
+}
+
+/// Extractors built once per config: a filterbank and window cost more than a short clip's features,
+/// and a loader asks for them clip after clip.
+final class Extractors: @unchecked Sendable {
+    static let shared = Extractors()
+    private var built: [FeaturePipeline.Kind: ([Float]) throws -> Tensor] = [:]
+    private let lock = NSLock()
+
+    func extractor(for kind: FeaturePipeline.Kind) throws -> ([Float]) throws -> Tensor {
+        lock.lock(); defer { lock.unlock() }
+        if let f = built[kind] { return f }
+        let f: ([Float]) throws -> Tensor
+        switch kind {
+        case .kaldiFbank(let c): let e = try KaldiFbank(c); f = { try e($0) }
+        case .logMel(let c): let e = try LogMel(c); f = { try e($0) }
+        }
+        built[kind] = f
+        return f
     }
 }
 

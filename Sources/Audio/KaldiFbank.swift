@@ -5,7 +5,7 @@ import Foundation
 /// SSAMBA and HF `ASTFeatureExtractor` front end). Per frame: remove the DC offset, pre-emphasise
 /// (x[i] − 0.97 x[i−1], with x[−1] = x[0]), window, zero-pad to a power of two, power spectrum,
 /// Kaldi mel filterbank, log with a floor of float32 epsilon.
-public struct KaldiFbankConfig: Codable, Sendable, Equatable {
+public struct KaldiFbankConfig: Codable, Sendable, Hashable {
     public var sampleRate: Int = 16000
     public var numMelBins: Int = 128
     public var frameLengthMs: Double = 25
@@ -76,10 +76,10 @@ public final class KaldiFbank: @unchecked Sendable {
         if samples.contains(where: { !$0.isFinite }) { throw AudioError("kaldi fbank: the waveform contains NaN or infinite samples") }
         let window = self.window
         return samples.withUnsafeBufferPointer { wave in
-            let src = UnsafeSendableAudio(wave.baseAddress!)
+            let src = UnsafeSendable(value: wave.baseAddress!)
             return projection.apply(frames: frames, spectrum: fft, magnitude: !c.usePower, parallel: parallel,
                                     map: { c.useLog ? Foundation.log(max($0, Float.ulpOfOne)) : $0 }) { t, frame in
-                let x = src.pointer + t * c.windowShift
+                let x = src.value + t * c.windowShift
                 var mean = 0.0
                 if c.removeDCOffset {
                     for i in 0..<c.windowSize { mean += Double(x[i]) }
@@ -97,10 +97,4 @@ public final class KaldiFbank: @unchecked Sendable {
             }
         }
     }
-}
-
-struct UnsafeSendableAudio<T>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<T>
-    init(_ p: UnsafePointer<T>) { pointer = UnsafeMutablePointer(mutating: p) }
-    init(_ p: UnsafeMutablePointer<T>) { pointer = p }
 }

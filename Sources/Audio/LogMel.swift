@@ -5,7 +5,7 @@ import Foundation
 /// (Slaney mel, Slaney norm) and as CLAP's fusion path computes it with torchaudio (HTK mel, no norm):
 /// reflect-pad by nFFT/2, periodic Hann window, |STFT|², mel filterbank, then
 /// 10·log10(max(x, amin)) − 10·log10(max(amin, ref)), optionally clipped to top_db below the peak.
-public struct LogMelConfig: Codable, Sendable, Equatable {
+public struct LogMelConfig: Codable, Sendable, Hashable {
     public var sampleRate: Int
     public var nFFT: Int
     public var hop: Int
@@ -74,12 +74,12 @@ public final class LogMel: @unchecked Sendable {
         let window = self.window
         let amin = c.amin, offset = 10 * Foundation.log10(max(amin, c.ref))
         let out = samples.withUnsafeBufferPointer { wave in
-            let src = UnsafeSendableAudio(wave.baseAddress!)
+            let src = UnsafeSendable(value: wave.baseAddress!)
             return projection.apply(frames: frames, spectrum: fft, parallel: true, map: { 10 * Foundation.log10(max($0, amin)) - offset }) { t, frame in
                 let start = t * c.hop - half
                 for i in 0..<c.nFFT {
                     let j = start + i
-                    frame[i] = Double(src.pointer[(j >= 0 && j < n) ? j : LogMel.reflect(j, n)]) * window[i]
+                    frame[i] = Double(src.value[(j >= 0 && j < n) ? j : LogMel.reflect(j, n)]) * window[i]
                 }
             }
         }

@@ -6,7 +6,10 @@ public enum Threading {
 }
 
 /// A Sendable box so raw pointers can cross into `concurrentPerform`'s @Sendable closure.
-struct UnsafeSendable<T>: @unchecked Sendable { let value: T }
+public struct UnsafeSendable<T>: @unchecked Sendable {
+    public let value: T
+    public init(value: T) { self.value = value }
+}
 
 /// Splits `0..<count` into contiguous chunks, one per thread, and runs `body` on each.
 /// Runs inline when the work (count * costPerItem) is too small to pay for a thread hop.

@@ -42,9 +42,7 @@ public struct Classifier {
 
     /// Loads a fine-tuning run folder (its best checkpoint) or a checkpoint file.
     public static func load(_ path: URL) throws -> Classifier {
-        var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir)
-        let file = isDir.boolValue ? path.appendingPathComponent("best.safetensors") : path
+        let file = RunDirectory.checkpointFile(path)
         let st = try SafeTensors.read(file)
         let d = JSONDecoder()
         guard let c = st.metadata["ast_config"], let config = try? d.decode(ASTConfig.self, from: Data(c.utf8)),
@@ -69,9 +67,7 @@ public struct Classifier {
 
 /// Copies an SSAST encoder into an AST classifier, adapting positions from the pretraining grid.
 func initialiseFromSSAST(_ model: AST, checkpoint: URL, log: (String) -> Void) throws {
-    var isDir: ObjCBool = false
-    FileManager.default.fileExists(atPath: checkpoint.path, isDirectory: &isDir)
-    let file = isDir.boolValue ? checkpoint.appendingPathComponent("best.safetensors") : checkpoint
+    let file = RunDirectory.checkpointFile(checkpoint)
     let st = try SafeTensors.read(file)
     guard let c = st.metadata["ssast_config"], let pre = try? JSONDecoder().decode(ASTConfig.self, from: Data(c.utf8)) else {
         throw NNError("\(file.path): not an SSAST checkpoint (no ssast_config metadata)")

@@ -11,6 +11,13 @@ public struct RunDirectory: Sendable {
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     }
 
+    /// A run folder stands for its best checkpoint; a file stands for itself.
+    public static func checkpointFile(_ path: URL) -> URL {
+        var isDir: ObjCBool = false
+        FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir)
+        return isDir.boolValue ? path.appendingPathComponent("best.safetensors") : path
+    }
+
     public var configURL: URL { url.appendingPathComponent("config.json") }
     public var metricsURL: URL { url.appendingPathComponent("metrics.jsonl") }
     public var best: URL { url.appendingPathComponent("best.safetensors") }

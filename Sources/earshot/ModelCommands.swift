@@ -71,7 +71,7 @@ struct Finetune: ParsableCommand {
     func run() throws {
         var c = FineTuneConfig()
         let (size, variant) = try parseModelName(model)
-        if let initFrom, let meta = try? SafeTensors.read(URL(fileURLWithPath: initFrom).appendingPathComponent("best.safetensors")).metadata,
+        if let initFrom, let meta = try? SafeTensors.read(RunDirectory.checkpointFile(URL(fileURLWithPath: initFrom))).metadata,
            let p = meta["pretrain_config"], let pre = try? JSONDecoder().decode(PretrainConfig.self, from: Data(p.utf8)) {
             (c.size, c.variant, c.depth) = (pre.size, pre.variant, pre.depth)   // the encoder shape comes from the pretraining run
         } else { (c.size, c.variant, c.depth) = (size, variant, depth) }

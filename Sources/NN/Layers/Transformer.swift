@@ -92,9 +92,11 @@ public final class ViTBlock: Module, UnaryLayer {
         return try h + dropPath(mlp(norm2(h)))
     }
 
-    /// Whether this call must record a graph (grad mode on and some input or parameter trainable).
+    /// Whether the MLP half must record a graph (grad mode on and its input or a parameter trainable).
     func needsGraph(_ h: Tensor) -> Bool {
-        GradMode.isEnabled && (h.requiresGrad || namedParameters().contains { $0.1.requiresGrad })
+        guard GradMode.isEnabled else { return false }
+        let params: [Tensor?] = [h, norm2.weight, norm2.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias]
+        return params.contains { $0?.requiresGrad == true }
     }
 }
 
