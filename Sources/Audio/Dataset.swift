@@ -41,6 +41,21 @@ public struct Dataset: Sendable {
         Dataset(records: records.filter { $0.split == name || ($0.fold.map(String.init) == name) }, layout: layout, classes: classes)
     }
 
+    /// The same clips with their labels taken from another field: "label" (unchanged) or "speaker"
+    /// (speaker identification, e.g. on FSDD's official split). Throws naming the first clip without one.
+    public func labelled(by field: String) throws -> Dataset {
+        switch field {
+        case "label", "labels": return self
+        case "speaker":
+            let relabelled = try records.map { r -> ClipRecord in
+                guard let speaker = r.speaker, !speaker.isEmpty else { throw DatasetError("\(r.path): no speaker to label by") }
+                var c = r; c.labels = [speaker]; return c
+            }
+            return Dataset(records: relabelled, layout: layout + ", labelled by speaker")
+        default: throw DatasetError("unknown label field '\(field)' (label or speaker)")
+        }
+    }
+
     /// Train/test by fold (k-fold cross-validation).
     public func fold(_ k: Int) -> (train: Dataset, test: Dataset) {
         (Dataset(records: records.filter { $0.fold != k }, layout: layout, classes: classes),

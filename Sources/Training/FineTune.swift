@@ -19,6 +19,9 @@ public struct FineTuneConfig: Codable, Sendable {
     public var freqm = 0, timem = 0
     public var mixup: Float = 0
     public var labelSmoothing: Float = 0
+    /// Learning-rate decay: ×`lrDecay` every epoch from epoch `lrDecayStart` (AST's ESC-50 recipe: 5, 0.85).
+    public var lrDecayStart = 5
+    public var lrDecay: Float = 0.85
     public var seed: UInt64 = 0
     public var mean: Float = -4.2677393
     public var std: Float = 4.5689974
@@ -157,7 +160,8 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
                 "classes": String(data: try enc.encode(cfg.classes), encoding: .utf8)!,
                 "pipeline": String(data: try enc.encode(cfg.pipeline), encoding: .utf8)!,
                 "multi_label": cfg.multiLabel ? "true" : "false"]
-    let schedule = MultiStepSchedule(milestones: Array(stride(from: 5, to: 1000, by: 1)), gamma: 0.85)  // AST's ESC recipe
+    let schedule = MultiStepSchedule(milestones: Array(stride(from: max(cfg.lrDecayStart, 1), to: max(cfg.lrDecayStart, 1) + 1000, by: 1)),
+                                     gamma: cfg.lrDecay)
     let padValue = (0 - cfg.mean) / (2 * cfg.std)   // SpecAugment fills 0 in the log domain, before normalisation
     // Linear warmup over the first epoch: a 12-layer encoder collapses to uniform outputs without it.
     let warmup = WarmupSchedule(warmupSteps: max(loader.batchesPerEpoch, 1), startFactor: 0.01)

@@ -8,10 +8,15 @@ import Foundation
 /// test split, so the score measures generalisation to unseen speakers. No download needed.
 public struct KeywordCorpus: Sendable {
     public var words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
-    public var trainVoices = ["en+m1", "en+m3", "en+m5", "en+m7", "en+f1", "en+f3", "en-us+m2", "en-us+f2"]
-    public var testVoices = ["en+m4", "en+f4"]
-    public var speeds = [130, 165, 200]
-    public var pitches = [30, 50, 70]
+    /// Voices are espeak-ng accents with its male (m1-m7) and female (f1-f5) variants; the test voices
+    /// are variants never heard in training.
+    public var trainVoices = ["en+m1", "en+m3", "en+m5", "en+m7", "en+f1", "en+f3", "en+f5", "en+m2",
+                              "en-us+m2", "en-us+m6", "en-us+f2", "en-us+f4", "en-us+m5",
+                              "en-gb-scotland+m3", "en-gb-scotland+f1", "en-029+m4", "en-029+f3",
+                              "en-gb-x-rp+m6", "en-gb-x-rp+f5", "en-gb-x-rp+f2"]
+    public var testVoices = ["en+m4", "en+f4", "en-us+m3"]
+    public var speeds = [130, 160, 190]
+    public var pitches = [35, 65]
     public var seconds = 0.96
     public var sampleRate = 16000
     public var seed: UInt64 = 0
@@ -19,41 +24,48 @@ public struct KeywordCorpus: Sendable {
 
     public var clipCount: Int { words.count * (trainVoices.count + testVoices.count) * speeds.count * pitches.count }
 
-    /// Writes the clips and `manifest.jsonl` under `dir` (reusing a complete earlier corpus).
+    /// Writes the clips and `manifest.jsonl` under `dir` (reusing a complete earlier corpus). Clips are
+    /// synthesised on every engine thread; each clip's randomness is seeded by its index, so the corpus
+    /// is the same whatever the thread count.
     public func generate(in dir: URL, log: (String) -> Void = { print($0) }) throws -> URL {
         let manifest = dir.appendingPathComponent("manifest.jsonl")
         if let text = try? String(contentsOf: manifest, encoding: .utf8), text.split(separator: "\n").count == clipCount { return manifest }
         guard let espeak = ["/usr/bin/espeak-ng", "/usr/local/bin/espeak-ng"].first(where: FileManager.default.isExecutableFile) else {
             throw AudioError("espeak-ng is not installed (apt-get install espeak-ng; scripts/setup.sh does this)")
         }
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        var g = RandomGenerator(seed: seed)
-        var lines: [String] = []
-        let length = Int(seconds * Double(sampleRate))
         for word in words {
             try FileManager.default.createDirectory(at: dir.appendingPathComponent(word), withIntermediateDirectories: true)
-            for voice in trainVoices + testVoices { for speed in speeds { for pitch in pitches {
-                let tmp = dir.appendingPathComponent(".tts-\(UUID().uuidString).wav")
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: espeak)
-                p.arguments = ["-v", voice, "-s", "\(speed)", "-p", "\(pitch)", "-w", tmp.path, word]
-                p.standardError = FileHandle.nullDevice
-                try p.run(); p.waitUntilExit()
-                guard p.terminationStatus == 0 else { throw AudioError("espeak-ng failed for voice \(voice) (status \(p.terminationStatus))") }
-                let speech = try AudioFile.read(tmp)
-                try? FileManager.default.removeItem(at: tmp)
-                var wave = try Resampler.resample(speech.mono, from: speech.sampleRate, to: sampleRate)
-                wave = trimSilence(wave)
-                let clip = mix(speech: wave, length: length, generator: &g)
-                let name = "\(word)/\(voice.replacingOccurrences(of: "+", with: "_"))_s\(speed)_p\(pitch).wav"
-                try AudioFile.writeWAV(clip, sampleRate: sampleRate, to: dir.appendingPathComponent(name))
-                let split = testVoices.contains(voice) ? "test" : "train"
-                lines.append("{\"path\": \"\(name)\", \"label\": \"\(word)\", \"speaker\": \"\(voice)\", \"split\": \"\(split)\"}")
-            } } }
-            log("generated \(lines.count)/\(clipCount) clips")
         }
+        let jobs = words.flatMap { word in (trainVoices + testVoices).flatMap { voice in speeds.flatMap { speed in
+            pitches.map { pitch in (word: word, voice: voice, speed: speed, pitch: pitch) }
+        } } }
+        let lines = try parallelMap(Array(jobs.indices)) { i -> String in
+            let (word, voice, speed, pitch) = jobs[i]
+            let name = "\(word)/\(voice.replacingOccurrences(of: "+", with: "_"))_s\(speed)_p\(pitch).wav"
+            try synthesise(word, voice: voice, speed: speed, pitch: pitch, espeak: espeak, clipIndex: i,
+                           to: dir.appendingPathComponent(name))
+            let split = testVoices.contains(voice) ? "test" : "train"
+            return "{\"path\": \"\(name)\", \"label\": \"\(word)\", \"speaker\": \"\(voice)\", \"split\": \"\(split)\"}"
+        }
+        log("generated \(lines.count) clips")
         try lines.joined(separator: "\n").appending("\n").write(to: manifest, atomically: true, encoding: .utf8)
         return manifest
+    }
+
+    /// One clip: espeak-ng speech, resampled, silence-trimmed and mixed over generated background.
+    func synthesise(_ word: String, voice: String, speed: Int, pitch: Int, espeak: String, clipIndex: Int, to url: URL) throws {
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".tts-\(UUID().uuidString).wav")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: espeak)
+        p.arguments = ["-v", voice, "-s", "\(speed)", "-p", "\(pitch)", "-w", tmp.path, word]
+        p.standardError = FileHandle.nullDevice
+        try p.run(); p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw AudioError("espeak-ng failed for voice \(voice) (status \(p.terminationStatus))") }
+        let speech = try AudioFile.read(tmp)
+        let wave = trimSilence(try Resampler.resample(speech.mono, from: speech.sampleRate, to: sampleRate))
+        var g = RandomGenerator(seed: seed &+ UInt64(clipIndex) &* 0x9E37_79B9_7F4A_7C15)
+        try AudioFile.writeWAV(mix(speech: wave, length: Int(seconds * Double(sampleRate)), generator: &g), sampleRate: sampleRate, to: url)
     }
 
     func trimSilence(_ x: [Float]) -> [Float] {

@@ -6,8 +6,8 @@ import NN
 
 public struct KeywordDemoOptions: Sendable {
     public var workdir = URL(fileURLWithPath: "runs/demo")
-    public var pretrainEpochs = 2
-    public var finetuneEpochs = 6
+    public var pretrainEpochs = 3
+    public var finetuneEpochs = 8
     public var batchSize = 16
     public var seed: UInt64 = 0
     public init() {}
@@ -36,18 +36,23 @@ public func runKeywordDemo(_ o: KeywordDemoOptions, log: @escaping (String) -> V
     let mean = Float(sum / Double(n)), std = Float((sumSq / Double(n) - (sum / Double(n)) * (sum / Double(n))).squareRoot())
     log(String(format: "   mean %.4f, std %.4f", mean, std))
 
-    log("3/5 self-supervised pretraining of SSAST-tiny (patch) on all clips, labels unused")
+    // Frame-based SSAST (128 x 2 patches: every token sees the whole spectrum of 20 ms): on these
+    // clips it reaches ~80% on unseen voices in 6 fine-tuning epochs, where 16 x 16 patches are still
+    // near chance (measured; the SSAST paper also finds frames better for speech). Pretraining uses
+    // SSAST's 1e-4: three epochs at 5e-4 left an encoder that fine-tuned worse than a random one
+    // (53% vs 83%); at 1e-4 it fine-tunes at least as fast as from scratch.
+    log("3/5 self-supervised pretraining of SSAST-tiny (frame) on all clips, labels unused")
     var pre = PretrainConfig()
-    (pre.inputTdim, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps, pre.mean, pre.std, pre.seed) =
-        (frames, 24, o.pretrainEpochs, o.batchSize, 5e-4, 20, mean, std, o.seed)
+    (pre.variant, pre.inputTdim, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps, pre.mean, pre.std, pre.seed) =
+        (.frame, frames, 24, o.pretrainEpochs, o.batchSize, 1e-4, 20, mean, std, o.seed)
     let unlabelled = Dataset(records: data.records.map { var r = $0; r.split = nil; return r }, layout: data.layout)
     let preRun = try RunDirectory(o.workdir.appendingPathComponent("pretrain"))
     let preReport = try pretrainSSAST(pre, data: unlabelled, run: preRun, log: log)
 
     log("4/5 fine-tuning on the training voices, testing on \(corpus.testVoices.joined(separator: ", "))")
     var ft = FineTuneConfig()
-    (ft.initFrom, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem, ft.mean, ft.std, ft.seed) =
-        (preRun.url.path, frames, o.finetuneEpochs, o.batchSize, 5e-4, 12, 16, mean, std, o.seed)
+    (ft.initFrom, ft.variant, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem, ft.mean, ft.std, ft.seed) =
+        (preRun.url.path, .frame, frames, o.finetuneEpochs, o.batchSize, 5e-4, 12, 16, mean, std, o.seed)
     let ftRun = try RunDirectory(o.workdir.appendingPathComponent("finetune"))
     _ = try fineTuneAST(ft, data: data, run: ftRun, log: log)
 

@@ -10,8 +10,8 @@ struct Keywords: ParsableCommand {
         abstract: "Generate spoken keywords, pretrain SSAST-tiny without labels, fine-tune, evaluate and classify a clip.")
 
     @Option(help: "Where the generated data and runs go.") var workdir = "runs/demo"
-    @Option(name: .customLong("pretrain-epochs")) var pretrainEpochs = 2
-    @Option(name: .customLong("finetune-epochs")) var finetuneEpochs = 6
+    @Option(name: .customLong("pretrain-epochs")) var pretrainEpochs = 3
+    @Option(name: .customLong("finetune-epochs")) var finetuneEpochs = 8
     @Option var seed: UInt64 = 0
 
     func run() throws {

@@ -21,7 +21,7 @@ func parseModelName(_ name: String) throws -> (size: String, variant: SSAST.Vari
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Self-supervised SSAST pretraining (masked patch modelling) on unlabelled audio.")
     @Option(help: "ssast-{tiny,small,base}-{patch,frame}") var model = "ssast-tiny-patch"
-    @Option(help: "A manifest or dataset folder.") var data: String
+    @Option(help: "A manifest or dataset folder; repeat to pretrain on several (labels are never used).") var data: [String]
     @Option(help: "Run folder.") var out: String
     @Option var epochs = 10
     @Option(name: .customLong("batch-size")) var batchSize = 8
@@ -39,7 +39,10 @@ struct Pretrain: ParsableCommand {
         var c = PretrainConfig()
         (c.size, c.variant, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =
             (size, variant, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, mean, std)
-        let report = try pretrainSSAST(c, data: Dataset.load(URL(fileURLWithPath: data)), run: RunDirectory(URL(fileURLWithPath: out)), resume: resume)
+        let sets = try data.map { try Dataset.load(URL(fileURLWithPath: $0)) }
+        // Clips marked test/validation stay out of training and score the pretext task (see heldOutSplit).
+        let all = Dataset(records: sets.flatMap(\.records), layout: sets.map(\.layout).joined(separator: " + "))
+        let report = try pretrainSSAST(c, data: all, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume)
         print(String(format: "pretrained %d epochs: held-out pretext accuracy %.3f, loss %.4f (%d clips skipped) -> %@",
                      report.epochs, report.heldOutAccuracy, report.heldOutLoss, report.skipped, out))
     }
@@ -56,11 +59,14 @@ struct Finetune: ParsableCommand {
     @Option var lr: Float = 1e-4
     @Option(name: .customLong("target-length")) var targetLength = 1024
     @Option(help: "Test split name or fold number.") var test = "test"
+    @Option(name: .customLong("label-field"), help: "What to classify: label, or speaker (speaker identification).") var labelField = "label"
     @Flag(name: .customLong("cross-validate"), help: "Run every fold as the test fold in turn (fold-based datasets) and report the mean.")
     var crossValidate = false
     @Option var freqm = 24
     @Option var timem = 96
     @Option(help: "Mixup alpha (0 = off).") var mixup: Float = 0
+    @Option(name: .customLong("lr-decay-start"), help: "Epoch from which the learning rate decays every epoch.") var lrDecayStart = 5
+    @Option(name: .customLong("lr-decay"), help: "Per-epoch learning-rate factor from --lr-decay-start.") var lrDecay: Float = 0.85
     @Flag(name: .customLong("freeze-encoder")) var freezeEncoder = false
     @Option var depth: Int?
     @Option var mean: Float = -4.2677393
@@ -77,7 +83,8 @@ struct Finetune: ParsableCommand {
         } else { (c.size, c.variant, c.depth) = (size, variant, depth) }
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
-        let dataset = try Dataset.load(URL(fileURLWithPath: data))
+        (c.lrDecayStart, c.lrDecay) = (lrDecayStart, lrDecay)
+        let dataset = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if crossValidate {
             let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume)
             for (k, r) in cv.folds.sorted(by: { $0.key < $1.key }) { print(String(format: "fold %d: accuracy %.3f", k, r.accuracy)) }
@@ -94,10 +101,11 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Fine-tuning run folder or checkpoint.") var model: String
     @Option var data: String
     @Option(help: "Only this split or fold.") var split: String?
+    @Option(name: .customLong("label-field"), help: "label, or speaker (as the model was fine-tuned).") var labelField = "label"
 
     func run() throws {
         let clf = try Classifier.load(URL(fileURLWithPath: model))
-        var ds = try Dataset.load(URL(fileURLWithPath: data))
+        var ds = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if let split { ds = ds.split(split) }
         let (r, report) = try evaluate(clf, on: ds)
         var json = jsonSafe(r.json)

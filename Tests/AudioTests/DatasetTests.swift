@@ -22,11 +22,18 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(fsdd.classes, (0...9).map(String.init))
         XCTAssertEqual(fsdd.split("test").records.count, 300)
         XCTAssertEqual(Set(fsdd.records.compactMap(\.speaker)).count, 6)
+        // Speaker identification: six classes, the same official split, labels from the file names.
+        let speakers = try fsdd.labelled(by: "speaker")
+        XCTAssertEqual(speakers.classes.count, 6)
+        XCTAssertEqual(speakers.split("test").records.count, 300)
+        XCTAssertEqual(speakers.records[0].labels, [fsdd.records[0].speaker!])
+        XCTAssertThrowsError(try fsdd.labelled(by: "colour"))
         let esc = try Dataset.load(sharedData.appendingPathComponent("esc10"))
         XCTAssertEqual(esc.records.count, 400)
         XCTAssertEqual(esc.classes.count, 10)
         XCTAssertEqual(esc.fold(1).test.records.count, 80)
         XCTAssertTrue(FileManager.default.fileExists(atPath: esc.records[0].path))
+        XCTAssertThrowsError(try esc.labelled(by: "speaker")) { XCTAssertTrue("\($0)".contains("no speaker")) }
     }
 
     func testFolderLayouts() throws {

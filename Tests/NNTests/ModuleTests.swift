@@ -15,6 +15,20 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(bn.namedParameters().map(\.0), ["weight", "bias"])
     }
 
+    func testTimmInitialisationOfLinearLayers() throws {
+        let block = ViTBlock(dim: 64, heads: 2)
+        let before = block.norm1.weight!.toArray()
+        Init.timmLinear(block)
+        for (key, p) in block.namedParameters() where key.hasSuffix("bias") && !key.hasPrefix("norm") {
+            XCTAssertEqual(p.toArray().map(abs).max(), 0, "\(key) is zeroed")
+        }
+        let w = block.mlp.fc1.weight.toArray()
+        let std = (w.map { $0 * $0 }.reduce(0, +) / Float(w.count)).squareRoot()
+        XCTAssertEqual(std, 0.02 * 0.88, accuracy: 0.002, "truncated at 2σ, the std is 0.88σ")
+        XCTAssertLessThanOrEqual(w.map(abs).max()!, 0.04)
+        XCTAssertEqual(block.norm1.weight!.toArray(), before, "LayerNorm is left alone")
+    }
+
     func testFreezingStopsGradientsAndCounts() throws {
         let model = Sequential([Linear(4, 8), Linear(8, 2)])
         XCTAssertEqual(model.parameterCount(), 4 * 8 + 8 + 8 * 2 + 2)

@@ -21,6 +21,8 @@ public final class ASTEncoder: Module {
                      dropPath: c.depth > 1 ? c.dropPath * Float(i) / Float(c.depth - 1) : c.dropPath)
         }
         norm = LayerNorm(c.dim, eps: c.eps)
+        super.init()
+        Init.timmLinear(self)
     }
 }
 

@@ -17,4 +17,16 @@ public enum Init {
         let bound = (6 / Float(fanIn + fanOut)).squareRoot()
         return Tensor.uniform(shape, low: -bound, high: bound)
     }
+
+    /// timm's ViT initialisation (`_init_weights`), which AST and SSAST inherit: every Linear inside
+    /// `module` gets weight ~ truncated normal (std 0.02) and a zero bias. PyTorch's Linear default is
+    /// twice as wide at width 192 with non-zero biases, and a deep encoder starts slower from it.
+    public static func timmLinear(_ module: Module) {
+        for (_, m) in module.namedModules() {
+            guard let linear = m as? Linear else { continue }
+            let w = truncatedNormal(linear.weight.shape, std: 0.02)
+            linear.weight.data.update(from: w.data, count: w.count)
+            if let b = linear.bias { b.data.update(repeating: 0, count: b.count) }
+        }
+    }
 }
