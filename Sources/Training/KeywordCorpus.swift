@@ -4,7 +4,7 @@ import Foundation
 
 /// Generates a spoken-keyword dataset with Debian's espeak-ng: each word in many voices, speeds and
 /// pitches, placed at a random offset in a fixed-length clip over generated background sound (white,
-/// pink or brown noise, mains hum, a distant tone) at 5-25 dB SNR. Two voices are held out as the
+/// pink or brown noise, mains hum, a distant tone) at 5-25 dB SNR. The test voices are held out as the
 /// test split, so the score measures generalisation to unseen speakers. No download needed.
 public struct KeywordCorpus: Sendable {
     public var words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
