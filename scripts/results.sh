@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind docs/RESULTS.md: SSAST-tiny (frame-based) on FSDD digits, FSDD speakers and ESC-10,
 # trained from scratch and fine-tuned after self-supervised pretraining on all the audio in ../shared.
-# Takes about 45 minutes on 2 cores. Stages whose run folder has a best checkpoint are skipped, and
+# Takes about an hour on 2 cores. Stages whose run folder has a best checkpoint are skipped, and
 # every run resumes after a kill (--resume), so re-running picks up where it stopped.
 #   SHARED=../shared/data OUT=runs/results ESC_FRAMES=256 ESC_FOLDS=1 bash scripts/results.sh
 set -euo pipefail
@@ -28,11 +28,11 @@ run "$out/pretrain" pretrain --model ssast-tiny-frame --data "$shared/fsdd" --da
     --epochs 6 --batch-size 16 --lr 1e-4 --target-length 64 --mask-patches 16 "${norm[@]}"
 
 for task in digits speaker; do
-    field=label; [ $task = speaker ] && field=speaker
+    field=label epochs=14; [ $task = speaker ] && field=speaker epochs=8
     for init in scratch pretrained; do
         from=(); [ $init = pretrained ] && from=(--init-from "$out/pretrain")
         run "$out/fsdd-$task-$init" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/fsdd" --label-field $field \
-            --epochs 8 --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
+            --epochs $epochs --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
     done
 done
 
