@@ -53,19 +53,23 @@ enum AttentionKernel {
         let nkPadded = roundUp(nk, MicroKernel.cols)
         let keyBlock = roundUp(AttentionKernel.keyBlock(nk, limit: keyBlockMax), MicroKernel.cols)
         let pool = BufferPool.shared
-        // Kᵀ packed once per head: the micro-kernel's B operand, zero-padded to whole 16-key panels.
-        let headPack = d * nkPadded
-        let kTAll = pool.take(batch * heads * headPack)
-        defer { pool.give(kTAll, count: batch * heads * headPack) }
+        // K (as Kᵀ) and V packed once per head, panel-major: each 16-column panel of a B operand is
+        // contiguous, so it sits in L1 without the cache-set conflicts of the packed qkv's long rows.
+        let kPack = d * nkPadded, vPack = tiled ? dv * nkPadded : 0
+        let headPack = kPack + vPack
+        let packs = pool.take(batch * heads * headPack)
+        defer { pool.give(packs, count: batch * heads * headPack) }
         forEachHead(batch, heads) { b, h in
-            MicroKernel.packTransposed(k.at(b, h), ld: k.rowStride, n: nk, d: d, into: kTAll + (b * heads + h) * headPack, nPadded: nkPadded)
+            let base = packs + (b * heads + h) * headPack
+            MicroKernel.packTransposedPanels(k.at(b, h), ld: k.rowStride, n: nk, d: d, into: base)
+            if tiled { MicroKernel.packPanels(v.at(b, h), ld: v.rowStride, n: nk, w: dv, rows: nkPadded, into: base + kPack) }
         }
         let queryBlocks = (nq + queryBlock - 1) / queryBlock
         parallelTasks(batch * heads * queryBlocks) { task in
             let head = task / queryBlocks, b = head / heads, h = head % heads
             let i0 = (task % queryBlocks) * queryBlock, bq = min(queryBlock, nq - i0)
             let qi = q.at(b, h) + i0 * q.rowStride, vp = v.at(b, h), oi = o.at(b, h) + i0 * o.rowStride
-            let kT = kTAll + head * headPack
+            let kP = packs + head * headPack, vP = kP + kPack
             let lseRow = lse + head * nq + i0
             let sCount = bq * keyBlock, accCount = bq * dv
             let s = pool.take(sCount), acc = pool.take(accCount)
@@ -76,7 +80,8 @@ enum AttentionKernel {
             while j0 < nk {
                 let bk = min(keyBlock, nk - j0), bkp = roundUp(bk, MicroKernel.cols)
                 MicroKernel.gemm(m: bq, n: bkp, k: d, alpha: scale, a: qi, rowStride: q.rowStride,
-                                 b: kT + j0, ldb: nkPadded, c: s, ldc: bkp, accumulate: false)
+                                 b: kP + (j0 / MicroKernel.cols) * d * MicroKernel.cols, ldb: MicroKernel.cols,
+                                 panelStride: d * MicroKernel.cols, c: s, ldc: bkp, accumulate: false)
                 for r in 0..<bq {
                     let row = s + r * bkp
                     let m = max(rowMax[r], Kernels.rowMax(row, bk))
@@ -90,8 +95,8 @@ enum AttentionKernel {
                     }
                 }
                 if tiled {
-                    MicroKernel.gemm(m: bq, n: dv, k: bk, alpha: 1, a: s, rowStride: bkp, b: vp + j0 * v.rowStride,
-                                     ldb: v.rowStride, c: acc, ldc: dv, accumulate: true)
+                    MicroKernel.gemm(m: bq, n: dv, k: bk, alpha: 1, a: s, rowStride: bkp, b: vP + j0 * MicroKernel.cols,
+                                     ldb: MicroKernel.cols, panelStride: nkPadded * MicroKernel.cols, c: acc, ldc: dv, accumulate: true)
                 } else {
                     Kernels.gemmSerial(transA: false, transB: false, m: bq, n: dv, k: bk, a: s, lda: bkp,
                                        b: vp + j0 * v.rowStride, ldb: v.rowStride, beta: 1, c: acc, ldc: dv)

@@ -22,32 +22,49 @@ extension Tensor {
         let next = TaskCounter()
         let workers = Swift.min(Threading.threads, blocks)
         let c = V8(repeating: 0.7978845608028654)
+        // Both weights packed once per call for the micro-kernel where it applies (PackedLinear.swift).
+        let usePacked = PackedWeight.isUsable(outFeatures: hidden) && PackedWeight.isUsable(outFeatures: d)
+        let packed1 = usePacked ? PackedWeight(fc1Weight.data, outFeatures: hidden, inFeatures: d) : nil
+        let packed2 = usePacked ? PackedWeight(fc2Weight.data, outFeatures: d, inFeatures: hidden) : nil
+        defer { packed1?.release(); packed2?.release() }
+        let scratchSize = Swift.max(packed1?.scratchCount(rows: blockRows) ?? 0, packed2?.scratchCount(rows: blockRows) ?? 0)
         DispatchQueue.concurrentPerform(iterations: Swift.max(workers, 1)) { _ in
             let pw = lnW.value, pb = lnB.value, b1 = bias1.value, b2 = bias2.value
             let normed = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * d)
             let h = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * hidden)
-            defer { normed.deallocate(); h.deallocate() }
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(scratchSize, 1))
+            defer { normed.deallocate(); h.deallocate(); scratch.deallocate() }
             while let blk = next.take(below: blocks) {
                 let r0 = blk * blockRows, n = Swift.min(blockRows, rows - r0)
                 for r in 0..<n {
                     _ = Kernels.layerNormRow(px.value + (r0 + r) * d, normed + r * d, d, weight: pw, bias: pb, eps: eps)
-                    if let b1 { (h + r * hidden).update(from: b1, count: hidden) }
                 }
-                Kernels.gemmSerial(transA: false, transB: true, m: n, n: hidden, k: d, a: normed, lda: d, b: w1.value, ldb: d,
-                                   beta: b1 == nil ? 0 : 1, c: h, ldc: hidden)
+                if let packed1 {
+                    packed1.apply(rows: n, x: normed, ldx: d, c: h, ldc: hidden, accumulate: false, bias: b1, scratch: scratch)
+                } else {
+                    if let b1 { for r in 0..<n { (h + r * hidden).update(from: b1, count: hidden) } }
+                    Kernels.gemmSerial(transA: false, transB: true, m: n, n: hidden, k: d, a: normed, lda: d, b: w1.value, ldb: d,
+                                       beta: b1 == nil ? 0 : 1, c: h, ldc: hidden)
+                }
                 if approximateGELU {
                     VMath.map(h, h, n * hidden) { v in 0.5 * v * (1 + VMath.tanh(c * (v + 0.044715 * v * v * v))) }
                 } else {
                     VMath.map(h, h, n * hidden) { v in 0.5 * v * (1 + VMath.erf(v * 0.7071067811865476)) }
                 }
-                // Residual and bias first, then accumulate fc2 into them.
                 let o = po.value + r0 * d
-                for r in 0..<n {
-                    let xi = px.value + (r0 + r) * d, oi = o + r * d
-                    for j in 0..<d { oi[j] = xi[j] + (b2?[j] ?? 0) }
+                if let packed2 {
+                    // Residual and bias join in the micro-kernel's store.
+                    packed2.apply(rows: n, x: h, ldx: hidden, c: o, ldc: d, accumulate: false, bias: b2,
+                                  residual: px.value + r0 * d, scratch: scratch)
+                } else {
+                    // Residual and bias first, then accumulate fc2 into them.
+                    for r in 0..<n {
+                        let xi = px.value + (r0 + r) * d, oi = o + r * d
+                        for j in 0..<d { oi[j] = xi[j] + (b2?[j] ?? 0) }
+                    }
+                    Kernels.gemmSerial(transA: false, transB: true, m: n, n: d, k: hidden, a: h, lda: hidden, b: w2.value, ldb: hidden,
+                                       beta: 1, c: o, ldc: d)
                 }
-                Kernels.gemmSerial(transA: false, transB: true, m: n, n: d, k: hidden, a: h, lda: hidden, b: w2.value, ldb: hidden,
-                                   beta: 1, c: o, ldc: d)
             }
         }
         return out

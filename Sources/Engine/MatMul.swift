@@ -109,6 +109,24 @@ extension Tensor {
         }
     }
 
+    /// y = x Wᵀ + b + residual. Under no-grad, on the micro-kernel path, the residual joins in the
+    /// product's store (one pass over the output instead of three); otherwise it is `linear` then `+`.
+    public func linear(weight: Tensor, bias: Tensor?, adding residual: Tensor) throws -> Tensor {
+        let outF = weight.rank == 2 ? weight.shape[0] : 0, rows = count / Swift.max(weight.rank == 2 ? weight.shape[1] : 1, 1)
+        let recording = GradMode.isEnabled && (requiresGrad || weight.requiresGrad || bias?.requiresGrad == true || residual.requiresGrad)
+        guard !recording, rows >= 192, PackedWeight.isUsable(outFeatures: outF),
+              residual.shape == Array(shape.dropLast()) + [outF] else {
+            return try linear(weight: weight, bias: bias) + residual
+        }
+        try check(shape.last == weight.shape[1], "linear: input shape \(shape) does not end in \(weight.shape[1]) (weight \(weight.shape))")
+        if let bias { try check(bias.shape == [outF], "linear: bias shape \(bias.shape), expected [\(outF)]") }
+        let out = Tensor.empty(residual.shape)
+        let packed = PackedWeight(weight.data, outFeatures: outF, inFeatures: weight.shape[1])
+        packed.applyParallel(rows: rows, x: data, bias: bias?.data, residual: residual.data, out: out.data)
+        packed.release()
+        return out
+    }
+
     /// y = x Wᵀ + b over the last axis, with `weight` shaped [out, in] like `torch.nn.Linear`.
     public func linear(weight: Tensor, bias: Tensor?) throws -> Tensor {
         try check(weight.rank == 2, "linear: weight must be [out, in], got \(weight.shape)")
@@ -118,11 +136,17 @@ extension Tensor {
         let x = self
         let rows = count / inF
         let out = Tensor.empty(Array(shape.dropLast()) + [outF])
-        if let bias {
-            for r in 0..<rows { (out.data + r * outF).update(from: bias.data, count: outF) }
+        if rows >= 192 && PackedWeight.isUsable(outFeatures: outF) {
+            let packed = PackedWeight(weight.data, outFeatures: outF, inFeatures: inF)
+            packed.applyParallel(rows: rows, x: x.data, bias: bias?.data, out: out.data)
+            packed.release()
+        } else {
+            if let bias {
+                for r in 0..<rows { (out.data + r * outF).update(from: bias.data, count: outF) }
+            }
+            Kernels.gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
+                         b: weight.data, ldb: inF, beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
         }
-        Kernels.gemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.data, lda: inF,
-                     b: weight.data, ldb: inF, beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
         var inputs = [x, weight]
         if let bias { inputs.append(bias) }
         return out.recording(inputs) { g in

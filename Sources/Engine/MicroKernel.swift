@@ -54,8 +54,11 @@ enum MicroKernel {
 
     /// C[m x n] (=|+=) alpha · A[m x k] · B[k x n] for any m and n a multiple of 16. A is addressed
     /// with (rowStride, kStride): (lda, 1) for A, (1, lda) for a stored matrix used transposed.
+    /// B is row-major (`ldb`, the default `panelStride` of 16) or panel-major: 16-column panels of
+    /// `ldb` = 16, `panelStride` floats apart (see `packPanels`), which keeps a panel contiguous in L1.
     static func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int = 1,
-                     b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                     b: UnsafePointer<Float>, ldb: Int, panelStride: Int = cols,
+                     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         // Blocks of `kBlock` keep a 16-column panel of B (kBlock rows of 64 bytes) in L1 while every
         // row tile of A streams past it.
         var k0 = 0
@@ -66,7 +69,7 @@ enum MicroKernel {
                 var i = 0
                 while i < m {
                     tile(k: kc, alpha: alpha, a: a + i * rowStride + k0 * kStride, rowStride: rowStride, kStride: kStride,
-                         validRows: min(rows, m - i), b: b + k0 * ldb + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc,
+                         validRows: min(rows, m - i), b: b + k0 * ldb + (j / cols) * panelStride, ldb: ldb, c: c + i * ldc + j, ldc: ldc,
                          accumulate: accumulate || k0 > 0)
                     i += rows
                 }
@@ -77,6 +80,140 @@ enum MicroKernel {
     }
 
     static let kBlock = 256
+
+    /// K-block of `gemmPacked`: whole reductions up to 768 measured faster (fc2's 768 inputs: 87 vs 75
+    /// GFLOP/s at 256) than splitting them and re-reading C, though a 768-row panel outgrows L1.
+    static let packedKBlock = 768
+
+    /// One 6 x 16 tile with A packed as [k][6] (see `packRows`): every broadcast comes from one
+    /// contiguous stream, so A costs one cache line per 2.7 k-steps whatever its source layout.
+    @inline(__always)
+    static func packedTile(k: Int, alpha: Float, a: UnsafePointer<Float>, validRows: Int,
+                           b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                           epilogue: Epilogue) {
+        var c00 = V8(), c01 = V8(), c10 = V8(), c11 = V8(), c20 = V8(), c21 = V8()
+        var c30 = V8(), c31 = V8(), c40 = V8(), c41 = V8(), c50 = V8(), c51 = V8()
+        var pa = a, pb = b
+        for _ in 0..<k {
+            let b0 = load(pb), b1 = load(pb + 8)
+            let x0 = V8(repeating: pa[0]); c00 = fma(c00, x0, b0); c01 = fma(c01, x0, b1)
+            let x1 = V8(repeating: pa[1]); c10 = fma(c10, x1, b0); c11 = fma(c11, x1, b1)
+            let x2 = V8(repeating: pa[2]); c20 = fma(c20, x2, b0); c21 = fma(c21, x2, b1)
+            let x3 = V8(repeating: pa[3]); c30 = fma(c30, x3, b0); c31 = fma(c31, x3, b1)
+            let x4 = V8(repeating: pa[4]); c40 = fma(c40, x4, b0); c41 = fma(c41, x4, b1)
+            let x5 = V8(repeating: pa[5]); c50 = fma(c50, x5, b0); c51 = fma(c51, x5, b1)
+            pa = pa.advanced(by: rows); pb = pb.advanced(by: cols)
+        }
+        let s = V8(repeating: alpha)
+        // What joins the product on the way out: C itself, a bias row, a residual (see `Epilogue`).
+        var base0 = V8(), base1 = V8()
+        if let bias = epilogue.bias { base0 = load(bias); base1 = load(bias + 8) }
+        @inline(__always) func put(_ v0: V8, _ v1: V8, _ row: Int) {
+            guard row < validRows else { return }
+            let p = c.advanced(by: row &* ldc)
+            var o0 = base0, o1 = base1
+            if accumulate { o0 += load(p); o1 += load(p + 8) }
+            if let r = epilogue.residual { let q = r.advanced(by: row &* epilogue.residualStride); o0 += load(q); o1 += load(q + 8) }
+            store(fma(o0, s, v0), p); store(fma(o1, s, v1), p + 8)
+        }
+        put(c00, c01, 0); put(c10, c11, 1); put(c20, c21, 2); put(c30, c31, 3); put(c40, c41, 4); put(c50, c51, 5)
+    }
+
+    /// Extra terms added to a tile's output as it is stored: `bias` (16 floats, one per column) and
+    /// `residual` (a matrix addressed like C with its own row stride). Both already offset to the tile.
+    struct Epilogue {
+        var bias: UnsafePointer<Float>? = nil
+        var residual: UnsafePointer<Float>? = nil
+        var residualStride = 0
+        static var none: Epilogue { Epilogue() }
+    }
+
+    /// Packs rows `0..<m`, columns `k0..<k0+kc` of A (addressed a[row·rowStride + kk·kStride]) as
+    /// ceil(m/6) tiles of [kc][6]; rows past m are zero.
+    static func packRows(_ a: UnsafePointer<Float>, rowStride: Int, kStride: Int, m: Int, k0: Int, kc: Int,
+                         into out: UnsafeMutablePointer<Float>) {
+        var i = 0
+        while i < m {
+            let tile = out.advanced(by: (i / rows) &* kc &* rows)
+            for r in 0..<rows {
+                if i &+ r < m {
+                    let src = a.advanced(by: (i &+ r) &* rowStride &+ k0 &* kStride)
+                    if kStride == 1 {
+                        for kk in 0..<kc { tile[kk &* rows &+ r] = src[kk] }
+                    } else {
+                        for kk in 0..<kc { tile[kk &* rows &+ r] = src[kk &* kStride] }
+                    }
+                } else {
+                    for kk in 0..<kc { tile[kk &* rows &+ r] = 0 }
+                }
+            }
+            i &+= rows
+        }
+    }
+
+    /// Floats of scratch `gemmPacked` needs for an m-row A.
+    static func packScratch(m: Int, k: Int) -> Int { (m + rows - 1) / rows * rows * min(k, packedKBlock) }
+
+    /// C[m x n] (=|+=) alpha · A[m x k] · B with B panel-major (16-column panels, `panelStride`
+    /// floats apart, rows of 16) and n a multiple of 16. A is packed block by block into `scratch`
+    /// (`packScratch(m:k:)` floats), then each B panel stays in L1 while every packed A tile passes it.
+    /// `bias` ([n]) and `residual` ([m, n], row stride `residualStride`) are added once, with the first k-block.
+    static func gemmPacked(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int = 1,
+                           b: UnsafePointer<Float>, panelStride: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                           accumulate: Bool, bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil,
+                           residualStride: Int = 0, scratch: UnsafeMutablePointer<Float>) {
+        var k0 = 0
+        repeat {
+            let kc = min(packedKBlock, k &- k0)
+            packRows(a, rowStride: rowStride, kStride: kStride, m: m, k0: k0, kc: kc, into: scratch)
+            var j = 0
+            while j < n {
+                let panel = b.advanced(by: (j / cols) &* panelStride &+ k0 &* cols)
+                var i = 0
+                var epilogue = Epilogue.none
+                if k0 == 0 { epilogue.bias = bias.map { $0 + j } }
+                while i < m {
+                    if k0 == 0, let residual {
+                        epilogue.residual = residual + (i &* residualStride &+ j); epilogue.residualStride = residualStride
+                    }
+                    packedTile(k: kc, alpha: alpha, a: scratch.advanced(by: (i / rows) &* kc &* rows), validRows: min(rows, m &- i),
+                               b: panel, c: c.advanced(by: i &* ldc &+ j), ldc: ldc, accumulate: accumulate || k0 > 0,
+                               epilogue: epilogue)
+                    i &+= rows
+                }
+                j &+= cols
+            }
+            k0 &+= kc
+        } while k0 < k
+    }
+
+    /// Packs a row-major [n, d] matrix X (stride ld) panel-major as the B operand of a product with Xᵀ:
+    /// panel p holds keys 16p..<16p+16 as d rows of 16 floats (zero past n); panels are 16·d apart.
+    static func packTransposedPanels(_ x: UnsafePointer<Float>, ld: Int, n: Int, d: Int, into out: UnsafeMutablePointer<Float>) {
+        let panels = (n + cols - 1) / cols
+        for p in 0..<panels {
+            let panel = out + p * d * cols
+            for t in 0..<cols {
+                let j = p * cols + t
+                if j < n {
+                    let row = x + j * ld
+                    for kk in 0..<d { panel[kk * cols + t] = row[kk] }
+                } else {
+                    for kk in 0..<d { panel[kk * cols + t] = 0 }
+                }
+            }
+        }
+    }
+
+    /// Packs a row-major [n, w] matrix (stride ld, w a multiple of 16) panel-major as a B operand:
+    /// panel p holds columns 16p..<16p+16 as `rows` rows of 16 floats (zero past n); panels are 16·rows apart.
+    static func packPanels(_ x: UnsafePointer<Float>, ld: Int, n: Int, w: Int, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        for p in 0..<(w / cols) {
+            let panel = out + p * rows * cols
+            for j in 0..<n { store(load(x + j * ld + p * cols), panel + j * cols); store(load(x + j * ld + p * cols + 8), panel + j * cols + 8) }
+            if rows > n { (panel + n * cols).update(repeating: 0, count: (rows - n) * cols) }
+        }
+    }
 
     /// Packs rows `0..<n` of a row-major [n, d] matrix (stride ld) transposed into [d, nPadded]
     /// (nPadded a multiple of 16, zero-filled), so Xᵀ can be the B operand.

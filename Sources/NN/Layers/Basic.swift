@@ -120,8 +120,11 @@ public final class DropPath: Module, UnaryLayer {
     public let p: Float
     public init(_ p: Float = 0) { self.p = p }
 
+    /// True when the layer passes its input through unchanged (eval mode or p = 0).
+    public var isIdentity: Bool { !training || p <= 0 }
+
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        guard training, p > 0 else { return x }
+        guard !isIdentity else { return x }
         var maskShape = [Int](repeating: 1, count: x.rank); maskShape[0] = x.shape[0]
         let mask = Tensor.empty(maskShape)
         for i in 0..<mask.count { mask.data[i] = Random.global.nextUniform() < p ? 0 : 1 / (1 - p) }

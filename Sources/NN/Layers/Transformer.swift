@@ -24,7 +24,12 @@ public final class MultiHeadAttention: Module, UnaryLayer {
     }
 
     /// x [B, N, D] → [B, N, D].
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try attend(x, adding: nil) }
+
+    /// residual + attn(x), with the residual added inside the output projection where the engine can.
+    public func callAsFunction(_ x: Tensor, adding residual: Tensor) throws -> Tensor { try attend(x, adding: residual) }
+
+    func attend(_ x: Tensor, adding residual: Tensor?) throws -> Tensor {
         try check(x.rank == 3, "MultiHeadAttention: input must be [B, N, D], got \(x.shape)")
         let packed: Tensor
         if let qkv {
@@ -36,7 +41,9 @@ public final class MultiHeadAttention: Module, UnaryLayer {
             if let qb = query.bias, let kb = key.bias, let vb = value.bias { b = try Tensor.concat([qb, kb, vb], axis: 0) }
             packed = try x.linear(weight: w, bias: b)
         } else { throw NNError("MultiHeadAttention: no projections") }
-        return try proj(packed.packedSelfAttention(heads: heads))
+        let heads = try packed.packedSelfAttention(heads: heads)
+        if let residual { return try heads.linear(weight: proj.weight, bias: proj.bias, adding: residual) }
+        return try proj(heads)
     }
 }
 
@@ -81,7 +88,8 @@ public final class ViTBlock: Module, UnaryLayer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let h = try x + dropPath(attn(norm1(x)))
+        // DropPath must see attn's output alone; when it is the identity the residual can join inside proj.
+        let h = dropPath.isIdentity ? try attn(norm1(x), adding: x) : try x + dropPath(attn(norm1(x)))
         if !needsGraph(h) && mlp.dropout.p == 0 {
             // Inference: the whole MLP half in one cache-blocked pass (Engine/FusedInference.swift).
             return try Tensor.fusedResidualMLP(h, lnWeight: norm2.weight, lnBias: norm2.bias, eps: norm2.eps,

@@ -1,0 +1,72 @@
+import Foundation
+
+/// y = x · Wᵀ (+ bias) on the engine's own 6 x 16 micro-kernel, for the linear layers of a transformer.
+///
+/// OpenBLAS called on 64-row blocks ran these shapes at ~70 GFLOP/s per core here (it re-packs the
+/// whole weight for every call); packing the weight once per call into 16-column panels and each row
+/// block into 6-row tiles measured 80-90 (docs/BENCHMARKS.md). Only built with FMA code generation
+/// (scripts/build-flags.sh); elsewhere, and for widths that are not a multiple of 16, OpenBLAS runs.
+struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed floats
+    let panels: UnsafeMutablePointer<Float>
+    let outFeatures: Int, inFeatures: Int
+
+    static func isUsable(outFeatures: Int) -> Bool {
+        #if EARSHOT_FMA
+        return outFeatures % MicroKernel.cols == 0
+        #else
+        return false
+        #endif
+    }
+
+    /// Packs W [out, in] (row-major) as Wᵀ panels; `release()` returns the memory to the pool.
+    init(_ w: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int) {
+        self.outFeatures = outFeatures; self.inFeatures = inFeatures
+        panels = BufferPool.shared.take(outFeatures * inFeatures)
+        let pw = UnsafeSendable(value: w), pp = UnsafeSendable(value: panels)
+        let panelCount = outFeatures / MicroKernel.cols, panelSize = inFeatures * MicroKernel.cols
+        parallelFor(panelCount, costPerItem: panelSize) { range in
+            for p in range {
+                MicroKernel.packTransposedPanels(pw.value + p * panelSize, ld: inFeatures, n: MicroKernel.cols, d: inFeatures,
+                                                 into: pp.value + p * panelSize)
+            }
+        }
+    }
+
+    func release() { BufferPool.shared.give(panels, count: outFeatures * inFeatures) }
+
+    /// Floats of scratch `apply` needs for `rows` rows.
+    func scratchCount(rows: Int) -> Int { MicroKernel.packScratch(m: rows, k: inFeatures) }
+
+    /// c[rows, out] (=|+=) x[rows, in] · Wᵀ (+ bias + residual), single-threaded (callers split rows
+    /// across threads). `residual` is a [rows, out] matrix with row stride `out`.
+    func apply(rows: Int, x: UnsafePointer<Float>, ldx: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+               accumulate: Bool, bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil,
+               scratch: UnsafeMutablePointer<Float>) {
+        MicroKernel.gemmPacked(m: rows, n: outFeatures, k: inFeatures, alpha: 1, a: x, rowStride: ldx,
+                               b: panels, panelStride: inFeatures * MicroKernel.cols, c: c, ldc: ldc,
+                               accumulate: accumulate, bias: bias, residual: residual, residualStride: outFeatures,
+                               scratch: scratch)
+    }
+
+    /// out[rows, out] = x · Wᵀ + bias (+ residual) over all threads, in blocks of rows handed out
+    /// dynamically; bias and residual join in the micro-kernel's store, so `out` is written once.
+    func applyParallel(rows: Int, x: UnsafePointer<Float>, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil,
+                       out: UnsafeMutablePointer<Float>) {
+        let blockRows = 96
+        let blocks = (rows + blockRows - 1) / blockRows
+        let px = UnsafeSendable(value: x), po = UnsafeSendable(value: out)
+        let pb = UnsafeSendable(value: bias), pr = UnsafeSendable(value: residual)
+        let next = TaskCounter()
+        let scratchSize = scratchCount(rows: blockRows)
+        let (n, k) = (outFeatures, inFeatures)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(Threading.threads, blocks))) { _ in
+            let scratch = BufferPool.shared.take(scratchSize)
+            defer { BufferPool.shared.give(scratch, count: scratchSize) }
+            while let blk = next.take(below: blocks) {
+                let r0 = blk * blockRows, m = min(blockRows, rows - r0)
+                apply(rows: m, x: px.value + r0 * k, ldx: k, c: po.value + r0 * n, ldc: n, accumulate: false,
+                      bias: pb.value, residual: pr.value.map { $0 + r0 * n }, scratch: scratch)
+            }
+        }
+    }
+}
