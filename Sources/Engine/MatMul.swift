@@ -121,9 +121,7 @@ extension Tensor {
         try check(shape.last == weight.shape[1], "linear: input shape \(shape) does not end in \(weight.shape[1]) (weight \(weight.shape))")
         if let bias { try check(bias.shape == [outF], "linear: bias shape \(bias.shape), expected [\(outF)]") }
         let out = Tensor.empty(residual.shape)
-        let packed = PackedWeight(weight.data, outFeatures: outF, inFeatures: weight.shape[1])
-        packed.applyParallel(rows: rows, x: data, bias: bias?.data, residual: residual.data, out: out.data)
-        packed.release()
+        PackedWeight.linear(rows: rows, x: data, weight: weight, bias: bias, residual: residual.data, out: out.data)
         return out
     }
 
@@ -137,9 +135,7 @@ extension Tensor {
         let rows = count / inF
         let out = Tensor.empty(Array(shape.dropLast()) + [outF])
         if rows >= 192 && PackedWeight.isUsable(outFeatures: outF) {
-            let packed = PackedWeight(weight.data, outFeatures: outF, inFeatures: inF)
-            packed.applyParallel(rows: rows, x: x.data, bias: bias?.data, out: out.data)
-            packed.release()
+            PackedWeight.linear(rows: rows, x: x.data, weight: weight, bias: bias, out: out.data)
         } else {
             if let bias {
                 for r in 0..<rows { (out.data + r * outF).update(from: bias.data, count: outF) }

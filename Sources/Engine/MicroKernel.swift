@@ -128,21 +128,17 @@ enum MicroKernel {
         static var none: Epilogue { Epilogue() }
     }
 
-    /// Packs rows `0..<m`, columns `k0..<k0+kc` of A (addressed a[row·rowStride + kk·kStride]) as
+    /// Packs rows `0..<m`, columns `k0..<k0+kc` of a row-major A (row stride `rowStride`) as
     /// ceil(m/6) tiles of [kc][6]; rows past m are zero.
-    static func packRows(_ a: UnsafePointer<Float>, rowStride: Int, kStride: Int, m: Int, k0: Int, kc: Int,
+    static func packRows(_ a: UnsafePointer<Float>, rowStride: Int, m: Int, k0: Int, kc: Int,
                          into out: UnsafeMutablePointer<Float>) {
         var i = 0
         while i < m {
             let tile = out.advanced(by: (i / rows) &* kc &* rows)
             for r in 0..<rows {
                 if i &+ r < m {
-                    let src = a.advanced(by: (i &+ r) &* rowStride &+ k0 &* kStride)
-                    if kStride == 1 {
-                        for kk in 0..<kc { tile[kk &* rows &+ r] = src[kk] }
-                    } else {
-                        for kk in 0..<kc { tile[kk &* rows &+ r] = src[kk &* kStride] }
-                    }
+                    let src = a.advanced(by: (i &+ r) &* rowStride &+ k0)
+                    for kk in 0..<kc { tile[kk &* rows &+ r] = src[kk] }
                 } else {
                     for kk in 0..<kc { tile[kk &* rows &+ r] = 0 }
                 }
@@ -154,18 +150,18 @@ enum MicroKernel {
     /// Floats of scratch `gemmPacked` needs for an m-row A.
     static func packScratch(m: Int, k: Int) -> Int { (m + rows - 1) / rows * rows * min(k, packedKBlock) }
 
-    /// C[m x n] (=|+=) alpha · A[m x k] · B with B panel-major (16-column panels, `panelStride`
+    /// C[m x n] (=|+=) alpha · A[m x k] (row-major) · B with B panel-major (16-column panels, `panelStride`
     /// floats apart, rows of 16) and n a multiple of 16. A is packed block by block into `scratch`
     /// (`packScratch(m:k:)` floats), then each B panel stays in L1 while every packed A tile passes it.
     /// `bias` ([n]) and `residual` ([m, n], row stride `residualStride`) are added once, with the first k-block.
-    static func gemmPacked(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int = 1,
+    static func gemmPacked(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int,
                            b: UnsafePointer<Float>, panelStride: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
                            accumulate: Bool, bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil,
                            residualStride: Int = 0, scratch: UnsafeMutablePointer<Float>) {
         var k0 = 0
         repeat {
             let kc = min(packedKBlock, k &- k0)
-            packRows(a, rowStride: rowStride, kStride: kStride, m: m, k0: k0, kc: kc, into: scratch)
+            packRows(a, rowStride: rowStride, m: m, k0: k0, kc: kc, into: scratch)
             var j = 0
             while j < n {
                 let panel = b.advanced(by: (j / cols) &* panelStride &+ k0 &* cols)

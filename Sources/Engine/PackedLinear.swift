@@ -34,6 +34,14 @@ struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed fl
 
     func release() { BufferPool.shared.give(panels, count: outFeatures * inFeatures) }
 
+    /// out = x · Wᵀ + bias (+ residual) for a [out, in] weight tensor: packs, runs on all threads, frees.
+    static func linear(rows: Int, x: UnsafePointer<Float>, weight: Tensor, bias: Tensor?,
+                       residual: UnsafePointer<Float>? = nil, out: UnsafeMutablePointer<Float>) {
+        let packed = PackedWeight(weight.data, outFeatures: weight.shape[0], inFeatures: weight.shape[1])
+        packed.applyParallel(rows: rows, x: x, bias: bias?.data, residual: residual, out: out)
+        packed.release()
+    }
+
     /// Floats of scratch `apply` needs for `rows` rows.
     func scratchCount(rows: Int) -> Int { MicroKernel.packScratch(m: rows, k: inFeatures) }
 
