@@ -112,14 +112,16 @@ extension Tensor {
     /// y = x Wᵀ + b + residual. Under no-grad, on the micro-kernel path, the residual joins in the
     /// product's store (one pass over the output instead of three); otherwise it is `linear` then `+`.
     public func linear(weight: Tensor, bias: Tensor?, adding residual: Tensor) throws -> Tensor {
-        let outF = weight.rank == 2 ? weight.shape[0] : 0, rows = count / Swift.max(weight.rank == 2 ? weight.shape[1] : 1, 1)
+        try check(weight.rank == 2, "linear: weight must be [out, in], got \(weight.shape)")
+        let (outF, inF) = (weight.shape[0], weight.shape[1])
+        try check(rank >= 1 && shape[rank - 1] == inF, "linear: input shape \(shape) does not end in \(inF) (weight \(weight.shape))")
+        if let bias { try check(bias.shape == [outF], "linear: bias shape \(bias.shape), expected [\(outF)]") }
         let recording = GradMode.isEnabled && (requiresGrad || weight.requiresGrad || bias?.requiresGrad == true || residual.requiresGrad)
+        let rows = count / Swift.max(inF, 1)
         guard !recording, rows >= 192, PackedWeight.isUsable(outFeatures: outF),
               residual.shape == Array(shape.dropLast()) + [outF] else {
             return try linear(weight: weight, bias: bias) + residual
         }
-        try check(shape.last == weight.shape[1], "linear: input shape \(shape) does not end in \(weight.shape[1]) (weight \(weight.shape))")
-        if let bias { try check(bias.shape == [outF], "linear: bias shape \(bias.shape), expected [\(outF)]") }
         let out = Tensor.empty(residual.shape)
         PackedWeight.linear(rows: rows, x: data, weight: weight, bias: bias, residual: residual.data, out: out.data)
         return out

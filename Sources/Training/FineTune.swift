@@ -160,8 +160,8 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
                 "classes": String(data: try enc.encode(cfg.classes), encoding: .utf8)!,
                 "pipeline": String(data: try enc.encode(cfg.pipeline), encoding: .utf8)!,
                 "multi_label": cfg.multiLabel ? "true" : "false"]
-    let schedule = MultiStepSchedule(milestones: Array(stride(from: max(cfg.lrDecayStart, 1), to: max(cfg.lrDecayStart, 1) + 1000, by: 1)),
-                                     gamma: cfg.lrDecay)
+    // AST's ESC recipe: ×lrDecay once per epoch index from lrDecayStart on (0-based epochs; start ≥ 1).
+    let decayStart = max(cfg.lrDecayStart, 1)
     let padValue = (0 - cfg.mean) / (2 * cfg.std)   // SpecAugment fills 0 in the log domain, before normalisation
     // Linear warmup over the first epoch: a 12-layer encoder collapses to uniform outputs without it.
     let warmup = WarmupSchedule(warmupSteps: max(loader.batchesPerEpoch, 1), startFactor: 0.01)
@@ -169,7 +169,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     var best = -1.0, bestResult = EvaluationResult(accuracy: 0, macroF1: 0, confusion: [], mAP: 0, auc: 0, dPrime: 0, clips: 0)
     for epoch in firstEpoch..<cfg.epochs {
         var gen = RandomGenerator(seed: cfg.seed &+ UInt64(epoch) &* 104_729)
-        let epochLR = schedule.lr(step: epoch, base: cfg.lr)
+        let epochLR = cfg.lr * Foundation.pow(cfg.lrDecay, Float(max(0, epoch - decayStart + 1)))
         var progress = Progress(total: loader.batchesPerEpoch, label: "finetune epoch \(epoch + 1)/\(cfg.epochs)", log: log)
         var trainLoss = 0.0, batches = 0
         model.train()
