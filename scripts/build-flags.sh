@@ -11,4 +11,9 @@ if [ -z "$cpu" ]; then
 fi
 # EARSHOT_FMA lets the micro-kernels use fused multiply-add (every CPU named above has it).
 [ -n "$cpu" ] && [ "$cpu" != "generic" ] && flags="$flags -Xswiftc -target-cpu -Xswiftc $cpu -Xswiftc -DEARSHOT_FMA"
+# EARSHOT_AVX512 widens the GEMM micro-kernel to 16-float vectors (6 x 32 tiles in zmm registers).
+# EARSHOT_WIDE_KERNEL=1 forces that layout on any CPU, to test it where no AVX-512 is at hand (it is
+# correct everywhere, and slow without AVX-512: each vector then takes two registers).
+case "$cpu" in skylake-avx512|cascadelake|cooperlake|icelake-server|icelake-client|tigerlake|sapphirerapids|znver4|znver5) wide=1 ;; *) wide=${EARSHOT_WIDE_KERNEL:-0} ;; esac
+[ "$wide" = 1 ] && flags="$flags -Xswiftc -DEARSHOT_AVX512"
 echo "$flags"

@@ -1,13 +1,24 @@
-/// A register-tiled 6 x 16 GEMM micro-kernel for the small, thin products inside attention, where
-/// OpenBLAS spends much of its time packing (measured 48 GFLOP/s on one core for 128 x 64 x 1212).
+/// The micro-kernel's vector: 8 floats (AVX2, 16 ymm registers), or 16 where the build targets
+/// AVX-512 (scripts/build-flags.sh defines EARSHOT_AVX512), which doubles the FLOPs per instruction and
+/// has 32 zmm registers for the same tile of 12 accumulators. The kernel code is the same for both.
+#if EARSHOT_AVX512
+typealias KV = SIMD16<Float>
+#else
+typealias KV = SIMD8<Float>
+#endif
+
+/// A register-tiled 6 x (2·lanes) GEMM micro-kernel (6 x 16 on AVX2, 6 x 32 on AVX-512) for the
+/// transformer's products: inside attention OpenBLAS spent much of its time packing (48 GFLOP/s on one
+/// core for 128 x 64 x 1212), and the linear layers gain from packing weights once per call.
 ///
-/// C[6 x 16] (=|+=) alpha · A[6 x k] · B[k x 16] with A read by broadcast (row-major, stride lda) and B
-/// read as rows of 16 contiguous floats (stride ldb). Twelve 8-wide accumulators stay in registers.
+/// C[6 x cols] (=|+=) alpha · A[6 x k] · B[k x cols] with A read by broadcast (row-major, stride lda)
+/// and B read as rows of `cols` contiguous floats (stride ldb). Twelve accumulators stay in registers.
 enum MicroKernel {
-    static let rows = 6, cols = 16
+    static let lanes = KV.scalarCount
+    static let rows = 6, cols = 2 * KV.scalarCount
 
     @inline(__always)
-    static func fma(_ acc: V8, _ a: V8, _ b: V8) -> V8 {
+    static func fma(_ acc: KV, _ a: KV, _ b: KV) -> KV {
         #if EARSHOT_FMA
         return acc.addingProduct(a, b)
         #else
@@ -16,50 +27,50 @@ enum MicroKernel {
     }
 
     @inline(__always)
-    static func load(_ p: UnsafePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
+    static func load(_ p: UnsafePointer<Float>) -> KV { UnsafeRawPointer(p).loadUnaligned(as: KV.self) }
 
     @inline(__always)
-    static func store(_ v: V8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self) }
+    static func store(_ v: KV, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: KV.self) }
 
-    /// One 6 x 16 tile; rows at or past `validRows` read row 0 (valid memory) and are not stored.
+    /// One 6 x cols tile; rows at or past `validRows` read row 0 (valid memory) and are not stored.
     /// A is addressed as a[row * rowStride + kk * kStride], so Aᵀ needs no copy.
     @inline(__always)
     static func tile(k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int, validRows: Int,
                      b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        var c00 = V8(), c01 = V8(), c10 = V8(), c11 = V8(), c20 = V8(), c21 = V8()
-        var c30 = V8(), c31 = V8(), c40 = V8(), c41 = V8(), c50 = V8(), c51 = V8()
+        var c00 = KV(), c01 = KV(), c10 = KV(), c11 = KV(), c20 = KV(), c21 = KV()
+        var c30 = KV(), c31 = KV(), c40 = KV(), c41 = KV(), c50 = KV(), c51 = KV()
         // Offsets of rows 1...5 from row 0; invalid rows alias row 0 so every load stays in bounds.
         let o1 = validRows > 1 ? rowStride : 0, o2 = validRows > 2 ? 2 * rowStride : 0
         let o3 = validRows > 3 ? 3 * rowStride : 0, o4 = validRows > 4 ? 4 * rowStride : 0
         let o5 = validRows > 5 ? 5 * rowStride : 0
         var pa = a, pb = b
         for _ in 0..<k {
-            let b0 = load(pb), b1 = load(pb + 8)
-            let x0 = V8(repeating: pa[0]); c00 = fma(c00, x0, b0); c01 = fma(c01, x0, b1)
-            let x1 = V8(repeating: pa[o1]); c10 = fma(c10, x1, b0); c11 = fma(c11, x1, b1)
-            let x2 = V8(repeating: pa[o2]); c20 = fma(c20, x2, b0); c21 = fma(c21, x2, b1)
-            let x3 = V8(repeating: pa[o3]); c30 = fma(c30, x3, b0); c31 = fma(c31, x3, b1)
-            let x4 = V8(repeating: pa[o4]); c40 = fma(c40, x4, b0); c41 = fma(c41, x4, b1)
-            let x5 = V8(repeating: pa[o5]); c50 = fma(c50, x5, b0); c51 = fma(c51, x5, b1)
+            let b0 = load(pb), b1 = load(pb + lanes)
+            let x0 = KV(repeating: pa[0]); c00 = fma(c00, x0, b0); c01 = fma(c01, x0, b1)
+            let x1 = KV(repeating: pa[o1]); c10 = fma(c10, x1, b0); c11 = fma(c11, x1, b1)
+            let x2 = KV(repeating: pa[o2]); c20 = fma(c20, x2, b0); c21 = fma(c21, x2, b1)
+            let x3 = KV(repeating: pa[o3]); c30 = fma(c30, x3, b0); c31 = fma(c31, x3, b1)
+            let x4 = KV(repeating: pa[o4]); c40 = fma(c40, x4, b0); c41 = fma(c41, x4, b1)
+            let x5 = KV(repeating: pa[o5]); c50 = fma(c50, x5, b0); c51 = fma(c51, x5, b1)
             pa = pa.advanced(by: kStride); pb = pb.advanced(by: ldb)
         }
-        let s = V8(repeating: alpha)
-        @inline(__always) func put(_ v0: V8, _ v1: V8, _ row: Int) {
+        let s = KV(repeating: alpha)
+        @inline(__always) func put(_ v0: KV, _ v1: KV, _ row: Int) {
             guard row < validRows else { return }
             let p = c + row * ldc
-            if accumulate { store(load(p) + s * v0, p); store(load(p + 8) + s * v1, p + 8) } else { store(s * v0, p); store(s * v1, p + 8) }
+            if accumulate { store(load(p) + s * v0, p); store(load(p + lanes) + s * v1, p + lanes) } else { store(s * v0, p); store(s * v1, p + lanes) }
         }
         put(c00, c01, 0); put(c10, c11, 1); put(c20, c21, 2); put(c30, c31, 3); put(c40, c41, 4); put(c50, c51, 5)
     }
 
-    /// C[m x n] (=|+=) alpha · A[m x k] · B[k x n] for any m and n a multiple of 16. A is addressed
+    /// C[m x n] (=|+=) alpha · A[m x k] · B[k x n] for any m and n a multiple of `cols`. A is addressed
     /// with (rowStride, kStride): (lda, 1) for A, (1, lda) for a stored matrix used transposed.
-    /// B is row-major (`ldb`, the default `panelStride` of 16) or panel-major: 16-column panels of
-    /// `ldb` = 16, `panelStride` floats apart (see `packPanels`), which keeps a panel contiguous in L1.
+    /// B is row-major (`ldb`, the default `panelStride` of `cols`) or panel-major: `cols`-wide panels of
+    /// `ldb` = cols, `panelStride` floats apart (see `packPanels`), which keeps a panel contiguous in L1.
     static func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int = 1,
                      b: UnsafePointer<Float>, ldb: Int, panelStride: Int = cols,
                      c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        // Blocks of `kBlock` keep a 16-column panel of B (kBlock rows of 64 bytes) in L1 while every
+        // Blocks of `kBlock` keep a panel of B (kBlock rows of `cols` floats) in L1 while every
         // row tile of A streams past it.
         var k0 = 0
         repeat {
@@ -85,41 +96,41 @@ enum MicroKernel {
     /// GFLOP/s at 256) than splitting them and re-reading C, though a 768-row panel outgrows L1.
     static let packedKBlock = 768
 
-    /// One 6 x 16 tile with A packed as [k][6] (see `packRows`): every broadcast comes from one
+    /// One 6 x cols tile with A packed as [k][6] (see `packRows`): every broadcast comes from one
     /// contiguous stream, so A costs one cache line per 2.7 k-steps whatever its source layout.
     @inline(__always)
     static func packedTile(k: Int, alpha: Float, a: UnsafePointer<Float>, validRows: Int,
                            b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
                            epilogue: Epilogue) {
-        var c00 = V8(), c01 = V8(), c10 = V8(), c11 = V8(), c20 = V8(), c21 = V8()
-        var c30 = V8(), c31 = V8(), c40 = V8(), c41 = V8(), c50 = V8(), c51 = V8()
+        var c00 = KV(), c01 = KV(), c10 = KV(), c11 = KV(), c20 = KV(), c21 = KV()
+        var c30 = KV(), c31 = KV(), c40 = KV(), c41 = KV(), c50 = KV(), c51 = KV()
         var pa = a, pb = b
         for _ in 0..<k {
-            let b0 = load(pb), b1 = load(pb + 8)
-            let x0 = V8(repeating: pa[0]); c00 = fma(c00, x0, b0); c01 = fma(c01, x0, b1)
-            let x1 = V8(repeating: pa[1]); c10 = fma(c10, x1, b0); c11 = fma(c11, x1, b1)
-            let x2 = V8(repeating: pa[2]); c20 = fma(c20, x2, b0); c21 = fma(c21, x2, b1)
-            let x3 = V8(repeating: pa[3]); c30 = fma(c30, x3, b0); c31 = fma(c31, x3, b1)
-            let x4 = V8(repeating: pa[4]); c40 = fma(c40, x4, b0); c41 = fma(c41, x4, b1)
-            let x5 = V8(repeating: pa[5]); c50 = fma(c50, x5, b0); c51 = fma(c51, x5, b1)
+            let b0 = load(pb), b1 = load(pb + lanes)
+            let x0 = KV(repeating: pa[0]); c00 = fma(c00, x0, b0); c01 = fma(c01, x0, b1)
+            let x1 = KV(repeating: pa[1]); c10 = fma(c10, x1, b0); c11 = fma(c11, x1, b1)
+            let x2 = KV(repeating: pa[2]); c20 = fma(c20, x2, b0); c21 = fma(c21, x2, b1)
+            let x3 = KV(repeating: pa[3]); c30 = fma(c30, x3, b0); c31 = fma(c31, x3, b1)
+            let x4 = KV(repeating: pa[4]); c40 = fma(c40, x4, b0); c41 = fma(c41, x4, b1)
+            let x5 = KV(repeating: pa[5]); c50 = fma(c50, x5, b0); c51 = fma(c51, x5, b1)
             pa = pa.advanced(by: rows); pb = pb.advanced(by: cols)
         }
-        let s = V8(repeating: alpha)
+        let s = KV(repeating: alpha)
         // What joins the product on the way out: C itself, a bias row, a residual (see `Epilogue`).
-        var base0 = V8(), base1 = V8()
-        if let bias = epilogue.bias { base0 = load(bias); base1 = load(bias + 8) }
-        @inline(__always) func put(_ v0: V8, _ v1: V8, _ row: Int) {
+        var base0 = KV(), base1 = KV()
+        if let bias = epilogue.bias { base0 = load(bias); base1 = load(bias + lanes) }
+        @inline(__always) func put(_ v0: KV, _ v1: KV, _ row: Int) {
             guard row < validRows else { return }
             let p = c.advanced(by: row &* ldc)
             var o0 = base0, o1 = base1
-            if accumulate { o0 += load(p); o1 += load(p + 8) }
-            if let r = epilogue.residual { let q = r.advanced(by: row &* epilogue.residualStride); o0 += load(q); o1 += load(q + 8) }
-            store(fma(o0, s, v0), p); store(fma(o1, s, v1), p + 8)
+            if accumulate { o0 += load(p); o1 += load(p + lanes) }
+            if let r = epilogue.residual { let q = r.advanced(by: row &* epilogue.residualStride); o0 += load(q); o1 += load(q + lanes) }
+            store(fma(o0, s, v0), p); store(fma(o1, s, v1), p + lanes)
         }
         put(c00, c01, 0); put(c10, c11, 1); put(c20, c21, 2); put(c30, c31, 3); put(c40, c41, 4); put(c50, c51, 5)
     }
 
-    /// Extra terms added to a tile's output as it is stored: `bias` (16 floats, one per column) and
+    /// Extra terms added to a tile's output as it is stored: `bias` (`cols` floats, one per column) and
     /// `residual` (a matrix addressed like C with its own row stride). Both already offset to the tile.
     struct Epilogue {
         var bias: UnsafePointer<Float>? = nil
@@ -150,8 +161,8 @@ enum MicroKernel {
     /// Floats of scratch `gemmPacked` needs for an m-row A.
     static func packScratch(m: Int, k: Int) -> Int { (m + rows - 1) / rows * rows * min(k, packedKBlock) }
 
-    /// C[m x n] (=|+=) alpha · A[m x k] (row-major) · B with B panel-major (16-column panels, `panelStride`
-    /// floats apart, rows of 16) and n a multiple of 16. A is packed block by block into `scratch`
+    /// C[m x n] (=|+=) alpha · A[m x k] (row-major) · B with B panel-major (`cols`-wide panels, `panelStride`
+    /// floats apart, rows of `cols`) and n a multiple of `cols`. A is packed block by block into `scratch`
     /// (`packScratch(m:k:)` floats), then each B panel stays in L1 while every packed A tile passes it.
     /// `bias` ([n]) and `residual` ([m, n], row stride `residualStride`) are added once, with the first k-block.
     static func gemmPacked(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int,
@@ -184,7 +195,7 @@ enum MicroKernel {
     }
 
     /// Packs a row-major [n, d] matrix X (stride ld) panel-major as the B operand of a product with Xᵀ:
-    /// panel p holds keys 16p..<16p+16 as d rows of 16 floats (zero past n); panels are 16·d apart.
+    /// panel p holds keys cols·p..<cols·(p+1) as d rows of `cols` floats (zero past n); panels are cols·d apart.
     static func packTransposedPanels(_ x: UnsafePointer<Float>, ld: Int, n: Int, d: Int, into out: UnsafeMutablePointer<Float>) {
         let panels = (n + cols - 1) / cols
         for p in 0..<panels {
@@ -201,18 +212,18 @@ enum MicroKernel {
         }
     }
 
-    /// Packs a row-major [n, w] matrix (stride ld, w a multiple of 16) panel-major as a B operand:
-    /// panel p holds columns 16p..<16p+16 as `rows` rows of 16 floats (zero past n); panels are 16·rows apart.
+    /// Packs a row-major [n, w] matrix (stride ld, w a multiple of `cols`) panel-major as a B operand:
+    /// panel p holds columns cols·p..<cols·(p+1) as `rows` rows of `cols` floats (zero past n); panels are cols·rows apart.
     static func packPanels(_ x: UnsafePointer<Float>, ld: Int, n: Int, w: Int, rows: Int, into out: UnsafeMutablePointer<Float>) {
         for p in 0..<(w / cols) {
             let panel = out + p * rows * cols
-            for j in 0..<n { store(load(x + j * ld + p * cols), panel + j * cols); store(load(x + j * ld + p * cols + 8), panel + j * cols + 8) }
+            for j in 0..<n { store(load(x + j * ld + p * cols), panel + j * cols); store(load(x + j * ld + p * cols + lanes), panel + j * cols + lanes) }
             if rows > n { (panel + n * cols).update(repeating: 0, count: (rows - n) * cols) }
         }
     }
 
     /// Packs rows `0..<n` of a row-major [n, d] matrix (stride ld) transposed into [d, nPadded]
-    /// (nPadded a multiple of 16, zero-filled), so Xᵀ can be the B operand.
+    /// (nPadded a multiple of `cols`, zero-filled), so Xᵀ can be the B operand.
     static func packTransposed(_ x: UnsafePointer<Float>, ld: Int, n: Int, d: Int, into out: UnsafeMutablePointer<Float>, nPadded: Int) {
         for kk in 0..<d {
             let row = out + kk * nPadded

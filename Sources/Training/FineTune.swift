@@ -11,6 +11,10 @@ public struct FineTuneConfig: Codable, Sendable {
     public var depth: Int?
     public var variant: SSAST.Variant = .patch
     public var inputTdim = 1024
+    /// Train on a random window of this many frames from each clip's `inputTdim` (a random time crop:
+    /// every epoch sees other parts of a long clip at the cost of a short one); the model's input is
+    /// the window, and evaluation averages windows over the whole clip (`Classifier.probabilities`).
+    public var cropFrames: Int?
     public var epochs = 10
     public var batchSize = 8
     public var lr: Float = 1e-4
@@ -59,12 +63,30 @@ public struct Classifier {
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")
     }
 
-    /// Class probabilities (softmax, or sigmoid for multi-label) for features [B, T, F].
+    /// Class probabilities (softmax, or sigmoid for multi-label) for features [B, T, F]. Features longer
+    /// than the model's input (a model trained on crops) are scored as windows of its length, half a
+    /// window apart and covering the clip to its last frame, and the windows' probabilities averaged.
     public func probabilities(_ features: Tensor) throws -> Tensor {
         try GradMode.noGrad {
-            let logits = try model(features)
-            return multiLabel ? logits.sigmoid() : try logits.softmax(axis: -1)
+            let window = model.config.inputTdim, frames = features.rank == 3 ? features.shape[1] : 0
+            let starts = Classifier.windowStarts(frames: frames, window: window)
+            var total: Tensor?
+            for start in starts {
+                let x = starts.count == 1 ? features : try features.slice(axis: 1, start: start, end: start + window)
+                let logits = try model(x)
+                let p = multiLabel ? logits.sigmoid() : try logits.softmax(axis: -1)
+                total = try total.map { try $0 + p } ?? p
+            }
+            return starts.count == 1 ? total! : try total! * (1 / Float(starts.count))
         }
+    }
+
+    /// Window starts for `frames` frames: [0] when the clip fits, else every window/2 and the last window.
+    static func windowStarts(frames: Int, window: Int) -> [Int] {
+        guard frames > window, window > 0 else { return [0] }
+        var starts = Array(stride(from: 0, to: frames - window, by: max(window / 2, 1)))
+        starts.append(frames - window)
+        return starts
     }
 }
 
@@ -129,7 +151,10 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     var cfg = config
     if cfg.classes.isEmpty { cfg.classes = data.classes }
     cfg.multiLabel = cfg.multiLabel || data.multiLabel
-    guard var mc = SSAST.config(cfg.size, variant: cfg.variant, inputTdim: cfg.inputTdim) else {
+    if let crop = cfg.cropFrames, crop <= 0 || crop > cfg.inputTdim {
+        throw NNError("finetune: crop-frames \(crop) must be between 1 and the target length \(cfg.inputTdim)")
+    }
+    guard var mc = SSAST.config(cfg.size, variant: cfg.variant, inputTdim: cfg.cropFrames ?? cfg.inputTdim) else {
         throw NNError("finetune: unknown model size '\(cfg.size)'")
     }
     if let d = cfg.depth { mc.depth = d }
@@ -177,9 +202,13 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
             optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
             step += 1
             var feats = batch.features
-            if cfg.freqm > 0 || cfg.timem > 0 {
+            if cfg.freqm > 0 || cfg.timem > 0 || cfg.cropFrames != nil {
                 let items = try (0..<feats.shape[0]).map { i -> Tensor in
                     var x = try feats.slice(axis: 0, start: i, end: i + 1).squeeze(0)
+                    if let crop = cfg.cropFrames, crop < x.shape[0] {
+                        let start = Int(gen.next() % UInt64(x.shape[0] - crop + 1))
+                        x = try x.slice(axis: 0, start: start, end: start + crop)
+                    }
                     if cfg.freqm > 0 { x = try Augment.mask(x, axis: 1, param: cfg.freqm, value: padValue, generator: &gen) }
                     if cfg.timem > 0 { x = try Augment.mask(x, axis: 0, param: cfg.timem, value: padValue, generator: &gen) }
                     return x

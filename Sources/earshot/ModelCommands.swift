@@ -58,6 +58,8 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("batch-size")) var batchSize = 8
     @Option var lr: Float = 1e-4
     @Option(name: .customLong("target-length")) var targetLength = 1024
+    @Option(name: .customLong("crop-frames"), help: "Train on random windows of this many frames of each clip (evaluation averages windows over the clip).")
+    var cropFrames: Int?
     @Option(help: "Test split name or fold number.") var test = "test"
     @Option(name: .customLong("label-field"), help: "What to classify: label, or speaker (speaker identification).") var labelField = "label"
     @Flag(name: .customLong("cross-validate"), help: "Run every fold as the test fold in turn (fold-based datasets) and report the mean.")
@@ -83,7 +85,7 @@ struct Finetune: ParsableCommand {
         } else { (c.size, c.variant, c.depth) = (size, variant, depth) }
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
-        (c.lrDecayStart, c.lrDecay) = (lrDecayStart, lrDecay)
+        (c.lrDecayStart, c.lrDecay, c.cropFrames) = (lrDecayStart, lrDecay, cropFrames)
         let dataset = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if crossValidate {
             let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume)

@@ -151,9 +151,10 @@ final class GradientTests: XCTestCase {
             }
             try gradCheck([rnd([2, 9, 3 * 2 * 4], seed: 46)]) { try $0[0].packedSelfAttention(heads: 2) }
         }
-        // Head dim 16: the register-tiled kernels, with ragged row tiles and several key blocks.
+        // Head dim 32 (a multiple of the micro-kernel's width, 16 or 32): the register-tiled kernels, with
+        // ragged row tiles and several key blocks.
         try withAttentionBlocks(query: 5, key: 16) {
-            try gradCheck([rnd([1, 1, 11, 16], seed: 47), rnd([1, 1, 37, 16], seed: 48), rnd([1, 1, 37, 16], seed: 49)],
+            try gradCheck([rnd([1, 1, 11, 32], seed: 47), rnd([1, 1, 37, 32], seed: 48), rnd([1, 1, 37, 32], seed: 49)],
                           eps: 5e-3) {
                 try Tensor.scaledDotProductAttention($0[0], $0[1], $0[2])
             }

@@ -11,6 +11,7 @@ final class EndToEndTests: XCTestCase {
     func makeData() throws -> (URL, Dataset) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         var g = RandomGenerator(seed: 3)
         var lines: [String] = []
         for i in 0..<24 {
@@ -67,5 +68,32 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(cv.mean, cv.folds.values.map(\.accuracy).reduce(0, +) / 3, accuracy: 1e-12)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cv/kfold.json").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cv/fold-2/best.safetensors").path))
+    }
+
+    func testRandomCropTrainingAndWindowedEvaluation() throws {
+        XCTAssertEqual(Classifier.windowStarts(frames: 512, window: 256), [0, 128, 256])
+        XCTAssertEqual(Classifier.windowStarts(frames: 300, window: 256), [0, 44])
+        XCTAssertEqual(Classifier.windowStarts(frames: 100, window: 256), [0])
+        let (dir, data) = try makeData()
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.cropFrames, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem) = (1, 96, 48, 4, 6, 3e-4, 8, 8)
+        let run = try RunDirectory(dir.appendingPathComponent("runs/crop"))
+        let result = try fineTuneAST(ft, data: data, run: run, log: { _ in })
+        XCTAssertGreaterThanOrEqual(result.accuracy, 0.8)
+        let clf = try Classifier.load(run.url)
+        XCTAssertEqual(clf.model.config.inputTdim, 48, "the model sees the crop")
+        XCTAssertEqual(clf.pipeline.targetFrames, 96, "the features keep the whole clip")
+        // A whole clip scores as the mean of its windows' probabilities (starts 0, 24, 48).
+        let x = try clf.pipeline.features(of: dir.appendingPathComponent("clip0.wav")).unsqueeze(0)
+        let p = try clf.probabilities(x)
+        var mean = Tensor.zeros(p.shape)
+        for start in [0, 24, 48] {
+            mean = try mean + clf.probabilities(x.slice(axis: 1, start: start, end: start + 48)) * (1 / Float(3))
+        }
+        for (a, b) in zip(p.toArray(), mean.toArray()) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+        ft.cropFrames = 200
+        XCTAssertThrowsError(try fineTuneAST(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/bad")), log: { _ in })) {
+            XCTAssertTrue("\($0)".contains("crop-frames 200"), "\($0)")
+        }
     }
 }
