@@ -1,0 +1,33 @@
+import Foundation
+import XCTest
+@testable import Engine
+
+/// The SIMD transcendental kernels against Double-precision libm over the ranges their callers use.
+final class VectorMathTests: XCTestCase {
+    /// Attention's softmax runs on 2^(s - max): arguments from 0 down to far below the float range.
+    func testExp2IsAccurateFromZeroToUnderflow() {
+        var worst = 0.0, at: Float = 0
+        var x: Float = 8
+        while x > -126 {
+            let got = Double(VMath.exp2(V8(repeating: x))[3]), want = Foundation.exp2(Double(x))
+            let rel = abs(got - want) / want
+            if rel > worst { worst = rel; at = x }
+            x -= 0.0137
+        }
+        XCTAssertLessThan(worst, 3e-7, "relative error \(worst) at \(at)")
+        // Below 2^-126 the result stays tiny and positive (a stand-in for 0 that no softmax sum notices).
+        let tiny = VMath.exp2(V8(repeating: -300))[0]
+        XCTAssertTrue(tiny >= 0 && tiny < 1e-37, "\(tiny)")
+        XCTAssertEqual(VMath.exp2(V8(repeating: -.infinity))[0], tiny)
+        XCTAssertTrue(VMath.exp2(V8(repeating: .nan))[0].isNaN)
+    }
+
+    /// The 4-way row maximum agrees with a plain scan for every length around its 32- and 8-wide steps.
+    func testRowMaxMatchesAPlainScan() {
+        var g = RandomGenerator(seed: 5)
+        for n in [1, 7, 8, 9, 31, 32, 33, 40, 71, 1216] {
+            let x = (0..<n).map { _ in g.nextNormal() }
+            x.withUnsafeBufferPointer { XCTAssertEqual(Kernels.rowMax($0.baseAddress!, n), x.max()!, "n = \(n)") }
+        }
+    }
+}
