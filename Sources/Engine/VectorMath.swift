@@ -73,7 +73,7 @@ enum VMath {
         y = fma(y, t, V8(repeating: 1.421413741))
         y = fma(y, t, V8(repeating: -0.284496736))
         y = fma(y, t, V8(repeating: 0.254829592))
-        y = 1 - y * t * exp(-ax * ax)
+        y = 1 - y * t * exp2(ax * ax * V8(repeating: -1.4426950408889634))  // e^(-x²), argument ≤ 0
         return unsafeBitCast(unsafeBitCast(y, to: SIMD8<UInt32>.self) | signBits, to: V8.self)
     }
 
