@@ -81,6 +81,18 @@ public struct Classifier {
         }
     }
 
+    /// Pooled encoder embedding [B, dim] of features [B, T, F], averaged over windows as `probabilities`.
+    public func embedding(_ features: Tensor) throws -> Tensor {
+        try GradMode.noGrad {
+            let window = model.config.inputTdim, frames = features.rank == 3 ? features.shape[1] : 0
+            let starts = Classifier.windowStarts(frames: frames, window: window)
+            if starts.count == 1 { return try model.embed(features) }
+            var total = try model.embed(features.slice(axis: 1, start: starts[0], end: starts[0] + window))
+            for start in starts.dropFirst() { total = try total + model.embed(features.slice(axis: 1, start: start, end: start + window)) }
+            return try total * (1 / Float(starts.count))
+        }
+    }
+
     /// Window starts for `frames` frames: [0] when the clip fits, else every window/2 and the last window.
     static func windowStarts(frames: Int, window: Int) -> [Int] {
         guard frames > window, window > 0 else { return [0] }

@@ -159,7 +159,7 @@ struct Embed: ParsableCommand {
         for f in files {
             do {
                 let x = try clf.pipeline.features(of: URL(fileURLWithPath: f)).unsqueeze(0)
-                tensors[f] = try GradMode.noGrad { try clf.model.embed(x).squeeze(0) }
+                tensors[f] = try clf.embedding(x).squeeze(0)
             } catch { skipped += 1; print("skipped \(f): \(error)") }
         }
         try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))

@@ -91,6 +91,12 @@ final class EndToEndTests: XCTestCase {
             mean = try mean + clf.probabilities(x.slice(axis: 1, start: start, end: start + 48)) * (1 / Float(3))
         }
         for (a, b) in zip(p.toArray(), mean.toArray()) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+        let e = try clf.embedding(x)
+        var meanEmbedding = Tensor.zeros(e.shape)
+        for start in [0, 24, 48] {
+            meanEmbedding = try meanEmbedding + GradMode.noGrad { try clf.model.embed(x.slice(axis: 1, start: start, end: start + 48)) } * (1 / Float(3))
+        }
+        for (a, b) in zip(e.toArray(), meanEmbedding.toArray()) { XCTAssertEqual(a, b, accuracy: 1e-5) }
         ft.cropFrames = 200
         XCTAssertThrowsError(try fineTuneAST(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/bad")), log: { _ in })) {
             XCTAssertTrue("\($0)".contains("crop-frames 200"), "\($0)")
