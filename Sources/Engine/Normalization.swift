@@ -24,30 +24,24 @@ extension Kernels {
     /// x = 2^(x - shift) in place (base-2 scores, see `VMath.exp2`); returns the sum.
     @inline(__always)
     static func exp2ShiftSum(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
-        let s = V8(repeating: shift)
-        var acc = V8(repeating: 0), j = 0
-        while j + 8 <= n {
-            let e = VMath.exp2(UnsafeRawPointer(x + j).loadUnaligned(as: V8.self) - s)
-            UnsafeMutableRawPointer(x + j).storeBytes(of: e, as: V8.self)
-            acc += e; j += 8
-        }
-        var total = acc.sum()
-        if j < n {
-            var v = V8(repeating: -.infinity)
-            for t in 0..<(n - j) { v[t] = x[j + t] }
-            let e = VMath.exp2(v - s)
-            for t in 0..<(n - j) { x[j + t] = e[t]; total += e[t] }
-        }
-        return total
+        shiftMapSum(x, x, n, shift) { VMath.exp2($0) }
     }
 
     /// y = exp(x - shift) written to `y`; returns the sum.
     @inline(__always)
     static func expShiftSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
+        shiftMapSum(x, y, n, shift) { VMath.exp($0) }
+    }
+
+    /// y = f(x - shift) written to `y` (which may be `x`); returns the sum. The tail is padded with
+    /// -inf, which both exponentials map to (next to) zero, and only its real lanes are stored and summed.
+    @inline(__always)
+    static func shiftMapSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float,
+                            _ f: (V8) -> V8) -> Float {
         let s = V8(repeating: shift)
         var acc = V8(repeating: 0), j = 0
         while j + 8 <= n {
-            let e = VMath.exp(UnsafeRawPointer(x + j).loadUnaligned(as: V8.self) - s)
+            let e = f(UnsafeRawPointer(x + j).loadUnaligned(as: V8.self) - s)
             UnsafeMutableRawPointer(y + j).storeBytes(of: e, as: V8.self)
             acc += e; j += 8
         }
@@ -55,7 +49,7 @@ extension Kernels {
         if j < n {
             var v = V8(repeating: -.infinity)
             for t in 0..<(n - j) { v[t] = x[j + t] }
-            let e = VMath.exp(v - s)
+            let e = f(v - s)
             for t in 0..<(n - j) { y[j + t] = e[t]; total += e[t] }
         }
         return total
