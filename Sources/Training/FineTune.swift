@@ -67,28 +67,25 @@ public struct Classifier {
     /// than the model's input (a model trained on crops) are scored as windows of its length, half a
     /// window apart and covering the clip to its last frame, and the windows' probabilities averaged.
     public func probabilities(_ features: Tensor) throws -> Tensor {
-        try GradMode.noGrad {
-            let window = model.config.inputTdim, frames = features.rank == 3 ? features.shape[1] : 0
-            let starts = Classifier.windowStarts(frames: frames, window: window)
-            var total: Tensor?
-            for start in starts {
-                let x = starts.count == 1 ? features : try features.slice(axis: 1, start: start, end: start + window)
-                let logits = try model(x)
-                let p = multiLabel ? logits.sigmoid() : try logits.softmax(axis: -1)
-                total = try total.map { try $0 + p } ?? p
-            }
-            return starts.count == 1 ? total! : try total! * (1 / Float(starts.count))
+        try windowMean(features) { x in
+            let logits = try model(x)
+            return multiLabel ? logits.sigmoid() : try logits.softmax(axis: -1)
         }
     }
 
     /// Pooled encoder embedding [B, dim] of features [B, T, F], averaged over windows as `probabilities`.
     public func embedding(_ features: Tensor) throws -> Tensor {
+        try windowMean(features) { try model.embed($0) }
+    }
+
+    /// The mean of `f` over the model-sized windows of `features` (just `f(features)` when they fit), without grad.
+    private func windowMean(_ features: Tensor, _ f: (Tensor) throws -> Tensor) throws -> Tensor {
         try GradMode.noGrad {
             let window = model.config.inputTdim, frames = features.rank == 3 ? features.shape[1] : 0
             let starts = Classifier.windowStarts(frames: frames, window: window)
-            if starts.count == 1 { return try model.embed(features) }
-            var total = try model.embed(features.slice(axis: 1, start: starts[0], end: starts[0] + window))
-            for start in starts.dropFirst() { total = try total + model.embed(features.slice(axis: 1, start: start, end: start + window)) }
+            if starts.count == 1 { return try f(features) }
+            var total = try f(features.slice(axis: 1, start: starts[0], end: starts[0] + window))
+            for start in starts.dropFirst() { total = try total + f(features.slice(axis: 1, start: start, end: start + window)) }
             return try total * (1 / Float(starts.count))
         }
     }
