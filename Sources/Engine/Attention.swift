@@ -10,7 +10,7 @@ import Foundation
 struct HeadView {
     let base: UnsafeMutablePointer<Float>
     let batchStride: Int, headStride: Int, rowStride: Int
-    @inline(__always) func at(_ b: Int, _ h: Int) -> UnsafeMutablePointer<Float> { base + b * batchStride + h * headStride }
+    @inline(always) func at(_ b: Int, _ h: Int) -> UnsafeMutablePointer<Float> { base + b * batchStride + h * headStride }
 }
 
 enum AttentionKernel {
@@ -25,7 +25,7 @@ enum AttentionKernel {
     nonisolated(unsafe) static var backwardKeyBlockMax = 512
 
     /// Splits `n` keys into equal blocks of at most `limit` (no ragged small last block).
-    @inline(__always) static func roundUp(_ x: Int, _ m: Int) -> Int { (x + m - 1) / m * m }
+    @inline(always) static func roundUp(_ x: Int, _ m: Int) -> Int { (x + m - 1) / m * m }
 
     static func keyBlock(_ n: Int, limit: Int) -> Int {
         let blocks = (n + limit - 1) / limit

@@ -34,7 +34,7 @@ func contiguousStrides(_ shape: [Int]) -> [Int] {
 
 /// Visits every row (all dimensions but the last) of `shape` in order, giving the row index and the
 /// starting offsets of each operand under its strides.
-@inline(__always)
+@inline(always)
 func forEachRow(_ shape: [Int], _ strides: [[Int]], _ body: (Int, [Int]) -> Void) {
     let r = shape.count
     if r == 0 { body(0, [Int](repeating: 0, count: strides.count)); return }

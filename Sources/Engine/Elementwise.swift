@@ -2,12 +2,12 @@
 public enum Kernels {}
 
 protocol BinaryOp { static func apply(_ a: V8, _ b: V8) -> V8 }
-enum AddOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a + b } }
-enum SubOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a - b } }
-enum MulOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a * b } }
-enum DivOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a / b } }
-enum MaxOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a.replacing(with: b, where: b .> a) } }
-enum MinOp: BinaryOp { @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 { a.replacing(with: b, where: b .< a) } }
+enum AddOp: BinaryOp { @inline(always) static func apply(_ a: V8, _ b: V8) -> V8 { a + b } }
+enum SubOp: BinaryOp { @inline(always) static func apply(_ a: V8, _ b: V8) -> V8 { a - b } }
+enum MulOp: BinaryOp { @inline(always) static func apply(_ a: V8, _ b: V8) -> V8 { a * b } }
+enum DivOp: BinaryOp { @inline(always) static func apply(_ a: V8, _ b: V8) -> V8 { a / b } }
+enum MaxOp: BinaryOp { @inline(always) static func apply(_ a: V8, _ b: V8) -> V8 { a.replacing(with: b, where: b .> a) } }
+enum MinOp: BinaryOp { @inline(always) static func apply(_ a: V8, _ b: V8) -> V8 { a.replacing(with: b, where: b .< a) } }
 
 extension Kernels {
     /// Broadcasting binary kernel with fast paths for equal shapes and scalar operands.
@@ -18,7 +18,7 @@ extension Kernels {
             let n = out.count
             parallelFor((n + 4095) / 4096, costPerItem: 4096) { r in
                 let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
-                VMath.map2(pa + lo, pb + lo, po + lo, hi - lo) { Op.apply($0, $1) }
+                VMath.apply2(Op.self, pa + lo, pb + lo, po + lo, hi - lo)
             }
             return out
         }
@@ -26,7 +26,7 @@ extension Kernels {
             let s = V8(repeating: pb[0]), n = out.count
             parallelFor((n + 4095) / 4096, costPerItem: 4096) { r in
                 let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
-                VMath.map(pa + lo, po + lo, hi - lo) { Op.apply($0, s) }
+                VMath.applyScalar(Op.self, pa + lo, s, po + lo, hi - lo, scalarFirst: false)
             }
             return out
         }
@@ -34,7 +34,7 @@ extension Kernels {
             let s = V8(repeating: pa[0]), n = out.count
             parallelFor((n + 4095) / 4096, costPerItem: 4096) { r in
                 let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
-                VMath.map(pb + lo, po + lo, hi - lo) { Op.apply(s, $0) }
+                VMath.applyScalar(Op.self, pb + lo, s, po + lo, hi - lo, scalarFirst: true)
             }
             return out
         }
@@ -44,9 +44,9 @@ extension Kernels {
         forEachRow(outShape, [sa, sb]) { row, off in
             let x = pa + off[0], y = pb + off[1], o = po + row * n
             switch (la, lb) {
-            case (1, 1): VMath.map2(x, y, o, n) { Op.apply($0, $1) }
-            case (1, _): let s = V8(repeating: y[0]); VMath.map(x, o, n) { Op.apply($0, s) }
-            case (_, 1): let s = V8(repeating: x[0]); VMath.map(y, o, n) { Op.apply(s, $0) }
+            case (1, 1): VMath.apply2(Op.self, x, y, o, n)
+            case (1, _): VMath.applyScalar(Op.self, x, V8(repeating: y[0]), o, n, scalarFirst: false)
+            case (_, 1): VMath.applyScalar(Op.self, y, V8(repeating: x[0]), o, n, scalarFirst: true)
             default: let r = Op.apply(V8(repeating: x[0]), V8(repeating: y[0]))[0]; o.update(repeating: r, count: n)
             }
         }
@@ -60,28 +60,28 @@ extension Kernels {
 
     static func scale(_ a: Tensor, _ s: Float) -> Tensor {
         let out = Tensor.empty(a.shape)
-        let sv = V8(repeating: s)
-        VMath.map(a.data, out.data, a.count) { $0 * sv }
+        VMath.applyScalar(MulOp.self, a.data, V8(repeating: s), out.data, a.count, scalarFirst: false)
         return out
     }
 
-    /// Elementwise unary map, parallel over large tensors.
-    static func map(_ a: Tensor, _ f: (V8) -> V8) -> Tensor {
+    /// Elementwise `F`, parallel over large tensors.
+    static func map<F: VectorFunction>(_ a: Tensor, _: F.Type) -> Tensor {
         let out = Tensor.empty(a.shape)
         let n = a.count, pa = a.data, po = out.data
         parallelFor((n + 4095) / 4096, costPerItem: 4096 * 4) { r in
             let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
-            VMath.map(pa + lo, po + lo, hi - lo, f)
+            VMath.apply(F.self, pa + lo, po + lo, hi - lo)
         }
         return out
     }
 
-    static func map2(_ a: Tensor, _ b: Tensor, _ f: (V8, V8) -> V8) -> Tensor {
+    /// Elementwise two-input `F` over same-shaped tensors, parallel over large ones.
+    static func map2<F: BinaryOp>(_ a: Tensor, _ b: Tensor, _: F.Type) -> Tensor {
         let out = Tensor.empty(a.shape)
         let n = a.count, pa = a.data, pb = b.data, po = out.data
         parallelFor((n + 4095) / 4096, costPerItem: 4096 * 4) { r in
             let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
-            VMath.map2(pa + lo, pb + lo, po + lo, hi - lo, f)
+            VMath.apply2(F.self, pa + lo, pb + lo, po + lo, hi - lo)
         }
         return out
     }
@@ -132,7 +132,7 @@ extension Tensor {
         return Kernels.binary(a, b, shape, MaxOp.self).recording([a, b]) { g in
             let pickA = Kernels.binary(a, b, shape, GreaterEqualOp.self)
             return [a.requiresGrad ? Kernels.sumTo(Kernels.mul(g, pickA), a.shape) : nil,
-                    b.requiresGrad ? Kernels.sumTo(Kernels.mul(g, Kernels.map(pickA) { 1 - $0 }), b.shape) : nil]
+                    b.requiresGrad ? Kernels.sumTo(Kernels.mul(g, Kernels.map(pickA, OneMinus.self)), b.shape) : nil]
         }
     }
 
@@ -149,7 +149,7 @@ extension Tensor {
 }
 
 enum GreaterEqualOp: BinaryOp {
-    @inline(__always) static func apply(_ a: V8, _ b: V8) -> V8 {
+    @inline(always) static func apply(_ a: V8, _ b: V8) -> V8 {
         V8(repeating: 0).replacing(with: 1, where: a .>= b)
     }
 }

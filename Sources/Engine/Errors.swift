@@ -6,7 +6,7 @@ public struct EngineError: Error, CustomStringConvertible, Equatable {
     public var description: String { message }
 }
 
-@inline(__always)
+@inline(always)
 func check(_ condition: Bool, _ message: @autoclosure () -> String) throws {
     if !condition { throw EngineError(message()) }
 }

@@ -21,7 +21,6 @@ extension Tensor {
         let bias1 = UnsafeSendable(value: fc1Bias?.data), bias2 = UnsafeSendable(value: fc2Bias?.data)
         let next = TaskCounter()
         let workers = Swift.min(Threading.threads, blocks)
-        let c = V8(repeating: 0.7978845608028654)
         // Both weights packed once per call for the micro-kernel where it applies (PackedLinear.swift).
         let usePacked = PackedWeight.isUsable(outFeatures: hidden) && PackedWeight.isUsable(outFeatures: d)
         let packed1 = usePacked ? PackedWeight(fc1Weight.data, outFeatures: hidden, inFeatures: d) : nil
@@ -46,11 +45,7 @@ extension Tensor {
                     Kernels.gemmSerial(transA: false, transB: true, m: n, n: hidden, k: d, a: normed, lda: d, b: w1.value, ldb: d,
                                        beta: b1 == nil ? 0 : 1, c: h, ldc: hidden)
                 }
-                if approximateGELU {
-                    VMath.map(h, h, n * hidden) { v in 0.5 * v * (1 + VMath.tanh(c * (v + 0.044715 * v * v * v))) }
-                } else {
-                    VMath.map(h, h, n * hidden) { v in 0.5 * v * (1 + VMath.erf(v * 0.7071067811865476)) }
-                }
+                VMath.gelu(h, h, n * hidden, approximate: approximateGELU)
                 let o = po.value + r0 * d
                 if let packed2 {
                     // Residual and bias join in the micro-kernel's store.

@@ -38,7 +38,7 @@ extension Kernels {
     }
 
     /// Single-threaded sgemm (for callers that are already parallel, like attention).
-    @inline(__always)
+    @inline(always)
     static func gemmSerial(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {

@@ -17,7 +17,7 @@ enum MicroKernel {
     static let lanes = KV.scalarCount
     static let rows = 6, cols = 2 * KV.scalarCount
 
-    @inline(__always)
+    @inline(always)
     static func fma(_ acc: KV, _ a: KV, _ b: KV) -> KV {
         #if EARSHOT_FMA
         return acc.addingProduct(a, b)
@@ -26,15 +26,15 @@ enum MicroKernel {
         #endif
     }
 
-    @inline(__always)
+    @inline(always)
     static func load(_ p: UnsafePointer<Float>) -> KV { UnsafeRawPointer(p).loadUnaligned(as: KV.self) }
 
-    @inline(__always)
+    @inline(always)
     static func store(_ v: KV, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: KV.self) }
 
     /// One 6 x cols tile; rows at or past `validRows` read row 0 (valid memory) and are not stored.
     /// A is addressed as a[row * rowStride + kk * kStride], so Aᵀ needs no copy.
-    @inline(__always)
+    @inline(always)
     static func tile(k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int, validRows: Int,
                      b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         var c00 = KV(), c01 = KV(), c10 = KV(), c11 = KV(), c20 = KV(), c21 = KV()
@@ -55,7 +55,7 @@ enum MicroKernel {
             pa = pa.advanced(by: kStride); pb = pb.advanced(by: ldb)
         }
         let s = KV(repeating: alpha)
-        @inline(__always) func put(_ v0: KV, _ v1: KV, _ row: Int) {
+        @inline(always) func put(_ v0: KV, _ v1: KV, _ row: Int) {
             guard row < validRows else { return }
             let p = c + row * ldc
             if accumulate { store(load(p) + s * v0, p); store(load(p + lanes) + s * v1, p + lanes) } else { store(s * v0, p); store(s * v1, p + lanes) }
@@ -98,7 +98,7 @@ enum MicroKernel {
 
     /// One 6 x cols tile with A packed as [k][6] (see `packRows`): every broadcast comes from one
     /// contiguous stream, so A costs one cache line per 2.7 k-steps whatever its source layout.
-    @inline(__always)
+    @inline(always)
     static func packedTile(k: Int, alpha: Float, a: UnsafePointer<Float>, validRows: Int,
                            b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
                            epilogue: Epilogue) {
@@ -119,7 +119,7 @@ enum MicroKernel {
         // What joins the product on the way out: C itself, a bias row, a residual (see `Epilogue`).
         var base0 = KV(), base1 = KV()
         if let bias = epilogue.bias { base0 = load(bias); base1 = load(bias + lanes) }
-        @inline(__always) func put(_ v0: KV, _ v1: KV, _ row: Int) {
+        @inline(always) func put(_ v0: KV, _ v1: KV, _ row: Int) {
             guard row < validRows else { return }
             let p = c.advanced(by: row &* ldc)
             var o0 = base0, o1 = base1

@@ -4,9 +4,9 @@ import Foundation
 extension Kernels {
     /// Four independent running maxima: one compare-and-blend chain is latency-bound (~0.5 cycle per
     /// float here); four keep both vector ports busy.
-    @inline(__always)
+    @inline(always)
     static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
+        @inline(always) func load(_ p: UnsafePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
         var m0 = V8(repeating: -.infinity), m1 = m0, m2 = m0, m3 = m0, j = 0
         while j + 32 <= n {
             let v0 = load(x + j), v1 = load(x + j + 8), v2 = load(x + j + 16), v3 = load(x + j + 24)
@@ -22,26 +22,26 @@ extension Kernels {
     }
 
     /// x = 2^(x - shift) in place (base-2 scores, see `VMath.exp2`); returns the sum.
-    @inline(__always)
+    @inline(always)
     static func exp2ShiftSum(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
-        shiftMapSum(x, x, n, shift) { VMath.exp2($0) }
+        shiftMapSum(x, x, n, shift, Exp2Function.self)
     }
 
     /// y = exp(x - shift) written to `y`; returns the sum.
-    @inline(__always)
+    @inline(always)
     static func expShiftSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float) -> Float {
-        shiftMapSum(x, y, n, shift) { VMath.exp($0) }
+        shiftMapSum(x, y, n, shift, ExpFunction.self)
     }
 
-    /// y = f(x - shift) written to `y` (which may be `x`); returns the sum. The tail is padded with
+    /// y = F(x - shift) written to `y` (which may be `x`); returns the sum. The tail is padded with
     /// -inf, which both exponentials map to (next to) zero, and only its real lanes are stored and summed.
-    @inline(__always)
-    static func shiftMapSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ shift: Float,
-                            _ f: (V8) -> V8) -> Float {
+    @inline(always)
+    static func shiftMapSum<F: VectorFunction>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                                               _ shift: Float, _: F.Type) -> Float {
         let s = V8(repeating: shift)
         var acc = V8(repeating: 0), j = 0
         while j + 8 <= n {
-            let e = f(UnsafeRawPointer(x + j).loadUnaligned(as: V8.self) - s)
+            let e = F.apply(UnsafeRawPointer(x + j).loadUnaligned(as: V8.self) - s)
             UnsafeMutableRawPointer(y + j).storeBytes(of: e, as: V8.self)
             acc += e; j += 8
         }
@@ -49,13 +49,13 @@ extension Kernels {
         if j < n {
             var v = V8(repeating: -.infinity)
             for t in 0..<(n - j) { v[t] = x[j + t] }
-            let e = f(v - s)
+            let e = F.apply(v - s)
             for t in 0..<(n - j) { y[j + t] = e[t]; total += e[t] }
         }
         return total
     }
 
-    @inline(__always)
+    @inline(always)
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
         var acc = V8(repeating: 0), j = 0
         while j + 8 <= n {
@@ -68,7 +68,7 @@ extension Kernels {
     }
 
     /// One row of layer norm: y = (x − μ) / √(σ² + eps) · w + b; returns (μ, 1/√(σ² + eps)).
-    @inline(__always)
+    @inline(always)
     static func layerNormRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ d: Int,
                              weight w: UnsafePointer<Float>?, bias b: UnsafePointer<Float>?, eps: Float) -> (Float, Float) {
         var s: Float = 0

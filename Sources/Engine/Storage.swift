@@ -81,7 +81,7 @@ final class BufferPool: @unchecked Sendable {
         lock.unlock()
     }
 
-    @inline(__always) private func free_(_ p: UnsafeMutablePointer<Float>) { Foundation.free(p) }
+    @inline(always) private func free_(_ p: UnsafeMutablePointer<Float>) { Foundation.free(p) }
 }
 
 public enum Memory {

@@ -11,7 +11,7 @@ extension Tensor {
     }
 
     public func exp() -> Tensor {
-        let out = Kernels.map(self) { VMath.exp($0) }
+        let out = Kernels.map(self, ExpFunction.self)
         return out.recording([self]) { g in [Kernels.mul(g, out)] }
     }
 
@@ -22,12 +22,12 @@ extension Tensor {
 
     public func sqrt() -> Tensor {
         let out = scalarMap { $0.squareRoot() }
-        return out.recording([self]) { g in [Kernels.map2(g, out) { $0 * 0.5 / $1 }] }
+        return out.recording([self]) { g in [Kernels.map2(g, out, SqrtBackward.self)] }
     }
 
     public func square() -> Tensor {
         let x = self
-        return Kernels.map(x) { $0 * $0 }.recording([x]) { g in [Kernels.map2(g, x) { 2 * $0 * $1 }] }
+        return Kernels.map(x, Square.self).recording([x]) { g in [Kernels.map2(g, x, SquareBackward.self)] }
     }
 
     public func pow(_ p: Float) -> Tensor {
@@ -41,73 +41,48 @@ extension Tensor {
     public func abs() -> Tensor {
         let x = self
         return scalarMap { Swift.abs($0) }.recording([x]) { g in
-            [Kernels.map2(g, x) { gv, xv in
-                V8(repeating: 0).replacing(with: gv, where: xv .> 0).replacing(with: -gv, where: xv .< 0) }]
+            [Kernels.map2(g, x, AbsBackward.self)]
         }
     }
 
     /// Clamps into [lo, hi]; the gradient passes only where the input was inside.
     public func clamp(min lo: Float = -.infinity, max hi: Float = .infinity) -> Tensor {
         let x = self
-        let vlo = V8(repeating: lo), vhi = V8(repeating: hi)
-        let out = Kernels.map(x) { $0.replacing(with: vlo, where: $0 .< vlo).replacing(with: vhi, where: $0 .> vhi) }
+        let out = x.scalarMap { Swift.min(Swift.max($0, lo), hi) }
         return out.recording([x]) { g in
-            [Kernels.map2(g, x) { gv, xv in
-                gv.replacing(with: 0, where: (xv .< vlo) .| (xv .> vhi)) }]
+            let inside = x.scalarMap { $0 >= lo && $0 <= hi ? 1 : 0 }
+            return [Kernels.mul(g, inside)]
         }
     }
 
     public func relu() -> Tensor {
         let x = self
-        return Kernels.map(x) { $0.replacing(with: 0, where: $0 .< 0) }.recording([x]) { g in
-            [Kernels.map2(g, x) { gv, xv in gv.replacing(with: 0, where: xv .<= 0) }]
-        }
+        return Kernels.map(x, ReLU.self).recording([x]) { g in [Kernels.map2(g, x, ReLUBackward.self)] }
     }
 
     /// GELU. Exact: x Φ(x) = 0.5 x (1 + erf(x / √2)). Tanh: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))).
     public func gelu(approximate: Bool = false) -> Tensor {
         let x = self
         if approximate {
-            let c = V8(repeating: 0.7978845608028654)
-            let out = Kernels.map(x) { v in 0.5 * v * (1 + VMath.tanh(c * (v + 0.044715 * v * v * v))) }
-            return out.recording([x]) { g in
-                [Kernels.map2(g, x) { gv, v in
-                    let u = c * (v + 0.044715 * v * v * v)
-                    let t = VMath.tanh(u)
-                    let du = c * (1 + 3 * 0.044715 * v * v)
-                    return gv * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du)
-                }]
-            }
+            return Kernels.map(x, GELUTanh.self).recording([x]) { g in [Kernels.map2(g, x, GELUTanhBackward.self)] }
         }
-        let out = Kernels.map(x) { v in 0.5 * v * (1 + VMath.erf(v * 0.7071067811865476)) }
-        return out.recording([x]) { g in
-            [Kernels.map2(g, x) { gv, v in
-                let cdf = 0.5 * (1 + VMath.erf(v * 0.7071067811865476))
-                let pdf = 0.3989422804014327 * VMath.exp(-0.5 * v * v)
-                return gv * (cdf + v * pdf)
-            }]
-        }
+        return Kernels.map(x, GELUErf.self).recording([x]) { g in [Kernels.map2(g, x, GELUErfBackward.self)] }
     }
 
     public func sigmoid() -> Tensor {
-        let out = Kernels.map(self) { VMath.sigmoid($0) }
-        return out.recording([self]) { g in [Kernels.map2(g, out) { $0 * $1 * (1 - $1) }] }
+        let out = Kernels.map(self, SigmoidFunction.self)
+        return out.recording([self]) { g in [Kernels.map2(g, out, SigmoidBackward.self)] }
     }
 
     public func tanh() -> Tensor {
-        let out = Kernels.map(self) { VMath.tanh($0) }
-        return out.recording([self]) { g in [Kernels.map2(g, out) { $0 * (1 - $1 * $1) }] }
+        let out = Kernels.map(self, TanhFunction.self)
+        return out.recording([self]) { g in [Kernels.map2(g, out, TanhBackward.self)] }
     }
 
     /// SiLU (swish): x σ(x).
     public func silu() -> Tensor {
         let x = self
-        return Kernels.map(x) { $0 * VMath.sigmoid($0) }.recording([x]) { g in
-            [Kernels.map2(g, x) { gv, v in
-                let s = VMath.sigmoid(v)
-                return gv * s * (1 + v * (1 - s))
-            }]
-        }
+        return Kernels.map(x, SiLUFunction.self).recording([x]) { g in [Kernels.map2(g, x, SiLUBackward.self)] }
     }
 
     /// softplus(x) = log(1 + e^x) / β, linear above `threshold` like PyTorch.
@@ -122,3 +97,22 @@ extension Tensor {
         }
     }
 }
+
+// The vector functions above, as types so the kernels specialise and inline them (see `VMath.apply`).
+enum Square: VectorFunction { @inline(always) static func apply(_ v: V8) -> V8 { v * v } }
+enum ReLU: VectorFunction { @inline(always) static func apply(_ v: V8) -> V8 { v.replacing(with: 0, where: v .< 0) } }
+enum OneMinus: VectorFunction { @inline(always) static func apply(_ v: V8) -> V8 { 1 - v } }
+/// g · 0.5 / √x, given the saved output √x.
+enum SqrtBackward: BinaryOp { @inline(always) static func apply(_ g: V8, _ y: V8) -> V8 { g * 0.5 / y } }
+enum SquareBackward: BinaryOp { @inline(always) static func apply(_ g: V8, _ x: V8) -> V8 { 2 * g * x } }
+/// g · sign(x), zero at x = 0 like PyTorch.
+enum AbsBackward: BinaryOp {
+    @inline(always) static func apply(_ g: V8, _ x: V8) -> V8 {
+        V8(repeating: 0).replacing(with: g, where: x .> 0).replacing(with: -g, where: x .< 0)
+    }
+}
+enum ReLUBackward: BinaryOp { @inline(always) static func apply(_ g: V8, _ x: V8) -> V8 { g.replacing(with: 0, where: x .<= 0) } }
+/// g · y (1 − y), given the saved output y = σ(x).
+enum SigmoidBackward: BinaryOp { @inline(always) static func apply(_ g: V8, _ y: V8) -> V8 { g * y * (1 - y) } }
+/// g · (1 − y²), given the saved output y = tanh(x).
+enum TanhBackward: BinaryOp { @inline(always) static func apply(_ g: V8, _ y: V8) -> V8 { g * (1 - y * y) } }

@@ -5,7 +5,7 @@ typealias V8 = SIMD8<Float>
 
 enum VMath {
     /// a·b + c, fused where the build targets a CPU with FMA (see scripts/build-flags.sh).
-    @inline(__always)
+    @inline(always)
     static func fma(_ a: V8, _ b: V8, _ c: V8) -> V8 {
         #if EARSHOT_FMA
         return c.addingProduct(a, b)
@@ -15,7 +15,7 @@ enum VMath {
     }
 
     /// exp(x), Cephes-style: 2^n * p(r) with r = x - n ln2, relative error ~2e-7 over [-87, 88].
-    @inline(__always)
+    @inline(always)
     static func exp(_ x: V8) -> V8 {
         var x = x
         let hi = V8(repeating: 88.3762626647949), lo = V8(repeating: -87.3365447505531)
@@ -43,7 +43,7 @@ enum VMath {
     /// no ln2 range reduction and one clamp instead of two (2^x below 2^-126 returns 2^-126 · p, a
     /// denormal-free stand-in for 0 that no softmax sum can notice). Degree-6 polynomial for 2^r on
     /// r ∈ [-0.5, 0.5]: relative error ~1.2e-7. In the attention forward this halved the softmax time.
-    @inline(__always)
+    @inline(always)
     static func exp2(_ x: V8) -> V8 {
         var x = x
         let lo = V8(repeating: -126)
@@ -63,7 +63,7 @@ enum VMath {
     }
 
     /// erf(x) by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
-    @inline(__always)
+    @inline(always)
     static func erf(_ x: V8) -> V8 {
         let signBits = unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x8000_0000
         let ax = unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: V8.self)
@@ -78,45 +78,123 @@ enum VMath {
     }
 
     /// tanh(x) = 1 - 2 / (exp(2x) + 1); saturates cleanly at both ends.
-    @inline(__always)
+    @inline(always)
     static func tanh(_ x: V8) -> V8 { 1 - 2 / (exp(2 * x) + 1) }
 
-    @inline(__always)
+    @inline(always)
     static func sigmoid(_ x: V8) -> V8 { 1 / (1 + exp(-x)) }
 
-    /// Applies a SIMD function to `n` floats, with a padded tail so results match the vector path.
-    @inline(__always)
-    static func map(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, _ f: (V8) -> V8) {
+    /// GELU, exact: 0.5 x (1 + erf(x / √2)).
+    @inline(always)
+    static func geluErf(_ v: V8) -> V8 { 0.5 * v * (1 + erf(v * 0.7071067811865476)) }
+
+    /// GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
+    @inline(always)
+    static func geluTanh(_ v: V8) -> V8 {
+        0.5 * v * (1 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
+    }
+
+    /// y = GELU(x) over `n` floats (`y` may be `x`).
+    static func gelu(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, approximate: Bool) {
+        if approximate { apply(GELUTanh.self, src, dst, n) } else { apply(GELUErf.self, src, dst, n) }
+    }
+
+    /// y = F(x) over `n` floats (`y` may be `x`), with a padded tail so results match the vector path.
+    /// `F` is a type rather than a closure on purpose: a closure literal whose body is large after
+    /// inlining (erf, tanh) stays a separate function, called once per 8 floats with every polynomial
+    /// constant reloaded; a generic type parameter is specialised and inlined.
+    @inline(always)
+    static func apply<F: VectorFunction>(_: F.Type, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         var i = 0
         while i + 8 <= n {
-            let v = UnsafeRawPointer(src + i).loadUnaligned(as: V8.self)
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: f(v), as: V8.self)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: F.apply(UnsafeRawPointer(src + i).loadUnaligned(as: V8.self)), as: V8.self)
             i += 8
         }
         if i < n {
             var v = V8(repeating: 0)
             for j in 0..<(n - i) { v[j] = src[i + j] }
-            let r = f(v)
+            let r = F.apply(v)
             for j in 0..<(n - i) { dst[i + j] = r[j] }
         }
     }
 
-    /// Two-input variant (e.g. gradient times derivative).
-    @inline(__always)
-    static func map2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
-                     _ n: Int, _ f: (V8, V8) -> V8) {
+    /// dst = F(a, b) over `n` floats; the two-input form of `apply`.
+    @inline(always)
+    static func apply2<F: BinaryOp>(_: F.Type, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                    _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         var i = 0
         while i + 8 <= n {
-            let va = UnsafeRawPointer(a + i).loadUnaligned(as: V8.self)
-            let vb = UnsafeRawPointer(b + i).loadUnaligned(as: V8.self)
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: f(va, vb), as: V8.self)
+            let va = UnsafeRawPointer(a + i).loadUnaligned(as: V8.self), vb = UnsafeRawPointer(b + i).loadUnaligned(as: V8.self)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: F.apply(va, vb), as: V8.self)
             i += 8
         }
         if i < n {
             var va = V8(repeating: 0), vb = V8(repeating: 0)
             for j in 0..<(n - i) { va[j] = a[i + j]; vb[j] = b[i + j] }
-            let r = f(va, vb)
+            let r = F.apply(va, vb)
             for j in 0..<(n - i) { dst[i + j] = r[j] }
         }
+    }
+
+    /// dst = F(x, s) (or F(s, x) when `scalarFirst`) over `n` floats, for a broadcast scalar operand.
+    @inline(always)
+    static func applyScalar<F: BinaryOp>(_: F.Type, _ x: UnsafePointer<Float>, _ s: V8, _ dst: UnsafeMutablePointer<Float>,
+                                         _ n: Int, scalarFirst: Bool) {
+        @inline(always) func f(_ v: V8) -> V8 { scalarFirst ? F.apply(s, v) : F.apply(v, s) }
+        var i = 0
+        while i + 8 <= n {
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: f(UnsafeRawPointer(x + i).loadUnaligned(as: V8.self)), as: V8.self)
+            i += 8
+        }
+        if i < n {
+            var v = V8(repeating: 0)
+            for j in 0..<(n - i) { v[j] = x[i + j] }
+            let r = f(v)
+            for j in 0..<(n - i) { dst[i + j] = r[j] }
+        }
+    }
+}
+
+/// A SIMD function of one vector, passed to kernels as a type so it is specialised (see `VMath.apply`).
+protocol VectorFunction { static func apply(_ v: V8) -> V8 }
+
+enum GELUErf: VectorFunction {
+    @inline(always) static func apply(_ v: V8) -> V8 { VMath.geluErf(v) }
+}
+
+enum GELUTanh: VectorFunction {
+    @inline(always) static func apply(_ v: V8) -> V8 { VMath.geluTanh(v) }
+}
+
+/// d/dx of exact GELU times the incoming gradient: g (Φ(x) + x φ(x)).
+enum GELUErfBackward: BinaryOp {
+    @inline(always) static func apply(_ g: V8, _ v: V8) -> V8 {
+        let cdf = 0.5 * (1 + VMath.erf(v * 0.7071067811865476))
+        let pdf = 0.3989422804014327 * VMath.exp(-0.5 * v * v)
+        return g * (cdf + v * pdf)
+    }
+}
+
+/// d/dx of tanh GELU times the incoming gradient.
+enum GELUTanhBackward: BinaryOp {
+    @inline(always) static func apply(_ g: V8, _ v: V8) -> V8 {
+        let c: V8 = V8(repeating: 0.7978845608028654)
+        let t = VMath.tanh(c * (v + 0.044715 * v * v * v))
+        let du = c * (1 + 3 * 0.044715 * v * v)
+        return g * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du)
+    }
+}
+
+enum Exp2Function: VectorFunction { @inline(always) static func apply(_ v: V8) -> V8 { VMath.exp2(v) } }
+enum ExpFunction: VectorFunction { @inline(always) static func apply(_ v: V8) -> V8 { VMath.exp(v) } }
+enum SigmoidFunction: VectorFunction { @inline(always) static func apply(_ v: V8) -> V8 { VMath.sigmoid(v) } }
+enum TanhFunction: VectorFunction { @inline(always) static func apply(_ v: V8) -> V8 { VMath.tanh(v) } }
+enum SiLUFunction: VectorFunction { @inline(always) static func apply(_ v: V8) -> V8 { v * VMath.sigmoid(v) } }
+
+/// d/dx of SiLU times the incoming gradient: g σ(x) (1 + x (1 − σ(x))).
+enum SiLUBackward: BinaryOp {
+    @inline(always) static func apply(_ g: V8, _ v: V8) -> V8 {
+        let s = VMath.sigmoid(v)
+        return g * s * (1 + v * (1 - s))
     }
 }

@@ -30,4 +30,37 @@ final class VectorMathTests: XCTestCase {
             x.withUnsafeBufferPointer { XCTAssertEqual(Kernels.rowMax($0.baseAddress!, n), x.max()!, "n = \(n)") }
         }
     }
+
+    /// Binary ops on every broadcasting fast path (equal shapes, a one-element operand on either side,
+    /// a broadcast last axis on either side), with non-commutative ops and lengths that leave a tail.
+    func testBinaryFastPathsKeepOperandOrder() throws {
+        var g = RandomGenerator(seed: 9)
+        func rand(_ shape: [Int]) throws -> Tensor {
+            try Tensor((0..<shape.reduce(1, *)).map { _ in g.nextNormal() + 3 }, shape: shape)
+        }
+        func check(_ a: Tensor, _ b: Tensor, _ op: (Tensor, Tensor) throws -> Tensor, _ f: (Float, Float) -> Float,
+                   _ what: String) throws {
+            let out = try op(a, b)
+            let rows = out.shape.dropLast().reduce(1, *), n = out.shape.last!
+            for r in 0..<rows {
+                for c in 0..<n {
+                    // Index each operand as broadcasting does: a size-1 axis repeats.
+                    func at(_ t: Tensor) -> Float {
+                        if t.count == 1 { return t.data[0] }
+                        let tn = t.shape.last!, trows = t.count / tn
+                        return t.data[(trows == 1 ? 0 : r) * tn + (tn == 1 ? 0 : c)]
+                    }
+                    XCTAssertEqual(out.data[r * n + c], f(at(a), at(b)), accuracy: 1e-6, "\(what) at [\(r), \(c)]")
+                }
+            }
+        }
+        for (a, b, what) in [(try rand([3, 13]), try rand([3, 13]), "same shape"),
+                             (try rand([3, 13]), try rand([1]), "scalar right"),
+                             (try rand([1]), try rand([3, 13]), "scalar left"),
+                             (try rand([3, 13]), try rand([3, 1]), "column right"),
+                             (try rand([3, 1]), try rand([3, 13]), "column left")] {
+            try check(a, b, { try $0 - $1 }, { $0 - $1 }, "sub, \(what)")
+            try check(a, b, { try $0 / $1 }, { $0 / $1 }, "div, \(what)")
+        }
+    }
 }
