@@ -25,6 +25,34 @@ public enum Augment {
         return out
     }
 
+    /// Frames of features [frames, bins] before the trailing padding: padded rows hold exactly `padValue`
+    /// in every bin, which a real spectrum frame never does.
+    public static func validFrames(_ x: Tensor, padValue: Float) -> Int {
+        let (frames, bins) = (x.shape[0], x.shape[1])
+        var t = frames
+        while t > 0 {
+            let row = x.data + (t - 1) * bins
+            var padded = true
+            for b in 0..<bins where row[b] != padValue { padded = false; break }
+            if !padded { break }
+            t -= 1
+        }
+        return t
+    }
+
+    /// A random window of `frames` frames of features [frames, bins], starting uniformly where the window
+    /// still ends inside the clip's real frames (`validFrames`): a short clip padded to a long input
+    /// gives its own frames, not a window of padding. Clips no longer than the window start at 0.
+    public static func randomCrop(_ x: Tensor, frames: Int, padValue: Float, generator: inout RandomGenerator) throws -> Tensor {
+        guard x.rank == 2 else { throw AudioError("crop: expected features [frames, bins], got \(x.shape)") }
+        guard frames > 0 && frames <= x.shape[0] else {
+            throw AudioError("crop: window of \(frames) frames does not fit features of \(x.shape[0]) frames")
+        }
+        let room = max(validFrames(x, padValue: padValue), frames) - frames
+        let start = room == 0 ? 0 : Int(generator.next() % UInt64(room + 1))
+        return try x.slice(axis: 0, start: start, end: start + frames)
+    }
+
     public static func frequencyMask(_ x: Tensor, param: Int, generator: inout RandomGenerator) throws -> Tensor {
         try mask(x, axis: 1, param: param, generator: &generator)
     }

@@ -215,8 +215,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
                 let items = try (0..<feats.shape[0]).map { i -> Tensor in
                     var x = try feats.slice(axis: 0, start: i, end: i + 1).squeeze(0)
                     if let crop = cfg.cropFrames, crop < x.shape[0] {
-                        let start = Int(gen.next() % UInt64(x.shape[0] - crop + 1))
-                        x = try x.slice(axis: 0, start: start, end: start + crop)
+                        x = try Augment.randomCrop(x, frames: crop, padValue: padValue, generator: &gen)
                     }
                     if cfg.freqm > 0 { x = try Augment.mask(x, axis: 1, param: cfg.freqm, value: padValue, generator: &gen) }
                     if cfg.timem > 0 { x = try Augment.mask(x, axis: 0, param: cfg.timem, value: padValue, generator: &gen) }

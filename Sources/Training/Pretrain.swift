@@ -11,6 +11,10 @@ public struct PretrainConfig: Codable, Sendable {
     /// Optional smaller encoder depth (quick runs and tests).
     public var depth: Int?
     public var inputTdim = 1024
+    /// Pretrain on random windows of this many frames of each `inputTdim`-frame clip (nil: the whole
+    /// input). The encoder's input is the window; a new one is drawn every epoch, so long clips give
+    /// the pretext task more distinct audio than their first seconds.
+    public var cropFrames: Int?
     public var maskCount = 400
     public var epochs = 10
     public var batchSize = 8
@@ -22,7 +26,7 @@ public struct PretrainConfig: Codable, Sendable {
     public init() {}
 
     public var modelConfig: ASTConfig? {
-        guard var c = SSAST.config(size, variant: variant, inputTdim: inputTdim) else { return nil }
+        guard var c = SSAST.config(size, variant: variant, inputTdim: cropFrames ?? inputTdim) else { return nil }
         if let depth { c.depth = depth }
         return c
     }
@@ -54,6 +58,9 @@ public struct PretrainReport: Sendable {
 /// passes, Adam with warmup, learning rate halved when held-out pretext accuracy plateaus.
 public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirectory, resume: Bool = false,
                           log: @escaping (String) -> Void = { print($0) }) throws -> PretrainReport {
+    if let crop = config.cropFrames, crop <= 0 || crop > config.inputTdim {
+        throw NNError("pretrain: crop of \(crop) frames must be in 1...\(config.inputTdim) (the target length)")
+    }
     guard let mc = config.modelConfig else { throw NNError("pretrain: unknown model size '\(config.size)' (tiny, small, base)") }
     guard config.maskCount > 0 && config.maskCount < mc.patches else {
         throw NNError("pretrain: mask count \(config.maskCount) must be in 1..<\(mc.patches) patches")
@@ -78,6 +85,14 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
     var bestAcc: Float = -1, report = PretrainReport(epochs: 0, heldOutAccuracy: 0, heldOutLoss: .nan, skipped: 0)
     var lrScale: Float = 1
     var step = firstEpoch * loader.batchesPerEpoch
+    let padValue = (0 - config.mean) / (2 * config.std)  // padding is 0 in the log domain, before normalisation
+    func crops(_ features: Tensor, _ g: inout RandomGenerator) throws -> Tensor {
+        guard let crop = config.cropFrames, crop < features.shape[1] else { return features }
+        return try Tensor.stack((0..<features.shape[0]).map { i in
+            try Augment.randomCrop(try features.slice(axis: 0, start: i, end: i + 1).squeeze(0), frames: crop,
+                                   padValue: padValue, generator: &g)
+        })
+    }
     for epoch in firstEpoch..<config.epochs {
         var gen = RandomGenerator(seed: config.seed &+ UInt64(epoch) &* 7919)
         var progress = Progress(total: loader.batchesPerEpoch, label: "pretrain epoch \(epoch + 1)/\(config.epochs)", log: log)
@@ -85,7 +100,7 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
         model.train()
         try loader.forEachBatch(epoch: epoch) { batch in
             optimizer.setLearningRate(schedule.lr(step: step, base: config.lr) * lrScale)
-            let (loss, _, acc, _) = try model.jointLoss(batch.features, maskCount: config.maskCount, generator: &gen)
+            let (loss, _, acc, _) = try model.jointLoss(try crops(batch.features, &gen), maskCount: config.maskCount, generator: &gen)
             optimizer.zeroGrad()
             try loss.backward()
             try optimizer.step()
@@ -95,10 +110,11 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
         }
         // Held-out pretext scores with fixed masks, so epochs compare fairly.
         model.eval()
-        var evalGen = RandomGenerator(seed: 12345)
+        var evalGen = RandomGenerator(seed: 12345), evalCropGen = RandomGenerator(seed: 54321)
         var vLoss = 0.0, vAcc = 0.0, vBatches = 0
         try evalLoader.forEachBatch(epoch: 0) { batch in
-            let r = try GradMode.noGrad { try model.jointLoss(batch.features, maskCount: config.maskCount, generator: &evalGen) }
+            let x = try crops(batch.features, &evalCropGen)
+            let r = try GradMode.noGrad { try model.jointLoss(x, maskCount: config.maskCount, generator: &evalGen) }
             vLoss += Double(try r.loss.item()); vAcc += Double(r.accuracy); vBatches += 1
         }
         let acc = Float(vAcc / Double(max(vBatches, 1))), heldLoss = Float(vLoss / Double(max(vBatches, 1)))

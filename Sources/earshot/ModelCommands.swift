@@ -27,6 +27,8 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("batch-size")) var batchSize = 8
     @Option var lr: Float = 1e-4
     @Option(name: .customLong("target-length"), help: "Frames per clip (10 ms each).") var targetLength = 1024
+    @Option(name: .customLong("crop-frames"), help: "Pretrain on random windows of this many frames of each clip (a new window every epoch).")
+    var cropFrames: Int?
     @Option(name: .customLong("mask-patches")) var maskPatches = 400
     @Option(help: "Encoder depth override (quick runs).") var depth: Int?
     @Option(help: "Feature mean (earshot dataset stats).") var mean: Float = -4.2677393
@@ -39,6 +41,7 @@ struct Pretrain: ParsableCommand {
         var c = PretrainConfig()
         (c.size, c.variant, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =
             (size, variant, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, mean, std)
+        c.cropFrames = cropFrames
         let sets = try data.map { try Dataset.load(URL(fileURLWithPath: $0)) }
         // Clips marked test/validation stay out of training and score the pretext task (see heldOutSplit).
         let all = Dataset(records: sets.flatMap(\.records), layout: sets.map(\.layout).joined(separator: " + "))

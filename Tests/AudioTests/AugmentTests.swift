@@ -22,6 +22,33 @@ final class AugmentTests: XCTestCase {
         XCTAssertEqual(Float(masked) / 200, 14.5, accuracy: 2.5, "mean width ≈ (param − 1) / 2")
     }
 
+    /// Crops start anywhere a window still ends inside the real frames, never inside the padding,
+    /// cover every such start, and fall back to the start for clips no longer than the window.
+    func testRandomCropStaysInsideTheRealFrames() throws {
+        let pad: Float = -0.5, bins = 4
+        // 30 real frames (frame t holds t in every bin; one frame equal to the pad value in one bin
+        // only, which must not count as padding), then 20 padded frames.
+        var values: [Float] = []
+        for t in 0..<50 { for b in 0..<bins { values.append(t < 30 ? (t == 29 && b == 0 ? pad : Float(t)) : pad) } }
+        let x = try Tensor(values, shape: [50, bins])
+        XCTAssertEqual(Augment.validFrames(x, padValue: pad), 30)
+        var g = RandomGenerator(seed: 2)
+        var starts = Set<Int>()
+        for _ in 0..<400 {
+            let c = try Augment.randomCrop(x, frames: 8, padValue: pad, generator: &g)
+            XCTAssertEqual(c.shape, [8, bins])
+            let start = Int(c.data[1])
+            XCTAssertLessThanOrEqual(start + 8, 30, "window [\(start), \(start + 8)) runs into the padding")
+            starts.insert(start)
+        }
+        XCTAssertEqual(starts, Set(0...22), "every start that fits is drawn")
+        // A clip shorter than the window: the window starts at 0 and keeps some padding.
+        let short = try Tensor((0..<(50 * bins)).map { $0 < 5 * bins ? 1 : pad }, shape: [50, bins])
+        XCTAssertEqual(Augment.validFrames(short, padValue: pad), 5)
+        for _ in 0..<20 { XCTAssertEqual(try Augment.randomCrop(short, frames: 16, padValue: pad, generator: &g).toArray()[0], 1) }
+        XCTAssertThrowsError(try Augment.randomCrop(x, frames: 51, padValue: pad, generator: &g))
+    }
+
     func testBetaMeanAndMixup() throws {
         var g = RandomGenerator(seed: 1)
         let samples = (0..<4000).map { _ in Augment.beta(10, generator: &g) }

@@ -58,6 +58,26 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(eval.confusion.flatMap { $0 }.reduce(0, +), 6)
     }
 
+    /// Pretraining on random windows: the encoder is built for the window, the run records it, held-out
+    /// scores repeat exactly, and a window longer than the clip input is refused.
+    func testPretrainOnRandomCrops() throws {
+        let (dir, data) = try makeData()
+        var pre = PretrainConfig()
+        (pre.depth, pre.inputTdim, pre.cropFrames, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps) =
+            (1, 64, 32, 4, 1, 6, 5e-4, 2)
+        let run = try RunDirectory(dir.appendingPathComponent("runs/crop"))
+        let report = try pretrainSSAST(pre, data: data, run: run) { _ in }
+        XCTAssertEqual(report.epochs, 1)
+        XCTAssertEqual(pre.modelConfig?.inputTdim, 32)
+        let again = try pretrainSSAST(pre, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/crop2"))) { _ in }
+        XCTAssertEqual(again.heldOutLoss, report.heldOutLoss, "same seed, same crops and masks")
+        XCTAssertEqual(try run.readConfig(PretrainConfig.self).cropFrames, 32)
+        pre.cropFrames = 65
+        XCTAssertThrowsError(try pretrainSSAST(pre, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/bad"))) { _ in }) {
+            XCTAssertTrue("\($0)".contains("crop of 65 frames"), "\($0)")
+        }
+    }
+
     func testCrossValidationRunsEveryFold() throws {
         let (dir, data) = try makeData()
         var ft = FineTuneConfig()
