@@ -71,17 +71,37 @@ extension Kernels {
     @inline(always)
     static func layerNormRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ d: Int,
                              weight w: UnsafePointer<Float>?, bias b: UnsafePointer<Float>?, eps: Float) -> (Float, Float) {
-        var s: Float = 0
-        for j in 0..<d { s += x[j] }
-        let mean = s / Float(d)
-        var v: Float = 0
-        for j in 0..<d { let t = x[j] - mean; v += t * t }
-        let rstd = 1 / (v / Float(d) + eps).squareRoot()
-        switch (w, b) {
-        case let (w?, b?): for j in 0..<d { y[j] = (x[j] - mean) * rstd * w[j] + b[j] }
-        case let (w?, nil): for j in 0..<d { y[j] = (x[j] - mean) * rstd * w[j] }
-        case let (nil, b?): for j in 0..<d { y[j] = (x[j] - mean) * rstd + b[j] }
-        case (nil, nil): for j in 0..<d { y[j] = (x[j] - mean) * rstd }
+        // Vector sums with two accumulators: a scalar float sum is one dependent add per element
+        // (the compiler may not reorder it), which made layer norm ~3% of an encoder's inference.
+        @inline(always) func load(_ p: UnsafePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
+        var a0 = V8(repeating: 0), a1 = a0, j = 0
+        while j + 16 <= d { a0 += load(x + j); a1 += load(x + j + 8); j += 16 }
+        if j + 8 <= d { a0 += load(x + j); j += 8 }
+        var s = (a0 + a1).sum()
+        while j < d { s += x[j]; j += 1 }
+        let mean = s / Float(d), m = V8(repeating: mean)
+        a0 = V8(repeating: 0); a1 = a0; j = 0
+        while j + 16 <= d {
+            let t0 = load(x + j) - m, t1 = load(x + j + 8) - m
+            a0 = VMath.fma(t0, t0, a0); a1 = VMath.fma(t1, t1, a1); j += 16
+        }
+        if j + 8 <= d { let t = load(x + j) - m; a0 = VMath.fma(t, t, a0); j += 8 }
+        var v = (a0 + a1).sum()
+        while j < d { let t = x[j] - mean; v += t * t; j += 1 }
+        let rstd = 1 / (v / Float(d) + eps).squareRoot(), r = V8(repeating: rstd)
+        j = 0
+        while j + 8 <= d {
+            var o = (load(x + j) - m) * r
+            if let w { o *= load(w + j) }
+            if let b { o += load(b + j) }
+            UnsafeMutableRawPointer(y + j).storeBytes(of: o, as: V8.self)
+            j += 8
+        }
+        while j < d {
+            var o = (x[j] - mean) * rstd
+            if let w { o *= w[j] }
+            if let b { o += b[j] }
+            y[j] = o; j += 1
         }
         return (mean, rstd)
     }

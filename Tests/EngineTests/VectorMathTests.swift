@@ -63,4 +63,29 @@ final class VectorMathTests: XCTestCase {
             try check(a, b, { try $0 / $1 }, { $0 / $1 }, "div, \(what)")
         }
     }
+
+    /// One row of layer norm against a Double computation, for widths around the 16- and 8-wide steps
+    /// and every weight/bias combination.
+    func testLayerNormRowMatchesDoublePrecision() {
+        var g = RandomGenerator(seed: 11)
+        for d in [1, 5, 8, 13, 16, 24, 29, 37, 192, 197] {
+            let x = (0..<d).map { _ in g.nextNormal() * 3 + 1 }
+            let w = (0..<d).map { _ in g.nextNormal() }, b = (0..<d).map { _ in g.nextNormal() }
+            let mean = x.reduce(0.0) { $0 + Double($1) } / Double(d)
+            let variance = x.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(d)
+            let rstd = 1 / (variance + 1e-5).squareRoot()
+            for (useW, useB) in [(true, true), (true, false), (false, true), (false, false)] {
+                var y = [Float](repeating: 0, count: d)
+                let stats = w.withUnsafeBufferPointer { pw in b.withUnsafeBufferPointer { pb in
+                    Kernels.layerNormRow(x, &y, d, weight: useW ? pw.baseAddress : nil, bias: useB ? pb.baseAddress : nil, eps: 1e-5)
+                } }
+                XCTAssertEqual(Double(stats.0), mean, accuracy: 1e-5, "mean, d = \(d)")
+                XCTAssertEqual(Double(stats.1), rstd, accuracy: 1e-5 * rstd, "rstd, d = \(d)")
+                for j in 0..<d {
+                    let want = (Double(x[j]) - mean) * rstd * (useW ? Double(w[j]) : 1) + (useB ? Double(b[j]) : 0)
+                    XCTAssertEqual(Double(y[j]), want, accuracy: 2e-5, "d = \(d), j = \(j), weight \(useW), bias \(useB)")
+                }
+            }
+        }
+    }
 }
