@@ -64,4 +64,42 @@ extension Tensor {
         }
         return out
     }
+
+    /// Inference-only LN(x) · Wᵀ + b (a pre-LN block's qkv projection), in blocks of rows whose normalised
+    /// copy stays in cache instead of a LayerNorm pass over the whole tensor and a second pass to read it.
+    /// Falls back to `layerNorm` then `linear` where the micro-kernel does not apply.
+    public static func fusedLayerNormLinear(_ x: Tensor, lnWeight: Tensor?, lnBias: Tensor?, eps: Float,
+                                            weight: Tensor, bias: Tensor?) throws -> Tensor {
+        let d = x.shape.last ?? 0, outF = weight.shape.first ?? 0
+        try check(weight.shape == [outF, d], "fusedLayerNormLinear: weight \(weight.shape) does not fit width \(d)")
+        if let bias { try check(bias.shape == [outF], "fusedLayerNormLinear: bias shape \(bias.shape), expected [\(outF)]") }
+        if let lnWeight { try check(lnWeight.shape == [d], "fusedLayerNormLinear: norm weight shape \(lnWeight.shape), expected [\(d)]") }
+        if let lnBias { try check(lnBias.shape == [d], "fusedLayerNormLinear: norm bias shape \(lnBias.shape), expected [\(d)]") }
+        let rows = x.count / Swift.max(d, 1)
+        guard rows >= 192, PackedWeight.isUsable(outFeatures: outF) else {
+            return try x.layerNorm(weight: lnWeight, bias: lnBias, eps: eps).linear(weight: weight, bias: bias)
+        }
+        let out = Tensor.empty(Array(x.shape.dropLast()) + [outF])
+        let blockRows = 96, blocks = (rows + blockRows - 1) / blockRows
+        let packed = PackedWeight(weight.data, outFeatures: outF, inFeatures: d)
+        defer { packed.release() }
+        let px = UnsafeSendable(value: x.data), po = UnsafeSendable(value: out.data)
+        let lnW = UnsafeSendable(value: lnWeight?.data), lnB = UnsafeSendable(value: lnBias?.data)
+        let pb = UnsafeSendable(value: bias?.data)
+        let next = TaskCounter()
+        let scratchSize = packed.scratchCount(rows: blockRows)
+        DispatchQueue.concurrentPerform(iterations: Swift.max(1, Swift.min(Threading.threads, blocks))) { _ in
+            let normed = BufferPool.shared.take(blockRows * d), scratch = BufferPool.shared.take(scratchSize)
+            defer { BufferPool.shared.give(normed, count: blockRows * d); BufferPool.shared.give(scratch, count: scratchSize) }
+            while let blk = next.take(below: blocks) {
+                let r0 = blk * blockRows, n = Swift.min(blockRows, rows - r0)
+                for r in 0..<n {
+                    _ = Kernels.layerNormRow(px.value + (r0 + r) * d, normed + r * d, d, weight: lnW.value, bias: lnB.value, eps: eps)
+                }
+                packed.apply(rows: n, x: normed, ldx: d, c: po.value + r0 * outF, ldc: outF, accumulate: false,
+                             bias: pb.value, scratch: scratch)
+            }
+        }
+        return out
+    }
 }

@@ -71,4 +71,19 @@ final class PackedKernelTests: XCTestCase {
             assertClose(fused, reference, atol: 2e-4, rtol: 1e-4)
         }
     }
+
+    /// LN(x) · Wᵀ + b in row blocks against the two ops composed: on the micro-kernel (rows ≥ 192, width a
+    /// multiple of 32, with a ragged last block of rows) and on the fallback (a width the kernel skips).
+    func testFusedLayerNormLinearMatchesTheComposedOps() throws {
+        for (rows, d, outF) in [(2 * 131, 24, 96), (7, 24, 96), (200, 16, 40)] {
+            let x = try rnd([2, rows / 2, d], seed: 21) * 3 + 1
+            let lnW = rnd([d], seed: 22), lnB = rnd([d], seed: 23), w = rnd([outF, d], seed: 24), b = rnd([outF], seed: 25)
+            let fused = try Tensor.fusedLayerNormLinear(x, lnWeight: lnW, lnBias: lnB, eps: 1e-6, weight: w, bias: b)
+            XCTAssertEqual(fused.shape, [2, rows / 2, outF])
+            let reference = try naiveLinear(x.layerNorm(weight: lnW, bias: lnB, eps: 1e-6), w, b).reshape([2, rows / 2, outF])
+            assertClose(fused, reference, atol: 2e-4, rtol: 1e-4)
+        }
+        XCTAssertThrowsError(try Tensor.fusedLayerNormLinear(rnd([4, 8], seed: 1), lnWeight: nil, lnBias: nil, eps: 1e-6,
+                                                             weight: rnd([16, 9], seed: 2), bias: nil))
+    }
 }

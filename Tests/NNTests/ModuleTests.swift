@@ -81,4 +81,21 @@ final class ModuleTests: XCTestCase {
         _ = try bn(Tensor.randn([8, 2, 3]))
         XCTAssertEqual(bn.runningMean.toArray(), before)
     }
+
+    /// A pre-LN block at inference (no grad: LayerNorm fused into qkv, the MLP half fused) gives what the
+    /// recording path gives, on a size where the fused kernels run (200 rows, widths multiples of 32).
+    func testViTBlockInferenceMatchesTheRecordingPath() throws {
+        Random.seed(4)
+        let block = ViTBlock(dim: 32, heads: 2)
+        for (_, p) in block.namedParameters() {  // biases and norm parameters away from 0 and 1, so they all count
+            let r = Tensor.randn(p.shape)
+            p.data.update(from: r.data, count: p.count)
+            withExtendedLifetime(r) {}
+        }
+        XCTAssertTrue(block.attn.qkv!.weight.requiresGrad, "the recording path must record")
+        let x = Tensor.randn([2, 100, 32])
+        let recorded = try block(x)
+        let fused = try GradMode.noGrad { try block(x) }
+        assertClose(fused, recorded, atol: 2e-4, rtol: 1e-4, "block output")
+    }
 }

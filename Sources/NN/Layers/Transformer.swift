@@ -29,6 +29,18 @@ public final class MultiHeadAttention: Module, UnaryLayer {
     /// residual + attn(x), with the residual added inside the output projection where the engine can.
     public func callAsFunction(_ x: Tensor, adding residual: Tensor) throws -> Tensor { try attend(x, adding: residual) }
 
+    /// residual + attn(norm(x)). At inference with a fused qkv, the norm runs inside the qkv projection
+    /// block by block (`Tensor.fusedLayerNormLinear`) instead of as a pass of its own.
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, adding residual: Tensor) throws -> Tensor {
+        guard let qkv, !needsGraph([x, norm.weight, norm.bias, qkv.weight, qkv.bias]) else {
+            return try attend(norm(x), adding: residual)
+        }
+        try check(x.rank == 3, "MultiHeadAttention: input must be [B, N, D], got \(x.shape)")
+        let packed = try Tensor.fusedLayerNormLinear(x, lnWeight: norm.weight, lnBias: norm.bias, eps: norm.eps,
+                                                     weight: qkv.weight, bias: qkv.bias)
+        return try attendPacked(packed, adding: residual)
+    }
+
     func attend(_ x: Tensor, adding residual: Tensor?) throws -> Tensor {
         try check(x.rank == 3, "MultiHeadAttention: input must be [B, N, D], got \(x.shape)")
         let packed: Tensor
@@ -41,6 +53,11 @@ public final class MultiHeadAttention: Module, UnaryLayer {
             if let qb = query.bias, let kb = key.bias, let vb = value.bias { b = try Tensor.concat([qb, kb, vb], axis: 0) }
             packed = try x.linear(weight: w, bias: b)
         } else { throw NNError("MultiHeadAttention: no projections") }
+        return try attendPacked(packed, adding: residual)
+    }
+
+    /// Attention and the output projection on a packed [B, N, 3·D] qkv tensor.
+    func attendPacked(_ packed: Tensor, adding residual: Tensor?) throws -> Tensor {
         let heads = try packed.packedSelfAttention(heads: heads)
         if let residual { return try heads.linear(weight: proj.weight, bias: proj.bias, adding: residual) }
         return try proj(heads)
@@ -50,6 +67,11 @@ public final class MultiHeadAttention: Module, UnaryLayer {
 @inline(__always)
 func check(_ condition: Bool, _ message: @autoclosure () -> String) throws {
     if !condition { throw NNError(message()) }
+}
+
+/// Whether an op over these tensors must record a graph: grad mode is on and one of them is trainable.
+func needsGraph(_ tensors: [Tensor?]) -> Bool {
+    GradMode.isEnabled && tensors.contains { $0?.requiresGrad == true }
 }
 
 /// fc2(act(fc1 x)), the transformer feed-forward block.
@@ -89,7 +111,7 @@ public final class ViTBlock: Module, UnaryLayer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         // DropPath must see attn's output alone; when it is the identity the residual can join inside proj.
-        let h = dropPath.isIdentity ? try attn(norm1(x), adding: x) : try x + dropPath(attn(norm1(x)))
+        let h = dropPath.isIdentity ? try attn(x, normalizedBy: norm1, adding: x) : try x + dropPath(attn(norm1(x)))
         if !needsGraph(h) && mlp.dropout.p == 0 {
             // Inference: the whole MLP half in one cache-blocked pass (Engine/FusedInference.swift).
             return try Tensor.fusedResidualMLP(h, lnWeight: norm2.weight, lnBias: norm2.bias, eps: norm2.eps,
@@ -102,9 +124,7 @@ public final class ViTBlock: Module, UnaryLayer {
 
     /// Whether the MLP half must record a graph (grad mode on and its input or a parameter trainable).
     func needsGraph(_ h: Tensor) -> Bool {
-        guard GradMode.isEnabled else { return false }
-        let params: [Tensor?] = [h, norm2.weight, norm2.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias]
-        return params.contains { $0?.requiresGrad == true }
+        NN.needsGraph([h, norm2.weight, norm2.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias])
     }
 }
 
