@@ -80,26 +80,10 @@ extension Tensor {
             return try x.layerNorm(weight: lnWeight, bias: lnBias, eps: eps).linear(weight: weight, bias: bias)
         }
         let out = Tensor.empty(Array(x.shape.dropLast()) + [outF])
-        let blockRows = 96, blocks = (rows + blockRows - 1) / blockRows
         let packed = PackedWeight(weight.data, outFeatures: outF, inFeatures: d)
-        defer { packed.release() }
-        let px = UnsafeSendable(value: x.data), po = UnsafeSendable(value: out.data)
-        let lnW = UnsafeSendable(value: lnWeight?.data), lnB = UnsafeSendable(value: lnBias?.data)
-        let pb = UnsafeSendable(value: bias?.data)
-        let next = TaskCounter()
-        let scratchSize = packed.scratchCount(rows: blockRows)
-        DispatchQueue.concurrentPerform(iterations: Swift.max(1, Swift.min(Threading.threads, blocks))) { _ in
-            let normed = BufferPool.shared.take(blockRows * d), scratch = BufferPool.shared.take(scratchSize)
-            defer { BufferPool.shared.give(normed, count: blockRows * d); BufferPool.shared.give(scratch, count: scratchSize) }
-            while let blk = next.take(below: blocks) {
-                let r0 = blk * blockRows, n = Swift.min(blockRows, rows - r0)
-                for r in 0..<n {
-                    _ = Kernels.layerNormRow(px.value + (r0 + r) * d, normed + r * d, d, weight: lnW.value, bias: lnB.value, eps: eps)
-                }
-                packed.apply(rows: n, x: normed, ldx: d, c: po.value + r0 * outF, ldc: outF, accumulate: false,
-                             bias: pb.value, scratch: scratch)
-            }
-        }
+        packed.applyParallel(rows: rows, x: x.data, bias: bias?.data,
+                             norm: PackedWeight.RowNorm(weight: lnWeight?.data, bias: lnBias?.data, eps: eps), out: out.data)
+        packed.release()
         return out
     }
 }

@@ -56,23 +56,36 @@ struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed fl
                                scratch: scratch)
     }
 
+    /// A LayerNorm applied to each row of x before the product (see `applyParallel`).
+    struct RowNorm {
+        let weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, eps: Float
+    }
+
     /// out[rows, out] = x · Wᵀ + bias (+ residual) over all threads, in blocks of rows handed out
     /// dynamically; bias and residual join in the micro-kernel's store, so `out` is written once.
+    /// With `norm`, each block of x is layer-normalised into a cached buffer first, so LN(x) · Wᵀ never
+    /// writes the normalised tensor out.
     func applyParallel(rows: Int, x: UnsafePointer<Float>, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil,
-                       out: UnsafeMutablePointer<Float>) {
+                       norm: RowNorm? = nil, out: UnsafeMutablePointer<Float>) {
         let blockRows = 96
         let blocks = (rows + blockRows - 1) / blockRows
         let px = UnsafeSendable(value: x), po = UnsafeSendable(value: out)
         let pb = UnsafeSendable(value: bias), pr = UnsafeSendable(value: residual)
+        let pn = UnsafeSendable(value: norm)
         let next = TaskCounter()
-        let scratchSize = scratchCount(rows: blockRows)
+        let scratchSize = scratchCount(rows: blockRows), normedSize = norm == nil ? 0 : blockRows * inFeatures
         let (n, k) = (outFeatures, inFeatures)
         DispatchQueue.concurrentPerform(iterations: max(1, min(Threading.threads, blocks))) { _ in
-            let scratch = BufferPool.shared.take(scratchSize)
-            defer { BufferPool.shared.give(scratch, count: scratchSize) }
+            let scratch = BufferPool.shared.take(scratchSize), normed = BufferPool.shared.take(normedSize)
+            defer { BufferPool.shared.give(scratch, count: scratchSize); BufferPool.shared.give(normed, count: normedSize) }
             while let blk = next.take(below: blocks) {
                 let r0 = blk * blockRows, m = min(blockRows, rows - r0)
-                apply(rows: m, x: px.value + r0 * k, ldx: k, c: po.value + r0 * n, ldc: n, accumulate: false,
+                var a = UnsafePointer(px.value + r0 * k)
+                if let ln = pn.value {
+                    for r in 0..<m { _ = Kernels.layerNormRow(a + r * k, normed + r * k, k, weight: ln.weight, bias: ln.bias, eps: ln.eps) }
+                    a = UnsafePointer(normed)
+                }
+                apply(rows: m, x: a, ldx: k, c: po.value + r0 * n, ldc: n, accumulate: false,
                       bias: pb.value, residual: pr.value.map { $0 + r0 * n }, scratch: scratch)
             }
         }
