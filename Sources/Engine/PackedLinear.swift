@@ -76,12 +76,16 @@ struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed fl
         let scratchSize = scratchCount(rows: blockRows), normedSize = norm == nil ? 0 : blockRows * inFeatures
         let (n, k) = (outFeatures, inFeatures)
         DispatchQueue.concurrentPerform(iterations: max(1, min(Threading.threads, blocks))) { _ in
-            let scratch = BufferPool.shared.take(scratchSize), normed = BufferPool.shared.take(normedSize)
-            defer { BufferPool.shared.give(scratch, count: scratchSize); BufferPool.shared.give(normed, count: normedSize) }
+            // Only a normalising call needs the row buffer; a plain linear takes nothing extra per call.
+            let scratch = BufferPool.shared.take(scratchSize), normed = normedSize > 0 ? BufferPool.shared.take(normedSize) : nil
+            defer {
+                BufferPool.shared.give(scratch, count: scratchSize)
+                if let normed { BufferPool.shared.give(normed, count: normedSize) }
+            }
             while let blk = next.take(below: blocks) {
                 let r0 = blk * blockRows, m = min(blockRows, rows - r0)
                 var a = UnsafePointer(px.value + r0 * k)
-                if let ln = pn.value {
+                if let ln = pn.value, let normed {
                     for r in 0..<m { _ = Kernels.layerNormRow(a + r * k, normed + r * k, k, weight: ln.weight, bias: ln.bias, eps: ln.eps) }
                     a = UnsafePointer(normed)
                 }
