@@ -10,6 +10,10 @@ final class BadAudioTests: XCTestCase {
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     }
 
+    override func tearDown() {
+        try? FileManager.default.removeItem(at: dir)
+    }
+
     func expectError(_ url: URL, _ fragment: String, line: UInt = #line) {
         XCTAssertThrowsError(try AudioFile.read(url), line: line) { error in
             let text = "\(error)"

@@ -10,6 +10,10 @@ final class DatasetTests: XCTestCase {
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     }
 
+    override func tearDown() {
+        try? FileManager.default.removeItem(at: dir)
+    }
+
     func tone(_ url: URL, freq: Double = 440, seconds: Double = 0.5, rate: Int = 16000) throws {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let n = Int(seconds * Double(rate))

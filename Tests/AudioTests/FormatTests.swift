@@ -7,6 +7,7 @@ final class FormatTests: XCTestCase {
     func testRoundTripEveryEncoding() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-fmt-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         let rate = 16000
         let left = (0..<rate).map { Float(0.4 * sin(2 * Double.pi * 440 * Double($0) / Double(rate))) }
         let right = (0..<rate).map { Float(0.2 * sin(2 * Double.pi * 880 * Double($0) / Double(rate))) }

@@ -15,8 +15,12 @@ func assertClose(_ a: Tensor, _ b: Tensor, atol: Float, rtol: Float = 1e-3, _ wh
     }
 }
 
-func tempDir() -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-tests-\(UUID().uuidString)")
-    try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
+extension XCTestCase {
+    /// A fresh folder under the system temp directory, removed when the test ends (pass or fail).
+    func tempDir() -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-tests-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
 }

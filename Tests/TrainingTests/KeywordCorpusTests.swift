@@ -8,6 +8,7 @@ final class KeywordCorpusTests: XCTestCase {
         var corpus = KeywordCorpus()
         (corpus.words, corpus.trainVoices, corpus.testVoices, corpus.speeds, corpus.pitches) = (["yes", "no"], ["en+m1"], ["en+f4"], [160], [50, 60])
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-kw-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         let manifest = try corpus.generate(in: dir, log: { _ in })
         let data = try Dataset.load(manifest)
         XCTAssertEqual(data.records.count, 8)
