@@ -23,6 +23,11 @@ public struct FineTuneConfig: Codable, Sendable {
     public var freqm = 0, timem = 0
     public var mixup: Float = 0
     public var labelSmoothing: Float = 0
+    /// Stochastic depth: the largest drop-path rate, reached by the last block (timm's `drop_path_rate`,
+    /// rising linearly from 0 over the blocks). A regulariser for small datasets; AST's recipes use 0.
+    public var dropPath: Float = 0
+    /// Adam's (coupled, L2) weight decay; AST's recipes use 5e-7.
+    public var weightDecay: Float = 5e-7
     /// Learning-rate decay: ×`lrDecay` every epoch from epoch `lrDecayStart` (AST's ESC-50 recipe: 5, 0.85).
     public var lrDecayStart = 5
     public var lrDecay: Float = 0.85
@@ -167,6 +172,9 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         throw NNError("finetune: unknown model size '\(cfg.size)'")
     }
     if let d = cfg.depth { mc.depth = d }
+    guard cfg.dropPath >= 0 && cfg.dropPath < 1 else { throw NNError("finetune: drop-path \(cfg.dropPath) must be in [0, 1)") }
+    guard cfg.weightDecay >= 0 else { throw NNError("finetune: weight-decay \(cfg.weightDecay) must not be negative") }
+    mc.dropPath = cfg.dropPath
     mc.labelDim = cfg.classes.count
     Random.seed(cfg.seed)
     let model = AST(mc)
@@ -174,7 +182,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         try initialiseFromSSAST(model, checkpoint: URL(fileURLWithPath: initFrom), log: log)
     }
     if cfg.freezeEncoder { model.freeze(prefix: "v.") }
-    let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: 5e-7)], betas: (0.95, 0.999))
+    let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)], betas: (0.95, 0.999))
     var firstEpoch = 0
     if resume && FileManager.default.fileExists(atPath: run.last.path) {
         firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1

@@ -72,6 +72,9 @@ struct Finetune: ParsableCommand {
     @Option(help: "Mixup alpha (0 = off).") var mixup: Float = 0
     @Option(name: .customLong("lr-decay-start"), help: "Epoch from which the learning rate decays every epoch.") var lrDecayStart = 5
     @Option(name: .customLong("lr-decay"), help: "Per-epoch learning-rate factor from --lr-decay-start.") var lrDecay: Float = 0.85
+    @Option(name: .customLong("drop-path"), help: "Stochastic depth rate of the last block (rising linearly from 0; timm's drop_path_rate).")
+    var dropPath: Float = 0
+    @Option(name: .customLong("weight-decay"), help: "Adam weight decay.") var weightDecay: Float = 5e-7
     @Flag(name: .customLong("freeze-encoder")) var freezeEncoder = false
     @Option var depth: Int?
     @Option var mean: Float = -4.2677393
@@ -88,7 +91,7 @@ struct Finetune: ParsableCommand {
         } else { (c.size, c.variant, c.depth) = (size, variant, depth) }
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
-        (c.lrDecayStart, c.lrDecay, c.cropFrames) = (lrDecayStart, lrDecay, cropFrames)
+        (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay) = (lrDecayStart, lrDecay, cropFrames, dropPath, weightDecay)
         let dataset = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if crossValidate {
             let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume)

@@ -122,4 +122,27 @@ final class EndToEndTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("crop-frames 200"), "\($0)")
         }
     }
+
+    func testStochasticDepthAndWeightDecayReachTheModel() throws {
+        let (dir, data) = try makeData()
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.dropPath, ft.weightDecay) = (2, 64, 4, 6, 3e-4, 0.4, 0.01)
+        let run = try RunDirectory(dir.appendingPathComponent("runs/droppath"))
+        let result = try fineTuneAST(ft, data: data, run: run, log: { _ in })
+        XCTAssertGreaterThanOrEqual(result.accuracy, 0.8, "still learns the two tones with blocks dropped")
+        let clf = try Classifier.load(run.url)
+        // timm's schedule: 0 for the first block, rising linearly to the rate at the last.
+        XCTAssertEqual(clf.model.v.blocks.map(\.dropPath.p), [0, 0.4])
+        // At evaluation no block is dropped: the same clip scores the same twice.
+        let x = try clf.pipeline.features(of: dir.appendingPathComponent("clip0.wav")).unsqueeze(0)
+        XCTAssertEqual(try clf.probabilities(x).toArray(), try clf.probabilities(x).toArray())
+        for (field, bad) in [("drop-path 1.0", { (c: inout FineTuneConfig) in c.dropPath = 1 }),
+                             ("weight-decay -0.1", { (c: inout FineTuneConfig) in c.weightDecay = -0.1 })] {
+            var c = ft
+            bad(&c)
+            XCTAssertThrowsError(try fineTuneAST(c, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/bad")), log: { _ in })) {
+                XCTAssertTrue("\($0)".contains(field), "\($0)")
+            }
+        }
+    }
 }
