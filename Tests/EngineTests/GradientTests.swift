@@ -87,6 +87,11 @@ final class GradientTests: XCTestCase {
             try $0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-5)
         }
         try gradCheck([rnd([4, 5], seed: 16)]) { try $0[0].layerNorm(weight: nil, bias: nil, eps: 1e-6) }
+        // Rows wider than a vector, with a ragged tail (the backward's vector loops and scalar tails).
+        try gradCheck([rnd([3, 19], seed: 22), rnd([19], seed: 23), rnd([19], seed: 24)]) {
+            try $0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-5)
+        }
+        try gradCheck([rnd([2, 21], seed: 25), rnd([21], seed: 26)]) { try $0[0].layerNorm(weight: nil, bias: $0[1], eps: 1e-5) }
         try gradCheck([rnd([4, 3, 2, 2], seed: 19), rnd([3], seed: 20), rnd([3], seed: 21)]) {
             try $0[0].batchNorm(runningMean: nil, runningVar: nil, weight: $0[1], bias: $0[2], training: true)
         }
