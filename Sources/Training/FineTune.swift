@@ -209,6 +209,13 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     let warmup = WarmupSchedule(warmupSteps: max(loader.batchesPerEpoch, 1), startFactor: 0.01)
     var step = firstEpoch * loader.batchesPerEpoch
     var best = -1.0, bestResult = EvaluationResult(accuracy: 0, macroF1: 0, confusion: [], mAP: 0, auc: 0, dPrime: 0, clips: 0)
+    if firstEpoch > 0 && FileManager.default.fileExists(atPath: run.best.path) {
+        // A resumed run keeps the best of its earlier epochs: scored again from best.safetensors (a
+        // full result, confusion matrix included), so a worse later epoch cannot overwrite it and a
+        // run resumed after its last epoch still reports its best.
+        let (result, _) = try evaluate(try Classifier.load(run.best), on: testSet, batchSize: cfg.batchSize)
+        (best, bestResult) = (cfg.multiLabel ? result.mAP : result.accuracy, result)
+    }
     for epoch in firstEpoch..<cfg.epochs {
         var gen = RandomGenerator(seed: cfg.seed &+ UInt64(epoch) &* 104_729)
         let epochLR = cfg.lr * Foundation.pow(cfg.lrDecay, Float(max(0, epoch - decayStart + 1)))

@@ -84,6 +84,16 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
                 "pretrain_config": String(data: try JSONEncoder().encode(config), encoding: .utf8)!]
     var bestAcc: Float = -1, report = PretrainReport(epochs: 0, heldOutAccuracy: 0, heldOutLoss: .nan, skipped: 0)
     var lrScale: Float = 1
+    // A resumed run replays its held-out history: the best score (so a worse epoch cannot overwrite
+    // best.safetensors) and the plateau schedule's state (so the learning rate continues where it was).
+    for line in run.metricsHistory(throughEpoch: firstEpoch) {
+        guard let acc = (line["heldout_acc"] as? Double).map(Float.init) else { continue }
+        bestAcc = max(bestAcc, acc)
+        lrScale = plateau.observe(acc, base: 1)
+        report = PretrainReport(epochs: line["epoch"] as? Int ?? 0, heldOutAccuracy: acc,
+                                heldOutLoss: (line["heldout_loss"] as? Double).map(Float.init) ?? .nan,
+                                skipped: line["skipped"] as? Int ?? 0)
+    }
     var step = firstEpoch * loader.batchesPerEpoch
     let padValue = (0 - config.mean) / (2 * config.std)  // padding is 0 in the log domain, before normalisation
     func crops(_ features: Tensor, _ g: inout RandomGenerator) throws -> Tensor {

@@ -47,6 +47,20 @@ public struct RunDirectory: Sendable {
         try handle.write(contentsOf: line)
     }
 
+    /// The metrics lines of epochs 1...`epochs` (1-based, as written), in order; where an epoch was
+    /// logged twice (a run killed between its metrics line and its checkpoint, then resumed) the later
+    /// line wins. Unreadable lines are skipped: the history informs a resume, it must not block one.
+    public func metricsHistory(throughEpoch epochs: Int) -> [[String: Any]] {
+        guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return [] }
+        var byEpoch: [Int: [String: Any]] = [:]
+        for line in text.split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let epoch = object["epoch"] as? Int, epoch >= 1, epoch <= epochs else { continue }
+            byEpoch[epoch] = object
+        }
+        return byEpoch.keys.sorted().map { byEpoch[$0]! }
+    }
+
     /// Saves the model (and optimizer state) after `epoch`; `isBest` also refreshes best.safetensors.
     public func saveCheckpoint(model: Module, optimizer: (any Optimizer)?, epoch: Int, metadata: [String: String], isBest: Bool) throws {
         var meta = metadata

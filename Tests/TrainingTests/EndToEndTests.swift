@@ -145,4 +145,44 @@ final class EndToEndTests: XCTestCase {
             }
         }
     }
+
+    /// A run killed and resumed writes the same history as one that never stopped: the plateau
+    /// schedule's state and the best score carry over (a learning rate too small to move the held-out
+    /// score makes the plateau schedule halve it after the third flat epoch).
+    func testResumedPretrainingRepeatsTheUninterruptedRun() throws {
+        let (dir, data) = try makeData()
+        var pre = PretrainConfig()
+        (pre.depth, pre.inputTdim, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps) = (1, 64, 8, 5, 6, 1e-9, 1)
+        let straight = try RunDirectory(dir.appendingPathComponent("straight"))
+        let full = try pretrainSSAST(pre, data: data, run: straight, log: { _ in })
+        pre.epochs = 2
+        let split = try RunDirectory(dir.appendingPathComponent("split"))
+        _ = try pretrainSSAST(pre, data: data, run: split, log: { _ in })
+        pre.epochs = 5
+        let resumed = try pretrainSSAST(pre, data: data, run: split, resume: true, log: { _ in })
+        let a = straight.metricsHistory(throughEpoch: 5), b = split.metricsHistory(throughEpoch: 5)
+        XCTAssertEqual(a.count, 5)
+        XCTAssertEqual(a.map { $0["lr"] as? Double }, b.map { $0["lr"] as? Double })
+        XCTAssertLessThan(a.last!["lr"] as! Double, 1e-9, "the plateau schedule acted, so the test can tell")
+        XCTAssertEqual(a.map { $0["heldout_acc"] as? Double }, b.map { $0["heldout_acc"] as? Double })
+        XCTAssertEqual(full.heldOutAccuracy, resumed.heldOutAccuracy)
+        // Resumed after its last epoch, a run reports where it stands instead of an empty report.
+        let again = try pretrainSSAST(pre, data: data, run: split, resume: true, log: { _ in })
+        XCTAssertEqual(again.epochs, 5)
+        XCTAssertEqual(again.heldOutAccuracy, full.heldOutAccuracy)
+    }
+
+    /// A fine-tuning run resumed (here after its last epoch) keeps and reports its best epoch.
+    func testResumedFineTuningKeepsItsBest() throws {
+        let (dir, data) = try makeData()
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (1, 64, 3, 6, 3e-4)
+        let run = try RunDirectory(dir.appendingPathComponent("ft"))
+        let first = try fineTuneAST(ft, data: data, run: run, log: { _ in })
+        let bestBytes = try Data(contentsOf: run.best)
+        let again = try fineTuneAST(ft, data: data, run: run, resume: true, log: { _ in })
+        XCTAssertEqual(again.accuracy, first.accuracy)
+        XCTAssertEqual(again.confusion, first.confusion)
+        XCTAssertEqual(try Data(contentsOf: run.best), bestBytes, "best.safetensors is left alone")
+    }
 }
