@@ -276,24 +276,39 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
 
 /// k-fold cross-validation for fold-based datasets (ESC-50 style): one fine-tuning run per fold
 /// under `root/fold-k`, each testing on fold k; returns the per-fold best results and writes their
-/// mean and standard deviation to `root/kfold.json`.
+/// mean and standard deviation to `root/kfold.json`, with the last epoch's accuracy beside the best
+/// (picking the best epoch on the test fold flatters, so both are reported).
 public func crossValidate(_ config: FineTuneConfig, data: Dataset, root: URL, resume: Bool = false,
-                          log: @escaping (String) -> Void = { print($0) }) throws -> (folds: [Int: EvaluationResult], mean: Double, std: Double) {
+                          log: @escaping (String) -> Void = { print($0) }) throws -> (folds: [Int: EvaluationResult], mean: Double, std: Double, lastEpochMean: Double?) {
     let folds = Array(Set(data.records.compactMap(\.fold))).sorted()
     guard folds.count >= 2 else { throw NNError("cross-validation: the dataset has \(folds.count) folds (needs a fold per clip, at least 2)") }
-    var results: [Int: EvaluationResult] = [:]
+    var results: [Int: EvaluationResult] = [:], lastAccuracy: [Int: Double] = [:]
     for k in folds {
         var c = config
         c.testSplit = String(k)
         log("fold \(k) of \(folds.count)")
-        results[k] = try fineTuneAST(c, data: data, run: RunDirectory(root.appendingPathComponent("fold-\(k)")), resume: resume, log: log)
+        let run = try RunDirectory(root.appendingPathComponent("fold-\(k)"))
+        results[k] = try fineTuneAST(c, data: data, run: run, resume: resume, log: log)
+        lastAccuracy[k] = run.metricsHistory(throughEpoch: config.epochs).last?["accuracy"] as? Double
     }
-    let accs = folds.map { results[$0]!.accuracy }
-    let mean = accs.reduce(0, +) / Double(accs.count)
-    let std = (accs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(accs.count)).squareRoot()
-    let summary: [String: Any] = ["folds": folds.map { ["fold": $0, "accuracy": results[$0]!.accuracy, "macro_f1": results[$0]!.macroF1] },
-                                  "mean_accuracy": mean, "std_accuracy": std]
+    func meanAndStd(_ values: [Double]) -> (Double, Double) {
+        let mean = values.reduce(0, +) / Double(values.count)
+        return (mean, (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot())
+    }
+    let (mean, std) = meanAndStd(folds.map { results[$0]!.accuracy })
+    var summary: [String: Any] = ["mean_accuracy": mean, "std_accuracy": std]
+    summary["folds"] = folds.map { k -> [String: Any] in
+        var fold: [String: Any] = ["fold": k, "accuracy": results[k]!.accuracy, "macro_f1": results[k]!.macroF1]
+        fold["last_epoch_accuracy"] = lastAccuracy[k]
+        return fold
+    }
+    var lastEpochMean: Double?
+    if lastAccuracy.count == folds.count {
+        let (lastMean, lastStd) = meanAndStd(folds.map { lastAccuracy[$0]! })
+        summary["mean_last_epoch_accuracy"] = lastMean; summary["std_last_epoch_accuracy"] = lastStd
+        lastEpochMean = lastMean
+    }
     try AtomicFile.write(try JSONSerialization.data(withJSONObject: jsonSafe(summary), options: [.prettyPrinted, .sortedKeys]),
                          to: root.appendingPathComponent("kfold.json"))
-    return (results, mean, std)
+    return (results, mean, std, lastEpochMean)
 }

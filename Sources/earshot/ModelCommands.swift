@@ -96,7 +96,8 @@ struct Finetune: ParsableCommand {
         if crossValidate {
             let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume)
             for (k, r) in cv.folds.sorted(by: { $0.key < $1.key }) { print(String(format: "fold %d: accuracy %.3f", k, r.accuracy)) }
-            print(String(format: "%d-fold accuracy %.3f ± %.3f -> %@/kfold.json", cv.folds.count, cv.mean, cv.std, out))
+            let last = cv.lastEpochMean.map { String(format: " (last epoch %.3f)", $0) } ?? ""
+            print(String(format: "%d-fold accuracy %.3f ± %.3f at the best epoch%@ -> %@/kfold.json", cv.folds.count, cv.mean, cv.std, last, out))
             return
         }
         let r = try fineTuneAST(c, data: dataset, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume)

@@ -81,13 +81,28 @@ final class EndToEndTests: XCTestCase {
     func testCrossValidationRunsEveryFold() throws {
         let (dir, data) = try makeData()
         var ft = FineTuneConfig()
-        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (1, 64, 1, 8, 3e-4)
+        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (1, 64, 2, 8, 3e-4)
         let cv = try crossValidate(ft, data: data, root: dir.appendingPathComponent("cv"), log: { _ in })
         XCTAssertEqual(cv.folds.keys.sorted(), [1, 2, 3])
         XCTAssertEqual(cv.folds.values.map(\.clips).reduce(0, +), 24, "every clip is tested exactly once")
         XCTAssertEqual(cv.mean, cv.folds.values.map(\.accuracy).reduce(0, +) / 3, accuracy: 1e-12)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cv/kfold.json").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("cv/fold-2/best.safetensors").path))
+        // kfold.json: each fold's best and its last epoch (the metrics log's final line), and both means.
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("cv/kfold.json")))
+                                    as? [String: Any])
+        let folds = try XCTUnwrap(summary["folds"] as? [[String: Any]])
+        var lastSum = 0.0
+        for fold in folds {
+            let k = try XCTUnwrap(fold["fold"] as? Int)
+            let history = try RunDirectory(dir.appendingPathComponent("cv/fold-\(k)")).metricsHistory(throughEpoch: 2)
+            XCTAssertEqual(history.count, 2)
+            let last = try XCTUnwrap(history.last?["accuracy"] as? Double)
+            XCTAssertEqual(fold["last_epoch_accuracy"] as? Double, last, "fold \(k)")
+            XCTAssertEqual(fold["accuracy"] as? Double, history.compactMap { $0["accuracy"] as? Double }.max(), "fold \(k): the best epoch")
+            lastSum += last
+        }
+        XCTAssertEqual(try XCTUnwrap(summary["mean_last_epoch_accuracy"] as? Double), lastSum / 3, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(summary["mean_accuracy"] as? Double), cv.mean, accuracy: 1e-12)
     }
 
     func testRandomCropTrainingAndWindowedEvaluation() throws {
