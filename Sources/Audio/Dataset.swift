@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// One clip of a dataset: where it is and what we know about it.
@@ -62,9 +63,37 @@ public struct Dataset: Sendable {
          Dataset(records: records.filter { $0.fold == k }, layout: layout, classes: classes))
     }
 
-    init(records: [ClipRecord], layout: String, classes: [String]) {
+    /// A dataset over a fixed class list: subsets of one dataset (a split, a fold, a few-shot draw) keep
+    /// the whole dataset's classes, so a class missing from the subset does not shift the others' ids.
+    public init(records: [ClipRecord], layout: String, classes: [String]) {
         self.records = records; self.layout = layout; self.classes = classes
         multiLabel = records.contains { $0.labels.count > 1 }
+    }
+
+    /// The clips for which `isIncluded` holds, with this dataset's class list.
+    public func filter(_ isIncluded: (ClipRecord) -> Bool) -> Dataset {
+        Dataset(records: records.filter(isIncluded), layout: layout, classes: classes)
+    }
+
+    /// At most `perClass` clips of each class (a clip counts for its first label), drawn without
+    /// replacement by a seeded shuffle and kept in their original order; the class list is unchanged.
+    /// For label-efficiency studies and few-shot adaptation: the same seed draws the same clips.
+    public func sampled(perClass: Int, seed: UInt64) throws -> Dataset {
+        guard perClass > 0 else { throw DatasetError("clips per class must be at least 1 (got \(perClass))") }
+        var order = Array(records.indices)
+        var generator = RandomGenerator(seed: seed)
+        // Our own Fisher-Yates (not the standard library's shuffle, whose draws may change between
+        // Swift releases): the same seed picks the same clips on every toolchain.
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(generator.next() % UInt64(i + 1))) }
+        var taken: [String: Int] = [:]
+        var keep = [Bool](repeating: false, count: records.count)
+        for i in order {
+            guard let label = records[i].labels.first, taken[label, default: 0] < perClass else { continue }
+            taken[label, default: 0] += 1
+            keep[i] = true
+        }
+        let chosen = records.indices.filter { keep[$0] }.map { records[$0] }
+        return Dataset(records: chosen, layout: layout + ", \(perClass) per class", classes: classes)
     }
 
     /// Reads a manifest (CSV, JSON Lines, AST JSON) or a folder in a known layout.

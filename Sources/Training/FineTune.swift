@@ -36,6 +36,9 @@ public struct FineTuneConfig: Codable, Sendable {
     public var std: Float = 4.5689974
     /// Evaluation split name, or a fold number for k-fold datasets.
     public var testSplit = "test"
+    /// Train on at most this many clips per class, a seeded draw from the training split (`seed`):
+    /// few-shot adaptation and label-efficiency studies. nil trains on every clip.
+    public var shotsPerClass: Int?
     public var classes: [String] = []
     public var multiLabel = false
     public init() {}
@@ -190,10 +193,18 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     } else { try run.writeConfig(cfg) }
 
     let isTest: (ClipRecord) -> Bool = { r in r.split == cfg.testSplit || r.fold.map(String.init) == cfg.testSplit }
-    let trainSet = Dataset(records: data.records.filter { !isTest($0) }, layout: data.layout)
-    let testSet = Dataset(records: data.records.filter(isTest), layout: data.layout)
+    // Both sides keep the run's class list: a class absent from the training split must not shift the
+    // ids of the others (the loader maps labels through its dataset's classes).
+    let labelled = Dataset(records: data.records, layout: data.layout, classes: cfg.classes)
+    var trainSet = labelled.filter { !isTest($0) }
+    let testSet = labelled.filter(isTest)
     guard !trainSet.records.isEmpty, !testSet.records.isEmpty else {
         throw NNError("finetune: split '\(cfg.testSplit)' leaves \(trainSet.records.count) training and \(testSet.records.count) test clips")
+    }
+    if let shots = cfg.shotsPerClass {
+        guard shots > 0 else { throw NNError("finetune: shots per class must be at least 1 (got \(shots))") }
+        trainSet = try trainSet.sampled(perClass: shots, seed: cfg.seed)
+        log("training on \(trainSet.records.count) clips: at most \(shots) per class, drawn with seed \(cfg.seed)")
     }
     let loader = try FeatureLoader(dataset: trainSet, pipeline: cfg.pipeline, batchSize: cfg.batchSize, seed: cfg.seed)
     let k = cfg.classes.count
@@ -264,6 +275,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         if isBest { best = score; bestResult = result }
         var line = result.json
         line["epoch"] = epoch + 1; line["train_loss"] = trainLoss / Double(max(batches, 1)); line["skipped"] = loader.report.skipped.count
+        line["train_clips"] = trainSet.records.count
         line.removeValue(forKey: "confusion_matrix")
         try run.appendMetrics(line)
         try run.saveCheckpoint(model: model, optimizer: optimizer, epoch: epoch, metadata: meta, isBest: isBest)

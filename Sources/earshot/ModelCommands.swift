@@ -80,6 +80,8 @@ struct Finetune: ParsableCommand {
     @Option var mean: Float = -4.2677393
     @Option var std: Float = 4.5689974
     @Option var seed: UInt64 = 0
+    @Option(help: "Train on at most this many clips per class, drawn with --seed from the training split (few-shot / label efficiency).")
+    var shots: Int?
     @Flag var resume = false
 
     func run() throws {
@@ -91,7 +93,8 @@ struct Finetune: ParsableCommand {
         } else { (c.size, c.variant, c.depth) = (size, variant, depth) }
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
-        (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay) = (lrDecayStart, lrDecay, cropFrames, dropPath, weightDecay)
+        (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay, c.shotsPerClass) =
+            (lrDecayStart, lrDecay, cropFrames, dropPath, weightDecay, shots)
         let dataset = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if crossValidate {
             let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume)

@@ -40,6 +40,29 @@ final class DatasetTests: XCTestCase {
         XCTAssertThrowsError(try esc.labelled(by: "speaker")) { XCTAssertTrue("\($0)".contains("no speaker")) }
     }
 
+    /// A few-shot draw: at most n clips per class, the same clips for the same seed, others for another,
+    /// the class list of the whole dataset, and a clear error for n < 1.
+    func testSampledPerClass() throws {
+        var records: [ClipRecord] = []
+        for i in 0..<30 { records.append(ClipRecord(path: "c\(i).wav", labels: [["a", "b", "c"][i % 3]])) }
+        records.append(ClipRecord(path: "rare.wav", labels: ["d"]))
+        let data = Dataset(records: records, layout: "test")
+        let few = try data.sampled(perClass: 2, seed: 7)
+        XCTAssertEqual(few.classes, data.classes)
+        var counts: [String: Int] = [:]
+        for r in few.records { counts[r.labels[0], default: 0] += 1 }
+        XCTAssertEqual(counts, ["a": 2, "b": 2, "c": 2, "d": 1], "a class with fewer clips keeps all of them")
+        XCTAssertEqual(few.records.map(\.path), records.filter(few.records.contains).map(\.path), "original order kept")
+        XCTAssertEqual(try data.sampled(perClass: 2, seed: 7).records, few.records)
+        let draws = Set(try (0..<5).map { try data.sampled(perClass: 2, seed: UInt64($0)).records.map(\.path) })
+        XCTAssertGreaterThan(draws.count, 1, "other seeds draw other clips")
+        XCTAssertEqual(try data.sampled(perClass: 100, seed: 0).records, records)
+        XCTAssertThrowsError(try data.sampled(perClass: 0, seed: 0)) { XCTAssertTrue("\($0)".contains("at least 1"), "\($0)") }
+        let subset = data.filter { $0.labels != ["a"] }
+        XCTAssertEqual(subset.classes, data.classes, "a subset keeps the class ids of the whole")
+        XCTAssertEqual(subset.records.count, 21)
+    }
+
     func testFolderLayouts() throws {
         try tone(dir.appendingPathComponent("classes/dog/a.wav"))
         try tone(dir.appendingPathComponent("classes/rain/b.wav"))

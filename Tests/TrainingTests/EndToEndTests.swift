@@ -187,6 +187,34 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(again.heldOutAccuracy, full.heldOutAccuracy)
     }
 
+    /// A class that only the test split has ("aaa", sorting first) must not shift the training labels'
+    /// ids; and `shotsPerClass` trains on that many clips per class (recorded in the metrics log).
+    func testClassesMissingFromTrainingAndFewShot() throws {
+        let (dir, data) = try makeData()
+        var records = data.records
+        records.append(ClipRecord(path: records[0].path, labels: ["aaa"], split: "test"))
+        let withRare = Dataset(records: records, layout: data.layout)
+        XCTAssertEqual(withRare.classes, ["aaa", "high", "low"])
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.testSplit) = (1, 64, 4, 6, 3e-4, "test")
+        let run = try RunDirectory(dir.appendingPathComponent("rare"))
+        _ = try fineTuneAST(ft, data: withRare, run: run, log: { _ in })
+        let clf = try Classifier.load(run.url)
+        XCTAssertEqual(clf.classes, ["aaa", "high", "low"])
+        let (eval, _) = try evaluate(clf, on: data.split("test"))
+        XCTAssertGreaterThanOrEqual(eval.accuracy, 0.8, "high and low keep their own ids in training")
+
+        ft.shotsPerClass = 2
+        var lines: [String] = []
+        let fewRun = try RunDirectory(dir.appendingPathComponent("few"))
+        _ = try fineTuneAST(ft, data: data, run: fewRun, log: { lines.append($0) })
+        XCTAssertEqual(fewRun.metricsHistory(throughEpoch: 4).compactMap { $0["train_clips"] as? Int }, [4, 4, 4, 4])
+        XCTAssertTrue(lines.contains { $0.contains("training on 4 clips") }, "\(lines.prefix(3))")
+        XCTAssertEqual(try fewRun.readConfig(FineTuneConfig.self).shotsPerClass, 2)
+        ft.shotsPerClass = 0
+        XCTAssertThrowsError(try fineTuneAST(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("none")), log: { _ in }))
+    }
+
     /// A fine-tuning run resumed (here after its last epoch) keeps and reports its best epoch.
     func testResumedFineTuningKeepsItsBest() throws {
         let (dir, data) = try makeData()
