@@ -82,9 +82,7 @@ public struct Dataset: Sendable {
         guard perClass > 0 else { throw DatasetError("clips per class must be at least 1 (got \(perClass))") }
         var order = Array(records.indices)
         var generator = RandomGenerator(seed: seed)
-        // Our own Fisher-Yates (not the standard library's shuffle, whose draws may change between
-        // Swift releases): the same seed picks the same clips on every toolchain.
-        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(generator.next() % UInt64(i + 1))) }
+        generator.shuffle(&order)
         var taken: [String: Int] = [:]
         var keep = [Bool](repeating: false, count: records.count)
         for i in order {

@@ -64,7 +64,7 @@ public final class FeatureLoader: @unchecked Sendable {
         var idx = Array(dataset.records.indices)
         if shuffle {
             var g = RandomGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
-            for i in stride(from: idx.count - 1, to: 0, by: -1) { idx.swapAt(i, Int(g.next() % UInt64(i + 1))) }
+            g.shuffle(&idx)
         }
         return idx
     }

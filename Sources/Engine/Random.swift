@@ -28,6 +28,12 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
     /// Uniform in [0, 1) with 24 bits of precision.
     public mutating func nextUniform() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
 
+    /// Shuffles `items` in place (Fisher-Yates). Ours rather than the standard library's `shuffle`, whose
+    /// draws may change between Swift releases: the same seed gives the same order on every toolchain.
+    public mutating func shuffle<T>(_ items: inout [T]) {
+        for i in stride(from: items.count - 1, to: 0, by: -1) { items.swapAt(i, Int(next() % UInt64(i + 1))) }
+    }
+
     /// Standard normal via Box-Muller.
     public mutating func nextNormal() -> Float {
         var u1 = nextUniform()

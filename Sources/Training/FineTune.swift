@@ -202,7 +202,6 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         throw NNError("finetune: split '\(cfg.testSplit)' leaves \(trainSet.records.count) training and \(testSet.records.count) test clips")
     }
     if let shots = cfg.shotsPerClass {
-        guard shots > 0 else { throw NNError("finetune: shots per class must be at least 1 (got \(shots))") }
         trainSet = try trainSet.sampled(perClass: shots, seed: cfg.seed)
         log("training on \(trainSet.records.count) clips: at most \(shots) per class, drawn with seed \(cfg.seed)")
     }
