@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind docs/RESULTS.md: SSAST-tiny (frame-based) on FSDD digits, FSDD speakers and ESC-10,
 # trained from scratch and fine-tuned after self-supervised pretraining on all the audio in ../shared.
-# Takes about six and a half hours on 2 cores (ESC_FOLDS=1 and FEW_SHOT_SEEDS="": about two hours). Stages whose run folder has a best checkpoint are skipped, and
+# Takes about six and a half hours on 2 cores (ESC_FOLDS=1 and FEW_SHOT_SEEDS="": about two hours). Finished stages (a `done` marker) are skipped, and
 # every run resumes after a kill (--resume), so re-running picks up where it stopped.
 #   SHARED=../shared/data OUT=runs/results ESC_FRAMES=256 ESC_FOLDS=1 bash scripts/results.sh
 set -euo pipefail

@@ -39,7 +39,7 @@ public struct Dataset: Sendable {
 
     /// Records whose split (or fold, as a string) is `name`.
     public func split(_ name: String) -> Dataset {
-        Dataset(records: records.filter { $0.split == name || ($0.fold.map(String.init) == name) }, layout: layout, classes: classes)
+        filter { $0.split == name || $0.fold.map(String.init) == name }
     }
 
     /// The same clips with their labels taken from another field: "label" (unchanged) or "speaker"
@@ -59,8 +59,7 @@ public struct Dataset: Sendable {
 
     /// Train/test by fold (k-fold cross-validation).
     public func fold(_ k: Int) -> (train: Dataset, test: Dataset) {
-        (Dataset(records: records.filter { $0.fold != k }, layout: layout, classes: classes),
-         Dataset(records: records.filter { $0.fold == k }, layout: layout, classes: classes))
+        (filter { $0.fold != k }, filter { $0.fold == k })
     }
 
     /// A dataset over a fixed class list: subsets of one dataset (a split, a fold, a few-shot draw) keep
