@@ -106,6 +106,19 @@ public enum Augment {
         return out
     }
 
+    /// AST's "noise" augmentation (`noise=True` in its ESC-50 and Speech Commands recipes), applied to
+    /// normalised features [frames, bins] after SpecAugment:
+    /// `x + U[0,1)^{frames×bins} · u / 10` with one `u ~ U[0,1)` per clip, then a roll along time by
+    /// `randint(−10, 10)` frames (numpy's upper bound is exclusive: −10…9).
+    public static func astNoise(_ x: Tensor, generator: inout RandomGenerator) throws -> Tensor {
+        guard x.rank == 2 else { throw AudioError("noise: expected features [frames, bins], got \(x.shape)") }
+        let scale = generator.nextUniform() / 10
+        let noisy = x.copy()
+        for i in 0..<x.count { noisy.data[i] += generator.nextUniform() * scale }
+        let shift = Int(generator.next() % 20) - 10
+        return try rollFrames(noisy, by: shift)
+    }
+
     /// Shifts a waveform by `shift` samples, filling with zeros (no wrap-around).
     public static func shift(_ x: [Float], by shift: Int) -> [Float] {
         let n = x.count

@@ -22,6 +22,9 @@ public struct FineTuneConfig: Codable, Sendable {
     /// SpecAugment mask widths (0 = off) and mixup α (0 = off).
     public var freqm = 0, timem = 0
     public var mixup: Float = 0
+    /// AST's "noise" augmentation after SpecAugment (`Augment.astNoise`: small uniform noise, then a
+    /// roll of −10…9 frames); its ESC-50 and Speech Commands recipes turn it on.
+    public var noise = false
     public var labelSmoothing: Float = 0
     /// Stochastic depth: the largest drop-path rate, reached by the last block (timm's `drop_path_rate`,
     /// rising linearly from 0 over the blocks). A regulariser for small datasets; AST's recipes use 0.
@@ -236,7 +239,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
             optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
             step += 1
             var feats = batch.features
-            if cfg.freqm > 0 || cfg.timem > 0 || cfg.cropFrames != nil {
+            if cfg.freqm > 0 || cfg.timem > 0 || cfg.noise || cfg.cropFrames != nil {
                 let items = try (0..<feats.shape[0]).map { i -> Tensor in
                     var x = try feats.slice(axis: 0, start: i, end: i + 1).squeeze(0)
                     if let crop = cfg.cropFrames, crop < x.shape[0] {
@@ -244,6 +247,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
                     }
                     if cfg.freqm > 0 { x = try Augment.mask(x, axis: 1, param: cfg.freqm, value: padValue, generator: &gen) }
                     if cfg.timem > 0 { x = try Augment.mask(x, axis: 0, param: cfg.timem, value: padValue, generator: &gen) }
+                    if cfg.noise { x = try Augment.astNoise(x, generator: &gen) }
                     return x
                 }
                 feats = try Tensor.stack(items)

@@ -70,6 +70,8 @@ struct Finetune: ParsableCommand {
     @Option var freqm = 24
     @Option var timem = 96
     @Option(help: "Mixup alpha (0 = off).") var mixup: Float = 0
+    @Flag(help: "AST's noise augmentation: uniform noise up to 0.1 on the normalised features, then a roll of -10..9 frames.")
+    var noise = false
     @Option(name: .customLong("lr-decay-start"), help: "Epoch from which the learning rate decays every epoch.") var lrDecayStart = 5
     @Option(name: .customLong("lr-decay"), help: "Per-epoch learning-rate factor from --lr-decay-start.") var lrDecay: Float = 0.85
     @Option(name: .customLong("drop-path"), help: "Stochastic depth rate of the last block (rising linearly from 0; timm's drop_path_rate).")
@@ -93,8 +95,8 @@ struct Finetune: ParsableCommand {
         } else { (c.size, c.variant, c.depth) = (size, variant, depth) }
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
-        (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay, c.shotsPerClass) =
-            (lrDecayStart, lrDecay, cropFrames, dropPath, weightDecay, shots)
+        (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay, c.shotsPerClass, c.noise) =
+            (lrDecayStart, lrDecay, cropFrames, dropPath, weightDecay, shots, noise)
         let dataset = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if crossValidate {
             let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume)

@@ -76,4 +76,39 @@ final class AugmentTests: XCTestCase {
         XCTAssertEqual(snr, 10, accuracy: 0.01)
         XCTAssertEqual(Augment.addNoise([0, 0], snrDB: 10, generator: &g), [0, 0])
     }
+
+    /// AST's noise recipe: every value rises by less than 0.1 (one scale per clip, so the largest rise
+    /// varies between clips), then the frames roll by −10…9 (both directions, never 10); seeded.
+    func testASTNoiseAddsSmallUniformNoiseThenRollsTime() throws {
+        let frames = 40, bins = 8
+        // Frame t holds 10·t in every bin, so the roll is read off the first output frame.
+        let x = Tensor.empty([frames, bins])
+        for t in 0..<frames { for b in 0..<bins { x.data[t * bins + b] = Float(10 * t) } }
+        var shifts = Set<Int>(), largestRises: [Float] = []
+        var g = RandomGenerator(seed: 3)
+        for _ in 0..<400 {
+            let y = try Augment.astNoise(x, generator: &g)
+            XCTAssertEqual(y.shape, [frames, bins])
+            let source = Int((y.data[0] / 10).rounded(.down))          // the input frame now at frame 0
+            let shift = ((frames - source) % frames + frames) % frames  // roll by +s moves frame 0 to s
+            let signed = shift >= frames / 2 ? shift - frames : shift
+            XCTAssertTrue((-10...9).contains(signed), "roll \(signed) outside −10…9")
+            shifts.insert(signed)
+            var largest: Float = 0
+            for t in 0..<frames {
+                let from = ((t - signed) % frames + frames) % frames
+                for b in 0..<bins {
+                    let rise = y.data[t * bins + b] - x.data[from * bins + b]
+                    XCTAssertGreaterThanOrEqual(rise, 0); XCTAssertLessThan(rise, 0.1)
+                    largest = max(largest, rise)
+                }
+            }
+            largestRises.append(largest)
+        }
+        XCTAssertEqual(shifts, Set(-10...9), "every roll from −10 to 9 occurs")
+        XCTAssertLessThan(largestRises.min()!, 0.02); XCTAssertGreaterThan(largestRises.max()!, 0.09)
+        var g1 = RandomGenerator(seed: 5), g2 = RandomGenerator(seed: 5)
+        XCTAssertEqual(try Augment.astNoise(x, generator: &g1).toArray(), try Augment.astNoise(x, generator: &g2).toArray())
+        XCTAssertThrowsError(try Augment.astNoise(Tensor.empty([2, 3, 4]), generator: &g1))
+    }
 }

@@ -45,8 +45,10 @@ final class EndToEndTests: XCTestCase {
 
         var ft = FineTuneConfig()
         (ft.initFrom, ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem) = (preRun.url.path, 1, 64, 4, 6, 3e-4, 8, 8)
+        ft.noise = true
         let ftRun = try RunDirectory(dir.appendingPathComponent("runs/ft"))
         let result = try fineTuneAST(ft, data: data, run: ftRun) { lines.append($0) }
+        XCTAssertTrue(try ftRun.readConfig(FineTuneConfig.self).noise)
         XCTAssertTrue(lines.contains { $0.contains("initialised the encoder") })
         XCTAssertGreaterThanOrEqual(result.accuracy, 0.8, "\(lines.suffix(4))")
 
