@@ -13,6 +13,9 @@ public struct ClipRecord: Codable, Sendable, Equatable {
     public init(path: String, labels: [String], caption: String? = nil, speaker: String? = nil, fold: Int? = nil, split: String? = nil) {
         self.path = path; self.labels = labels; self.caption = caption; self.speaker = speaker; self.fold = fold; self.split = split
     }
+
+    /// Whether the clip is in split `name`: its split is `name`, or its fold written as a string is.
+    public func isIn(split name: String) -> Bool { split == name || fold.map(String.init) == name }
 }
 
 /// A list of clips with their labels, read from a manifest or a known dataset layout.
@@ -39,7 +42,7 @@ public struct Dataset: Sendable {
 
     /// Records whose split (or fold, as a string) is `name`.
     public func split(_ name: String) -> Dataset {
-        filter { $0.split == name || $0.fold.map(String.init) == name }
+        filter { $0.isIn(split: name) }
     }
 
     /// The same clips with their labels taken from another field: "label" (unchanged) or "speaker"

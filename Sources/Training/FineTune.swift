@@ -195,7 +195,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         log("resuming after epoch \(firstEpoch - 1)")
     } else { try run.writeConfig(cfg) }
 
-    let isTest: (ClipRecord) -> Bool = { r in r.split == cfg.testSplit || r.fold.map(String.init) == cfg.testSplit }
+    let isTest: (ClipRecord) -> Bool = { $0.isIn(split: cfg.testSplit) }
     // Both sides keep the run's class list: a class absent from the training split must not shift the
     // ids of the others (the loader maps labels through its dataset's classes).
     let labelled = Dataset(records: data.records, layout: data.layout, classes: cfg.classes)
