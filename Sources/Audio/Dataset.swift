@@ -219,7 +219,8 @@ enum DatasetReaders {
         return Dataset(records: records, layout: "Speech Commands")
     }
 
-    /// FSDD file names ({digit}_{speaker}_{index}.wav) in one folder, or a plain folder per class.
+    /// FSDD file names ({digit}_{speaker}_{index}.wav) in one folder; otherwise a folder per class, with
+    /// any audio files at the top level as unlabelled clips (a plain folder of clips to pretrain on or embed).
     static func folder(_ url: URL) throws -> Dataset {
         let files = try audioFiles(url)
         let fsdd = files.compactMap { name -> ClipRecord? in
@@ -236,8 +237,13 @@ enum DatasetReaders {
                 records.append(ClipRecord(path: url.appendingPathComponent(label).appendingPathComponent(file).path, labels: [label]))
             }
         }
-        guard !records.isEmpty else { throw DatasetError("\(url.path): no audio files found (neither a manifest nor a folder per class)") }
-        return Dataset(records: records, layout: "folder per class")
+        let unlabelled = files.map { ClipRecord(path: url.appendingPathComponent($0).path, labels: []) }
+        guard !records.isEmpty || !unlabelled.isEmpty else {
+            throw DatasetError("\(url.path): no audio files found (\(audioExtensions.sorted().joined(separator: ", ")); neither a manifest, nor a folder of clips, nor a folder per class)")
+        }
+        let layout = records.isEmpty ? "folder of unlabelled clips"
+            : unlabelled.isEmpty ? "folder per class" : "folder per class, \(unlabelled.count) unlabelled clips at the top"
+        return Dataset(records: unlabelled + records, layout: layout)
     }
 
     static func sortedSubfolders(_ url: URL) throws -> [String] {

@@ -141,10 +141,15 @@ public struct EvaluationResult: Sendable {
     }
 }
 
-/// Scores a classifier on a dataset (clips with labels outside its classes are left out).
+/// Scores a classifier on a dataset (clips with no label or a label outside its classes are left out;
+/// none left throws).
 public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int = 8) throws -> (EvaluationResult, SkipReport) {
     let known = Dataset(records: data.records.filter { $0.labels.allSatisfy(classifier.classes.contains) && !$0.labels.isEmpty },
                         layout: data.layout)
+    guard !known.records.isEmpty else {
+        let shown = classifier.classes.prefix(8).joined(separator: ", ") + (classifier.classes.count > 8 ? ", ..." : "")
+        throw NNError("evaluate: none of the \(data.records.count) clips has a label among the model's \(classifier.classes.count) classes (\(shown))")
+    }
     let loader = try FeatureLoader(dataset: known, pipeline: classifier.pipeline, batchSize: batchSize, shuffle: false)
     var predicted: [Int] = [], target: [Int] = [], scores: [[Float]] = [], truth: [[Bool]] = []
     let k = classifier.classes.count
@@ -169,6 +174,11 @@ public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int 
 public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirectory, resume: Bool = false,
                         log: @escaping (String) -> Void = { print($0) }) throws -> EvaluationResult {
     var cfg = config
+    let unlabelled = data.records.filter { $0.labels.isEmpty }
+    if let first = unlabelled.first {
+        throw NNError("finetune: \(unlabelled.count) of \(data.records.count) clips have no label (first: \(first.path)); "
+                      + "fine-tuning needs one per clip: a manifest with a label column, or a folder per class")
+    }
     if cfg.classes.isEmpty { cfg.classes = data.classes }
     cfg.multiLabel = cfg.multiLabel || data.multiLabel
     if let crop = cfg.cropFrames, crop <= 0 || crop > cfg.inputTdim {

@@ -125,6 +125,8 @@ struct Evaluate: ParsableCommand {
         var json = jsonSafe(r.json)
         json["classes"] = clf.classes
         json["skipped"] = report.skipped.map { "\($0.path): \($0.reason)" }
+        // Clips without a label, or with one the model was not trained on, are not scored.
+        json["left_out"] = ds.records.count - r.clips - report.skipped.count
         print(String(data: try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]), encoding: .utf8)!)
         let width = max(6, (clf.classes.map(\.count).max() ?? 6) + 1)
         print("confusion matrix (rows: true, columns: predicted)")

@@ -87,6 +87,30 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(Dictionary(grouping: speech.records, by: { $0.split ?? "" }).mapValues(\.count), ["train": 1, "validation": 1, "test": 1])
     }
 
+    /// A plain folder of clips (what one pretrains on or embeds) is unlabelled clips; next to class
+    /// folders, clips at the top stay in, unlabelled, and an audio-free folder says what it looked for.
+    func testPlainFolderOfClipsIsUnlabelled() throws {
+        let plain = dir.appendingPathComponent("plain")
+        for f in ["street.wav", "Birds.FLAC.wav", "notes.txt"] { try tone(plain.appendingPathComponent(f)) }
+        let clips = try Dataset.load(plain)
+        XCTAssertEqual(clips.layout, "folder of unlabelled clips")
+        XCTAssertEqual(clips.records.map { URL(fileURLWithPath: $0.path).lastPathComponent }, ["Birds.FLAC.wav", "street.wav"])
+        XCTAssertEqual(clips.records.map(\.labels), [[], []])
+        XCTAssertEqual(clips.classes, [])
+
+        try tone(plain.appendingPathComponent("dog/a.wav"))
+        let mixed = try Dataset.load(plain)
+        XCTAssertEqual(mixed.layout, "folder per class, 2 unlabelled clips at the top")
+        XCTAssertEqual(mixed.records.map(\.labels), [[], [], ["dog"]])
+        XCTAssertEqual(mixed.classes, ["dog"])
+
+        let none = dir.appendingPathComponent("none")
+        try tone(none.appendingPathComponent("readme.txt"))
+        XCTAssertThrowsError(try Dataset.load(none)) { error in
+            XCTAssertTrue("\(error)".contains("none: no audio files found"), "\(error)")
+        }
+    }
+
     func testManifestsAndKnownCSVs() throws {
         let esc50 = dir.appendingPathComponent("ESC-50")
         try FileManager.default.createDirectory(at: esc50.appendingPathComponent("meta"), withIntermediateDirectories: true)

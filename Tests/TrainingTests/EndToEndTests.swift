@@ -205,6 +205,18 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(clf.classes, ["aaa", "high", "low"])
         let (eval, _) = try evaluate(clf, on: data.split("test"))
         XCTAssertGreaterThanOrEqual(eval.accuracy, 0.8, "high and low keep their own ids in training")
+        // Clips the model has no class for are left out; when none is left, evaluation refuses.
+        let foreign = Dataset(records: data.records.map { ClipRecord(path: $0.path, labels: ["other"]) }, layout: "relabelled")
+        XCTAssertThrowsError(try evaluate(clf, on: foreign)) { error in
+            XCTAssertTrue("\(error)".contains("none of the 24 clips has a label among the model's 3 classes"), "\(error)")
+        }
+        // An unlabelled clip (a plain folder of clips mixed in) stops fine-tuning before it starts, named.
+        var unlabelled = data.records
+        unlabelled[5].labels = []
+        XCTAssertThrowsError(try fineTuneAST(ft, data: Dataset(records: unlabelled, layout: data.layout),
+                                             run: try RunDirectory(dir.appendingPathComponent("unlabelled")), log: { _ in })) { error in
+            XCTAssertTrue("\(error)".contains("1 of 24 clips have no label (first: \(unlabelled[5].path))"), "\(error)")
+        }
 
         ft.shotsPerClass = 2
         var lines: [String] = []
