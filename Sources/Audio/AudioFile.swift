@@ -62,6 +62,9 @@ public enum AudioFile {
         return String(format: "0x%08x", format)
     }
 
+    /// Sample rates `read` accepts: telephone-band speech up to ultrasonic recorders.
+    public static let plausibleSampleRates = 1_000...1_000_000
+
     /// Decodes a whole file. With `mono`, channels are averaged into one.
     public static func read(_ url: URL, mono: Bool = true) throws -> AudioBuffer {
         let path = url.path
@@ -70,6 +73,11 @@ public enum AudioFile {
         defer { sf_close(handle) }
         let channels = Int(info.channels), frames = Int(info.frames)
         guard info.samplerate > 0, channels > 0 else { throw AudioError("\(path): invalid header (rate \(info.samplerate), \(channels) channels)") }
+        // Below 1 kHz no audio front end has a band to work with; such a rate is a damaged header, and
+        // resampling it would turn a few bytes into seconds of nonsense.
+        guard plausibleSampleRates.contains(Int(info.samplerate)) else {
+            throw AudioError("\(path): implausible sample rate \(info.samplerate) Hz (expected \(plausibleSampleRates.lowerBound)-\(plausibleSampleRates.upperBound) Hz; a damaged header?)")
+        }
         guard frames > 0 else { throw AudioError("\(path): no audio frames") }
         guard frames < 1 << 31 else { throw AudioError("\(path): too long (\(frames) frames)") }
         var interleaved = [Float](repeating: 0, count: frames * channels)

@@ -47,6 +47,20 @@ final class BadAudioTests: XCTestCase {
         XCTAssertThrowsError(try AudioFile.read(headerOnly)) { XCTAssertTrue("\($0)".contains("header-only.wav")) }
     }
 
+    /// A rate no recorder uses (a damaged header) is refused by name; the ends of the range still decode.
+    func testImplausibleSampleRatesAreNamedErrors() throws {
+        let samples = (0..<400).map { Float(sin(Double($0) * 0.1)) * 0.25 }
+        for rate in [7, 999, 1_000, 1_000_000] {
+            let url = dir.appendingPathComponent("rate\(rate).wav")
+            try AudioFile.writeWAV(samples, sampleRate: rate, to: url)
+            if AudioFile.plausibleSampleRates.contains(rate) {
+                XCTAssertEqual(try AudioFile.read(url).sampleRate, rate)
+            } else {
+                expectError(url, "rate\(rate).wav: implausible sample rate \(rate) Hz")
+            }
+        }
+    }
+
     func testRoundTripAndMultichannelDownmix() throws {
         let url = dir.appendingPathComponent("tone.wav")
         let tone = (0..<800).map { Float(sin(Double($0) * 0.1)) * 0.25 }
