@@ -14,7 +14,9 @@ public enum Augment {
         guard param > 0, size > 0 else { return x }
         let width = Float(param) * generator.nextUniform()
         let minValue = generator.nextUniform() * (Float(size) - width)
-        let start = Int(minValue), end = min(size, Int(minValue) + Int(width))
+        // A mask wider than the axis (timem 96 on 64 frames) starts before 0: torchaudio's comparison
+        // against arange(size) keeps only the part inside, and so does the clamp.
+        let start = max(0, Int(minValue)), end = min(size, Int(minValue) + Int(width))
         let out = x.copy()
         let (frames, bins) = (x.shape[0], x.shape[1])
         if start < end {

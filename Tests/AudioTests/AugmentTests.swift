@@ -22,6 +22,24 @@ final class AugmentTests: XCTestCase {
         XCTAssertEqual(Float(masked) / 200, 14.5, accuracy: 2.5, "mean width ≈ (param − 1) / 2")
     }
 
+    /// A mask parameter wider than the axis (AST's timem 96 on 64-frame crops) masks only inside it:
+    /// torchaudio's start may be negative and its comparison with arange(size) cuts the band. Memory
+    /// around the features stays untouched (this wrote before the buffer once).
+    func testMaskWiderThanTheAxisStaysInside() throws {
+        var g = RandomGenerator(seed: 2)
+        var sawCut = false
+        for _ in 0..<300 {
+            let x = Tensor.full([6, 4], 1)
+            let m = try Augment.timeMask(x, param: 40, generator: &g)
+            let zeroFrames = (0..<6).filter { m.data[$0 * 4] == 0 }
+            if let first = zeroFrames.first { XCTAssertEqual(zeroFrames, Array(first..<(first + zeroFrames.count))) }
+            if zeroFrames.first == 0 && zeroFrames.count < 6 { sawCut = true }
+            for t in 0..<6 { for b in 0..<4 { XCTAssertEqual(m.data[t * 4 + b], m.data[t * 4]) } }
+            XCTAssertEqual(x.toArray(), [Float](repeating: 1, count: 24), "the input is not written")
+        }
+        XCTAssertTrue(sawCut, "bands that start before frame 0 are cut at it")
+    }
+
     /// Crops start anywhere a window still ends inside the real frames, never inside the padding,
     /// cover every such start, and fall back to the start for clips no longer than the window.
     func testRandomCropStaysInsideTheRealFrames() throws {
