@@ -73,30 +73,37 @@ rename = {
     "embeddings.position_embeddings": "v.pos_embed", "embeddings.patch_embeddings.projection": "v.patch_embed.proj",
     "layernorm": "v.norm",
 }
-orig = {}
+
+
+def to_original(sd, layers, width):
+    """HF ASTForAudioClassification keys -> the original `module.v.*` / `module.mlp_head.*` keys."""
+    orig = {}
+    P = "audio_spectrogram_transformer."
+    for k, v in sd.items():
+        if k.startswith(P + "encoder.layer."):
+            i, rest = k[len(P + "encoder.layer."):].split(".", 1)
+            if rest.startswith("attention.attention."):
+                continue
+            m = {"attention.output.dense": "attn.proj", "layernorm_before": "norm1", "layernorm_after": "norm2",
+                 "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
+            stem, kind = rest.rsplit(".", 1)
+            orig[f"module.v.blocks.{i}.{m[stem]}.{kind}"] = v
+        elif k.startswith(P):
+            stem, kind = k[len(P):].rsplit(".", 1) if not k.endswith("token") and not k.endswith("embeddings") else (k[len(P):], None)
+            orig["module." + rename[stem] + (f".{kind}" if kind else "")] = v
+        else:
+            orig["module." + k.replace("classifier.layernorm", "mlp_head.0").replace("classifier.dense", "mlp_head.1")] = v
+    for i in range(layers):
+        a = P + f"encoder.layer.{i}.attention.attention."
+        for kind in ["weight", "bias"]:
+            orig[f"module.v.blocks.{i}.attn.qkv.{kind}"] = torch.cat([sd[a + f"query.{kind}"], sd[a + f"key.{kind}"], sd[a + f"value.{kind}"]])
+    orig["module.v.head.weight"] = torch.zeros(7, width)  # timm's unused ImageNet heads ride along in the releases
+    orig["module.v.head.bias"] = torch.zeros(7)
+    return orig
+
+
 # transformers 5 renames layers in memory but saves the classic hub names; start from the saved file.
-sd = load_file(os.path.join(fix, "hf_ast_tiny/model.safetensors"))
-P = "audio_spectrogram_transformer."
-for k, v in sd.items():
-    if k.startswith(P + "encoder.layer."):
-        i, rest = k[len(P + "encoder.layer."):].split(".", 1)
-        if rest.startswith("attention.attention."):
-            continue
-        m = {"attention.output.dense": "attn.proj", "layernorm_before": "norm1", "layernorm_after": "norm2",
-             "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
-        stem, kind = rest.rsplit(".", 1)
-        orig[f"module.v.blocks.{i}.{m[stem]}.{kind}"] = v
-    elif k.startswith(P):
-        stem, kind = k[len(P):].rsplit(".", 1) if not k.endswith("token") and not k.endswith("embeddings") else (k[len(P):], None)
-        orig["module." + rename[stem] + (f".{kind}" if kind else "")] = v
-    else:
-        orig["module." + k.replace("classifier.layernorm", "mlp_head.0").replace("classifier.dense", "mlp_head.1")] = v
-for i in range(cfg.num_hidden_layers):
-    a = P + f"encoder.layer.{i}.attention.attention."
-    for kind in ["weight", "bias"]:
-        orig[f"module.v.blocks.{i}.attn.qkv.{kind}"] = torch.cat([sd[a + f"query.{kind}"], sd[a + f"key.{kind}"], sd[a + f"value.{kind}"]])
-orig["module.v.head.weight"] = torch.zeros(7, 32)  # timm's unused ImageNet heads ride along in the releases
-orig["module.v.head.bias"] = torch.zeros(7)
+orig = to_original(load_file(os.path.join(fix, "hf_ast_tiny/model.safetensors")), cfg.num_hidden_layers, 32)
 torch.save(orig, os.path.join(fix, "ast_original.pth"))
 print(sorted(orig)[:6], len(orig))
 
@@ -196,3 +203,60 @@ ss["grad.mask_embed"] = ref.mask_embed.grad
 ss["grad.v.patch_embed.proj.weight"] = ref.v.patch_embed.proj.weight.grad
 save_file(ss, os.path.join(fix, "ssast_parity.safetensors"))
 print("ssast", nce.item(), acc.item(), mse.item())
+
+# An SSAST release as the repository publishes it (SSAST-Tiny-Patch-400.pth and its siblings): the
+# DataParallel state dict of a tiny-width model (one block here), the pretraining input size kept as
+# integer tensors; and what SSAST's fine-tuning forward (ft_avgtok) makes of an unmasked input: the
+# mean of the final-normed patch tokens.
+torch.manual_seed(5)
+rel = SSASTRef(dim=192, depth=1, heads=3, fdim=128, tdim=64)
+with torch.no_grad():
+    for name, p in rel.named_parameters():
+        if "norm" in name or "pos_embed" in name:
+            p.add_(torch.randn_like(p) * 0.2)
+torch.save({"module." + k: v for k, v in rel.state_dict().items()}, os.path.join(fix, "ssast_release_tiny.pth"))
+rx = torch.randn(1, 64, 128)
+with torch.no_grad():
+    h = rel.v.patch_embed.proj(rx.unsqueeze(1).transpose(2, 3)).flatten(2).transpose(1, 2)
+    h = torch.cat([rel.v.cls_token, rel.v.dist_token, h], dim=1) + rel.v.pos_embed
+    for blk in rel.v.blocks:
+        h = blk(h)
+    emb = rel.v.norm(h)[:, 2:].mean(dim=1)
+save_file({"input": rx, "embedding": emb}, os.path.join(fix, "ssast_release.safetensors"))
+
+# Released-classifier fixtures: a tiny AST with strides 12 saved three ways (a Hugging Face folder with
+# its feature extractor's config, an original .pth named after its strides as AST names its releases,
+# a class list in AST's class_labels_indices.csv format), and the logits the HF feature extractor and
+# model give on a generated waveform.
+from transformers import ASTFeatureExtractor  # noqa: E402
+
+torch.manual_seed(11)
+names = ["Speech", "Dog bark", "Music, classical"]
+rcfg = ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, patch_size=16,
+                 frequency_stride=12, time_stride=12, max_length=112, num_mel_bins=40,
+                 id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+                 problem_type="single_label_classification",
+                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+rmodel = ASTForAudioClassification(rcfg).eval()
+with torch.no_grad():
+    for name, p in rmodel.named_parameters():
+        if "layernorm" in name or "position" in name or "token" in name:
+            p.add_(torch.randn_like(p) * 0.2)
+    rmodel.classifier.dense.weight.mul_(40)  # logits of order 1, so a parity slip shows
+hf_dir = os.path.join(fix, "hf_ast_release")
+rmodel.save_pretrained(hf_dir, safe_serialization=True)
+extractor = ASTFeatureExtractor(num_mel_bins=40, max_length=112, mean=-5.5, std=3.25)
+extractor.save_pretrained(hf_dir)
+n = 16000 * 3 // 2
+t = torch.arange(n, dtype=torch.float64) / 16000
+wave = (0.3 * torch.sin(2 * torch.pi * 440 * t) * torch.exp(-t) + 0.05 * torch.randn(n, dtype=torch.float64)).float()
+feats = extractor(wave.numpy(), sampling_rate=16000, return_tensors="pt")["input_values"]
+with torch.no_grad():
+    rlogits = rmodel(feats).logits
+save_file({"wave": wave, "features": feats.contiguous(), "logits": rlogits.contiguous()},
+          os.path.join(fix, "ast_release.safetensors"))
+rsd = load_file(os.path.join(hf_dir, "model.safetensors"))
+torch.save(to_original(rsd, rcfg.num_hidden_layers, 32), os.path.join(fix, "tiny_12_12_0.5000.pth"))
+with open(os.path.join(fix, "release_class_labels_indices.csv"), "w") as f:
+    f.write("index,mid,display_name\n" + "".join(f'{i},/m/{i:04d},"{n}"\n' for i, n in enumerate(names)))
+print("release", feats.shape, rlogits)

@@ -1,6 +1,6 @@
 /// A small RFC 4180 CSV reader (quoted fields, doubled quotes, CRLF), enough for dataset metadata.
-enum CSV {
-    static func parse(_ text: String) -> [[String]] {
+public enum CSV {
+    public static func parse(_ text: String) -> [[String]] {
         var rows: [[String]] = [], row: [String] = [], field = ""
         var quoted = false, iterator = text.makeIterator()
         var pending: Character? = nil
@@ -27,7 +27,7 @@ enum CSV {
     }
 
     /// Rows as dictionaries keyed by the header row.
-    static func records(_ text: String) -> (header: [String], rows: [[String: String]]) {
+    public static func records(_ text: String) -> (header: [String], rows: [[String: String]]) {
         let all = parse(text)
         guard let header = all.first?.map({ $0.trimmingCharacters(in: .whitespaces) }) else { return ([], []) }
         let rows = all.dropFirst().map { values in

@@ -110,23 +110,12 @@ public struct Classifier {
     }
 }
 
-/// Copies an SSAST encoder into an AST classifier, adapting positions from the pretraining grid.
+/// Copies an SSAST encoder (an Earshot run or checkpoint, or an SSAST release `.pth`) into an AST
+/// classifier, adapting positions from the pretraining grid.
 func initialiseFromSSAST(_ model: AST, checkpoint: URL, log: (String) -> Void) throws {
-    let file = RunDirectory.checkpointFile(checkpoint)
-    let st = try SafeTensors.read(file)
-    guard let c = st.metadata["ssast_config"], let pre = try? JSONDecoder().decode(ASTConfig.self, from: Data(c.utf8)) else {
-        throw NNError("\(file.path): not an SSAST checkpoint (no ssast_config metadata)")
-    }
-    guard pre.dim == model.config.dim, pre.depth == model.config.depth, pre.fshape == model.config.fshape, pre.tshape == model.config.tshape else {
-        throw NNError("\(file.path): pretrained encoder (dim \(pre.dim), depth \(pre.depth), patch \(pre.fshape)x\(pre.tshape)) does not match the classifier")
-    }
-    var encoder = st.tensors.filter { $0.key.hasPrefix("v.") }
-    if let pos = encoder["v.pos_embed"], pos.shape[1] != model.config.patches + 2 {
-        encoder["v.pos_embed"] = try ASTCheckpoint.adaptPositionalEmbedding(pos, from: (pre.fGrid, pre.tGrid), to: (model.config.fGrid, model.config.tGrid))
-    }
-    for (k, t) in model.stateDict() where k.hasPrefix("mlp_head.") { encoder[k] = t }
-    try model.load(stateDict: encoder)
-    log("initialised the encoder from \(file.path)")
+    let pretrained = try PretrainedSSAST.read(checkpoint)
+    try pretrained.initialise(model)
+    log("initialised the encoder from \(pretrained.file.path)")
 }
 
 public struct EvaluationResult: Sendable {

@@ -53,7 +53,7 @@ struct Pretrain: ParsableCommand {
 
 struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Fine-tune an AST classifier, from an SSAST run or from scratch.")
-    @Option(help: "SSAST run folder or checkpoint (omit to train from scratch).") var initFrom: String?
+    @Option(help: "SSAST run folder or checkpoint, or an SSAST release .pth (omit to train from scratch).") var initFrom: String?
     @Option(help: "ssast-{tiny,small,base}-{patch,frame} (when training from scratch).") var model = "ssast-tiny-patch"
     @Option var data: String
     @Option var out: String
@@ -89,9 +89,10 @@ struct Finetune: ParsableCommand {
     func run() throws {
         var c = FineTuneConfig()
         let (size, variant) = try parseModelName(model)
-        if let initFrom, let meta = try? SafeTensors.read(RunDirectory.checkpointFile(URL(fileURLWithPath: initFrom))).metadata,
-           let p = meta["pretrain_config"], let pre = try? JSONDecoder().decode(PretrainConfig.self, from: Data(p.utf8)) {
-            (c.size, c.variant, c.depth) = (pre.size, pre.variant, pre.depth)   // the encoder shape comes from the pretraining run
+        if let initFrom {
+            // The encoder's shape comes from the pretraining run or release, whatever --model says.
+            let pre = try PretrainedSSAST.read(URL(fileURLWithPath: initFrom))
+            (c.size, c.variant, c.depth) = (pre.size, pre.variant, pre.config.depth)
         } else { (c.size, c.variant, c.depth) = (size, variant, depth) }
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
@@ -112,13 +113,14 @@ struct Finetune: ParsableCommand {
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Metrics JSON and the confusion matrix of a fine-tuned model on a dataset.")
-    @Option(help: "Fine-tuning run folder or checkpoint.") var model: String
+    @Option(help: "Fine-tuning run folder or checkpoint, Hugging Face AST folder, or original AST .pth.") var model: String
+    @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option var data: String
     @Option(help: "Only this split or fold.") var split: String?
     @Option(name: .customLong("label-field"), help: "label, or speaker (as the model was fine-tuned).") var labelField = "label"
 
     func run() throws {
-        let clf = try Classifier.load(URL(fileURLWithPath: model))
+        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
         var ds = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if let split { ds = ds.split(split) }
         let (r, report) = try evaluate(clf, on: ds)
@@ -139,11 +141,12 @@ struct Evaluate: ParsableCommand {
 struct Classify: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Top classes of audio clips.")
     @Argument var files: [String]
-    @Option var model: String
+    @Option(help: "Fine-tuning run folder or checkpoint, Hugging Face AST folder, or original AST .pth.") var model: String
+    @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option var top = 5
 
     func run() throws {
-        let clf = try Classifier.load(URL(fileURLWithPath: model))
+        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
         for file in files {
             do {
                 let x = try clf.pipeline.features(of: URL(fileURLWithPath: file)).unsqueeze(0)
@@ -158,11 +161,12 @@ struct Classify: ParsableCommand {
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Clip embeddings (pooled encoder outputs) of files or a folder, into safetensors.")
     @Argument var inputs: [String]
-    @Option var model: String
+    @Option(help: "Fine-tuning run folder or checkpoint, Hugging Face AST folder, or original AST .pth.") var model: String
+    @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option var out: String
 
     func run() throws {
-        let clf = try Classifier.load(URL(fileURLWithPath: model))
+        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
         var files: [String] = []
         for input in inputs {
             var isDir: ObjCBool = false
@@ -178,5 +182,29 @@ struct Embed: ParsableCommand {
         }
         try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))
         print("wrote \(tensors.count) embeddings of dimension \(clf.model.config.dim) to \(out) (\(skipped) skipped)")
+    }
+}
+
+/// What a released AST checkpoint (a Hugging Face folder or an original .pth) does not record itself.
+struct ReleasedCheckpointArguments: ParsableArguments {
+    @Option(help: "Frequency patch stride of a .pth (default: from the file name, as audioset_10_10_0.4593.pth, else 10).")
+    var fstride: Int?
+    @Option(help: "Time patch stride of a .pth (default: from the file name, else 10).") var tstride: Int?
+    @Option(help: "Attention heads of a .pth (default: width / 64, as every AST size).") var heads: Int?
+    @Option(name: .customLong("mel-bins"), help: "Fbank bins of a .pth (default 128).") var melBins: Int?
+    @Option(name: .customLong("norm-mean"), help: "Feature mean (default: the HF preprocessor's, else AudioSet's -4.2677393).")
+    var normMean: Float?
+    @Option(name: .customLong("norm-std"), help: "Feature std (default: the HF preprocessor's, else AudioSet's 4.5689974).")
+    var normStd: Float?
+    @Option(help: "Class names: AST's class_labels_indices.csv (index, display_name) or one name per line.") var labels: String?
+    @Flag(inversion: .prefixedNo, help: "Sigmoid scores (multi-label) rather than softmax (default: HF's problem_type, else sigmoid as AST's releases).")
+    var multiLabel: Bool?
+
+    var options: ReleasedCheckpointOptions {
+        var o = ReleasedCheckpointOptions()
+        (o.fstride, o.tstride, o.heads, o.melBins, o.mean, o.std) = (fstride, tstride, heads, melBins, normMean, normStd)
+        o.labels = labels.map { URL(fileURLWithPath: $0) }
+        o.multiLabel = multiLabel
+        return o
     }
 }

@@ -229,6 +229,19 @@ final class EndToEndTests: XCTestCase {
         XCTAssertThrowsError(try fineTuneAST(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("none")), log: { _ in }))
     }
 
+    /// Fine-tuning from an SSAST release `.pth` (tools/make_ast_fixtures.py) runs and says where it started.
+    func testFineTuneFromAnSSASTRelease() throws {
+        let (dir, data) = try makeData()
+        let release = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ModelsTests/Fixtures/ssast_release_tiny.pth")
+        var ft = FineTuneConfig()
+        (ft.initFrom, ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (release.path, 1, 64, 1, 6, 3e-4)
+        var lines: [String] = []
+        let result = try fineTuneAST(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("from-release"))) { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.contains("initialised the encoder from \(release.path)") }, "\(lines.prefix(3))")
+        XCTAssertEqual(result.clips, 6)
+    }
+
     /// A fine-tuning run resumed (here after its last epoch) keeps and reports its best epoch.
     func testResumedFineTuningKeepsItsBest() throws {
         let (dir, data) = try makeData()
