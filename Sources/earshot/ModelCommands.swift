@@ -53,7 +53,7 @@ struct Pretrain: ParsableCommand {
 
 struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Fine-tune an AST classifier, from an SSAST run or from scratch.")
-    @Option(help: "SSAST run folder or checkpoint, or an SSAST release .pth (omit to train from scratch).") var initFrom: String?
+    @Option(name: [.customLong("init-from"), .customLong("init")], help: "SSAST run folder or checkpoint, or an SSAST release .pth (omit to train from scratch).") var initFrom: String?
     @Option(help: "ssast-{tiny,small,base}-{patch,frame} (when training from scratch).") var model = "ssast-tiny-patch"
     @Option var data: String
     @Option var out: String
