@@ -68,6 +68,7 @@ public struct Classifier {
               let p = st.metadata["pipeline"], let pipeline = try? d.decode(FeaturePipeline.self, from: Data(p.utf8)) else {
             throw NNError("\(file.path): not an Earshot classifier checkpoint (metadata ast_config, classes, pipeline missing)")
         }
+        do { try config.validate() } catch { throw NNError("\(file.path): \(error)") }
         let model = AST(config)
         do { try model.load(stateDict: st.tensors) } catch { throw NNError("\(file.path): \(error)") }
         model.eval()
@@ -181,6 +182,9 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     guard cfg.weightDecay >= 0 else { throw NNError("finetune: weight-decay \(cfg.weightDecay) must not be negative") }
     mc.dropPath = cfg.dropPath
     mc.labelDim = cfg.classes.count
+    do { try mc.validate() } catch { throw NNError("finetune: \(error)") }
+    guard cfg.epochs >= 1 else { throw NNError("finetune: epochs \(cfg.epochs) must be at least 1") }
+    guard cfg.lr > 0 && cfg.lr.isFinite else { throw NNError("finetune: learning rate \(cfg.lr) must be positive") }
     Random.seed(cfg.seed)
     let model = AST(mc)
     if let initFrom = cfg.initFrom, !(resume && FileManager.default.fileExists(atPath: run.last.path)) {

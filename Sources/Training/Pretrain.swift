@@ -62,6 +62,9 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
         throw NNError("pretrain: crop of \(crop) frames must be in 1...\(config.inputTdim) (the target length)")
     }
     guard let mc = config.modelConfig else { throw NNError("pretrain: unknown model size '\(config.size)' (tiny, small, base)") }
+    do { try mc.validate() } catch { throw NNError("pretrain: \(error)") }
+    guard config.epochs >= 1 else { throw NNError("pretrain: epochs \(config.epochs) must be at least 1") }
+    guard config.lr > 0 && config.lr.isFinite else { throw NNError("pretrain: learning rate \(config.lr) must be positive") }
     guard config.maskCount > 0 && config.maskCount < mc.patches else {
         throw NNError("pretrain: mask count \(config.maskCount) must be in 1..<\(mc.patches) patches")
     }

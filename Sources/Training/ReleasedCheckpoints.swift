@@ -125,6 +125,7 @@ extension Classifier {
         let tGrid = (positions - 2) / config.fGrid
         config.inputTdim = (tGrid - 1) * config.tstride + config.tshape
         (config.eps, config.headEps) = (1e-6, 1e-5)   // timm's blocks and PyTorch's default for the head
+        do { try config.validate() } catch { throw ModelError("\(file.path): \(error)") }
         let model = AST(config)
         do { try ASTCheckpoint.load(state, into: model) } catch { throw ModelError("\(file.path): \(error)") }
         model.eval()

@@ -49,6 +49,17 @@ final class ASTParityTests: XCTestCase {
         var state = model.stateDict()
         state["v.pos_embed"] = Tensor.zeros([1, 50, 192])
         XCTAssertThrowsError(try ASTCheckpoint.load(state, into: AST(c))) { XCTAssertTrue("\($0)".contains("patch grid")) }
+        // Shapes no model can take are named before any kernel runs on them.
+        XCTAssertNoThrow(try c.validate())
+        for (change, fragment) in [({ (c: inout ASTConfig) in c.inputTdim = 8 }, "clips of 8 frames are shorter than the patch width 16"),
+                                   ({ $0.depth = 0 }, "depth 0 must be at least 1"),
+                                   ({ $0.heads = 5 }, "width 192 does not split into 5 heads"),
+                                   ({ $0.inputFdim = 10 }, "10 mel bins are fewer than the patch height 16"),
+                                   ({ $0.tstride = 0 }, "strides 10x0 must be positive")] as [((inout ASTConfig) -> Void, String)] {
+            var bad = c
+            change(&bad)
+            XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains(fragment), "\($0)") }
+        }
         let base = ASTConfig.named("base", labelDim: 527)!
         XCTAssertEqual(base.patches, 1212)
         // patch conv + cls/dist + 1214 positions + 12 blocks + final norm + head (SYSTEMS.md: ≈ 86.6M)

@@ -78,6 +78,14 @@ final class EndToEndTests: XCTestCase {
         XCTAssertThrowsError(try pretrainSSAST(pre, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/bad"))) { _ in }) {
             XCTAssertTrue("\($0)".contains("crop of 65 frames"), "\($0)")
         }
+        (pre.cropFrames, pre.epochs) = (nil, 0)
+        XCTAssertThrowsError(try pretrainSSAST(pre, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/bad"))) { _ in }) {
+            XCTAssertTrue("\($0)".contains("epochs 0 must be at least 1"), "\($0)")
+        }
+        (pre.epochs, pre.inputTdim) = (1, 10)
+        XCTAssertThrowsError(try pretrainSSAST(pre, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/bad"))) { _ in }) {
+            XCTAssertTrue("\($0)".contains("clips of 10 frames are shorter than the patch width 16"), "\($0)")
+        }
     }
 
     func testCrossValidationRunsEveryFold() throws {
@@ -209,6 +217,18 @@ final class EndToEndTests: XCTestCase {
         let foreign = Dataset(records: data.records.map { ClipRecord(path: $0.path, labels: ["other"]) }, layout: "relabelled")
         XCTAssertThrowsError(try evaluate(clf, on: foreign)) { error in
             XCTAssertTrue("\(error)".contains("none of the 24 clips has a label among the model's 3 classes"), "\(error)")
+        }
+        // Settings no run can use stop it before it starts, named.
+        for (change, fragment) in [({ (c: inout FineTuneConfig) in c.epochs = 0 }, "epochs 0 must be at least 1"),
+                                   ({ $0.inputTdim = 8 }, "clips of 8 frames are shorter than the patch width 16"),
+                                   ({ $0.depth = 0 }, "depth 0 must be at least 1"),
+                                   ({ $0.lr = .nan }, "learning rate nan must be positive")] as [((inout FineTuneConfig) -> Void, String)] {
+            var bad = ft
+            bad.shotsPerClass = nil
+            change(&bad)
+            XCTAssertThrowsError(try fineTuneAST(bad, data: data, run: try RunDirectory(dir.appendingPathComponent("bad")), log: { _ in })) {
+                XCTAssertTrue("\($0)".contains(fragment), "\($0)")
+            }
         }
         // An unlabelled clip (a plain folder of clips mixed in) stops fine-tuning before it starts, named.
         var unlabelled = data.records

@@ -113,6 +113,7 @@ public enum ASTCheckpoint {
         let hfConfig = try ASTConfig.fromHuggingFace(folder.appendingPathComponent("config.json"))
         var config = hfConfig
         if let inputTdim { config.inputTdim = inputTdim }
+        do { try config.validate() } catch { throw ModelError("\(folder.path): \(error)") }
         let model = AST(config)
         let file = try SafeTensors.read(folder.appendingPathComponent("model.safetensors"))
         do {

@@ -39,6 +39,20 @@ public struct ASTConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// Throws, naming the field, when the shapes cannot make a model: a clip shorter than a patch, a
+    /// width that does not split into the heads, no blocks. (A checkpoint's metadata or the command
+    /// line can say anything; the model's kernels assume these hold.)
+    public func validate() throws {
+        func need(_ ok: Bool, _ what: String) throws { if !ok { throw ModelError("model config: \(what)") } }
+        try need(dim > 0 && heads > 0 && dim % heads == 0, "width \(dim) does not split into \(heads) heads")
+        try need(depth >= 1, "depth \(depth) must be at least 1")
+        try need(mlpHidden > 0, "MLP width \(mlpHidden) must be positive")
+        try need(labelDim >= 1, "\(labelDim) outputs (at least 1)")
+        try need(fshape > 0 && tshape > 0 && fstride > 0 && tstride > 0, "patch \(fshape)x\(tshape) and strides \(fstride)x\(tstride) must be positive")
+        try need(inputFdim >= fshape, "\(inputFdim) mel bins are fewer than the patch height \(fshape)")
+        try need(inputTdim >= tshape, "clips of \(inputTdim) frames are shorter than the patch width \(tshape) (target length)")
+    }
+
     public var fGrid: Int { (inputFdim - fshape) / fstride + 1 }
     public var tGrid: Int { (inputTdim - tshape) / tstride + 1 }
     public var patches: Int { fGrid * tGrid }
