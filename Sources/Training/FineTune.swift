@@ -5,7 +5,8 @@ import Models
 import NN
 
 public struct FineTuneConfig: Codable, Sendable {
-    /// An SSAST run folder or checkpoint to start from; nil trains from scratch.
+    /// What to start from (`PretrainedEncoder`): an SSAST run, checkpoint or release, or an AST release,
+    /// Hugging Face folder or classifier; nil trains from scratch.
     public var initFrom: String?
     public var size = "tiny"
     public var depth: Int?
@@ -44,10 +45,16 @@ public struct FineTuneConfig: Codable, Sendable {
     public var shotsPerClass: Int?
     public var classes: [String] = []
     public var multiLabel = false
+    /// What an original AST `.pth` to start from does not record (strides, heads, mel bins).
+    public var releaseShape: ReleaseShape?
+    /// Fbank bins (nil: 128); set from an AST start with other bins.
+    public var melBins: Int?
     public init() {}
 
     public var pipeline: FeaturePipeline {
-        FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: inputTdim, mean: mean, std: std)
+        var fbank = KaldiFbankConfig.ast
+        fbank.numMelBins = melBins ?? 128
+        return FeaturePipeline(kind: .kaldiFbank(fbank), targetFrames: inputTdim, mean: mean, std: std)
     }
 }
 
@@ -111,14 +118,6 @@ public struct Classifier {
     }
 }
 
-/// Copies an SSAST encoder (an Earshot run or checkpoint, or an SSAST release `.pth`) into an AST
-/// classifier, adapting positions from the pretraining grid.
-func initialiseFromSSAST(_ model: AST, checkpoint: URL, log: (String) -> Void) throws {
-    let pretrained = try PretrainedSSAST.read(checkpoint)
-    try pretrained.initialise(model)
-    log("initialised the encoder from \(pretrained.file.path)")
-}
-
 public struct EvaluationResult: Sendable {
     public var accuracy: Double
     public var macroF1: Double
@@ -174,10 +173,23 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     if let crop = cfg.cropFrames, crop <= 0 || crop > cfg.inputTdim {
         throw NNError("finetune: crop-frames \(crop) must be between 1 and the target length \(cfg.inputTdim)")
     }
-    guard var mc = SSAST.config(cfg.size, variant: cfg.variant, inputTdim: cfg.cropFrames ?? cfg.inputTdim) else {
-        throw NNError("finetune: unknown model size '\(cfg.size)'")
+    // The start decides the architecture: an AST (a release or a classifier) keeps its own; an SSAST
+    // encoder, or none, gives the named SSAST size.
+    let pretrained = try cfg.initFrom.map { try PretrainedEncoder.read(URL(fileURLWithPath: $0), shape: cfg.releaseShape ?? ReleaseShape()) }
+    var mc: ASTConfig
+    if let pretrained, pretrained.source == .ast {
+        mc = pretrained.classifierConfig(inputTdim: cfg.cropFrames ?? cfg.inputTdim, labelDim: 1)
+        if let d = cfg.depth, d != mc.depth {
+            throw NNError("finetune: depth \(d) differs from the \(mc.depth) blocks of \(pretrained.file.path)")
+        }
+        if mc.inputFdim != 128 { cfg.melBins = mc.inputFdim }
+    } else {
+        guard let named = SSAST.config(cfg.size, variant: cfg.variant, inputTdim: cfg.cropFrames ?? cfg.inputTdim) else {
+            throw NNError("finetune: unknown model size '\(cfg.size)'")
+        }
+        mc = named
+        if let d = cfg.depth { mc.depth = d }
     }
-    if let d = cfg.depth { mc.depth = d }
     guard cfg.dropPath >= 0 && cfg.dropPath < 1 else { throw NNError("finetune: drop-path \(cfg.dropPath) must be in [0, 1)") }
     guard cfg.weightDecay >= 0 else { throw NNError("finetune: weight-decay \(cfg.weightDecay) must not be negative") }
     mc.dropPath = cfg.dropPath
@@ -187,8 +199,9 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     guard cfg.lr > 0 && cfg.lr.isFinite else { throw NNError("finetune: learning rate \(cfg.lr) must be positive") }
     Random.seed(cfg.seed)
     let model = AST(mc)
-    if let initFrom = cfg.initFrom, !(resume && FileManager.default.fileExists(atPath: run.last.path)) {
-        try initialiseFromSSAST(model, checkpoint: URL(fileURLWithPath: initFrom), log: log)
+    if let pretrained, !(resume && FileManager.default.fileExists(atPath: run.last.path)) {
+        try pretrained.initialise(model)
+        log("initialised the encoder from \(pretrained.file.path) (\(pretrained.source.rawValue == "ast" ? "AST" : "SSAST"))")
     }
     if cfg.freezeEncoder { model.freeze(prefix: "v.") }
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)], betas: (0.95, 0.999))

@@ -53,7 +53,10 @@ struct Pretrain: ParsableCommand {
 
 struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Fine-tune an AST classifier, from an SSAST run or from scratch.")
-    @Option(name: [.customLong("init-from"), .customLong("init")], help: "SSAST run folder or checkpoint, or an SSAST release .pth (omit to train from scratch).") var initFrom: String?
+    @Option(name: [.customLong("init-from"), .customLong("init")],
+            help: "Start: an SSAST run, checkpoint or release .pth, or an AST release .pth, Hugging Face AST folder or classifier (omit to train from scratch).")
+    var initFrom: String?
+    @OptionGroup(title: "Original AST .pth starts") var release: ReleaseShapeArguments
     @Option(help: "ssast-{tiny,small,base}-{patch,frame} (when training from scratch).") var model = "ssast-tiny-patch"
     @Option var data: String
     @Option var out: String
@@ -89,11 +92,13 @@ struct Finetune: ParsableCommand {
     func run() throws {
         var c = FineTuneConfig()
         let (size, variant) = try parseModelName(model)
+        (c.size, c.variant, c.depth) = (size, variant, depth)
         if let initFrom {
             // The encoder's shape comes from the pretraining run or release, whatever --model says.
-            let pre = try PretrainedSSAST.read(URL(fileURLWithPath: initFrom))
-            (c.size, c.variant, c.depth) = (pre.size, pre.variant, pre.config.depth)
-        } else { (c.size, c.variant, c.depth) = (size, variant, depth) }
+            if release.shape != ReleaseShape() { c.releaseShape = release.shape }
+            let pre = try PretrainedEncoder.read(URL(fileURLWithPath: initFrom), shape: release.shape)
+            if let s = pre.ssastShape { (c.size, c.variant, c.depth) = (s.size, s.variant, pre.config.depth) }
+        }
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
         (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay, c.shotsPerClass, c.noise) =
@@ -185,13 +190,20 @@ struct Embed: ParsableCommand {
     }
 }
 
-/// What a released AST checkpoint (a Hugging Face folder or an original .pth) does not record itself.
-struct ReleasedCheckpointArguments: ParsableArguments {
+/// The shape facts an original AST .pth does not record (for classifying with it or fine-tuning from it).
+struct ReleaseShapeArguments: ParsableArguments {
     @Option(help: "Frequency patch stride of a .pth (default: from the file name, as audioset_10_10_0.4593.pth, else 10).")
     var fstride: Int?
     @Option(help: "Time patch stride of a .pth (default: from the file name, else 10).") var tstride: Int?
     @Option(help: "Attention heads of a .pth (default: width / 64, as every AST size).") var heads: Int?
     @Option(name: .customLong("mel-bins"), help: "Fbank bins of a .pth (default 128).") var melBins: Int?
+
+    var shape: ReleaseShape { ReleaseShape(fstride: fstride, tstride: tstride, heads: heads, melBins: melBins) }
+}
+
+/// What a released AST checkpoint (a Hugging Face folder or an original .pth) does not record itself.
+struct ReleasedCheckpointArguments: ParsableArguments {
+    @OptionGroup var shape: ReleaseShapeArguments
     @Option(name: .customLong("norm-mean"), help: "Feature mean (default: the HF preprocessor's, else AudioSet's -4.2677393).")
     var normMean: Float?
     @Option(name: .customLong("norm-std"), help: "Feature std (default: the HF preprocessor's, else AudioSet's 4.5689974).")
@@ -202,7 +214,8 @@ struct ReleasedCheckpointArguments: ParsableArguments {
 
     var options: ReleasedCheckpointOptions {
         var o = ReleasedCheckpointOptions()
-        (o.fstride, o.tstride, o.heads, o.melBins, o.mean, o.std) = (fstride, tstride, heads, melBins, normMean, normStd)
+        o.shape = shape.shape
+        (o.mean, o.std) = (normMean, normStd)
         o.labels = labels.map { URL(fileURLWithPath: $0) }
         o.multiLabel = multiLabel
         return o

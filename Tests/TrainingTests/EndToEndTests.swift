@@ -249,8 +249,8 @@ final class EndToEndTests: XCTestCase {
         XCTAssertThrowsError(try fineTuneAST(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("none")), log: { _ in }))
     }
 
-    /// Fine-tuning from an SSAST release `.pth` (tools/make_ast_fixtures.py) runs and says where it started.
-    func testFineTuneFromAnSSASTRelease() throws {
+    /// Fine-tuning from released checkpoints (tools/make_ast_fixtures.py) runs and says where it started.
+    func testFineTuneFromReleases() throws {
         let (dir, data) = try makeData()
         let release = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("ModelsTests/Fixtures/ssast_release_tiny.pth")
@@ -258,8 +258,30 @@ final class EndToEndTests: XCTestCase {
         (ft.initFrom, ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (release.path, 1, 64, 1, 6, 3e-4)
         var lines: [String] = []
         let result = try fineTuneAST(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("from-release"))) { lines.append($0) }
-        XCTAssertTrue(lines.contains { $0.contains("initialised the encoder from \(release.path)") }, "\(lines.prefix(3))")
+        XCTAssertTrue(lines.contains { $0.contains("initialised the encoder from \(release.path) (SSAST)") }, "\(lines.prefix(3))")
         XCTAssertEqual(result.clips, 6)
+
+        // An AST release keeps its architecture (strides 12, 40 mel bins, cls-pair pooling), and the
+        // classifier it becomes is a start again, for new labels.
+        var ast = FineTuneConfig()
+        (ast.initFrom, ast.inputTdim, ast.epochs, ast.batchSize, ast.lr) = (release.deletingLastPathComponent().appendingPathComponent("tiny_12_12_0.5000.pth").path, 64, 2, 6, 1e-3)
+        ast.releaseShape = ReleaseShape(heads: 4, melBins: 40)
+        let astRun = try RunDirectory(dir.appendingPathComponent("from-ast"))
+        lines = []
+        _ = try fineTuneAST(ast, data: data, run: astRun) { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.contains("tiny_12_12_0.5000.pth (AST)") }, "\(lines.prefix(3))")
+        let clf = try Classifier.load(astRun.url)
+        XCTAssertEqual([clf.model.config.fstride, clf.model.config.dim, clf.model.config.labelDim], [12, 32, 2])
+        XCTAssertEqual(clf.pipeline.bins, 40)
+        var again = FineTuneConfig()
+        (again.initFrom, again.inputTdim, again.epochs, again.batchSize) = (astRun.url.path, 64, 1, 6)
+        lines = []
+        _ = try fineTuneAST(again, data: data, run: try RunDirectory(dir.appendingPathComponent("again"))) { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.contains("from-ast/best.safetensors (AST)") }, "\(lines.prefix(3))")
+        ast.depth = 3
+        XCTAssertThrowsError(try fineTuneAST(ast, data: data, run: try RunDirectory(dir.appendingPathComponent("bad")), log: { _ in })) {
+            XCTAssertTrue("\($0)".contains("depth 3 differs from the 2 blocks"), "\($0)")
+        }
     }
 
     /// A fine-tuning run resumed (here after its last epoch) keeps and reports its best epoch.

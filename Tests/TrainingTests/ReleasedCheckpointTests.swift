@@ -46,7 +46,7 @@ final class ReleasedCheckpointTests: XCTestCase {
     /// shapes, the clip length from the patch grid, class names from a class_labels_indices.csv.
     func testOriginalPthReadsItsShapeFromTheWeightsAndName() throws {
         var o = ReleasedCheckpointOptions()
-        (o.heads, o.melBins, o.mean, o.std) = (4, 40, -5.5, 3.25)
+        (o.shape.heads, o.shape.melBins, o.mean, o.std) = (4, 40, -5.5, 3.25)
         o.labels = Self.fixtures.appendingPathComponent("release_class_labels_indices.csv")
         let clf = try Classifier.load(Self.fixtures.appendingPathComponent("tiny_12_12_0.5000.pth"), released: o)
         let c = clf.model.config
@@ -66,21 +66,21 @@ final class ReleasedCheckpointTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("--heads"), "\($0)")
         }
         var badHeads = o
-        badHeads.heads = 5
+        badHeads.shape.heads = 5
         XCTAssertThrowsError(try Classifier.load(Self.fixtures.appendingPathComponent("tiny_12_12_0.5000.pth"), released: badHeads)) {
             XCTAssertTrue("\($0)".contains("width 32 does not split into 5 heads"), "\($0)")
         }
-        o.fstride = 5
+        o.shape.fstride = 5
         XCTAssertThrowsError(try Classifier.load(Self.fixtures.appendingPathComponent("tiny_12_12_0.5000.pth"), released: o)) {
             XCTAssertTrue("\($0)".contains("v.pos_embed holds 29 positions"), "\($0)")
         }
     }
 
     func testReleaseNamesAndClassListsAndRefusals() throws {
-        XCTAssertEqual(Classifier.stridesFromName("audioset_10_10_0.4593.pth").map { [$0.0, $0.1] }, [10, 10])
-        XCTAssertEqual(Classifier.stridesFromName("audioset_16_16_0.4422.pth").map { [$0.0, $0.1] }, [16, 16])
-        XCTAssertNil(Classifier.stridesFromName("ast_original.pth"))
-        XCTAssertNil(Classifier.stridesFromName("model_2024_05.pth"))
+        XCTAssertEqual(ASTRelease.stridesFromName("audioset_10_10_0.4593.pth").map { [$0.0, $0.1] }, [10, 10])
+        XCTAssertEqual(ASTRelease.stridesFromName("audioset_16_16_0.4422.pth").map { [$0.0, $0.1] }, [16, 16])
+        XCTAssertNil(ASTRelease.stridesFromName("ast_original.pth"))
+        XCTAssertNil(ASTRelease.stridesFromName("model_2024_05.pth"))
 
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-rel-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -101,9 +101,10 @@ final class ReleasedCheckpointTests: XCTestCase {
     /// encoder gives SSAST's fine-tuning embedding (mean of the patch tokens) on the same input.
     func testSSASTReleaseInitialisesAClassifierLikeTheReference() throws {
         let url = Self.fixtures.appendingPathComponent("ssast_release_tiny.pth")
-        let pre = try PretrainedSSAST.read(url)
-        XCTAssertEqual(pre.size, "tiny")
-        XCTAssertEqual(pre.variant, .patch)
+        let pre = try PretrainedEncoder.read(url)
+        XCTAssertEqual(pre.source, .ssast)
+        XCTAssertEqual(pre.ssastShape?.size, "tiny")
+        XCTAssertEqual(pre.ssastShape?.variant, .patch)
         XCTAssertEqual([pre.config.depth, pre.config.inputFdim, pre.config.inputTdim, pre.config.fGrid, pre.config.tGrid], [1, 128, 64, 8, 4])
         let reference = try SafeTensors.read(Self.fixtures.appendingPathComponent("ssast_release.safetensors")).tensors
         var c = try XCTUnwrap(SSAST.config("tiny", variant: .patch, inputTdim: 64))
@@ -120,11 +121,33 @@ final class ReleasedCheckpointTests: XCTestCase {
         try pre.initialise(longer)
         let expected = try ASTCheckpoint.adaptPositionalEmbedding(XCTUnwrap(pre.encoder["v.pos_embed"]), from: (8, 4), to: (8, 8))
         XCTAssertEqual(maxAbs(try XCTUnwrap(longer.stateDict()["v.pos_embed"]), expected), 0)
-        // Another depth does not fit; a fine-tuned AST release is not an SSAST start.
+        // Another depth does not fit.
         c.depth = 2
         XCTAssertThrowsError(try pre.initialise(AST(c))) { XCTAssertTrue("\($0)".contains("does not match the classifier"), "\($0)") }
-        XCTAssertThrowsError(try PretrainedSSAST.read(Self.fixtures.appendingPathComponent("tiny_12_12_0.5000.pth"))) {
-            XCTAssertTrue("\($0)".contains("not an SSAST release"), "\($0)")
+    }
+
+    /// AST releases as starts (AST's own transfer recipe): the .pth and the Hugging Face folder of the
+    /// same weights give the same encoder, with the release's strides; positions are cut to a shorter clip.
+    func testASTReleasesAsFineTuningStarts() throws {
+        let pth = try PretrainedEncoder.read(Self.fixtures.appendingPathComponent("tiny_12_12_0.5000.pth"),
+                                             shape: ReleaseShape(heads: 4, melBins: 40))
+        let hf = try PretrainedEncoder.read(Self.fixtures.appendingPathComponent("hf_ast_release"))
+        for pre in [pth, hf] {
+            XCTAssertEqual(pre.source, .ast)
+            XCTAssertNil(pre.ssastShape)
+            XCTAssertEqual([pre.config.fstride, pre.config.tstride, pre.config.fGrid, pre.config.tGrid], [12, 12, 3, 9])
         }
+        let c = pth.classifierConfig(inputTdim: 64, labelDim: 2)
+        XCTAssertEqual([c.tGrid, c.labelDim, c.inputFdim], [5, 2, 40])
+        XCTAssertEqual(c.pooling, .clsPair)
+        let (a, b) = (AST(c), AST(c))
+        try pth.initialise(a)
+        try hf.initialise(b)
+        let (sa, sb) = (a.stateDict(), b.stateDict())
+        for key in sa.keys where key.hasPrefix("v.") {
+            XCTAssertEqual(maxAbs(try XCTUnwrap(sa[key]), try XCTUnwrap(sb[key])), 0, key)
+        }
+        let cut = try ASTCheckpoint.adaptPositionalEmbedding(XCTUnwrap(pth.encoder["v.pos_embed"]), from: (3, 9), to: (3, 5))
+        XCTAssertEqual(maxAbs(try XCTUnwrap(sa["v.pos_embed"]), cut), 0)
     }
 }

@@ -1,0 +1,121 @@
+import Audio
+import Engine
+import Foundation
+import Models
+import NN
+
+/// An encoder to fine-tune from (`finetune --init-from`):
+/// - self-supervised (SSAST): an Earshot pretraining run or checkpoint, or an SSAST release
+///   (`SSAST-Tiny-Patch-400.pth` and its siblings: `module.v.*`, the pretext heads, and the pretraining
+///   input size as `module.p_input_fdim` / `module.p_input_tdim`);
+/// - supervised (AST): an original AST release (`audioset_10_10_0.4593.pth`), a Hugging Face
+///   `ASTForAudioClassification` folder, or an Earshot classifier: AST's transfer recipe (its ESC-50
+///   runs start from the AudioSet model), the classifier keeping the release's architecture.
+/// Either way the encoder's weights are copied, positions adapted to the new clip length, and the
+/// head starts afresh for the new classes.
+public struct PretrainedEncoder {
+    public enum Source: String, Sendable { case ssast, ast }
+    public let file: URL
+    public let source: Source
+    /// The encoder as trained: width, depth, patch, strides, and the input its positions cover.
+    public let config: ASTConfig
+    /// The named SSAST size and variant (what `FineTuneConfig.size` and `variant` say); nil for AST.
+    public let ssastShape: (size: String, variant: SSAST.Variant)?
+    /// The encoder's weights under AST's keys (`v.*`).
+    let encoder: [String: Tensor]
+
+    public static func read(_ path: URL, shape: ReleaseShape = ReleaseShape()) throws -> PretrainedEncoder {
+        var isDir: ObjCBool = false
+        FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir)
+        if isDir.boolValue && FileManager.default.fileExists(atPath: path.appendingPathComponent("model.safetensors").path) {
+            return try huggingFace(path)
+        }
+        let file = RunDirectory.checkpointFile(path)
+        if Classifier.isZipArchive(file) { return try release(file, shape: shape) }
+        let st = try SafeTensors.read(file)
+        let decoder = JSONDecoder()
+        let encoder = st.tensors.filter { $0.key.hasPrefix("v.") }
+        if let c = st.metadata["ssast_config"], let config = try? decoder.decode(ASTConfig.self, from: Data(c.utf8)) {
+            return PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
+        }
+        if let c = st.metadata["ast_config"], let config = try? decoder.decode(ASTConfig.self, from: Data(c.utf8)) {
+            return PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: encoder)
+        }
+        throw NNError("\(file.path): neither an SSAST pretraining nor an AST classifier checkpoint (no ssast_config or ast_config metadata)")
+    }
+
+    static func huggingFace(_ folder: URL) throws -> PretrainedEncoder {
+        let config = try ASTConfig.fromHuggingFace(folder.appendingPathComponent("config.json"))
+        let file = folder.appendingPathComponent("model.safetensors")
+        let state = try ASTCheckpoint.fromHuggingFace(try SafeTensors.read(file).tensors)
+        return PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: state.filter { $0.key.hasPrefix("v.") })
+    }
+
+    static func release(_ file: URL, shape: ReleaseShape) throws -> PretrainedEncoder {
+        let state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
+        let encoder = state.filter { $0.key.hasPrefix("v.") }
+        guard ASTRelease.isSSAST(state) else {
+            return PretrainedEncoder(file: file, source: .ast, config: try ASTRelease.config(of: state, file: file, shape: shape),
+                                     ssastShape: nil, encoder: encoder)
+        }
+        guard let cls = state["v.cls_token"], cls.rank == 3, let patch = state["v.patch_embed.proj.weight"], patch.rank == 4,
+              let pos = state["v.pos_embed"], pos.rank == 3 else {
+            throw NNError("\(file.path): v.cls_token, v.patch_embed.proj.weight or v.pos_embed missing or misshapen")
+        }
+        let depth = Set(state.keys.compactMap { key -> Int? in
+            guard key.hasPrefix("v.blocks.") else { return nil }
+            return Int(key.dropFirst("v.blocks.".count).prefix { $0 != "." })
+        }).count
+        let dim = cls.shape[2], (fshape, tshape) = (patch.shape[2], patch.shape[3])
+        // The pretraining input (128 x 1024 in every release); without it, 128 bins and what the positions hold.
+        let fdim = try state["p_input_fdim"].map { Int(try $0.item()) } ?? 128
+        let positions = pos.shape[1] - 2, fGrid = fdim / max(fshape, 1)
+        let tdim = try state["p_input_tdim"].map { Int(try $0.item()) } ?? positions / max(fGrid, 1) * tshape
+        guard let size = ["tiny": 192, "small": 384, "base": 768].first(where: { $0.value == dim })?.key else {
+            throw NNError("\(file.path): width \(dim) is not an SSAST size (tiny 192, small 384, base 768)")
+        }
+        let variant: SSAST.Variant = fshape == fdim && tshape == 2 ? .frame : .patch
+        guard var config = SSAST.config(size, variant: variant, inputTdim: tdim, inputFdim: fdim) else {
+            throw NNError("\(file.path): no SSAST configuration for size \(size)")
+        }
+        config.depth = depth
+        guard config.fshape == fshape, config.tshape == tshape, config.patches == positions else {
+            throw NNError("\(file.path): patch \(fshape)x\(tshape) with \(positions) positions does not fit a \(fdim) x \(tdim) input")
+        }
+        return PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
+    }
+
+    /// The named size and variant an SSAST encoder's config matches.
+    static func ssastShape(of c: ASTConfig, _ file: URL) throws -> (size: String, variant: SSAST.Variant) {
+        guard let size = ["tiny", "small", "base"].first(where: {
+            ASTConfig.named($0, labelDim: 1).map { ($0.dim, $0.heads, $0.mlpHidden) == (c.dim, c.heads, c.mlpHidden) } ?? false
+        }) else {
+            throw NNError("\(file.path): encoder width \(c.dim) is not an SSAST size (tiny 192, small 384, base 768)")
+        }
+        return (size, c.fshape == 16 && c.tshape == 16 ? .patch : .frame)
+    }
+
+    /// The classifier an AST encoder becomes: its own architecture (strides, pooling, norms) on clips
+    /// of `inputTdim` frames with `labelDim` outputs.
+    public func classifierConfig(inputTdim: Int, labelDim: Int) -> ASTConfig {
+        var c = config
+        (c.inputTdim, c.labelDim) = (inputTdim, labelDim)
+        return c
+    }
+
+    /// Copies the encoder into an AST classifier of the same width, depth and patch shape, cutting or
+    /// interpolating the positions from the encoder's grid to the classifier's (as AST and SSAST
+    /// fine-tuning do); the classifier keeps its own fresh head.
+    public func initialise(_ model: AST) throws {
+        let pre = config
+        guard pre.dim == model.config.dim, pre.depth == model.config.depth, pre.fshape == model.config.fshape, pre.tshape == model.config.tshape else {
+            throw NNError("\(file.path): pretrained encoder (dim \(pre.dim), depth \(pre.depth), patch \(pre.fshape)x\(pre.tshape)) does not match the classifier")
+        }
+        var weights = encoder.filter { !$0.key.hasPrefix("v.head") }
+        if let pos = weights["v.pos_embed"], pos.shape[1] != model.config.patches + 2 {
+            weights["v.pos_embed"] = try ASTCheckpoint.adaptPositionalEmbedding(pos, from: (pre.fGrid, pre.tGrid), to: (model.config.fGrid, model.config.tGrid))
+        }
+        for (k, t) in model.stateDict() where k.hasPrefix("mlp_head.") { weights[k] = t }
+        do { try model.load(stateDict: weights) } catch { throw NNError("\(file.path): \(error)") }
+    }
+}
