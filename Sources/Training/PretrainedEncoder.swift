@@ -23,6 +23,8 @@ public struct PretrainedEncoder {
     public let ssastShape: (size: String, variant: SSAST.Variant)?
     /// The encoder's weights under AST's keys (`v.*`).
     let encoder: [String: Tensor]
+    /// The features it was trained on, where the checkpoint records them (Earshot runs).
+    public var pipeline: FeaturePipeline? = nil
 
     public static func read(_ path: URL, shape: ReleaseShape = ReleaseShape()) throws -> PretrainedEncoder {
         var isDir: ObjCBool = false
@@ -36,7 +38,9 @@ public struct PretrainedEncoder {
         let decoder = JSONDecoder()
         let encoder = st.tensors.filter { $0.key.hasPrefix("v.") }
         if let c = st.metadata["ssast_config"], let config = try? decoder.decode(ASTConfig.self, from: Data(c.utf8)) {
-            return PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
+            var pre = PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
+            pre.pipeline = st.metadata["pretrain_config"].flatMap { try? decoder.decode(PretrainConfig.self, from: Data($0.utf8)) }?.pipeline
+            return pre
         }
         if let c = st.metadata["ast_config"], let config = try? decoder.decode(ASTConfig.self, from: Data(c.utf8)) {
             return PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: encoder)

@@ -115,6 +115,27 @@ extension Classifier {
         return try load(path)
     }
 
+    /// A model for embeddings (`earshot embed`): whatever `load(_:released:)` takes, or a self-supervised
+    /// SSAST encoder (an Earshot pretraining run or checkpoint, an SSAST release) embedding a clip as the
+    /// mean of its patch tokens, as SSAST's fine-tuning pools them. An encoder-only result has no classes.
+    public static func loadEmbedder(_ path: URL, released options: ReleasedCheckpointOptions) throws -> Classifier {
+        guard let pre = try? PretrainedEncoder.read(path, shape: options.shape), pre.source == .ssast else {
+            return try load(path, released: options)
+        }
+        var config = pre.config
+        (config.labelDim, config.pooling) = (1, .meanTokens)
+        let model = AST(config)
+        try pre.initialise(model)
+        model.eval()
+        var fbank = KaldiFbankConfig.ast
+        fbank.numMelBins = config.inputFdim
+        var pipeline = pre.pipeline ?? FeaturePipeline(kind: .kaldiFbank(fbank), targetFrames: config.inputTdim,
+                                                       mean: ASTInputConfig.audioset.mean, std: ASTInputConfig.audioset.std)
+        if let mean = options.mean { pipeline.mean = mean }
+        if let std = options.std { pipeline.std = std }
+        return Classifier(model: model, classes: [], pipeline: pipeline, multiLabel: false)
+    }
+
     static func isZipArchive(_ url: URL) -> Bool {
         guard let handle = try? FileHandle(forReadingFrom: url) else { return false }
         defer { try? handle.close() }

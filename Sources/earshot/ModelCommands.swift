@@ -166,12 +166,13 @@ struct Classify: ParsableCommand {
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Clip embeddings (pooled encoder outputs) of files or a folder, into safetensors.")
     @Argument var inputs: [String]
-    @Option(help: "Fine-tuning run folder or checkpoint, Hugging Face AST folder, or original AST .pth.") var model: String
+    @Option(help: "Fine-tuning or SSAST pretraining run or checkpoint, SSAST release .pth, Hugging Face AST folder, or original AST .pth.")
+    var model: String
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option var out: String
 
     func run() throws {
-        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
+        let clf = try Classifier.loadEmbedder(URL(fileURLWithPath: model), released: released.options)
         var files: [String] = []
         for input in inputs {
             var isDir: ObjCBool = false

@@ -42,6 +42,13 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.contains("resuming after epoch 1") })
         let history = try String(contentsOf: preRun.metricsURL, encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(history.count, 3, "two epochs, then one more after resuming")
+        // The pretrained encoder embeds clips by itself, on the features it was trained on.
+        let encoderOnly = try Classifier.loadEmbedder(preRun.url, released: .init())
+        XCTAssertEqual(encoderOnly.pipeline, pre.pipeline)
+        let clip = try encoderOnly.pipeline.features(of: URL(fileURLWithPath: data.records[0].path)).unsqueeze(0)
+        let vector = try encoderOnly.embedding(clip)
+        XCTAssertEqual(vector.shape, [1, 192])
+        XCTAssertTrue(vector.toArray().allSatisfy(\.isFinite))
 
         var ft = FineTuneConfig()
         (ft.initFrom, ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem) = (preRun.url.path, 1, 64, 4, 6, 3e-4, 8, 8)

@@ -115,6 +115,13 @@ final class ReleasedCheckpointTests: XCTestCase {
         let embedding = try GradMode.noGrad { try model.embed(XCTUnwrap(reference["input"])) }
         XCTAssertLessThanOrEqual(maxAbs(embedding, try XCTUnwrap(reference["embedding"])), 1e-4)
 
+        // The same through the embedding loader `earshot embed` uses: encoder only, no classes.
+        let embedder = try Classifier.loadEmbedder(url, released: .init())
+        XCTAssertEqual(embedder.classes, [])
+        XCTAssertEqual(embedder.pipeline.targetFrames, 64)
+        let viaEmbedder = try embedder.embedding(XCTUnwrap(reference["input"]))
+        XCTAssertLessThanOrEqual(maxAbs(viaEmbedder, try XCTUnwrap(reference["embedding"])), 1e-4)
+
         // Longer clips: positions interpolated from the 8 x 4 pretraining grid, as SSAST fine-tuning does.
         c.inputTdim = 128
         let longer = AST(c)
