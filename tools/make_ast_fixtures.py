@@ -15,14 +15,22 @@ fix = os.path.join(root, "Tests/ModelsTests/Fixtures")
 os.makedirs(fix, exist_ok=True)
 torch.manual_seed(0)
 
-cfg = ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, patch_size=16,
-                frequency_stride=10, time_stride=10, max_length=100, num_mel_bins=48, num_labels=5,
-                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-model = ASTForAudioClassification(cfg).eval()
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if "layernorm" in name or "position" in name or "token" in name:
-            p.add_(torch.randn_like(p) * 0.2)
+
+
+def tiny_ast(**shape):
+    """A 2-block, 32-wide random ASTForAudioClassification with its norms, positions and tokens
+    perturbed away from their initial values (so a missing or swapped one shows in the logits)."""
+    config = ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, patch_size=16,
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **shape)
+    m = ASTForAudioClassification(config).eval()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "layernorm" in name or "position" in name or "token" in name:
+                p.add_(torch.randn_like(p) * 0.2)
+    return config, m
+
+
+cfg, model = tiny_ast(frequency_stride=10, time_stride=10, max_length=100, num_mel_bins=48, num_labels=5)
 model.save_pretrained(os.path.join(fix, "hf_ast_tiny"), safe_serialization=True)
 
 out = {}
@@ -232,16 +240,10 @@ from transformers import ASTFeatureExtractor  # noqa: E402
 
 torch.manual_seed(11)
 names = ["Speech", "Dog bark", "Music, classical"]
-rcfg = ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, patch_size=16,
-                 frequency_stride=12, time_stride=12, max_length=112, num_mel_bins=40,
-                 id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
-                 problem_type="single_label_classification",
-                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-rmodel = ASTForAudioClassification(rcfg).eval()
+rcfg, rmodel = tiny_ast(frequency_stride=12, time_stride=12, max_length=112, num_mel_bins=40,
+                        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+                        problem_type="single_label_classification")
 with torch.no_grad():
-    for name, p in rmodel.named_parameters():
-        if "layernorm" in name or "position" in name or "token" in name:
-            p.add_(torch.randn_like(p) * 0.2)
     rmodel.classifier.dense.weight.mul_(40)  # logits of order 1, so a parity slip shows
 hf_dir = os.path.join(fix, "hf_ast_release")
 rmodel.save_pretrained(hf_dir, safe_serialization=True)
