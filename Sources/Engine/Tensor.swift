@@ -73,7 +73,8 @@ public final class Tensor: @unchecked Sendable {
     }
 
     public static func randn(_ shape: [Int], mean: Float = 0, std: Float = 1) -> Tensor {
-        randn(shape, mean: mean, std: std, generator: &Random.global)
+        if Random.initialisationSkipped { return zeros(shape) }
+        return randn(shape, mean: mean, std: std, generator: &Random.global)
     }
 
     /// Uniform in [low, high).
@@ -85,12 +86,14 @@ public final class Tensor: @unchecked Sendable {
     }
 
     public static func uniform(_ shape: [Int], low: Float = 0, high: Float = 1) -> Tensor {
-        uniform(shape, low: low, high: high, generator: &Random.global)
+        if Random.initialisationSkipped { return zeros(shape) }
+        return uniform(shape, low: low, high: high, generator: &Random.global)
     }
 
     /// Normal(mean, std) truncated to [a, b] by rejection, as `torch.nn.init.trunc_normal_`.
     public static func truncatedNormal(_ shape: [Int], mean: Float = 0, std: Float = 1,
                                        a: Float = -2, b: Float = 2) -> Tensor {
+        if Random.initialisationSkipped { return zeros(shape) }
         let t = empty(shape)
         for i in 0..<t.count {
             var v: Float

@@ -76,7 +76,7 @@ public struct Classifier {
             throw NNError("\(file.path): not an Earshot classifier checkpoint (metadata ast_config, classes, pipeline missing)")
         }
         do { try config.validate() } catch { throw NNError("\(file.path): \(error)") }
-        let model = AST(config)
+        let model = Random.withoutInitialisation { AST(config) }   // every weight comes from the file
         do { try model.load(stateDict: st.tensors) } catch { throw NNError("\(file.path): \(error)") }
         model.eval()
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")

@@ -124,7 +124,7 @@ extension Classifier {
         }
         var config = pre.config
         (config.labelDim, config.pooling) = (1, .meanTokens)
-        let model = AST(config)
+        let model = Random.withoutInitialisation { AST(config) }   // the encoder comes from the file; the head is unused
         try pre.initialise(model)
         model.eval()
         var fbank = KaldiFbankConfig.ast
@@ -182,7 +182,7 @@ extension Classifier {
         }
         guard state["mlp_head.1.weight"] != nil else { throw ModelError("\(file.path): no 'mlp_head.1.weight': an AST without its classifier head") }
         let config = try ASTRelease.config(of: state, file: file, shape: options.shape)
-        let model = AST(config)
+        let model = Random.withoutInitialisation { AST(config) }   // every weight comes from the file
         do { try ASTCheckpoint.load(state, into: model) } catch { throw ModelError("\(file.path): \(error)") }
         model.eval()
         let classes = try options.labels.map { try readClassNames($0, count: config.labelDim) } ?? (0..<config.labelDim).map(String.init)

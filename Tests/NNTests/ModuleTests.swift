@@ -29,6 +29,20 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(block.norm1.weight!.toArray(), before, "LayerNorm is left alone")
     }
 
+    /// A model built to be loaded draws nothing: its random weights are zeros, the global generator does
+    /// not move, and outside the scope initialisation is random again.
+    func testWithoutInitialisationDrawsNothing() throws {
+        Random.seed(5)
+        let expected = Random.global
+        let skipped = Random.withoutInitialisation { ViTBlock(dim: 16, heads: 2) }
+        XCTAssertEqual(Random.global.next(), { var g = expected; return g.next() }(), "the generator did not move")
+        for (key, p) in skipped.namedParameters() where !key.hasPrefix("norm") {
+            XCTAssertEqual(p.toArray().map(abs).max(), 0, key)
+        }
+        let drawn = ViTBlock(dim: 16, heads: 2)
+        XCTAssertGreaterThan(drawn.mlp.fc1.weight.toArray().map(abs).max()!, 0)
+    }
+
     func testFreezingStopsGradientsAndCounts() throws {
         let model = Sequential([Linear(4, 8), Linear(8, 2)])
         XCTAssertEqual(model.parameterCount(), 4 * 8 + 8 + 8 * 2 + 2)

@@ -114,7 +114,7 @@ public enum ASTCheckpoint {
         var config = hfConfig
         if let inputTdim { config.inputTdim = inputTdim }
         do { try config.validate() } catch { throw ModelError("\(folder.path): \(error)") }
-        let model = AST(config)
+        let model = Random.withoutInitialisation { AST(config) }   // every weight comes from the file
         let file = try SafeTensors.read(folder.appendingPathComponent("model.safetensors"))
         do {
             try load(try fromHuggingFace(file.tensors), into: model, sourceGrid: (hfConfig.fGrid, hfConfig.tGrid))
