@@ -232,6 +232,7 @@ net(torch.randn(6, 4))
 state = net.state_dict()
 state["extra.half"] = torch.randn(2, 3).half()
 state["extra.view"] = torch.arange(12.0).reshape(3, 4).t()[1:]  # shares storage, strided
+state["extra.tail"] = torch.arange(20.0).reshape(4, 5)[1:3]  # contiguous, at an offset into its storage (as split qkv thirds are)
 torch.save(state, os.path.join(root, "Tests/NNTests/Fixtures/torch_state.pth"))
 save_file({k: v.float().contiguous() for k, v in state.items()}, os.path.join(root, "Tests/NNTests/Fixtures/torch_state.safetensors"))
 torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, os.path.join(root, "Tests/NNTests/Fixtures/torch_wrapped.pth"))

@@ -265,8 +265,20 @@ struct Unpickler {
             // Highest element index touched must lie inside the storage.
             let last = offset + zip(size, stride).reduce(0) { $0 + max($1.0 - 1, 0) * $1.1 }
             guard count == 0 || (offset >= 0 && last < data.count / dtype.size) else { throw fail("tensor view exceeds its storage") }
+            // Row-major stride: the usual layout of a saved parameter.
+            var contiguous = true, expected = 1
+            for d in size.indices.reversed() where size[d] > 1 {
+                if stride[d] != expected { contiguous = false }
+                expected *= size[d]
+            }
             data.withUnsafeBytes { raw in
                 let base = raw.baseAddress!
+                if contiguous && dtype == .f32 && count > 0 {
+                    // A float32 run copies as it is (little-endian, like every platform this builds for):
+                    // the element loop below cost a base AST a second of loading.
+                    UnsafeMutableRawPointer(t.data).copyMemory(from: base + 4 * offset, byteCount: 4 * count)
+                    return
+                }
                 var index = [Int](repeating: 0, count: size.count)
                 for i in 0..<count {
                     var src = offset
