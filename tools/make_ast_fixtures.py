@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import ASTConfig, ASTForAudioClassification
 
+from ast_keys import to_original
+
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 fix = os.path.join(root, "Tests/ModelsTests/Fixtures")
 os.makedirs(fix, exist_ok=True)
@@ -76,40 +78,6 @@ for f, t in [(3, 12), (5, 6), (2, 4), (6, 11)]:
 save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(fix, "ast_parity.safetensors"))
 
 # The same weights under the original repository's keys, as the released .pth files store them.
-rename = {
-    "embeddings.cls_token": "v.cls_token", "embeddings.distillation_token": "v.dist_token",
-    "embeddings.position_embeddings": "v.pos_embed", "embeddings.patch_embeddings.projection": "v.patch_embed.proj",
-    "layernorm": "v.norm",
-}
-
-
-def to_original(sd, layers, width):
-    """HF ASTForAudioClassification keys -> the original `module.v.*` / `module.mlp_head.*` keys."""
-    orig = {}
-    P = "audio_spectrogram_transformer."
-    for k, v in sd.items():
-        if k.startswith(P + "encoder.layer."):
-            i, rest = k[len(P + "encoder.layer."):].split(".", 1)
-            if rest.startswith("attention.attention."):
-                continue
-            m = {"attention.output.dense": "attn.proj", "layernorm_before": "norm1", "layernorm_after": "norm2",
-                 "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
-            stem, kind = rest.rsplit(".", 1)
-            orig[f"module.v.blocks.{i}.{m[stem]}.{kind}"] = v
-        elif k.startswith(P):
-            stem, kind = k[len(P):].rsplit(".", 1) if not k.endswith("token") and not k.endswith("embeddings") else (k[len(P):], None)
-            orig["module." + rename[stem] + (f".{kind}" if kind else "")] = v
-        else:
-            orig["module." + k.replace("classifier.layernorm", "mlp_head.0").replace("classifier.dense", "mlp_head.1")] = v
-    for i in range(layers):
-        a = P + f"encoder.layer.{i}.attention.attention."
-        for kind in ["weight", "bias"]:
-            orig[f"module.v.blocks.{i}.attn.qkv.{kind}"] = torch.cat([sd[a + f"query.{kind}"], sd[a + f"key.{kind}"], sd[a + f"value.{kind}"]])
-    orig["module.v.head.weight"] = torch.zeros(7, width)  # timm's unused ImageNet heads ride along in the releases
-    orig["module.v.head.bias"] = torch.zeros(7)
-    return orig
-
-
 # transformers 5 renames layers in memory but saves the classic hub names; start from the saved file.
 orig = to_original(load_file(os.path.join(fix, "hf_ast_tiny/model.safetensors")), cfg.num_hidden_layers, 32)
 torch.save(orig, os.path.join(fix, "ast_original.pth"))
