@@ -23,6 +23,13 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
         FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: input.targetLength, mean: input.mean, std: input.std)
     }
 
+    /// AST's Kaldi fbank with `bins` mel bins (128 in every AST/SSAST release; a checkpoint may say other).
+    public static func astFbank(bins: Int = 128, targetFrames: Int?, mean: Float?, std: Float?) -> FeaturePipeline {
+        var fbank = KaldiFbankConfig.ast
+        fbank.numMelBins = bins
+        return FeaturePipeline(kind: .kaldiFbank(fbank), targetFrames: targetFrames, mean: mean, std: std)
+    }
+
     public var sampleRate: Int {
         switch kind { case .kaldiFbank(let c): c.sampleRate; case .logMel(let c): c.sampleRate }
     }

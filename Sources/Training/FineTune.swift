@@ -52,9 +52,7 @@ public struct FineTuneConfig: Codable, Sendable {
     public init() {}
 
     public var pipeline: FeaturePipeline {
-        var fbank = KaldiFbankConfig.ast
-        fbank.numMelBins = melBins ?? 128
-        return FeaturePipeline(kind: .kaldiFbank(fbank), targetFrames: inputTdim, mean: mean, std: std)
+        .astFbank(bins: melBins ?? 128, targetFrames: inputTdim, mean: mean, std: std)
     }
 }
 

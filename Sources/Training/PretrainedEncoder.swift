@@ -66,10 +66,7 @@ public struct PretrainedEncoder {
               let pos = state["v.pos_embed"], pos.rank == 3 else {
             throw NNError("\(file.path): v.cls_token, v.patch_embed.proj.weight or v.pos_embed missing or misshapen")
         }
-        let depth = Set(state.keys.compactMap { key -> Int? in
-            guard key.hasPrefix("v.blocks.") else { return nil }
-            return Int(key.dropFirst("v.blocks.".count).prefix { $0 != "." })
-        }).count
+        let depth = ASTRelease.blockCount(state)
         let dim = cls.shape[2], (fshape, tshape) = (patch.shape[2], patch.shape[3])
         // The pretraining input (128 x 1024 in every release); without it, 128 bins and what the positions hold.
         let fdim = try state["p_input_fdim"].map { Int(try $0.item()) } ?? 128

@@ -53,10 +53,7 @@ public enum ASTRelease {
         let mlpHidden = try dims("v.blocks.0.mlp.fc1.weight", rank: 2)[0]
         let labelDim = state["mlp_head.1.weight"]?.shape.first ?? 1
         let positions = try dims("v.pos_embed", rank: 3)[1]
-        let depth = Set(state.keys.compactMap { key -> Int? in
-            guard key.hasPrefix("v.blocks.") else { return nil }
-            return Int(key.dropFirst("v.blocks.".count).prefix { $0 != "." })
-        }).count
+        let depth = blockCount(state)
         let heads: Int
         if let h = shape.heads {
             guard h > 0, dim % h == 0 else { throw ModelError("\(file.path): width \(dim) does not split into \(h) heads (--heads)") }
@@ -95,6 +92,14 @@ public enum ASTRelease {
         return nil
     }
 
+    /// Transformer blocks in a state dict: the distinct `v.blocks.<i>.` indices.
+    static func blockCount(_ state: [String: Tensor]) -> Int {
+        Set(state.keys.compactMap { key -> Int? in
+            guard key.hasPrefix("v.blocks.") else { return nil }
+            return Int(key.dropFirst("v.blocks.".count).prefix { $0 != "." })
+        }).count
+    }
+
     /// Whether the state dict (after `fromOriginal`) is an SSAST pretraining checkpoint.
     static func isSSAST(_ state: [String: Tensor]) -> Bool {
         state["mask_embed"] != nil || state.keys.contains { $0.hasPrefix("cpredlayer.") || $0.hasPrefix("gpredlayer.") }
@@ -127,10 +132,8 @@ extension Classifier {
         let model = Random.withoutInitialisation { AST(config) }   // the encoder comes from the file; the head is unused
         try pre.initialise(model)
         model.eval()
-        var fbank = KaldiFbankConfig.ast
-        fbank.numMelBins = config.inputFdim
-        var pipeline = pre.pipeline ?? FeaturePipeline(kind: .kaldiFbank(fbank), targetFrames: config.inputTdim,
-                                                       mean: ASTInputConfig.audioset.mean, std: ASTInputConfig.audioset.std)
+        var pipeline = pre.pipeline ?? .astFbank(bins: config.inputFdim, targetFrames: config.inputTdim,
+                                                 mean: ASTInputConfig.audioset.mean, std: ASTInputConfig.audioset.std)
         if let mean = options.mean { pipeline.mean = mean }
         if let std = options.std { pipeline.std = std }
         return Classifier(model: model, classes: [], pipeline: pipeline, multiLabel: false)
@@ -186,10 +189,8 @@ extension Classifier {
         do { try ASTCheckpoint.load(state, into: model) } catch { throw ModelError("\(file.path): \(error)") }
         model.eval()
         let classes = try options.labels.map { try readClassNames($0, count: config.labelDim) } ?? (0..<config.labelDim).map(String.init)
-        var fbank = KaldiFbankConfig.ast
-        fbank.numMelBins = config.inputFdim
-        let pipeline = FeaturePipeline(kind: .kaldiFbank(fbank), targetFrames: config.inputTdim,
-                                       mean: options.mean ?? ASTInputConfig.audioset.mean, std: options.std ?? ASTInputConfig.audioset.std)
+        let pipeline = FeaturePipeline.astFbank(bins: config.inputFdim, targetFrames: config.inputTdim,
+                                                mean: options.mean ?? ASTInputConfig.audioset.mean, std: options.std ?? ASTInputConfig.audioset.std)
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: options.multiLabel ?? true)
     }
 
