@@ -103,7 +103,7 @@ public struct Classifier {
             if starts.count == 1 { return try f(features) }
             var total = try f(features.slice(axis: 1, start: starts[0], end: starts[0] + window))
             for start in starts.dropFirst() { total = try total + f(features.slice(axis: 1, start: start, end: start + window)) }
-            return try total * (1 / Float(starts.count))
+            return total * (1 / Float(starts.count))
         }
     }
 

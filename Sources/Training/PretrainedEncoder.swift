@@ -27,11 +27,7 @@ public struct PretrainedEncoder {
     public var pipeline: FeaturePipeline? = nil
 
     public static func read(_ path: URL, shape: ReleaseShape = ReleaseShape()) throws -> PretrainedEncoder {
-        var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir)
-        if isDir.boolValue && FileManager.default.fileExists(atPath: path.appendingPathComponent("model.safetensors").path) {
-            return try huggingFace(path)
-        }
+        if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path) }
         let file = RunDirectory.checkpointFile(path)
         if Classifier.isZipArchive(file) { return try release(file, shape: shape) }
         let st = try SafeTensors.read(file)

@@ -111,12 +111,8 @@ extension Classifier {
     /// `ASTForAudioClassification` folder (config.json + model.safetensors), or an original AST `.pth`
     /// release (a zip archive; see `TorchCheckpoint`), with `options` filling in what a release lacks.
     public static func load(_ path: URL, released options: ReleasedCheckpointOptions) throws -> Classifier {
-        var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir)
-        if isDir.boolValue && FileManager.default.fileExists(atPath: path.appendingPathComponent("model.safetensors").path) {
-            return try huggingFace(path, options)
-        }
-        if !isDir.boolValue && isZipArchive(path) { return try originalAST(path, options) }
+        if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path, options) }
+        if isZipArchive(path) { return try originalAST(path, options) }
         return try load(path)
     }
 
@@ -139,6 +135,7 @@ extension Classifier {
         return Classifier(model: model, classes: [], pipeline: pipeline, multiLabel: false)
     }
 
+    /// Whether `url` is a file that starts like a zip archive (`torch.save`'s format); false for folders.
     static func isZipArchive(_ url: URL) -> Bool {
         guard let handle = try? FileHandle(forReadingFrom: url) else { return false }
         defer { try? handle.close() }

@@ -14,7 +14,7 @@ public struct RunDirectory: Sendable {
     /// A run folder stands for its best checkpoint; a file stands for itself.
     public static func checkpointFile(_ path: URL) -> URL {
         var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir)
+        _ = FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir)
         return isDir.boolValue ? path.appendingPathComponent("best.safetensors") : path
     }
 
@@ -40,7 +40,7 @@ public struct RunDirectory: Sendable {
     public func appendMetrics(_ fields: [String: Any]) throws {
         var line = try JSONSerialization.data(withJSONObject: jsonSafe(fields), options: [.sortedKeys])
         line.append(0x0A)
-        if !FileManager.default.fileExists(atPath: metricsURL.path) { FileManager.default.createFile(atPath: metricsURL.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: metricsURL.path) { _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: metricsURL)
         defer { try? handle.close() }
         try handle.seekToEnd()

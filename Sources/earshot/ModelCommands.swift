@@ -176,7 +176,7 @@ struct Embed: ParsableCommand {
         var files: [String] = []
         for input in inputs {
             var isDir: ObjCBool = false
-            FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
+            _ = FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
             if isDir.boolValue { files += try Dataset.load(URL(fileURLWithPath: input)).records.map(\.path) } else { files.append(input) }
         }
         var tensors: [String: Tensor] = [:], skipped = 0

@@ -107,6 +107,13 @@ public enum ASTCheckpoint {
         try model.load(stateDict: s)
     }
 
+    /// Whether `url` is a Hugging Face model folder (a folder holding model.safetensors).
+    public static func isHuggingFaceFolder(_ url: URL) -> Bool {
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) && isDir.boolValue
+            && FileManager.default.fileExists(atPath: url.appendingPathComponent("model.safetensors").path)
+    }
+
     /// Loads a Hugging Face folder (config.json + model.safetensors). `inputTdim` overrides the clip
     /// length; the positional embedding is then cut or interpolated like the original AST.
     public static func loadHuggingFace(_ folder: URL, inputTdim: Int? = nil) throws -> AST {
