@@ -86,17 +86,18 @@ print(sorted(orig)[:6], len(orig))
 
 # SSAST pretext tasks, written after ssast:src/models/ast_models.py (mpc / mpg) on timm-style blocks.
 class Block(torch.nn.Module):
-    def __init__(self, dim, heads):
+    def __init__(self, dim, heads, hidden=None):
         super().__init__()
         self.heads = heads
+        hidden = hidden or 4 * dim
         self.norm1 = torch.nn.LayerNorm(dim, eps=1e-6)
         self.attn = torch.nn.Module()
         self.attn.qkv = torch.nn.Linear(dim, 3 * dim)
         self.attn.proj = torch.nn.Linear(dim, dim)
         self.norm2 = torch.nn.LayerNorm(dim, eps=1e-6)
         self.mlp = torch.nn.Module()
-        self.mlp.fc1 = torch.nn.Linear(dim, 4 * dim)
-        self.mlp.fc2 = torch.nn.Linear(4 * dim, dim)
+        self.mlp.fc1 = torch.nn.Linear(dim, hidden)
+        self.mlp.fc2 = torch.nn.Linear(hidden, dim)
 
     def forward(self, x):
         B, N, C = x.shape
@@ -223,10 +224,36 @@ wave = (0.3 * torch.sin(2 * torch.pi * 440 * t) * torch.exp(-t) + 0.05 * torch.r
 feats = extractor(wave.numpy(), sampling_rate=16000, return_tensors="pt")["input_values"]
 with torch.no_grad():
     rlogits = rmodel(feats).logits
-save_file({"wave": wave, "features": feats.contiguous(), "logits": rlogits.contiguous()},
-          os.path.join(fix, "ast_release.safetensors"))
 rsd = load_file(os.path.join(hf_dir, "model.safetensors"))
-torch.save(to_original(rsd, rcfg.num_hidden_layers, 32), os.path.join(fix, "tiny_12_12_0.5000.pth"))
+release_pth = to_original(rsd, rcfg.num_hidden_layers, 32)
+torch.save(release_pth, os.path.join(fix, "tiny_12_12_0.5000.pth"))
+
+
+def ast_reference(state, x, stride, heads):
+    """ASTModel.forward of the original repository (ast_models.py) on an original state dict: patch conv,
+    [cls, dist, patches] + pos_embed, timm blocks (LayerNorm eps 1e-6), final norm, (x[:,0] + x[:,1]) / 2,
+    mlp_head = LayerNorm (PyTorch's default eps 1e-5) + Linear."""
+    sd = {k[len("module."):]: v for k, v in state.items()}
+    dim = sd["v.cls_token"].shape[-1]
+    h = F.conv2d(x.unsqueeze(1).transpose(2, 3), sd["v.patch_embed.proj.weight"], sd["v.patch_embed.proj.bias"], stride=stride)
+    h = h.flatten(2).transpose(1, 2)
+    h = torch.cat([sd["v.cls_token"].expand(x.shape[0], -1, -1), sd["v.dist_token"].expand(x.shape[0], -1, -1), h], dim=1)
+    h = h + sd["v.pos_embed"]
+    depth = len({k.split(".")[2] for k in sd if k.startswith("v.blocks.")})
+    for i in range(depth):
+        blk = Block(dim, heads, sd[f"v.blocks.{i}.mlp.fc1.weight"].shape[0])
+        blk.load_state_dict({k[len(f"v.blocks.{i}."):]: v for k, v in sd.items() if k.startswith(f"v.blocks.{i}.")})
+        h = blk(h)
+    h = F.layer_norm(h, (dim,), sd["v.norm.weight"], sd["v.norm.bias"], eps=1e-6)
+    pooled = (h[:, 0] + h[:, 1]) / 2
+    pooled = F.layer_norm(pooled, (dim,), sd["mlp_head.0.weight"], sd["mlp_head.0.bias"], eps=1e-5)
+    return F.linear(pooled, sd["mlp_head.1.weight"], sd["mlp_head.1.bias"])
+
+
+with torch.no_grad():
+    reference_logits = ast_reference(release_pth, feats, (12, 12), 4)
+save_file({"wave": wave, "features": feats.contiguous(), "logits": rlogits.contiguous(),
+           "reference_logits": reference_logits.contiguous()}, os.path.join(fix, "ast_release.safetensors"))
 with open(os.path.join(fix, "release_class_labels_indices.csv"), "w") as f:
     f.write("index,mid,display_name\n" + "".join(f'{i},/m/{i:04d},"{n}"\n' for i, n in enumerate(names)))
-print("release", feats.shape, rlogits)
+print("release", feats.shape, rlogits, reference_logits)
