@@ -173,9 +173,15 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     }
     // The start decides the architecture: an AST (a release or a classifier) keeps its own; an SSAST
     // encoder, or none, gives the named SSAST size.
-    let pretrained = try cfg.initFrom.map { try PretrainedEncoder.read(URL(fileURLWithPath: $0), shape: cfg.releaseShape ?? ReleaseShape()) }
+    // A resumed run rebuilds the model its last checkpoint describes and never needs its start again.
+    let resuming = resume && FileManager.default.fileExists(atPath: run.last.path)
+    let saved = resuming ? try SafeTensors.read(run.last).metadata["ast_config"].flatMap { try? JSONDecoder().decode(ASTConfig.self, from: Data($0.utf8)) } : nil
+    let pretrained = resuming ? nil : try cfg.initFrom.map { try PretrainedEncoder.read(URL(fileURLWithPath: $0), shape: cfg.releaseShape ?? ReleaseShape()) }
     var mc: ASTConfig
-    if let pretrained, pretrained.source == .ast {
+    if let saved {
+        mc = saved
+        if mc.inputFdim != 128 { cfg.melBins = mc.inputFdim }
+    } else if let pretrained, pretrained.source == .ast {
         mc = pretrained.classifierConfig(inputTdim: cfg.cropFrames ?? cfg.inputTdim, labelDim: 1)
         if let d = cfg.depth, d != mc.depth {
             throw NNError("finetune: depth \(d) differs from the \(mc.depth) blocks of \(pretrained.file.path)")
@@ -197,14 +203,14 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     guard cfg.lr > 0 && cfg.lr.isFinite else { throw NNError("finetune: learning rate \(cfg.lr) must be positive") }
     Random.seed(cfg.seed)
     let model = AST(mc)
-    if let pretrained, !(resume && FileManager.default.fileExists(atPath: run.last.path)) {
+    if let pretrained {
         try pretrained.initialise(model)
         log("initialised the encoder from \(pretrained.file.path) (\(pretrained.source.rawValue == "ast" ? "AST" : "SSAST"))")
     }
     if cfg.freezeEncoder { model.freeze(prefix: "v.") }
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)], betas: (0.95, 0.999))
     var firstEpoch = 0
-    if resume && FileManager.default.fileExists(atPath: run.last.path) {
+    if resuming {
         firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1
         log("resuming after epoch \(firstEpoch - 1)")
     } else { try run.writeConfig(cfg) }

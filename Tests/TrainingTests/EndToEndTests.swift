@@ -285,6 +285,19 @@ final class EndToEndTests: XCTestCase {
         lines = []
         _ = try fineTuneAST(again, data: data, run: try RunDirectory(dir.appendingPathComponent("again"))) { lines.append($0) }
         XCTAssertTrue(lines.contains { $0.contains("from-ast/best.safetensors (AST)") }, "\(lines.prefix(3))")
+        // A resumed run rebuilds its model from its own checkpoint: the start may be gone by then.
+        let copy = dir.appendingPathComponent("audioset_12_12_copy.pth")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: try XCTUnwrap(ast.initFrom)), to: copy)
+        var moved = ast
+        (moved.initFrom, moved.epochs) = (copy.path, 1)
+        let movedRun = try RunDirectory(dir.appendingPathComponent("moved"))
+        _ = try fineTuneAST(moved, data: data, run: movedRun, log: { _ in })
+        try FileManager.default.removeItem(at: copy)
+        moved.epochs = 2
+        lines = []
+        _ = try fineTuneAST(moved, data: data, run: movedRun, resume: true) { lines.append($0) }
+        XCTAssertTrue(lines.contains("resuming after epoch 0"), "\(lines.prefix(3))")
+        XCTAssertEqual(movedRun.metricsHistory(throughEpoch: 2).count, 2)
         ast.depth = 3
         XCTAssertThrowsError(try fineTuneAST(ast, data: data, run: try RunDirectory(dir.appendingPathComponent("bad")), log: { _ in })) {
             XCTAssertTrue("\($0)".contains("depth 3 differs from the 2 blocks"), "\($0)")
