@@ -156,6 +156,32 @@ public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int 
                              dPrime: ml.dPrime, clips: predicted.count), loader.report)
 }
 
+/// The classifier's architecture, recorded back into `cfg` (size, variant, depth, mel bins) so the run's
+/// config says what was built: a resumed run's own (its last checkpoint's); else the start's (an AST
+/// release, Hugging Face folder or classifier keeps its architecture; an SSAST encoder gives its named
+/// size, variant and depth); else the named SSAST size of `cfg`.
+func classifierArchitecture(_ cfg: inout FineTuneConfig, saved: ASTConfig?, start: PretrainedEncoder?) throws -> ASTConfig {
+    let frames = cfg.cropFrames ?? cfg.inputTdim
+    var mc: ASTConfig
+    if let start, cfg.depth != nil, cfg.depth != start.config.depth {
+        throw NNError("finetune: depth \(cfg.depth!) differs from the \(start.config.depth) blocks of \(start.file.path)")
+    }
+    if let saved {
+        mc = saved
+    } else if let start, start.source == .ast {
+        mc = start.classifierConfig(inputTdim: frames, labelDim: 1)
+    } else {
+        if let start, let shape = start.ssastShape { (cfg.size, cfg.variant, cfg.depth) = (shape.size, shape.variant, start.config.depth) }
+        guard let named = SSAST.config(cfg.size, variant: cfg.variant, inputTdim: frames) else {
+            throw NNError("finetune: unknown model size '\(cfg.size)'")
+        }
+        mc = named
+        if let d = cfg.depth { mc.depth = d }
+    }
+    if mc.inputFdim != 128 { cfg.melBins = mc.inputFdim }
+    return mc
+}
+
 /// Supervised fine-tuning of an AST classifier (optionally from an SSAST encoder), evaluating on the
 /// test split every epoch and keeping the best checkpoint; returns the best epoch's result.
 public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirectory, resume: Bool = false,
@@ -171,29 +197,11 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     if let crop = cfg.cropFrames, crop <= 0 || crop > cfg.inputTdim {
         throw NNError("finetune: crop-frames \(crop) must be between 1 and the target length \(cfg.inputTdim)")
     }
-    // The start decides the architecture: an AST (a release or a classifier) keeps its own; an SSAST
-    // encoder, or none, gives the named SSAST size.
     // A resumed run rebuilds the model its last checkpoint describes and never needs its start again.
     let resuming = resume && FileManager.default.fileExists(atPath: run.last.path)
     let saved = resuming ? try SafeTensors.read(run.last).metadata["ast_config"].flatMap { try? JSONDecoder().decode(ASTConfig.self, from: Data($0.utf8)) } : nil
     let pretrained = resuming ? nil : try cfg.initFrom.map { try PretrainedEncoder.read(URL(fileURLWithPath: $0), shape: cfg.releaseShape ?? ReleaseShape()) }
-    var mc: ASTConfig
-    if let saved {
-        mc = saved
-        if mc.inputFdim != 128 { cfg.melBins = mc.inputFdim }
-    } else if let pretrained, pretrained.source == .ast {
-        mc = pretrained.classifierConfig(inputTdim: cfg.cropFrames ?? cfg.inputTdim, labelDim: 1)
-        if let d = cfg.depth, d != mc.depth {
-            throw NNError("finetune: depth \(d) differs from the \(mc.depth) blocks of \(pretrained.file.path)")
-        }
-        if mc.inputFdim != 128 { cfg.melBins = mc.inputFdim }
-    } else {
-        guard let named = SSAST.config(cfg.size, variant: cfg.variant, inputTdim: cfg.cropFrames ?? cfg.inputTdim) else {
-            throw NNError("finetune: unknown model size '\(cfg.size)'")
-        }
-        mc = named
-        if let d = cfg.depth { mc.depth = d }
-    }
+    var mc = try classifierArchitecture(&cfg, saved: saved, start: pretrained)
     guard cfg.dropPath >= 0 && cfg.dropPath < 1 else { throw NNError("finetune: drop-path \(cfg.dropPath) must be in [0, 1)") }
     guard cfg.weightDecay >= 0 else { throw NNError("finetune: weight-decay \(cfg.weightDecay) must not be negative") }
     mc.dropPath = cfg.dropPath

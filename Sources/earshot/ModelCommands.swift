@@ -92,13 +92,9 @@ struct Finetune: ParsableCommand {
     func run() throws {
         var c = FineTuneConfig()
         let (size, variant) = try parseModelName(model)
+        // With --init-from, the start's shape wins over --model (see `classifierArchitecture`).
         (c.size, c.variant, c.depth) = (size, variant, depth)
-        if let initFrom {
-            // The encoder's shape comes from the pretraining run or release, whatever --model says.
-            if release.shape != ReleaseShape() { c.releaseShape = release.shape }
-            let pre = try PretrainedEncoder.read(URL(fileURLWithPath: initFrom), shape: release.shape)
-            if let s = pre.ssastShape { (c.size, c.variant, c.depth) = (s.size, s.variant, pre.config.depth) }
-        }
+        if initFrom != nil && release.shape != ReleaseShape() { c.releaseShape = release.shape }
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.freqm, c.timem, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, freqm, timem, mixup, freezeEncoder, mean, std, seed)
         (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay, c.shotsPerClass, c.noise) =

@@ -262,11 +262,15 @@ final class EndToEndTests: XCTestCase {
         let release = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("ModelsTests/Fixtures/ssast_release_tiny.pth")
         var ft = FineTuneConfig()
-        (ft.initFrom, ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (release.path, 1, 64, 1, 6, 3e-4)
+        (ft.initFrom, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (release.path, 64, 1, 6, 3e-4)
+        (ft.size, ft.variant) = ("base", .frame)   // the start's shape wins, and the run's config says so
         var lines: [String] = []
-        let result = try fineTuneAST(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("from-release"))) { lines.append($0) }
+        let releaseRun = try RunDirectory(dir.appendingPathComponent("from-release"))
+        let result = try fineTuneAST(ft, data: data, run: releaseRun) { lines.append($0) }
         XCTAssertTrue(lines.contains { $0.contains("initialised the encoder from \(release.path) (SSAST)") }, "\(lines.prefix(3))")
         XCTAssertEqual(result.clips, 6)
+        let recorded = try releaseRun.readConfig(FineTuneConfig.self)
+        XCTAssertEqual([recorded.size, recorded.variant.rawValue, "\(recorded.depth ?? 0)"], ["tiny", "patch", "1"])
 
         // An AST release keeps its architecture (strides 12, 40 mel bins, cls-pair pooling), and the
         // classifier it becomes is a start again, for new labels.
