@@ -52,7 +52,11 @@ public struct PretrainedEncoder {
     }
 
     static func release(_ file: URL, shape: ReleaseShape) throws -> PretrainedEncoder {
-        let state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
+        try release(ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file)), file: file, shape: shape)
+    }
+
+    /// A release's state dict, already read (keys as `ASTCheckpoint.fromOriginal` leaves them).
+    static func release(_ state: [String: Tensor], file: URL, shape: ReleaseShape) throws -> PretrainedEncoder {
         let encoder = state.filter { $0.key.hasPrefix("v.") }
         guard ASTRelease.isSSAST(state) else {
             return PretrainedEncoder(file: file, source: .ast, config: try ASTRelease.config(of: state, file: file, shape: shape),

@@ -120,8 +120,18 @@ extension Classifier {
     /// SSAST encoder (an Earshot pretraining run or checkpoint, an SSAST release) embedding a clip as the
     /// mean of its patch tokens, as SSAST's fine-tuning pools them. An encoder-only result has no classes.
     public static func loadEmbedder(_ path: URL, released options: ReleasedCheckpointOptions) throws -> Classifier {
-        guard let pre = try? PretrainedEncoder.read(path, shape: options.shape), pre.source == .ssast else {
-            return try load(path, released: options)
+        if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path, options) }
+        let file = RunDirectory.checkpointFile(path)
+        let pre: PretrainedEncoder
+        if isZipArchive(file) {
+            // A .pth is parsed once, whichever kind it turns out to be.
+            let state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
+            guard ASTRelease.isSSAST(state) else { return try originalAST(state, file: file, options) }
+            pre = try PretrainedEncoder.release(state, file: file, shape: options.shape)
+        } else {
+            // Safetensors are memory-mapped: looking at the metadata first costs nothing.
+            guard let encoder = try? PretrainedEncoder.read(file), encoder.source == .ssast else { return try load(file) }
+            pre = encoder
         }
         var config = pre.config
         (config.labelDim, config.pooling) = (1, .meanTokens)
@@ -176,7 +186,10 @@ extension Classifier {
     /// shapes give width, depth, patch size, the MLP and the classes; strides, heads and mel bins
     /// come from `options`, the file name or AST's defaults, and the clip length from the patch grid.
     static func originalAST(_ file: URL, _ options: ReleasedCheckpointOptions) throws -> Classifier {
-        let state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
+        try originalAST(ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file)), file: file, options)
+    }
+
+    static func originalAST(_ state: [String: Tensor], file: URL, _ options: ReleasedCheckpointOptions) throws -> Classifier {
         if ASTRelease.isSSAST(state) {
             throw ModelError("\(file.path): an SSAST pretraining checkpoint has no classifier head; fine-tune it first (earshot finetune --init-from)")
         }

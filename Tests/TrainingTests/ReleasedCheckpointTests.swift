@@ -63,6 +63,11 @@ final class ReleasedCheckpointTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbs(logits, try fx("reference_logits")), 1e-5)
         XCTAssertLessThanOrEqual(maxAbs(logits, try fx("logits")), 1e-4)
 
+        // `embed` takes the same release as a classifier (its cls-pair pooled embedding).
+        let embedder = try Classifier.loadEmbedder(Self.fixtures.appendingPathComponent("tiny_12_12_0.5000.pth"), released: o)
+        XCTAssertEqual(embedder.classes, clf.classes)
+        XCTAssertEqual(maxAbs(try embedder.embedding(features), try clf.embedding(features)), 0)
+
         // Without the head count the width must be an AST size; a wrong stride cannot tile the positions.
         XCTAssertThrowsError(try Classifier.load(Self.fixtures.appendingPathComponent("tiny_12_12_0.5000.pth"), released: .init())) {
             XCTAssertTrue("\($0)".contains("--heads"), "\($0)")
