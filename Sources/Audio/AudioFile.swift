@@ -73,8 +73,8 @@ public enum AudioFile {
         defer { sf_close(handle) }
         let channels = Int(info.channels), frames = Int(info.frames)
         guard info.samplerate > 0, channels > 0 else { throw AudioError("\(path): invalid header (rate \(info.samplerate), \(channels) channels)") }
-        // Below 1 kHz no audio front end has a band to work with; such a rate is a damaged header, and
-        // resampling it would turn a few bytes into seconds of nonsense.
+        // Below 1 kHz no front end has a band to work with and above 1 MHz no recorder writes: such a rate
+        // is a damaged header, and resampling it would turn a few bytes into seconds of nonsense.
         guard plausibleSampleRates.contains(Int(info.samplerate)) else {
             throw AudioError("\(path): implausible sample rate \(info.samplerate) Hz (expected \(plausibleSampleRates.lowerBound)-\(plausibleSampleRates.upperBound) Hz; a damaged header?)")
         }
