@@ -72,7 +72,7 @@ public struct PretrainedEncoder {
         let fdim = try state["p_input_fdim"].map { Int(try $0.item()) } ?? 128
         let positions = pos.shape[1] - 2, fGrid = fdim / max(fshape, 1)
         let tdim = try state["p_input_tdim"].map { Int(try $0.item()) } ?? positions / max(fGrid, 1) * tshape
-        guard let size = ["tiny": 192, "small": 384, "base": 768].first(where: { $0.value == dim })?.key else {
+        guard let size = ["tiny", "small", "base"].first(where: { ASTConfig.named($0, labelDim: 1)?.dim == dim }) else {
             throw NNError("\(file.path): width \(dim) is not an SSAST size (tiny 192, small 384, base 768)")
         }
         let variant: SSAST.Variant = fshape == fdim && tshape == 2 ? .frame : .patch
@@ -83,7 +83,7 @@ public struct PretrainedEncoder {
         guard config.fshape == fshape, config.tshape == tshape, config.patches == positions else {
             throw NNError("\(file.path): patch \(fshape)x\(tshape) with \(positions) positions does not fit a \(fdim) x \(tdim) input")
         }
-        return PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
+        return PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: (size, variant), encoder: encoder)
     }
 
     /// The named size and variant an SSAST encoder's config matches.
