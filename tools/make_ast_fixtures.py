@@ -4,6 +4,7 @@ Hugging Face format, its logits, logits after adapting it to other clip lengths 
 AST code adapts positional embeddings, and the same weights as an original-style `.pth` state dict.
 Usage: $(../shared/tools/reference-venv.sh) tools/make_ast_fixtures.py  (CI never runs this.)"""
 import os
+import shutil
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,11 @@ def tiny_ast(**shape):
 
 cfg, model = tiny_ast(frequency_stride=10, time_stride=10, max_length=100, num_mel_bins=48, num_labels=5)
 model.save_pretrained(os.path.join(fix, "hf_ast_tiny"), safe_serialization=True)
+# The same folder as older transformers saved it (and many hub repos still hold): pytorch_model.bin, a
+# torch.save of the state dict under the hub names.
+os.makedirs(os.path.join(fix, "hf_ast_tiny_bin"), exist_ok=True)
+shutil.copy(os.path.join(fix, "hf_ast_tiny", "config.json"), os.path.join(fix, "hf_ast_tiny_bin", "config.json"))
+torch.save(load_file(os.path.join(fix, "hf_ast_tiny", "model.safetensors")), os.path.join(fix, "hf_ast_tiny_bin", "pytorch_model.bin"))
 
 out = {}
 x = torch.randn(2, 100, 48)

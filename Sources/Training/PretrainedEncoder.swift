@@ -46,8 +46,7 @@ public struct PretrainedEncoder {
 
     static func huggingFace(_ folder: URL) throws -> PretrainedEncoder {
         let config = try ASTConfig.fromHuggingFace(folder.appendingPathComponent("config.json"))
-        let file = folder.appendingPathComponent("model.safetensors")
-        let state = try ASTCheckpoint.fromHuggingFace(try SafeTensors.read(file).tensors)
+        let (file, state) = try ASTCheckpoint.readHuggingFace(folder)
         return PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: state.filter { $0.key.hasPrefix("v.") })
     }
 

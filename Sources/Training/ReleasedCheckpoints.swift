@@ -108,7 +108,7 @@ public enum ASTRelease {
 
 extension Classifier {
     /// Loads a classifier from an Earshot fine-tuning run or checkpoint, a Hugging Face
-    /// `ASTForAudioClassification` folder (config.json + model.safetensors), or an original AST `.pth`
+    /// `ASTForAudioClassification` folder (config.json + model.safetensors or pytorch_model.bin), or an original AST `.pth`
     /// release (a zip archive; see `TorchCheckpoint`), with `options` filling in what a release lacks.
     public static func load(_ path: URL, released options: ReleasedCheckpointOptions) throws -> Classifier {
         if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path, options) }

@@ -25,6 +25,16 @@ final class ASTParityTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbs(logits, try fx("logits")), 1e-4)
     }
 
+    /// The same folder as older transformers saved it: pytorch_model.bin (a torch.save state dict).
+    func testHuggingFaceFolderWithPytorchModelBin() throws {
+        let folder = modelFixtures.appendingPathComponent("hf_ast_tiny_bin")
+        XCTAssertEqual(ASTCheckpoint.huggingFaceWeights(in: folder)?.lastPathComponent, "pytorch_model.bin")
+        let model = try ASTCheckpoint.loadHuggingFace(folder)
+        let logits = try GradMode.noGrad { try model(fx("input")) }
+        XCTAssertLessThanOrEqual(maxAbs(logits, try fx("logits")), 1e-4)
+        XCTAssertFalse(ASTCheckpoint.isHuggingFaceFolder(modelFixtures), "a folder without weights is not one")
+    }
+
     func testPositionalEmbeddingAdaptedToOtherLengthsLikeTheReference() throws {
         for length in [150, 60] {   // interpolate (9 -> 14 time patches) and centre-cut (9 -> 5)
             let model = try ASTCheckpoint.loadHuggingFace(modelFixtures.appendingPathComponent("hf_ast_tiny"), inputTdim: length)

@@ -107,14 +107,30 @@ public enum ASTCheckpoint {
         try model.load(stateDict: s)
     }
 
-    /// Whether `url` is a Hugging Face model folder (a folder holding model.safetensors).
-    public static func isHuggingFaceFolder(_ url: URL) -> Bool {
+    /// The weight files a Hugging Face folder may hold, preferred first: safetensors, then the older
+    /// `torch.save` of the state dict (read by the restricted unpickler, `TorchCheckpoint`).
+    static let huggingFaceWeightFiles = ["model.safetensors", "pytorch_model.bin"]
+
+    /// The weights file of a Hugging Face model folder, nil when `url` is not one.
+    public static func huggingFaceWeights(in url: URL) -> URL? {
         var isDir: ObjCBool = false
-        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) && isDir.boolValue
-            && FileManager.default.fileExists(atPath: url.appendingPathComponent("model.safetensors").path)
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue else { return nil }
+        return huggingFaceWeightFiles.map { url.appendingPathComponent($0) }.first { FileManager.default.fileExists(atPath: $0.path) }
     }
 
-    /// Loads a Hugging Face folder (config.json + model.safetensors). `inputTdim` overrides the clip
+    /// Whether `url` is a Hugging Face model folder (one holding model.safetensors or pytorch_model.bin).
+    public static func isHuggingFaceFolder(_ url: URL) -> Bool { huggingFaceWeights(in: url) != nil }
+
+    /// The state dict of a Hugging Face folder's weights file, under AST's keys.
+    public static func readHuggingFace(_ folder: URL) throws -> (file: URL, state: [String: Tensor]) {
+        guard let file = huggingFaceWeights(in: folder) else {
+            throw ModelError("\(folder.path): no \(huggingFaceWeightFiles.joined(separator: " or ")) in the folder")
+        }
+        let raw = file.pathExtension == "safetensors" ? try SafeTensors.read(file).tensors : try TorchCheckpoint.read(file)
+        do { return (file, try fromHuggingFace(raw)) } catch { throw ModelError("\(file.path): \(error)") }
+    }
+
+    /// Loads a Hugging Face folder (config.json + weights). `inputTdim` overrides the clip
     /// length; the positional embedding is then cut or interpolated like the original AST.
     public static func loadHuggingFace(_ folder: URL, inputTdim: Int? = nil) throws -> AST {
         let hfConfig = try ASTConfig.fromHuggingFace(folder.appendingPathComponent("config.json"))
@@ -122,10 +138,8 @@ public enum ASTCheckpoint {
         if let inputTdim { config.inputTdim = inputTdim }
         do { try config.validate() } catch { throw ModelError("\(folder.path): \(error)") }
         let model = Random.withoutInitialisation { AST(config) }   // every weight comes from the file
-        let file = try SafeTensors.read(folder.appendingPathComponent("model.safetensors"))
-        do {
-            try load(try fromHuggingFace(file.tensors), into: model, sourceGrid: (hfConfig.fGrid, hfConfig.tGrid))
-        } catch { throw ModelError("\(folder.path): \(error)") }
+        let (file, state) = try readHuggingFace(folder)
+        do { try load(state, into: model, sourceGrid: (hfConfig.fGrid, hfConfig.tGrid)) } catch { throw ModelError("\(file.path): \(error)") }
         model.eval()
         return model
     }
