@@ -52,7 +52,7 @@ struct Pretrain: ParsableCommand {
 }
 
 struct Finetune: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Fine-tune an AST classifier, from an SSAST run or from scratch.")
+    static let configuration = CommandConfiguration(abstract: "Fine-tune an AST classifier: from an SSAST run or release, an AST release or classifier, or from scratch.")
     @Option(name: [.customLong("init-from"), .customLong("init")],
             help: "Start: an SSAST run, checkpoint or release .pth, or an AST release .pth, Hugging Face AST folder or classifier (omit to train from scratch).")
     var initFrom: String?
