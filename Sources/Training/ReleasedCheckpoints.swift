@@ -25,7 +25,8 @@ public struct ReleaseShape: Codable, Sendable, Equatable {
 /// the AST recipes' default.
 public struct ReleasedCheckpointOptions: Sendable {
     public var shape = ReleaseShape()
-    /// Normalisation statistics (nil: the HF feature extractor's, else AudioSet's).
+    /// Normalisation statistics (nil: the HF feature extractor's; for a `.pth`, Speech Commands' when the
+    /// name says `speechcommands`, else AudioSet's).
     public var mean: Float?, std: Float?
     /// Class names: a CSV with `index` and `display_name` columns (AST's class_labels_indices.csv)
     /// or one name per line. nil: HF's id2label, or "0", "1", ... for a `.pth`.
@@ -90,6 +91,13 @@ public enum ASTRelease {
             if let f = Int(parts[i]), let t = Int(parts[i + 1]), (1...64).contains(f), (1...64).contains(t) { return (f, t) }
         }
         return nil
+    }
+
+    /// The normalisation statistics of the recipe a release's name says it came from: AST's Speech
+    /// Commands model (`speechcommands_10_10_0.9812.pth`) was trained on its own dataset's statistics,
+    /// every other release on AudioSet's.
+    static func statistics(_ file: URL) -> ASTInputConfig {
+        file.lastPathComponent.lowercased().hasPrefix("speechcommands") ? .speechCommands : .audioset
     }
 
     /// Transformer blocks in a state dict: the distinct `v.blocks.<i>.` indices.
@@ -200,7 +208,8 @@ extension Classifier {
         model.eval()
         let classes = try options.labels.map { try readClassNames($0, count: config.labelDim) } ?? (0..<config.labelDim).map(String.init)
         let pipeline = FeaturePipeline.astFbank(bins: config.inputFdim, targetFrames: config.inputTdim,
-                                                mean: options.mean ?? ASTInputConfig.audioset.mean, std: options.std ?? ASTInputConfig.audioset.std)
+                                                mean: options.mean ?? ASTRelease.statistics(file).mean,
+                                                std: options.std ?? ASTRelease.statistics(file).std)
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: options.multiLabel ?? true)
     }
 

@@ -201,7 +201,7 @@ struct ReleaseShapeArguments: ParsableArguments {
 /// What a released AST checkpoint (a Hugging Face folder or an original .pth) does not record itself.
 struct ReleasedCheckpointArguments: ParsableArguments {
     @OptionGroup var shape: ReleaseShapeArguments
-    @Option(name: .customLong("norm-mean"), help: "Feature mean (default: the HF preprocessor's, else AudioSet's -4.2677393).")
+    @Option(name: .customLong("norm-mean"), help: "Feature mean (default: the HF preprocessor's; for a .pth, Speech Commands' when so named, else AudioSet's -4.2677393).")
     var normMean: Float?
     @Option(name: .customLong("norm-std"), help: "Feature std (default: the HF preprocessor's, else AudioSet's 4.5689974).")
     var normStd: Float?

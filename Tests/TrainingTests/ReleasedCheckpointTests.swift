@@ -88,6 +88,8 @@ final class ReleasedCheckpointTests: XCTestCase {
         XCTAssertEqual(ASTRelease.stridesFromName("audioset_16_16_0.4422.pth").map { [$0.0, $0.1] }, [16, 16])
         XCTAssertNil(ASTRelease.stridesFromName("ast_original.pth"))
         XCTAssertNil(ASTRelease.stridesFromName("model_2024_05.pth"))
+        XCTAssertEqual(ASTRelease.statistics(URL(fileURLWithPath: "/m/speechcommands_10_10_0.9812.pth")), .speechCommands)
+        XCTAssertEqual(ASTRelease.statistics(URL(fileURLWithPath: "/m/audioset_10_10_0.4593.pth")), .audioset)
 
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-rel-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
