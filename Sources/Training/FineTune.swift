@@ -95,6 +95,21 @@ public struct Classifier {
         try windowMean(features) { try model.embed($0) }
     }
 
+    /// Embeddings of audio files, keyed by path, computed in batches while the loader decodes the next
+    /// (the same vectors as `embedding` clip by clip). Unreadable files are skipped and reported.
+    public func embeddings(of paths: [String], batchSize: Int = 8) throws -> (embeddings: [String: Tensor], report: SkipReport) {
+        let clips = Dataset(records: paths.map { ClipRecord(path: $0, labels: []) }, layout: "files to embed")
+        let loader = try FeatureLoader(dataset: clips, pipeline: pipeline, batchSize: batchSize, shuffle: false)
+        var out: [String: Tensor] = [:]
+        try loader.forEachBatch(epoch: 0) { batch in
+            let vectors = try embedding(batch.features)
+            for (row, index) in batch.indices.enumerated() {
+                out[paths[index]] = try vectors.slice(axis: 0, start: row, end: row + 1).squeeze(0)
+            }
+        }
+        return (out, loader.report)
+    }
+
     /// The mean of `f` over the model-sized windows of `features` (just `f(features)` when they fit), without grad.
     private func windowMean(_ features: Tensor, _ f: (Tensor) throws -> Tensor) throws -> Tensor {
         try GradMode.noGrad {

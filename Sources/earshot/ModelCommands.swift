@@ -175,15 +175,10 @@ struct Embed: ParsableCommand {
             _ = FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
             if isDir.boolValue { files += try Dataset.load(URL(fileURLWithPath: input)).records.map(\.path) } else { files.append(input) }
         }
-        var tensors: [String: Tensor] = [:], skipped = 0
-        for f in files {
-            do {
-                let x = try clf.pipeline.features(of: URL(fileURLWithPath: f)).unsqueeze(0)
-                tensors[f] = try clf.embedding(x).squeeze(0)
-            } catch { skipped += 1; print("skipped \(f): \(error)") }
-        }
+        let (tensors, report) = try clf.embeddings(of: files)
+        for (path, reason) in report.skipped { print("skipped \(path): \(reason)") }
         try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))
-        print("wrote \(tensors.count) embeddings of dimension \(clf.model.config.dim) to \(out) (\(skipped) skipped)")
+        print("wrote \(tensors.count) embeddings of dimension \(clf.model.config.dim) to \(out) (\(report.skipped.count) skipped)")
     }
 }
 

@@ -49,6 +49,18 @@ final class EndToEndTests: XCTestCase {
         let vector = try encoderOnly.embedding(clip)
         XCTAssertEqual(vector.shape, [1, 192])
         XCTAssertTrue(vector.toArray().allSatisfy(\.isFinite))
+        // Files in batches (what `earshot embed` runs): the same vectors as clip by clip, a bad file skipped.
+        let broken = dir.appendingPathComponent("broken.wav")
+        try Data("not audio".utf8).write(to: broken)
+        let paths = data.records.prefix(5).map(\.path) + [broken.path]
+        let (batched, report) = try encoderOnly.embeddings(of: paths, batchSize: 2)
+        XCTAssertEqual(Set(batched.keys), Set(paths.dropLast()))
+        XCTAssertEqual(report.skipped.map(\.path), [broken.path])
+        for path in paths.dropLast() {
+            let single = try encoderOnly.embedding(try encoderOnly.pipeline.features(of: URL(fileURLWithPath: path)).unsqueeze(0))
+            let diff = zip(try XCTUnwrap(batched[path]).toArray(), single.toArray()).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThanOrEqual(diff, 1e-5, path)
+        }
 
         var ft = FineTuneConfig()
         (ft.initFrom, ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem) = (preRun.url.path, 1, 64, 4, 6, 3e-4, 8, 8)
