@@ -98,16 +98,29 @@ public struct Classifier {
     /// Embeddings of audio files, keyed by path, computed in batches while the loader decodes the next
     /// (the same vectors as `embedding` clip by clip). Unreadable files are skipped and reported.
     public func embeddings(of paths: [String], batchSize: Int = 8) throws -> (embeddings: [String: Tensor], report: SkipReport) {
-        let clips = Dataset(records: paths.map { ClipRecord(path: $0, labels: []) }, layout: "files to embed")
-        let loader = try FeatureLoader(dataset: clips, pipeline: pipeline, batchSize: batchSize, shuffle: false)
         var out: [String: Tensor] = [:]
+        let report = try forEachFile(paths, batchSize: batchSize, embedding) { out[$0] = $1 }
+        return (out, report)
+    }
+
+    /// Class probabilities of audio files, handed to `body` file by file in their order (unreadable
+    /// ones skipped and reported), computed in batches as `embeddings`.
+    public func probabilities(of paths: [String], batchSize: Int = 8, _ body: (String, [Float]) throws -> Void) throws -> SkipReport {
+        try forEachFile(paths, batchSize: batchSize, probabilities) { try body($0, $1.toArray()) }
+    }
+
+    /// `f` on batches of the files' features; `body` gets each file's row.
+    private func forEachFile(_ paths: [String], batchSize: Int, _ f: (Tensor) throws -> Tensor,
+                             _ body: (String, Tensor) throws -> Void) throws -> SkipReport {
+        let clips = Dataset(records: paths.map { ClipRecord(path: $0, labels: []) }, layout: "files")
+        let loader = try FeatureLoader(dataset: clips, pipeline: pipeline, batchSize: batchSize, shuffle: false)
         try loader.forEachBatch(epoch: 0) { batch in
-            let vectors = try embedding(batch.features)
+            let rows = try f(batch.features)
             for (row, index) in batch.indices.enumerated() {
-                out[paths[index]] = try vectors.slice(axis: 0, start: row, end: row + 1).squeeze(0)
+                try body(paths[index], try rows.slice(axis: 0, start: row, end: row + 1).squeeze(0))
             }
         }
-        return (out, loader.report)
+        return loader.report
     }
 
     /// The mean of `f` over the model-sized windows of `features` (just `f(features)` when they fit), without grad.

@@ -148,14 +148,11 @@ struct Classify: ParsableCommand {
 
     func run() throws {
         let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
-        for file in files {
-            do {
-                let x = try clf.pipeline.features(of: URL(fileURLWithPath: file)).unsqueeze(0)
-                let p = try clf.probabilities(x).toArray()
-                let ranked = p.indices.sorted { p[$0] > p[$1] }.prefix(top)
-                print(file + ": " + ranked.map { String(format: "%@ %.3f", clf.classes[$0], p[$0]) }.joined(separator: ", "))
-            } catch { print("\(file): skipped (\(error))") }
+        let report = try clf.probabilities(of: files) { file, p in
+            let ranked = p.indices.sorted { p[$0] > p[$1] }.prefix(top)
+            print(file + ": " + ranked.map { String(format: "%@ %.3f", clf.classes[$0], p[$0]) }.joined(separator: ", "))
         }
+        for (file, reason) in report.skipped { print("\(file): skipped (\(reason))") }
     }
 }
 

@@ -73,6 +73,17 @@ final class EndToEndTests: XCTestCase {
 
         let clf = try Classifier.load(ftRun.url)
         XCTAssertEqual(clf.classes, ["high", "low"])
+        // Files in batches (what `earshot classify` runs): in order, each as scored alone.
+        let files = data.records.suffix(3).map(\.path)
+        var seen: [String] = []
+        let classified = try clf.probabilities(of: files, batchSize: 2) { file, p in
+            seen.append(file)
+            let alone = try clf.probabilities(try clf.pipeline.features(of: URL(fileURLWithPath: file)).unsqueeze(0)).toArray()
+            XCTAssertEqual(p.count, 2)
+            for (a, b) in zip(p, alone) { XCTAssertEqual(a, b, accuracy: 1e-5, file) }
+        }
+        XCTAssertEqual(seen, files)
+        XCTAssertTrue(classified.skipped.isEmpty)
         let (eval, _) = try evaluate(clf, on: data.split("test"))
         XCTAssertEqual(eval.clips, 6)
         XCTAssertGreaterThanOrEqual(eval.accuracy, 0.8)
