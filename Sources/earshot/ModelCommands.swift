@@ -141,14 +141,14 @@ struct Evaluate: ParsableCommand {
 
 struct Classify: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Top classes of audio clips.")
-    @Argument var files: [String]
+    @Argument(help: "Audio files or folders (a folder as a dataset: its manifest, class folders or plain clips).") var files: [String]
     @Option(help: "Fine-tuning run folder or checkpoint, Hugging Face AST folder, or original AST .pth.") var model: String
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option var top = 5
 
     func run() throws {
         let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
-        let report = try clf.probabilities(of: files) { file, p in
+        let report = try clf.probabilities(of: try audioFiles(files)) { file, p in
             let ranked = p.indices.sorted { p[$0] > p[$1] }.prefix(top)
             print(file + ": " + ranked.map { String(format: "%@ %.3f", clf.classes[$0], p[$0]) }.joined(separator: ", "))
         }
@@ -166,16 +166,19 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         let clf = try Classifier.loadEmbedder(URL(fileURLWithPath: model), released: released.options)
-        var files: [String] = []
-        for input in inputs {
-            var isDir: ObjCBool = false
-            _ = FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
-            if isDir.boolValue { files += try Dataset.load(URL(fileURLWithPath: input)).records.map(\.path) } else { files.append(input) }
-        }
-        let (tensors, report) = try clf.embeddings(of: files)
+        let (tensors, report) = try clf.embeddings(of: try audioFiles(inputs))
         for (path, reason) in report.skipped { print("skipped \(path): \(reason)") }
         try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))
         print("wrote \(tensors.count) embeddings of dimension \(clf.model.config.dim) to \(out) (\(report.skipped.count) skipped)")
+    }
+}
+
+/// The files behind command-line inputs: a file as itself, a folder as the clips of the dataset it holds.
+func audioFiles(_ inputs: [String]) throws -> [String] {
+    try inputs.flatMap { input -> [String] in
+        var isDir: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
+        return isDir.boolValue ? try Dataset.load(URL(fileURLWithPath: input)).records.map(\.path) : [input]
     }
 }
 
