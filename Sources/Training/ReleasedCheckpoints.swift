@@ -207,9 +207,9 @@ extension Classifier {
         do { try ASTCheckpoint.load(state, into: model) } catch { throw ModelError("\(file.path): \(error)") }
         model.eval()
         let classes = try options.labels.map { try readClassNames($0, count: config.labelDim) } ?? (0..<config.labelDim).map(String.init)
+        let recipe = ASTRelease.statistics(file)
         let pipeline = FeaturePipeline.astFbank(bins: config.inputFdim, targetFrames: config.inputTdim,
-                                                mean: options.mean ?? ASTRelease.statistics(file).mean,
-                                                std: options.std ?? ASTRelease.statistics(file).std)
+                                                mean: options.mean ?? recipe.mean, std: options.std ?? recipe.std)
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: options.multiLabel ?? true)
     }
 
