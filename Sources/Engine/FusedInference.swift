@@ -28,20 +28,18 @@ extension Tensor {
         let packed1 = usePacked ? PackedWeight(fc1Weight.data, outFeatures: hidden, inFeatures: d) : nil
         let packed2 = usePacked ? PackedWeight(fc2Weight.data, outFeatures: d, inFeatures: hidden) : nil
         defer { packed1?.release(); packed2?.release() }
-        let scratchSize = Swift.max(packed1?.scratchCount(rows: blockRows) ?? 0, packed2?.scratchCount(rows: blockRows) ?? 0)
         DispatchQueue.concurrentPerform(iterations: Swift.max(workers, 1)) { _ in
             let pw = lnW.value, pb = lnB.value, b1 = bias1.value, b2 = bias2.value
             let normed = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * d)
             let h = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * hidden)
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(scratchSize, 1))
-            defer { normed.deallocate(); h.deallocate(); scratch.deallocate() }
+            defer { normed.deallocate(); h.deallocate() }
             while let blk = next.take(below: blocks) {
                 let r0 = blk * blockRows, n = Swift.min(blockRows, rows - r0)
                 for r in 0..<n {
                     _ = Kernels.layerNormRow(px.value + (r0 + r) * d, normed + r * d, d, weight: pw, bias: pb, eps: eps)
                 }
                 if let packed1 {
-                    packed1.apply(rows: n, x: normed, ldx: d, c: h, ldc: hidden, accumulate: false, bias: b1, scratch: scratch)
+                    packed1.apply(rows: n, x: normed, ldx: d, c: h, ldc: hidden, accumulate: false, bias: b1)
                 } else {
                     if let b1 { for r in 0..<n { (h + r * hidden).update(from: b1, count: hidden) } }
                     Kernels.gemmSerial(transA: false, transB: true, m: n, n: hidden, k: d, a: normed, lda: d, b: w1.value, ldb: d,
@@ -52,7 +50,7 @@ extension Tensor {
                 if let packed2 {
                     // Residual and bias join in the micro-kernel's store.
                     packed2.apply(rows: n, x: h, ldx: hidden, c: o, ldc: d, accumulate: false, bias: b2,
-                                  residual: px.value + r0 * d, scratch: scratch)
+                                  residual: px.value + r0 * d)
                 } else {
                     // Residual and bias first, then accumulate fc2 into them.
                     for r in 0..<n {

@@ -33,16 +33,19 @@ enum MicroKernel {
     static func store(_ v: KV, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: KV.self) }
 
     /// One 6 x cols tile; rows at or past `validRows` read row 0 (valid memory) and are not stored.
-    /// A is addressed as a[row * rowStride + kk * kStride], so Aᵀ needs no copy.
+    /// A is addressed as a[row * rowStride + kk * kStride], so Aᵀ needs no copy. The six broadcasts
+    /// read A where it lies: copying a row-major A into [k][6] tiles first (a contiguous stream) cost
+    /// more than it saved (encoder inference 2% faster without it, 1 and 2 threads; docs/BENCHMARKS.md).
     @inline(always)
     static func tile(k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int, validRows: Int,
-                     b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                     b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                     epilogue: Epilogue) {
         var c00 = KV(), c01 = KV(), c10 = KV(), c11 = KV(), c20 = KV(), c21 = KV()
         var c30 = KV(), c31 = KV(), c40 = KV(), c41 = KV(), c50 = KV(), c51 = KV()
         // Offsets of rows 1...5 from row 0; invalid rows alias row 0 so every load stays in bounds.
-        let o1 = validRows > 1 ? rowStride : 0, o2 = validRows > 2 ? 2 * rowStride : 0
-        let o3 = validRows > 3 ? 3 * rowStride : 0, o4 = validRows > 4 ? 4 * rowStride : 0
-        let o5 = validRows > 5 ? 5 * rowStride : 0
+        let o1 = validRows > 1 ? rowStride : 0, o2 = validRows > 2 ? 2 &* rowStride : 0
+        let o3 = validRows > 3 ? 3 &* rowStride : 0, o4 = validRows > 4 ? 4 &* rowStride : 0
+        let o5 = validRows > 5 ? 5 &* rowStride : 0
         var pa = a, pb = b
         for _ in 0..<k {
             let b0 = load(pb), b1 = load(pb + lanes)
@@ -53,67 +56,6 @@ enum MicroKernel {
             let x4 = KV(repeating: pa[o4]); c40 = fma(c40, x4, b0); c41 = fma(c41, x4, b1)
             let x5 = KV(repeating: pa[o5]); c50 = fma(c50, x5, b0); c51 = fma(c51, x5, b1)
             pa = pa.advanced(by: kStride); pb = pb.advanced(by: ldb)
-        }
-        let s = KV(repeating: alpha)
-        @inline(always) func put(_ v0: KV, _ v1: KV, _ row: Int) {
-            guard row < validRows else { return }
-            let p = c + row * ldc
-            if accumulate { store(load(p) + s * v0, p); store(load(p + lanes) + s * v1, p + lanes) } else { store(s * v0, p); store(s * v1, p + lanes) }
-        }
-        put(c00, c01, 0); put(c10, c11, 1); put(c20, c21, 2); put(c30, c31, 3); put(c40, c41, 4); put(c50, c51, 5)
-    }
-
-    /// C[m x n] (=|+=) alpha · A[m x k] · B[k x n] for any m and n a multiple of `cols`. A is addressed
-    /// with (rowStride, kStride): (lda, 1) for A, (1, lda) for a stored matrix used transposed.
-    /// B is row-major (`ldb`, the default `panelStride` of `cols`) or panel-major: `cols`-wide panels of
-    /// `ldb` = cols, `panelStride` floats apart (see `packPanels`), which keeps a panel contiguous in L1.
-    static func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int = 1,
-                     b: UnsafePointer<Float>, ldb: Int, panelStride: Int = cols,
-                     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        // Blocks of `kBlock` keep a panel of B (kBlock rows of `cols` floats) in L1 while every
-        // row tile of A streams past it.
-        var k0 = 0
-        repeat {
-            let kc = min(kBlock, k - k0)
-            var j = 0
-            while j < n {
-                var i = 0
-                while i < m {
-                    tile(k: kc, alpha: alpha, a: a + i * rowStride + k0 * kStride, rowStride: rowStride, kStride: kStride,
-                         validRows: min(rows, m - i), b: b + k0 * ldb + (j / cols) * panelStride, ldb: ldb, c: c + i * ldc + j, ldc: ldc,
-                         accumulate: accumulate || k0 > 0)
-                    i += rows
-                }
-                j += cols
-            }
-            k0 += kc
-        } while k0 < k
-    }
-
-    static let kBlock = 256
-
-    /// K-block of `gemmPacked`: whole reductions up to 768 measured faster (fc2's 768 inputs: 87 vs 75
-    /// GFLOP/s at 256) than splitting them and re-reading C, though a 768-row panel outgrows L1.
-    static let packedKBlock = 768
-
-    /// One 6 x cols tile with A packed as [k][6] (see `packRows`): every broadcast comes from one
-    /// contiguous stream, so A costs one cache line per 2.7 k-steps whatever its source layout.
-    @inline(always)
-    static func packedTile(k: Int, alpha: Float, a: UnsafePointer<Float>, validRows: Int,
-                           b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
-                           epilogue: Epilogue) {
-        var c00 = KV(), c01 = KV(), c10 = KV(), c11 = KV(), c20 = KV(), c21 = KV()
-        var c30 = KV(), c31 = KV(), c40 = KV(), c41 = KV(), c50 = KV(), c51 = KV()
-        var pa = a, pb = b
-        for _ in 0..<k {
-            let b0 = load(pb), b1 = load(pb + lanes)
-            let x0 = KV(repeating: pa[0]); c00 = fma(c00, x0, b0); c01 = fma(c01, x0, b1)
-            let x1 = KV(repeating: pa[1]); c10 = fma(c10, x1, b0); c11 = fma(c11, x1, b1)
-            let x2 = KV(repeating: pa[2]); c20 = fma(c20, x2, b0); c21 = fma(c21, x2, b1)
-            let x3 = KV(repeating: pa[3]); c30 = fma(c30, x3, b0); c31 = fma(c31, x3, b1)
-            let x4 = KV(repeating: pa[4]); c40 = fma(c40, x4, b0); c41 = fma(c41, x4, b1)
-            let x5 = KV(repeating: pa[5]); c50 = fma(c50, x5, b0); c51 = fma(c51, x5, b1)
-            pa = pa.advanced(by: rows); pb = pb.advanced(by: cols)
         }
         let s = KV(repeating: alpha)
         // What joins the product on the way out: C itself, a bias row, a residual (see `Epilogue`).
@@ -139,53 +81,33 @@ enum MicroKernel {
         static var none: Epilogue { Epilogue() }
     }
 
-    /// Packs rows `0..<m`, columns `k0..<k0+kc` of a row-major A (row stride `rowStride`) as
-    /// ceil(m/6) tiles of [kc][6]; rows past m are zero.
-    static func packRows(_ a: UnsafePointer<Float>, rowStride: Int, m: Int, k0: Int, kc: Int,
-                         into out: UnsafeMutablePointer<Float>) {
-        var i = 0
-        while i < m {
-            let tile = out.advanced(by: (i / rows) &* kc &* rows)
-            for r in 0..<rows {
-                if i &+ r < m {
-                    let src = a.advanced(by: (i &+ r) &* rowStride &+ k0)
-                    for kk in 0..<kc { tile[kk &* rows &+ r] = src[kk] }
-                } else {
-                    for kk in 0..<kc { tile[kk &* rows &+ r] = 0 }
-                }
-            }
-            i &+= rows
-        }
-    }
-
-    /// Floats of scratch `gemmPacked` needs for an m-row A.
-    static func packScratch(m: Int, k: Int) -> Int { (m + rows - 1) / rows * rows * min(k, packedKBlock) }
-
-    /// C[m x n] (=|+=) alpha · A[m x k] (row-major) · B with B panel-major (`cols`-wide panels, `panelStride`
-    /// floats apart, rows of `cols`) and n a multiple of `cols`. A is packed block by block into `scratch`
-    /// (`packScratch(m:k:)` floats), then each B panel stays in L1 while every packed A tile passes it.
+    /// C[m x n] (=|+=) alpha · A[m x k] · B[k x n] (+ bias + residual) for any m and n a multiple of `cols`.
+    /// A is addressed with (rowStride, kStride): (lda, 1) for A, (1, lda) for a stored matrix used transposed.
+    /// B is row-major (`ldb`, the default `panelStride` of `cols`) or panel-major: `cols`-wide panels of
+    /// `ldb` = cols, `panelStride` floats apart (see `packPanels`), which keeps a panel contiguous in L1.
     /// `bias` ([n]) and `residual` ([m, n], row stride `residualStride`) are added once, with the first k-block.
-    static func gemmPacked(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int,
-                           b: UnsafePointer<Float>, panelStride: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                           accumulate: Bool, bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil,
-                           residualStride: Int = 0, scratch: UnsafeMutablePointer<Float>) {
+    static func gemm(m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, rowStride: Int, kStride: Int = 1,
+                     b: UnsafePointer<Float>, ldb: Int, panelStride: Int = cols,
+                     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, kBlock: Int = kBlock,
+                     bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil, residualStride: Int = 0) {
+        // Blocks of `kBlock` keep a panel of B (kBlock rows of `cols` floats) in or near L1 while every
+        // row tile of A streams past it.
         var k0 = 0
         repeat {
-            let kc = min(packedKBlock, k &- k0)
-            packRows(a, rowStride: rowStride, m: m, k0: k0, kc: kc, into: scratch)
+            let kc = min(kBlock, k &- k0)
             var j = 0
             while j < n {
-                let panel = b.advanced(by: (j / cols) &* panelStride &+ k0 &* cols)
-                var i = 0
+                let panel = b.advanced(by: k0 &* ldb &+ (j / cols) &* panelStride)
                 var epilogue = Epilogue.none
                 if k0 == 0 { epilogue.bias = bias.map { $0 + j } }
+                var i = 0
                 while i < m {
                     if k0 == 0, let residual {
                         epilogue.residual = residual + (i &* residualStride &+ j); epilogue.residualStride = residualStride
                     }
-                    packedTile(k: kc, alpha: alpha, a: scratch.advanced(by: (i / rows) &* kc &* rows), validRows: min(rows, m &- i),
-                               b: panel, c: c.advanced(by: i &* ldc &+ j), ldc: ldc, accumulate: accumulate || k0 > 0,
-                               epilogue: epilogue)
+                    tile(k: kc, alpha: alpha, a: a.advanced(by: i &* rowStride &+ k0 &* kStride), rowStride: rowStride,
+                         kStride: kStride, validRows: min(rows, m &- i), b: panel, ldb: ldb, c: c.advanced(by: i &* ldc &+ j),
+                         ldc: ldc, accumulate: accumulate || k0 > 0, epilogue: epilogue)
                     i &+= rows
                 }
                 j &+= cols
@@ -193,6 +115,14 @@ enum MicroKernel {
             k0 &+= kc
         } while k0 < k
     }
+
+    /// K-block for products whose B panels are short enough to stay in L1 (attention's).
+    static let kBlock = 256
+
+    /// K-block of the linear layers (`PackedWeight`): whole reductions up to 768 measured faster (fc2's
+    /// 768 inputs: 87 vs 75 GFLOP/s at 256) than splitting them and re-reading C, though a 768-row panel
+    /// outgrows L1.
+    static let linearKBlock = 768
 
     /// Packs a row-major [n, d] matrix X (stride ld) panel-major as the B operand of a product with Xᵀ:
     /// panel p holds keys cols·p..<cols·(p+1) as d rows of `cols` floats (zero past n); panels are cols·d apart.

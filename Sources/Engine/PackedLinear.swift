@@ -3,8 +3,9 @@ import Foundation
 /// y = x · Wᵀ (+ bias) on the engine's own micro-kernel (6 x 16, 6 x 32 on AVX-512), for the linear layers of a transformer.
 ///
 /// OpenBLAS called on 64-row blocks ran these shapes at ~70 GFLOP/s per core here (it re-packs the
-/// whole weight for every call); packing the weight once per call into `cols`-wide panels and each row
-/// block into 6-row tiles measured 80-90 (docs/BENCHMARKS.md). Only built with FMA code generation
+/// whole weight for every call); packing the weight once per call into `cols`-wide panels measured
+/// 80-90, and reading the rows of x where they lie instead of copying them into 6-row tiles 2% more
+/// end to end (docs/BENCHMARKS.md). Only built with FMA code generation
 /// (scripts/build-flags.sh); elsewhere, and for widths that are not a multiple of `MicroKernel.cols`, OpenBLAS runs.
 struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed floats
     let panels: UnsafeMutablePointer<Float>
@@ -42,18 +43,14 @@ struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed fl
         packed.release()
     }
 
-    /// Floats of scratch `apply` needs for `rows` rows.
-    func scratchCount(rows: Int) -> Int { MicroKernel.packScratch(m: rows, k: inFeatures) }
-
     /// c[rows, out] (=|+=) x[rows, in] · Wᵀ (+ bias + residual), single-threaded (callers split rows
     /// across threads). `residual` is a [rows, out] matrix with row stride `out`.
     func apply(rows: Int, x: UnsafePointer<Float>, ldx: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-               accumulate: Bool, bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil,
-               scratch: UnsafeMutablePointer<Float>) {
-        MicroKernel.gemmPacked(m: rows, n: outFeatures, k: inFeatures, alpha: 1, a: x, rowStride: ldx,
-                               b: panels, panelStride: inFeatures * MicroKernel.cols, c: c, ldc: ldc,
-                               accumulate: accumulate, bias: bias, residual: residual, residualStride: outFeatures,
-                               scratch: scratch)
+               accumulate: Bool, bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil) {
+        MicroKernel.gemm(m: rows, n: outFeatures, k: inFeatures, alpha: 1, a: x, rowStride: ldx,
+                         b: panels, ldb: MicroKernel.cols, panelStride: inFeatures * MicroKernel.cols, c: c, ldc: ldc,
+                         accumulate: accumulate, kBlock: MicroKernel.linearKBlock,
+                         bias: bias, residual: residual, residualStride: outFeatures)
     }
 
     /// A LayerNorm applied to each row of x before the product (see `applyParallel`).
@@ -73,15 +70,12 @@ struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed fl
         let pb = UnsafeSendable(value: bias), pr = UnsafeSendable(value: residual)
         let pn = UnsafeSendable(value: norm)
         let next = TaskCounter()
-        let scratchSize = scratchCount(rows: blockRows), normedSize = norm == nil ? 0 : blockRows * inFeatures
+        let normedSize = norm == nil ? 0 : blockRows * inFeatures
         let (n, k) = (outFeatures, inFeatures)
         DispatchQueue.concurrentPerform(iterations: max(1, min(Threading.threads, blocks))) { _ in
             // Only a normalising call needs the row buffer; a plain linear takes nothing extra per call.
-            let scratch = BufferPool.shared.take(scratchSize), normed = normedSize > 0 ? BufferPool.shared.take(normedSize) : nil
-            defer {
-                BufferPool.shared.give(scratch, count: scratchSize)
-                if let normed { BufferPool.shared.give(normed, count: normedSize) }
-            }
+            let normed = normedSize > 0 ? BufferPool.shared.take(normedSize) : nil
+            defer { if let normed { BufferPool.shared.give(normed, count: normedSize) } }
             while let blk = next.take(below: blocks) {
                 let r0 = blk * blockRows, m = min(blockRows, rows - r0)
                 var a = UnsafePointer(px.value + r0 * k)
@@ -90,7 +84,7 @@ struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed fl
                     a = UnsafePointer(normed)
                 }
                 apply(rows: m, x: a, ldx: k, c: po.value + r0 * n, ldc: n, accumulate: false,
-                      bias: pb.value, residual: pr.value.map { $0 + r0 * n }, scratch: scratch)
+                      bias: pb.value, residual: pr.value.map { $0 + r0 * n })
             }
         }
     }
