@@ -18,21 +18,29 @@ public struct Batch: @unchecked Sendable {
     }
 }
 
-/// Clips that could not be used, and why; printed at the end of a run.
+/// Clips that could not be used, and why; printed at the end of a run. Each file is named once, however
+/// many epochs (or loaders sharing the report: a run's training and test splits) meet it.
 public final class SkipReport: @unchecked Sendable {
     private let lock = NSLock()
-    public private(set) var skipped: [(path: String, reason: String)] = []
-    public private(set) var loaded = 0
+    private var seen: Set<String> = []
+    private var entries: [(path: String, reason: String)] = []
 
     public init() {}
-    func recordSkip(_ path: String, _ reason: String) { lock.lock(); skipped.append((path, reason)); lock.unlock() }
-    func recordLoaded(_ n: Int) { lock.lock(); loaded += n; lock.unlock() }
+
+    public var skipped: [(path: String, reason: String)] { lock.lock(); defer { lock.unlock() }; return entries }
+
+    /// The reason drops a leading copy of the path: decoding errors already name their file.
+    func recordSkip(_ path: String, _ reason: String) {
+        let prefix = path + ": "
+        let why = reason.hasPrefix(prefix) ? String(reason.dropFirst(prefix.count)) : reason
+        lock.lock(); defer { lock.unlock() }
+        if seen.insert(path).inserted { entries.append((path, why)) }
+    }
 
     public var summary: String {
-        lock.lock(); defer { lock.unlock() }
-        var lines = ["loaded \(loaded) clips, skipped \(skipped.count)"]
-        for s in skipped { lines.append("  skipped \(s.path): \(s.reason)") }
-        return lines.joined(separator: "\n")
+        let list = skipped
+        return (["skipped \(list.count) unreadable clip\(list.count == 1 ? "" : "s"):"] + list.map { "  \($0.path): \($0.reason)" })
+            .joined(separator: "\n")
     }
 }
 
@@ -46,15 +54,15 @@ public final class FeatureLoader: @unchecked Sendable {
     public let shuffle: Bool
     public let strict: Bool
     public let cache: FeatureCache?
-    public let report = SkipReport()
+    public let report: SkipReport
     let seed: UInt64
 
     public init(dataset: Dataset, pipeline: FeaturePipeline, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0,
-                strict: Bool = false, cacheDirectory: URL? = nil) throws {
+                strict: Bool = false, cacheDirectory: URL? = nil, report: SkipReport = SkipReport()) throws {
         guard batchSize > 0 else { throw AudioError("loader: batch size must be positive") }
         guard pipeline.targetFrames != nil else { throw AudioError("loader: the pipeline needs targetFrames so clips stack into batches") }
         self.dataset = dataset; self.pipeline = pipeline; self.batchSize = batchSize; self.shuffle = shuffle
-        self.seed = seed; self.strict = strict
+        self.seed = seed; self.strict = strict; self.report = report
         cache = try cacheDirectory.map { try FeatureCache(directory: $0) }
     }
 
@@ -88,7 +96,6 @@ public final class FeatureLoader: @unchecked Sendable {
                 report.recordSkip(record.path, "\(e)")
             }
         }
-        report.recordLoaded(feats.count)
         guard !feats.isEmpty else { return nil }
         return Batch(features: try Tensor.stack(feats), labels: labels, indices: kept)
     }

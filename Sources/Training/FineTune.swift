@@ -158,14 +158,16 @@ public struct EvaluationResult: Sendable {
 
 /// Scores a classifier on a dataset (clips with no label or a label outside its classes are left out;
 /// none left throws).
-public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int = 8) throws -> (EvaluationResult, SkipReport) {
+/// Unreadable clips are skipped and named in the returned report (`report`, when a run shares one).
+public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int = 8,
+                     report: SkipReport = SkipReport()) throws -> (EvaluationResult, SkipReport) {
     let known = Dataset(records: data.records.filter { $0.labels.allSatisfy(classifier.classes.contains) && !$0.labels.isEmpty },
                         layout: data.layout)
     guard !known.records.isEmpty else {
         let shown = classifier.classes.prefix(8).joined(separator: ", ") + (classifier.classes.count > 8 ? ", ..." : "")
         throw NNError("evaluate: none of the \(data.records.count) clips has a label among the model's \(classifier.classes.count) classes (\(shown))")
     }
-    let loader = try FeatureLoader(dataset: known, pipeline: classifier.pipeline, batchSize: batchSize, shuffle: false)
+    let loader = try FeatureLoader(dataset: known, pipeline: classifier.pipeline, batchSize: batchSize, shuffle: false, report: report)
     var predicted: [Int] = [], target: [Int] = [], scores: [[Float]] = [], truth: [[Bool]] = []
     let k = classifier.classes.count
     try loader.forEachBatch(epoch: 0) { batch in
@@ -264,7 +266,9 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         trainSet = try trainSet.sampled(perClass: shots, seed: cfg.seed)
         log("training on \(trainSet.records.count) clips: at most \(shots) per class, drawn with seed \(cfg.seed)")
     }
-    let loader = try FeatureLoader(dataset: trainSet, pipeline: cfg.pipeline, batchSize: cfg.batchSize, seed: cfg.seed)
+    // One report for both splits: an unreadable test clip is named as a training one is.
+    let skips = SkipReport()
+    let loader = try FeatureLoader(dataset: trainSet, pipeline: cfg.pipeline, batchSize: cfg.batchSize, seed: cfg.seed, report: skips)
     let k = cfg.classes.count
     let enc = JSONEncoder()
     let meta = ["ast_config": String(data: try enc.encode(mc), encoding: .utf8)!,
@@ -282,7 +286,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         // A resumed run keeps the best of its earlier epochs: scored again from best.safetensors (a
         // full result, confusion matrix included), so a worse later epoch cannot overwrite it and a
         // run resumed after its last epoch still reports its best.
-        let (result, _) = try evaluate(try Classifier.load(run.best), on: testSet, batchSize: cfg.batchSize)
+        let (result, _) = try evaluate(try Classifier.load(run.best), on: testSet, batchSize: cfg.batchSize, report: skips)
         (best, bestResult) = (cfg.multiLabel ? result.mAP : result.accuracy, result)
     }
     for epoch in firstEpoch..<cfg.epochs {
@@ -328,12 +332,12 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         }
         model.eval()
         let clf = Classifier(model: model, classes: cfg.classes, pipeline: cfg.pipeline, multiLabel: cfg.multiLabel)
-        let (result, _) = try evaluate(clf, on: testSet, batchSize: cfg.batchSize)
+        let (result, _) = try evaluate(clf, on: testSet, batchSize: cfg.batchSize, report: skips)
         let score = cfg.multiLabel ? result.mAP : result.accuracy
         let isBest = score > best
         if isBest { best = score; bestResult = result }
         var line = result.json
-        line["epoch"] = epoch + 1; line["train_loss"] = trainLoss / Double(max(batches, 1)); line["skipped"] = loader.report.skipped.count
+        line["epoch"] = epoch + 1; line["train_loss"] = trainLoss / Double(max(batches, 1)); line["skipped"] = skips.skipped.count
         line["train_clips"] = trainSet.records.count
         line.removeValue(forKey: "confusion_matrix")
         try run.appendMetrics(line)
@@ -341,7 +345,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         log(String(format: "epoch %d: train loss %.4f, test accuracy %.3f, macro F1 %.3f%@", epoch + 1, trainLoss / Double(max(batches, 1)),
                    result.accuracy, result.macroF1, cfg.multiLabel ? String(format: ", mAP %.3f", result.mAP) : ""))
     }
-    if !loader.report.skipped.isEmpty { log(loader.report.summary) }
+    if !skips.skipped.isEmpty { log(skips.summary) }
     return bestResult
 }
 

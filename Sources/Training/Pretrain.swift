@@ -67,7 +67,7 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
     guard config.epochs >= 1 else { throw NNError("pretrain: epochs \(config.epochs) must be at least 1") }
     guard config.lr > 0 && config.lr.isFinite else { throw NNError("pretrain: learning rate \(config.lr) must be positive") }
     guard config.maskCount > 0 && config.maskCount < mc.patches else {
-        throw NNError("pretrain: mask count \(config.maskCount) must be in 1..<\(mc.patches) patches")
+        throw NNError("pretrain: masking \(config.maskCount) patches (--mask-patches) needs 1 to \(mc.patches - 1): a \(config.inputTdim)-frame clip has \(mc.patches) patches")
     }
     Random.seed(config.seed)
     let model = SSAST(mc)
@@ -81,8 +81,10 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
         try run.writeConfig(config)
     }
     let (trainSet, heldOut) = heldOutSplit(data)
-    let loader = try FeatureLoader(dataset: trainSet, pipeline: config.pipeline, batchSize: config.batchSize, seed: config.seed)
-    let evalLoader = try FeatureLoader(dataset: heldOut, pipeline: config.pipeline, batchSize: config.batchSize, shuffle: false)
+    // One report for both splits: an unreadable held-out clip is named as a training one is.
+    let skips = SkipReport()
+    let loader = try FeatureLoader(dataset: trainSet, pipeline: config.pipeline, batchSize: config.batchSize, seed: config.seed, report: skips)
+    let evalLoader = try FeatureLoader(dataset: heldOut, pipeline: config.pipeline, batchSize: config.batchSize, shuffle: false, report: skips)
     let schedule = WarmupSchedule(warmupSteps: config.warmupSteps)
     let meta = ["ssast_config": String(data: try JSONEncoder().encode(mc), encoding: .utf8)!,
                 "pretrain_config": String(data: try JSONEncoder().encode(config), encoding: .utf8)!]
@@ -137,12 +139,12 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
         bestAcc = max(bestAcc, acc)
         try run.appendMetrics(["epoch": epoch + 1, "train_loss": trainLoss / Double(max(batches, 1)), "train_acc": trainAcc / Double(max(batches, 1)),
                                "heldout_loss": Double(heldLoss), "heldout_acc": Double(acc), "lr": Double(config.lr * lrScale),
-                               "skipped": loader.report.skipped.count])
+                               "skipped": skips.skipped.count])
         try run.saveCheckpoint(model: model, optimizer: optimizer, epoch: epoch, metadata: meta, isBest: isBest)
         log(String(format: "epoch %d: train loss %.4f, held-out loss %.4f, held-out pretext accuracy %.3f", epoch + 1,
                    trainLoss / Double(max(batches, 1)), heldLoss, acc))
-        report = PretrainReport(epochs: epoch + 1, heldOutAccuracy: acc, heldOutLoss: heldLoss, skipped: loader.report.skipped.count)
+        report = PretrainReport(epochs: epoch + 1, heldOutAccuracy: acc, heldOutLoss: heldLoss, skipped: skips.skipped.count)
     }
-    if !loader.report.skipped.isEmpty { log(loader.report.summary) }
+    if !skips.skipped.isEmpty { log(skips.summary) }
     return report
 }

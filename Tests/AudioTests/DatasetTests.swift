@@ -174,4 +174,23 @@ final class DatasetTests: XCTestCase {
         let strict = try FeatureLoader(dataset: dataset, pipeline: pipeline, batchSize: 6, strict: true)
         XCTAssertThrowsError(try strict.forEachBatch(epoch: 0) { _ in }) { XCTAssertTrue("\($0)".contains("broken.wav")) }
     }
+
+    /// A run meets a broken file every epoch, and its test split through a second loader: the report
+    /// names each file once, with a reason that does not repeat the path.
+    func testSkipReportNamesEachFileOnceAcrossEpochsAndLoaders() throws {
+        let root = dir.appendingPathComponent("twice")
+        for i in 0..<3 { try tone(root.appendingPathComponent("a/\(i).wav"), freq: 400 + 50 * Double(i), rate: 8000) }
+        try Data("garbage".utf8).write(to: root.appendingPathComponent("a/broken.wav"))
+        try Data().write(to: root.appendingPathComponent("a/empty.wav"))
+        let dataset = try Dataset.load(root)
+        let pipeline = FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: 32)
+        let report = SkipReport()
+        let train = try FeatureLoader(dataset: dataset, pipeline: pipeline, batchSize: 2, report: report)
+        for epoch in 0..<3 { try train.forEachBatch(epoch: epoch) { _ in } }
+        let test = try FeatureLoader(dataset: dataset, pipeline: pipeline, batchSize: 2, shuffle: false, report: report)
+        try test.forEachBatch(epoch: 0) { _ in }
+        XCTAssertEqual(report.skipped.map { URL(fileURLWithPath: $0.path).lastPathComponent }.sorted(), ["broken.wav", "empty.wav"])
+        for entry in report.skipped { XCTAssertFalse(entry.reason.contains(entry.path), entry.reason) }
+        XCTAssertTrue(report.summary.hasPrefix("skipped 2 unreadable clips:"), report.summary)
+    }
 }
