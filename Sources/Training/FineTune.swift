@@ -65,12 +65,16 @@ public struct Classifier {
 
     /// Loads a fine-tuning run folder (its best checkpoint) or a checkpoint file.
     public static func load(_ path: URL) throws -> Classifier {
-        let file = RunDirectory.checkpointFile(path)
+        let file = try RunDirectory.modelFile(path)
         let st = try SafeTensors.read(file)
         let d = JSONDecoder()
         guard let c = st.metadata["ast_config"], let config = try? d.decode(ASTConfig.self, from: Data(c.utf8)),
               let k = st.metadata["classes"], let classes = try? d.decode([String].self, from: Data(k.utf8)),
               let p = st.metadata["pipeline"], let pipeline = try? d.decode(FeaturePipeline.self, from: Data(p.utf8)) else {
+            if let encoder = try? PretrainedEncoder.read(file), encoder.source == .ssast {
+                throw NNError("\(file.path): an SSAST pretraining checkpoint has no classifier head; fine-tune it first "
+                              + "(earshot finetune --init-from \(path.path) ...), or embed with it (earshot embed --model)")
+            }
             throw NNError("\(file.path): not an Earshot classifier checkpoint (metadata ast_config, classes, pipeline missing)")
         }
         do { try config.validate() } catch { throw NNError("\(file.path): \(error)") }

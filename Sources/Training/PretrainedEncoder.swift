@@ -28,7 +28,7 @@ public struct PretrainedEncoder {
 
     public static func read(_ path: URL, shape: ReleaseShape = ReleaseShape()) throws -> PretrainedEncoder {
         if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path) }
-        let file = RunDirectory.checkpointFile(path)
+        let file = try RunDirectory.modelFile(path)
         if Classifier.isZipArchive(file) { return try release(file, shape: shape) }
         let st = try SafeTensors.read(file)
         let decoder = JSONDecoder()

@@ -129,7 +129,7 @@ extension Classifier {
     /// mean of its patch tokens, as SSAST's fine-tuning pools them. An encoder-only result has no classes.
     public static func loadEmbedder(_ path: URL, released options: ReleasedCheckpointOptions) throws -> Classifier {
         if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path, options) }
-        let file = RunDirectory.checkpointFile(path)
+        let file = try RunDirectory.modelFile(path)
         let pre: PretrainedEncoder
         if isZipArchive(file) {
             // A .pth is parsed once, whichever kind it turns out to be.

@@ -18,6 +18,21 @@ public struct RunDirectory: Sendable {
         return isDir.boolValue ? path.appendingPathComponent("best.safetensors") : path
     }
 
+    /// `checkpointFile(path)`, with the two ways a path goes wrong named before any reader meets them: a
+    /// folder that holds no model, and a PyTorch checkpoint that is not the zip archive the reader parses
+    /// (a damaged file would otherwise be reported as a corrupt safetensors header).
+    public static func modelFile(_ path: URL) throws -> URL {
+        let file = checkpointFile(path)
+        if file != path && !FileManager.default.fileExists(atPath: file.path) {
+            throw NNError("\(path.path): not a model folder: no best.safetensors (an Earshot run) and no config.json (a Hugging Face AST)")
+        }
+        if ["pth", "pt", "bin", "ckpt"].contains(file.pathExtension.lowercased()) && !Classifier.isZipArchive(file) {
+            throw NNError("\(file.path): a PyTorch checkpoint here must be a zip archive (torch.save's format since PyTorch 1.6); "
+                          + "this one is not: damaged, or the legacy format (load and re-save it with a current torch.save)")
+        }
+        return file
+    }
+
     public var configURL: URL { url.appendingPathComponent("config.json") }
     public var metricsURL: URL { url.appendingPathComponent("metrics.jsonl") }
     public var best: URL { url.appendingPathComponent("best.safetensors") }

@@ -62,6 +62,19 @@ final class EndToEndTests: XCTestCase {
             XCTAssertLessThanOrEqual(diff, 1e-5, path)
         }
 
+        // Paths that hold no classifier are refused with what they are, whichever reader meets them.
+        XCTAssertThrowsError(try Classifier.load(preRun.url, released: .init())) {
+            XCTAssertTrue("\($0)".contains("SSAST pretraining checkpoint has no classifier head"), "\($0)")
+        }
+        let emptyFolder = dir.appendingPathComponent("nothing-here")
+        try FileManager.default.createDirectory(at: emptyFolder, withIntermediateDirectories: true)
+        let damaged = dir.appendingPathComponent("damaged.pth")
+        try Data(repeating: 7, count: 4096).write(to: damaged)
+        for (path, expected) in [(emptyFolder, "not a model folder"), (damaged, "must be a zip archive")] {
+            XCTAssertThrowsError(try Classifier.load(path, released: .init())) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+            XCTAssertThrowsError(try PretrainedEncoder.read(path)) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+        }
+
         var ft = FineTuneConfig()
         (ft.initFrom, ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem) = (preRun.url.path, 1, 64, 4, 6, 3e-4, 8, 8)
         ft.noise = true
