@@ -218,9 +218,13 @@ func classifierArchitecture(_ cfg: inout FineTuneConfig, saved: ASTConfig?, star
 
 /// Supervised fine-tuning of an AST classifier (optionally from an SSAST encoder), evaluating on the
 /// test split every epoch and keeping the best checkpoint; returns the best epoch's result.
-public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirectory, resume: Bool = false,
+public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirectory, resume: Bool = false, overwrite: Bool = false,
                         log: @escaping (String) -> Void = { print($0) }) throws -> EvaluationResult {
-    var cfg = config
+    // A resumed run keeps the settings it was started with (its config.json: features, classes,
+    // augmentation, schedule); only the number of epochs comes from the caller, so a run can be extended.
+    let resuming = resume && FileManager.default.fileExists(atPath: run.last.path)
+    var cfg = resuming ? (try? run.readConfig(FineTuneConfig.self)) ?? config : config
+    cfg.epochs = config.epochs
     let unlabelled = data.records.filter { $0.labels.isEmpty }
     if let first = unlabelled.first {
         throw NNError("finetune: \(unlabelled.count) of \(data.records.count) clips have no label (first: \(first.path)); "
@@ -232,7 +236,6 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
         throw NNError("finetune: crop-frames \(crop) must be between 1 and the target length \(cfg.inputTdim)")
     }
     // A resumed run rebuilds the model its last checkpoint describes and never needs its start again.
-    let resuming = resume && FileManager.default.fileExists(atPath: run.last.path)
     let saved = resuming ? try SafeTensors.read(run.last).metadata["ast_config"].flatMap { try? JSONDecoder().decode(ASTConfig.self, from: Data($0.utf8)) } : nil
     let pretrained = resuming ? nil : try cfg.initFrom.map { try PretrainedEncoder.read(URL(fileURLWithPath: $0), shape: cfg.releaseShape ?? ReleaseShape()) }
     var mc = try classifierArchitecture(&cfg, saved: saved, start: pretrained)
@@ -255,7 +258,10 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     if resuming {
         firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1
         log("resuming after epoch \(firstEpoch - 1)")
-    } else { try run.writeConfig(cfg) }
+    } else {
+        try run.startFresh(overwrite: overwrite || resume)   // --resume with nothing to resume starts over
+        try run.writeConfig(cfg)
+    }
 
     let isTest: (ClipRecord) -> Bool = { $0.isIn(split: cfg.testSplit) }
     // Both sides keep the run's class list: a class absent from the training split must not shift the
@@ -357,7 +363,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
 /// under `root/fold-k`, each testing on fold k; returns the per-fold best results and writes their
 /// mean and standard deviation to `root/kfold.json`, with the last epoch's accuracy beside the best
 /// (picking the best epoch on the test fold flatters, so both are reported).
-public func crossValidate(_ config: FineTuneConfig, data: Dataset, root: URL, resume: Bool = false,
+public func crossValidate(_ config: FineTuneConfig, data: Dataset, root: URL, resume: Bool = false, overwrite: Bool = false,
                           log: @escaping (String) -> Void = { print($0) }) throws -> (folds: [Int: EvaluationResult], mean: Double, std: Double, lastEpochMean: Double?) {
     let folds = Array(Set(data.records.compactMap(\.fold))).sorted()
     guard folds.count >= 2 else { throw NNError("cross-validation: the dataset has \(folds.count) folds (needs a fold per clip, at least 2)") }
@@ -367,7 +373,7 @@ public func crossValidate(_ config: FineTuneConfig, data: Dataset, root: URL, re
         c.testSplit = String(k)
         log("fold \(k) of \(folds.count)")
         let run = try RunDirectory(root.appendingPathComponent("fold-\(k)"))
-        results[k] = try fineTuneAST(c, data: data, run: run, resume: resume, log: log)
+        results[k] = try fineTuneAST(c, data: data, run: run, resume: resume, overwrite: overwrite, log: log)
         lastAccuracy[k] = run.metricsHistory(throughEpoch: config.epochs).last?["accuracy"] as? Double
     }
     func meanAndStd(_ values: [Double]) -> (Double, Double) {

@@ -47,14 +47,15 @@ public func runKeywordDemo(_ o: KeywordDemoOptions, log: @escaping (String) -> V
         (.frame, frames, 24, o.pretrainEpochs, o.batchSize, 1e-4, 20, mean, std, o.seed)
     let unlabelled = Dataset(records: data.records.map { var r = $0; r.split = nil; return r }, layout: data.layout)
     let preRun = try RunDirectory(o.workdir.appendingPathComponent("pretrain"))
-    let preReport = try pretrainSSAST(pre, data: unlabelled, run: preRun, log: log)
+    // The demo's folders hold only its own generated runs: each invocation starts them again.
+    let preReport = try pretrainSSAST(pre, data: unlabelled, run: preRun, overwrite: true, log: log)
 
     log("4/5 fine-tuning on the training voices, testing on \(corpus.testVoices.joined(separator: ", "))")
     var ft = FineTuneConfig()
     (ft.initFrom, ft.variant, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem, ft.mean, ft.std, ft.seed) =
         (preRun.url.path, .frame, frames, o.finetuneEpochs, o.batchSize, 5e-4, 12, 16, mean, std, o.seed)
     let ftRun = try RunDirectory(o.workdir.appendingPathComponent("finetune"))
-    _ = try fineTuneAST(ft, data: data, run: ftRun, log: log)
+    _ = try fineTuneAST(ft, data: data, run: ftRun, overwrite: true, log: log)
 
     log("5/5 evaluating the best checkpoint and classifying one clip")
     let clf = try Classifier.load(ftRun.url)

@@ -57,8 +57,14 @@ public struct PretrainReport: Sendable {
 
 /// Masked spectrogram patch modelling (SSAST): joint nce + 10·mse with two independently masked
 /// passes, Adam with warmup, learning rate halved when held-out pretext accuracy plateaus.
-public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirectory, resume: Bool = false,
+public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirectory, resume: Bool = false, overwrite: Bool = false,
                           log: @escaping (String) -> Void = { print($0) }) throws -> PretrainReport {
+    // A resumed run keeps the settings it was started with (its config.json); only the number of epochs
+    // comes from the caller, so a run can be extended.
+    let resuming = resume && FileManager.default.fileExists(atPath: run.last.path)
+    let requestedEpochs = config.epochs
+    var config = resuming ? (try? run.readConfig(PretrainConfig.self)) ?? config : config
+    config.epochs = requestedEpochs
     if let crop = config.cropFrames, crop <= 0 || crop > config.inputTdim {
         throw NNError("pretrain: crop of \(crop) frames must be in 1...\(config.inputTdim) (the target length)")
     }
@@ -74,10 +80,11 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: config.lr, weightDecay: 5e-7)], betas: (0.95, 0.999))
     var plateau = ReduceOnPlateau(mode: .max, factor: 0.5, patience: 2)
     var firstEpoch = 0
-    if resume && FileManager.default.fileExists(atPath: run.last.path) {
+    if resuming {
         firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1
         log("resuming after epoch \(firstEpoch - 1)")
     } else {
+        try run.startFresh(overwrite: overwrite || resume)   // --resume with nothing to resume starts over
         try run.writeConfig(config)
     }
     let (trainSet, heldOut) = heldOutSplit(data)

@@ -39,6 +39,24 @@ public struct RunDirectory: Sendable {
     public var last: URL { url.appendingPathComponent("last.safetensors") }
     public var lastOptimizer: URL { url.appendingPathComponent("last-optimizer.safetensors") }
 
+    /// Whether the folder holds an earlier run (metrics or a checkpoint).
+    public var holdsRun: Bool { [metricsURL, best, last].contains { FileManager.default.fileExists(atPath: $0.path) } }
+
+    /// Readies the folder for a new run. One that already holds a run is refused, so a repeated command
+    /// cannot overwrite checkpoints and mix two runs' metrics, unless `overwrite`, which removes that
+    /// run's files (config, metrics, checkpoints) and nothing else.
+    public func startFresh(overwrite: Bool) throws {
+        guard holdsRun else { return }
+        guard overwrite else {
+            let done = metricsHistory(throughEpoch: Int.max).last?["epoch"] as? Int
+            throw NNError("\(url.path) already holds a run\(done.map { " (\($0) epochs done)" } ?? ""): "
+                          + "--resume continues it, --overwrite starts it again, or choose another --out")
+        }
+        for file in [configURL, metricsURL, best, last, lastOptimizer] where FileManager.default.fileExists(atPath: file.path) {
+            try FileManager.default.removeItem(at: file)
+        }
+    }
+
     public func writeConfig<T: Encodable>(_ value: T) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

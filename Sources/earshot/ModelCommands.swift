@@ -34,7 +34,9 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Feature mean (earshot dataset stats).") var mean: Float = -4.2677393
     @Option(help: "Feature std.") var std: Float = 4.5689974
     @Option var seed: UInt64 = 0
-    @Flag(help: "Continue from the run folder's last checkpoint.") var resume = false
+    @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
+    var resume = false
+    @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
 
     func run() throws {
         let (size, variant) = try parseModelName(model)
@@ -45,7 +47,7 @@ struct Pretrain: ParsableCommand {
         let sets = try data.map { try Dataset.load(URL(fileURLWithPath: $0)) }
         // Clips marked test/validation stay out of training and score the pretext task (see heldOutSplit).
         let all = Dataset(records: sets.flatMap(\.records), layout: sets.map(\.layout).joined(separator: " + "))
-        let report = try pretrainSSAST(c, data: all, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume)
+        let report = try pretrainSSAST(c, data: all, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume, overwrite: overwrite)
         print(String(format: "pretrained %d epochs: held-out pretext accuracy %.3f, loss %.4f (%d clips skipped) -> %@",
                      report.epochs, report.heldOutAccuracy, report.heldOutLoss, report.skipped, out))
     }
@@ -87,7 +89,9 @@ struct Finetune: ParsableCommand {
     @Option var seed: UInt64 = 0
     @Option(help: "Train on at most this many clips per class, drawn with --seed from the training split (few-shot / label efficiency).")
     var shots: Int?
-    @Flag var resume = false
+    @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
+    var resume = false
+    @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
 
     func run() throws {
         var c = FineTuneConfig()
@@ -101,13 +105,13 @@ struct Finetune: ParsableCommand {
             (lrDecayStart, lrDecay, cropFrames, dropPath, weightDecay, shots, noise)
         let dataset = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if crossValidate {
-            let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume)
+            let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume, overwrite: overwrite)
             for (k, r) in cv.folds.sorted(by: { $0.key < $1.key }) { print(String(format: "fold %d: accuracy %.3f", k, r.accuracy)) }
             let last = cv.lastEpochMean.map { String(format: " (last epoch %.3f)", $0) } ?? ""
             print(String(format: "%d-fold accuracy %.3f ± %.3f at the best epoch%@ -> %@/kfold.json", cv.folds.count, cv.mean, cv.std, last, out))
             return
         }
-        let r = try fineTuneAST(c, data: dataset, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume)
+        let r = try fineTuneAST(c, data: dataset, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume, overwrite: overwrite)
         print(String(format: "best test accuracy %.3f, macro F1 %.3f over %d clips -> %@", r.accuracy, r.macroF1, r.clips, out))
     }
 }

@@ -227,7 +227,11 @@ final class EndToEndTests: XCTestCase {
         let split = try RunDirectory(dir.appendingPathComponent("split"))
         _ = try pretrainSSAST(pre, data: data, run: split, log: { _ in })
         pre.epochs = 5
-        let resumed = try pretrainSSAST(pre, data: data, run: split, resume: true, log: { _ in })
+        // Settings given to a resumed run other than its epochs are the run's own (config.json), not the caller's.
+        var changed = pre
+        (changed.inputTdim, changed.maskCount, changed.lr) = (128, 50, 1e-3)
+        let resumed = try pretrainSSAST(changed, data: data, run: split, resume: true, log: { _ in })
+        XCTAssertEqual(try split.readConfig(PretrainConfig.self).inputTdim, 64)
         let a = straight.metricsHistory(throughEpoch: 5), b = split.metricsHistory(throughEpoch: 5)
         XCTAssertEqual(a.count, 5)
         XCTAssertEqual(a.map { $0["lr"] as? Double }, b.map { $0["lr"] as? Double })
@@ -238,6 +242,17 @@ final class EndToEndTests: XCTestCase {
         let again = try pretrainSSAST(pre, data: data, run: split, resume: true, log: { _ in })
         XCTAssertEqual(again.epochs, 5)
         XCTAssertEqual(again.heldOutAccuracy, full.heldOutAccuracy)
+        // A fresh run in a folder that holds one is refused, and its files are left as they were;
+        // with overwrite the folder holds the new run alone.
+        let before = try Data(contentsOf: split.last)
+        XCTAssertThrowsError(try pretrainSSAST(pre, data: data, run: split, log: { _ in })) {
+            XCTAssertTrue("\($0)".contains("already holds a run (5 epochs done)"), "\($0)")
+        }
+        XCTAssertEqual(try Data(contentsOf: split.last), before)
+        XCTAssertEqual(split.metricsHistory(throughEpoch: 99).count, 5)
+        pre.epochs = 1
+        _ = try pretrainSSAST(pre, data: data, run: split, overwrite: true, log: { _ in })
+        XCTAssertEqual(try String(contentsOf: split.metricsURL, encoding: .utf8).split(separator: "\n").count, 1)
     }
 
     /// A class that only the test split has ("aaa", sorting first) must not shift the training labels'
