@@ -152,11 +152,13 @@ struct Classify: ParsableCommand {
 
     func run() throws {
         let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
-        let report = try clf.probabilities(of: try audioFiles(files)) { file, p in
+        let paths = try audioFiles(files)
+        let report = try clf.probabilities(of: paths) { file, p in
             let ranked = p.indices.sorted { p[$0] > p[$1] }.prefix(top)
             print(file + ": " + ranked.map { String(format: "%@ %.3f", clf.classes[$0], p[$0]) }.joined(separator: ", "))
         }
         for (file, reason) in report.skipped { print("\(file): skipped (\(reason))") }
+        if report.skipped.count == paths.count { throw AudioError("no clip could be read (\(paths.count) skipped)") }
     }
 }
 
@@ -172,6 +174,8 @@ struct Embed: ParsableCommand {
         let clf = try Classifier.loadEmbedder(URL(fileURLWithPath: model), released: released.options)
         let (tensors, report) = try clf.embeddings(of: try audioFiles(inputs))
         for (path, reason) in report.skipped { print("skipped \(path): \(reason)") }
+        // An empty file would read as a successful run; nothing is written instead.
+        if tensors.isEmpty { throw AudioError("no clip could be read (\(report.skipped.count) skipped); \(out) not written") }
         try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))
         print("wrote \(tensors.count) embeddings of dimension \(clf.model.config.dim) to \(out) (\(report.skipped.count) skipped)")
     }
