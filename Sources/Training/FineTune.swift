@@ -101,24 +101,30 @@ public struct Classifier {
 
     /// Embeddings of audio files, keyed by path, computed in batches while the loader decodes the next
     /// (the same vectors as `embedding` clip by clip). Unreadable files are skipped and reported.
-    public func embeddings(of paths: [String], batchSize: Int = 8) throws -> (embeddings: [String: Tensor], report: SkipReport) {
+    public func embeddings(of paths: [String], batchSize: Int = 8,
+                           progress: ((String) -> Void)? = nil) throws -> (embeddings: [String: Tensor], report: SkipReport) {
         var out: [String: Tensor] = [:]
-        let report = try forEachFile(paths, batchSize: batchSize, embedding) { out[$0] = $1 }
+        let report = try forEachFile(paths, batchSize: batchSize, label: "embed", progress: progress, embedding) { out[$0] = $1 }
         return (out, report)
     }
 
     /// Class probabilities of audio files, handed to `body` file by file in their order (unreadable
     /// ones skipped and reported), computed in batches as `embeddings`.
-    public func probabilities(of paths: [String], batchSize: Int = 8, _ body: (String, [Float]) throws -> Void) throws -> SkipReport {
-        try forEachFile(paths, batchSize: batchSize, probabilities) { try body($0, $1.toArray()) }
+    public func probabilities(of paths: [String], batchSize: Int = 8, progress: ((String) -> Void)? = nil,
+                              _ body: (String, [Float]) throws -> Void) throws -> SkipReport {
+        try forEachFile(paths, batchSize: batchSize, label: "classify", progress: progress, probabilities) { try body($0, $1.toArray()) }
     }
 
-    /// `f` on batches of the files' features; `body` gets each file's row.
-    private func forEachFile(_ paths: [String], batchSize: Int, _ f: (Tensor) throws -> Tensor,
-                             _ body: (String, Tensor) throws -> Void) throws -> SkipReport {
+    /// `f` on batches of the files' features; `body` gets each file's row; `progress` a line with an
+    /// ETA every 10 seconds of a long job.
+    private func forEachFile(_ paths: [String], batchSize: Int, label: String, progress: ((String) -> Void)?,
+                             _ f: (Tensor) throws -> Tensor, _ body: (String, Tensor) throws -> Void) throws -> SkipReport {
         let clips = Dataset(records: paths.map { ClipRecord(path: $0, labels: []) }, layout: "files")
         let loader = try FeatureLoader(dataset: clips, pipeline: pipeline, batchSize: batchSize, shuffle: false)
+        var meter = progress.map { Progress(total: loader.batchesPerEpoch, label: label, onlyIfSlow: true, log: $0) }, batches = 0
         try loader.forEachBatch(epoch: 0) { batch in
+            batches += 1
+            defer { meter?.update(batches) }
             let rows = try f(batch.features)
             for (row, index) in batch.indices.enumerated() {
                 try body(paths[index], try rows.slice(axis: 0, start: row, end: row + 1).squeeze(0))
@@ -163,8 +169,9 @@ public struct EvaluationResult: Sendable {
 /// Scores a classifier on a dataset (clips with no label or a label outside its classes are left out;
 /// none left throws).
 /// Unreadable clips are skipped and named in the returned report (`report`, when a run shares one).
+/// `progress`, where given, receives a line with an ETA every 10 seconds of a long evaluation.
 public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int = 8,
-                     report: SkipReport = SkipReport()) throws -> (EvaluationResult, SkipReport) {
+                     report: SkipReport = SkipReport(), progress: ((String) -> Void)? = nil) throws -> (EvaluationResult, SkipReport) {
     let known = Dataset(records: data.records.filter { $0.labels.allSatisfy(classifier.classes.contains) && !$0.labels.isEmpty },
                         layout: data.layout)
     guard !known.records.isEmpty else {
@@ -174,7 +181,10 @@ public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int 
     let loader = try FeatureLoader(dataset: known, pipeline: classifier.pipeline, batchSize: batchSize, shuffle: false, report: report)
     var predicted: [Int] = [], target: [Int] = [], scores: [[Float]] = [], truth: [[Bool]] = []
     let k = classifier.classes.count
+    var meter = progress.map { Progress(total: loader.batchesPerEpoch, label: "evaluate", onlyIfSlow: true, log: $0) }, batches = 0
     try loader.forEachBatch(epoch: 0) { batch in
+        batches += 1
+        defer { meter?.update(batches) }
         let p = try classifier.probabilities(batch.features)
         let best = try p.argmax(axis: -1)
         for (i, idx) in batch.indices.enumerated() {

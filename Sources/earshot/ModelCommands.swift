@@ -128,7 +128,7 @@ struct Evaluate: ParsableCommand {
         let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
         var ds = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if let split { ds = ds.split(split) }
-        let (r, report) = try evaluate(clf, on: ds)
+        let (r, report) = try evaluate(clf, on: ds, progress: progressLine)
         var json = jsonSafe(r.json)
         json["classes"] = clf.classes
         json["skipped"] = report.skipped.map { "\($0.path): \($0.reason)" }
@@ -153,7 +153,7 @@ struct Classify: ParsableCommand {
     func run() throws {
         let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
         let paths = try audioFiles(files)
-        let report = try clf.probabilities(of: paths) { file, p in
+        let report = try clf.probabilities(of: paths, progress: progressLine) { file, p in
             let ranked = p.indices.sorted { p[$0] > p[$1] }.prefix(top)
             print(file + ": " + ranked.map { String(format: "%@ %.3f", clf.classes[$0], p[$0]) }.joined(separator: ", "))
         }
@@ -172,13 +172,18 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         let clf = try Classifier.loadEmbedder(URL(fileURLWithPath: model), released: released.options)
-        let (tensors, report) = try clf.embeddings(of: try audioFiles(inputs))
+        let (tensors, report) = try clf.embeddings(of: try audioFiles(inputs), progress: progressLine)
         for (path, reason) in report.skipped { print("skipped \(path): \(reason)") }
         // An empty file would read as a successful run; nothing is written instead.
         if tensors.isEmpty { throw AudioError("no clip could be read (\(report.skipped.count) skipped); \(out) not written") }
         try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))
         print("wrote \(tensors.count) embeddings of dimension \(clf.model.config.dim) to \(out) (\(report.skipped.count) skipped)")
     }
+}
+
+/// Progress of a long evaluate, classify or embed, on standard error so standard output stays the results.
+func progressLine(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }
 
 /// The files behind command-line inputs: a file as itself, a folder as the clips of the dataset it holds.
