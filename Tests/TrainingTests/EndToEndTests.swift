@@ -367,7 +367,12 @@ final class EndToEndTests: XCTestCase {
         let run = try RunDirectory(dir.appendingPathComponent("ft"))
         let first = try fineTuneAST(ft, data: data, run: run, log: { _ in })
         let bestBytes = try Data(contentsOf: run.best)
-        let again = try fineTuneAST(ft, data: data, run: run, resume: true, log: { _ in })
+        // The run's own settings win on resume: a different clip length (the model is 64 frames) is
+        // ignored instead of feeding the model features it cannot take.
+        var changed = ft
+        (changed.inputTdim, changed.lr) = (128, 1e-2)
+        let again = try fineTuneAST(changed, data: data, run: run, resume: true, log: { _ in })
+        XCTAssertEqual(try run.readConfig(FineTuneConfig.self).inputTdim, 64)
         XCTAssertEqual(again.accuracy, first.accuracy)
         XCTAssertEqual(again.confusion, first.confusion)
         XCTAssertEqual(try Data(contentsOf: run.best), bestBytes, "best.safetensors is left alone")
