@@ -20,15 +20,12 @@ public enum SafeTensors {
     }
 
     public static func read(_ url: URL) throws -> File {
-        let path = url.path
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw NNError("\(path): cannot open safetensors file (\(error.localizedDescription))")
-        }
-        return try parse(data, name: path)
+        try parse(try MappedFile.map(url, what: "safetensors file"), name: url.path, releaseCopiedPages: true)
     }
 
-    public static func parse(_ data: Data, name: String) throws -> File {
+    /// `releaseCopiedPages` only for data that is a `MappedFile` (`read`): the pages of each tensor are
+    /// dropped after it is copied.
+    public static func parse(_ data: Data, name: String, releaseCopiedPages: Bool = false) throws -> File {
         guard data.count >= 8 else { throw NNError("\(name): not a safetensors file: \(data.count) bytes, too short for a header") }
         let headerLength = data.withUnsafeBytes { raw in UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self)) }
         guard headerLength <= UInt64(data.count - 8), headerLength < 100_000_000 else {
@@ -72,6 +69,7 @@ public enum SafeTensors {
             data.withUnsafeBytes { raw in
                 let src = raw.baseAddress! + base + offsets[0]
                 convert(src, dtype, t.data, n)
+                if releaseCopiedPages { MappedFile.releasePages(src, count: offsets[1] - offsets[0]) }
             }
             tensors[key] = t
             order.append((offsets[0], key))
@@ -81,7 +79,11 @@ public enum SafeTensors {
 
     static func convert(_ src: UnsafeRawPointer, _ dtype: DType, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         switch dtype {
+        #if _endian(little)
+        case .f32: UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: 4 * n)   // the file's layout is ours
+        #else
         case .f32: for i in 0..<n { dst[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+        #endif
         case .f64: for i in 0..<n { dst[i] = Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
         case .f16: for i in 0..<n { dst[i] = halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
         case .bf16: for i in 0..<n { dst[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }

@@ -7,16 +7,12 @@ import Foundation
 /// malicious checkpoints work), naming it.
 public enum TorchCheckpoint {
     public static func read(_ url: URL) throws -> [String: Tensor] {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw NNError("\(url.path): cannot open (\(error.localizedDescription))")
-        }
-        let zip = try ZipArchive(data, name: url.path)
+        let zip = try ZipArchive(try MappedFile.map(url, what: "PyTorch checkpoint"), name: url.path)
         guard let pkl = zip.entries.keys.first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }) else {
             throw NNError("\(url.path): no data.pkl in the archive (legacy non-zip torch.save files are not supported)")
         }
         let prefix = String(pkl.dropLast("data.pkl".count))
-        var unpickler = Unpickler(bytes: [UInt8](try zip.contents(pkl)), name: url.path) { key, dtype, numel in
+        var unpickler = Unpickler(bytes: [UInt8](try zip.contents(pkl)), name: url.path, releaseCopiedPages: true) { key, dtype, numel in
             let raw = try zip.contents("\(prefix)data/\(key)")
             guard raw.count >= numel * dtype.size else {
                 throw NNError("\(url.path): storage \(key) holds \(raw.count) bytes, expected \(numel * dtype.size)")
@@ -97,8 +93,12 @@ struct Unpickler {
     var stack: [PickleValue] = []
     var memo: [Int: PickleValue] = [:]
 
-    init(bytes: [UInt8], name: String, loadStorage: @escaping (String, TorchDType, Int) throws -> (Data, TorchDType)) {
-        self.bytes = bytes; self.name = name; self.loadStorage = loadStorage
+    /// Storages are slices of a `MappedFile`: a tensor's pages are handed back once copied.
+    let releaseCopiedPages: Bool
+
+    init(bytes: [UInt8], name: String, releaseCopiedPages: Bool = false,
+         loadStorage: @escaping (String, TorchDType, Int) throws -> (Data, TorchDType)) {
+        self.bytes = bytes; self.name = name; self.releaseCopiedPages = releaseCopiedPages; self.loadStorage = loadStorage
     }
 
     static let allowedGlobals: Set<String> = [
@@ -277,6 +277,7 @@ struct Unpickler {
                     // A float32 run copies as it is (little-endian, like every platform this builds for):
                     // the element loop below cost a base AST a second of loading.
                     UnsafeMutableRawPointer(t.data).copyMemory(from: base + 4 * offset, byteCount: 4 * count)
+                    if releaseCopiedPages { MappedFile.releasePages(base + 4 * offset, count: 4 * count) }
                     return
                 }
                 var index = [Int](repeating: 0, count: size.count)

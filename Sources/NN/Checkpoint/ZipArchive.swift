@@ -58,6 +58,7 @@ struct ZipArchive {
     func contents(_ entryName: String) throws -> Data {
         guard let e = entries[entryName] else { throw NNError("\(name): archive has no entry \(entryName)") }
         guard e.method == 0 else { throw NNError("\(name): entry \(entryName) is compressed (method \(e.method)); only stored entries are supported") }
-        return data.subdata(in: (data.startIndex + e.offset)..<(data.startIndex + e.offset + e.size))
+        // A slice, not a copy: over a mapped archive the bytes stay in the file until read.
+        return data[(data.startIndex + e.offset)..<(data.startIndex + e.offset + e.size)]
     }
 }
