@@ -20,7 +20,8 @@ public enum SafeTensors {
     }
 
     public static func read(_ url: URL) throws -> File {
-        try parse(try MappedFile.map(url, what: "safetensors file"), name: url.path, releaseCopiedPages: true)
+        let file = try MappedFile.map(url, what: "safetensors file")
+        return try parse(file.data, name: url.path, releaseCopiedPages: file.mapped)
     }
 
     /// `releaseCopiedPages` only for data that is a `MappedFile` (`read`): the pages of each tensor are

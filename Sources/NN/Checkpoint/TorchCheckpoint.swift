@@ -7,12 +7,13 @@ import Foundation
 /// malicious checkpoints work), naming it.
 public enum TorchCheckpoint {
     public static func read(_ url: URL) throws -> [String: Tensor] {
-        let zip = try ZipArchive(try MappedFile.map(url, what: "PyTorch checkpoint"), name: url.path)
+        let file = try MappedFile.map(url, what: "PyTorch checkpoint")
+        let zip = try ZipArchive(file.data, name: url.path)
         guard let pkl = zip.entries.keys.first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }) else {
             throw NNError("\(url.path): no data.pkl in the archive (legacy non-zip torch.save files are not supported)")
         }
         let prefix = String(pkl.dropLast("data.pkl".count))
-        var unpickler = Unpickler(bytes: [UInt8](try zip.contents(pkl)), name: url.path, releaseCopiedPages: true) { key, dtype, numel in
+        var unpickler = Unpickler(bytes: [UInt8](try zip.contents(pkl)), name: url.path, releaseCopiedPages: file.mapped) { key, dtype, numel in
             let raw = try zip.contents("\(prefix)data/\(key)")
             guard raw.count >= numel * dtype.size else {
                 throw NNError("\(url.path): storage \(key) holds \(raw.count) bytes, expected \(numel * dtype.size)")
