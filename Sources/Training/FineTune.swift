@@ -268,6 +268,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     if resuming {
         firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1
         log("resuming after epoch \(firstEpoch - 1)")
+        log("  with the run's own settings (\(run.configURL.lastPathComponent)); from this command only the epochs (\(cfg.epochs))")
     } else {
         try run.startFresh(overwrite: overwrite || resume)   // --resume with nothing to resume starts over
         try run.writeConfig(cfg)

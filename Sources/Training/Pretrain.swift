@@ -83,6 +83,7 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
     if resuming {
         firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1
         log("resuming after epoch \(firstEpoch - 1)")
+        log("  with the run's own settings (\(run.configURL.lastPathComponent)); from this command only the epochs (\(config.epochs))")
     } else {
         try run.startFresh(overwrite: overwrite || resume)   // --resume with nothing to resume starts over
         try run.writeConfig(config)
