@@ -233,7 +233,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     // A resumed run keeps the settings it was started with (its config.json: features, classes,
     // augmentation, schedule); only the number of epochs comes from the caller, so a run can be extended.
     let resuming = resume && FileManager.default.fileExists(atPath: run.last.path)
-    var cfg = resuming ? (try? run.readConfig(FineTuneConfig.self)) ?? config : config
+    var cfg = resuming ? run.resumedConfig(config, log: log) : config
     cfg.epochs = config.epochs
     let unlabelled = data.records.filter { $0.labels.isEmpty }
     if let first = unlabelled.first {

@@ -63,7 +63,7 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
     // comes from the caller, so a run can be extended.
     let resuming = resume && FileManager.default.fileExists(atPath: run.last.path)
     let requestedEpochs = config.epochs
-    var config = resuming ? (try? run.readConfig(PretrainConfig.self)) ?? config : config
+    var config = resuming ? run.resumedConfig(config, log: log) : config
     config.epochs = requestedEpochs
     if let crop = config.cropFrames, crop <= 0 || crop > config.inputTdim {
         throw NNError("pretrain: crop of \(crop) frames must be in 1...\(config.inputTdim) (the target length)")

@@ -63,6 +63,15 @@ public struct RunDirectory: Sendable {
         try AtomicFile.write(try encoder.encode(value), to: configURL)
     }
 
+    /// The settings a resumed run keeps: its own config.json, or where that cannot be read, `given`
+    /// (and `log` says so; the checkpoint still fixes the architecture).
+    public func resumedConfig<T: Decodable>(_ given: T, log: (String) -> Void) -> T {
+        do { return try readConfig(T.self) } catch {
+            log("\(error); resuming with this command's settings instead")
+            return given
+        }
+    }
+
     public func readConfig<T: Decodable>(_ type: T.Type) throws -> T {
         do { return try JSONDecoder().decode(type, from: Data(contentsOf: configURL)) } catch {
             throw NNError("\(configURL.path): cannot read run config (\(error))")

@@ -376,5 +376,11 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(again.accuracy, first.accuracy)
         XCTAssertEqual(again.confusion, first.confusion)
         XCTAssertEqual(try Data(contentsOf: run.best), bestBytes, "best.safetensors is left alone")
+        // A damaged config.json does not block a resume: the caller's settings stand in, and it says so.
+        try Data("{".utf8).write(to: run.configURL)
+        var lines: [String] = []
+        let fallback = try fineTuneAST(ft, data: data, run: run, resume: true) { lines.append($0) }
+        XCTAssertEqual(fallback.accuracy, first.accuracy)
+        XCTAssertTrue(lines.contains { $0.contains("cannot read run config") && $0.contains("this command's settings") }, "\(lines.prefix(3))")
     }
 }
