@@ -121,10 +121,7 @@ public struct Classifier {
                              _ f: (Tensor) throws -> Tensor, _ body: (String, Tensor) throws -> Void) throws -> SkipReport {
         let clips = Dataset(records: paths.map { ClipRecord(path: $0, labels: []) }, layout: "files")
         let loader = try FeatureLoader(dataset: clips, pipeline: pipeline, batchSize: batchSize, shuffle: false)
-        var meter = progress.map { Progress(total: loader.batchesPerEpoch, label: label, onlyIfSlow: true, log: $0) }, batches = 0
-        try loader.forEachBatch(epoch: 0) { batch in
-            batches += 1
-            defer { meter?.update(batches) }
+        try onePass(loader, label: label, progress: progress) { batch in
             let rows = try f(batch.features)
             for (row, index) in batch.indices.enumerated() {
                 try body(paths[index], try rows.slice(axis: 0, start: row, end: row + 1).squeeze(0))
@@ -181,10 +178,7 @@ public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int 
     let loader = try FeatureLoader(dataset: known, pipeline: classifier.pipeline, batchSize: batchSize, shuffle: false, report: report)
     var predicted: [Int] = [], target: [Int] = [], scores: [[Float]] = [], truth: [[Bool]] = []
     let k = classifier.classes.count
-    var meter = progress.map { Progress(total: loader.batchesPerEpoch, label: "evaluate", onlyIfSlow: true, log: $0) }, batches = 0
-    try loader.forEachBatch(epoch: 0) { batch in
-        batches += 1
-        defer { meter?.update(batches) }
+    try onePass(loader, label: "evaluate", progress: progress) { batch in
         let p = try classifier.probabilities(batch.features)
         let best = try p.argmax(axis: -1)
         for (i, idx) in batch.indices.enumerated() {
@@ -198,6 +192,17 @@ public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int 
     return (EvaluationResult(accuracy: Metrics.accuracy(predicted, target), macroF1: Metrics.macroF1(predicted, target, classes: k),
                              confusion: Metrics.confusionMatrix(predicted, target, classes: k), mAP: ml.mAP, auc: ml.auc,
                              dPrime: ml.dPrime, clips: predicted.count), loader.report)
+}
+
+/// One unshuffled pass over `loader` (evaluate, classify, embed); `progress`, where given, gets a line
+/// with an ETA every 10 seconds of a long pass.
+func onePass(_ loader: FeatureLoader, label: String, progress: ((String) -> Void)?, _ body: (Batch) throws -> Void) throws {
+    var meter = progress.map { Progress(total: loader.batchesPerEpoch, label: label, onlyIfSlow: true, log: $0) }, batches = 0
+    try loader.forEachBatch(epoch: 0) { batch in
+        try body(batch)
+        batches += 1
+        meter?.update(batches)
+    }
 }
 
 /// The classifier's architecture, recorded back into `cfg` (size, variant, depth, mel bins) so the run's
@@ -230,11 +235,8 @@ func classifierArchitecture(_ cfg: inout FineTuneConfig, saved: ASTConfig?, star
 /// test split every epoch and keeping the best checkpoint; returns the best epoch's result.
 public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirectory, resume: Bool = false, overwrite: Bool = false,
                         log: @escaping (String) -> Void = { print($0) }) throws -> EvaluationResult {
-    // A resumed run keeps the settings it was started with (its config.json: features, classes,
-    // augmentation, schedule); only the number of epochs comes from the caller, so a run can be extended.
-    let resuming = resume && FileManager.default.fileExists(atPath: run.last.path)
-    var cfg = resuming ? run.resumedConfig(config, log: log) : config
-    cfg.epochs = config.epochs
+    let resuming = run.canResume(resume)
+    var cfg = run.settings(config, resuming: resuming, epochs: \.epochs, log: log)
     let unlabelled = data.records.filter { $0.labels.isEmpty }
     if let first = unlabelled.first {
         throw NNError("finetune: \(unlabelled.count) of \(data.records.count) clips have no label (first: \(first.path)); "
@@ -264,15 +266,8 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     }
     if cfg.freezeEncoder { model.freeze(prefix: "v.") }
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)], betas: (0.95, 0.999))
-    var firstEpoch = 0
-    if resuming {
-        firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1
-        log("resuming after epoch \(firstEpoch - 1)")
-        log("  with the run's own settings (\(run.configURL.lastPathComponent)); from this command only the epochs (\(cfg.epochs))")
-    } else {
-        try run.startFresh(overwrite: overwrite || resume)   // --resume with nothing to resume starts over
-        try run.writeConfig(cfg)
-    }
+    let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,
+                                   model: model, optimizer: optimizer, log: log)
 
     let isTest: (ClipRecord) -> Bool = { $0.isIn(split: cfg.testSplit) }
     // Both sides keep the run's class list: a class absent from the training split must not shift the

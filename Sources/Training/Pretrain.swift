@@ -59,12 +59,8 @@ public struct PretrainReport: Sendable {
 /// passes, Adam with warmup, learning rate halved when held-out pretext accuracy plateaus.
 public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirectory, resume: Bool = false, overwrite: Bool = false,
                           log: @escaping (String) -> Void = { print($0) }) throws -> PretrainReport {
-    // A resumed run keeps the settings it was started with (its config.json); only the number of epochs
-    // comes from the caller, so a run can be extended.
-    let resuming = resume && FileManager.default.fileExists(atPath: run.last.path)
-    let requestedEpochs = config.epochs
-    var config = resuming ? run.resumedConfig(config, log: log) : config
-    config.epochs = requestedEpochs
+    let resuming = run.canResume(resume)
+    let config = run.settings(config, resuming: resuming, epochs: \.epochs, log: log)
     if let crop = config.cropFrames, crop <= 0 || crop > config.inputTdim {
         throw NNError("pretrain: crop of \(crop) frames must be in 1...\(config.inputTdim) (the target length)")
     }
@@ -79,15 +75,8 @@ public func pretrainSSAST(_ config: PretrainConfig, data: Dataset, run: RunDirec
     let model = SSAST(mc)
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: config.lr, weightDecay: 5e-7)], betas: (0.95, 0.999))
     var plateau = ReduceOnPlateau(mode: .max, factor: 0.5, patience: 2)
-    var firstEpoch = 0
-    if resuming {
-        firstEpoch = try run.resume(model: model, optimizer: optimizer) + 1
-        log("resuming after epoch \(firstEpoch - 1)")
-        log("  with the run's own settings (\(run.configURL.lastPathComponent)); from this command only the epochs (\(config.epochs))")
-    } else {
-        try run.startFresh(overwrite: overwrite || resume)   // --resume with nothing to resume starts over
-        try run.writeConfig(config)
-    }
+    let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: config, epochs: config.epochs,
+                                   model: model, optimizer: optimizer, log: log)
     let (trainSet, heldOut) = heldOutSplit(data)
     // One report for both splits: an unreadable held-out clip is named as a training one is.
     let skips = SkipReport()

@@ -63,13 +63,37 @@ public struct RunDirectory: Sendable {
         try AtomicFile.write(try encoder.encode(value), to: configURL)
     }
 
-    /// The settings a resumed run keeps: its own config.json, or where that cannot be read, `given`
-    /// (and `log` says so; the checkpoint still fixes the architecture).
-    public func resumedConfig<T: Decodable>(_ given: T, log: (String) -> Void) -> T {
-        do { return try readConfig(T.self) } catch {
+    /// Whether a run asked to resume has something to resume from (a last checkpoint).
+    public func canResume(_ resume: Bool) -> Bool { resume && FileManager.default.fileExists(atPath: last.path) }
+
+    /// The settings a run goes on with: a resumed run keeps the ones it started with (its config.json,
+    /// or where that cannot be read `given`, and `log` says so; the checkpoint still fixes the
+    /// architecture); only the number of epochs comes from `given`, so a run can be extended.
+    public func settings<T: Decodable>(_ given: T, resuming: Bool, epochs: WritableKeyPath<T, Int>, log: (String) -> Void) -> T {
+        guard resuming else { return given }
+        var kept: T
+        do { kept = try readConfig(T.self) } catch {
             log("\(error); resuming with this command's settings instead")
-            return given
+            kept = given
         }
+        kept[keyPath: epochs] = given[keyPath: epochs]
+        return kept
+    }
+
+    /// Starts the run: a resumed one restores model and optimizer from its last checkpoint; a new one
+    /// readies the folder (see `startFresh`; a resume with nothing to resume starts over) and writes
+    /// `settings`. Returns the first epoch to run.
+    public func begin<T: Encodable>(resuming: Bool, resume: Bool, overwrite: Bool, settings: T, epochs: Int,
+                                    model: Module, optimizer: (any Optimizer)?, log: (String) -> Void) throws -> Int {
+        guard resuming else {
+            try startFresh(overwrite: overwrite || resume)
+            try writeConfig(settings)
+            return 0
+        }
+        let done = try self.resume(model: model, optimizer: optimizer)
+        log("resuming after epoch \(done)")
+        log("  with the run's own settings (\(configURL.lastPathComponent)); from this command only the epochs (\(epochs))")
+        return done + 1
     }
 
     public func readConfig<T: Decodable>(_ type: T.Type) throws -> T {
