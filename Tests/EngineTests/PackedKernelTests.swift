@@ -28,6 +28,29 @@ final class PackedKernelTests: XCTestCase {
         return y
     }
 
+    /// Attention's Kᵀ panels: panel p, row kk, lane t holds x[cols·p + t, kk], zero past n. Key counts and
+    /// widths around the 4 x 4 transpose blocks and the panel width, in a strided source.
+    func testTransposedPanelsHoldEveryKeyOnce() {
+        let cols = MicroKernel.cols
+        for (n, d) in [(1, 1), (3, 5), (4, 4), (7, 3), (16, 64), (21, 9), (37, 64), (40, 66)] {
+            let ld = d + 3
+            let x = (0..<(n * ld)).map { Float($0) + 0.5 }
+            let panels = (n + cols - 1) / cols
+            var out = [Float](repeating: .nan, count: panels * d * cols)
+            x.withUnsafeBufferPointer { px in out.withUnsafeMutableBufferPointer { po in
+                MicroKernel.packTransposedPanels(px.baseAddress!, ld: ld, n: n, d: d, into: po.baseAddress!)
+            } }
+            for p in 0..<panels {
+                for kk in 0..<d {
+                    for t in 0..<cols {
+                        let j = p * cols + t
+                        XCTAssertEqual(out[p * d * cols + kk * cols + t], j < n ? x[j * ld + kk] : 0, "n \(n), d \(d), key \(j), feature \(kk)")
+                    }
+                }
+            }
+        }
+    }
+
     func testLinearOnThePackedPathMatchesPlainLoops() throws {
         // Output widths that are multiples of 32 take the packed path with either kernel width (16 or 32).
         for (rows, inF, outF, seed) in [(203, 37, 32, 1), (197, 800, 64, 2), (400, 16, 16, 3)] as [(Int, Int, Int, UInt64)] {

@@ -15,11 +15,33 @@ final class VectorMathTests: XCTestCase {
             x -= 0.0137
         }
         XCTAssertLessThan(worst, 3e-7, "relative error \(worst) at \(at)")
+        // The row's maximum itself maps to exactly 1.
+        XCTAssertEqual(VMath.exp2(V8(repeating: 0))[0], 1)
         // Below 2^-126 the result stays tiny and positive (a stand-in for 0 that no softmax sum notices).
         let tiny = VMath.exp2(V8(repeating: -300))[0]
         XCTAssertTrue(tiny >= 0 && tiny < 1e-37, "\(tiny)")
         XCTAssertEqual(VMath.exp2(V8(repeating: -.infinity))[0], tiny)
         XCTAssertTrue(VMath.exp2(V8(repeating: .nan))[0].isNaN)
+    }
+
+    /// Exact GELU's rational erf against Double-precision libm erf, across the clamp at |x| = 4√2 and
+    /// far past it, where GELU(x) is x or 0 to float precision.
+    func testExactGELUMatchesDoublePrecision() {
+        var worst = 0.0, at: Float = 0
+        var x: Float = -12
+        while x < 12 {
+            let got = Double(VMath.geluErf(V8(repeating: x))[5])
+            let want = 0.5 * Double(x) * (1 + Foundation.erf(Double(x) / 2.0.squareRoot()))
+            // A few float32 ulps of x: the output's own rounding is ~6e-8 |x|.
+            let err = abs(got - want) / max(1, abs(Double(x)))
+            if err > worst { worst = err; at = x }
+            x += 0.00731
+        }
+        XCTAssertLessThan(worst, 5e-7, "error \(worst) (relative to max(1, |x|)) at \(at)")
+        XCTAssertEqual(VMath.geluErf(V8(repeating: 0))[0], 0)
+        XCTAssertEqual(VMath.geluErf(V8(repeating: 100))[0], 100, accuracy: 1e-4)
+        XCTAssertEqual(VMath.geluErf(V8(repeating: -100))[0], 0, accuracy: 1e-4)
+        XCTAssertTrue(VMath.geluErf(V8(repeating: .nan))[0].isNaN)
     }
 
     /// The 4-way row maximum agrees with a plain scan for every length around its 32- and 8-wide steps.
