@@ -46,6 +46,20 @@ enum AttentionKernel {
         }
     }
 
+    /// `parallelTasks` with `scratch` floats per worker, taken once rather than once per task (the
+    /// forward runs ~100 query-block tasks per head; their pool round trips were ~0.6% of AST inference).
+    static func parallelTasks(_ total: Int, scratch: Int, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        let next = TaskCounter()
+        withoutActuallyEscaping(body) { f in
+            let box = UnsafeSendable(value: f)
+            DispatchQueue.concurrentPerform(iterations: min(Threading.threads, total)) { _ in
+                let buffer = BufferPool.shared.take(scratch)
+                defer { BufferPool.shared.give(buffer, count: scratch) }
+                while let t = next.take(below: total) { box.value(t, buffer) }
+            }
+        }
+    }
+
     static func forEachHead(_ batch: Int, _ heads: Int, _ body: (Int, Int) -> Void) {
         parallelTasks(batch * heads) { t in body(t / heads, t % heads) }
     }
@@ -72,18 +86,20 @@ enum AttentionKernel {
             if tiled { MicroKernel.packPanels(v.at(b, h), ld: v.rowStride, n: nk, w: dv, rows: nkPadded, into: base + kPack) }
         }
         let queryBlocks = (nq + queryBlock - 1) / queryBlock
-        parallelTasks(batch * heads * queryBlocks) { task in
+        // Per worker: a strip's scores, its output accumulator, and its running row maxima and sums.
+        let sCount = queryBlock * keyBlock, accCount = queryBlock * dv
+        parallelTasks(batch * heads * queryBlocks, scratch: sCount + accCount + 2 * queryBlock) { task, scratch in
             let head = task / queryBlocks, b = head / heads, h = head % heads
             let i0 = (task % queryBlocks) * queryBlock, bq = min(queryBlock, nq - i0)
             let qi = q.at(b, h) + i0 * q.rowStride, vp = v.at(b, h), oi = o.at(b, h) + i0 * o.rowStride
             let kP = packs + head * headPack, vP = kP + kPack
             let lseRow = lse + head * nq + i0
             let alpha = scale * log2e
-            let sCount = bq * keyBlock, accCount = bq * dv
-            let s = pool.take(sCount), acc = pool.take(accCount)
-            defer { pool.give(s, count: sCount); pool.give(acc, count: accCount) }
-            var rowMax = [Float](repeating: -.infinity, count: bq), rowSum = [Float](repeating: 0, count: bq)
-            acc.update(repeating: 0, count: accCount)
+            let s = scratch, acc = scratch + sCount
+            let rowMax = acc + accCount, rowSum = rowMax + queryBlock
+            rowMax.update(repeating: -.infinity, count: bq)
+            rowSum.update(repeating: 0, count: bq)
+            acc.update(repeating: 0, count: bq * dv)
             var j0 = 0
             while j0 < nk {
                 let bk = min(keyBlock, nk - j0), bkp = roundUp(bk, MicroKernel.cols)

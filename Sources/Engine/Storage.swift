@@ -39,17 +39,13 @@ final class BufferPool: @unchecked Sendable {
         lock.lock()
         liveBytes += n * 4
         peakLiveBytes = max(peakLiveBytes, liveBytes)
-        lock.unlock()
-        if n >= minPooledCount {
-            lock.lock()
-            if var list = free[n], let p = list.popLast() {
-                free[n] = list
-                pooledBytes -= n * 4
-                lock.unlock()
-                return p
-            }
+        // Popped in place: binding the list to a local first copied the whole array on every take.
+        if n >= minPooledCount, let p = free[n]?.popLast() {
+            pooledBytes -= n * 4
             lock.unlock()
+            return p
         }
+        lock.unlock()
         var raw: UnsafeMutableRawPointer?
         let status = posix_memalign(&raw, 64, n * MemoryLayout<Float>.stride)
         guard status == 0, let raw else { fatalError("Earshot: out of memory allocating \(n) floats") }
@@ -58,17 +54,15 @@ final class BufferPool: @unchecked Sendable {
 
     func give(_ p: UnsafeMutablePointer<Float>, count: Int) {
         let n = max(count, 1)
-        lock.lock(); liveBytes -= n * 4; lock.unlock()
-        if n >= minPooledCount {
-            lock.lock()
-            if pooledBytes + n * 4 <= capBytes {
-                free[n, default: []].append(p)
-                pooledBytes += n * 4
-                lock.unlock()
-                return
-            }
+        lock.lock()
+        liveBytes -= n * 4
+        if n >= minPooledCount, pooledBytes + n * 4 <= capBytes {
+            free[n, default: []].append(p)
+            pooledBytes += n * 4
             lock.unlock()
+            return
         }
+        lock.unlock()
         free_(p)
     }
 
