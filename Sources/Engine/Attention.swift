@@ -37,13 +37,7 @@ enum AttentionKernel {
     /// Runs `body(task)` for `0..<total` on the engine's threads, handing out tasks dynamically so
     /// uneven tasks still balance; the GEMMs inside are single-threaded.
     static func parallelTasks(_ total: Int, _ body: (Int) -> Void) {
-        let next = TaskCounter()
-        withoutActuallyEscaping(body) { f in
-            let box = UnsafeSendable(value: f)
-            DispatchQueue.concurrentPerform(iterations: min(Threading.threads, total)) { _ in
-                while let t = next.take(below: total) { box.value(t) }
-            }
-        }
+        parallelTasks(total, scratch: 0) { t, _ in body(t) }
     }
 
     /// `parallelTasks` with `scratch` floats per worker, taken once rather than once per task (the

@@ -126,8 +126,8 @@ enum MicroKernel {
 
     /// Packs a row-major [n, d] matrix X (stride ld) panel-major as the B operand of a product with Xᵀ:
     /// panel p holds keys cols·p..<cols·(p+1) as d rows of `cols` floats (zero past n); panels are cols·d apart.
-    /// Keys go four at a time through `transpose4x4` (1.9% of encoder inference was this pack, two thirds
-    /// of it the scalar transpose); leftover keys and features take the scalar path.
+    /// Keys go four at a time through `transpose4x4` (half the time of a scalar transpose on cached data,
+    /// docs/BENCHMARKS.md session 12); leftover keys and features take the scalar path.
     static func packTransposedPanels(_ x: UnsafePointer<Float>, ld: Int, n: Int, d: Int, into out: UnsafeMutablePointer<Float>) {
         let panels = (n + cols - 1) / cols, d4 = d & ~3
         for p in 0..<panels {
