@@ -49,7 +49,8 @@ public enum Random {
     public static func seed(_ seed: UInt64) { global = RandomGenerator(seed: seed) }
 
     /// True inside `withoutInitialisation`: the initialisers on the global generator (`Tensor.randn`,
-    /// `uniform`, `truncatedNormal`) then return zeros and draw nothing.
+    /// `uniform`, `truncatedNormal`) then return zeros and draw nothing, in pages that are resident only
+    /// once the checkpoint writes them (`Tensor.pageBacked`).
     @TaskLocal public static var initialisationSkipped = false
 
     /// Builds a model whose every weight a checkpoint is about to overwrite without drawing its random

@@ -5,14 +5,43 @@ import Foundation
 public final class Storage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    /// Bytes of anonymous pages this storage mapped itself (`init(pagesFor:)`); 0 for the pool's buffers.
+    private let mappedBytes: Int
 
     init(count: Int, zeroed: Bool) {
         self.count = count
         self.pointer = BufferPool.shared.take(count)
+        self.mappedBytes = 0
         if zeroed { pointer.update(repeating: 0, count: count) }
     }
 
-    deinit { BufferPool.shared.give(pointer, count: count) }
+    /// Zeros in fresh anonymous pages of their own (mmap): resident only once written, and handed back to
+    /// the system when released instead of to the pool. For the tensors of checkpoint loading: a model's
+    /// weights before the checkpoint fills them, and the checkpoint's parsed tensors, dropped one by one
+    /// as they are copied (`Module.load(consuming:)`). Pooled, either would keep a model's size of memory
+    /// resident (zeroing touches every page; a freed buffer stays in the pool for a size never asked again).
+    init(pagesFor count: Int) {
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        guard let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
+            fatalError("Earshot: out of memory mapping \(count) floats")
+        }
+        self.count = count
+        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.mappedBytes = bytes
+        BufferPool.shared.noteMapped(bytes)
+    }
+
+    /// Below this many floats `init(pagesFor:)` is not worth a system call (and wastes most of a page).
+    public static let pageBackedMinimum = 16_384
+
+    deinit {
+        if mappedBytes > 0 {
+            munmap(UnsafeMutableRawPointer(pointer), mappedBytes)
+            BufferPool.shared.noteMapped(-mappedBytes)
+        } else {
+            BufferPool.shared.give(pointer, count: count)
+        }
+    }
 }
 
 /// Size-bucketed free lists with a cap on pooled bytes. Buffers are bucketed by exact element count,
@@ -33,6 +62,14 @@ final class BufferPool: @unchecked Sendable {
     private(set) var peakLiveBytes = 0
 
     func resetPeak() { lock.lock(); peakLiveBytes = liveBytes; lock.unlock() }
+
+    /// Counts storages' own page mappings (`Storage(pagesFor:)`) as live, like buffers handed out.
+    func noteMapped(_ bytes: Int) {
+        lock.lock()
+        liveBytes += bytes
+        peakLiveBytes = max(peakLiveBytes, liveBytes)
+        lock.unlock()
+    }
 
     func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         let n = max(count, 1)

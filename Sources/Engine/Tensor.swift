@@ -50,6 +50,16 @@ public final class Tensor: @unchecked Sendable {
         Tensor(shape: shape, storage: Storage(count: shape.reduce(1, *), zeroed: true))
     }
 
+    /// Zeros in pages of their own that become resident only as they are written and go back to the
+    /// system when the tensor dies, never to the buffer pool: for weights a checkpoint is about to fill
+    /// and for a checkpoint's parsed tensors (see `Storage(pagesFor:)`). Below
+    /// `Storage.pageBackedMinimum` floats it is plain `zeros`.
+    public static func pageBacked(_ shape: [Int]) -> Tensor {
+        let n = shape.reduce(1, *)
+        guard n >= Storage.pageBackedMinimum else { return zeros(shape) }
+        return Tensor(shape: shape, storage: Storage(pagesFor: n))
+    }
+
     public static func full(_ shape: [Int], _ value: Float) -> Tensor {
         let t = empty(shape)
         t.data.update(repeating: value, count: t.count)
@@ -73,7 +83,7 @@ public final class Tensor: @unchecked Sendable {
     }
 
     public static func randn(_ shape: [Int], mean: Float = 0, std: Float = 1) -> Tensor {
-        if Random.initialisationSkipped { return zeros(shape) }
+        if Random.initialisationSkipped { return pageBacked(shape) }
         return randn(shape, mean: mean, std: std, generator: &Random.global)
     }
 
@@ -86,14 +96,14 @@ public final class Tensor: @unchecked Sendable {
     }
 
     public static func uniform(_ shape: [Int], low: Float = 0, high: Float = 1) -> Tensor {
-        if Random.initialisationSkipped { return zeros(shape) }
+        if Random.initialisationSkipped { return pageBacked(shape) }
         return uniform(shape, low: low, high: high, generator: &Random.global)
     }
 
     /// Normal(mean, std) truncated to [a, b] by rejection, as `torch.nn.init.trunc_normal_`.
     public static func truncatedNormal(_ shape: [Int], mean: Float = 0, std: Float = 1,
                                        a: Float = -2, b: Float = 2) -> Tensor {
-        if Random.initialisationSkipped { return zeros(shape) }
+        if Random.initialisationSkipped { return pageBacked(shape) }
         let t = empty(shape)
         for i in 0..<t.count {
             var v: Float

@@ -66,7 +66,7 @@ public struct Classifier {
     /// Loads a fine-tuning run folder (its best checkpoint) or a checkpoint file.
     public static func load(_ path: URL) throws -> Classifier {
         let file = try RunDirectory.modelFile(path)
-        let st = try SafeTensors.read(file)
+        var st = try SafeTensors.read(file)
         let d = JSONDecoder()
         guard let c = st.metadata["ast_config"], let config = try? d.decode(ASTConfig.self, from: Data(c.utf8)),
               let k = st.metadata["classes"], let classes = try? d.decode([String].self, from: Data(k.utf8)),
@@ -79,7 +79,9 @@ public struct Classifier {
         }
         do { try config.validate() } catch { throw NNError("\(file.path): \(error)") }
         let model = Random.withoutInitialisation { AST(config) }   // every weight comes from the file
-        do { try model.load(stateDict: st.tensors) } catch { throw NNError("\(file.path): \(error)") }
+        var weights = st.tensors
+        st.tensors = [:]   // so each tensor is freed as soon as it is copied
+        do { try model.load(consuming: &weights) } catch { throw NNError("\(file.path): \(error)") }
         model.eval()
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")
     }

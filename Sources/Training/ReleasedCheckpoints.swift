@@ -133,8 +133,8 @@ extension Classifier {
         let pre: PretrainedEncoder
         if isZipArchive(file) {
             // A .pth is parsed once, whichever kind it turns out to be.
-            let state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
-            guard ASTRelease.isSSAST(state) else { return try originalAST(state, file: file, options) }
+            var state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
+            guard ASTRelease.isSSAST(state) else { return try originalAST(&state, file: file, options) }
             pre = try PretrainedEncoder.release(state, file: file, shape: options.shape)
         } else {
             // Safetensors are memory-mapped: looking at the metadata first costs nothing.
@@ -194,17 +194,19 @@ extension Classifier {
     /// shapes give width, depth, patch size, the MLP and the classes; strides, heads and mel bins
     /// come from `options`, the file name or AST's defaults, and the clip length from the patch grid.
     static func originalAST(_ file: URL, _ options: ReleasedCheckpointOptions) throws -> Classifier {
-        try originalAST(ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file)), file: file, options)
+        var state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
+        return try originalAST(&state, file: file, options)
     }
 
-    static func originalAST(_ state: [String: Tensor], file: URL, _ options: ReleasedCheckpointOptions) throws -> Classifier {
+    /// Builds the classifier from a parsed original release, emptying `state` as its tensors are copied.
+    static func originalAST(_ state: inout [String: Tensor], file: URL, _ options: ReleasedCheckpointOptions) throws -> Classifier {
         if ASTRelease.isSSAST(state) {
             throw ModelError("\(file.path): an SSAST pretraining checkpoint has no classifier head; fine-tune it first (earshot finetune --init-from)")
         }
         guard state["mlp_head.1.weight"] != nil else { throw ModelError("\(file.path): no 'mlp_head.1.weight': an AST without its classifier head") }
         let config = try ASTRelease.config(of: state, file: file, shape: options.shape)
         let model = Random.withoutInitialisation { AST(config) }   // every weight comes from the file
-        do { try ASTCheckpoint.load(state, into: model) } catch { throw ModelError("\(file.path): \(error)") }
+        do { try ASTCheckpoint.load(consuming: &state, into: model) } catch { throw ModelError("\(file.path): \(error)") }
         model.eval()
         let classes = try options.labels.map { try readClassNames($0, count: config.labelDim) } ?? (0..<config.labelDim).map(String.init)
         let recipe = ASTRelease.statistics(file)

@@ -73,4 +73,67 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(missing, ["1.weight", "1.bias"])
         XCTAssertEqual(unexpected, [])
     }
+
+    func testConsumingLoadEmptiesTheStateOrLeavesItWhole() throws {
+        let source = Sequential([Linear(4, 3), Linear(3, 2)])
+        var state = Dictionary(uniqueKeysWithValues: source.stateDict().map { ($0.key, try! Tensor($0.value.toArray(), shape: $0.value.shape)) })
+        let model = Sequential([Linear(4, 3), Linear(3, 2)])
+        try model.load(consuming: &state)
+        XCTAssertTrue(state.isEmpty, "every copied entry is handed back")
+        for (k, t) in source.stateDict() { XCTAssertEqual(t.toArray(), model.stateDict()[k]!.toArray(), k) }
+
+        // A shape mismatch in the last key: nothing is copied and nothing is taken out of `state`.
+        var bad = source.stateDict()
+        bad["1.bias"] = Tensor.zeros([3])
+        let fresh = Sequential([Linear(4, 3), Linear(3, 2)])
+        let before = fresh.stateDict().mapValues { $0.toArray() }
+        XCTAssertThrowsError(try fresh.load(consuming: &bad)) { XCTAssertTrue("\($0)".contains("'1.bias' has shape [3]"), "\($0)") }
+        XCTAssertEqual(bad.count, 4)
+        for (k, t) in fresh.stateDict() { XCTAssertEqual(t.toArray(), before[k], k) }
+    }
+
+    func testPageBackedTensorsAreZeroAndWritable() {
+        for n in [10, Storage.pageBackedMinimum, 3 * Storage.pageBackedMinimum + 5] {
+            let t = Tensor.pageBacked([n])
+            XCTAssertEqual(t.count, n)
+            XCTAssertTrue(t.toArray().allSatisfy { $0 == 0 })
+            t.data[n - 1] = 2
+            XCTAssertEqual(try t.sum().item(), 2)
+        }
+        // Weights built for a checkpoint to fill are zeros, timm's Linear initialisation included.
+        let model = Random.withoutInitialisation {
+            let m = Sequential([Linear(256, 128)])
+            Init.timmLinear(m)   // as AST's initialiser calls it
+            return m
+        }
+        XCTAssertTrue(model.stateDict().values.allSatisfy { $0.toArray().allSatisfy { $0 == 0 } })
+    }
+
+    /// Loading a checkpoint into a model built for it holds the weights once, not twice: the parsed
+    /// tensors are freed as they are copied, and the model's pages fill as they are written.
+    func testLoadingACheckpointHoldsItOnce() throws {
+        // VmHWM restarts from the current resident size after "5" is written to clear_refs (Linux 4.0+).
+        func reset() -> Bool { (try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)) != nil }
+        func kilobytes(_ field: String) -> Double {
+            let text = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+            let line = text.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
+            return line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+        }
+        let make = { Sequential((0..<12).map { _ in Linear(1024, 1024) }) }   // 48 MB of weights
+        let url = tempDir().appendingPathComponent("big.safetensors")
+        try make().save(to: url)
+        let bytes = Double(make().parameterCount() * 4)
+        // Nothing freed earlier may come back already resident (pooled buffers, malloc's free lists).
+        Memory.releaseCachedBuffers()
+        if let trim = dlsym(nil, "malloc_trim") {   // glibc's; not in Swift's Glibc module
+            _ = unsafeBitCast(trim, to: (@convention(c) (Int) -> Int32).self)(0)
+        }
+        guard reset(), kilobytes("VmHWM") > 0 else { throw XCTSkip("this kernel cannot reset the peak resident size") }
+        let start = kilobytes("VmRSS") * 1024
+        let model = Random.withoutInitialisation { make() }
+        _ = try model.load(from: url)
+        let peak = kilobytes("VmHWM") * 1024 - start
+        XCTAssertEqual(try model.stateDict()["11.weight"]!.abs().sum().item() > 0, true, "the weights were loaded")
+        XCTAssertLessThan(peak, 1.5 * bytes, "peak \(Int(peak) >> 20) MB for \(Int(bytes) >> 20) MB of weights")
+    }
 }

@@ -48,9 +48,22 @@ public enum ASTCheckpoint {
                 guard let q = parts["query.\(kind)"], let k = parts["key.\(kind)"], let v = parts["value.\(kind)"] else {
                     throw ModelError("layer \(i): query/key/value \(kind) incomplete")
                 }
-                out["v.blocks.\(i).attn.qkv.\(kind)"] = try GradMode.noGrad { try Tensor.concat([q, k, v], axis: 0) }
+                out["v.blocks.\(i).attn.qkv.\(kind)"] = try stackRows([q, k, v], name: "layer \(i) query/key/value \(kind)")
             }
         }
+        return out
+    }
+
+    /// `Tensor.concat(parts, axis: 0)` into a page-backed tensor, so that, like the tensors it is built
+    /// from, it goes back to the system rather than the buffer pool once a model has copied it.
+    static func stackRows(_ parts: [Tensor], name: String) throws -> Tensor {
+        let rest = Array(parts[0].shape.dropFirst())
+        guard parts.allSatisfy({ $0.rank == parts[0].rank && Array($0.shape.dropFirst()) == rest }) else {
+            throw ModelError("\(name): shapes \(parts.map(\.shape)) cannot be stacked")
+        }
+        let out = Tensor.pageBacked([parts.reduce(0) { $0 + $1.shape[0] }] + rest)
+        var at = 0
+        for p in parts { (out.data + at).update(from: p.data, count: p.count); at += p.count }
         return out
     }
 
@@ -97,14 +110,20 @@ public enum ASTCheckpoint {
     /// trained on another grid (`sourceGrid`, e.g. (12, 101) for the AudioSet checkpoints).
     public static func load(_ state: [String: Tensor], into model: AST, sourceGrid: (Int, Int)? = nil) throws {
         var s = state
+        try load(consuming: &s, into: model, sourceGrid: sourceGrid)
+    }
+
+    /// `load(_:into:sourceGrid:)` that empties `state` as it goes (`Module.load(consuming:)`), so a
+    /// released checkpoint is not resident twice while it loads (a base AST: 344 MB, not 688).
+    public static func load(consuming state: inout [String: Tensor], into model: AST, sourceGrid: (Int, Int)? = nil) throws {
         let c = model.config
-        if let pos = s["v.pos_embed"], pos.shape[1] != c.patches + 2 {
+        if let pos = state["v.pos_embed"], pos.shape[1] != c.patches + 2 {
             guard let grid = sourceGrid else {
                 throw ModelError("v.pos_embed has \(pos.shape[1]) positions but the model needs \(c.patches + 2); give the checkpoint's patch grid to adapt it")
             }
-            s["v.pos_embed"] = try adaptPositionalEmbedding(pos, from: grid, to: (c.fGrid, c.tGrid))
+            state["v.pos_embed"] = try adaptPositionalEmbedding(pos, from: grid, to: (c.fGrid, c.tGrid))
         }
-        try model.load(stateDict: s)
+        try model.load(consuming: &state)
     }
 
     /// The weight files a Hugging Face folder may hold, preferred first: safetensors, then the older
@@ -138,8 +157,8 @@ public enum ASTCheckpoint {
         if let inputTdim { config.inputTdim = inputTdim }
         do { try config.validate() } catch { throw ModelError("\(folder.path): \(error)") }
         let model = Random.withoutInitialisation { AST(config) }   // every weight comes from the file
-        let (file, state) = try readHuggingFace(folder)
-        do { try load(state, into: model, sourceGrid: (hfConfig.fGrid, hfConfig.tGrid)) } catch { throw ModelError("\(file.path): \(error)") }
+        var (file, state) = try readHuggingFace(folder)
+        do { try load(consuming: &state, into: model, sourceGrid: (hfConfig.fGrid, hfConfig.tGrid)) } catch { throw ModelError("\(file.path): \(error)") }
         model.eval()
         return model
     }

@@ -6,7 +6,7 @@ import Foundation
 /// Reading memory-maps the file; every malformed case is an error naming the file and the key.
 public enum SafeTensors {
     public struct File {
-        public let tensors: [String: Tensor]
+        public var tensors: [String: Tensor]
         public let metadata: [String: String]
         /// Keys in file order of their data.
         public let keys: [String]
@@ -66,7 +66,7 @@ public enum SafeTensors {
             guard offsets[1] <= available else {
                 throw NNError("\(name): truncated safetensors: tensor '\(key)' ends at byte \(offsets[1]) of data but only \(available) are present")
             }
-            let t = Tensor.empty(shape)
+            let t = Tensor.pageBacked(shape)   // released to the system, not the pool, once a model has copied it
             data.withUnsafeBytes { raw in
                 let src = raw.baseAddress! + base + offsets[0]
                 convert(src, dtype, t.data, n)
@@ -181,8 +181,10 @@ extension Module {
     /// Loads a safetensors checkpoint; returns its metadata.
     @discardableResult
     public func load(from url: URL, strict: Bool = true) throws -> [String: String] {
-        let file = try SafeTensors.read(url)
-        do { try load(stateDict: file.tensors, strict: strict) } catch let e as NNError {
+        var file = try SafeTensors.read(url)
+        var tensors = file.tensors
+        file.tensors = [:]   // so each tensor is freed as soon as it is copied
+        do { try load(consuming: &tensors, strict: strict) } catch let e as NNError {
             throw NNError("\(url.path): \(e.message)")
         }
         return file.metadata

@@ -261,7 +261,7 @@ struct Unpickler {
             }
             let size = try ints(a[2]), stride = try ints(a[3])
             guard size.count == stride.count, size.allSatisfy({ $0 >= 0 }) else { throw fail("tensor size \(size) and stride \(stride) disagree") }
-            let t = Tensor.empty(size)
+            let t = Tensor.pageBacked(size)   // released to the system, not the pool, once a model has copied it
             let count = t.count
             // Highest element index touched must lie inside the storage.
             let last = offset + zip(size, stride).reduce(0) { $0 + max($1.0 - 1, 0) * $1.1 }

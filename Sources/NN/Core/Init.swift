@@ -23,6 +23,9 @@ public enum Init {
     /// default is twice as wide at width 192 and has non-zero biases. Matches the reference's starting
     /// point; no learning-speed difference was measurable on the keyword corpus.
     public static func timmLinear(_ module: Module) {
+        // Under `Random.withoutInitialisation` weights and biases are zeros already, and writing them
+        // would make resident the pages a checkpoint is about to fill.
+        guard !Random.initialisationSkipped else { return }
         for (_, m) in module.namedModules() {
             guard let linear = m as? Linear else { continue }
             let w = truncatedNormal(linear.weight.shape, std: 0.02)

@@ -125,6 +125,16 @@ open class Module {
     /// Returns the keys that were missing and unexpected (non-strict loading).
     @discardableResult
     public func load(stateDict state: [String: Tensor], strict: Bool = true) throws -> (missing: [String], unexpected: [String]) {
+        var copy = state
+        return try load(consuming: &copy, strict: strict)
+    }
+
+    /// `load(stateDict:strict:)` that removes each entry from `state` once it is copied, so a tensor
+    /// nothing else holds is freed at once: with a checkpoint's parsed tensors (page-backed, see
+    /// `Tensor.pageBacked`) and a model built under `Random.withoutInitialisation`, a checkpoint is never
+    /// resident twice while it loads. On an error the entries not yet copied stay in `state`.
+    @discardableResult
+    public func load(consuming state: inout [String: Tensor], strict: Bool = true) throws -> (missing: [String], unexpected: [String]) {
         let mine = namedTensors()
         let known = Set(mine.map(\.0))
         let missing = mine.map(\.0).filter { state[$0] == nil }
@@ -135,11 +145,14 @@ open class Module {
             if !unexpected.isEmpty { parts.append("unexpected keys: \(unexpected.joined(separator: ", "))") }
             throw NNError("load(stateDict:): checkpoint does not match \(type(of: self)): " + parts.joined(separator: "; "))
         }
+        // Shapes first, so a mismatch leaves both the module and `state` as they were.
         for (key, t) in mine {
-            guard let src = state[key] else { continue }
-            guard src.shape == t.shape else {
+            if let src = state[key], src.shape != t.shape {
                 throw NNError("load(stateDict:): key '\(key)' has shape \(src.shape) in the checkpoint but \(t.shape) in \(type(of: self))")
             }
+        }
+        for (key, t) in mine {
+            guard let src = state.removeValue(forKey: key) else { continue }
             try t.assign(from: src)
         }
         return (missing, unexpected)
