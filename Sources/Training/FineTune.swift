@@ -79,8 +79,7 @@ public struct Classifier {
         }
         do { try config.validate() } catch { throw NNError("\(file.path): \(error)") }
         let model = Random.withoutInitialisation { AST(config) }   // every weight comes from the file
-        var weights = st.tensors
-        st.tensors = [:]   // so each tensor is freed as soon as it is copied
+        var weights = st.takeTensors()
         do { try model.load(consuming: &weights) } catch { throw NNError("\(file.path): \(error)") }
         model.eval()
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")

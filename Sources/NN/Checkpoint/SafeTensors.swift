@@ -10,6 +10,13 @@ public enum SafeTensors {
         public let metadata: [String: String]
         /// Keys in file order of their data.
         public let keys: [String]
+
+        /// The tensors, left out of the file from now on, so a consuming load (`Module.load(consuming:)`)
+        /// frees each as soon as it is copied.
+        public mutating func takeTensors() -> [String: Tensor] {
+            defer { tensors = [:] }
+            return tensors
+        }
     }
 
     enum DType: String {
@@ -182,8 +189,7 @@ extension Module {
     @discardableResult
     public func load(from url: URL, strict: Bool = true) throws -> [String: String] {
         var file = try SafeTensors.read(url)
-        var tensors = file.tensors
-        file.tensors = [:]   // so each tensor is freed as soon as it is copied
+        var tensors = file.takeTensors()
         do { try load(consuming: &tensors, strict: strict) } catch let e as NNError {
             throw NNError("\(url.path): \(e.message)")
         }
