@@ -250,7 +250,7 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     }
     // A resumed run rebuilds the model its last checkpoint describes and never needs its start again.
     let saved = resuming ? try SafeTensors.read(run.last).metadata["ast_config"].flatMap { try? JSONDecoder().decode(ASTConfig.self, from: Data($0.utf8)) } : nil
-    let pretrained = resuming ? nil : try cfg.initFrom.map { try PretrainedEncoder.read(URL(fileURLWithPath: $0), shape: cfg.releaseShape ?? ReleaseShape()) }
+    var pretrained = resuming ? nil : try cfg.initFrom.map { try PretrainedEncoder.read(URL(fileURLWithPath: $0), shape: cfg.releaseShape ?? ReleaseShape()) }
     var mc = try classifierArchitecture(&cfg, saved: saved, start: pretrained)
     guard cfg.dropPath >= 0 && cfg.dropPath < 1 else { throw NNError("finetune: drop-path \(cfg.dropPath) must be in [0, 1)") }
     guard cfg.weightDecay >= 0 else { throw NNError("finetune: weight-decay \(cfg.weightDecay) must not be negative") }
@@ -261,8 +261,8 @@ public func fineTuneAST(_ config: FineTuneConfig, data: Dataset, run: RunDirecto
     guard cfg.lr > 0 && cfg.lr.isFinite else { throw NNError("finetune: learning rate \(cfg.lr) must be positive") }
     Random.seed(cfg.seed)
     let model = AST(mc)
+    try pretrained?.initialiseReleasing(model)   // its weights are not needed again
     if let pretrained {
-        try pretrained.initialise(model)
         log("initialised the encoder from \(pretrained.file.path) (\(pretrained.source.rawValue == "ast" ? "AST" : "SSAST"))")
     }
     if cfg.freezeEncoder { model.freeze(prefix: "v.") }

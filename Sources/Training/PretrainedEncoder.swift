@@ -22,7 +22,7 @@ public struct PretrainedEncoder {
     /// The named SSAST size and variant (what `FineTuneConfig.size` and `variant` say); nil for AST.
     public let ssastShape: (size: String, variant: SSAST.Variant)?
     /// The encoder's weights under AST's keys (`v.*`).
-    let encoder: [String: Tensor]
+    private(set) var encoder: [String: Tensor]
     /// The features it was trained on, where the checkpoint records them (Earshot runs).
     public var pipeline: FeaturePipeline? = nil
 
@@ -107,6 +107,21 @@ public struct PretrainedEncoder {
     /// interpolating the positions from the encoder's grid to the classifier's (as AST and SSAST
     /// fine-tuning do); the classifier keeps its own fresh head.
     public func initialise(_ model: AST) throws {
+        var weights = try weights(for: model)
+        do { try model.load(consuming: &weights) } catch { throw NNError("\(file.path): \(error)") }
+    }
+
+    /// `initialise(_:)` that gives the encoder's weights up as they are copied (`Module.load(consuming:)`),
+    /// so a model built for them under `Random.withoutInitialisation` never has them resident twice.
+    /// The encoder is empty afterwards.
+    public mutating func initialiseReleasing(_ model: AST) throws {
+        var weights = try weights(for: model)
+        encoder = [:]
+        do { try model.load(consuming: &weights) } catch { throw NNError("\(file.path): \(error)") }
+    }
+
+    /// The state dict `model` loads: the encoder with its positions adapted, and the model's own head.
+    private func weights(for model: AST) throws -> [String: Tensor] {
         let pre = config
         guard pre.dim == model.config.dim, pre.depth == model.config.depth, pre.fshape == model.config.fshape, pre.tshape == model.config.tshape else {
             throw NNError("\(file.path): pretrained encoder (dim \(pre.dim), depth \(pre.depth), patch \(pre.fshape)x\(pre.tshape)) does not match the classifier")
@@ -116,6 +131,6 @@ public struct PretrainedEncoder {
             weights["v.pos_embed"] = try ASTCheckpoint.adaptPositionalEmbedding(pos, from: (pre.fGrid, pre.tGrid), to: (model.config.fGrid, model.config.tGrid))
         }
         for (k, t) in model.stateDict() where k.hasPrefix("mlp_head.") { weights[k] = t }
-        do { try model.load(stateDict: weights) } catch { throw NNError("\(file.path): \(error)") }
+        return weights
     }
 }

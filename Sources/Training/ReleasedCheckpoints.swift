@@ -130,7 +130,7 @@ extension Classifier {
     public static func loadEmbedder(_ path: URL, released options: ReleasedCheckpointOptions) throws -> Classifier {
         if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path, options) }
         let file = try RunDirectory.modelFile(path)
-        let pre: PretrainedEncoder
+        var pre: PretrainedEncoder
         if isZipArchive(file) {
             // A .pth is parsed once, whichever kind it turns out to be.
             var state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
@@ -144,7 +144,7 @@ extension Classifier {
         var config = pre.config
         (config.labelDim, config.pooling) = (1, .meanTokens)
         let model = Random.withoutInitialisation { AST(config) }   // the encoder comes from the file; the head is unused
-        try pre.initialise(model)
+        try pre.initialiseReleasing(model)
         model.eval()
         var pipeline = pre.pipeline ?? .astFbank(bins: config.inputFdim, targetFrames: config.inputTdim,
                                                  mean: ASTInputConfig.audioset.mean, std: ASTInputConfig.audioset.std)

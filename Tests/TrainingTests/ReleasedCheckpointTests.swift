@@ -121,6 +121,13 @@ final class ReleasedCheckpointTests: XCTestCase {
         let model = AST(c)
         try pre.initialise(model)
         model.eval()
+        // The releasing form (what `earshot embed` and `finetune --init-from` use) copies the same encoder
+        // and gives its weights up.
+        var released = pre
+        let same = AST(c)
+        try released.initialiseReleasing(same)
+        XCTAssertTrue(released.encoder.isEmpty)
+        for (k, t) in model.stateDict() where k.hasPrefix("v.") { XCTAssertEqual(maxAbs(t, try XCTUnwrap(same.stateDict()[k])), 0, k) }
         let embedding = try GradMode.noGrad { try model.embed(XCTUnwrap(reference["input"])) }
         XCTAssertLessThanOrEqual(maxAbs(embedding, try XCTUnwrap(reference["embedding"])), 1e-4)
 
