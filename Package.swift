@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers point downwards only: C libraries <- Engine <- NN, Audio <- Training <- earshot.
+// Layers point downwards only: C libraries <- Engine <- NN, Audio <- Models <- Inference <- Training <- earshot.
 // CPU-specific code generation (-target-cpu) is chosen by scripts/build-flags.sh, not here, so the
 // package stays usable as a dependency (SwiftPM forbids unsafeFlags in dependencies).
 let package = Package(
@@ -12,7 +12,9 @@ let package = Package(
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Audio", targets: ["Audio"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "Inference", targets: ["Inference"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Earshot", targets: ["Earshot"]),
         .executable(name: "earshot", targets: ["earshot"]),
     ],
     dependencies: [
@@ -27,16 +29,21 @@ let package = Package(
         .target(name: "Engine", dependencies: ["CBLAS"]),
         .target(name: "Audio", dependencies: ["Engine", "CSndfile", "CSoxr", "CFFTW"]),
         .target(name: "NN", dependencies: ["Engine"]),
-        .target(name: "Models", dependencies: ["NN", "Engine"]),
-        .target(name: "Training", dependencies: ["Models", "NN", "Engine", "Audio"]),
+        .target(name: "Models", dependencies: ["NN", "Engine", "Audio"]),
+        .target(name: "Inference", dependencies: ["Models", "NN", "Engine", "Audio"]),
+        .target(name: "Training", dependencies: ["Inference", "Models", "NN", "Engine", "Audio"]),
+        // The umbrella a Swift app imports: every library, re-exported.
+        .target(name: "Earshot", dependencies: ["Engine", "NN", "Audio", "Models", "Inference", "Training"]),
         .executableTarget(name: "earshot", dependencies: [
-            "Engine", "NN", "Audio", "Models", "Training",
+            "Engine", "NN", "Audio", "Models", "Inference", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "AudioTests", dependencies: ["Audio", "Engine", "NN"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Engine"], exclude: ["Fixtures"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Models", "Audio", "NN", "Engine"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Inference", "Models", "Audio", "NN", "Engine"]),
+        // Only the public API, through the umbrella (no @testable).
+        .testTarget(name: "PublicAPITests", dependencies: ["Earshot"]),
     ]
 )

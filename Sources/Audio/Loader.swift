@@ -30,7 +30,7 @@ public final class SkipReport: @unchecked Sendable {
     public var skipped: [(path: String, reason: String)] { lock.lock(); defer { lock.unlock() }; return entries }
 
     /// The reason drops a leading copy of the path (as given, or absolute): decoding errors already name their file.
-    func recordSkip(_ path: String, _ reason: String) {
+    public func recordSkip(_ path: String, _ reason: String) {
         var why = reason
         for prefix in [path + ": ", URL(fileURLWithPath: path).path + ": "] where why.hasPrefix(prefix) { why.removeFirst(prefix.count) }
         lock.lock(); defer { lock.unlock() }

@@ -1,6 +1,7 @@
 import Audio
 import Engine
 import Foundation
+import Inference
 import Models
 import NN
 
@@ -43,34 +44,36 @@ public func runKeywordDemo(_ o: KeywordDemoOptions, log: @escaping (String) -> V
     // (53% vs 83%); at 1e-4 it fine-tunes at least as fast as from scratch.
     log("3/5 self-supervised pretraining of SSAST-tiny (frame) on all clips, labels unused")
     var pre = PretrainConfig()
-    (pre.variant, pre.inputTdim, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps, pre.mean, pre.std, pre.seed) =
-        (.frame, frames, 24, o.pretrainEpochs, o.batchSize, 1e-4, 20, mean, std, o.seed)
+    (pre.model, pre.inputTdim, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps, pre.mean, pre.std, pre.seed) =
+        ("ssast-tiny-frame", frames, 24, o.pretrainEpochs, o.batchSize, 1e-4, 20, mean, std, o.seed)
     let unlabelled = Dataset(records: data.records.map { var r = $0; r.split = nil; return r }, layout: data.layout)
     let preRun = try RunDirectory(o.workdir.appendingPathComponent("pretrain"))
     // The demo's folders hold only its own generated runs: each invocation starts them again.
-    let preReport = try pretrainSSAST(pre, data: unlabelled, run: preRun, overwrite: true, log: log)
+    let preReport = try pretrain(pre, data: unlabelled, run: preRun, overwrite: true, log: log)
 
-    log("4/5 fine-tuning on the training voices, testing on \(corpus.testVoices.joined(separator: ", "))")
+    log("4/5 fine-tuning on the training voices (held-out voices among them choose the checkpoint), testing on \(corpus.testVoices.joined(separator: ", "))")
     var ft = FineTuneConfig()
-    (ft.initFrom, ft.variant, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem, ft.mean, ft.std, ft.seed) =
-        (preRun.url.path, .frame, frames, o.finetuneEpochs, o.batchSize, 5e-4, 12, 16, mean, std, o.seed)
+    (ft.initFrom, ft.model, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.freqm, ft.timem, ft.mean, ft.std, ft.seed) =
+        (preRun.url.path, "ssast-tiny-frame", frames, o.finetuneEpochs, o.batchSize, 5e-4, 12, 16, mean, std, o.seed)
     let ftRun = try RunDirectory(o.workdir.appendingPathComponent("finetune"))
-    _ = try fineTuneAST(ft, data: data, run: ftRun, overwrite: true, log: log)
+    let tuned = try fineTune(ft, data: data, run: ftRun, overwrite: true, log: log)
+    let result = tuned.test
 
-    log("5/5 evaluating the best checkpoint and classifying one clip")
+    log("5/5 classifying one clip with the chosen checkpoint")
     let clf = try Classifier.load(ftRun.url)
-    let (result, _) = try evaluate(clf, on: data.split("test"))
     log("")
     log("| stage | metric | value |")
     log("|---|---|---|")
     log(String(format: "| pretraining (%d epochs) | held-out pretext accuracy | %.3f |", preReport.epochs, preReport.heldOutAccuracy))
-    log(String(format: "| fine-tuning (%d epochs) | test accuracy (unseen voices) | %.3f |", o.finetuneEpochs, result.accuracy))
+    log(String(format: "| fine-tuning (%d epochs) | checkpoint chosen on validation voices: epoch %d | accuracy %.3f |",
+               o.finetuneEpochs, tuned.bestEpoch, tuned.validationAccuracy))
+    log(String(format: "| | test accuracy (unseen voices, scored once) | %.3f |", result.accuracy))
     log(String(format: "| | macro F1 | %.3f |", result.macroF1))
-    log(String(format: "| | clips | %d |", result.clips))
+    log(String(format: "| | clips (train / validation / test) | %d / %d / %d |", tuned.trainClips, tuned.validationClips, result.clips))
     log(String(format: "| total | wall time | %.0f s |", elapsed()))
     if let clip = data.split("test").records.first {
-        let p = try clf.probabilities(clf.pipeline.features(of: URL(fileURLWithPath: clip.path)).unsqueeze(0)).toArray()
-        let top = p.indices.sorted { p[$0] > p[$1] }.prefix(3).map { String(format: "%@ %.2f", clf.classes[$0], p[$0]) }
+        var top: [String] = []
+        _ = try clf.classify([clip.path]) { _, scores in top = scores.ranked.prefix(3).map { String(format: "%@ %.2f", $0.label, $0.score) } }
         log("")
         log("classify \(clip.path) (said '\(clip.labels.first ?? "?")'): \(top.joined(separator: ", "))")
     }

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Inference
 import NN
 
 /// A run folder: `config.json`, per-epoch `metrics.jsonl`, `best.safetensors` and `last.safetensors`
@@ -9,28 +10,6 @@ public struct RunDirectory: Sendable {
     public init(_ url: URL) throws {
         self.url = url
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    /// A run folder stands for its best checkpoint; a file stands for itself.
-    public static func checkpointFile(_ path: URL) -> URL {
-        var isDir: ObjCBool = false
-        _ = FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir)
-        return isDir.boolValue ? path.appendingPathComponent("best.safetensors") : path
-    }
-
-    /// `checkpointFile(path)`, with the two ways a path goes wrong named before any reader meets them: a
-    /// folder that holds no model, and a PyTorch checkpoint that is not the zip archive the reader parses
-    /// (a damaged file would otherwise be reported as a corrupt safetensors header).
-    public static func modelFile(_ path: URL) throws -> URL {
-        let file = checkpointFile(path)
-        if file != path && !FileManager.default.fileExists(atPath: file.path) {
-            throw NNError("\(path.path): not a model folder: no best.safetensors (an Earshot run) and no config.json (a Hugging Face AST)")
-        }
-        if ["pth", "pt", "bin", "ckpt"].contains(file.pathExtension.lowercased()) && !Classifier.isZipArchive(file) {
-            throw NNError("\(file.path): a PyTorch checkpoint here must be a zip archive (torch.save's format since PyTorch 1.6); "
-                          + "this one is not: damaged, or the legacy format (load and re-save it with a current torch.save)")
-        }
-        return file
     }
 
     public var configURL: URL { url.appendingPathComponent("config.json") }
@@ -91,7 +70,7 @@ public struct RunDirectory: Sendable {
             return 0
         }
         let done = try self.resume(model: model, optimizer: optimizer)
-        log("resuming after epoch \(done)")
+        log("resuming after epoch \(done + 1)")
         log("  with the run's own settings (\(configURL.lastPathComponent)); from this command only the epochs (\(epochs))")
         return done + 1
     }
@@ -147,38 +126,3 @@ public struct RunDirectory: Sendable {
     }
 }
 
-/// Progress lines with an ETA for long loops, at most one every `interval`, and one at the end (with
-/// `onlyIfSlow`, only for a loop that already printed: a quick job stays silent).
-public struct Progress {
-    let total: Int, label: String
-    let start = ContinuousClock.now
-    var lastPrint = ContinuousClock.now
-    let log: (String) -> Void
-    let onlyIfSlow: Bool
-    let interval: Duration
-    var printed = false
-
-    public init(total: Int, label: String, onlyIfSlow: Bool = false, interval: Duration = .seconds(10), log: @escaping (String) -> Void) {
-        self.total = total; self.label = label; self.onlyIfSlow = onlyIfSlow; self.interval = interval; self.log = log
-    }
-
-    public mutating func update(_ done: Int, _ detail: String = "") {
-        let now = ContinuousClock.now
-        let due = lastPrint.duration(to: now) > interval
-        guard due || (done == total && (printed || !onlyIfSlow)) else { return }
-        lastPrint = now; printed = true
-        let elapsed = start.duration(to: now)
-        let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        let eta = done > 0 ? secs / Double(done) * Double(total - done) : 0
-        log(String(format: "%@ %d/%d  %@  elapsed %.0fs, eta %.0fs", label, done, total, detail, secs, eta))
-    }
-}
-
-/// JSON has no Inf or NaN (d′ is infinite at AUC 1): such numbers become null.
-public func jsonSafe(_ fields: [String: Any]) -> [String: Any] {
-    fields.mapValues { v -> Any in
-        if let d = v as? Double, !d.isFinite { return NSNull() }
-        if let f = v as? Float, !f.isFinite { return NSNull() }
-        return v
-    }
-}

@@ -145,24 +145,22 @@ struct ASTBench: ParsableCommand {
     func run() throws {
         Threading.setThreads(options.threads)
         Random.seed(0)
-        guard var config = ASTConfig.named(size, labelDim: labels) else { throw ValidationError("size must be tiny, small or base") }
-        config.inputTdim = frames
-        let model = AST(config)
+        let model = try ModelRegistry.entry(named: "ast-\(size)").classifier(ModelShape(frames: frames, outputs: labels))
         let x = Tensor.randn([batch, frames, 128])
         let optimizer = Adam(model.trainableParameters(), lr: 1e-5)
         let t: Double
         if train {
             let targets = Tensor.zeros([batch, labels])
             t = try medianTime(iters: options.iters, warmup: options.warmup) {
-                let loss = try model(x).binaryCrossEntropyWithLogits(targets: targets)
+                let loss = try model.logits(x).binaryCrossEntropyWithLogits(targets: targets)
                 optimizer.zeroGrad(); try loss.backward(); try optimizer.step()
             }
         } else {
             model.eval()
-            t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try GradMode.noGrad { try model(x) } }
+            t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try GradMode.noGrad { try model.logits(x) } }
         }
         printJSON([("bench", "ast"), ("mode", train ? "train" : "inference"), ("size", size), ("frames", frames), ("batch", batch),
-                   ("patches", config.patches), ("threads", options.threads), ("ms_per_step", t * 1e3),
+                   ("threads", options.threads), ("ms_per_step", t * 1e3),
                    ("items_per_s", Double(batch) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())])
     }
 }

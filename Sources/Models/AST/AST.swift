@@ -3,15 +3,17 @@ import NN
 
 /// The AST encoder, keyed like timm's DeiT inside the original AST (`v.*`): cls and distillation
 /// tokens, a learned positional embedding over the patch grid, pre-LN blocks and a final norm.
-public final class ASTEncoder: Module {
+public final class ASTEncoder: Module, AudioEncoder {
     public let clsToken: Tensor
     public let distToken: Tensor
     public let posEmbed: Tensor
     public let patchEmbed: PatchEmbed
     public let blocks: [ViTBlock]
     public let norm: LayerNorm
+    let shape: (frames: Int, bins: Int)
 
     public init(_ c: ASTConfig) {
+        shape = (c.inputTdim, c.inputFdim)
         clsToken = Init.truncatedNormal([1, 1, c.dim], std: 0.02).requiringGrad()
         distToken = Init.truncatedNormal([1, 1, c.dim], std: 0.02).requiringGrad()
         posEmbed = Init.truncatedNormal([1, c.patches + 2, c.dim], std: 0.02).requiringGrad()
@@ -24,12 +26,25 @@ public final class ASTEncoder: Module {
         super.init()
         Init.timmLinear(self)
     }
+
+    public var width: Int { clsToken.shape[2] }
+    /// cls and distillation tokens.
+    public var prefixTokens: Int { 2 }
+    public var inputFrames: Int { shape.frames }
+    public var inputBins: Int { shape.bins }
+
+    public func tokens(_ features: Tensor) throws -> Tensor {
+        guard features.rank == 3, features.shape[1] == inputFrames, features.shape[2] == inputBins else {
+            throw ModelError("AST: expected features [B, \(inputFrames), \(inputBins)], got \(features.shape)")
+        }
+        return try transform(patchTokens(features))
+    }
 }
 
 /// Audio Spectrogram Transformer (Gong et al., 2021): Kaldi fbank [B, T, F] → logits [B, labels].
 /// Keys match the original checkpoints without their `module.` prefix (`v.blocks.0.attn.qkv.weight`,
 /// `mlp_head.1.weight`); `ASTCheckpoint` maps Hugging Face and `.pth` files onto them.
-public final class AST: Module {
+public final class AST: Module, AudioClassifierModel {
     public let v: ASTEncoder
     public let mlpHead: Sequential
     public let config: ASTConfig
@@ -41,12 +56,7 @@ public final class AST: Module {
     }
 
     /// Token sequence after the final norm, [B, 2 + patches, D].
-    public func encode(_ x: Tensor) throws -> Tensor {
-        guard x.rank == 3, x.shape[1] == config.inputTdim, x.shape[2] == config.inputFdim else {
-            throw ModelError("AST: expected features [B, \(config.inputTdim), \(config.inputFdim)], got \(x.shape)")
-        }
-        return try v.transform(v.patchTokens(x))
-    }
+    public func encode(_ x: Tensor) throws -> Tensor { try v.tokens(x) }
 
     /// Pooled clip embedding [B, D].
     public func embed(_ x: Tensor) throws -> Tensor {
@@ -55,12 +65,21 @@ public final class AST: Module {
         case .clsPair:
             return try (h.slice(axis: 1, start: 0, end: 1) + h.slice(axis: 1, start: 1, end: 2)).squeeze(1) * 0.5
         case .meanTokens:
-            return try h.slice(axis: 1, start: 2).mean(axis: 1)
+            return try h.slice(axis: 1, start: v.prefixTokens).mean(axis: 1)
         }
     }
 
     /// Logits [B, labels] (apply sigmoid or softmax outside, as the reference does).
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try mlpHead(embed(x)) }
+
+    public var architecture: ModelArchitecture { ModelArchitecture(family: ASTFamily.classifierFamily, config: config.json) }
+    public var inputFrames: Int { config.inputTdim }
+    public var inputBins: Int { config.inputFdim }
+    public var embeddingWidth: Int { config.dim }
+    public var outputs: Int { config.labelDim }
+    public var headPrefixes: [String] { ["mlp_head."] }
+    public func logits(_ features: Tensor) throws -> Tensor { try callAsFunction(features) }
+    public func embedding(_ features: Tensor) throws -> Tensor { try embed(features) }
 }
 
 extension ASTEncoder {

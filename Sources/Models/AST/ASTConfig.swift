@@ -53,6 +53,20 @@ public struct ASTConfig: Codable, Sendable, Equatable {
         try need(inputTdim >= tshape, "clips of \(inputTdim) frames are shorter than the patch width \(tshape) (target length)")
     }
 
+    /// The config as compact, key-sorted JSON (checkpoint metadata).
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(data: (try? encoder.encode(self)) ?? Data(), encoding: .utf8) ?? "{}"
+    }
+
+    /// Decodes `json`, throwing a message that names `what` (a file or field).
+    public static func decode(_ json: String, _ what: String) throws -> ASTConfig {
+        do { return try JSONDecoder().decode(ASTConfig.self, from: Data(json.utf8)) } catch {
+            throw ModelError("\(what): not an AST config (\(error))")
+        }
+    }
+
     public var fGrid: Int { (inputFdim - fshape) / fstride + 1 }
     public var tGrid: Int { (inputTdim - tshape) / tstride + 1 }
     public var patches: Int { fGrid * tGrid }

@@ -8,7 +8,7 @@ import NN
 /// masked patches of the same clip, and `gpredlayer` reconstructs it for a generative MSE loss.
 /// Keys follow the reference (`v.*`, `cpredlayer.0/2`, `gpredlayer.0/2`, `mask_embed`,
 /// `p_input_fdim`, `p_input_tdim`).
-public final class SSAST: Module {
+public final class SSAST: Module, MaskedPatchModel {
     public let v: ASTEncoder
     public let cpredlayer: Sequential
     public let gpredlayer: Sequential
@@ -80,9 +80,10 @@ public final class SSAST: Module {
         }
         let tokens = try v.patchTokens(x)                                            // [B, N, D]
         let masked = try tokens * (1 - indicator) + indicator * maskEmbed
-        let h = try v.transform(masked)                                              // [B, N + 2, D]
-        let rows = mask.enumerated().flatMap { i, ids in ids.map { i * (n + 2) + $0 + 2 } }
-        return try h.reshape([b * (n + 2), c.dim]).indexSelect(axis: 0, indices: rows).reshape([b, m, c.dim])
+        let h = try v.transform(masked)                                              // [B, prefix + N, D]
+        let p = v.prefixTokens
+        let rows = mask.enumerated().flatMap { i, ids in ids.map { i * (n + p) + $0 + p } }
+        return try h.reshape([b * (n + p), c.dim]).indexSelect(axis: 0, indices: rows).reshape([b, m, c.dim])
     }
 
     func maskedTargets(_ x: Tensor, mask: [[Int]]) throws -> Tensor {
@@ -117,6 +118,15 @@ public final class SSAST: Module {
         let mse = try mpg(x, mask: m2)
         let loss = try nce + mse * 10
         return (loss, try nce.item(), acc, try mse.item())
+    }
+
+    public var architecture: ModelArchitecture { ModelArchitecture(family: ASTFamily.pretrainingFamily, config: config.json) }
+    public var inputFrames: Int { config.inputTdim }
+    public var patchCount: Int { config.patches }
+
+    public func pretextLoss(_ features: Tensor, maskCount: Int, generator: inout RandomGenerator) throws -> (loss: Tensor, accuracy: Float) {
+        let r = try jointLoss(features, maskCount: maskCount, generator: &generator)
+        return (r.loss, r.accuracy)
     }
 
     /// The reference's masks: cluster masking for patches, uniform sampling for frames.

@@ -1,7 +1,6 @@
 import Audio
 import Engine
 import Foundation
-import Models
 import NN
 
 /// An encoder to fine-tune from (`finetune --init-from`):
@@ -28,20 +27,21 @@ public struct PretrainedEncoder {
 
     public static func read(_ path: URL, shape: ReleaseShape = ReleaseShape()) throws -> PretrainedEncoder {
         if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path) }
-        let file = try RunDirectory.modelFile(path)
-        if Classifier.isZipArchive(file) { return try release(file, shape: shape) }
+        let file = try ModelFiles.modelFile(path)
+        if ModelFiles.isZipArchive(file) { return try release(file, shape: shape) }
         let st = try SafeTensors.read(file)
-        let decoder = JSONDecoder()
         let encoder = st.tensors.filter { $0.key.hasPrefix("v.") }
-        if let c = st.metadata["ssast_config"], let config = try? decoder.decode(ASTConfig.self, from: Data(c.utf8)) {
-            var pre = PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
-            pre.pipeline = st.metadata["pretrain_config"].flatMap { try? decoder.decode(PretrainConfig.self, from: Data($0.utf8)) }?.pipeline
-            return pre
+        guard let arch = ModelRegistry.architecture(st.metadata),
+              [ASTFamily.pretrainingFamily, ASTFamily.classifierFamily].contains(arch.family) else {
+            throw NNError("\(file.path): neither an SSAST pretraining nor an AST classifier checkpoint (no architecture ssast or ast in its metadata)")
         }
-        if let c = st.metadata["ast_config"], let config = try? decoder.decode(ASTConfig.self, from: Data(c.utf8)) {
+        let config = try ASTConfig.decode(arch.config, file.path)
+        guard arch.family == ASTFamily.pretrainingFamily else {
             return PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: encoder)
         }
-        throw NNError("\(file.path): neither an SSAST pretraining nor an AST classifier checkpoint (no ssast_config or ast_config metadata)")
+        var pre = PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
+        pre.pipeline = ASTFamily.recordedPipeline(st.metadata)
+        return pre
     }
 
     static func huggingFace(_ folder: URL) throws -> PretrainedEncoder {

@@ -1,42 +1,7 @@
 import Audio
 import Engine
 import Foundation
-import Models
 import NN
-
-/// The shape facts an original AST `.pth` does not record (the command line's `--fstride`, `--tstride`,
-/// `--heads`, `--mel-bins`); nil takes AST's convention.
-public struct ReleaseShape: Codable, Sendable, Equatable {
-    /// Patch strides; nil reads them from the file name as AST names its releases
-    /// (`audioset_10_10_0.4593.pth`: 10 and 10), else 10.
-    public var fstride: Int?, tstride: Int?
-    /// Attention heads (nil: AST's sizes, width / 64).
-    public var heads: Int?
-    /// Mel bins of the fbank (nil: 128, as every AST release).
-    public var melBins: Int?
-
-    public init(fstride: Int? = nil, tstride: Int? = nil, heads: Int? = nil, melBins: Int? = nil) {
-        self.fstride = fstride; self.tstride = tstride; self.heads = heads; self.melBins = melBins
-    }
-}
-
-/// What a released AST checkpoint does not say about itself, given by the user (the command line's
-/// `--labels`, `--norm-mean`, ...). Every field is optional: nil takes the checkpoint's own value, else
-/// the AST recipes' default.
-public struct ReleasedCheckpointOptions: Sendable {
-    public var shape = ReleaseShape()
-    /// Normalisation statistics (nil: the HF feature extractor's; for a `.pth`, Speech Commands' when the
-    /// name says `speechcommands`, else AudioSet's).
-    public var mean: Float?, std: Float?
-    /// Class names: a CSV with `index` and `display_name` columns (AST's class_labels_indices.csv)
-    /// or one name per line. nil: HF's id2label, or "0", "1", ... for a `.pth`.
-    public var labels: URL?
-    /// Sigmoid (multi-label) or softmax scores. nil: HF's `problem_type` when it is set, else sigmoid,
-    /// as AST's released models were trained with BCE and its inference script applies a sigmoid.
-    public var multiLabel: Bool?
-
-    public init() {}
-}
 
 /// Reading an original AST release's architecture from its weights.
 public enum ASTRelease {
@@ -114,55 +79,10 @@ public enum ASTRelease {
     }
 }
 
-extension Classifier {
-    /// Loads a classifier from an Earshot fine-tuning run or checkpoint, a Hugging Face
-    /// `ASTForAudioClassification` folder (config.json + model.safetensors or pytorch_model.bin), or an original AST `.pth`
-    /// release (a zip archive; see `TorchCheckpoint`), with `options` filling in what a release lacks.
-    public static func load(_ path: URL, released options: ReleasedCheckpointOptions) throws -> Classifier {
-        if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path, options) }
-        if isZipArchive(path) { return try originalAST(path, options) }
-        return try load(path)
-    }
-
-    /// A model for embeddings (`earshot embed`): whatever `load(_:released:)` takes, or a self-supervised
-    /// SSAST encoder (an Earshot pretraining run or checkpoint, an SSAST release) embedding a clip as the
-    /// mean of its patch tokens, as SSAST's fine-tuning pools them. An encoder-only result has no classes.
-    public static func loadEmbedder(_ path: URL, released options: ReleasedCheckpointOptions) throws -> Classifier {
-        if ASTCheckpoint.isHuggingFaceFolder(path) { return try huggingFace(path, options) }
-        let file = try RunDirectory.modelFile(path)
-        var pre: PretrainedEncoder
-        if isZipArchive(file) {
-            // A .pth is parsed once, whichever kind it turns out to be.
-            var state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
-            guard ASTRelease.isSSAST(state) else { return try originalAST(&state, file: file, options) }
-            pre = try PretrainedEncoder.release(state, file: file, shape: options.shape)
-        } else {
-            // Safetensors are memory-mapped: looking at the metadata first costs nothing.
-            guard let encoder = try? PretrainedEncoder.read(file), encoder.source == .ssast else { return try load(file) }
-            pre = encoder
-        }
-        var config = pre.config
-        (config.labelDim, config.pooling) = (1, .meanTokens)
-        let model = Random.withoutInitialisation { AST(config) }   // the encoder comes from the file; the head is unused
-        try pre.initialiseReleasing(model)
-        model.eval()
-        var pipeline = pre.pipeline ?? .astFbank(bins: config.inputFdim, targetFrames: config.inputTdim,
-                                                 mean: ASTInputConfig.audioset.mean, std: ASTInputConfig.audioset.std)
-        if let mean = options.mean { pipeline.mean = mean }
-        if let std = options.std { pipeline.std = std }
-        return Classifier(model: model, classes: [], pipeline: pipeline, multiLabel: false)
-    }
-
-    /// Whether `url` is a file that starts like a zip archive (`torch.save`'s format); false for folders.
-    static func isZipArchive(_ url: URL) -> Bool {
-        guard let handle = try? FileHandle(forReadingFrom: url) else { return false }
-        defer { try? handle.close() }
-        return (try? handle.read(upToCount: 4)) == Data([0x50, 0x4B, 0x03, 0x04])
-    }
-
+extension ASTFamily {
     /// A Hugging Face folder: architecture and classes from config.json, features from
     /// preprocessor_config.json where present (AST's AudioSet statistics where not).
-    static func huggingFace(_ folder: URL, _ options: ReleasedCheckpointOptions) throws -> Classifier {
+    static func huggingFace(_ folder: URL, _ options: ReleasedCheckpointOptions) throws -> LoadedClassifier {
         let configURL = folder.appendingPathComponent("config.json")
         let model = try ASTCheckpoint.loadHuggingFace(folder)
         let json = (try? JSONSerialization.jsonObject(with: Data(contentsOf: configURL))) as? [String: Any] ?? [:]
@@ -187,19 +107,19 @@ extension Classifier {
                                        mean: normalise ? mean : nil, std: normalise ? std : nil)
         let problem = json["problem_type"] as? String
         let multiLabel = options.multiLabel ?? (problem.map { $0 == "multi_label_classification" } ?? true)
-        return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: multiLabel)
+        return LoadedClassifier(model: model, classes: classes, pipeline: pipeline, multiLabel: multiLabel)
     }
 
     /// An original AST release: a DataParallel state dict (`module.v.*`, `module.mlp_head.*`). The
     /// shapes give width, depth, patch size, the MLP and the classes; strides, heads and mel bins
     /// come from `options`, the file name or AST's defaults, and the clip length from the patch grid.
-    static func originalAST(_ file: URL, _ options: ReleasedCheckpointOptions) throws -> Classifier {
+    static func originalAST(_ file: URL, _ options: ReleasedCheckpointOptions) throws -> LoadedClassifier {
         var state = ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file))
         return try originalAST(&state, file: file, options)
     }
 
     /// Builds the classifier from a parsed original release, emptying `state` as its tensors are copied.
-    static func originalAST(_ state: inout [String: Tensor], file: URL, _ options: ReleasedCheckpointOptions) throws -> Classifier {
+    static func originalAST(_ state: inout [String: Tensor], file: URL, _ options: ReleasedCheckpointOptions) throws -> LoadedClassifier {
         if ASTRelease.isSSAST(state) {
             throw ModelError("\(file.path): an SSAST pretraining checkpoint has no classifier head; fine-tune it first (earshot finetune --init-from)")
         }
@@ -212,11 +132,11 @@ extension Classifier {
         let recipe = ASTRelease.statistics(file)
         let pipeline = FeaturePipeline.astFbank(bins: config.inputFdim, targetFrames: config.inputTdim,
                                                 mean: options.mean ?? recipe.mean, std: options.std ?? recipe.std)
-        return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: options.multiLabel ?? true)
+        return LoadedClassifier(model: model, classes: classes, pipeline: pipeline, multiLabel: options.multiLabel ?? true)
     }
 
     /// Class names from AST's class_labels_indices.csv (`index`, `display_name`) or a plain list, one per line.
-    static func readClassNames(_ url: URL, count: Int) throws -> [String] {
+    public static func readClassNames(_ url: URL, count: Int) throws -> [String] {
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
             throw ModelError("\(url.path): cannot read class names (\(error.localizedDescription))")

@@ -1,0 +1,143 @@
+import Audio
+import Engine
+import Foundation
+import Models
+import NN
+
+/// A classifier ready for new audio: an encoder with its head (any registered family), its classes
+/// and its feature pipeline. Every call covers a clip from start to end: features longer than the
+/// model's input are scored as windows of that length, `hop` frames apart (half a window) with the
+/// last ending at the clip's last frame, and the windows' outputs averaged.
+public struct Classifier {
+    public let model: any AudioClassifierModel
+    /// One name per output; empty for an encoder-only model (embeddings only).
+    public let classes: [String]
+    public let pipeline: FeaturePipeline
+    public let multiLabel: Bool
+
+    public init(model: any AudioClassifierModel, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool) {
+        self.model = model; self.classes = classes; self.pipeline = pipeline; self.multiLabel = multiLabel
+    }
+
+    public init(_ loaded: LoadedClassifier) {
+        self.init(model: loaded.model, classes: loaded.classes, pipeline: loaded.pipeline, multiLabel: loaded.multiLabel)
+    }
+
+    /// The model's input length in frames, and the hop between windows of a longer clip.
+    public var window: Int { model.inputFrames }
+    public var hop: Int { max(window / 2, 1) }
+
+    /// Loads an Earshot classifier (a fine-tuning run folder, for its best checkpoint, or a checkpoint
+    /// file), or a released classifier any model family reads (a Hugging Face folder, an original
+    /// `.pth`), with `options` filling in what a release lacks.
+    public static func load(_ path: URL, released options: ReleasedCheckpointOptions = ReleasedCheckpointOptions()) throws -> Classifier {
+        if let release = try ModelRegistry.releasedClassifier(path, options: options) { return Classifier(release) }
+        let file = try ModelFiles.modelFile(path)
+        var st = try SafeTensors.read(file)
+        let d = JSONDecoder()
+        guard let arch = ModelRegistry.architecture(st.metadata) else {
+            throw NNError("\(file.path): not an Earshot checkpoint (no architecture in its metadata)")
+        }
+        guard let k = st.metadata["classes"], let classes = try? d.decode([String].self, from: Data(k.utf8)),
+              let p = st.metadata["pipeline"], let pipeline = try? d.decode(FeaturePipeline.self, from: Data(p.utf8)) else {
+            if (try? ModelRegistry.encoderOnly(file, options: options)) != nil {
+                throw NNError("\(file.path): a self-supervised pretraining checkpoint (\(arch.family)) has no classifier head; fine-tune it first "
+                              + "(earshot finetune --init-from \(path.path) ...), or embed with it (earshot embed --model)")
+            }
+            throw NNError("\(file.path): not an Earshot classifier checkpoint (metadata classes or pipeline missing)")
+        }
+        let model: any AudioClassifierModel
+        do { model = try ModelRegistry.classifier(arch) } catch { throw NNError("\(file.path): \(error)") }
+        var weights = st.takeTensors()
+        do { try model.load(consuming: &weights) } catch { throw NNError("\(file.path): \(error)") }
+        model.eval()
+        return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")
+    }
+
+    /// A model for embeddings: whatever `load` takes, or a self-supervised encoder (a pretraining run or
+    /// checkpoint, a released pretraining checkpoint) pooled as its family's fine-tuning pools it. An
+    /// encoder-only result has no classes.
+    public static func loadEmbedder(_ path: URL, released options: ReleasedCheckpointOptions = ReleasedCheckpointOptions()) throws -> Classifier {
+        if let encoder = try ModelRegistry.encoderOnly(path, options: options) { return Classifier(encoder) }
+        return try load(path, released: options)
+    }
+
+    /// Class probabilities [B, classes] (softmax, or sigmoid for multi-label) of features [B, T, F],
+    /// averaged over windows when T is longer than the model's input.
+    public func probabilities(_ features: Tensor) throws -> Tensor {
+        try windowMean(features, scores)
+    }
+
+    /// Pooled embedding [B, width] of features [B, T, F], averaged over windows as `probabilities`.
+    public func embedding(_ features: Tensor) throws -> Tensor {
+        try windowMean(features) { try model.embedding($0) }
+    }
+
+    /// Scores of one window batch.
+    func scores(_ x: Tensor) throws -> Tensor {
+        let logits = try model.logits(x)
+        return multiLabel ? logits.sigmoid() : try logits.softmax(axis: -1)
+    }
+
+    /// Class scores of audio files, handed to `body` file by file in their order, each clip covered
+    /// from start to end; unreadable files are skipped and named in the returned report. `progress`
+    /// gets a line with an ETA (counting clips) every 10 seconds of a long job.
+    public func classify(_ paths: [String], batchSize: Int = 8, progress: ((String) -> Void)? = nil,
+                         _ body: (String, ClassScores) throws -> Void) throws -> SkipReport {
+        let report = SkipReport()
+        try pass(batchSize).run(paths, report: report, label: "classify", progress: progress, scores) { i, p in
+            try body(paths[i], ClassScores(classes: classes, scores: p.toArray()))
+        }
+        return report
+    }
+
+    /// Embeddings [width] of audio files keyed by path, each clip covered from start to end.
+    public func embeddings(of paths: [String], batchSize: Int = 8,
+                           progress: ((String) -> Void)? = nil) throws -> (embeddings: [String: Tensor], report: SkipReport) {
+        var out: [String: Tensor] = [:]
+        let report = SkipReport()
+        try pass(batchSize).run(paths, report: report, label: "embed", progress: progress, { try model.embedding($0) }) { i, e in
+            out[paths[i]] = e
+        }
+        return (out, report)
+    }
+
+    func pass(_ batchSize: Int) -> WindowedPass { WindowedPass(pipeline: pipeline, window: window, batchSize: max(batchSize, 1)) }
+
+    /// The mean of `f` over the model-sized windows of `features` (just `f(features)` when they fit), without grad.
+    private func windowMean(_ features: Tensor, _ f: (Tensor) throws -> Tensor) throws -> Tensor {
+        try GradMode.noGrad {
+            let frames = features.rank == 3 ? features.shape[1] : 0
+            let starts = WindowedPass.starts(frames: frames, window: window, hop: hop)
+            if starts.count == 1 { return try f(features) }
+            var total = try f(features.slice(axis: 1, start: starts[0], end: starts[0] + window))
+            for start in starts.dropFirst() { total = try total + f(features.slice(axis: 1, start: start, end: start + window)) }
+            return total * (1 / Float(starts.count))
+        }
+    }
+
+    /// Window starts for `frames` frames: [0] when the clip fits, else every window/2 and the last window.
+    public static func windowStarts(frames: Int, window: Int) -> [Int] {
+        WindowedPass.starts(frames: frames, window: window, hop: window / 2)
+    }
+}
+
+/// A clip's scores with their class names: `ranked` from the highest.
+public struct ClassScores: Sendable, CustomStringConvertible {
+    public let classes: [String]
+    /// One score per class, in the model's class order.
+    public let scores: [Float]
+
+    public init(classes: [String], scores: [Float]) { self.classes = classes; self.scores = scores }
+
+    /// (label, score) pairs, highest first.
+    public var ranked: [(label: String, score: Float)] {
+        scores.indices.sorted { scores[$0] > scores[$1] }.map { (classes.indices.contains($0) ? classes[$0] : String($0), scores[$0]) }
+    }
+
+    public var top: (label: String, score: Float)? { ranked.first }
+
+    public var description: String {
+        ranked.prefix(5).map { String(format: "%@ %.3f", $0.label, $0.score) }.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,54 @@
+import Audio
+import Engine
+import Foundation
+import NN
+
+/// A classifier's scores on a dataset split.
+public struct EvaluationResult: Sendable, CustomStringConvertible {
+    public var accuracy: Double
+    public var macroF1: Double
+    public var confusion: [[Int]]
+    public var mAP: Double, auc: Double, dPrime: Double
+    public var clips: Int
+
+    public init(accuracy: Double, macroF1: Double, confusion: [[Int]], mAP: Double, auc: Double, dPrime: Double, clips: Int) {
+        self.accuracy = accuracy; self.macroF1 = macroF1; self.confusion = confusion
+        self.mAP = mAP; self.auc = auc; self.dPrime = dPrime; self.clips = clips
+    }
+
+    public var json: [String: Any] {
+        ["accuracy": accuracy, "macro_f1": macroF1, "confusion_matrix": confusion, "mAP": mAP, "auc": auc, "d_prime": dPrime, "clips": clips]
+    }
+
+    public var description: String {
+        String(format: "accuracy %.3f, macro F1 %.3f, mAP %.3f over %d clips", accuracy, macroF1, mAP, clips)
+    }
+}
+
+/// Scores a classifier on a dataset, every clip from start to end (clips with no label or a label
+/// outside its classes are left out; none left throws). Unreadable clips are skipped and named in the
+/// returned report (`report`, when a run shares one). `progress`, where given, receives a line with
+/// an ETA every 10 seconds of a long evaluation; `perClip`, each scored clip's path, labels and scores.
+public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int = 8,
+                     report: SkipReport = SkipReport(), progress: ((String) -> Void)? = nil,
+                     perClip: ((ClipRecord, ClassScores) throws -> Void)? = nil) throws -> (EvaluationResult, SkipReport) {
+    let known = data.records.filter { $0.labels.allSatisfy(classifier.classes.contains) && !$0.labels.isEmpty }
+    guard !known.isEmpty else {
+        let shown = classifier.classes.prefix(8).joined(separator: ", ") + (classifier.classes.count > 8 ? ", ..." : "")
+        throw NNError("evaluate: none of the \(data.records.count) clips has a label among the model's \(classifier.classes.count) classes (\(shown))")
+    }
+    var predicted: [Int] = [], target: [Int] = [], scores: [[Float]] = [], truth: [[Bool]] = []
+    let k = classifier.classes.count
+    try classifier.pass(batchSize).run(known.map(\.path), report: report, label: "evaluate", progress: progress, classifier.scores) { i, p in
+        let row = p.toArray()
+        let labels = known[i].labels.compactMap(classifier.classes.firstIndex(of:))
+        predicted.append(row.indices.max { row[$0] < row[$1] } ?? 0); target.append(labels.first ?? -1)
+        scores.append(row)
+        truth.append((0..<k).map(labels.contains))
+        try perClip?(known[i], ClassScores(classes: classifier.classes, scores: row))
+    }
+    let ml = Metrics.multiLabel(scores: scores, targets: truth)
+    return (EvaluationResult(accuracy: Metrics.accuracy(predicted, target), macroF1: Metrics.macroF1(predicted, target, classes: k),
+                             confusion: Metrics.confusionMatrix(predicted, target, classes: k), mAP: ml.mAP, auc: ml.auc,
+                             dPrime: ml.dPrime, clips: predicted.count), report)
+}

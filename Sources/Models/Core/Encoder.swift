@@ -1,0 +1,75 @@
+import Engine
+import NN
+
+/// An audio encoder: features [B, frames, bins] → a token sequence [B, prefixTokens + N, width].
+///
+/// The seam every model family implements. Pooling, heads, windowing and training code talk to an
+/// encoder only through this protocol, so prompt tokens, a CNN's time steps or a Mamba's sequence all
+/// fit: `prefixTokens` says how many leading tokens (cls, distillation, prompts) are not content.
+public protocol AudioEncoder: Module {
+    /// Token width D.
+    var width: Int { get }
+    /// Leading tokens that are not content (AST: cls and distillation).
+    var prefixTokens: Int { get }
+    /// The input the encoder takes: frames per window and bins per frame.
+    var inputFrames: Int { get }
+    var inputBins: Int { get }
+    /// Tokens [B, prefixTokens + N, D] of features [B, inputFrames, inputBins].
+    func tokens(_ features: Tensor) throws -> Tensor
+}
+
+/// A classifier over an encoder: logits and a pooled embedding of a window of features, and which of
+/// its parameters form the head (so a frozen encoder is "everything but the head").
+public protocol AudioClassifierModel: Module {
+    /// What the model is, written into every checkpoint (`architecture` + `config`).
+    var architecture: ModelArchitecture { get }
+    var inputFrames: Int { get }
+    var inputBins: Int { get }
+    /// Width of `embedding`'s output.
+    var embeddingWidth: Int { get }
+    /// Number of outputs of `logits`.
+    var outputs: Int { get }
+    /// Key prefixes of the head's parameters (`mlp_head.` for AST).
+    var headPrefixes: [String] { get }
+    /// Logits [B, outputs] of features [B, inputFrames, inputBins] (sigmoid or softmax applied outside).
+    func logits(_ features: Tensor) throws -> Tensor
+    /// Pooled embedding [B, embeddingWidth].
+    func embedding(_ features: Tensor) throws -> Tensor
+}
+
+extension AudioClassifierModel {
+    /// Whether a parameter key belongs to the head.
+    public func isHead(_ key: String) -> Bool { headPrefixes.contains { key.hasPrefix($0) } }
+}
+
+/// A self-supervised masked-patch model (SSAST; SSAMBA builds the same on Mamba blocks): the pretext
+/// objective on a batch, with masks drawn from `generator`.
+public protocol MaskedPatchModel: Module {
+    var architecture: ModelArchitecture { get }
+    var inputFrames: Int { get }
+    /// Patches per input window (masks must leave at least one unmasked).
+    var patchCount: Int { get }
+    /// The joint pretext loss on features [B, inputFrames, bins] and its accuracy.
+    func pretextLoss(_ features: Tensor, maskCount: Int, generator: inout RandomGenerator) throws -> (loss: Tensor, accuracy: Float)
+}
+
+/// What a checkpoint says it holds: a registry family and that family's config as JSON. Written as the
+/// `architecture` and `config` metadata of every checkpoint Earshot saves.
+public struct ModelArchitecture: Codable, Sendable, Equatable, CustomStringConvertible {
+    /// Registry family (`ast`, `ssast`, ...).
+    public var family: String
+    /// The family's config, JSON.
+    public var config: String
+
+    public init(family: String, config: String) { self.family = family; self.config = config }
+
+    public var metadata: [String: String] { ["architecture": family, "config": config] }
+
+    /// The architecture recorded in checkpoint metadata, nil if none.
+    public init?(metadata: [String: String]) {
+        guard let family = metadata["architecture"], let config = metadata["config"] else { return nil }
+        self.init(family: family, config: config)
+    }
+
+    public var description: String { family }
+}

@@ -1,0 +1,93 @@
+import Audio
+import Engine
+import Foundation
+import Inference
+import Models
+import NN
+
+/// How a classification batch is augmented (per clip, then mixup across the batch).
+public struct ClassificationAugmentation: Sendable {
+    /// Random time crop to the model's input, SpecAugment widths (0 = off), AST's noise and roll.
+    public var cropFrames: Int? = nil
+    public var freqm = 0, timem = 0
+    public var noise = false
+    /// Mixup α (0 = off) and label smoothing.
+    public var mixup: Float = 0
+    public var labelSmoothing: Float = 0
+    /// The normalised value of silence (SpecAugment fills and crops pad with it).
+    public var padValue: Float = 0
+    public init() {}
+}
+
+/// Supervised classification, single- or multi-label, of any registered classifier: cross-entropy
+/// (soft targets under mixup, smoothing otherwise) or binary cross-entropy; validation accuracy
+/// (or mAP for multi-label) chooses the checkpoint.
+public final class ClassificationTask: TrainingTask {
+    public let model: any AudioClassifierModel
+    public let classes: [String]
+    public let multiLabel: Bool
+    public let pipeline: FeaturePipeline
+    public let augmentation: ClassificationAugmentation
+    let validation: Dataset
+    let batchSize: Int
+    let report: SkipReport
+
+    public init(model: any AudioClassifierModel, classes: [String], multiLabel: Bool, pipeline: FeaturePipeline,
+                augmentation: ClassificationAugmentation, validation: Dataset, batchSize: Int, report: SkipReport) {
+        self.model = model; self.classes = classes; self.multiLabel = multiLabel; self.pipeline = pipeline
+        self.augmentation = augmentation; self.validation = validation; self.batchSize = batchSize; self.report = report
+    }
+
+    public var module: Module { model }
+    public var selectionMetric: String { multiLabel ? "mAP" : "accuracy" }
+
+    public var checkpointMetadata: [String: String] {
+        let enc = JSONEncoder()
+        return model.architecture.metadata.merging([
+            "classes": String(data: (try? enc.encode(classes)) ?? Data(), encoding: .utf8)!,
+            "pipeline": String(data: (try? enc.encode(pipeline)) ?? Data(), encoding: .utf8)!,
+            "multi_label": multiLabel ? "true" : "false",
+        ]) { a, _ in a }
+    }
+
+    /// The classifier as it stands (for validation and tests).
+    public var classifier: Classifier { Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: multiLabel) }
+
+    public func loss(_ batch: TrainingBatch, generator: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
+        let a = augmentation
+        var feats = batch.features
+        if a.freqm > 0 || a.timem > 0 || a.noise || a.cropFrames != nil {
+            let items = try (0..<feats.shape[0]).map { i -> Tensor in
+                var x = try feats.slice(axis: 0, start: i, end: i + 1).squeeze(0)
+                if let crop = a.cropFrames, crop < x.shape[0] {
+                    x = try Augment.randomCrop(x, frames: crop, padValue: a.padValue, generator: &generator)
+                }
+                if a.freqm > 0 { x = try Augment.mask(x, axis: 1, param: a.freqm, value: a.padValue, generator: &generator) }
+                if a.timem > 0 { x = try Augment.mask(x, axis: 0, param: a.timem, value: a.padValue, generator: &generator) }
+                if a.noise { x = try Augment.astNoise(x, generator: &generator) }
+                return x
+            }
+            feats = try Tensor.stack(items)
+        }
+        var targets = batch.multiHot(classes: classes.count)
+        if a.mixup > 0 && feats.shape[0] > 1 {
+            let lambda = Augment.beta(a.mixup, generator: &generator)
+            let perm = Array((1..<feats.shape[0])) + [0]
+            feats = try feats * lambda + feats.indexSelect(axis: 0, indices: perm) * (1 - lambda)
+            targets = try targets * lambda + targets.indexSelect(axis: 0, indices: perm) * (1 - lambda)
+        }
+        let logits = try model.logits(feats)
+        let loss: Tensor
+        if multiLabel { loss = try logits.binaryCrossEntropyWithLogits(targets: targets) }
+        else if a.mixup > 0 { loss = try logits.crossEntropy(softTargets: targets) }
+        else { loss = try logits.crossEntropy(targets: batch.labels.map { $0.first ?? 0 }, labelSmoothing: a.labelSmoothing) }
+        return (loss, [:])
+    }
+
+    public func validate() throws -> [String: Any] {
+        let (result, _) = try evaluate(classifier, on: validation, batchSize: batchSize, report: report)
+        var line = result.json
+        line.removeValue(forKey: "confusion_matrix")
+        return line
+    }
+}

@@ -1,0 +1,158 @@
+import Audio
+import Engine
+import Foundation
+import Inference
+import NN
+
+/// A batch as a task sees it: named fields, so objectives that need more than features and labels
+/// (captions, text tokens, preference pairs, auxiliary targets) have somewhere to ride.
+public struct TrainingBatch {
+    /// [B, frames, bins]
+    public var features: Tensor
+    /// Class indices per clip (one for single-label, any number for multi-label).
+    public var labels: [[Int]]
+    /// Indices of the clips in the dataset's records.
+    public var indices: [Int]
+    /// Token ids [B, L] and their attention mask [B, L] of a text per clip (contrastive tasks).
+    public var textTokens: Tensor? = nil
+    public var textMask: Tensor? = nil
+    /// Pairs of rows (i, j) with a preference or relation between them (pairwise tasks).
+    public var pairs: [(Int, Int)] = []
+    /// Extra per-clip targets by name (auxiliary heads).
+    public var auxiliaryTargets: [String: Tensor] = [:]
+
+    public init(features: Tensor, labels: [[Int]], indices: [Int]) {
+        self.features = features; self.labels = labels; self.indices = indices
+    }
+
+    init(_ batch: Batch) { self.init(features: batch.features, labels: batch.labels, indices: batch.indices) }
+
+    /// Multi-hot targets [B, classes].
+    public func multiHot(classes: Int) -> Tensor {
+        let t = Tensor.zeros([labels.count, classes])
+        for (i, ls) in labels.enumerated() { for l in ls { t.data[i * classes + l] = 1 } }
+        return t
+    }
+}
+
+/// A training objective: the module it trains, the loss of a batch, and the validation score that
+/// chooses the checkpoint. The `Trainer` does everything else.
+public protocol TrainingTask: AnyObject {
+    /// The module trained and checkpointed.
+    var module: Module { get }
+    /// What every checkpoint records besides the weights (architecture, config, classes, pipeline).
+    var checkpointMetadata: [String: String] { get }
+    /// The validation number that selects the best checkpoint (higher is better), as logged.
+    var selectionMetric: String { get }
+    /// The loss of one training batch, and numbers to average over the epoch (logged as `train_<name>`).
+    func loss(_ batch: TrainingBatch, generator: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double])
+    /// Scores on the validation split after an epoch (names without a split prefix; the trainer adds
+    /// `validation_`); must include `selectionMetric`.
+    func validate() throws -> [String: Any]
+}
+
+/// The optimisation settings of a run.
+public struct TrainerSettings: Sendable {
+    public var epochs: Int
+    public var lr: Float
+    public var weightDecay: Float = 5e-7
+    public var betas: (Float, Float) = (0.95, 0.999)
+    public var seed: UInt64 = 0
+    /// Linear warmup from `warmupStart`·lr over this many steps.
+    public var warmupSteps = 0
+    public var warmupStart: Float = 0
+    /// Per-epoch factor on the learning rate (decay), from the epoch index.
+    public var epochFactor: @Sendable (Int) -> Float = { _ in 1 }
+    /// Halve-on-plateau of the validation score (SSAST's pretraining), nil for none.
+    public var plateau: ReduceOnPlateau? = nil
+    /// Label for progress lines (`finetune`, `pretrain`).
+    public var label = "train"
+
+    public init(epochs: Int, lr: Float) { self.epochs = epochs; self.lr = lr }
+}
+
+/// What a run reached: the epoch the validation split chose and its validation numbers.
+public struct TrainingReport {
+    public var epochsRun: Int
+    public var bestEpoch: Int
+    public var bestScore: Double
+    public var validation: [String: Any]
+    public var skipped: Int
+}
+
+/// One training loop for every task: seeded batches, Adam with warmup and per-epoch decay (or
+/// halving on a validation plateau), a NaN guard, progress with an ETA, per-epoch validation, atomic
+/// best (chosen on validation) and last checkpoints with the optimizer state, and resume.
+public final class Trainer {
+    public let run: RunDirectory
+    public let settings: TrainerSettings
+    let log: (String) -> Void
+
+    public init(run: RunDirectory, settings: TrainerSettings, log: @escaping (String) -> Void) {
+        self.run = run; self.settings = settings; self.log = log
+    }
+
+    /// Trains `task` on `loader` from `firstEpoch` (see `RunDirectory.begin`; 0 for a new run) through
+    /// `settings.epochs`, after `prepare` has restored a resumed run's model and optimizer.
+    public func fit(_ task: TrainingTask, loader: FeatureLoader, optimizer: Adam, firstEpoch: Int) throws -> TrainingReport {
+        let s = settings
+        let scoreKey = "validation_" + task.selectionMetric
+        var best = -Double.infinity, bestEpoch = 0, bestValidation: [String: Any] = [:]
+        var plateau = s.plateau, lrScale: Float = 1
+        // A resumed run replays its validation history: the best score (so a worse epoch cannot
+        // overwrite best.safetensors) and the plateau schedule's state.
+        for line in run.metricsHistory(throughEpoch: firstEpoch) {
+            guard let score = line[scoreKey] as? Double else { continue }
+            if score > best { (best, bestEpoch, bestValidation) = (score, line["epoch"] as? Int ?? 0, line) }
+            if plateau != nil { lrScale = plateau!.observe(Float(score), base: 1) }
+        }
+        let warmup = WarmupSchedule(warmupSteps: s.warmupSteps, startFactor: s.warmupStart)
+        var step = firstEpoch * loader.batchesPerEpoch
+        for epoch in firstEpoch..<s.epochs {
+            var generator = RandomGenerator(seed: s.seed &+ UInt64(epoch) &* 104_729)
+            let epochLR = s.lr * s.epochFactor(epoch) * lrScale
+            var progress = Progress(total: loader.batchesPerEpoch, label: "\(s.label) epoch \(epoch + 1)/\(s.epochs)", log: log)
+            var sums: [String: Double] = [:], batches = 0, nonFinite = 0
+            task.module.train()
+            try loader.forEachBatch(epoch: epoch) { batch in
+                optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
+                step += 1
+                let (loss, metrics) = try task.loss(TrainingBatch(batch), generator: &generator)
+                let value = try loss.item()
+                optimizer.zeroGrad()
+                // NaN guard: a non-finite loss skips its step instead of poisoning the weights.
+                guard value.isFinite else { nonFinite += 1; return }
+                try loss.backward()
+                try optimizer.step()
+                batches += 1
+                sums["loss", default: 0] += Double(value)
+                for (k, v) in metrics { sums[k, default: 0] += v }
+                progress.update(batches + nonFinite, String(format: "loss %.4f", sums["loss"]! / Double(batches)))
+            }
+            if nonFinite > 0 {
+                guard batches > 0 else {
+                    throw NNError("\(s.label): every batch of epoch \(epoch + 1) gave a non-finite loss; lower the learning rate (\(s.lr))")
+                }
+                log("\(s.label) epoch \(epoch + 1): \(nonFinite) batches with a non-finite loss were skipped")
+            }
+            task.module.eval()
+            let validation = try task.validate()
+            guard let score = (validation[task.selectionMetric] as? Double) ?? (validation[task.selectionMetric] as? Float).map(Double.init) else {
+                throw NNError("\(s.label): validation gave no '\(task.selectionMetric)'")
+            }
+            if plateau != nil { lrScale = plateau!.observe(Float(score), base: 1) }
+            let isBest = score > best
+            var line: [String: Any] = ["epoch": epoch + 1, "lr": Double(epochLR), "skipped": loader.report.skipped.count,
+                                       "train_clips": loader.dataset.records.count, "train_skipped_batches": nonFinite]
+            for (k, v) in sums { line["train_" + k] = v / Double(max(batches, 1)) }
+            for (k, v) in validation { line["validation_" + k] = v }
+            if isBest { (best, bestEpoch, bestValidation) = (score, epoch + 1, line) }
+            try run.appendMetrics(line)
+            try run.saveCheckpoint(model: task.module, optimizer: optimizer, epoch: epoch, metadata: task.checkpointMetadata, isBest: isBest)
+            log(String(format: "epoch %d: train loss %.4f, validation %@ %.3f%@", epoch + 1, sums["loss", default: .nan] / Double(max(batches, 1)),
+                       task.selectionMetric, score, isBest ? " (best so far)" : ""))
+        }
+        return TrainingReport(epochsRun: s.epochs, bestEpoch: bestEpoch, bestScore: best, validation: bestValidation,
+                              skipped: loader.report.skipped.count)
+    }
+}

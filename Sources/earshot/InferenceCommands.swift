@@ -1,0 +1,181 @@
+import ArgumentParser
+import Audio
+import Engine
+import Foundation
+import Inference
+import Models
+import NN
+
+/// Help shared by the commands that run a model over clips.
+let wholeClipHelp = """
+Every clip is used from start to end: clips longer than the model's input are cut into windows of that \
+length, half a window apart, the last ending at the clip's last frame, and the windows' outputs averaged; \
+shorter clips are padded to one window.
+"""
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Metrics JSON and the confusion matrix of a classifier on a dataset.",
+                                                    discussion: wholeClipHelp)
+    @Option(help: "Classifier: a fine-tuning run folder or checkpoint, a Hugging Face folder, or an original .pth.") var model: String
+    @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
+    @Option(help: "A manifest or dataset folder.") var data: String
+    @Option(help: "Only this split or fold.") var split: String?
+    @Option(name: .customLong("label-field"), help: "label, or speaker (as the model was fine-tuned).") var labelField = "label"
+    @Flag(help: "One JSON object per clip (file, labels, predicted label and scores), then a summary line with the metrics.")
+    var json = false
+
+    func run() throws {
+        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
+        var ds = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
+        if let split { ds = ds.split(split) }
+        let (r, report) = try evaluate(clf, on: ds, progress: progressLine) { record, scores in
+            guard json else { return }
+            try printJSONLine(["file": record.path, "labels": record.labels, "predicted": scores.top?.label ?? "",
+                               "scores": Dictionary(uniqueKeysWithValues: zip(scores.classes, scores.scores.map(Double.init)))])
+        }
+        var summary = jsonSafe(r.json)
+        summary["classes"] = clf.classes
+        summary["skipped"] = report.skipped.map { "\($0.path): \($0.reason)" }
+        // Clips without a label, or with one the model was not trained on, are not scored.
+        summary["left_out"] = ds.records.count - r.clips - report.skipped.count
+        if json {
+            try printJSONLine(["summary": summary])
+            return
+        }
+        try printJSONLine(summary)
+        let width = max(6, (clf.classes.map(\.count).max() ?? 6) + 1)
+        print("confusion matrix (rows: true, columns: predicted)")
+        for (i, row) in r.confusion.enumerated() {
+            print(clf.classes[i].padding(toLength: width, withPad: " ", startingAt: 0) + row.map { String(format: "%5d", $0) }.joined())
+        }
+    }
+}
+
+struct Classify: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Top classes of audio clips.", discussion: wholeClipHelp)
+    @Argument(help: "Audio files, folders (as datasets: their manifest, class folders or plain clips) or manifests.") var files: [String]
+    @Option(help: "Classifier: a fine-tuning run folder or checkpoint, a Hugging Face folder, or an original .pth.") var model: String
+    @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
+    @Option var top = 5
+    @Flag(help: "One JSON object per clip (file, labels, scores), then a summary line.") var json = false
+
+    func run() throws {
+        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
+        let paths = try audioFiles(files)
+        var done = 0
+        let report = try clf.classify(paths, progress: progressLine) { file, scores in
+            let ranked = scores.ranked.prefix(top)
+            done += 1
+            if json {
+                try printJSONLine(["file": file, "labels": ranked.map(\.label), "scores": ranked.map { Double($0.score) }])
+            } else {
+                print(file + ": " + ranked.map { String(format: "%@ %.3f", $0.label, $0.score) }.joined(separator: ", "))
+            }
+        }
+        if json {
+            try printJSONLine(["summary": ["clips": done, "skipped": report.skipped.map { ["file": $0.path, "reason": $0.reason] }]])
+        } else {
+            for (file, reason) in report.skipped { print("\(file): skipped (\(reason))") }
+        }
+        if report.skipped.count == paths.count { throw AudioError("no clip could be read (\(paths.count) skipped)") }
+    }
+}
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Clip embeddings (pooled encoder outputs) of audio, into safetensors (one key per file).",
+                                                    discussion: wholeClipHelp)
+    @Argument(help: "Audio files, folders or manifests.") var inputs: [String]
+    @Option(help: "A classifier (as for classify), or a self-supervised pretraining run, checkpoint or release .pth.")
+    var model: String
+    @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
+    @Option var out: String
+    @Flag(help: "One JSON object per clip (file and its embedding's key in --out), then a summary line.") var json = false
+
+    func run() throws {
+        let clf = try Classifier.loadEmbedder(URL(fileURLWithPath: model), released: released.options)
+        let paths = try audioFiles(inputs)
+        let (tensors, report) = try clf.embeddings(of: paths, progress: progressLine)
+        // An empty file would read as a successful run; nothing is written instead.
+        if tensors.isEmpty { throw AudioError("no clip could be read (\(report.skipped.count) skipped); \(out) not written") }
+        try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))
+        let width = clf.model.embeddingWidth
+        if json {
+            for path in paths where tensors[path] != nil { try printJSONLine(["file": path, "embedding": path, "dim": width]) }
+            try printJSONLine(["summary": ["clips": tensors.count, "dim": width, "out": out,
+                                           "skipped": report.skipped.map { ["file": $0.path, "reason": $0.reason] }]])
+            return
+        }
+        for (path, reason) in report.skipped { print("skipped \(path): \(reason)") }
+        print("wrote \(tensors.count) embeddings of dimension \(width) to \(out) (\(report.skipped.count) skipped)")
+    }
+}
+
+struct ModelsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "models", abstract: "The named model configs, with parameter counts.")
+    @Flag(help: "One JSON object per model.") var json = false
+
+    func run() throws {
+        for entry in ModelRegistry.entries {
+            let count = try ModelRegistry.parameterCount(entry)
+            let pretrain = entry.pretrainer != nil
+            if json {
+                try printJSONLine(["name": entry.name, "family": entry.family, "parameters": count, "pretraining": pretrain, "summary": entry.summary])
+            } else {
+                print(entry.name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                      + String(format: "%7.1fM  ", Double(count) / 1e6) + entry.summary + (pretrain ? " [pretrain]" : ""))
+            }
+        }
+    }
+}
+
+/// Progress of a long evaluate, classify or embed, on standard error so standard output stays the results.
+func progressLine(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+func printJSONLine(_ object: [String: Any]) throws {
+    print(String(data: try JSONSerialization.data(withJSONObject: jsonSafe(object), options: [.sortedKeys]), encoding: .utf8)!)
+}
+
+/// The files behind command-line inputs: a file as itself, a manifest (.csv, .jsonl, .json) or a
+/// folder as the clips of the dataset it holds.
+func audioFiles(_ inputs: [String]) throws -> [String] {
+    try inputs.flatMap { input -> [String] in
+        var isDir: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
+        let manifest = ["csv", "jsonl", "json"].contains((input as NSString).pathExtension.lowercased())
+        return isDir.boolValue || manifest ? try Dataset.load(URL(fileURLWithPath: input)).records.map(\.path) : [input]
+    }
+}
+
+/// The shape facts an original .pth does not record (for classifying with it or fine-tuning from it).
+struct ReleaseShapeArguments: ParsableArguments {
+    @Option(help: "Frequency patch stride of a .pth (default: from the file name, as audioset_10_10_0.4593.pth, else 10).")
+    var fstride: Int?
+    @Option(help: "Time patch stride of a .pth (default: from the file name, else 10).") var tstride: Int?
+    @Option(help: "Attention heads of a .pth (default: width / 64).") var heads: Int?
+    @Option(name: .customLong("mel-bins"), help: "Mel bins of a .pth (default 128).") var melBins: Int?
+
+    var shape: ReleaseShape { ReleaseShape(fstride: fstride, tstride: tstride, heads: heads, melBins: melBins) }
+}
+
+/// What a released checkpoint (a Hugging Face folder or an original .pth) does not record itself.
+struct ReleasedCheckpointArguments: ParsableArguments {
+    @OptionGroup var shape: ReleaseShapeArguments
+    @Option(name: .customLong("norm-mean"), help: "Feature mean (default: the HF preprocessor's; for a .pth, Speech Commands' when so named, else AudioSet's -4.2677393).")
+    var normMean: Float?
+    @Option(name: .customLong("norm-std"), help: "Feature std (default: the HF preprocessor's, else AudioSet's 4.5689974).")
+    var normStd: Float?
+    @Option(help: "Class names: AudioSet's class_labels_indices.csv (index, display_name) or one name per line.") var labels: String?
+    @Flag(inversion: .prefixedNo, help: "Sigmoid scores (multi-label) rather than softmax (default: HF's problem_type, else sigmoid as AST's releases).")
+    var multiLabel: Bool?
+
+    var options: ReleasedCheckpointOptions {
+        var o = ReleasedCheckpointOptions()
+        o.shape = shape.shape
+        (o.mean, o.std) = (normMean, normStd)
+        o.labels = labels.map { URL(fileURLWithPath: $0) }
+        o.multiLabel = multiLabel
+        return o
+    }
+}

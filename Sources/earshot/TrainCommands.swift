@@ -1,0 +1,117 @@
+import ArgumentParser
+import Audio
+import Foundation
+import Models
+import Training
+
+struct Pretrain: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Self-supervised masked patch pretraining on unlabelled audio.")
+    @Option(help: "A model with a pretraining objective (earshot models): ssast-{tiny,small,base}-{patch,frame}.") var model = "ssast-tiny-patch"
+    @Option(help: "A manifest or dataset folder; repeat to pretrain on several (labels are never used).") var data: [String]
+    @Option(help: "Run folder.") var out: String
+    @Option var epochs = 10
+    @Option(name: .customLong("batch-size")) var batchSize = 8
+    @Option var lr: Float = 1e-4
+    @Option(name: .customLong("target-length"), help: "Frames per clip (10 ms each).") var targetLength = 1024
+    @Option(name: .customLong("crop-frames"), help: "Pretrain on random windows of this many frames of each clip (a new window every epoch).")
+    var cropFrames: Int?
+    @Option(name: .customLong("mask-patches")) var maskPatches = 400
+    @Option(help: "Encoder depth override (quick runs).") var depth: Int?
+    @Option(help: "Feature mean (earshot dataset stats).") var mean: Float = -4.2677393
+    @Option(help: "Feature std.") var std: Float = 4.5689974
+    @Option var seed: UInt64 = 0
+    @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
+    var resume = false
+    @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
+
+    func run() throws {
+        var c = PretrainConfig()
+        (c.model, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =
+            (model, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, mean, std)
+        c.cropFrames = cropFrames
+        let sets = try data.map { try Dataset.load(URL(fileURLWithPath: $0)) }
+        // Clips marked test/validation stay out of training and score the pretext task (see heldOutSplit).
+        let all = Dataset(records: sets.flatMap(\.records), layout: sets.map(\.layout).joined(separator: " + "))
+        let report = try Training.pretrain(c, data: all, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume, overwrite: overwrite)
+        print(String(format: "pretrained %d epochs: held-out pretext accuracy %.3f, loss %.4f (%d clips skipped) -> %@",
+                     report.epochs, report.heldOutAccuracy, report.heldOutLoss, report.skipped, out))
+    }
+}
+
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fine-tune a classifier: from a pretraining run or release, a released or Earshot classifier, or from scratch.",
+        discussion: """
+        The validation split (the data's own, else --val-fraction of the training clips, stratified per class or \
+        speaker-disjoint where the data has speakers) chooses the checkpoint; the test split (--test, else \
+        --test-fraction of the data) is scored once, on that checkpoint, and reported as the result.
+        """)
+    @Option(name: [.customLong("init-from"), .customLong("init")],
+            help: "Start: a pretraining run, checkpoint or release .pth, or a released classifier (.pth, Hugging Face folder) or Earshot classifier (omit to train from scratch).")
+    var initFrom: String?
+    @OptionGroup(title: "Original .pth starts") var release: ReleaseShapeArguments
+    @Option(help: "Model to train from scratch (earshot models lists them); a start keeps its own architecture.") var model = "ssast-tiny-patch"
+    @Option(help: "A manifest or dataset folder.") var data: String
+    @Option var out: String
+    @Option var epochs = 10
+    @Option(name: .customLong("batch-size")) var batchSize = 8
+    @Option var lr: Float = 1e-4
+    @Option(name: .customLong("target-length")) var targetLength = 1024
+    @Option(name: .customLong("crop-frames"), help: "Train on random windows of this many frames of each clip (evaluation averages windows over the clip).")
+    var cropFrames: Int?
+    @Option(help: "Test split name or fold number.") var test = "test"
+    @Option(name: .customLong("test-fraction"), help: "Fraction held out as the test split when the data has none.") var testFraction = 0.2
+    @Option(name: .customLong("val-fraction"), help: "Fraction of the training clips held out for validation when the data has no validation split.")
+    var valFraction = 0.1
+    @Option(name: .customLong("label-field"), help: "What to classify: label, or speaker (speaker identification).") var labelField = "label"
+    @Flag(name: .customLong("cross-validate"), help: "Run every fold as the test fold in turn (fold-based datasets) and report the mean.")
+    var crossValidate = false
+    @Option(help: "SpecAugment frequency mask width in bins (default: 24 of 128 bins, AST's recipe).") var freqm: Int?
+    @Option(help: "SpecAugment time mask width in frames (default: 96 per 1024 frames of the model's input, AST's recipe, scaled: 24 at 256, 9 at 96).")
+    var timem: Int?
+    @Option(help: "Mixup alpha (0 = off).") var mixup: Float = 0
+    @Flag(help: "AST's noise augmentation: uniform noise up to 0.1 on the normalised features, then a roll of -10..9 frames.")
+    var noise = false
+    @Option(name: .customLong("lr-decay-start"), help: "Epoch from which the learning rate decays every epoch.") var lrDecayStart = 5
+    @Option(name: .customLong("lr-decay"), help: "Per-epoch learning-rate factor from --lr-decay-start.") var lrDecay: Float = 0.85
+    @Option(name: .customLong("drop-path"), help: "Stochastic depth rate of the last block (rising linearly from 0; timm's drop_path_rate).")
+    var dropPath: Float = 0
+    @Option(name: .customLong("weight-decay"), help: "Adam weight decay.") var weightDecay: Float = 5e-7
+    @Flag(name: .customLong("freeze-encoder")) var freezeEncoder = false
+    @Option var depth: Int?
+    @Option var mean: Float = -4.2677393
+    @Option var std: Float = 4.5689974
+    @Option var seed: UInt64 = 0
+    @Option(help: "Train on at most this many clips per class, drawn with --seed from the training split (few-shot / label efficiency).")
+    var shots: Int?
+    @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
+    var resume = false
+    @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
+
+    func run() throws {
+        var c = FineTuneConfig()
+        // With --init-from, the start's architecture wins over --model.
+        (c.model, c.depth) = (model, depth)
+        if initFrom != nil && release.shape != ReleaseShape() { c.releaseShape = release.shape }
+        let window = cropFrames ?? targetLength
+        (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
+            (initFrom, targetLength, epochs, batchSize, lr, test, mixup, freezeEncoder, mean, std, seed)
+        // AST's SpecAugment widths are for 1024-frame inputs: one 96-frame mask on a 96-frame clip could blank it.
+        (c.freqm, c.timem) = (freqm ?? 24, timem ?? max(Int((96 * Double(window) / 1024).rounded()), 0))
+        (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay, c.shotsPerClass, c.noise) =
+            (lrDecayStart, lrDecay, cropFrames, dropPath, weightDecay, shots, noise)
+        (c.testFraction, c.valFraction) = (testFraction, valFraction)
+        let dataset = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
+        if crossValidate {
+            let cv = try Training.crossValidate(c, data: dataset, root: URL(fileURLWithPath: out), resume: resume, overwrite: overwrite)
+            for (k, r) in cv.folds.sorted(by: { $0.key < $1.key }) {
+                print(String(format: "fold %d: test accuracy %.3f (epoch %d chosen on validation)", k, r.test.accuracy, r.bestEpoch))
+            }
+            print(String(format: "%d-fold test accuracy %.3f ± %.3f, checkpoints chosen on validation -> %@/kfold.json", cv.folds.count, cv.mean, cv.std, out))
+            return
+        }
+        let r = try fineTune(c, data: dataset, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume, overwrite: overwrite)
+        print(String(format: "test accuracy %.3f, macro F1 %.3f over %d clips (scored once, on epoch %d chosen by validation accuracy %.3f) -> %@",
+                     r.test.accuracy, r.test.macroF1, r.test.clips, r.bestEpoch, r.validationAccuracy, out))
+    }
+}
