@@ -21,6 +21,7 @@ final class DatasetTests: XCTestCase {
     }
 
     func testSharedFSDDAndESC10() throws {
+        let sharedData = try requireSharedData("fsdd", "esc10")
         let fsdd = try Dataset.load(sharedData.appendingPathComponent("fsdd"))
         XCTAssertEqual(fsdd.records.count, 3000)
         XCTAssertEqual(fsdd.classes, (0...9).map(String.init))
