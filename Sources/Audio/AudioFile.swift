@@ -1,10 +1,21 @@
 import CSndfile
 import Foundation
 
+/// A file that holds fewer frames than its header promises (a download or copy cut short): how many
+/// the header promises and how many could be decoded.
+public struct AudioTruncation: Sendable, Equatable, CustomStringConvertible {
+    public var promised: Int
+    public var read: Int
+    public init(promised: Int, read: Int) { self.promised = promised; self.read = read }
+    public var description: String { "truncated: the header promises \(promised) frames, \(read) could be read" }
+}
+
 /// Decoded audio: Float32 samples in [-1, 1], one array per channel.
 public struct AudioBuffer: Sendable {
     public var channels: [[Float]]
     public var sampleRate: Int
+    /// Set when the file was cut short: the samples are those before the cut.
+    public var truncated: AudioTruncation? = nil
 
     public init(channels: [[Float]], sampleRate: Int) { self.channels = channels; self.sampleRate = sampleRate }
     public init(mono: [Float], sampleRate: Int) { self.init(channels: [mono], sampleRate: sampleRate) }
@@ -25,8 +36,10 @@ public struct AudioBuffer: Sendable {
 
 /// What `AudioFile.info` reports without decoding the samples.
 public struct AudioInfo: Sendable, Equatable {
+    /// `frames` is what decodes: for a truncated file, fewer than its header promises (`truncated`).
     public var sampleRate: Int, channels: Int, frames: Int
     public var format: String
+    public var truncated: AudioTruncation? = nil
     public var duration: Double { Double(frames) / Double(max(sampleRate, 1)) }
 }
 
@@ -45,12 +58,47 @@ public enum AudioFile {
         return handle
     }
 
-    public static func info(_ url: URL) throws -> AudioInfo {
+    /// The header's description of a file, without decoding its samples. A WAV or AIFF cut short is
+    /// seen from its header alone; with `verifyLength`, other formats (FLAC, OGG, ...) are checked by
+    /// seeking to their last frame, and decoded to count their frames only where that fails.
+    public static func info(_ url: URL, verifyLength: Bool = false) throws -> AudioInfo {
         var info = SF_INFO()
         let handle = try open(url, &info)
-        sf_close(handle)
-        return AudioInfo(sampleRate: Int(info.samplerate), channels: Int(info.channels), frames: Int(info.frames),
-                         format: formatName(info.format))
+        var frames = Int(info.frames)
+        var truncated = headerTruncation(handle, info)
+        if verifyLength, truncated == nil, frames > 0, !isMPEG(info), !canReadLastFrame(handle, info) {
+            sf_close(handle)
+            let read = try countFrames(url)
+            if read < frames { truncated = AudioTruncation(promised: frames, read: read); frames = read }
+        } else {
+            sf_close(handle)
+        }
+        return AudioInfo(sampleRate: Int(info.samplerate), channels: Int(info.channels), frames: frames,
+                         format: formatName(info.format), truncated: truncated)
+    }
+
+    static func isMPEG(_ info: SF_INFO) -> Bool { info.format & Int32(SF_FORMAT_TYPEMASK) == Int32(SF_FORMAT_MPEG) }
+
+    static func canReadLastFrame(_ handle: OpaquePointer, _ info: SF_INFO) -> Bool {
+        guard sf_seek(handle, info.frames - 1, SEEK_SET) == info.frames - 1 else { return false }
+        var frame = [Float](repeating: 0, count: max(Int(info.channels), 1))
+        return frame.withUnsafeMutableBufferPointer { sf_readf_float(handle, $0.baseAddress, 1) } == 1
+    }
+
+    /// Frames that decode, reading the file through (a failed seek can leave a decoder unusable, so a
+    /// fresh handle).
+    static func countFrames(_ url: URL) throws -> Int {
+        var info = SF_INFO()
+        let handle = try open(url, &info)
+        defer { sf_close(handle) }
+        var chunk = [Float](repeating: 0, count: 65536 * max(Int(info.channels), 1))
+        var total = 0
+        while true {
+            let got = chunk.withUnsafeMutableBufferPointer { sf_readf_float(handle, $0.baseAddress, 65536) }
+            guard got > 0 else { break }
+            total += Int(got)
+        }
+        return total
     }
 
     static func formatName(_ format: Int32) -> String {
@@ -78,43 +126,83 @@ public enum AudioFile {
         guard plausibleSampleRates.contains(Int(info.samplerate)) else {
             throw AudioError("\(path): implausible sample rate \(info.samplerate) Hz (expected \(plausibleSampleRates.lowerBound)-\(plausibleSampleRates.upperBound) Hz; a damaged header?)")
         }
-        guard frames > 0 else { throw AudioError("\(path): no audio frames") }
+        let fromHeader = headerTruncation(handle, info)
+        guard frames > 0 else {
+            throw AudioError("\(path): no audio frames" + (fromHeader.map { " (truncated: the header promises \($0.promised) frames)" } ?? ""))
+        }
         guard frames < 1 << 31 else { throw AudioError("\(path): too long (\(frames) frames)") }
         var interleaved = [Float](repeating: 0, count: frames * channels)
         let got = interleaved.withUnsafeMutableBufferPointer { sf_readf_float(handle, $0.baseAddress, sf_count_t(frames)) }
-        if sf_error(handle) != 0 {
+        guard got > 0 else {
+            let why = sf_error(handle) != 0 ? " (\(String(cString: sf_strerror(handle))))" : ""
+            throw AudioError("\(path): truncated: the header promises \(frames) frames but none could be decoded\(why)")
+        }
+        // A truncated file decodes fewer frames than its header claims (FLAC, where the decoder then
+        // loses sync in the cut frame), or libsndfile shortens the data chunk to what is there (WAV,
+        // AIFF): the frames before the cut are used, and the buffer says how many of how many. MP3
+        // headers only estimate the length, so a shortfall there is no truncation unless the decoder
+        // stopped on an error.
+        if sf_error(handle) != 0, Int(got) >= frames {
             throw AudioError("\(path): decoding failed after \(got) of \(frames) frames (\(String(cString: sf_strerror(handle))))")
         }
-        // A truncated file decodes fewer frames than its header claims. MP3 headers only estimate the
-        // length, so a shortfall there is not an error.
-        let isMPEG = info.format & Int32(SF_FORMAT_TYPEMASK) == Int32(SF_FORMAT_MPEG)
-        guard got == frames || (isMPEG && got > 0) else {
-            throw AudioError("\(path): truncated: the header promises \(frames) frames but only \(got) could be decoded")
+        var truncated = fromHeader
+        if truncated == nil, Int(got) < frames, !isMPEG(info) || sf_error(handle) != 0 {
+            truncated = AudioTruncation(promised: frames, read: Int(got))
         }
-        if let declared = truncatedDataChunk(handle) {
-            throw AudioError("\(path): truncated: the data chunk declares \(declared.0) bytes but the file holds \(declared.1)")
-        }
+        if truncated != nil { truncated!.read = Int(got) }
         let n = Int(got)
         var out = [[Float]](repeating: [Float](repeating: 0, count: n), count: channels)
         for c in 0..<channels { for i in 0..<n { out[c][i] = interleaved[i * channels + c] } }
         for c in 0..<channels where out[c].contains(where: { !$0.isFinite }) {
             throw AudioError("\(path): channel \(c) contains NaN or infinite samples")
         }
-        let buffer = AudioBuffer(channels: out, sampleRate: Int(info.samplerate))
-        return mono ? AudioBuffer(mono: buffer.mono, sampleRate: buffer.sampleRate) : buffer
+        var buffer = AudioBuffer(channels: out, sampleRate: Int(info.samplerate))
+        if mono { buffer = AudioBuffer(mono: buffer.mono, sampleRate: buffer.sampleRate) }
+        buffer.truncated = truncated
+        return buffer
     }
 
-    /// libsndfile quietly shortens a WAV/AIFF data chunk that runs past the end of the file; its log
-    /// then says "data : <declared> (should be <actual>)". A shorter actual length means truncation.
-    static func truncatedDataChunk(_ handle: OpaquePointer) -> (Int, Int)? {
-        var buffer = [CChar](repeating: 0, count: 4096)
+    /// libsndfile quietly shortens a WAV/AIFF data chunk that runs past the end of the file to what the
+    /// file holds; its log then says "data : <declared> (should be <actual>)" (WAV) or
+    /// "SSND : <declared> (should be <actual>)" (AIFF, whose COMM chunk also gives "Frames : <n>").
+    /// A shorter actual length means truncation: the frames the header promised, and those that remain.
+    static func headerTruncation(_ handle: OpaquePointer, _ info: SF_INFO) -> AudioTruncation? {
+        var buffer = [CChar](repeating: 0, count: 8192)
         _ = sf_command(handle, Int32(SFC_GET_LOG_INFO), &buffer, Int32(buffer.count))
         let log = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        for line in log.split(separator: "\n") where line.hasPrefix("data") && line.contains("should be") {
+        let frames = Int(info.frames), channels = max(Int(info.channels), 1)
+        var commFrames: Int?
+        for raw in log.split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
             let numbers = line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
-            if numbers.count >= 2, numbers[1] < numbers[0] { return (numbers[0], numbers[1]) }
+            if line.hasPrefix("Frames"), line.contains(":"), let n = numbers.first { commFrames = n }
+            guard line.hasPrefix("data") || line.hasPrefix("SSND"), line.contains("should be"), numbers.count >= 2,
+                  numbers[1] < numbers[0], numbers[0] != 0xFFFF_FFFF else { continue }   // all ones: a streamed WAV, length unknown
+            let (declared, actual) = (numbers[0], numbers[1])
+            if line.hasPrefix("SSND"), let n = commFrames, n > frames { return AudioTruncation(promised: n, read: frames) }
+            // SSND counts 8 bytes of offset and block size before the samples.
+            let bytes = line.hasPrefix("SSND") ? declared - 8 : declared
+            let promised: Int
+            if let size = bytesPerSample(info.format) {
+                promised = bytes / (size * channels)
+            } else {
+                // Compressed samples (ADPCM, GSM, ...): in proportion to the bytes that remain.
+                promised = Int((Double(declared) * Double(frames) / Double(max(actual, 1))).rounded())
+            }
+            if promised > frames { return AudioTruncation(promised: promised, read: frames) }
         }
         return nil
+    }
+
+    static func bytesPerSample(_ format: Int32) -> Int? {
+        switch format & Int32(SF_FORMAT_SUBMASK) {
+        case Int32(SF_FORMAT_PCM_S8), Int32(SF_FORMAT_PCM_U8), Int32(SF_FORMAT_ULAW), Int32(SF_FORMAT_ALAW): 1
+        case Int32(SF_FORMAT_PCM_16): 2
+        case Int32(SF_FORMAT_PCM_24): 3
+        case Int32(SF_FORMAT_PCM_32), Int32(SF_FORMAT_FLOAT): 4
+        case Int32(SF_FORMAT_DOUBLE): 8
+        default: nil
+        }
     }
 
     /// Encodings `write` can produce (generated data, tests, exported clips).

@@ -133,10 +133,19 @@ enum DatasetReaders {
             && fm.fileExists(atPath: url.appendingPathComponent("testing_list.txt").path) {
             return try speechCommands(url)
         }
-        let meta = url.appendingPathComponent("metadata.csv")
-        if fm.fileExists(atPath: meta.path) { return try csv(meta) }
+        // A folder that holds a manifest is read through it (its splits and fields), not as class folders.
+        for name in folderManifests {
+            let manifest = url.appendingPathComponent(name)
+            guard fm.fileExists(atPath: manifest.path) else { continue }
+            var ds = try load(manifest)
+            if !ds.layout.contains(name) { ds.layout += " (\(name))" }
+            return ds
+        }
         return try folder(url)
     }
+
+    /// Manifests a dataset folder may hold, in the order they are looked for.
+    static let folderManifests = ["manifest.jsonl", "manifest.csv", "manifest.json", "metadata.csv"]
 
     static func read(_ url: URL) throws -> String {
         do { return try String(contentsOf: url, encoding: .utf8) } catch {
@@ -152,17 +161,23 @@ enum DatasetReaders {
     static func csv(_ url: URL, root: URL? = nil, layout: String? = nil) throws -> Dataset {
         let (header, rows) = CSV.records(try read(url))
         let base = root ?? url.deletingLastPathComponent()
-        let pathKey = ["path", "filename", "slice_file_name", "file", "wav"].first { header.contains($0) }
-        guard let pathKey else {
+        let pathKeys = ["path", "filename", "slice_file_name", "file", "wav"].filter { header.contains($0) }
+        guard let firstKey = pathKeys.first else {
             throw DatasetError("\(url.path): no path column (expected one of path, filename, slice_file_name, file, wav; found \(header.joined(separator: ", ")))")
         }
         let labelKey = ["labels", "label", "category", "class", "digit", "target"].first { header.contains($0) }
-        var records: [ClipRecord] = []
-        for (i, row) in rows.enumerated() {
-            guard let p = row[pathKey], !p.isEmpty else { throw DatasetError("\(url.path): row \(i + 2) has an empty \(pathKey)") }
+        func resolve(_ p: String, _ row: [String: String]) -> String {
             var path = p
             if layout == "UrbanSound8K", let fold = row["fold"] { path = "fold\(fold)/\(p)" }
-            let full = path.hasPrefix("/") ? path : base.appendingPathComponent(path).path
+            return path.hasPrefix("/") ? path : base.appendingPathComponent(path).path
+        }
+        var records: [ClipRecord] = []
+        for (i, row) in rows.enumerated() {
+            // Several path columns (a relative "path" and an absolute "file", say): the first whose file
+            // exists, else the first given (the loader then names the missing file).
+            let candidates = pathKeys.compactMap { key in row[key].flatMap { $0.isEmpty ? nil : resolve($0, row) } }
+            guard let first = candidates.first else { throw DatasetError("\(url.path): row \(i + 2) has an empty \(firstKey)") }
+            let full = candidates.count == 1 ? first : candidates.first { FileManager.default.fileExists(atPath: $0) } ?? first
             let labels = labelKey.flatMap { row[$0] }.map(splitLabels) ?? []
             records.append(ClipRecord(path: full, labels: labels, caption: row["caption"].flatMap { $0.isEmpty ? nil : $0 },
                                       speaker: row["speaker"] ?? row["fsID"], fold: row["fold"].flatMap { Int($0) },

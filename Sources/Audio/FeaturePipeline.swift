@@ -48,9 +48,15 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
 
     /// Features of an audio file: decode, downmix, resample to `sampleRate`, extract.
     public func features(of url: URL) throws -> Tensor {
+        try featuresNotingTruncation(of: url).features
+    }
+
+    /// Features of an audio file, and whether it was cut short (its features are then those of the
+    /// frames that remain).
+    public func featuresNotingTruncation(of url: URL) throws -> (features: Tensor, truncated: AudioTruncation?) {
         let audio = try AudioFile.read(url)
         let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: sampleRate)
-        do { return try features(wave) } catch let e as AudioError { throw AudioError("\(url.path): \(e.message)") }
+        do { return (try features(wave), audio.truncated) } catch let e as AudioError { throw AudioError("\(url.path): \(e.message)") }
     }
 
     /// A stable key for the feature cache: the config as sorted JSON.
@@ -104,24 +110,39 @@ public struct FeatureCache: Sendable {
     }
 
     public func features(of url: URL, pipeline: FeaturePipeline) throws -> Tensor {
+        try featuresNotingTruncation(of: url, pipeline: pipeline).features
+    }
+
+    /// Cached features, and whether the file was cut short. An entry is [frames, bins] as Int32, the
+    /// features, then for a truncated file [promised, read] frames as Int64.
+    public func featuresNotingTruncation(of url: URL, pipeline: FeaturePipeline) throws -> (features: Tensor, truncated: AudioTruncation?) {
         let file = directory.appendingPathComponent(try key(for: url, pipeline: pipeline) + ".feat")
         if let data = try? Data(contentsOf: file), data.count >= 8 {
             let (frames, bins) = data.withUnsafeBytes { (Int($0.load(fromByteOffset: 0, as: Int32.self)), Int($0.load(fromByteOffset: 4, as: Int32.self))) }
-            if frames >= 0, bins > 0, data.count == 8 + frames * bins * 4 {
+            let body = 8 + frames * bins * 4
+            if frames >= 0, bins > 0, data.count == body || data.count == body + 16 {
                 let t = Tensor.empty([frames, bins])
                 data.withUnsafeBytes { raw in
                     UnsafeMutableRawPointer(t.data).copyMemory(from: raw.baseAddress! + 8, byteCount: frames * bins * 4)
                 }
-                return t
+                let truncated = data.count == body ? nil : data.withUnsafeBytes {
+                    AudioTruncation(promised: Int($0.loadUnaligned(fromByteOffset: body, as: Int64.self)),
+                                    read: Int($0.loadUnaligned(fromByteOffset: body + 8, as: Int64.self)))
+                }
+                return (t, truncated)
             }
         }
-        let t = try pipeline.features(of: url)
+        let (t, truncated) = try pipeline.featuresNotingTruncation(of: url)
         var out = Data()
         withUnsafeBytes(of: Int32(t.shape[0])) { out.append(contentsOf: $0) }
         withUnsafeBytes(of: Int32(t.shape[1])) { out.append(contentsOf: $0) }
         out.append(UnsafeBufferPointer(start: t.data, count: t.count))
+        if let truncated {
+            withUnsafeBytes(of: Int64(truncated.promised)) { out.append(contentsOf: $0) }
+            withUnsafeBytes(of: Int64(truncated.read)) { out.append(contentsOf: $0) }
+        }
         let tmp = directory.appendingPathComponent(".\(file.lastPathComponent).\(UUID().uuidString)")
         if (try? out.write(to: tmp)) != nil { _ = rename(tmp.path, file.path) }
-        return t
+        return (t, truncated)
     }
 }

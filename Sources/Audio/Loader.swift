@@ -18,16 +18,26 @@ public struct Batch: @unchecked Sendable {
     }
 }
 
-/// Clips that could not be used, and why; printed at the end of a run. Each file is named once, however
-/// many epochs (or loaders sharing the report: a run's training and test splits) meet it.
-public final class SkipReport: @unchecked Sendable {
+/// Clips that could not be used, and why, and clips used although cut short; printed at the end of a
+/// run. Each file is named once, however many epochs (or loaders sharing the report: a run's training
+/// and test splits) meet it.
+public final class SkipReport: @unchecked Sendable, CustomStringConvertible {
     private let lock = NSLock()
     private var seen: Set<String> = []
     private var entries: [(path: String, reason: String)] = []
+    private var seenTruncated: Set<String> = []
+    private var truncatedEntries: [(path: String, promised: Int, read: Int)] = []
 
     public init() {}
 
+    /// Clips left out, with the reason.
     public var skipped: [(path: String, reason: String)] { lock.lock(); defer { lock.unlock() }; return entries }
+
+    /// Clips used although truncated: decoded as far as they go, `read` of the `promised` frames.
+    public var truncated: [(path: String, promised: Int, read: Int)] { lock.lock(); defer { lock.unlock() }; return truncatedEntries }
+
+    /// Nothing skipped and nothing truncated.
+    public var isEmpty: Bool { lock.lock(); defer { lock.unlock() }; return entries.isEmpty && truncatedEntries.isEmpty }
 
     /// The reason drops a leading copy of the path (as given, or absolute): decoding errors already name their file.
     public func recordSkip(_ path: String, _ reason: String) {
@@ -37,16 +47,31 @@ public final class SkipReport: @unchecked Sendable {
         if seen.insert(path).inserted { entries.append((path, why)) }
     }
 
-    public var summary: String {
-        let list = skipped
-        return (["skipped \(list.count) unreadable clip\(list.count == 1 ? "" : "s"):"] + list.map { "  \($0.path): \($0.reason)" })
-            .joined(separator: "\n")
+    func recordTruncated(_ path: String, _ truncation: AudioTruncation) {
+        lock.lock(); defer { lock.unlock() }
+        if seenTruncated.insert(path).inserted { truncatedEntries.append((path, truncation.promised, truncation.read)) }
     }
+
+    /// "skipped N unreadable clips:" with each file and reason (or "no clips skipped"), then, where
+    /// there are any, "used N truncated clips:" with each file's promised and read frames.
+    public var summary: String {
+        let list = skipped, cut = truncated
+        var lines = list.isEmpty ? ["no clips skipped"]
+            : ["skipped \(list.count) unreadable clip\(list.count == 1 ? "" : "s"):"] + list.map { "  \($0.path): \($0.reason)" }
+        if !cut.isEmpty {
+            lines.append("used \(cut.count) truncated clip\(cut.count == 1 ? "" : "s") (decoded as far as they go):")
+            lines += cut.map { "  \($0.path): the header promises \($0.promised) frames, \($0.read) read" }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    public var description: String { summary }
 }
 
 /// Yields shuffled batches of features, preparing the next batch on a background thread while the
 /// caller trains on the current one. A clip that fails to load is skipped, counted and named in
-/// `report` (or, with `strict`, ends the run with its error).
+/// `report` (or, with `strict`, ends the run with its error); a truncated clip is used as far as it
+/// goes and named in `report.truncated`.
 public final class FeatureLoader: @unchecked Sendable {
     public let dataset: Dataset
     public let pipeline: FeaturePipeline
@@ -80,16 +105,19 @@ public final class FeatureLoader: @unchecked Sendable {
     /// Loads the clips at `indices` (in parallel), skipping failures unless strict.
     public func makeBatch(_ indices: [Int]) throws -> Batch? {
         let records = dataset.records, pipeline = self.pipeline, cache = self.cache
-        let results = try parallelMap(indices) { index -> Result<Tensor, Error> in
+        let results = try parallelMap(indices) { index -> Result<(features: Tensor, truncated: AudioTruncation?), Error> in
             let url = URL(fileURLWithPath: records[index].path)
-            return Result { try cache?.features(of: url, pipeline: pipeline) ?? pipeline.features(of: url) }
+            return Result {
+                try cache?.featuresNotingTruncation(of: url, pipeline: pipeline) ?? pipeline.featuresNotingTruncation(of: url)
+            }
         }
         var feats: [Tensor] = [], labels: [[Int]] = [], kept: [Int] = []
         for (i, r) in results.enumerated() {
             let record = dataset.records[indices[i]]
             switch r {
-            case .success(let t):
+            case .success(let (t, truncated)):
                 feats.append(t); kept.append(indices[i])
+                if let truncated { report.recordTruncated(record.path, truncated) }
                 labels.append(record.labels.compactMap(dataset.classIndex))
             case .failure(let e):
                 if strict { throw e }

@@ -58,7 +58,7 @@ struct DatasetCommand: ParsableCommand {
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Clips per class and split, durations, sample rates, channels, and every unreadable file with its reason.")
+            abstract: "Clips per class and split, durations, sample rates, channels, every unreadable file with its reason, and every truncated file with its promised and readable lengths.")
         @Argument(help: "A manifest (.csv, .jsonl, AST .json) or a dataset folder.") var path: String
 
         func run() throws {
@@ -71,11 +71,13 @@ struct DatasetCommand: ParsableCommand {
             }
             print("classes: " + ds.classes.map { "\($0) \(perClass[$0] ?? 0)" }.joined(separator: ", "))
             print("splits: " + perSplit.keys.sorted().map { "\($0) \(perSplit[$0]!)" }.joined(separator: ", "))
-            var durations: [Double] = [], rates: [Int: Int] = [:], channels: [Int: Int] = [:], bad: [String] = []
+            var durations: [Double] = [], rates: [Int: Int] = [:], channels: [Int: Int] = [:], bad: [String] = [], cut: [String] = []
             for r in ds.records {
                 do {
-                    let info = try AudioFile.info(URL(fileURLWithPath: r.path))
-                    if info.frames <= 0 { throw AudioError("\(r.path): no audio frames") }
+                    // verifyLength: a file cut short is found (and its readable frames counted) here, not mid-run.
+                    let info = try AudioFile.info(URL(fileURLWithPath: r.path), verifyLength: true)
+                    if info.frames <= 0 { throw AudioError("\(r.path): no audio frames" + (info.truncated.map { " (truncated: the header promises \($0.promised) frames)" } ?? "")) }
+                    if let t = info.truncated { cut.append("\(r.path): the header promises \(t.promised) frames, \(t.read) read") }
                     durations.append(info.duration)
                     rates[info.sampleRate, default: 0] += 1
                     channels[info.channels, default: 0] += 1
@@ -90,6 +92,8 @@ struct DatasetCommand: ParsableCommand {
             print("channels: " + channels.keys.sorted().map { "\($0) x\(channels[$0]!)" }.joined(separator: ", "))
             print("unreadable: \(bad.count)")
             for b in bad { print("  \(b)") }
+            print("truncated: \(cut.count)\(cut.isEmpty ? "" : " (used as far as they go)")")
+            for c in cut { print("  \(c)") }
         }
     }
 

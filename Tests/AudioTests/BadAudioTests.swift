@@ -35,16 +35,94 @@ final class BadAudioTests: XCTestCase {
         expectError(text, "cannot decode")
     }
 
-    func testTruncatedFilesAreNamedErrors() throws {
+    /// A file cut short decodes as far as it goes and says so with both lengths; one that keeps no
+    /// frame at all is still an error naming the file.
+    func testTruncatedWAVDecodesAsFarAsItGoes() throws {
         let url = dir.appendingPathComponent("clip.wav")
         try AudioFile.writeWAV((0..<16000).map { Float(sin(Double($0) * 0.05)) * 0.5 }, sampleRate: 16000, to: url)
+        let whole = try AudioFile.read(url)
+        XCTAssertNil(whole.truncated)
+        XCTAssertNil(try AudioFile.info(url, verifyLength: true).truncated)
         let bytes = try Data(contentsOf: url)
+        XCTAssertEqual(bytes.count, 44 + 2 * 16000)
         let cut = dir.appendingPathComponent("cut.wav")
         try bytes.prefix(44 + 2 * 4000).write(to: cut)
-        expectError(cut, "truncated")
+        let part = try AudioFile.read(cut)
+        XCTAssertEqual(part.truncated, AudioTruncation(promised: 16000, read: 4000))
+        XCTAssertEqual(part.mono, Array(whole.mono.prefix(4000)))
+        XCTAssertEqual(part.sampleRate, 16000)
+        XCTAssertEqual(try AudioFile.info(cut).truncated, AudioTruncation(promised: 16000, read: 4000), "seen from the header alone")
+        XCTAssertEqual(try AudioFile.info(cut).frames, 4000)
+        // Cut inside a sample: the partial sample is dropped.
+        let odd = dir.appendingPathComponent("odd.wav")
+        try bytes.prefix(44 + 2 * 4000 + 1).write(to: odd)
+        XCTAssertEqual(try AudioFile.read(odd).truncated, AudioTruncation(promised: 16000, read: 4000))
         let headerOnly = dir.appendingPathComponent("header-only.wav")
         try bytes.prefix(44).write(to: headerOnly)
-        XCTAssertThrowsError(try AudioFile.read(headerOnly)) { XCTAssertTrue("\($0)".contains("header-only.wav")) }
+        expectError(headerOnly, "no audio frames (truncated: the header promises 16000 frames)")
+    }
+
+    /// Frames, not samples or bytes: a stereo 24-bit WAV cut short.
+    func testTruncatedStereo24BitWAVCountsFrames() throws {
+        let url = dir.appendingPathComponent("stereo.wav")
+        let left = (0..<1000).map { Float(sin(Double($0) * 0.07)) * 0.4 }, right = left.map { -$0 }
+        try AudioFile.write([left, right], sampleRate: 8000, to: url, encoding: .wavS24)
+        let bytes = try Data(contentsOf: url)
+        let header = bytes.count - 6 * 1000
+        let cut = dir.appendingPathComponent("stereo-cut.wav")
+        try bytes.prefix(header + 6 * 300 + 4).write(to: cut)
+        let part = try AudioFile.read(cut, mono: false)
+        XCTAssertEqual(part.truncated, AudioTruncation(promised: 1000, read: 300))
+        XCTAssertEqual(part.channels.count, 2)
+        XCTAssertEqual(part.channels[1], Array(try AudioFile.read(url, mono: false).channels[1].prefix(300)))
+        XCTAssertEqual(try AudioFile.read(cut).truncated, part.truncated, "the downmix keeps the note")
+    }
+
+    /// AIFF keeps its frame count in the COMM chunk.
+    func testTruncatedAIFFReportsTheCOMMFrameCount() throws {
+        func be<T: FixedWidthInteger>(_ v: T) -> Data { withUnsafeBytes(of: v.bigEndian) { Data($0) } }
+        let frames = 2000, samples = (0..<frames).map { Int16(truncatingIfNeeded: ($0 * 37) % 20000 - 10000) }
+        var comm = be(Int16(1)) + be(UInt32(frames)) + be(Int16(16))
+        comm += be(UInt16(16383 + 13)) + be(UInt64(16000) << 50)   // 16000 Hz as an 80-bit float
+        var ssnd = be(UInt32(0)) + be(UInt32(0))
+        for x in samples { ssnd += be(x) }
+        var body = Data("AIFF".utf8) + Data("COMM".utf8) + be(UInt32(comm.count)) + comm
+        body += Data("SSND".utf8) + be(UInt32(ssnd.count)) + ssnd
+        let file = Data("FORM".utf8) + be(UInt32(body.count)) + body
+        let url = dir.appendingPathComponent("tone.aiff")
+        try file.write(to: url)
+        let whole = try AudioFile.read(url)
+        XCTAssertNil(whole.truncated)
+        XCTAssertEqual(whole.frameCount, frames)
+        let cut = dir.appendingPathComponent("cut.aiff")
+        try file.prefix(file.count - 2 * 1500).write(to: cut)
+        let part = try AudioFile.read(cut)
+        XCTAssertEqual(part.truncated, AudioTruncation(promised: 2000, read: 500))
+        XCTAssertEqual(part.mono, Array(whole.mono.prefix(500)))
+    }
+
+    /// FLAC's header gives the frame count; a cut stream decodes to the last whole block. `info` sees
+    /// that only with verifyLength (it then decodes to count).
+    func testTruncatedFLACDecodesAsFarAsItGoes() throws {
+        let url = dir.appendingPathComponent("clip.flac")
+        var g = RandomGenerator(seed: 3)
+        try AudioFile.write([(0..<16000).map { _ in 0.2 * g.nextNormal() }], sampleRate: 16000, to: url, encoding: .flac)
+        let whole = try AudioFile.read(url)
+        XCTAssertNil(whole.truncated)
+        let bytes = try Data(contentsOf: url)
+        let cut = dir.appendingPathComponent("cut.flac")
+        try bytes.prefix(bytes.count / 2).write(to: cut)
+        let part = try AudioFile.read(cut)
+        let truncation = try XCTUnwrap(part.truncated)
+        XCTAssertEqual(truncation.promised, 16000)
+        XCTAssertEqual(truncation.read, part.frameCount)
+        XCTAssertTrue((1..<16000).contains(part.frameCount), "\(part.frameCount)")
+        XCTAssertEqual(part.mono, Array(whole.mono.prefix(part.frameCount)))
+        XCTAssertNil(try AudioFile.info(cut).truncated, "the header alone cannot tell")
+        let verified = try AudioFile.info(cut, verifyLength: true)
+        XCTAssertEqual(verified.truncated, truncation)
+        XCTAssertEqual(verified.frames, part.frameCount)
+        XCTAssertNil(try AudioFile.info(url, verifyLength: true).truncated)
     }
 
     /// A rate no recorder uses (a damaged header) is refused by name; the ends of the range still decode.

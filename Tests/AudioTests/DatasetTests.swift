@@ -21,6 +21,7 @@ final class DatasetTests: XCTestCase {
     }
 
     func testSharedFSDDAndESC10() throws {
+        let sharedData = try requireSharedData("fsdd", "esc10")
         let fsdd = try Dataset.load(sharedData.appendingPathComponent("fsdd"))
         XCTAssertEqual(fsdd.records.count, 3000)
         XCTAssertEqual(fsdd.classes, (0...9).map(String.init))
@@ -147,6 +148,163 @@ final class DatasetTests: XCTestCase {
         XCTAssertThrowsError(try Dataset.load(dir.appendingPathComponent("nowhere"))) { XCTAssertTrue("\($0)".contains("no such")) }
     }
 
+    /// A folder holding a manifest (runs/demo/data: manifest.jsonl beside class folders) is read through
+    /// the manifest, keeping its splits and fields; class folders only where there is none.
+    func testFolderWithManifestIsReadThroughIt() throws {
+        let data = dir.appendingPathComponent("data")
+        for f in ["yes/a.wav", "yes/b.wav", "no/c.wav", "no/d.wav"] { try tone(data.appendingPathComponent(f)) }
+        XCTAssertEqual(try Dataset.load(data).layout, "folder per class")
+        try """
+            {"path": "yes/a.wav", "label": "yes", "speaker": "en", "split": "train"}
+            {"path": "no/c.wav", "label": "no", "speaker": "de", "split": "train"}
+            {"path": "no/d.wav", "label": "no", "speaker": "fr", "split": "test"}
+
+            """.write(to: data.appendingPathComponent("manifest.jsonl"), atomically: true, encoding: .utf8)
+        let ds = try Dataset.load(data)
+        XCTAssertEqual(ds.layout, "JSON Lines manifest (manifest.jsonl)")
+        XCTAssertEqual(ds.records.map(\.path), ["yes/a.wav", "no/c.wav", "no/d.wav"].map { data.appendingPathComponent($0).path })
+        XCTAssertEqual(ds.split("test").records.map(\.speaker), ["fr"])
+        XCTAssertEqual(ds.split("train").records.count, 2)
+        XCTAssertEqual(ds.classes, ["no", "yes"])
+
+        // Each manifest name, and jsonl first where there are several.
+        try "path,label,split\nyes/b.wav,yes,test\n".write(to: data.appendingPathComponent("manifest.csv"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(try Dataset.load(data).records.count, 3)
+        try FileManager.default.removeItem(at: data.appendingPathComponent("manifest.jsonl"))
+        let csv = try Dataset.load(data)
+        XCTAssertEqual(csv.layout, "CSV manifest (manifest.csv)")
+        XCTAssertEqual(csv.records, [ClipRecord(path: data.appendingPathComponent("yes/b.wav").path, labels: ["yes"], split: "test")])
+        try FileManager.default.removeItem(at: data.appendingPathComponent("manifest.csv"))
+        try "{\"data\": [{\"wav\": \"no/c.wav\", \"labels\": \"no\"}]}".write(to: data.appendingPathComponent("manifest.json"), atomically: true, encoding: .utf8)
+        let ast = try Dataset.load(data)
+        XCTAssertEqual(ast.layout, "AST JSON (manifest.json)")
+        XCTAssertEqual(ast.records.map(\.path), [data.appendingPathComponent("no/c.wav").path])
+        try FileManager.default.removeItem(at: data.appendingPathComponent("manifest.json"))
+        try "file,label\nno/d.wav,no\n".write(to: data.appendingPathComponent("metadata.csv"), atomically: true, encoding: .utf8)
+        let meta = try Dataset.load(data)
+        XCTAssertEqual(meta.layout, "CSV manifest (metadata.csv)")
+        XCTAssertEqual(meta.records.map(\.path), [data.appendingPathComponent("no/d.wav").path])
+        try FileManager.default.removeItem(at: data.appendingPathComponent("metadata.csv"))
+        XCTAssertEqual(try Dataset.load(data).layout, "folder per class")
+        // A broken manifest is an error naming it, not a silent fall-back to the class folders.
+        try "not json\n".write(to: data.appendingPathComponent("manifest.jsonl"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Dataset.load(data)) { XCTAssertTrue("\($0)".contains("manifest.jsonl"), "\($0)") }
+    }
+
+    /// Several path columns: per row, the first whose file exists (an absolute "file" where the relative
+    /// "path" leads nowhere), else the first column's; the loader then names the missing file.
+    func testManifestPathColumnsResolveToFilesThatExist() throws {
+        let audio = dir.appendingPathComponent("elsewhere")
+        try tone(audio.appendingPathComponent("a.wav"), freq: 300)
+        try tone(audio.appendingPathComponent("b.wav"), freq: 600)
+        let meta = dir.appendingPathComponent("meta")
+        try tone(meta.appendingPathComponent("local/c.wav"), freq: 900)
+        let manifest = meta.appendingPathComponent("list.csv")
+        try """
+            path,file,label
+            clips/a.wav,\(audio.appendingPathComponent("a.wav").path),low
+            clips/b.wav,\(audio.appendingPathComponent("b.wav").path),high
+            local/c.wav,\(audio.appendingPathComponent("c.wav").path),high
+            clips/d.wav,\(audio.appendingPathComponent("d.wav").path),low
+
+            """.write(to: manifest, atomically: true, encoding: .utf8)
+        let ds = try Dataset.load(manifest)
+        XCTAssertEqual(ds.records.map(\.path), [
+            audio.appendingPathComponent("a.wav").path,    // the relative path leads nowhere: the absolute file
+            audio.appendingPathComponent("b.wav").path,
+            meta.appendingPathComponent("local/c.wav").path, // the first column resolves: it wins
+            meta.appendingPathComponent("clips/d.wav").path, // neither: the first column's, for the loader to name
+        ])
+        let loader = try FeatureLoader(dataset: ds, pipeline: FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: 16), batchSize: 4)
+        var used = 0
+        try loader.forEachBatch(epoch: 0) { used += $0.indices.count }
+        XCTAssertEqual(used, 3)
+        XCTAssertEqual(loader.report.skipped.map(\.path), [meta.appendingPathComponent("clips/d.wav").path])
+        XCTAssertTrue(loader.report.summary.contains("clips/d.wav: no such file"), loader.report.summary)
+
+        // A manifest none of whose files exist still loads; the loader names each file.
+        let nowhere = dir.appendingPathComponent("nowhere.csv")
+        try "path,label\nx/1.wav,a\n".write(to: nowhere, atomically: true, encoding: .utf8)
+        let lost = try Dataset.load(nowhere)
+        XCTAssertEqual(lost.records.map(\.path), [dir.appendingPathComponent("x/1.wav").path])
+        let strict = try FeatureLoader(dataset: lost, pipeline: FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: 16), batchSize: 1, strict: true)
+        XCTAssertThrowsError(try strict.forEachBatch(epoch: 0) { _ in }) { XCTAssertTrue("\($0)".contains("x/1.wav: no such file"), "\($0)") }
+    }
+
+    /// A truncated clip is used as far as it goes and noted (once, with both lengths), also when its
+    /// features come from the cache; a zero-frame file is skipped.
+    func testLoaderUsesTruncatedClipsAndNotesThem() throws {
+        let root = dir.appendingPathComponent("cut")
+        for i in 0..<3 { try tone(root.appendingPathComponent("a/\(i).wav"), freq: 300 + 100 * Double(i), seconds: 1) }
+        let bytes = try Data(contentsOf: root.appendingPathComponent("a/2.wav"))
+        try bytes.prefix(44 + 2 * 6000).write(to: root.appendingPathComponent("a/2.wav"))
+        try bytes.prefix(44).write(to: root.appendingPathComponent("a/3.wav"))
+        let dataset = try Dataset.load(root)
+        let pipeline = FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: 32)
+        let cut = root.appendingPathComponent("a/2.wav").path
+        for cache in [nil, dir.appendingPathComponent("cache"), dir.appendingPathComponent("cache")] {
+            let report = SkipReport()
+            XCTAssertEqual("\(report)", "no clips skipped")
+            XCTAssertTrue(report.isEmpty)
+            let loader = try FeatureLoader(dataset: dataset, pipeline: pipeline, batchSize: 2, cacheDirectory: cache, report: report)
+            var used: [Int] = []
+            for epoch in 0..<2 { try loader.forEachBatch(epoch: epoch) { used += $0.indices } }
+            XCTAssertEqual(used.count, 6, "three clips a epoch, the truncated one among them")
+            XCTAssertTrue(used.contains { dataset.records[$0].path == cut })
+            XCTAssertEqual(report.skipped.map(\.path), [root.appendingPathComponent("a/3.wav").path])
+            XCTAssertEqual(report.truncated.map(\.path), [cut])
+            XCTAssertEqual(report.truncated.first?.promised, 16000)
+            XCTAssertEqual(report.truncated.first?.read, 6000)
+            XCTAssertFalse(report.isEmpty)
+            XCTAssertEqual("\(report)", report.summary)
+            XCTAssertEqual(report.summary.split(separator: "\n").map(String.init), [
+                "skipped 1 unreadable clip:",
+                "  \(root.appendingPathComponent("a/3.wav").path): no audio frames (truncated: the header promises 16000 frames)",
+                "used 1 truncated clip (decoded as far as they go):",
+                "  \(cut): the header promises 16000 frames, 6000 read",
+            ])
+        }
+        // Truncated clips only: nothing skipped, the truncation still told.
+        let report = SkipReport()
+        report.recordTruncated("x.wav", AudioTruncation(promised: 10, read: 4))
+        XCTAssertEqual("\(report)", "no clips skipped\nused 1 truncated clip (decoded as far as they go):\n  x.wav: the header promises 10 frames, 4 read")
+    }
+
+    /// `earshot dataset inspect` lists truncated files with both lengths (run where the binary is built beside the tests).
+    func testInspectListsTruncatedFiles() throws {
+        // The test bundle (Linux: an executable; macOS: a .xctest folder) lies in the products folder.
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        let candidates = [runner.deletingLastPathComponent(), Bundle(for: Self.self).bundleURL.deletingLastPathComponent()]
+            .map { $0.appendingPathComponent("earshot") }
+        guard let earshot = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw XCTSkip("earshot is not built beside the tests (looked for \(candidates.map(\.path).joined(separator: ", ")))")
+        }
+        let root = dir.appendingPathComponent("inspect")
+        for i in 0..<2 { try tone(root.appendingPathComponent("a/\(i).wav"), seconds: 1) }
+        let bytes = try Data(contentsOf: root.appendingPathComponent("a/1.wav"))
+        try bytes.prefix(44 + 2 * 4000).write(to: root.appendingPathComponent("a/1.wav"))
+        var flac = [Float](repeating: 0, count: 16000)
+        var g = RandomGenerator(seed: 5)
+        for i in flac.indices { flac[i] = 0.2 * g.nextNormal() }
+        try AudioFile.write([flac], sampleRate: 16000, to: root.appendingPathComponent("a/2.flac"), encoding: .flac)
+        let flacBytes = try Data(contentsOf: root.appendingPathComponent("a/2.flac"))
+        try flacBytes.prefix(flacBytes.count / 2).write(to: root.appendingPathComponent("a/2.flac"))
+        let flacRead = try AudioFile.read(root.appendingPathComponent("a/2.flac")).frameCount
+        let p = Process()
+        p.executableURL = earshot
+        p.arguments = ["dataset", "inspect", root.path]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, out)
+        XCTAssertTrue(out.contains("unreadable: 0\n"), out)
+        XCTAssertTrue(out.contains("truncated: 2"), out)
+        XCTAssertTrue(out.contains("\(root.appendingPathComponent("a/1.wav").path): the header promises 16000 frames, 4000 read"), out)
+        XCTAssertTrue(out.contains("\(root.appendingPathComponent("a/2.flac").path): the header promises 16000 frames, \(flacRead) read"), out)
+    }
+
     func testLoaderSkipsBadFilesCachesAndIsStrictOnRequest() throws {
         let root = dir.appendingPathComponent("mixed")
         for i in 0..<5 { try tone(root.appendingPathComponent("\(i % 2 == 0 ? "hi" : "lo")/\(i).wav"), freq: Double(i % 2 == 0 ? 2000 : 300) + Double(10 * i), rate: 8000) }  // distinct content, distinct cache keys
@@ -192,5 +350,7 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(report.skipped.map { URL(fileURLWithPath: $0.path).lastPathComponent }.sorted(), ["broken.wav", "empty.wav"])
         for entry in report.skipped { XCTAssertFalse(entry.reason.contains(entry.path), entry.reason) }
         XCTAssertTrue(report.summary.hasPrefix("skipped 2 unreadable clips:"), report.summary)
+        XCTAssertEqual("\(report)", report.summary, "printing a report describes it")
+        XCTAssertTrue(report.truncated.isEmpty)
     }
 }
