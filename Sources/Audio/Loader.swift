@@ -47,7 +47,7 @@ public final class SkipReport: @unchecked Sendable, CustomStringConvertible {
         if seen.insert(path).inserted { entries.append((path, why)) }
     }
 
-    func recordTruncated(_ path: String, _ truncation: AudioTruncation) {
+    public func recordTruncated(_ path: String, _ truncation: AudioTruncation) {
         lock.lock(); defer { lock.unlock() }
         if seenTruncated.insert(path).inserted { truncatedEntries.append((path, truncation.promised, truncation.read)) }
     }

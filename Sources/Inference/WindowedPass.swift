@@ -21,14 +21,14 @@ struct WindowedPass {
     }
 
     /// Features of a clip at its natural length (at least one window), normalised as `pipeline` does.
-    static func clipFeatures(_ url: URL, pipeline: FeaturePipeline, window: Int) throws -> Tensor {
+    static func clipFeatures(_ url: URL, pipeline: FeaturePipeline, window: Int) throws -> (Tensor, AudioTruncation?) {
         var raw = pipeline
         (raw.targetFrames, raw.mean, raw.std) = (nil, nil, nil)
-        var x = try raw.features(of: url)
+        var (x, truncated) = try raw.featuresNotingTruncation(of: url)
         // Padding comes before normalisation, as in the pipeline (silence is 0 in the log domain).
         if x.shape[0] < window { x = try ASTInput.padOrCut(x, to: window) }
         if let mean = pipeline.mean, let std = pipeline.std { x = ASTInput.normalize(x, mean: mean, std: std) }
-        return x
+        return (x, truncated)
     }
 
     /// The mean of `f` over the windows of each clip [T, F] in `clips`, run in batches of at most
@@ -79,7 +79,9 @@ struct WindowedPass {
             var clips: [Tensor] = [], kept: [Int] = []
             for (i, r) in zip(chunk, results) {
                 switch r {
-                case .success(let x): clips.append(x); kept.append(i)
+                case .success(let (x, truncated)):
+                    clips.append(x); kept.append(i)
+                    if let truncated { report.recordTruncated(paths[i], truncated) }
                 case .failure(let e): report.recordSkip(paths[i], "\(e)")
                 }
             }
@@ -90,5 +92,5 @@ struct WindowedPass {
         }
     }
 
-    final class ResultBox: @unchecked Sendable { var results: [Result<Tensor, Error>] = [] }
+    final class ResultBox: @unchecked Sendable { var results: [Result<(Tensor, AudioTruncation?), Error>] = [] }
 }

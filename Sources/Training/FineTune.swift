@@ -177,7 +177,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     try run.appendMetrics(testLine)
     log(String(format: "test (scored once, on epoch %d chosen by validation): accuracy %.3f, macro F1 %.3f over %d clips",
                report.bestEpoch, result.accuracy, result.macroF1, result.clips))
-    if !skips.skipped.isEmpty { log(skips.summary) }
+    if !skips.isEmpty { log(skips.summary) }
     return FineTuneResult(test: result, bestEpoch: report.bestEpoch, validation: report.validation,
                           trainClips: train.records.count, validationClips: validation.records.count, testClips: test.records.count)
 }

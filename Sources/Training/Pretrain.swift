@@ -89,7 +89,7 @@ public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory,
     settings.plateau = ReduceOnPlateau(mode: .max, factor: 0.5, patience: 2)
     let report = try Trainer(run: run, settings: settings, log: log).fit(task, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
     let last = run.metricsHistory(throughEpoch: config.epochs).last ?? [:]
-    if !skips.skipped.isEmpty { log(skips.summary) }
+    if !skips.isEmpty { log(skips.summary) }
     return PretrainReport(epochs: report.epochsRun, heldOutAccuracy: Float(last["validation_pretext_accuracy"] as? Double ?? .nan),
                           heldOutLoss: Float(last["validation_loss"] as? Double ?? .nan), skipped: skips.skipped.count)
 }

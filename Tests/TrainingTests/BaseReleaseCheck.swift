@@ -2,9 +2,10 @@ import Foundation
 import XCTest
 import Audio
 import Engine
-import Models
+@testable import Models
 import NN
 @testable import Training
+@testable import Inference
 
 /// The released-checkpoint loaders at full scale, against transformers: a base-size AST stand-in made by
 /// tools/make_base_release.py (700 MB, so not a fixture; CI skips this). Run it with
@@ -25,8 +26,8 @@ final class BaseReleaseCheck: XCTestCase {
             XCTAssertTrue(clf.multiLabel)
             let features = try clf.pipeline.features(of: dir.appendingPathComponent("clip.wav")).unsqueeze(0)
             // The .pth's clip length is what its grid covers (1016 frames); the rest reaches no patch.
-            let window = try features.slice(axis: 1, start: 0, end: clf.model.config.inputTdim)
-            let logits = try GradMode.noGrad { try clf.model(window) }
+            let window = try features.slice(axis: 1, start: 0, end: clf.model.inputFrames)
+            let logits = try GradMode.noGrad { try clf.model.logits(window) }
             let featureError = zip(features.toArray(), expectedFeatures.toArray()).map { abs($0 - $1) }.max() ?? .infinity
             let logitError = zip(logits.toArray(), expected.toArray()).map { abs($0 - $1) }.max() ?? .infinity
             print(String(format: "%@: loaded in %.2f s; features within %.1e, logits within %.1e of transformers",

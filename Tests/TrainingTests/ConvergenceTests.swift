@@ -1,6 +1,7 @@
 import XCTest
 import Engine
 @testable import Training
+@testable import Inference
 
 final class ConvergenceTests: XCTestCase {
     /// A small transformer must learn the synthetic task to > 95% held-out accuracy in seconds.

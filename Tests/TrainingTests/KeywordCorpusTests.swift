@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import Audio
 @testable import Training
+@testable import Inference
 
 final class KeywordCorpusTests: XCTestCase {
     func testGeneratesLabelledClipsWithVoiceDisjointSplits() throws {

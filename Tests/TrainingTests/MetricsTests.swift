@@ -1,5 +1,6 @@
 import XCTest
 @testable import Training
+@testable import Inference
 
 /// Expected values computed by hand and with scikit-learn's definitions.
 final class MetricsTests: XCTestCase {

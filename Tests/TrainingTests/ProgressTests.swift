@@ -1,5 +1,6 @@
 import XCTest
 @testable import Training
+@testable import Inference
 
 /// Progress lines: a training epoch always ends with one; an `onlyIfSlow` job (evaluate, classify,
 /// embed) prints only once it has run past the interval, and then also its end.

@@ -2,9 +2,10 @@ import Foundation
 import XCTest
 import Audio
 import Engine
-import Models
+@testable import Models
 import NN
 @testable import Training
+@testable import Inference
 
 /// Released AST checkpoints as classifiers (what `earshot classify|embed|evaluate --model` load):
 /// fixtures from tools/make_ast_fixtures.py, a tiny AST with strides 12 saved as a Hugging Face folder
@@ -32,7 +33,7 @@ final class ReleasedCheckpointTests: XCTestCase {
         XCTAssertEqual(clf.pipeline.std, 3.25)
         let features = try clf.pipeline.features(try fx("wave").toArray()).unsqueeze(0)
         XCTAssertLessThanOrEqual(maxAbs(features, try fx("features")), 1e-4)
-        let logits = try GradMode.noGrad { try clf.model(features) }
+        let logits = try GradMode.noGrad { try clf.model.logits(features) }
         XCTAssertLessThanOrEqual(maxAbs(logits, try fx("logits")), 1e-4)
         // Options override what the folder says.
         var o = ReleasedCheckpointOptions()
@@ -49,7 +50,7 @@ final class ReleasedCheckpointTests: XCTestCase {
         (o.shape.heads, o.shape.melBins, o.mean, o.std) = (4, 40, -5.5, 3.25)
         o.labels = Self.fixtures.appendingPathComponent("release_class_labels_indices.csv")
         let clf = try Classifier.load(Self.fixtures.appendingPathComponent("tiny_12_12_0.5000.pth"), released: o)
-        let c = clf.model.config
+        let c = try XCTUnwrap(clf.model as? AST).config
         XCTAssertEqual([c.dim, c.depth, c.heads, c.mlpHidden, c.labelDim], [32, 2, 4, 64, 3])
         XCTAssertEqual([c.fstride, c.tstride, c.fGrid, c.tGrid], [12, 12, 3, 9])
         XCTAssertEqual(c.inputTdim, 112, "(9 - 1) x 12 + 16 frames")
@@ -57,7 +58,7 @@ final class ReleasedCheckpointTests: XCTestCase {
         XCTAssertEqual(clf.classes, ["Speech", "Dog bark", "Music, classical"])
         XCTAssertTrue(clf.multiLabel, "AST's releases score with a sigmoid")
         let features = try clf.pipeline.features(try fx("wave").toArray()).unsqueeze(0)
-        let logits = try GradMode.noGrad { try clf.model(features) }
+        let logits = try GradMode.noGrad { try clf.model.logits(features) }
         // Against the original repository's forward (ast_models.py, timm's eps 1e-6, the head's 1e-5)
         // closely, and within 1e-4 of transformers though the eps differ (HF's 1e-12).
         XCTAssertLessThanOrEqual(maxAbs(logits, try fx("reference_logits")), 1e-5)
@@ -96,8 +97,8 @@ final class ReleasedCheckpointTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let list = dir.appendingPathComponent("names.txt")
         try "cat\n\ndog\n".write(to: list, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try Classifier.readClassNames(list, count: 2), ["cat", "dog"])
-        XCTAssertThrowsError(try Classifier.readClassNames(list, count: 3)) {
+        XCTAssertEqual(try ASTFamily.readClassNames(list, count: 2), ["cat", "dog"])
+        XCTAssertThrowsError(try ASTFamily.readClassNames(list, count: 3)) {
             XCTAssertTrue("\($0)".contains("2 class names for a model with 3 outputs"), "\($0)")
         }
         // An SSAST pretraining release has no head to classify with.

@@ -46,10 +46,10 @@ public struct ASTFamily: ModelFamily {
         return c
     }
 
-    public func classifier(_ architecture: ModelArchitecture, dropPath: Float) throws -> any AudioClassifierModel {
+    public func classifier(_ architecture: ModelArchitecture, dropPath: Float?) throws -> any AudioClassifierModel {
         var c = try ASTConfig.decode(architecture.config, "checkpoint config")
         try c.validate()
-        c.dropPath = dropPath
+        if let dropPath { c.dropPath = dropPath }
         return Random.withoutInitialisation { AST(c) }
     }
 

@@ -65,8 +65,8 @@ public protocol ModelFamily: Sendable {
     var architectures: [String] { get }
     var entries: [ModelEntry] { get }
     /// The classifier an Earshot checkpoint describes, built without initialisation (its weights come
-    /// from the file); `dropPath` for training it further.
-    func classifier(_ architecture: ModelArchitecture, dropPath: Float) throws -> any AudioClassifierModel
+    /// from the file); `dropPath`, where given, replaces the recorded stochastic depth (training it further).
+    func classifier(_ architecture: ModelArchitecture, dropPath: Float?) throws -> any AudioClassifierModel
     /// The architecture of a checkpoint written before `architecture`/`config` metadata existed.
     func legacyArchitecture(_ metadata: [String: String]) -> ModelArchitecture?
     /// A released classifier at `path` in a format of this family (not an Earshot checkpoint), or nil.
@@ -112,7 +112,7 @@ public enum ModelRegistry {
         ModelArchitecture(metadata: metadata) ?? families.lazy.compactMap { $0.legacyArchitecture(metadata) }.first
     }
 
-    public static func classifier(_ architecture: ModelArchitecture, dropPath: Float = 0) throws -> any AudioClassifierModel {
+    public static func classifier(_ architecture: ModelArchitecture, dropPath: Float? = nil) throws -> any AudioClassifierModel {
         try family(of: architecture).classifier(architecture, dropPath: dropPath)
     }
 
