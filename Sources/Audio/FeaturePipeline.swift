@@ -18,18 +18,6 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
         self.kind = kind; self.targetFrames = targetFrames; self.mean = mean; self.std = std
     }
 
-    /// AST/SSAST input: 16 kHz Kaldi fbank, 128 bins, padded/cut, normalised with dataset stats.
-    public static func ast(_ input: ASTInputConfig) -> FeaturePipeline {
-        FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: input.targetLength, mean: input.mean, std: input.std)
-    }
-
-    /// AST's Kaldi fbank with `bins` mel bins (128 in every AST/SSAST release; a checkpoint may say other).
-    public static func astFbank(bins: Int = 128, targetFrames: Int?, mean: Float?, std: Float?) -> FeaturePipeline {
-        var fbank = KaldiFbankConfig.ast
-        fbank.numMelBins = bins
-        return FeaturePipeline(kind: .kaldiFbank(fbank), targetFrames: targetFrames, mean: mean, std: std)
-    }
-
     public var sampleRate: Int {
         switch kind { case .kaldiFbank(let c): c.sampleRate; case .logMel(let c): c.sampleRate }
     }
@@ -41,8 +29,8 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
     /// Features of a waveform already at `sampleRate`.
     public func features(_ samples: [Float]) throws -> Tensor {
         var x = try Extractors.shared.extractor(for: kind)(samples)
-        if let t = targetFrames { x = try ASTInput.padOrCut(x, to: t) }
-        if let mean, let std { x = ASTInput.normalize(x, mean: mean, std: std) }
+        if let t = targetFrames { x = try FeatureFrames.padOrCut(x, to: t) }
+        if let mean, let std { x = FeatureFrames.normalize(x, mean: mean, std: std) }
         return x
     }
 

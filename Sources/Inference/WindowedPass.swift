@@ -26,8 +26,8 @@ struct WindowedPass {
         (raw.targetFrames, raw.mean, raw.std) = (nil, nil, nil)
         var (x, truncated) = try raw.featuresNotingTruncation(of: url)
         // Padding comes before normalisation, as in the pipeline (silence is 0 in the log domain).
-        if x.shape[0] < window { x = try ASTInput.padOrCut(x, to: window) }
-        if let mean = pipeline.mean, let std = pipeline.std { x = ASTInput.normalize(x, mean: mean, std: std) }
+        if x.shape[0] < window { x = try FeatureFrames.padOrCut(x, to: window) }
+        if let mean = pipeline.mean, let std = pipeline.std { x = FeatureFrames.normalize(x, mean: mean, std: std) }
         return (x, truncated)
     }
 
