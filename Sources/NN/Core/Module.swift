@@ -6,6 +6,9 @@ import Engine
 /// their checkpoint keys are the property names in snake_case (`clsToken` → `cls_token`), joined with
 /// dots and array indices exactly like a PyTorch `state_dict` (`blocks.3.attn.qkv.weight`). A subclass
 /// renames a key with `keyOverrides`, or mounts a child's keys at its own level with an empty name.
+///
+/// A child declared `@Child` can be replaced or wrapped by key pattern (`replaceModules(matching:with:)`),
+/// and parameters are frozen by key (`freeze(prefix:)`) or by any predicate (`freeze(where:)`).
 open class Module {
     /// Training mode (dropout, batch statistics); set recursively by `train()` / `eval()`.
     public private(set) var training = true
@@ -22,7 +25,14 @@ open class Module {
 
     enum Entry {
         case tensor(Tensor, isBuffer: Bool)
-        case module(Module)
+        /// A child module; `slot` says where to put a replacement, nil for a child not declared `@Child`.
+        case module(Module, slot: Slot?)
+    }
+
+    /// Where a replaceable child lives: its `Child` box and, for an array of modules, the index.
+    struct Slot {
+        let box: any ChildSlot
+        let index: Int?
     }
 
     /// Direct entries (key, value) in declaration order, superclass properties first.
@@ -33,15 +43,22 @@ open class Module {
         var out: [(String, Entry)] = []
         for mirror in mirrors.reversed() {
             for child in mirror.children {
-                guard let label = child.label, label != "training" else { continue }
+                guard var label = child.label, label != "training" else { continue }
+                var value = child.value
+                var box: (any ChildSlot)? = nil
+                if let b = value as? any ChildSlot {
+                    // `@Child var qkv` is stored as `_qkv`, a box holding the value.
+                    box = b; value = b.value
+                    if label.hasPrefix("_") { label.removeFirst() }
+                }
                 let key = keyOverrides[label] ?? Module.snakeCase(label)
-                if let t = child.value as? Tensor {
+                if let t = value as? Tensor {
                     out.append((key, .tensor(t, isBuffer: bufferNames.contains(label))))
-                } else if let module = child.value as? Module {
-                    out.append((key, .module(module)))
-                } else if let modules = child.value as? [Module] {
+                } else if let module = value as? Module {
+                    out.append((key, .module(module, slot: box.map { Slot(box: $0, index: nil) })))
+                } else if let modules = value as? [Module] {
                     for (i, module) in modules.enumerated() {
-                        out.append((key.isEmpty ? "\(i)" : "\(key).\(i)", .module(module)))
+                        out.append((key.isEmpty ? "\(i)" : "\(key).\(i)", .module(module, slot: box.map { Slot(box: $0, index: i) })))
                     }
                 }
             }
@@ -67,7 +84,7 @@ open class Module {
         for (key, entry) in entries() {
             switch entry {
             case .tensor(let t, _): out.append((Module.join(prefix, key), t))
-            case .module(let m): out += m.namedTensors(prefix: Module.join(prefix, key))
+            case .module(let m, _): out += m.namedTensors(prefix: Module.join(prefix, key))
             }
         }
         return out
@@ -79,7 +96,7 @@ open class Module {
         for (key, entry) in entries() {
             switch entry {
             case .tensor(let t, let isBuffer): if !isBuffer { out.append((Module.join(prefix, key), t)) }
-            case .module(let m): out += m.namedParameters(prefix: Module.join(prefix, key))
+            case .module(let m, _): out += m.namedParameters(prefix: Module.join(prefix, key))
             }
         }
         return out
@@ -91,7 +108,7 @@ open class Module {
     public func namedModules(prefix: String = "") -> [(String, Module)] {
         var out: [(String, Module)] = [(prefix, self)]
         for (key, entry) in entries() {
-            if case .module(let m) = entry { out += m.namedModules(prefix: Module.join(prefix, key)) }
+            if case .module(let m, _) = entry { out += m.namedModules(prefix: Module.join(prefix, key)) }
         }
         return out
     }
@@ -101,14 +118,11 @@ open class Module {
     public func train(_ on: Bool = true) { for (_, m) in namedModules() { m.training = on } }
     public func eval() { train(false) }
 
-    /// Stops gradients for every parameter (optionally only those whose key has `prefix`).
-    public func freeze(prefix: String = "") {
-        for (k, p) in namedParameters() where k.hasPrefix(prefix) { p.requiresGrad = false; p.grad = nil }
-    }
+    /// Stops gradients for every parameter (optionally only those whose key has `prefix`); see also
+    /// `freeze(where:)`.
+    public func freeze(prefix: String = "") { freeze { key, _ in key.hasPrefix(prefix) } }
 
-    public func unfreeze(prefix: String = "") {
-        for (k, p) in namedParameters() where k.hasPrefix(prefix) { p.requiresGrad = true }
-    }
+    public func unfreeze(prefix: String = "") { unfreeze { key, _ in key.hasPrefix(prefix) } }
 
     public func parameterCount(trainableOnly: Bool = false) -> Int {
         namedParameters().filter { !trainableOnly || $0.1.requiresGrad }.reduce(0) { $0 + $1.1.count }
@@ -167,7 +181,7 @@ public struct NNError: Error, CustomStringConvertible, Equatable {
 
 /// Layers applied in order; its children's keys are their indices ("0", "1", ...), like `nn.Sequential`.
 public final class Sequential: Module {
-    public let layers: [Module]
+    @Child public private(set) var layers: [Module]
     public init(_ layers: [Module]) { self.layers = layers }
     override public var keyOverrides: [String: String] { ["layers": ""] }
 

@@ -1,7 +1,11 @@
 import Engine
 
 /// y = x Wᵀ + b, weight [out, in] (`torch.nn.Linear`).
-public final class Linear: Module, UnaryLayer {
+///
+/// Open so that an adapter can take a projection's place (see `Child`): a subclass built with
+/// `init(sharing:)` holds the same weight and bias under the same keys and overrides `callAsFunction`.
+/// Layers that read a `Linear`'s weight directly in a fused path do so only for an exact `Linear`.
+open class Linear: Module, UnaryLayer {
     public let weight: Tensor
     public let bias: Tensor?
 
@@ -10,11 +14,20 @@ public final class Linear: Module, UnaryLayer {
         self.bias = bias ? Init.torchDefault([outFeatures], fanIn: inFeatures).requiringGrad() : nil
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.linear(weight: weight, bias: bias) }
+    /// A layer holding `other`'s weight and bias tensors themselves (not copies): what a subclass that
+    /// wraps `other` calls, so the wrapped parameters keep their keys and stay shared.
+    public init(sharing other: Linear) {
+        weight = other.weight
+        bias = other.bias
+    }
+
+    open func callAsFunction(_ x: Tensor) throws -> Tensor { try x.linear(weight: weight, bias: bias) }
 }
 
 /// (x − μ) / √(σ² + eps) · weight + bias over the last axis (`torch.nn.LayerNorm`).
-public final class LayerNorm: Module, UnaryLayer {
+///
+/// Open like `Linear`; fused paths read its parameters only for an exact `LayerNorm`.
+open class LayerNorm: Module, UnaryLayer {
     public let weight: Tensor?
     public let bias: Tensor?
     public let eps: Float
@@ -25,7 +38,14 @@ public final class LayerNorm: Module, UnaryLayer {
         self.eps = eps
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.layerNorm(weight: weight, bias: bias, eps: eps) }
+    /// A layer holding `other`'s weight and bias tensors themselves, with its eps (see `Linear.init(sharing:)`).
+    public init(sharing other: LayerNorm) {
+        weight = other.weight
+        bias = other.bias
+        eps = other.eps
+    }
+
+    open func callAsFunction(_ x: Tensor) throws -> Tensor { try x.layerNorm(weight: weight, bias: bias, eps: eps) }
 }
 
 /// Batch normalisation over channel axis 1, for [N, C], [N, C, L] (BatchNorm1d) or [N, C, H, W]

@@ -3,11 +3,18 @@ import Engine
 /// Multi-head self-attention with a fused `qkv` projection (timm) or separate `query`/`key`/`value`
 /// projections (Hugging Face), computed by the engine's fused blocked-softmax kernel:
 /// softmax(Q Kᵀ / √d_head) V, then the output projection `proj`.
-public final class MultiHeadAttention: Module, UnaryLayer {
+///
+/// Its projections are `@Child`, so adapters can replace them (`Module.replaceModules`). The fused
+/// paths (LayerNorm inside the qkv GEMM, one GEMM over concatenated query/key/value weights, the
+/// residual added inside `proj`) run only where the layers they read are exactly `Linear` and
+/// `LayerNorm`, and where this layer is exactly a `MultiHeadAttention`; otherwise every child is called.
+open class MultiHeadAttention: Module, UnaryLayer {
     public let heads: Int
-    public let qkv: Linear?
-    public let query: Linear?, key: Linear?, value: Linear?
-    public let proj: Linear
+    @Child public private(set) var qkv: Linear?
+    @Child public private(set) var query: Linear?
+    @Child public private(set) var key: Linear?
+    @Child public private(set) var value: Linear?
+    @Child public private(set) var proj: Linear
     public let attnDrop: Float
 
     public init(dim: Int, heads: Int, qkvBias: Bool = true, fusedQKV: Bool = true, attnDrop: Float = 0) {
@@ -23,16 +30,30 @@ public final class MultiHeadAttention: Module, UnaryLayer {
         self.attnDrop = attnDrop
     }
 
+    /// A layer holding `other`'s projections themselves (the same modules, under the same keys): what a
+    /// subclass that wraps `other` calls.
+    public init(sharing other: MultiHeadAttention) {
+        heads = other.heads
+        qkv = other.qkv; query = other.query; key = other.key; value = other.value
+        proj = other.proj
+        attnDrop = other.attnDrop
+    }
+
     /// x [B, N, D] → [B, N, D].
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try attend(x, adding: nil) }
+    open func callAsFunction(_ x: Tensor) throws -> Tensor { try attend(x, adding: nil) }
 
     /// residual + attn(x), with the residual added inside the output projection where the engine can.
-    public func callAsFunction(_ x: Tensor, adding residual: Tensor) throws -> Tensor { try attend(x, adding: residual) }
+    public func callAsFunction(_ x: Tensor, adding residual: Tensor) throws -> Tensor {
+        guard isStock else { return try callAsFunction(x) + residual }
+        return try attend(x, adding: residual)
+    }
 
     /// residual + attn(norm(x)). At inference with a fused qkv, the norm runs inside the qkv projection
     /// block by block (`Tensor.fusedLayerNormLinear`) instead of as a pass of its own.
     public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, adding residual: Tensor) throws -> Tensor {
-        guard let qkv, !needsGraph([x, norm.weight, norm.bias, qkv.weight, qkv.bias]) else {
+        guard isStock else { return try callAsFunction(norm(x)) + residual }
+        guard let qkv, type(of: qkv) == Linear.self, type(of: norm) == LayerNorm.self,
+              !needsGraph([x, norm.weight, norm.bias, qkv.weight, qkv.bias]) else {
             return try attend(norm(x), adding: residual)
         }
         try check(x.rank == 3, "MultiHeadAttention: input must be [B, N, D], got \(x.shape)")
@@ -41,17 +62,25 @@ public final class MultiHeadAttention: Module, UnaryLayer {
         return try attendPacked(packed, adding: residual)
     }
 
+    /// Whether this is exactly a `MultiHeadAttention`: a subclass may override `callAsFunction(_:)`, which
+    /// the residual forms then call instead of their fused paths.
+    var isStock: Bool { type(of: self) == MultiHeadAttention.self }
+
     func attend(_ x: Tensor, adding residual: Tensor?) throws -> Tensor {
         try check(x.rank == 3, "MultiHeadAttention: input must be [B, N, D], got \(x.shape)")
         let packed: Tensor
         if let qkv {
             packed = try qkv(x)
         } else if let query, let key, let value {
-            // One GEMM over the concatenated weights gives the same packed layout as timm's qkv.
-            let w = try Tensor.concat([query.weight, key.weight, value.weight], axis: 0)
-            var b: Tensor? = nil
-            if let qb = query.bias, let kb = key.bias, let vb = value.bias { b = try Tensor.concat([qb, kb, vb], axis: 0) }
-            packed = try x.linear(weight: w, bias: b)
+            if type(of: query) == Linear.self && type(of: key) == Linear.self && type(of: value) == Linear.self {
+                // One GEMM over the concatenated weights gives the same packed layout as timm's qkv.
+                let w = try Tensor.concat([query.weight, key.weight, value.weight], axis: 0)
+                var b: Tensor? = nil
+                if let qb = query.bias, let kb = key.bias, let vb = value.bias { b = try Tensor.concat([qb, kb, vb], axis: 0) }
+                packed = try x.linear(weight: w, bias: b)
+            } else {
+                packed = try Tensor.concat([query(x), key(x), value(x)], axis: 2)
+            }
         } else { throw NNError("MultiHeadAttention: no projections") }
         return try attendPacked(packed, adding: residual)
     }
@@ -59,8 +88,9 @@ public final class MultiHeadAttention: Module, UnaryLayer {
     /// Attention and the output projection on a packed [B, N, 3·D] qkv tensor.
     func attendPacked(_ packed: Tensor, adding residual: Tensor?) throws -> Tensor {
         let heads = try packed.packedSelfAttention(heads: heads)
-        if let residual { return try heads.linear(weight: proj.weight, bias: proj.bias, adding: residual) }
-        return try proj(heads)
+        guard let residual else { return try proj(heads) }
+        if type(of: proj) == Linear.self { return try heads.linear(weight: proj.weight, bias: proj.bias, adding: residual) }
+        return try proj(heads) + residual
     }
 }
 
@@ -75,11 +105,11 @@ func needsGraph(_ tensors: [Tensor?]) -> Bool {
 }
 
 /// fc2(act(fc1 x)), the transformer feed-forward block.
-public final class MLP: Module, UnaryLayer {
-    public let fc1: Linear
-    public let fc2: Linear
+open class MLP: Module, UnaryLayer {
+    @Child public private(set) var fc1: Linear
+    @Child public private(set) var fc2: Linear
     public let approximateGELU: Bool
-    public let dropout: Dropout
+    @Child public private(set) var dropout: Dropout
 
     public init(dim: Int, hidden: Int, approximateGELU: Bool = false, dropout p: Float = 0) {
         fc1 = Linear(dim, hidden); fc2 = Linear(hidden, dim)
@@ -87,18 +117,30 @@ public final class MLP: Module, UnaryLayer {
         dropout = Dropout(p)
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    /// A layer holding `other`'s children themselves (the same modules, under the same keys): what a
+    /// subclass that wraps `other` calls.
+    public init(sharing other: MLP) {
+        fc1 = other.fc1; fc2 = other.fc2
+        approximateGELU = other.approximateGELU
+        dropout = other.dropout
+    }
+
+    open func callAsFunction(_ x: Tensor) throws -> Tensor {
         try dropout(fc2(dropout(fc1(x).gelu(approximate: approximateGELU))))
     }
 }
 
 /// Pre-LN transformer block: x + DropPath(attn(LN₁ x)), then x + DropPath(MLP(LN₂ x)) (timm `Block`).
-public final class ViTBlock: Module, UnaryLayer {
-    public let norm1: LayerNorm
-    public let attn: MultiHeadAttention
-    public let norm2: LayerNorm
-    public let mlp: MLP
-    public let dropPath: DropPath
+///
+/// At inference the MLP half runs as one fused pass that reads `norm2`, `mlp.fc1` and `mlp.fc2`
+/// directly; it is taken only where those are exactly `LayerNorm`, `MLP` and `Linear`, so an adapter in
+/// any of them is called (`MultiHeadAttention` makes the same check for the attention half).
+open class ViTBlock: Module, UnaryLayer {
+    @Child public private(set) var norm1: LayerNorm
+    @Child public private(set) var attn: MultiHeadAttention
+    @Child public private(set) var norm2: LayerNorm
+    @Child public private(set) var mlp: MLP
+    @Child public private(set) var dropPath: DropPath
 
     public init(dim: Int, heads: Int, mlpRatio: Float = 4, qkvBias: Bool = true, eps: Float = 1e-6,
                 fusedQKV: Bool = true, dropPath p: Float = 0, dropout: Float = 0) {
@@ -109,10 +151,17 @@ public final class ViTBlock: Module, UnaryLayer {
         dropPath = DropPath(p)
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    /// A block holding `other`'s children themselves (the same modules, under the same keys): what a
+    /// subclass that wraps `other` calls.
+    public init(sharing other: ViTBlock) {
+        norm1 = other.norm1; attn = other.attn; norm2 = other.norm2; mlp = other.mlp
+        dropPath = other.dropPath
+    }
+
+    open func callAsFunction(_ x: Tensor) throws -> Tensor {
         // DropPath must see attn's output alone; when it is the identity the residual can join inside proj.
         let h = dropPath.isIdentity ? try attn(x, normalizedBy: norm1, adding: x) : try x + dropPath(attn(norm1(x)))
-        if !needsGraph(h) && mlp.dropout.p == 0 {
+        if mlpHalfIsStock && dropPath.isIdentity && mlp.dropout.p == 0 && !needsGraph(h) {
             // Inference: the whole MLP half in one cache-blocked pass (Engine/FusedInference.swift).
             return try Tensor.fusedResidualMLP(h, lnWeight: norm2.weight, lnBias: norm2.bias, eps: norm2.eps,
                                                fc1Weight: mlp.fc1.weight, fc1Bias: mlp.fc1.bias,
@@ -120,6 +169,12 @@ public final class ViTBlock: Module, UnaryLayer {
                                                approximateGELU: mlp.approximateGELU)
         }
         return try h + dropPath(mlp(norm2(h)))
+    }
+
+    /// Whether the MLP half's layers are exactly the stock ones the fused pass stands in for.
+    var mlpHalfIsStock: Bool {
+        type(of: norm2) == LayerNorm.self && type(of: mlp) == MLP.self
+            && type(of: mlp.fc1) == Linear.self && type(of: mlp.fc2) == Linear.self
     }
 
     /// Whether the MLP half must record a graph (grad mode on and its input or a parameter trainable).
@@ -149,8 +204,8 @@ public struct ViTConfig: Codable, Sendable, Equatable {
 
 /// A stack of pre-LN blocks with a final LayerNorm (`blocks.*`, `norm`).
 public final class TransformerEncoder: Module, UnaryLayer {
-    public let blocks: [ViTBlock]
-    public let norm: LayerNorm
+    @Child public private(set) var blocks: [ViTBlock]
+    @Child public private(set) var norm: LayerNorm
 
     public init(_ config: ViTConfig) {
         blocks = (0..<config.depth).map { i in

@@ -2,7 +2,7 @@ import Engine
 
 /// Conv patch embedding: [B, C, H, W] → [B, patches, D] (`patch_embed.proj`).
 public final class PatchEmbed: Module {
-    public let proj: Conv2d
+    @Child public private(set) var proj: Conv2d
 
     public init(channels: Int, dim: Int, patch: (Int, Int), stride: (Int, Int)) {
         proj = Conv2d(channels, dim, kernel: patch, stride: stride)
@@ -18,11 +18,11 @@ public final class PatchEmbed: Module {
 /// cls pooling, linear head. Keys follow timm (`cls_token`, `pos_embed`, `patch_embed.proj`,
 /// `blocks.i.*`, `norm`, `head`). AST builds on the same pieces.
 public final class ViTClassifier: Module {
-    public let patchEmbed: PatchEmbed
+    @Child public private(set) var patchEmbed: PatchEmbed
     public let clsToken: Tensor
     public let posEmbed: Tensor
-    public let encoder: TransformerEncoder
-    public let head: Linear
+    @Child public private(set) var encoder: TransformerEncoder
+    @Child public private(set) var head: Linear
     public let config: ViTConfig
 
     public init(config: ViTConfig, channels: Int, imageSize: (Int, Int), patch: (Int, Int), classes: Int) {
