@@ -138,7 +138,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     guard model.outputs == cfg.classes.count else {
         throw NNError("\(run.last.path): the checkpoint has \(model.outputs) outputs, the run \(cfg.classes.count) classes")
     }
-    if cfg.freezeEncoder { for (key, p) in model.namedParameters() where !model.isHead(key) { p.requiresGrad = false } }
+    if cfg.freezeEncoder { model.freeze { key, _ in !model.isHead(key) } }
     let pipeline = try ModelRegistry.family(of: model).pipeline(for: model, frames: cfg.inputTdim, mean: cfg.mean, std: cfg.std)
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)], betas: (0.95, 0.999))
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,

@@ -7,9 +7,10 @@ public final class ASTEncoder: Module, AudioEncoder {
     public let clsToken: Tensor
     public let distToken: Tensor
     public let posEmbed: Tensor
-    public let patchEmbed: PatchEmbed
-    public let blocks: [ViTBlock]
-    public let norm: LayerNorm
+    // Children are `@Child` so adapters can replace them by key (`Module.replaceModules`).
+    @Child public private(set) var patchEmbed: PatchEmbed
+    @Child public private(set) var blocks: [ViTBlock]
+    @Child public private(set) var norm: LayerNorm
     let shape: (frames: Int, bins: Int)
 
     public init(_ c: ASTConfig) {
@@ -45,8 +46,8 @@ public final class ASTEncoder: Module, AudioEncoder {
 /// Keys match the original checkpoints without their `module.` prefix (`v.blocks.0.attn.qkv.weight`,
 /// `mlp_head.1.weight`); `ASTCheckpoint` maps Hugging Face and `.pth` files onto them.
 public final class AST: Module, AudioClassifierModel {
-    public let v: ASTEncoder
-    public let mlpHead: Sequential
+    @Child public private(set) var v: ASTEncoder
+    @Child public private(set) var mlpHead: Sequential
     public let config: ASTConfig
 
     public init(_ config: ASTConfig) {

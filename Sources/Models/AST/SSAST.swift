@@ -9,9 +9,9 @@ import NN
 /// Keys follow the reference (`v.*`, `cpredlayer.0/2`, `gpredlayer.0/2`, `mask_embed`,
 /// `p_input_fdim`, `p_input_tdim`).
 public final class SSAST: Module, MaskedPatchModel {
-    public let v: ASTEncoder
-    public let cpredlayer: Sequential
-    public let gpredlayer: Sequential
+    @Child public private(set) var v: ASTEncoder
+    @Child public private(set) var cpredlayer: Sequential
+    @Child public private(set) var gpredlayer: Sequential
     public let maskEmbed: Tensor
     public let pInputFdim: Tensor
     public let pInputTdim: Tensor
