@@ -1,9 +1,16 @@
 import CBLAS
 import Foundation
 
-/// Fused scaled dot-product attention, softmax(Q Kᵀ · scale) V, computed block by block with an online
-/// softmax (FlashAttention-style): memory is linear in sequence length and no N x N matrix is ever
+/// Fused scaled dot-product attention, softmax(Q Kᵀ · scale + bias) V, computed block by block with an
+/// online softmax (FlashAttention-style): memory is linear in sequence length and no N x N matrix is ever
 /// built. The backward pass recomputes each score block from the saved log-sum-exp per query row.
+///
+/// Two optional extras, both applied per block so the plain path pays one branch per block: an additive
+/// bias read through strides (0 along the dims it broadcasts over, so a Swin [H, N, N] table is never
+/// expanded), and a valid key count per batch item (right-padded sequences): keys past it are skipped,
+/// not masked, so they cost nothing and get exactly zero probability. A query row left with no key
+/// (length 0, or a bias of -inf throughout) outputs zeros, as PyTorch's scaled_dot_product_attention
+/// does since 2.5 (a plain softmax over all -inf gives NaN).
 ///
 /// Heads are addressed through strides, so the same kernel reads [B, H, N, D] tensors and the packed
 /// [B, N, 3, H, D] output of a fused qkv projection without any permute copies.
@@ -54,6 +61,32 @@ enum AttentionKernel {
         }
     }
 
+    static func workers(_ total: Int) -> Int { min(Threading.threads, total) }
+
+    /// `parallelTasks` that also passes the worker's index (below `workers(total)`), for per-worker
+    /// accumulators.
+    static func parallelTasks(_ total: Int, byWorker body: (_ worker: Int, _ task: Int) -> Void) {
+        let next = TaskCounter()
+        withoutActuallyEscaping(body) { f in
+            let box = UnsafeSendable(value: f)
+            DispatchQueue.concurrentPerform(iterations: workers(total)) { w in
+                while let t = next.take(below: total) { box.value(w, t) }
+            }
+        }
+    }
+
+    /// dst += a · src over n floats.
+    @inline(always) static func addRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, times a: Float) {
+        let av = V8(repeating: a)
+        var j = 0
+        while j + 8 <= n {
+            let x = UnsafeRawPointer(src + j).loadUnaligned(as: V8.self), y = UnsafeRawPointer(dst + j).loadUnaligned(as: V8.self)
+            UnsafeMutableRawPointer(dst + j).storeBytes(of: x * av + y, as: V8.self)
+            j += 8
+        }
+        while j < n { dst[j] += a * src[j]; j += 1 }
+    }
+
     static func forEachHead(_ batch: Int, _ heads: Int, _ body: (Int, Int) -> Void) {
         parallelTasks(batch * heads) { t in body(t / heads, t % heads) }
     }
@@ -61,9 +94,12 @@ enum AttentionKernel {
     /// Forward: writes O and lse (log-sum-exp of the scaled scores per query row, [B, H, Nq]).
     /// Tasks are (batch, head, query block), so even one head with a long sequence uses every core.
     /// Scores are kept in base 2: the QKᵀ product is scaled by scale·log2(e), so the softmax needs
-    /// 2^(s - max), cheaper than eˣ, and lse converts back with ln 2.
+    /// 2^(s - max), cheaper than eˣ, and lse converts back with ln 2; a bias block is added times log2(e).
+    /// `bias` is addressed as [B, H, Nq, Nk] (rows of Nk contiguous floats); `keyLengths[b]` keys of
+    /// item b are valid. A row with no valid key gets lse = +inf, so the backward's exp(s − lse) is 0.
     static func forward(q: HeadView, k: HeadView, v: HeadView, o: HeadView, lse: UnsafeMutablePointer<Float>,
-                        batch: Int, heads: Int, nq: Int, nk: Int, d: Int, dv: Int, scale: Float) {
+                        batch: Int, heads: Int, nq: Int, nk: Int, d: Int, dv: Int, scale: Float,
+                        bias: HeadView? = nil, keyLengths: [Int]? = nil) {
         let tiled = dv % MicroKernel.cols == 0
         let nkPadded = roundUp(nk, MicroKernel.cols)
         let keyBlock = roundUp(AttentionKernel.keyBlock(nk, limit: keyBlockMax), MicroKernel.cols)
@@ -94,15 +130,22 @@ enum AttentionKernel {
             rowMax.update(repeating: -.infinity, count: bq)
             rowSum.update(repeating: 0, count: bq)
             acc.update(repeating: 0, count: bq * dv)
+            let keys = keyLengths?[b] ?? nk
             var j0 = 0
-            while j0 < nk {
-                let bk = min(keyBlock, nk - j0), bkp = roundUp(bk, MicroKernel.cols)
+            while j0 < keys {
+                let bk = min(keyBlock, keys - j0), bkp = roundUp(bk, MicroKernel.cols)
                 MicroKernel.gemm(m: bq, n: bkp, k: d, alpha: alpha, a: qi, rowStride: q.rowStride,
                                  b: kP + (j0 / MicroKernel.cols) * d * MicroKernel.cols, ldb: MicroKernel.cols,
                                  panelStride: d * MicroKernel.cols, c: s, ldc: bkp, accumulate: false)
+                if let bias {
+                    let br = bias.at(b, h) + (i0 * bias.rowStride + j0)
+                    for r in 0..<bq { addRow(s + r * bkp, br + r * bias.rowStride, bk, times: log2e) }
+                }
                 for r in 0..<bq {
                     let row = s + r * bkp
                     let m = max(rowMax[r], Kernels.rowMax(row, bk))
+                    // Every key so far has a -inf bias: the block adds nothing (and -inf − -inf is NaN).
+                    if m == -.infinity { row.update(repeating: 0, count: bk); continue }
                     let sum = Kernels.exp2ShiftSum(row, bk, m)
                     let correction = rowMax[r] == -.infinity ? 0 : Foundation.exp2(rowMax[r] - m)
                     rowSum[r] = rowSum[r] * correction + sum
@@ -122,24 +165,43 @@ enum AttentionKernel {
                 j0 += bk
             }
             for r in 0..<bq {
-                let inv = 1 / rowSum[r]
+                let empty = rowSum[r] == 0  // no valid key: zeros out (acc is still 0)
+                let inv = empty ? 0 : 1 / rowSum[r]
                 let dst = oi + r * o.rowStride, a = acc + r * dv
                 for c in 0..<dv { dst[c] = a[c] * inv }
-                lseRow[r] = (rowMax[r] + Foundation.log2(rowSum[r])) * ln2
+                lseRow[r] = empty ? .infinity : (rowMax[r] + Foundation.log2(rowSum[r])) * ln2
             }
         }
     }
 
     /// Backward: given dO, accumulates dQ, dK, dV (which must start zeroed). Recomputes each score
     /// block as P = exp(scale Q Kᵀ − lse), then dV += Pᵀ dO, dS = P ⊙ (dO Vᵀ − δ) with δ = rowsum(dO ⊙ O),
-    /// dQ += scale dS K, dK += scale dSᵀ Q.
+    /// dQ += scale dS K, dK += scale dSᵀ Q, and dBias += dS (the bias enters the scores unscaled).
+    ///
+    /// Tasks are heads, so where several heads share a bias slice (a bias broadcast over batch or
+    /// heads) each worker sums its dS into its own copy of dBias, added up at the end: threads x bias
+    /// floats, never B·H·Nq·Nk. `bias`, `dBias` and `keyLengths` as in `forward`; dBias starts zeroed.
     static func backward(q: HeadView, k: HeadView, v: HeadView, o: HeadView, dO: HeadView,
                          dQ: HeadView, dK: HeadView, dV: HeadView, lse: UnsafePointer<Float>,
-                         batch: Int, heads: Int, nq: Int, nk: Int, d: Int, dv: Int, scale: Float) {
+                         batch: Int, heads: Int, nq: Int, nk: Int, d: Int, dv: Int, scale: Float,
+                         bias: HeadView? = nil, dBias: HeadView? = nil, keyLengths: [Int]? = nil) {
         let tiled = d % MicroKernel.cols == 0 && dv % MicroKernel.cols == 0
         let nkPadded = roundUp(nk, MicroKernel.cols)
         let keyBlock = roundUp(AttentionKernel.keyBlock(nk, limit: backwardKeyBlockMax), MicroKernel.cols)
-        forEachHead(batch, heads) { b, h in
+        let workers = workers(batch * heads)
+        let partials: (base: UnsafeMutablePointer<Float>, span: Int)? = dBias.flatMap { g in
+            guard workers > 1, (g.batchStride == 0 && batch > 1) || (g.headStride == 0 && heads > 1) else { return nil }
+            let span = (batch - 1) * g.batchStride + (heads - 1) * g.headStride + (nq - 1) * g.rowStride + nk
+            let base = BufferPool.shared.take(workers * span)
+            base.update(repeating: 0, count: workers * span)
+            return (base, span)
+        }
+        parallelTasks(batch * heads, byWorker: { worker, task in
+            let b = task / heads, h = task % heads
+            let dBiasHead = dBias.map { g in
+                let base = partials.map { $0.base + worker * $0.span } ?? g.base
+                return HeadView(base: base, batchStride: g.batchStride, headStride: g.headStride, rowStride: g.rowStride).at(b, h)
+            }
             let qp = q.at(b, h), kp = k.at(b, h), vp = v.at(b, h), op = o.at(b, h), gp = dO.at(b, h)
             let dqp = dQ.at(b, h), dkp = dK.at(b, h), dvp = dV.at(b, h)
             let lseRow = lse + (b * heads + h) * nq
@@ -157,13 +219,14 @@ enum AttentionKernel {
                 MicroKernel.packTransposed(kp, ld: k.rowStride, n: nk, d: d, into: kT, nPadded: nkPadded)
                 MicroKernel.packTransposed(vp, ld: v.rowStride, n: nk, d: dv, into: vT, nPadded: nkPadded)
             }
+            let keys = keyLengths?[b] ?? nk
             var i0 = 0
             while i0 < nq {
                 let bq = min(backwardQueryBlock, nq - i0)
                 let qi = qp + i0 * q.rowStride, gi = gp + i0 * dO.rowStride, dqi = dqp + i0 * dQ.rowStride
                 var j0 = 0
-                while j0 < nk {
-                    let bk = min(keyBlock, nk - j0), bkp = tiled ? roundUp(bk, MicroKernel.cols) : bk
+                while j0 < keys {
+                    let bk = min(keyBlock, keys - j0), bkp = tiled ? roundUp(bk, MicroKernel.cols) : bk
                     let kj = kp + j0 * k.rowStride, vj = vp + j0 * v.rowStride
                     let dkj = dkp + j0 * dK.rowStride, dvj = dvp + j0 * dV.rowStride
                     if tiled {
@@ -173,9 +236,20 @@ enum AttentionKernel {
                         Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: d, alpha: scale, a: qi, lda: q.rowStride,
                                            b: kj, ldb: k.rowStride, c: p, ldc: bkp)
                     }
-                    for r in 0..<bq {
-                        let row = p + r * bkp
-                        _ = Kernels.expShiftSum(row, row, bk, lseRow[i0 + r])
+                    if let bias {
+                        let br = bias.at(b, h) + (i0 * bias.rowStride + j0)
+                        for r in 0..<bq {
+                            let row = p + r * bkp
+                            addRow(row, br + r * bias.rowStride, bk, times: 1)
+                            // A row without any valid key (lse = +inf) has P = 0 exactly, not exp(-87).
+                            if lseRow[i0 + r] == .infinity { row.update(repeating: 0, count: bk); continue }
+                            _ = Kernels.expShiftSum(row, row, bk, lseRow[i0 + r])
+                        }
+                    } else {
+                        for r in 0..<bq {
+                            let row = p + r * bkp
+                            _ = Kernels.expShiftSum(row, row, bk, lseRow[i0 + r])
+                        }
                     }
                     if tiled {
                         MicroKernel.gemm(m: bk, n: dv, k: bq, alpha: 1, a: p, rowStride: 1, kStride: bkp,
@@ -192,6 +266,10 @@ enum AttentionKernel {
                         let pr = p + r * bkp, dr = dp + r * bkp, dl = delta[i0 + r]
                         for c in 0..<bk { dr[c] = pr[c] * (dr[c] - dl) }
                     }
+                    if let dBiasHead, let rs = dBias?.rowStride {
+                        let gb = dBiasHead + (i0 * rs + j0)
+                        for r in 0..<bq { addRow(gb + r * rs, dp + r * bkp, bk, times: 1) }
+                    }
                     if tiled {
                         MicroKernel.gemm(m: bq, n: d, k: bk, alpha: scale, a: dp, rowStride: bkp,
                                          b: kj, ldb: k.rowStride, c: dqi, ldc: dQ.rowStride, accumulate: true)
@@ -207,14 +285,58 @@ enum AttentionKernel {
                 }
                 i0 += bq
             }
+        })
+        if let partials, let g = dBias {
+            for w in 0..<workers { addRow(g.base, partials.base + w * partials.span, partials.span, times: 1) }
+            BufferPool.shared.give(partials.base, count: workers * partials.span)
         }
     }
 }
 
+/// Checked, broadcastable extras of an attention call, as the kernel reads them.
+struct AttentionExtras {
+    let bias: Tensor?
+    let keyLengths: [Int]?
+    /// Strides addressing `bias` as [B, H, Nq, Nk]: 0 along the dims it broadcasts over.
+    let batchStride: Int, headStride: Int, rowStride: Int
+
+    init(bias: Tensor?, keyLengths: [Int]?, batch: Int, heads: Int, nq: Int, nk: Int, op: String) throws {
+        self.bias = bias
+        self.keyLengths = keyLengths
+        if let keyLengths {
+            try check(keyLengths.count == batch, "\(op): \(keyLengths.count) key lengths for a batch of \(batch)")
+            try check(keyLengths.allSatisfy { (0...nk).contains($0) }, "\(op): key lengths \(keyLengths) outside 0...\(nk)")
+        }
+        guard let bias else { (batchStride, headStride, rowStride) = (0, 0, 0); return }
+        let s = Array(repeating: 1, count: max(0, 4 - bias.rank)) + bias.shape
+        try check((2...4).contains(bias.rank) && [1, batch].contains(s[0]) && [1, heads].contains(s[1])
+                  && [1, nq].contains(s[2]) && s[3] == nk,
+                  "\(op): bias \(bias.shape) does not broadcast to [B, H, Nq, Nk] = \([batch, heads, nq, nk])")
+        rowStride = s[2] == 1 ? 0 : nk
+        headStride = s[1] == 1 ? 0 : s[2] * nk
+        batchStride = s[0] == 1 ? 0 : s[1] * s[2] * nk
+    }
+
+    func view(_ t: Tensor) -> HeadView { HeadView(base: t.data, batchStride: batchStride, headStride: headStride, rowStride: rowStride) }
+    var biasView: HeadView? { bias.map(view) }
+    var inputs: [Tensor] { bias.map { [$0] } ?? [] }
+    /// dBias, zeroed, when the bias needs a gradient.
+    func biasGradient() -> Tensor? { bias.flatMap { $0.requiresGrad ? Tensor.zeros($0.shape) : nil } }
+}
+
 extension Tensor {
-    /// softmax(Q Kᵀ · scale) V for q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv]; scale defaults
-    /// to 1/√D, as `torch.nn.functional.scaled_dot_product_attention`.
-    public static func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float? = nil) throws -> Tensor {
+    /// softmax(Q Kᵀ · scale + bias) V for q [B, H, Nq, D], k [B, H, Nk, D], v [B, H, Nk, Dv]; scale
+    /// defaults to 1/√D, as `torch.nn.functional.scaled_dot_product_attention`.
+    ///
+    /// - `bias`: added to the scaled scores, shaped [Nq, Nk], [H, Nq, Nk] or [B|1, H|1, Nq|1, Nk]
+    ///   (PyTorch's float `attn_mask`); -inf entries mask (probability 2^-126, the exponentials' floor).
+    ///   When it requires a gradient it gets dS = P ⊙ (dP − rowsum(dO ⊙ O)) summed over the dims it
+    ///   broadcasts over (without building [B, H, Nq, Nk] unless it has that shape).
+    /// - `keyLengths`: per batch item, how many keys (from the start) are valid; the rest get zero
+    ///   probability, as a boolean `attn_mask` that is false for keys `j >= keyLengths[b]`.
+    /// A query row with no valid key outputs zeros (PyTorch ≥ 2.5 does the same; softmax alone gives NaN).
+    public static func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, bias: Tensor? = nil,
+                                                 keyLengths: [Int]? = nil, scale: Float? = nil) throws -> Tensor {
         try check(q.rank == 4 && k.rank == 4 && v.rank == 4,
                   "scaledDotProductAttention: q, k, v must be [B, H, N, D], got \(q.shape), \(k.shape), \(v.shape)")
         let (b, h, nq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
@@ -222,6 +344,8 @@ extension Tensor {
         try check(k.shape == [b, h, nk, d], "scaledDotProductAttention: k shape \(k.shape) does not match q \(q.shape)")
         try check(v.shape == [b, h, nk, dv], "scaledDotProductAttention: v shape \(v.shape) does not match k \(k.shape)")
         try check(nk > 0, "scaledDotProductAttention: no keys")
+        let extras = try AttentionExtras(bias: bias, keyLengths: keyLengths, batch: b, heads: h, nq: nq, nk: nk,
+                                         op: "scaledDotProductAttention")
         let sc = scale ?? 1 / Float(d).squareRoot()
         func view(_ t: Tensor, _ n: Int, _ w: Int) -> HeadView {
             HeadView(base: t.data, batchStride: h * n * w, headStride: n * w, rowStride: w)
@@ -229,23 +353,31 @@ extension Tensor {
         let out = Tensor.empty([b, h, nq, dv])
         let lse = Tensor.empty([b, h, nq])
         AttentionKernel.forward(q: view(q, nq, d), k: view(k, nk, d), v: view(v, nk, dv), o: view(out, nq, dv),
-                                lse: lse.data, batch: b, heads: h, nq: nq, nk: nk, d: d, dv: dv, scale: sc)
-        return out.recording([q, k, v]) { g in
+                                lse: lse.data, batch: b, heads: h, nq: nq, nk: nk, d: d, dv: dv, scale: sc,
+                                bias: extras.biasView, keyLengths: keyLengths)
+        return out.recording([q, k, v] + extras.inputs) { g in
             let dq = Tensor.zeros(q.shape), dk = Tensor.zeros(k.shape), dvv = Tensor.zeros(v.shape)
+            let dBias = extras.biasGradient()
             AttentionKernel.backward(q: view(q, nq, d), k: view(k, nk, d), v: view(v, nk, dv), o: view(out, nq, dv),
                                      dO: view(g, nq, dv), dQ: view(dq, nq, d), dK: view(dk, nk, d), dV: view(dvv, nk, dv),
-                                     lse: lse.data, batch: b, heads: h, nq: nq, nk: nk, d: d, dv: dv, scale: sc)
-            return [dq, dk, dvv]
+                                     lse: lse.data, batch: b, heads: h, nq: nq, nk: nk, d: d, dv: dv, scale: sc,
+                                     bias: extras.biasView, dBias: dBias.map(extras.view), keyLengths: keyLengths)
+            return [dq, dk, dvv, dBias]
         }
     }
 
     /// Multi-head self-attention on the packed output of a fused qkv projection, [B, N, 3·H·Dh] laid
     /// out as (3, H, Dh) like timm's `Attention`; returns [B, N, H·Dh] with heads concatenated, ready for
-    /// the output projection. No permutes are materialised in either direction.
-    public func packedSelfAttention(heads: Int, scale: Float? = nil) throws -> Tensor {
+    /// the output projection. No permutes are materialised in either direction. Per head,
+    /// softmax(Q Kᵀ · scale + bias) V with `bias` and `keyLengths` as in `scaledDotProductAttention`
+    /// (Nq = Nk = N): e.g. a Swin relative-position bias [H, N, N], or a shifted-window mask [B, 1, N, N].
+    public func packedSelfAttention(heads: Int, bias: Tensor? = nil, keyLengths: [Int]? = nil,
+                                    scale: Float? = nil) throws -> Tensor {
         try check(rank == 3, "packedSelfAttention: input must be [B, N, 3·D], got \(shape)")
         let (b, n, w) = (shape[0], shape[1], shape[2])
         try check(w % (3 * heads) == 0, "packedSelfAttention: width \(w) is not divisible by 3 x \(heads) heads")
+        let extras = try AttentionExtras(bias: bias, keyLengths: keyLengths, batch: b, heads: heads, nq: n, nk: n,
+                                         op: "packedSelfAttention")
         let dim = w / 3, dh = dim / heads
         let sc = scale ?? 1 / Float(dh).squareRoot()
         let qkv = self
@@ -256,13 +388,16 @@ extension Tensor {
         let out = Tensor.empty([b, n, dim])
         let lse = Tensor.empty([b, heads, n])
         AttentionKernel.forward(q: packed(qkv, 0), k: packed(qkv, 1), v: packed(qkv, 2), o: merged(out), lse: lse.data,
-                                batch: b, heads: heads, nq: n, nk: n, d: dh, dv: dh, scale: sc)
-        return out.recording([qkv]) { g in
+                                batch: b, heads: heads, nq: n, nk: n, d: dh, dv: dh, scale: sc,
+                                bias: extras.biasView, keyLengths: keyLengths)
+        return out.recording([qkv] + extras.inputs) { g in
             let dqkv = Tensor.zeros(qkv.shape)
+            let dBias = extras.biasGradient()
             AttentionKernel.backward(q: packed(qkv, 0), k: packed(qkv, 1), v: packed(qkv, 2), o: merged(out), dO: merged(g),
                                      dQ: packed(dqkv, 0), dK: packed(dqkv, 1), dV: packed(dqkv, 2), lse: lse.data,
-                                     batch: b, heads: heads, nq: n, nk: n, d: dh, dv: dh, scale: sc)
-            return [dqkv]
+                                     batch: b, heads: heads, nq: n, nk: n, d: dh, dv: dh, scale: sc,
+                                     bias: extras.biasView, dBias: dBias.map(extras.view), keyLengths: keyLengths)
+            return [dqkv, dBias]
         }
     }
 }

@@ -114,20 +114,26 @@ struct AttentionBench: ParsableCommand {
     @Option(name: .customLong("head-dim")) var headDim = 64
     @Option var batch = 8
     @Flag(help: "Time forward and backward.") var train = false
+    @Flag(help: "Add a learned [heads, tokens, tokens] bias, as Swin's relative-position bias.") var bias = false
+    @Option(name: .customLong("key-length"), help: "Valid keys per item (key padding); default all.") var keyLength: Int?
     @OptionGroup var options: BenchOptions
 
     func run() throws {
         Threading.setThreads(options.threads)
         let qkv = Tensor.randn([batch, tokens, 3 * heads * headDim]).requiringGrad(train)
+        let table = bias ? Tensor.randn([heads, tokens, tokens]).requiringGrad(train) : nil
+        let keyLengths = keyLength.map { [Int](repeating: $0, count: batch) }
         let t = try medianTime(iters: options.iters, warmup: options.warmup) {
-            let y = try qkv.packedSelfAttention(heads: heads)
+            let y = try qkv.packedSelfAttention(heads: heads, bias: table, keyLengths: keyLengths)
             if train { try y.backward(Tensor.ones(y.shape)) }
         }
         // QKᵀ and PV: 2·N²·d multiply-adds each per head; backward recomputes QKᵀ and adds four more.
+        // Counted over all keys, also where --key-length skips some.
         let forward = 4.0 * Double(batch * heads) * Double(tokens * tokens * headDim)
         let flops = train ? forward * 3.5 : forward
         printJSON([("bench", "attention"), ("mode", train ? "train" : "inference"), ("tokens", tokens), ("heads", heads),
-                   ("head_dim", headDim), ("batch", batch), ("threads", options.threads), ("ms_per_step", t * 1e3),
+                   ("head_dim", headDim), ("batch", batch), ("bias", bias), ("key_length", keyLength ?? tokens),
+                   ("threads", options.threads), ("ms_per_step", t * 1e3),
                    ("gflops", flops / t / 1e9), ("peak_rss_mb", Memory.peakRSSMegabytes())])
     }
 }
