@@ -9,18 +9,18 @@ import NN
 /// model's input are scored as windows of that length, `hop` frames apart (half a window) with the
 /// last ending at the clip's last frame, and the windows' outputs averaged.
 public struct Classifier {
-    public let model: any AudioClassifierModel
+    /// The model with its classes, features and scoring, as a model family loads it.
+    public let loaded: LoadedClassifier
+    public var model: any AudioClassifierModel { loaded.model }
     /// One name per output; empty for an encoder-only model (embeddings only).
-    public let classes: [String]
-    public let pipeline: FeaturePipeline
-    public let multiLabel: Bool
+    public var classes: [String] { loaded.classes }
+    public var pipeline: FeaturePipeline { loaded.pipeline }
+    public var multiLabel: Bool { loaded.multiLabel }
+
+    public init(_ loaded: LoadedClassifier) { self.loaded = loaded }
 
     public init(model: any AudioClassifierModel, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool) {
-        self.model = model; self.classes = classes; self.pipeline = pipeline; self.multiLabel = multiLabel
-    }
-
-    public init(_ loaded: LoadedClassifier) {
-        self.init(model: loaded.model, classes: loaded.classes, pipeline: loaded.pipeline, multiLabel: loaded.multiLabel)
+        self.init(LoadedClassifier(model: model, classes: classes, pipeline: pipeline, multiLabel: multiLabel))
     }
 
     /// The model's input length in frames, and the hop between windows of a longer clip.

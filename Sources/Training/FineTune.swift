@@ -55,7 +55,7 @@ public struct FineTuneConfig: Codable, Sendable {
 
 /// A fine-tuning run's outcome: the test split scored once on the checkpoint the validation split
 /// chose, with that choice.
-public struct FineTuneResult {
+public struct FineTuneResult: CustomStringConvertible {
     public var test: EvaluationResult
     public var bestEpoch: Int
     /// The chosen epoch's validation numbers (`validation_accuracy`, ...).
@@ -64,6 +64,11 @@ public struct FineTuneResult {
 
     /// The chosen epoch's validation accuracy.
     public var validationAccuracy: Double { validation["validation_accuracy"] as? Double ?? .nan }
+
+    public var description: String {
+        String(format: "test %@ (scored once, on epoch %d chosen by validation accuracy %.3f; %d training, %d validation clips)",
+               test.description, bestEpoch, validationAccuracy, trainClips, validationClips)
+    }
 }
 
 /// Names a validation split goes by in datasets that ship one.

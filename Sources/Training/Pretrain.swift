@@ -39,11 +39,15 @@ func heldOutSplit(_ ds: Dataset) -> (train: Dataset, heldOut: Dataset) {
     return (Dataset(records: train, layout: ds.layout), Dataset(records: held.isEmpty ? train : held, layout: ds.layout))
 }
 
-public struct PretrainReport: Sendable {
+public struct PretrainReport: Sendable, CustomStringConvertible {
     public var epochs: Int
     public var heldOutAccuracy: Float
     public var heldOutLoss: Float
     public var skipped: Int
+
+    public var description: String {
+        String(format: "%d epochs: held-out pretext accuracy %.3f, loss %.4f (%d clips skipped)", epochs, heldOutAccuracy, heldOutLoss, skipped)
+    }
 }
 
 /// Self-supervised masked patch modelling on unlabelled audio (SSAST's joint nce + 10·mse with two

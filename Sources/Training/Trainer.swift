@@ -72,12 +72,16 @@ public struct TrainerSettings: Sendable {
 }
 
 /// What a run reached: the epoch the validation split chose and its validation numbers.
-public struct TrainingReport {
+public struct TrainingReport: CustomStringConvertible {
     public var epochsRun: Int
     public var bestEpoch: Int
     public var bestScore: Double
     public var validation: [String: Any]
     public var skipped: Int
+
+    public var description: String {
+        "\(epochsRun) epochs; best validation score \(bestScore) at epoch \(bestEpoch); \(skipped) clips skipped"
+    }
 }
 
 /// One training loop for every task: seeded batches, Adam with warmup and per-epoch decay (or
