@@ -1,5 +1,5 @@
 /// Raw kernels that never record a graph: used by ops' forward passes and by backward closures.
-public enum Kernels {}
+package enum Kernels {}
 
 protocol BinaryOp { static func apply(_ a: V8, _ b: V8) -> V8 }
 enum AddOp: BinaryOp { @inline(always) static func apply(_ a: V8, _ b: V8) -> V8 { a + b } }

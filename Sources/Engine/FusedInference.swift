@@ -5,7 +5,7 @@ import Foundation
 /// activations stay in cache: one pass over memory instead of five round trips of a 30 MB tensor
 /// (LayerNorm out, fc1 out with its bias, GELU in and out, fc2 in).
 extension Tensor {
-    public static func fusedResidualMLP(_ x: Tensor, lnWeight: Tensor?, lnBias: Tensor?, eps: Float,
+    package static func fusedResidualMLP(_ x: Tensor, lnWeight: Tensor?, lnBias: Tensor?, eps: Float,
                                         fc1Weight: Tensor, fc1Bias: Tensor?, fc2Weight: Tensor, fc2Bias: Tensor?,
                                         approximateGELU: Bool) throws -> Tensor {
         let d = x.shape.last ?? 0, hidden = fc1Weight.shape[0]
@@ -68,7 +68,7 @@ extension Tensor {
     /// Inference-only LN(x) · Wᵀ + b (a pre-LN block's qkv projection), in blocks of rows whose normalised
     /// copy stays in cache instead of a LayerNorm pass over the whole tensor and a second pass to read it.
     /// Falls back to `layerNorm` then `linear` where the micro-kernel does not apply.
-    public static func fusedLayerNormLinear(_ x: Tensor, lnWeight: Tensor?, lnBias: Tensor?, eps: Float,
+    package static func fusedLayerNormLinear(_ x: Tensor, lnWeight: Tensor?, lnBias: Tensor?, eps: Float,
                                             weight: Tensor, bias: Tensor?) throws -> Tensor {
         let d = x.shape.last ?? 0, outF = weight.shape.first ?? 0
         try check(weight.shape == [outF, d], "fusedLayerNormLinear: weight \(weight.shape) does not fit width \(d)")

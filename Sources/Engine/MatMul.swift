@@ -189,9 +189,9 @@ extension Kernels {
 
 /// Raw single-threaded products for callers that manage their own parallelism (feature extraction
 /// runs one clip per core).
-public enum SerialBLAS {
+package enum SerialBLAS {
     /// C[m, n] = A[m, k] · B[n, k]ᵀ, row-major.
-    public static func multiplyTransposed(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    package static func multiplyTransposed(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                                           into c: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int) {
         Kernels.gemmSerial(transA: false, transB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: c, ldc: n)
     }

@@ -6,9 +6,9 @@ public enum Threading {
 }
 
 /// A Sendable box so raw pointers can cross into `concurrentPerform`'s @Sendable closure.
-public struct UnsafeSendable<T>: @unchecked Sendable {
-    public let value: T
-    public init(value: T) { self.value = value }
+package struct UnsafeSendable<T>: @unchecked Sendable {
+    package let value: T
+    package init(value: T) { self.value = value }
 }
 
 /// Splits `0..<count` into contiguous chunks, one per thread, and runs `body` on each.
@@ -30,11 +30,11 @@ func parallelFor(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Voi
 }
 
 /// A shared counter handing out task indices for dynamic scheduling across threads.
-public final class TaskCounter: @unchecked Sendable {
+package final class TaskCounter: @unchecked Sendable {
     private var next = 0
     private let lock = NSLock()
-    public init() {}
-    public func take(below total: Int) -> Int? {
+    package init() {}
+    package func take(below total: Int) -> Int? {
         lock.lock(); defer { lock.unlock() }
         guard next < total else { return nil }
         next += 1
@@ -43,7 +43,7 @@ public final class TaskCounter: @unchecked Sendable {
 }
 
 /// Maps `f` over `items` on the engine's threads, keeping order; the first error is rethrown.
-public func parallelMap<T: Sendable, R>(_ items: [T], _ f: @Sendable (T) throws -> R) throws -> [R] {
+package func parallelMap<T: Sendable, R>(_ items: [T], _ f: @Sendable (T) throws -> R) throws -> [R] {
     var results = [Result<R, Error>?](repeating: nil, count: items.count)
     let next = TaskCounter()
     results.withUnsafeMutableBufferPointer { buf in

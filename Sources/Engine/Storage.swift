@@ -2,9 +2,9 @@ import Foundation
 
 /// A 64-byte aligned Float buffer. Released buffers go back to `BufferPool`, so steady-state training
 /// loops reuse the same memory instead of hitting the allocator on the hot path.
-public final class Storage: @unchecked Sendable {
-    public let pointer: UnsafeMutablePointer<Float>
-    public let count: Int
+package final class Storage: @unchecked Sendable {
+    package let pointer: UnsafeMutablePointer<Float>
+    package let count: Int
     /// Bytes of anonymous pages this storage mapped itself (`init(pagesFor:)`); 0 for the pool's buffers.
     private let mappedBytes: Int
 
@@ -32,7 +32,7 @@ public final class Storage: @unchecked Sendable {
     }
 
     /// Below this many floats `init(pagesFor:)` is not worth a system call (and wastes most of a page).
-    public static let pageBackedMinimum = 16_384
+    package static let pageBackedMinimum = 16_384
 
     deinit {
         if mappedBytes > 0 {
@@ -121,7 +121,7 @@ public enum Memory {
 
     /// Runs `body` and returns the most bytes of tensor and kernel scratch memory the engine held at
     /// once while it ran, counted above what was live when it started.
-    public static func peakEngineBytes(during body: () throws -> Void) rethrows -> Int {
+    package static func peakEngineBytes(during body: () throws -> Void) rethrows -> Int {
         let start = BufferPool.shared.liveBytes
         BufferPool.shared.resetPeak()
         try body()
@@ -129,7 +129,7 @@ public enum Memory {
     }
 
     /// Peak resident set size of this process in MiB (VmHWM on Linux).
-    public static func peakRSSMegabytes() -> Double {
+    package static func peakRSSMegabytes() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
             let digits = line.split(separator: " ").compactMap { Double($0) }

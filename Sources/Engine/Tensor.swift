@@ -6,7 +6,7 @@
 public final class Tensor: @unchecked Sendable {
     public let shape: [Int]
     public let count: Int
-    public let storage: Storage
+    package let storage: Storage
     /// Trainable leaves set this; results of ops inherit it from their inputs while grad mode is on.
     public var requiresGrad: Bool
     /// Accumulated gradient of a leaf after `backward()`.
@@ -54,7 +54,7 @@ public final class Tensor: @unchecked Sendable {
     /// system when the tensor dies, never to the buffer pool: for weights a checkpoint is about to fill
     /// and for a checkpoint's parsed tensors (see `Storage(pagesFor:)`). Below
     /// `Storage.pageBackedMinimum` floats it is plain `zeros`.
-    public static func pageBacked(_ shape: [Int]) -> Tensor {
+    package static func pageBacked(_ shape: [Int]) -> Tensor {
         let n = shape.reduce(1, *)
         guard n >= Storage.pageBackedMinimum else { return zeros(shape) }
         return Tensor(shape: shape, storage: Storage(pagesFor: n))
