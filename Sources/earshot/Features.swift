@@ -12,7 +12,7 @@ struct Features: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compute Kaldi fbank or log-mel features of audio files into one safetensors file (a key per file).")
 
-    @Argument(help: "Audio files.") var files: [String]
+    @Argument(help: "Audio files, folders (as datasets) or manifests.") var files: [String]
     @Option(help: "kaldi-fbank (AST, 128 bins) or logmel (PANNs/CLAP, 64 bins).") var kind: FeatureKind = .kaldiFbank
     @Option(name: .customLong("sample-rate"), help: "Resample to this rate first (default: 16000 for fbank, 32000 for logmel).") var sampleRate: Int?
     @Option(help: "Output safetensors file.") var out: String
@@ -32,7 +32,7 @@ struct Features: ParsableCommand {
         }
         var tensors: [String: Tensor] = [:]
         var skipped: [String] = []
-        for file in files {
+        for file in try audioFiles(files) {
             do {
                 let key = (file as NSString).lastPathComponent
                 guard tensors[key] == nil else { throw AudioError("\(file): another input has the same file name \(key)") }

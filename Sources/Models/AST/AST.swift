@@ -3,7 +3,7 @@ import NN
 
 /// The AST encoder, keyed like timm's DeiT inside the original AST (`v.*`): cls and distillation
 /// tokens, a learned positional embedding over the patch grid, pre-LN blocks and a final norm.
-public final class ASTEncoder: Module, AudioEncoder {
+public final class ASTEncoder: Module, PatchEncoder {
     public let clsToken: Tensor
     public let distToken: Tensor
     public let posEmbed: Tensor

@@ -2,14 +2,15 @@ import Engine
 import Foundation
 import NN
 
-/// Self-Supervised AST (Gong et al., 2022): masked spectrogram patch modelling on the AST encoder.
+/// Self-Supervised AST (Gong et al., 2022): masked spectrogram patch modelling on a patch encoder (the
+/// AST encoder by default; any `PatchEncoder` of the same width and patch grid, e.g. Mamba blocks).
 /// Masked patch tokens are replaced by a learned `mask_embed`; from their encoder outputs,
 /// `cpredlayer` predicts the raw 256-value patch for a discriminative InfoNCE loss against the other
 /// masked patches of the same clip, and `gpredlayer` reconstructs it for a generative MSE loss.
 /// Keys follow the reference (`v.*`, `cpredlayer.0/2`, `gpredlayer.0/2`, `mask_embed`,
 /// `p_input_fdim`, `p_input_tdim`).
 public final class SSAST: Module, MaskedPatchModel {
-    @Child public private(set) var v: ASTEncoder
+    @Child public private(set) var v: any PatchEncoder
     @Child public private(set) var cpredlayer: Sequential
     @Child public private(set) var gpredlayer: Sequential
     public let maskEmbed: Tensor
@@ -32,10 +33,15 @@ public final class SSAST: Module, MaskedPatchModel {
         return c
     }
 
-    public init(_ config: ASTConfig) {
+    public convenience init(_ config: ASTConfig) { self.init(encoder: ASTEncoder(config), config: config) }
+
+    /// `config` gives the patch grid (shape, input size) the masks and targets are cut on; `encoder`
+    /// must produce `config.dim`-wide tokens over that grid.
+    public init(encoder: any PatchEncoder, config: ASTConfig) {
         precondition(config.fstride == config.fshape && config.tstride == config.tshape, "SSAST pretraining needs stride = patch shape")
+        precondition(encoder.width == config.dim, "SSAST: encoder width \(encoder.width) is not the config's \(config.dim)")
         self.config = config
-        v = ASTEncoder(config)
+        v = encoder
         let patchSize = config.fshape * config.tshape
         cpredlayer = Sequential([Linear(config.dim, config.dim), ReLU(), Linear(config.dim, patchSize)])
         gpredlayer = Sequential([Linear(config.dim, config.dim), ReLU(), Linear(config.dim, patchSize)])

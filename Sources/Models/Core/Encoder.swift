@@ -18,6 +18,16 @@ public protocol AudioEncoder: Module {
     func tokens(_ features: Tensor) throws -> Tensor
 }
 
+/// An encoder over a grid of patches whose tokens can be masked before its blocks run: what masked
+/// patch modelling (SSAST, and SSAMBA on Mamba blocks) needs of an encoder.
+public protocol PatchEncoder: AudioEncoder {
+    /// Patch tokens [B, N, D] of features [B, inputFrames, inputBins], before positions and prefix tokens.
+    func patchTokens(_ features: Tensor) throws -> Tensor
+    /// Prefix tokens, positions, the blocks and the final norm on patch tokens [B, N, D] (masked or
+    /// not): [B, prefixTokens + N, D].
+    func transform(_ patches: Tensor) throws -> Tensor
+}
+
 /// A classifier over an encoder: logits and a pooled embedding of a window of features, and which of
 /// its parameters form the head (so a frozen encoder is "everything but the head").
 public protocol AudioClassifierModel: Module {
