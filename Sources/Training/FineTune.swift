@@ -83,7 +83,7 @@ func splitForFineTuning(_ data: Dataset, _ cfg: FineTuneConfig, log: (String) ->
         guard cfg.testSplit == "test" else {
             throw NNError("finetune: no clip is in split or fold '\(cfg.testSplit)' (--test)")
         }
-        data = try data.holdingOut(cfg.testFraction, as: "test", seed: cfg.seed)
+        data = try data.holdingOut(cfg.testFraction, as: "test", seed: cfg.seed) { !validationSplitNames.contains($0.split ?? "") }
         log("the data has no test split: \(data.records.filter { $0.isIn(split: "test") }.count) clips (\(Int(cfg.testFraction * 100))%) held out as test with seed \(cfg.seed)")
     }
     let isTest: (ClipRecord) -> Bool = { $0.isIn(split: cfg.testSplit) }
@@ -141,7 +141,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         do { model = try ModelRegistry.entry(named: cfg.model).classifier(shape) } catch { throw NNError("finetune: \(error)") }
     }
     guard model.outputs == cfg.classes.count else {
-        throw NNError("\(run.last.path): the checkpoint has \(model.outputs) outputs, the run \(cfg.classes.count) classes")
+        throw NNError("finetune: the model has \(model.outputs) outputs for the run's \(cfg.classes.count) classes")
     }
     if cfg.freezeEncoder { model.freeze { key, _ in !model.isHead(key) } }
     let pipeline = try ModelRegistry.family(of: model).pipeline(for: model, frames: cfg.inputTdim, mean: cfg.mean, std: cfg.std)
