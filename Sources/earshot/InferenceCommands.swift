@@ -134,7 +134,7 @@ func progressLine(_ line: String) {
 }
 
 func printJSONLine(_ object: [String: Any]) throws {
-    print(String(data: try JSONSerialization.data(withJSONObject: jsonSafe(object), options: [.sortedKeys]), encoding: .utf8)!)
+    print(String(data: try JSONSerialization.data(withJSONObject: jsonSafe(object), options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
 }
 
 /// The files behind command-line inputs: a file as itself, a manifest (.csv, .jsonl, .json) or a
