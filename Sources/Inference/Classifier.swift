@@ -48,8 +48,11 @@ public struct Classifier {
         }
         let model: any AudioClassifierModel
         do { model = try ModelRegistry.classifier(arch) } catch { throw NNError("\(file.path): \(error)") }
+        let peft = try PEFTConfig.recorded(st.metadata, file: file)
+        do { try peft?.apply(to: model, freezing: false) } catch { throw NNError("\(file.path): \(error)") }
         var weights = st.takeTensors()
         do { try model.load(consuming: &weights) } catch { throw NNError("\(file.path): \(error)") }
+        if peft?.method == .lora { PEFTConfig.mergeLoRA(model) }
         model.eval()
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")
     }

@@ -50,6 +50,8 @@ public struct FineTuneConfig: Codable, Sendable {
     public var multiLabel = false
     /// What a bare release to start from does not record (strides, heads, mel bins).
     public var releaseShape: ReleaseShape?
+    /// A parameter-efficient method (adapters, LoRA, BitFit, linear probe); nil trains every weight.
+    public var peft: PEFTConfig?
     public init() {}
 }
 
@@ -144,6 +146,9 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         throw NNError("finetune: the model has \(model.outputs) outputs for the run's \(cfg.classes.count) classes")
     }
     if cfg.freezeEncoder { model.freeze { key, _ in !model.isHead(key) } }
+    if let peft = cfg.peft {
+        do { log("\(peft): " + (try peft.apply(to: model)).description) } catch { throw NNError("finetune: \(error)") }
+    }
     let pipeline = try ModelRegistry.family(of: model).pipeline(for: model, frames: cfg.inputTdim, mean: cfg.mean, std: cfg.std)
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)], betas: (0.95, 0.999))
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,
@@ -162,7 +167,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         (cfg.cropFrames, cfg.freqm, cfg.timem, cfg.noise, cfg.mixup, cfg.labelSmoothing)
     augmentation.padValue = (0 - cfg.mean) / (2 * cfg.std)   // SpecAugment fills 0 in the log domain, before normalisation
     let task = ClassificationTask(model: model, classes: cfg.classes, multiLabel: cfg.multiLabel, pipeline: pipeline,
-                                  augmentation: augmentation, validation: validation, batchSize: cfg.batchSize, report: skips)
+                                  augmentation: augmentation, peft: cfg.peft, validation: validation, batchSize: cfg.batchSize, report: skips)
     var settings = TrainerSettings(epochs: cfg.epochs, lr: cfg.lr)
     (settings.weightDecay, settings.seed, settings.label) = (cfg.weightDecay, cfg.seed, "finetune")
     // Linear warmup over the first epoch: a 12-layer encoder collapses to uniform outputs without it.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Audio
 import Foundation
 import Models
+import NN
 import Training
 
 struct Pretrain: ParsableCommand {
@@ -84,12 +85,14 @@ struct Finetune: ParsableCommand {
     @Option var seed: UInt64 = 0
     @Option(help: "Train on at most this many clips per class, drawn with --seed from the training split (few-shot / label efficiency).")
     var shots: Int?
+    @OptionGroup(title: "Parameter-efficient transfer") var peft: PEFTArguments
     @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
     var resume = false
     @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
 
     func run() throws {
         var c = FineTuneConfig()
+        c.peft = try peft.config()
         // With --init-from, the start's architecture wins over --model.
         (c.model, c.depth) = (model, depth)
         if initFrom != nil && release.shape != ReleaseShape() { c.releaseShape = release.shape }
@@ -113,5 +116,41 @@ struct Finetune: ParsableCommand {
         let r = try fineTune(c, data: dataset, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume, overwrite: overwrite)
         print(String(format: "test accuracy %.3f, macro F1 %.3f over %d clips (scored once, on epoch %d chosen by validation accuracy %.3f) -> %@",
                      r.test.accuracy, r.test.macroF1, r.test.clips, r.bestEpoch, r.validationAccuracy, out))
+    }
+}
+
+extension PEFTConfig.Method: ExpressibleByArgument {}
+extension PEFTConfig.AdapterKind: ExpressibleByArgument {}
+extension AdapterPlacement: ExpressibleByArgument {}
+extension BottleneckAdapter.Initialisation: ExpressibleByArgument {}
+
+/// `--peft` and its options (PETL_AST's defaults).
+struct PEFTArguments: ParsableArguments {
+    @Option(help: "full, linear (head only), bitfit (biases), adapter or lora; omit to train every weight.") var peft: PEFTConfig.Method?
+    @Option(name: .customLong("reduction-rate"), help: "Adapter bottleneck and LoRA rank: width / this, rounded (default 64).")
+    var reductionRate = 64
+    @Option(help: "pfeiffer (one adapter, at the MLP) or houlsby (at the attention too).") var adapter: PEFTConfig.AdapterKind = .pfeiffer
+    @Option(name: .customLong("adapter-placement"), help: "parallel (beside the layer, on its input) or sequential (on its output).")
+    var adapterPlacement: AdapterPlacement = .parallel
+    @Flag(name: .customLong("adapter-residual"), help: "Sequential adapters: add the layer's output back (PETL_AST's apply_residual).")
+    var adapterResidual = false
+    @Option(name: .customLong("adapter-init"), help: "zeros (PETL_AST: every adapter weight 0, so only the up bias learns) or standard (down random, up 0).")
+    var adapterInit: BottleneckAdapter.Initialisation = .zeros
+    @Option(name: .customLong("lora-targets"), help: "Projections LoRA adapts, of q,k,v,o,fc1,fc2 (default q,v as PETL_AST).")
+    var loraTargets = "q,v"
+    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha: scale alpha / reduction rate (PETL_AST), or alpha / rank with --lora-scale-by-rank.")
+    var loraAlpha: Float = 8
+    @Flag(name: .customLong("lora-scale-by-rank"), help: "Scale LoRA by alpha / rank (the LoRA paper) instead of PETL_AST's alpha / reduction rate.")
+    var loraScaleByRank = false
+
+    func config() throws -> PEFTConfig? {
+        guard let peft else { return nil }
+        var c = PEFTConfig(method: peft)
+        (c.reductionRate, c.adapterKind, c.placement, c.adapterResidual, c.adapterInit) =
+            (reductionRate, adapter, adapterPlacement, adapterResidual, adapterInit)
+        c.loraTargets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        (c.loraAlpha, c.loraScaleByRank) = (loraAlpha, loraScaleByRank)
+        guard reductionRate >= 1 else { throw ValidationError("--reduction-rate \(reductionRate) must be at least 1") }
+        return c
     }
 }

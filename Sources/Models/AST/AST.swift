@@ -79,6 +79,8 @@ public final class AST: Module, AudioClassifierModel {
     public var embeddingWidth: Int { config.dim }
     public var outputs: Int { config.labelDim }
     public var headPrefixes: [String] { ["mlp_head."] }
+    public var blockPattern: String { "v.blocks.*" }
+    public var finalNormPrefix: String? { "v.norm." }
     public func logits(_ features: Tensor) throws -> Tensor { try callAsFunction(features) }
     public func embedding(_ features: Tensor) throws -> Tensor { try embed(features) }
 }

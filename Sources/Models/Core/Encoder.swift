@@ -41,6 +41,11 @@ public protocol AudioClassifierModel: Module {
     var outputs: Int { get }
     /// Key prefixes of the head's parameters (`mlp_head.` for AST).
     var headPrefixes: [String] { get }
+    /// Key pattern of the encoder's blocks (`v.blocks.*`), each with `attn` and `mlp` children where it
+    /// is a transformer block: where parameter-efficient methods attach.
+    var blockPattern: String { get }
+    /// Key prefix of the encoder's final norm (`v.norm.`), trained with every parameter-efficient method.
+    var finalNormPrefix: String? { get }
     /// Logits [B, outputs] of features [B, inputFrames, inputBins] (sigmoid or softmax applied outside).
     func logits(_ features: Tensor) throws -> Tensor
     /// Pooled embedding [B, embeddingWidth].

@@ -21,6 +21,12 @@ open class Linear: Module, UnaryLayer {
         bias = other.bias
     }
 
+    /// A layer over given tensors: `weight` [out, in], `bias` [out] (held, not copied).
+    public init(weight: Tensor, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+
     open func callAsFunction(_ x: Tensor) throws -> Tensor { try x.linear(weight: weight, bias: bias) }
 }
 

@@ -28,14 +28,18 @@ public final class ClassificationTask: TrainingTask {
     public let multiLabel: Bool
     public let pipeline: FeaturePipeline
     public let augmentation: ClassificationAugmentation
+    /// The parameter-efficient method the model is wrapped for, recorded in every checkpoint.
+    public let peft: PEFTConfig?
     let validation: Dataset
     let batchSize: Int
     let report: SkipReport
 
     public init(model: any AudioClassifierModel, classes: [String], multiLabel: Bool, pipeline: FeaturePipeline,
-                augmentation: ClassificationAugmentation, validation: Dataset, batchSize: Int, report: SkipReport) {
+                augmentation: ClassificationAugmentation, peft: PEFTConfig? = nil, validation: Dataset, batchSize: Int,
+                report: SkipReport) {
         self.model = model; self.classes = classes; self.multiLabel = multiLabel; self.pipeline = pipeline
-        self.augmentation = augmentation; self.validation = validation; self.batchSize = batchSize; self.report = report
+        self.augmentation = augmentation; self.peft = peft
+        self.validation = validation; self.batchSize = batchSize; self.report = report
     }
 
     public var module: Module { model }
@@ -47,7 +51,7 @@ public final class ClassificationTask: TrainingTask {
             "classes": String(data: (try? enc.encode(classes)) ?? Data(), encoding: .utf8)!,
             "pipeline": String(data: (try? enc.encode(pipeline)) ?? Data(), encoding: .utf8)!,
             "multi_label": multiLabel ? "true" : "false",
-        ]) { a, _ in a }
+        ].merging(peft.map { ["peft": $0.json] } ?? [:]) { a, _ in a }) { a, _ in a }
     }
 
     /// The classifier as it stands (for validation and tests).

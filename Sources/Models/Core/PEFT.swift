@@ -1,0 +1,166 @@
+import Engine
+import Foundation
+import NN
+
+/// A parameter-efficient transfer method and its options (PETL_AST's set; the reference's defaults).
+/// Applied to a classifier by wrapping its blocks' layers by key pattern (`Module.replaceModules`), then
+/// freezing what the method does not train: model code is never edited, and a checkpoint records the
+/// config (`peft` metadata) so the same wrappers are rebuilt before its weights load.
+public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible {
+    public enum Method: String, Codable, Sendable, CaseIterable {
+        /// Every weight trains.
+        case full
+        /// Only the head (a linear probe on the frozen encoder).
+        case linear
+        /// Biases only (every Linear and LayerNorm bias), and the head.
+        case bitfit
+        /// Bottleneck adapters (`adapterKind`, `placement`).
+        case adapter
+        /// Low-rank updates of the attention and MLP projections (`loraTargets`).
+        case lora
+    }
+    public enum AdapterKind: String, Codable, Sendable, CaseIterable {
+        /// One adapter at the feed-forward half of each block.
+        case pfeiffer
+        /// Two: at the attention half too.
+        case houlsby
+    }
+
+    public var method: Method
+    /// Bottleneck and LoRA inner width: round(width / reductionRate) (PETL_AST's RR; 64 by default).
+    public var reductionRate = 64
+    public var adapterKind = AdapterKind.pfeiffer
+    public var placement = AdapterPlacement.parallel
+    /// PETL_AST's `apply_residual` for sequential adapters (off; its string flag makes it always on).
+    public var adapterResidual = false
+    /// PETL_AST's all-zero adapters (only `up.bias` can learn) or the usual init (`BottleneckAdapter`).
+    public var adapterInit = BottleneckAdapter.Initialisation.zeros
+    /// Which projections LoRA adapts: q, k, v (the attention's input thirds), o (its output), fc1, fc2.
+    /// PETL_AST adapts q and v (its comment says q and k).
+    public var loraTargets = ["q", "v"]
+    /// LoRA scale s = alpha / reductionRate as in PETL_AST; with `loraScaleByRank`, alpha / rank as in
+    /// the original LoRA paper.
+    public var loraAlpha: Float = 8
+    public var loraScaleByRank = false
+
+    public init(method: Method) { self.method = method }
+
+    public var description: String {
+        switch method {
+        case .full, .linear, .bitfit: return method.rawValue
+        case .adapter: return "adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate), \(adapterInit.rawValue) init)"
+        case .lora: return "LoRA on \(loraTargets.joined(separator: ",")) (reduction rate \(reductionRate), alpha \(loraAlpha))"
+        }
+    }
+
+    public var json: String { String(data: (try? JSONEncoder().encode(self)) ?? Data(), encoding: .utf8) ?? "{}" }
+
+    /// The inner width of an adapter or LoRA factor for a `width`-wide encoder; throws naming the option
+    /// when it leaves nothing.
+    public func innerWidth(_ width: Int) throws -> Int {
+        let inner = Int((Double(width) / Double(max(reductionRate, 1))).rounded())
+        guard reductionRate >= 1, inner >= 1 else {
+            throw ModelError("--reduction-rate \(reductionRate) leaves no bottleneck for width \(width) (at most \(2 * width - 1))")
+        }
+        return inner
+    }
+}
+
+/// What applying a method trains: counts for the log.
+public struct PEFTSummary: Sendable, CustomStringConvertible {
+    public var trainable: Int, total: Int
+    public var description: String {
+        String(format: "%d of %d parameters trainable (%.2f%%)", trainable, total, 100 * Double(trainable) / Double(max(total, 1)))
+    }
+}
+
+extension PEFTConfig {
+    /// Wraps `model`'s layers for the method and freezes what it does not train. With `freezing` false
+    /// only the structure is built (a checkpoint about to load into it).
+    @discardableResult
+    public func apply(to model: any AudioClassifierModel, freezing: Bool = true) throws -> PEFTSummary {
+        let blocks = model.blockPattern
+        var trained: [String] = []   // key fragments the method trains, beside the head and the final norm
+        switch method {
+        case .full, .linear, .bitfit: break
+        case .adapter:
+            let inner = try innerWidth(model.embeddingWidth)
+            try model.replaceModules(matching: blocks + ".mlp", as: MLP.self) { _, mlp in
+                AdaptedMLP(wrapping: mlp, adapter: BottleneckAdapter(dim: model.embeddingWidth, bottleneck: inner, initialisation: adapterInit),
+                           placement: placement, residual: adapterResidual)
+            }
+            trained = [".adapter.", ".norm2."]
+            if adapterKind == .houlsby {
+                try model.replaceModules(matching: blocks + ".attn", as: MultiHeadAttention.self) { _, attn in
+                    AdaptedAttention(wrapping: attn, adapter: BottleneckAdapter(dim: model.embeddingWidth, bottleneck: inner, initialisation: adapterInit),
+                                     placement: placement, residual: adapterResidual)
+                }
+                trained.append(".norm1.")
+            }
+        case .lora:
+            try applyLoRA(to: model)
+            trained = [".lora."]
+        }
+        guard freezing else { return summary(model) }
+        switch method {
+        case .full: model.unfreeze()
+        case .linear, .adapter, .lora:
+            model.freeze { key, _ in
+                !(model.isHead(key) || (method != .linear && (model.finalNormPrefix.map(key.hasPrefix) ?? false))
+                  || trained.contains { key.contains($0) })
+            }
+        case .bitfit:
+            model.freeze { key, _ in !(model.isHead(key) || key.hasSuffix(".bias")) }
+        }
+        return summary(model)
+    }
+
+    func summary(_ model: Module) -> PEFTSummary {
+        PEFTSummary(trainable: model.parameterCount(trainableOnly: true), total: model.parameterCount())
+    }
+
+    func applyLoRA(to model: any AudioClassifierModel) throws {
+        let known = ["q", "k", "v", "o", "fc1", "fc2"]
+        for t in loraTargets where !known.contains(t) {
+            throw ModelError("--lora-targets: '\(t)' is not one of \(known.joined(separator: ", "))")
+        }
+        guard !loraTargets.isEmpty else { throw ModelError("--lora-targets: none given") }
+        let rank = try innerWidth(model.embeddingWidth)
+        let scale = loraAlpha / Float(loraScaleByRank ? rank : reductionRate)
+        let width = model.embeddingWidth
+        let thirds = ["q", "k", "v"].enumerated().filter { loraTargets.contains($0.element) }.map { i, _ in (i * width)..<((i + 1) * width) }
+        if !thirds.isEmpty {
+            try model.replaceModules(matching: model.blockPattern + ".attn.qkv", as: Linear.self) { key, layer in
+                guard layer.weight.shape == [3 * width, width] else {
+                    throw ModelError("\(key): a fused qkv of shape \(layer.weight.shape), expected [\(3 * width), \(width)]")
+                }
+                return try LoRALinear(wrapping: layer, rows: thirds, rank: rank, scale: scale)
+            }
+        }
+        for (target, child) in [("o", "attn.proj"), ("fc1", "mlp.fc1"), ("fc2", "mlp.fc2")] where loraTargets.contains(target) {
+            try model.replaceModules(matching: model.blockPattern + "." + child, as: Linear.self) { _, layer in
+                try LoRALinear(wrapping: layer, rows: [0..<layer.weight.shape[0]], rank: rank, scale: scale)
+            }
+        }
+    }
+}
+
+extension PEFTConfig {
+    /// The method a checkpoint's metadata records (`peft`), nil when it records none.
+    public static func recorded(_ metadata: [String: String], file: URL) throws -> PEFTConfig? {
+        guard let json = metadata["peft"] else { return nil }
+        do { return try JSONDecoder().decode(PEFTConfig.self, from: Data(json.utf8)) } catch {
+            throw ModelError("\(file.path): unreadable 'peft' metadata (\(error))")
+        }
+    }
+
+    /// Folds every LoRA update of `model` into plain `Linear` layers (inference: the stock layers'
+    /// fused paths then apply). Outputs are unchanged.
+    public static func mergeLoRA(_ model: any AudioClassifierModel) {
+        for child in ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"] {
+            _ = try? model.replaceModules(matching: model.blockPattern + "." + child, as: Linear.self) { _, layer in
+                try (layer as? LoRALinear)?.merged() ?? layer
+            }
+        }
+    }
+}

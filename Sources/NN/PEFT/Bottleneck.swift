@@ -1,0 +1,83 @@
+import Engine
+
+/// Bottleneck adapter (Houlsby et al., 2019; Pfeiffer et al., 2021): up(GELU(down(x))), a width-`d`
+/// signal through `bottleneck` units and back. Either way it starts as the identity of the layer it
+/// wraps (its output is 0):
+/// - `.zeros`, PETL_AST's initialisation: every weight and bias 0. Then GELU(down x) = 0, so neither
+///   matrix ever gets a gradient and only `up.bias` learns: the adapter is a learned offset (measured in
+///   `PEFTFineTuneTests`). The default, as the reference's numbers come from it.
+/// - `.standard`: `down` torch's default (kaiming-uniform), `up` zero, as adapters are usually
+///   initialised: both matrices learn from the first step.
+public final class BottleneckAdapter: Module, UnaryLayer {
+    public enum Initialisation: String, Codable, Sendable, CaseIterable { case zeros, standard }
+
+    @Child public private(set) var down: Linear
+    @Child public private(set) var up: Linear
+
+    public init(dim: Int, bottleneck: Int, initialisation: Initialisation = .zeros) {
+        down = Linear(dim, bottleneck)
+        up = Linear(bottleneck, dim)
+        super.init()
+        let zeroed = initialisation == .zeros ? namedParameters().map(\.1) : up.namedParameters().map(\.1)
+        for t in zeroed { t.data.update(repeating: 0, count: t.count) }
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try up(down(x).gelu()) }
+}
+
+/// Where an adapter sits beside the layer it adapts.
+public enum AdapterPlacement: String, Codable, Sendable, CaseIterable {
+    /// layer(x) + adapter(x): both read the same (normalised) input.
+    case parallel
+    /// adapter(layer(x)) [+ layer(x) with the residual]: the adapter reads the layer's output.
+    case sequential
+}
+
+/// An adapter wrapped around a layer: `parallel` gives layer(x) + adapter(x); `sequential` gives
+/// adapter(layer(x)), plus layer(x) when `residual` (PETL_AST's `apply_residual`, off by default).
+struct AdapterWiring {
+    let placement: AdapterPlacement
+    let residual: Bool
+
+    func callAsFunction(_ x: Tensor, layer: (Tensor) throws -> Tensor, adapter: BottleneckAdapter) throws -> Tensor {
+        let y = try layer(x)
+        switch placement {
+        case .parallel: return try y + adapter(x)
+        case .sequential: return residual ? try adapter(y) + y : try adapter(y)
+        }
+    }
+}
+
+/// A transformer block's feed-forward half with a bottleneck adapter (Pfeiffer's placement; Houlsby's
+/// adds `AdaptedAttention` too). The MLP's own weights keep their keys (`mlp.fc1.weight`); the
+/// adapter's are `mlp.adapter.down.weight`, ...
+public final class AdaptedMLP: MLP {
+    @Child public private(set) var adapter: BottleneckAdapter
+    let wiring: AdapterWiring
+
+    public init(wrapping mlp: MLP, adapter: BottleneckAdapter, placement: AdapterPlacement, residual: Bool = false) {
+        self.adapter = adapter
+        wiring = AdapterWiring(placement: placement, residual: residual)
+        super.init(sharing: mlp)
+    }
+
+    override public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try wiring(x, layer: { try super.callAsFunction($0) }, adapter: adapter)
+    }
+}
+
+/// Multi-head attention with a bottleneck adapter beside it (Houlsby's second adapter).
+public final class AdaptedAttention: MultiHeadAttention {
+    @Child public private(set) var adapter: BottleneckAdapter
+    let wiring: AdapterWiring
+
+    public init(wrapping attention: MultiHeadAttention, adapter: BottleneckAdapter, placement: AdapterPlacement, residual: Bool = false) {
+        self.adapter = adapter
+        wiring = AdapterWiring(placement: placement, residual: residual)
+        super.init(sharing: attention)
+    }
+
+    override public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try wiring(x, layer: { try super.callAsFunction($0) }, adapter: adapter)
+    }
+}

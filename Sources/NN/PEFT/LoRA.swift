@@ -1,0 +1,73 @@
+import Engine
+
+/// One low-rank update: up(down(x)), `down` [rank, in] and `up` [rows, rank], no biases.
+public final class LoRAFactor: Module {
+    @Child public private(set) var down: Linear
+    @Child public private(set) var up: Linear
+
+    /// PETL_AST's initialisation: `down` zero and `up` torch's default (kaiming-uniform), the reverse of
+    /// the original LoRA's (random down, zero up); either way the update starts at zero.
+    public init(inFeatures: Int, rows: Int, rank: Int) {
+        down = Linear(inFeatures, rank, bias: false)
+        up = Linear(rank, rows, bias: false)
+        super.init()
+        down.weight.data.update(repeating: 0, count: down.weight.count)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try up(down(x)) }
+}
+
+/// Low-rank adaptation of a linear layer (Hu et al., 2021):
+///   y = W x + b + s · Σₜ placeₜ(upₜ(downₜ(x)))
+/// where factor t adds to the output rows `rows[t]` only (a fused qkv projection adapts its q and v
+/// thirds, as LoRA on separate query and value layers would). W and b are the wrapped layer's own
+/// tensors under their own keys; the factors are `lora.<t>.down.weight` and `lora.<t>.up.weight`.
+/// `merged()` folds the update into a plain `Linear` for inference.
+public final class LoRALinear: Linear {
+    @Child public private(set) var lora: [LoRAFactor]
+    public let rows: [Range<Int>]
+    public let scale: Float
+
+    public init(wrapping layer: Linear, rows: [Range<Int>], rank: Int, scale: Float) throws {
+        let outF = layer.weight.shape[0], inF = layer.weight.shape[1]
+        guard rank >= 1 && rank <= inF else { throw NNError("LoRA: rank \(rank) must be between 1 and the input width \(inF)") }
+        guard !rows.isEmpty, rows.allSatisfy({ $0.lowerBound >= 0 && $0.upperBound <= outF && !$0.isEmpty }) else {
+            throw NNError("LoRA: output rows \(rows) do not fit a layer with \(outF) outputs")
+        }
+        lora = rows.map { LoRAFactor(inFeatures: inF, rows: $0.count, rank: rank) }
+        self.rows = rows
+        self.scale = scale
+        super.init(sharing: layer)
+    }
+
+    override public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let outF = weight.shape[0]
+        var y = try x.linear(weight: weight, bias: bias)
+        for (factor, r) in zip(lora, rows) {
+            var delta = try factor(x) * scale
+            if r.count != outF {
+                // Place the update on its rows: zero columns before and after, on the last axis.
+                var pads = [(Int, Int)](repeating: (0, 0), count: delta.rank)
+                pads[delta.rank - 1] = (r.lowerBound, outF - r.upperBound)
+                delta = try delta.pad(pads)
+            }
+            y = try y + delta
+        }
+        return y
+    }
+
+    /// A plain `Linear` with W + s · Σₜ upₜ downₜ on each factor's rows: the same outputs at the cost of
+    /// the stock layer (and its fused paths).
+    public func merged() throws -> Linear {
+        let w = try GradMode.noGrad { try weight * 1 }   // a copy: the wrapped weight stays as it was
+        let inF = weight.shape[1]
+        for (factor, r) in zip(lora, rows) {
+            let delta = try GradMode.noGrad { try factor.up.weight.matmul(factor.down.weight) * scale }   // [rows, in]
+            for i in 0..<r.count {
+                let dst = w.data + (r.lowerBound + i) * inF, src = delta.data + i * inF
+                for j in 0..<inF { dst[j] += src[j] }
+            }
+        }
+        return Linear(weight: w.requiringGrad(weight.requiresGrad), bias: bias)
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import XCTest
+import Audio
+import Engine
+@testable import Inference
+@testable import Models
+import NN
+@testable import Training
+
+/// Fine-tuning with a parameter-efficient method: only the method's tensors (and the head, the final
+/// norm) change, the checkpoint records the method so `Classifier.load` rebuilds it, and a run resumes.
+final class PEFTFineTuneTests: XCTestCase {
+    func testLoRAAndAdapterRunsTrainOnlyTheirTensorsAndReload() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-peft-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var records: [ClipRecord] = []
+        var g = RandomGenerator(seed: 8)
+        for i in 0..<24 {
+            let high = i % 2 == 0
+            let f = (high ? 2500.0 : 300.0) * (1 + 0.1 * Double(g.nextUniform()))
+            let url = dir.appendingPathComponent("c\(i).wav")
+            try AudioFile.writeWAV((0..<8000).map { Float(0.3 * sin(2 * Double.pi * f * Double($0) / 16000)) }, sampleRate: 16000, to: url)
+            records.append(ClipRecord(path: url.path, labels: [high ? "high" : "low"], split: i < 18 ? "train" : "test"))
+        }
+        let data = Dataset(records: records, layout: "tones")
+        // The start: a small classifier trained in full, whose encoder the methods then adapt.
+        var base = FineTuneConfig()
+        (base.model, base.depth, base.inputTdim, base.epochs, base.batchSize, base.lr) = ("ssast-tiny-frame", 2, 48, 1, 6, 3e-4)
+        let baseRun = try RunDirectory(dir.appendingPathComponent("base"))
+        _ = try fineTune(base, data: data, run: baseRun, log: { _ in })
+        let start = try SafeTensors.read(baseRun.best).tensors
+
+        for method in [PEFTConfig.Method.lora, .adapter, .bitfit] {
+            var ft = base
+            (ft.initFrom, ft.epochs, ft.lr, ft.peft) = (baseRun.url.path, 2, 5e-3, PEFTConfig(method: method))
+            ft.peft?.adapterInit = .standard
+            let run = try RunDirectory(dir.appendingPathComponent(method.rawValue))
+            var lines: [String] = []
+            let result = try fineTune(ft, data: data, run: run) { lines.append($0) }
+            XCTAssertTrue(lines.contains { $0.contains("parameters trainable") }, "\(lines.prefix(4))")
+            let saved = try SafeTensors.read(run.best)
+            XCTAssertNotNil(saved.metadata["peft"])
+            // Frozen encoder weights are exactly the start's.
+            for key in ["v.blocks.0.attn.qkv.weight", "v.blocks.1.mlp.fc1.weight", "v.patch_embed.proj.weight"] {
+                XCTAssertEqual(try XCTUnwrap(saved.tensors[key]).toArray(), try XCTUnwrap(start[key]).toArray(), "\(method): \(key)")
+            }
+            let moved = method == .bitfit ? "v.blocks.0.mlp.fc1.bias" : method == .lora ? "v.blocks.0.attn.qkv.lora.0.down.weight" : "v.blocks.0.mlp.adapter.up.weight"
+            let movedStart = try start[moved] ?? Tensor.zeros(XCTUnwrap(saved.tensors[moved]).shape)
+            XCTAssertNotEqual(try XCTUnwrap(saved.tensors[moved]).toArray(), movedStart.toArray(), "\(method): \(moved) trained")
+            // The classifier reloads with its method (LoRA merged into plain layers) and scores as the run did.
+            let clf = try Classifier.load(run.url)
+            let (again, _) = try evaluate(clf, on: data.split("test"))
+            XCTAssertEqual(again.accuracy, result.test.accuracy, "\(method)")
+            if method == .lora { XCTAssertFalse(clf.model.namedParameters().contains { $0.0.contains(".lora.") }, "merged") }
+        }
+        // PETL_AST's all-zero adapters: GELU(0) = 0 leaves both matrices without a gradient; only up.bias learns.
+        var zeros = base
+        (zeros.initFrom, zeros.epochs, zeros.lr, zeros.peft) = (baseRun.url.path, 1, 5e-3, PEFTConfig(method: .adapter))
+        let zerosRun = try RunDirectory(dir.appendingPathComponent("zeros"))
+        _ = try fineTune(zeros, data: data, run: zerosRun, log: { _ in })
+        let z = try SafeTensors.read(zerosRun.last).tensors
+        XCTAssertTrue(try XCTUnwrap(z["v.blocks.0.mlp.adapter.up.weight"]).toArray().allSatisfy { $0 == 0 })
+        XCTAssertTrue(try XCTUnwrap(z["v.blocks.0.mlp.adapter.down.weight"]).toArray().allSatisfy { $0 == 0 })
+        XCTAssertTrue(try XCTUnwrap(z["v.blocks.0.mlp.adapter.up.bias"]).toArray().contains { $0 != 0 })
+
+        // A resumed parameter-efficient run rebuilds its wrappers before its checkpoint loads.
+        var ft = base
+        (ft.initFrom, ft.epochs, ft.lr, ft.peft) = (baseRun.url.path, 3, 5e-3, PEFTConfig(method: .adapter))
+        var lines: [String] = []
+        _ = try fineTune(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("adapter")), resume: true) { lines.append($0) }
+        XCTAssertTrue(lines.contains("resuming after epoch 2"), "\(lines.prefix(5))")
+    }
+}
