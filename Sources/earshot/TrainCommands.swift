@@ -119,7 +119,7 @@ struct Finetune: ParsableCommand {
     }
 }
 
-extension PEFTConfig.Method: ExpressibleByArgument {}
+
 extension PEFTConfig.AdapterKind: ExpressibleByArgument {}
 extension AdapterPlacement: ExpressibleByArgument {}
 extension BottleneckAdapter.Initialisation: ExpressibleByArgument {}
