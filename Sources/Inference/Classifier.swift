@@ -30,11 +30,27 @@ public struct Classifier {
     /// Loads an Earshot classifier (a fine-tuning run folder, for its best checkpoint, or a checkpoint
     /// file), or a released classifier any model family reads (a Hugging Face folder, an original
     /// `.pth`), with `options` filling in what a release lacks.
-    public static func load(_ path: URL, released options: ReleasedCheckpointOptions = ReleasedCheckpointOptions()) throws -> Classifier {
+    /// A delta checkpoint (a parameter-efficient run's `delta.safetensors`) loads with the checkpoint
+    /// it was trained from as `base`.
+    public static func load(_ path: URL, released options: ReleasedCheckpointOptions = ReleasedCheckpointOptions(),
+                            base: URL? = nil) throws -> Classifier {
         if let release = try ModelRegistry.releasedClassifier(path, options: options) { return Classifier(release) }
         let file = try ModelFiles.modelFile(path)
         var st = try SafeTensors.read(file)
         let d = JSONDecoder()
+        if DeltaCheckpoint.isDelta(st.metadata) {
+            guard let base else {
+                throw NNError("\(file.path): a delta checkpoint (only the tensors a parameter-efficient run trained); "
+                              + "give the checkpoint it was trained from with --base (\(st.metadata["base_file"] ?? "?"))")
+            }
+            guard let k = st.metadata["classes"], let classes = try? d.decode([String].self, from: Data(k.utf8)),
+                  let p = st.metadata["pipeline"], let pipeline = try? d.decode(FeaturePipeline.self, from: Data(p.utf8)) else {
+                throw NNError("\(file.path): a delta without classes or pipeline metadata")
+            }
+            let model = try DeltaCheckpoint.model(file, metadata: st.metadata, tensors: st.takeTensors(), base: base)
+            model.eval()
+            return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")
+        }
         guard let arch = ModelRegistry.architecture(st.metadata) else {
             throw NNError("\(file.path): not an Earshot checkpoint (no architecture in its metadata)")
         }
@@ -60,9 +76,10 @@ public struct Classifier {
     /// A model for embeddings: whatever `load` takes, or a self-supervised encoder (a pretraining run or
     /// checkpoint, a released pretraining checkpoint) pooled as its family's fine-tuning pools it. An
     /// encoder-only result has no classes.
-    public static func loadEmbedder(_ path: URL, released options: ReleasedCheckpointOptions = ReleasedCheckpointOptions()) throws -> Classifier {
-        if let encoder = try ModelRegistry.encoderOnly(path, options: options) { return Classifier(encoder) }
-        return try load(path, released: options)
+    public static func loadEmbedder(_ path: URL, released options: ReleasedCheckpointOptions = ReleasedCheckpointOptions(),
+                                    base: URL? = nil) throws -> Classifier {
+        if base == nil, let encoder = try ModelRegistry.encoderOnly(path, options: options) { return Classifier(encoder) }
+        return try load(path, released: options, base: base)
     }
 
     /// Class probabilities [B, classes] (softmax, or sigmoid for multi-label) of features [B, T, F],

@@ -177,6 +177,10 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     settings.epochFactor = { epoch in Foundation.pow(decay, Float(max(0, epoch - decayStart + 1))) }
     let report = try Trainer(run: run, settings: settings, log: log).fit(task, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
 
+    if let peft = cfg.peft, peft.method != .full, let initFrom = cfg.initFrom {
+        try writeDelta(run: run, model: model, start: URL(fileURLWithPath: initFrom), releaseShape: cfg.releaseShape)
+        log("wrote \(run.delta.lastPathComponent): the \(model.parameterCount(trainableOnly: true)) trained parameters, to load with --base \(initFrom)")
+    }
     // The test split, once, on the checkpoint validation chose.
     let chosen = try Classifier.load(run.best)
     let (result, _) = try evaluate(chosen, on: test, batchSize: cfg.batchSize, report: skips)
@@ -219,4 +223,13 @@ public func crossValidate(_ config: FineTuneConfig, data: Dataset, root: URL, re
     try AtomicFile.write(try JSONSerialization.data(withJSONObject: jsonSafe(summary), options: [.prettyPrinted, .sortedKeys]),
                          to: root.appendingPathComponent("kfold.json"))
     return (results, mean, std)
+}
+
+/// The best checkpoint's trainable tensors as `delta.safetensors` (`DeltaCheckpoint`), beside it.
+func writeDelta(run: RunDirectory, model: any AudioClassifierModel, start: URL, releaseShape: ReleaseShape?) throws {
+    let best = try SafeTensors.read(run.best)
+    let trained = Set(model.namedParameters().filter(\.1.requiresGrad).map(\.0))
+    let tensors = best.tensors.filter { trained.contains($0.key) }
+    let base = try ModelRegistry.start(start, shape: releaseShape ?? ReleaseShape()).file
+    try DeltaCheckpoint.write(tensors, metadata: best.metadata, model: model, base: base, releaseShape: releaseShape, to: run.delta)
 }

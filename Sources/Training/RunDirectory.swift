@@ -17,6 +17,8 @@ public struct RunDirectory: Sendable {
     public var best: URL { url.appendingPathComponent("best.safetensors") }
     public var last: URL { url.appendingPathComponent("last.safetensors") }
     public var lastOptimizer: URL { url.appendingPathComponent("last-optimizer.safetensors") }
+    /// A parameter-efficient run's trained tensors alone (`DeltaCheckpoint`).
+    public var delta: URL { url.appendingPathComponent("delta.safetensors") }
 
     /// Whether the folder holds an earlier run (metrics or a checkpoint).
     public var holdsRun: Bool { [metricsURL, best, last].contains { FileManager.default.fileExists(atPath: $0.path) } }
@@ -31,7 +33,7 @@ public struct RunDirectory: Sendable {
             throw NNError("\(url.path) already holds a run\(done.map { " (\($0) epochs done)" } ?? ""): "
                           + "--resume continues it, --overwrite starts it again, or choose another --out")
         }
-        for file in [configURL, metricsURL, best, last, lastOptimizer] where FileManager.default.fileExists(atPath: file.path) {
+        for file in [configURL, metricsURL, best, last, lastOptimizer, delta] where FileManager.default.fileExists(atPath: file.path) {
             try FileManager.default.removeItem(at: file)
         }
     }

@@ -25,7 +25,7 @@ struct Evaluate: ParsableCommand {
     var json = false
 
     func run() throws {
-        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
+        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
         var ds = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if let split { ds = ds.split(split) }
         let (r, report) = try evaluate(clf, on: ds, progress: progressLine) { record, scores in
@@ -60,7 +60,7 @@ struct Classify: ParsableCommand {
     @Flag(help: "One JSON object per clip (file, labels, scores), then a summary line.") var json = false
 
     func run() throws {
-        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options)
+        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
         let paths = try audioFiles(files)
         var done = 0
         let report = try clf.classify(paths, progress: progressLine) { file, scores in
@@ -92,7 +92,7 @@ struct Embed: ParsableCommand {
     @Flag(help: "One JSON object per clip (file and its embedding's key in --out), then a summary line.") var json = false
 
     func run() throws {
-        let clf = try Classifier.loadEmbedder(URL(fileURLWithPath: model), released: released.options)
+        let clf = try Classifier.loadEmbedder(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
         let paths = try audioFiles(inputs)
         let (tensors, report) = try clf.embeddings(of: paths, progress: progressLine)
         // An empty file would read as a successful run; nothing is written instead.
@@ -169,6 +169,10 @@ struct ReleasedCheckpointArguments: ParsableArguments {
     @Option(help: "Class names: AudioSet's class_labels_indices.csv (index, display_name) or one name per line.") var labels: String?
     @Flag(inversion: .prefixedNo, help: "Sigmoid scores (multi-label) rather than softmax (default: HF's problem_type, else sigmoid as AST's releases).")
     var multiLabel: Bool?
+    @Option(help: "With a delta checkpoint (a parameter-efficient run's delta.safetensors): the checkpoint it was trained from.")
+    var base: String?
+
+    var baseURL: URL? { base.map { URL(fileURLWithPath: $0) } }
 
     var options: ReleasedCheckpointOptions {
         var o = ReleasedCheckpointOptions()

@@ -30,6 +30,12 @@ final class PEFTFineTuneTests: XCTestCase {
         let baseRun = try RunDirectory(dir.appendingPathComponent("base"))
         _ = try fineTune(base, data: data, run: baseRun, log: { _ in })
         let start = try SafeTensors.read(baseRun.best).tensors
+        // Another base: the same architecture with other weights.
+        var other = base
+        other.seed = 99
+        let otherRun = try RunDirectory(dir.appendingPathComponent("other-base"))
+        _ = try fineTune(other, data: data, run: otherRun, log: { _ in })
+        let zerosBase = otherRun.url
 
         for method in [PEFTConfig.Method.lora, .adapter, .bitfit] {
             var ft = base
@@ -53,6 +59,18 @@ final class PEFTFineTuneTests: XCTestCase {
             let (again, _) = try evaluate(clf, on: data.split("test"))
             XCTAssertEqual(again.accuracy, result.test.accuracy, "\(method)")
             if method == .lora { XCTAssertFalse(clf.model.namedParameters().contains { $0.0.contains(".lora.") }, "merged") }
+            // The delta: the trained tensors alone, a fraction of the model, loading onto its own base only.
+            let deltaSize = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: run.delta.path)[.size] as? Int)
+            let bestSize = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: run.best.path)[.size] as? Int)
+            XCTAssertLessThan(deltaSize * 5, bestSize, "\(method): delta \(deltaSize) B against \(bestSize) B")
+            XCTAssertThrowsError(try Classifier.load(run.delta)) { XCTAssertTrue("\($0)".contains("--base"), "\($0)") }
+            let fromDelta = try Classifier.load(run.delta, base: baseRun.url)
+            let (deltaEval, _) = try evaluate(fromDelta, on: data.split("test"))
+            XCTAssertEqual(deltaEval.accuracy, result.test.accuracy, "\(method): delta + base = the run")
+            let x = Tensor.randn([1, 48, 128])
+            let a = try GradMode.noGrad { try clf.model.logits(x) }, b = try GradMode.noGrad { try fromDelta.model.logits(x) }
+            XCTAssertLessThanOrEqual(zip(a.toArray(), b.toArray()).map { abs($0 - $1) }.max()!, 1e-5)
+            XCTAssertThrowsError(try Classifier.load(run.delta, base: zerosBase)) { XCTAssertTrue("\($0)".contains("has hash"), "\($0)") }
         }
         // PETL_AST's all-zero adapters: GELU(0) = 0 leaves both matrices without a gradient; only up.bias learns.
         var zeros = base
