@@ -196,6 +196,38 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
                           trainClips: train.records.count, validationClips: validation.records.count, testClips: test.records.count)
 }
 
+/// `repeats` fine-tuning runs with seeds `config.seed`, `config.seed + 1`, ...: for few-shot runs
+/// (`shotsPerClass`) each draws other clips, so the spread says how much the result depends on the
+/// draw. Runs go under `root/draw-<i>`; `root/repeats.json` gets each run's test score and their mean
+/// and standard deviation.
+public func repeatedRuns(_ config: FineTuneConfig, data: Dataset, root: URL, repeats: Int, resume: Bool = false, overwrite: Bool = false,
+                         log: @escaping (String) -> Void = { print($0) }) throws -> (runs: [FineTuneResult], mean: Double, std: Double) {
+    guard repeats >= 1 else { throw NNError("repeats \(repeats) must be at least 1") }
+    var runs: [FineTuneResult] = []
+    for i in 0..<repeats {
+        var c = config
+        c.seed = config.seed &+ UInt64(i)
+        log("draw \(i + 1) of \(repeats) (seed \(c.seed))")
+        runs.append(try fineTune(c, data: data, run: try RunDirectory(root.appendingPathComponent("draw-\(i)")), resume: resume,
+                                 overwrite: overwrite, log: log))
+    }
+    let (mean, std) = meanAndStd(runs.map(\.test.accuracy))
+    let summary: [String: Any] = ["mean_test_accuracy": mean, "std_test_accuracy": std, "selected_on": "validation",
+                                  "shots_per_class": config.shotsPerClass as Any? ?? NSNull(),
+                                  "draws": runs.enumerated().map { i, r in
+                                      ["seed": Int(config.seed) + i, "test_accuracy": r.test.accuracy, "test_macro_f1": r.test.macroF1,
+                                       "best_epoch": r.bestEpoch, "train_clips": r.trainClips] as [String: Any] }]
+    try AtomicFile.write(try JSONSerialization.data(withJSONObject: jsonSafe(summary), options: [.prettyPrinted, .sortedKeys]),
+                         to: root.appendingPathComponent("repeats.json"))
+    return (runs, mean, std)
+}
+
+/// Mean and (population) standard deviation.
+func meanAndStd(_ values: [Double]) -> (Double, Double) {
+    let mean = values.reduce(0, +) / Double(max(values.count, 1))
+    return (mean, (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(values.count, 1))).squareRoot())
+}
+
 /// k-fold cross-validation for fold-based datasets (ESC-50 style): one fine-tuning run per fold
 /// under `root/fold-k`, each testing on fold k once with the checkpoint its validation split chose;
 /// returns the per-fold test results and writes their mean and standard deviation to `root/kfold.json`.
@@ -211,9 +243,7 @@ public func crossValidate(_ config: FineTuneConfig, data: Dataset, root: URL, re
         results[k] = try fineTune(c, data: data, run: try RunDirectory(root.appendingPathComponent("fold-\(k)")), resume: resume,
                                   overwrite: overwrite, log: log)
     }
-    let values = folds.map { results[$0]!.test.accuracy }
-    let mean = values.reduce(0, +) / Double(values.count)
-    let std = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot()
+    let (mean, std) = meanAndStd(folds.map { results[$0]!.test.accuracy })
     var summary: [String: Any] = ["mean_test_accuracy": mean, "std_test_accuracy": std, "selected_on": "validation"]
     summary["folds"] = folds.map { k -> [String: Any] in
         let r = results[k]!

@@ -85,6 +85,8 @@ struct Finetune: ParsableCommand {
     @Option var seed: UInt64 = 0
     @Option(help: "Train on at most this many clips per class, drawn with --seed from the training split (few-shot / label efficiency).")
     var shots: Int?
+    @Option(help: "Run this many times with seeds --seed, --seed+1, ... (other few-shot draws with --shots) and report mean and std.")
+    var repeats = 1
     @OptionGroup(title: "Parameter-efficient transfer") var peft: PEFTArguments
     @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
     var resume = false
@@ -111,6 +113,12 @@ struct Finetune: ParsableCommand {
                 print(String(format: "fold %d: test accuracy %.3f (epoch %d chosen on validation)", k, r.test.accuracy, r.bestEpoch))
             }
             print(String(format: "%d-fold test accuracy %.3f ± %.3f, checkpoints chosen on validation -> %@/kfold.json", cv.folds.count, cv.mean, cv.std, out))
+            return
+        }
+        if repeats > 1 {
+            let rep = try repeatedRuns(c, data: dataset, root: URL(fileURLWithPath: out), repeats: repeats, resume: resume, overwrite: overwrite)
+            for (i, r) in rep.runs.enumerated() { print(String(format: "draw %d (seed %d): test accuracy %.3f", i, Int(seed) + i, r.test.accuracy)) }
+            print(String(format: "%d draws: test accuracy %.3f ± %.3f, checkpoints chosen on validation -> %@/repeats.json", repeats, rep.mean, rep.std, out))
             return
         }
         let r = try fineTune(c, data: dataset, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume, overwrite: overwrite)
