@@ -134,7 +134,7 @@ extension BottleneckAdapter.Initialisation: ExpressibleByArgument {}
 
 /// `--peft` and its options (PETL_AST's defaults).
 struct PEFTArguments: ParsableArguments {
-    @Option(help: "full, linear (head only), bitfit (biases), adapter or lora; omit to train every weight.") var peft: PEFTConfig.Method?
+    @Option(help: "full, linear (head only), bitfit (biases), adapter, lora or prefix; omit to train every weight.") var peft: PEFTConfig.Method?
     @Option(name: .customLong("reduction-rate"), help: "Adapter bottleneck and LoRA rank: width / this, rounded (default 64).")
     var reductionRate = 64
     @Option(help: "pfeiffer (one adapter, at the MLP) or houlsby (at the attention too).") var adapter: PEFTConfig.AdapterKind = .pfeiffer
@@ -148,6 +148,8 @@ struct PEFTArguments: ParsableArguments {
     var loraTargets = "q,v"
     @Option(name: .customLong("lora-alpha"), help: "LoRA alpha: scale alpha / reduction rate (PETL_AST), or alpha / rank with --lora-scale-by-rank.")
     var loraAlpha: Float = 8
+    @Option(name: .customLong("prefix-tokens"), help: "Prefix tuning: N learned tokens a layer, half keys and half values (default 24).")
+    var prefixTokens = 24
     @Flag(name: .customLong("lora-scale-by-rank"), help: "Scale LoRA by alpha / rank (the LoRA paper) instead of PETL_AST's alpha / reduction rate.")
     var loraScaleByRank = false
 
@@ -157,7 +159,7 @@ struct PEFTArguments: ParsableArguments {
         (c.reductionRate, c.adapterKind, c.placement, c.adapterResidual, c.adapterInit) =
             (reductionRate, adapter, adapterPlacement, adapterResidual, adapterInit)
         c.loraTargets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        (c.loraAlpha, c.loraScaleByRank) = (loraAlpha, loraScaleByRank)
+        (c.loraAlpha, c.loraScaleByRank, c.prefixTokens) = (loraAlpha, loraScaleByRank, prefixTokens)
         guard reductionRate >= 1 else { throw ValidationError("--reduction-rate \(reductionRate) must be at least 1") }
         return c
     }

@@ -21,6 +21,7 @@ final class PEFTTests: XCTestCase {
         XCTAssertEqual(try trainable(houlsby), 461_088 + 2 * ln + finalNorm + head)
         XCTAssertEqual(try trainable(PEFTConfig(method: .lora)), 442_368 + finalNorm + head, "LoRA on q and v, RR 64")
         XCTAssertEqual(try trainable(PEFTConfig(method: .linear)), head)
+        XCTAssertEqual(try trainable(PEFTConfig(method: .prefix)), 221_184 + finalNorm + head, "prefix N = 24")
         let biases = 12 * (3 * 768 + 768 + 3072 + 768 + 2 * 768) + 768 + 768   // qkv, proj, fc1, fc2, norms; patch embed, final norm
         XCTAssertEqual(try trainable(PEFTConfig(method: .bitfit)), biases + head, "every bias of the encoder, and the head")
     }
@@ -55,5 +56,36 @@ final class PEFTTests: XCTestCase {
         peft.loraTargets = ["q", "gate"]
         XCTAssertThrowsError(try peft.apply(to: model)) { XCTAssertTrue("\($0)".contains("--lora-targets: 'gate'"), "\($0)") }
         XCTAssertEqual(model.parameterCount(trainableOnly: true), model.parameterCount(), "a refused method leaves the model as it was")
+    }
+}
+
+extension PEFTTests {
+    /// Prefix attention against the same attention computed by hand with the learned keys and values
+    /// prepended; a queries' sequence length unchanged; gradients reach the prefixes.
+    func testPrefixAttentionAttendsToItsLearnedKeysAndValues() throws {
+        Random.seed(3)
+        let attn = MultiHeadAttention(dim: 16, heads: 2)
+        let prefix = PrefixAttention(wrapping: attn, tokens: 3, dim: 16)
+        let x = Tensor.randn([2, 5, 16])
+        let y = try prefix(x)
+        XCTAssertEqual(y.shape, [2, 5, 16])
+        // By hand: softmax(q kᵀ/√8) v per head over [prefix; own] keys.
+        let packed = try GradMode.noGrad { try attn.qkv!(x) }
+        var expected = [Float](repeating: 0, count: 2 * 5 * 16)
+        for b in 0..<2 { for h in 0..<2 { for i in 0..<5 {
+            func row(_ t: Tensor, _ r: Int, _ off: Int, _ stride: Int) -> [Float] { (0..<8).map { t.data[r * stride + off + h * 8 + $0] } }
+            let q = row(packed, b * 5 + i, 0, 48)
+            let keys = (0..<3).map { row(prefix.prefixKey, $0, 0, 16) } + (0..<5).map { row(packed, b * 5 + $0, 16, 48) }
+            let values = (0..<3).map { row(prefix.prefixValue, $0, 0, 16) } + (0..<5).map { row(packed, b * 5 + $0, 32, 48) }
+            let scores = keys.map { k in zip(q, k).map(*).reduce(0, +) / Float(8).squareRoot() }
+            let m = scores.max()!, e = scores.map { Foundation.exp($0 - m) }, z = e.reduce(0, +)
+            for c in 0..<8 { expected[(b * 5 + i) * 16 + h * 8 + c] = zip(e, values).map { $0 / z * $1[c] }.reduce(0, +) }
+        } } }
+        let heads = try Tensor(expected, shape: [2, 5, 16])
+        let reference = try GradMode.noGrad { try attn.proj(heads) }
+        XCTAssertLessThanOrEqual(maxAbs(try GradMode.noGrad { try prefix(x) }, reference), 1e-5)
+        try y.sum().backward()
+        XCTAssertNotNil(prefix.prefixKey.grad)
+        XCTAssertTrue(try XCTUnwrap(prefix.prefixValue.grad).toArray().contains { $0 != 0 })
     }
 }

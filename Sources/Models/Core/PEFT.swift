@@ -18,6 +18,8 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
         case adapter
         /// Low-rank updates of the attention and MLP projections (`loraTargets`).
         case lora
+        /// Learned keys and values in every attention layer (`prefixTokens`).
+        case prefix
     }
     public enum AdapterKind: String, Codable, Sendable, CaseIterable {
         /// One adapter at the feed-forward half of each block.
@@ -42,6 +44,8 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
     /// the original LoRA paper.
     public var loraAlpha: Float = 8
     public var loraScaleByRank = false
+    /// Prefix tuning's N: N/2 learned keys and N/2 learned values per layer (PETL_AST: 24, so 12 + 12).
+    public var prefixTokens = 24
 
     public init(method: Method) { self.method = method }
 
@@ -49,6 +53,7 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
         switch method {
         case .full, .linear, .bitfit: return method.rawValue
         case .adapter: return "adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate), \(adapterInit.rawValue) init)"
+        case .prefix: return "prefix tuning (\(prefixTokens / 2) keys and values a layer)"
         case .lora: return "LoRA on \(loraTargets.joined(separator: ",")) (reduction rate \(reductionRate), alpha \(loraAlpha))"
         }
     }
@@ -100,11 +105,19 @@ extension PEFTConfig {
         case .lora:
             try applyLoRA(to: model)
             trained = [".lora."]
+        case .prefix:
+            guard prefixTokens >= 2, prefixTokens % 2 == 0 else {
+                throw ModelError("--prefix-tokens \(prefixTokens) must be an even number of at least 2 (half keys, half values)")
+            }
+            try model.replaceModules(matching: model.blockPattern + ".attn", as: MultiHeadAttention.self) { _, attn in
+                PrefixAttention(wrapping: attn, tokens: prefixTokens / 2, dim: model.embeddingWidth)
+            }
+            trained = [".prefix_key", ".prefix_value"]
         }
         guard freezing else { return summary(model) }
         switch method {
         case .full: model.unfreeze()
-        case .linear, .adapter, .lora:
+        case .linear, .adapter, .lora, .prefix:
             model.freeze { key, _ in
                 !(model.isHead(key) || (method != .linear && (model.finalNormPrefix.map(key.hasPrefix) ?? false))
                   || trained.contains { key.contains($0) })

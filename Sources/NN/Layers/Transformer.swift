@@ -67,6 +67,11 @@ open class MultiHeadAttention: Module, UnaryLayer {
     var isStock: Bool { type(of: self) == MultiHeadAttention.self }
 
     func attend(_ x: Tensor, adding residual: Tensor?) throws -> Tensor {
+        try attendPacked(projectQKV(x), adding: residual)
+    }
+
+    /// The packed [B, N, 3·D] queries, keys and values of x [B, N, D] (q, k, v order along the last axis).
+    func projectQKV(_ x: Tensor) throws -> Tensor {
         try check(x.rank == 3, "MultiHeadAttention: input must be [B, N, D], got \(x.shape)")
         let packed: Tensor
         if let qkv {
@@ -82,7 +87,7 @@ open class MultiHeadAttention: Module, UnaryLayer {
                 packed = try Tensor.concat([query(x), key(x), value(x)], axis: 2)
             }
         } else { throw NNError("MultiHeadAttention: no projections") }
-        return try attendPacked(packed, adding: residual)
+        return packed
     }
 
     /// Attention and the output projection on a packed [B, N, 3·D] qkv tensor.
