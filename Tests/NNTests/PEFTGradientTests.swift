@@ -1,0 +1,37 @@
+import XCTest
+import Engine
+@testable import NN
+
+/// Finite differences against backprop through the parameter-efficient modules, their own tensors and
+/// the wrapped layers' (unfrozen here, so every path is checked) and the input.
+final class PEFTGradientTests: XCTestCase {
+    func testLoRALinearOnSomeRows() throws {
+        Random.seed(11)
+        let lora = try LoRALinear(wrapping: Linear(6, 9), rows: [0..<3, 6..<9], rank: 2, scale: 0.7)
+        for f in lora.lora { try f.down.weight.assign(from: Tensor.randn([2, 6])) }   // start off zero
+        try gradCheckLayer(lora, input: Tensor.randn([2, 3, 6])) { try lora($0!) }
+    }
+
+    func testAdaptersParallelAndSequential() throws {
+        Random.seed(12)
+        for placement in AdapterPlacement.allCases {
+            for residual in [false, true] {
+                let mlp = AdaptedMLP(wrapping: MLP(dim: 6, hidden: 10), adapter: BottleneckAdapter(dim: 6, bottleneck: 3, initialisation: .standard),
+                                     placement: placement, residual: residual)
+                try mlp.adapter.up.weight.assign(from: Tensor.randn([6, 3], std: 0.5))
+                try gradCheckLayer(mlp, input: Tensor.randn([2, 4, 6])) { try mlp($0!) }
+                let attn = AdaptedAttention(wrapping: MultiHeadAttention(dim: 6, heads: 2), adapter: BottleneckAdapter(dim: 6, bottleneck: 2, initialisation: .standard),
+                                            placement: placement, residual: residual)
+                try attn.adapter.up.weight.assign(from: Tensor.randn([6, 2], std: 0.5))
+                try gradCheckLayer(attn, input: Tensor.randn([2, 4, 6])) { try attn($0!) }
+            }
+        }
+    }
+
+    func testPrefixAttention() throws {
+        Random.seed(13)
+        let prefix = PrefixAttention(wrapping: MultiHeadAttention(dim: 8, heads: 2), tokens: 3, dim: 8)
+        try gradCheckLayer(prefix, input: Tensor.randn([2, 4, 8])) { try prefix($0!) }
+    }
+}
+
