@@ -5,18 +5,19 @@ extension Dataset {
     /// The same dataset with a seeded `fraction` of the clips for which `isCandidate` holds moved to split
     /// `name`: the validation split that chooses a checkpoint, or a test split for data that has none.
     ///
-    /// Where every candidate has a speaker and the labels are not the speakers, whole speakers are held
-    /// out (no voice is on both sides, so the held-out score is not flattered by voices it trained on):
+    /// Where `bySpeaker` allows it, every candidate has a speaker and the labels are not the speakers,
+    /// whole speakers are held out (no voice is on both sides, so the held-out score is not flattered by
+    /// voices it trained on):
     /// speakers in a seeded order until the fraction is reached, at least one, never all. Otherwise the
     /// draw is stratified per class (first label): round(fraction·n) clips of each class with n ≥ 2, at
     /// least one. Throws when nothing or everything would be held out.
-    public func holdingOut(_ fraction: Double, as name: String, seed: UInt64,
+    public func holdingOut(_ fraction: Double, as name: String, seed: UInt64, bySpeaker allowed: Bool = true,
                            from isCandidate: (ClipRecord) -> Bool = { _ in true }) throws -> Dataset {
         guard fraction > 0 && fraction < 1 else { throw DatasetError("held-out fraction \(fraction) for split '\(name)' must be between 0 and 1") }
         let candidates = records.indices.filter { isCandidate(records[$0]) }
         var generator = RandomGenerator(seed: seed &+ 0x5EED)
         var chosen = Set<Int>()
-        let bySpeaker = !candidates.isEmpty && candidates.allSatisfy { i in
+        let bySpeaker = allowed && !candidates.isEmpty && candidates.allSatisfy { i in
             records[i].speaker.map { !$0.isEmpty && records[i].labels != [$0] } ?? false
         }
         if bySpeaker {

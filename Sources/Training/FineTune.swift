@@ -91,7 +91,11 @@ func splitForFineTuning(_ data: Dataset, _ cfg: FineTuneConfig, log: (String) ->
     let isTest: (ClipRecord) -> Bool = { $0.isIn(split: cfg.testSplit) }
     let ownValidation = data.records.contains { r in !isTest(r) && validationSplitNames.contains(r.split ?? "") }
     if !ownValidation {
-        data = try data.holdingOut(cfg.valFraction, as: "validation", seed: cfg.seed &+ 1) { !isTest($0) }
+        // Validation mirrors the test split: held-out speakers where the test speakers are unseen in
+        // training (the demo's voices), a per-class draw where they are not (FSDD's official split).
+        let testSpeakers = Set(data.records.filter(isTest).compactMap(\.speaker))
+        let unseen = !testSpeakers.isEmpty && data.records.allSatisfy { isTest($0) || !testSpeakers.contains($0.speaker ?? "") }
+        data = try data.holdingOut(cfg.valFraction, as: "validation", seed: cfg.seed &+ 1, bySpeaker: unseen) { !isTest($0) }
     }
     let isValidation: (ClipRecord) -> Bool = { r in !isTest(r) && validationSplitNames.contains(r.split ?? "") }
     let test = data.filter(isTest), validation = data.filter(isValidation)
@@ -99,7 +103,10 @@ func splitForFineTuning(_ data: Dataset, _ cfg: FineTuneConfig, log: (String) ->
     guard !train.records.isEmpty, !validation.records.isEmpty, !test.records.isEmpty else {
         throw NNError("finetune: split '\(cfg.testSplit)' leaves \(train.records.count) training, \(validation.records.count) validation and \(test.records.count) test clips")
     }
-    log("\(train.records.count) training, \(validation.records.count) validation (\(ownValidation ? "the data's own" : "\(Int(cfg.valFraction * 100))% of the training clips, seed \(cfg.seed)")) and \(test.records.count) test clips")
+    let speakers = Set(validation.records.compactMap(\.speaker))
+    let disjoint = !speakers.isEmpty && train.records.allSatisfy { !speakers.contains($0.speaker ?? "") }
+    let how = ownValidation ? "the data's own" : "\(Int(cfg.valFraction * 100))% of the training clips\(disjoint ? " (whole speakers)" : ""), seed \(cfg.seed)"
+    log("\(train.records.count) training, \(validation.records.count) validation (\(how)) and \(test.records.count) test clips")
     return (train, validation, test)
 }
 
