@@ -5,26 +5,48 @@ the tensors the reference trains.
 
 Usage: PY=$(bash ../shared/tools/reference-venv.sh); $PY tools/make_peft_fixtures.py   (CI never runs this.)
 
-Writes Tests/ModelsTests/Fixtures/peft_adapter.safetensors and peft_lora.safetensors. Each holds:
+Writes Tests/ModelsTests/Fixtures/peft_adapter.safetensors, peft_lora.safetensors, peft_conformer.safetensors and
+peft_prefix.safetensors (in that order; the first two do not depend on the last two). Each holds:
   - every ASTModel tensor under its Hugging Face checkpoint key (no `audio_spectrogram_transformer.` prefix),
     e.g. `embeddings.cls_token`, `encoder.layer.0.attention.attention.query.weight`, `layernorm.weight`;
   - the method tensors: `adapter.<i>.{down,up}.{weight,bias}` or `lora.<i>.{q,v}.{down,up}.weight`
     (down [r, hidden], up [hidden, r], PyTorch Linear layout, no LoRA bias);
+    conformer: `conformer.<i>.pw1.{weight [2r, hidden, 1], bias [2r]}`, `conformer.<i>.dw.{weight [r, 1, 31], bias [r]}`,
+    `conformer.<i>.bn.{weight,bias} [r]`, `conformer.<i>.pw2.{weight [hidden, r, 1], bias [hidden]}` (PyTorch Conv1d
+    layout) plus `conformer.<i>.bn.{running_mean,running_var}` [r] AFTER the one train-mode forward (they start at
+    0 and 1; update with momentum 0.1 and the unbiased batch variance; not trainable, no grad);
+    prefix: `prefix.<i>.{key,value}` [1, P, hidden];
   - `head.weight` [C, hidden], `head.bias` [C]; `input` [2, 48, 32]; `targets` [2] (float32 class ids);
     `logits` [2, C]; `loss` [1] (mean cross-entropy);
   - `grad.<key>` for every trainable key: adapter: adapter.*, encoder.layer.<i>.layernorm_after.*, layernorm.*, head.*;
-    LoRA: lora.*, layernorm.*, head.*.
+    LoRA: lora.*, layernorm.*, head.*; conformer: conformer.* (not the running stats), encoder.layer.<i>.layernorm_after.*,
+    layernorm.*, head.*; prefix: prefix.*, layernorm.*, head.*.
 The configuration is in the safetensors metadata (strings).
 
 The method math is re-implemented here (the reference repository is not imported); it follows
-src/AST_adapters.py (ASTLayer_adapter.forward, Bottleneck_adapter) and src/AST_LoRA.py (ASTSelfAttention_LoRA),
-both written against transformers 4.28. Deliberate departures from the reference, to make the fixture informative:
+src/AST_adapters.py (ASTLayer_adapter.forward, Bottleneck_adapter, Conformer_adapter), src/AST_LoRA.py
+(ASTSelfAttention_LoRA) and src/AST_prompt_tuning.py (ASTSelfAttention_PT), all written against transformers 4.28.
+Conformer adapter (Pfeiffer, parallel, at the FFN: out = h1 + F(LN2 h1) + Ad(LN2 h1)), Ad(u) on u [B, N, D]:
+transpose to [B, D, N]; pw1 Conv1d(D, 2r, 1); GLU over channels (first half * sigmoid(second half)); depthwise
+Conv1d(r, r, 31, groups r, padding 'same' = 15 each side); BatchNorm1d(r) in TRAIN mode (batch mean/biased variance
+over B and N, eps 1e-5, momentum 0.1); SiLU; pw2 Conv1d(r, D, 1); transpose back. All convs have biases (PyTorch
+default, the reference does not pass bias=False). The reference's LayerNorm (`out = self.lnorm(x); out =
+x.transpose(...)`) is computed and discarded, so no LayerNorm is applied here and its (unused) parameters are not stored.
+Prefix tuning: per layer P learned key and P learned value tokens [1, P, D], inserted AFTER the key/value projections
+(directly in the projected K/V space, no projection or bias applied to them) right after the CLS position:
+K = [k_cls, key_tokens, k_1..]; the D-wide tokens are split into heads like any projected key (head h sees columns
+h*dh..(h+1)*dh); queries and the output length are unchanged. Deliberate departures from the reference, to make the fixture informative:
   - adapter and LoRA weights are N(0, 0.1^2) instead of the reference's zero init (adapter: all weights and biases 0;
     LoRA: down 0, up kaiming_uniform), so outputs and gradients depend on them;
+  - conformer conv weights and biases are N(0, 0.1^2), BN weight 1 + N(0, 0.1^2), BN bias N(0, 0.1^2) (the reference
+    uses PyTorch's default conv init and BN weight 1, bias 0); prefix tokens use the reference's own init,
+    U(-a, a) with a = sqrt(6 / (3 * 16 * 16 + hidden)); both drawn from their own generator (seed CONF_SEED);
   - the base model is random (not the AudioSet checkpoint) and its position embeddings are random too; in the
     reference they do not match the checkpoint for max_length != 1024, so they are re-initialised to zeros and frozen.
 The functional forward is checked against transformers' own ASTModel (eager attention, dropout 0): with LoRA merged
-into Wq/Wv, and with the adapter added by a forward hook on each layer's MLP; gradients are checked the same way.
+into Wq/Wv, with the adapter (bottleneck: functional; conformer: torch.nn Conv1d/BatchNorm1d modules in train mode)
+added by a forward hook on each layer's MLP, and with the prefix inserted by a registered attention function on the
+per-head K/V; gradients (and the BN running stats) are checked the same way.
 """
 import json
 import os
@@ -48,6 +70,11 @@ RR = 8  # reduction rate: inner dim = round(hidden / RR) for both methods
 ALPHA = 4  # LoRA: scale = alpha / RR (the reference's "rank" argument is really a reduction rate)
 TARGETS = [0, 2]
 METHOD_STD = 0.1
+CONF_SEED = 1  # generator for the conformer and prefix tensors (drawn after the first two fixtures are written)
+KERNEL = 31  # reference default (--kernel_size 31)
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # torch.nn.BatchNorm1d defaults, as in the reference
+PREFIX = 3  # P tokens per layer for keys and for values (reference: --prompt_len_pt 24 -> 12 + 12)
+PREFIX_BOUND = (6.0 / (3 * PATCH * PATCH + HIDDEN)) ** 0.5  # ASTSelfAttention_PT: uniform(-val, val)
 
 torch.manual_seed(SEED)
 
@@ -102,7 +129,24 @@ def lin(W, prefix, h):
     return F.linear(h, W[prefix + ".weight"], W.get(prefix + ".bias"))
 
 
-def forward(W, method):
+def conformer_adapter(W, i, u, stats):
+    """Conformer_adapter.forward without its discarded LayerNorm; BatchNorm in train mode (batch statistics)."""
+    P = f"conformer.{i}."
+    t = F.conv1d(u.transpose(1, 2), W[P + "pw1.weight"], W[P + "pw1.bias"])  # [B, 2r, N]
+    t = t[:, :r] * torch.sigmoid(t[:, r:])  # GLU(dim=1)
+    t = F.conv1d(t, W[P + "dw.weight"], W[P + "dw.bias"], padding=KERNEL // 2, groups=r)  # 'same'
+    mean = t.mean(dim=(0, 2))
+    var = ((t - mean[None, :, None]) ** 2).mean(dim=(0, 2))  # biased, used to normalise
+    t = (t - mean[None, :, None]) / torch.sqrt(var[None, :, None] + BN_EPS) * W[P + "bn.weight"][None, :, None] \
+        + W[P + "bn.bias"][None, :, None]
+    n = t.shape[0] * t.shape[2]
+    stats[P + "bn.running_mean"] = (BN_MOMENTUM * mean).detach()  # from running_mean = 0
+    stats[P + "bn.running_var"] = ((1 - BN_MOMENTUM) * 1.0 + BN_MOMENTUM * var * n / (n - 1)).detach()  # from 1
+    t = F.conv1d(F.silu(t), W[P + "pw2.weight"], W[P + "pw2.bias"])  # [B, D, N]
+    return t.transpose(1, 2)
+
+
+def forward(W, method, stats=None):
     """Functional AST forward on HF-keyed tensors W plus the method's tensors; returns logits [B, C]."""
     B = x.shape[0]
     # Patch embedding: HF transposes [B, T, F] to [B, 1, F, T], so patches are frequency-major.
@@ -121,6 +165,9 @@ def forward(W, method):
         if method == "lora":  # ASTSelfAttention_LoRA: q += s * up(down(a)), v += s * up(down(a)), a = LN1(h)
             q = q + SCALE * F.linear(F.linear(a, W[f"lora.{i}.q.down.weight"]), W[f"lora.{i}.q.up.weight"])
             v = v + SCALE * F.linear(F.linear(a, W[f"lora.{i}.v.down.weight"]), W[f"lora.{i}.v.up.weight"])
+        if method == "prefix":  # ASTSelfAttention_PT: after the projections, right after the CLS position
+            k = torch.cat([k[:, :1], W[f"prefix.{i}.key"].expand(B, -1, -1), k[:, 1:]], dim=1)
+            v = torch.cat([v[:, :1], W[f"prefix.{i}.value"].expand(B, -1, -1), v[:, 1:]], dim=1)
         q, k, v = (t.view(B, -1, HEADS, dh).transpose(1, 2) for t in (q, k, v))
         att = torch.softmax(q @ k.transpose(-1, -2) / dh ** 0.5, dim=-1)
         ctx = (att @ v).transpose(1, 2).reshape(B, -1, HIDDEN)
@@ -130,21 +177,60 @@ def forward(W, method):
         if method == "adapter":  # Pfeiffer, parallel, apply_residual False: h1 + F(LN2 h1) + Ad(LN2 h1)
             ad = F.linear(F.gelu(lin(W, f"adapter.{i}.down", u)), W[f"adapter.{i}.up.weight"], W[f"adapter.{i}.up.bias"])
             h = h + ffn + ad
+        elif method == "conformer":  # same placement, Conformer_adapter as Ad
+            h = h + ffn + conformer_adapter(W, i, u, stats)
         else:
             h = h + ffn
     h = ln(W, "layernorm", h)
     return F.linear(h.mean(dim=1), W["head.weight"], W["head.bias"])  # final_output 'ALL': mean over all tokens
 
 
-def hf_check(method, W, logits, grads):
-    """Same numbers from transformers' ASTModel: LoRA merged into Wq/Wv (exact: no LoRA bias), or the adapter added
-    to each layer's MLP output by a forward hook (the MLP input is LN2 h1, its output F(LN2 h1))."""
+def prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """eager_attention_forward with the layer's prefix spliced into the per-head K/V [B, H, N, dh] after position 0."""
+    assert attention_mask is None or not attention_mask.is_floating_point() and attention_mask.all(), attention_mask
+    B, H, _, dh = key.shape
+    pk, pv = (t.view(1, -1, H, dh).transpose(1, 2).expand(B, -1, -1, -1) for t in module.prefix_kv)
+    key = torch.cat([key[:, :, :1], pk, key[:, :, 1:]], dim=2)
+    value = torch.cat([value[:, :, :1], pv, value[:, :, 1:]], dim=2)
+    w = torch.softmax(torch.matmul(query, key.transpose(2, 3)) * scaling, dim=-1)
+    return torch.matmul(w, value).transpose(1, 2).contiguous(), w
+
+
+def hf_check(method, W, logits, grads, stats=None):
+    """Same numbers from transformers' ASTModel: LoRA merged into Wq/Wv (exact: no LoRA bias), the adapter added
+    to each layer's MLP output by a forward hook (the MLP input is LN2 h1, its output F(LN2 h1)), or the prefix
+    spliced in by a registered attention function."""
     m = ASTModel(config).eval()
     m.config._attn_implementation = "eager"
     m.load_state_dict(model.state_dict())
-    hooks, params = [], {}
+    if method == "prefix":
+        from transformers import AttentionInterface
+        AttentionInterface.register("peft_prefix_eager", prefix_attention)
+        m.config._attn_implementation = "peft_prefix_eager"
+    hooks, params, mods = [], {}, {}
     for i, layer in enumerate(m.layers):
-        if method == "lora":
+        if method == "prefix":
+            ps = {k: W[k].detach().clone().requires_grad_(True) for k in (f"prefix.{i}.key", f"prefix.{i}.value")}
+            params.update(ps)
+            layer.attention.prefix_kv = (ps[f"prefix.{i}.key"], ps[f"prefix.{i}.value"])
+        elif method == "conformer":
+            P = f"conformer.{i}."
+            pw1 = torch.nn.Conv1d(HIDDEN, 2 * r, 1)
+            dw = torch.nn.Conv1d(r, r, KERNEL, groups=r, padding="same")
+            bn = torch.nn.BatchNorm1d(r, eps=BN_EPS, momentum=BN_MOMENTUM).train()
+            pw2 = torch.nn.Conv1d(r, HIDDEN, 1)
+            seq = torch.nn.Sequential(pw1, torch.nn.GLU(dim=1), dw, bn, torch.nn.SiLU(), pw2)
+            with torch.no_grad():
+                for name, mod in (("pw1", pw1), ("dw", dw), ("bn", bn), ("pw2", pw2)):
+                    mod.weight.copy_(W[P + name + ".weight"])
+                    mod.bias.copy_(W[P + name + ".bias"])
+                    params[P + name + ".weight"], params[P + name + ".bias"] = mod.weight, mod.bias
+            mods[i] = bn
+
+            def hook(mod, inp, out, seq=seq):
+                return out + seq(inp[0].transpose(1, 2)).transpose(1, 2)
+            hooks.append(layer.mlp.register_forward_hook(hook))
+        elif method == "lora":
             with torch.no_grad():
                 for name, proj in (("q", layer.attention.q_proj), ("v", layer.attention.v_proj)):
                     proj.weight += SCALE * W[f"lora.{i}.{name}.up.weight"] @ W[f"lora.{i}.{name}.down.weight"]
@@ -165,8 +251,11 @@ def hf_check(method, W, logits, grads):
     torch.testing.assert_close(m.layernorm.weight.grad, grads["layernorm.weight"], rtol=1e-4, atol=1e-6)
     for k, p in params.items():
         torch.testing.assert_close(p.grad, grads[k], rtol=1e-4, atol=1e-6)
+    for i, bn in mods.items():
+        torch.testing.assert_close(bn.running_mean, stats[f"conformer.{i}.bn.running_mean"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(bn.running_var, stats[f"conformer.{i}.bn.running_var"], rtol=1e-5, atol=1e-6)
     for i, layer in enumerate(m.layers):
-        if method == "adapter":
+        if method in ("adapter", "conformer"):
             torch.testing.assert_close(layer.layernorm_after.bias.grad, grads[f"encoder.layer.{i}.layernorm_after.bias"],
                                        rtol=1e-4, atol=1e-6)
     for hk in hooks:
@@ -175,21 +264,23 @@ def hf_check(method, W, logits, grads):
 
 def build(method, extra):
     W = {k: v.clone() for k, v in {**base, **extra, **head}.items()}
-    if method == "adapter":  # AST_adapter: adapters + every LN2 + final layernorm + head
-        trainable = [k for k in W if k.startswith("adapter.") or ".layernorm_after." in k]
-    else:  # AST_LoRA: lora_{down,up}_{q,v} + final layernorm + head
-        trainable = [k for k in W if k.startswith("lora.")]
+    if method in ("adapter", "conformer"):  # AST_adapter: adapters + every LN2 + final layernorm + head
+        trainable = [k for k in W if k.startswith(method + ".") or ".layernorm_after." in k]
+    else:  # AST_LoRA: lora_{down,up}_{q,v}; AST_Prefix_tuning: key/value tokens; + final layernorm + head
+        trainable = [k for k in W if k.startswith(method + ".")]
     trainable += ["layernorm.weight", "layernorm.bias", "head.weight", "head.bias"]
     for k in trainable:
         W[k].requires_grad_(True)
-    logits = forward(W, method)
+    stats = {}
+    logits = forward(W, method, stats)
     loss = F.cross_entropy(logits, targets)
     loss.backward()
     grads = {k: W[k].grad.detach().clone() for k in trainable}
     assert all(g.abs().max() > 0 for g in grads.values()), [k for k, g in grads.items() if g.abs().max() == 0]
-    hf_check(method, {k: v.detach() for k, v in W.items()}, logits.detach(), grads)
+    hf_check(method, {k: v.detach() for k, v in W.items()}, logits.detach(), grads, stats)
 
     out = {k: v.detach().contiguous() for k, v in W.items()}
+    out.update({k: v.contiguous() for k, v in stats.items()})
     out["input"] = x
     out["targets"] = targets.float()
     out["logits"] = logits.detach()
@@ -205,6 +296,20 @@ def build(method, extra):
     if method == "adapter":
         meta.update({"adapter_type": "Pfeiffer", "adapter_conf": "parallel", "adapter_block": "bottleneck",
                      "apply_residual": "False", "adapter_activation": "gelu (erf)"})
+    elif method == "conformer":
+        meta.update({"adapter_type": "Pfeiffer", "adapter_conf": "parallel", "adapter_block": "conformer",
+                     "apply_residual": "False", "kernel_size": str(KERNEL), "padding": "same (15 each side)",
+                     "conv_bias": "True", "glu": "first half * sigmoid(second half), channel dim",
+                     "adapter_activation": "silu", "adapter_layernorm": "none (reference computes and discards it)",
+                     "bn_mode": "train (batch mean, biased variance over B and N)", "bn_eps": repr(BN_EPS),
+                     "bn_momentum": repr(BN_MOMENTUM), "bn_running_init": "mean 0, var 1",
+                     "bn_running_update": "(1 - momentum) * old + momentum * batch (unbiased variance)",
+                     "init": "conv weights/biases N(0, 0.1^2), bn weight 1 + N(0, 0.1^2), bn bias N(0, 0.1^2)"})
+    elif method == "prefix":
+        meta.update({"prefix_tokens": str(PREFIX), "prefix_position": "after CLS (index 1) in K and V",
+                     "prefix_space": "after the key/value projections (no projection, no bias)",
+                     "prefix_heads": "D-wide tokens split into heads like projected keys",
+                     "init": f"uniform(-a, a), a = sqrt(6 / (3*16*16 + hidden)) = {PREFIX_BOUND!r}"})
     else:
         meta.update({"lora_alpha": str(ALPHA), "lora_scale": repr(SCALE), "lora_targets": "query,value"})
     path = os.path.join(fix, f"peft_{method}.safetensors")
@@ -216,3 +321,31 @@ def build(method, extra):
 
 build("adapter", adapter)
 build("lora", lora)
+
+g = torch.Generator().manual_seed(CONF_SEED)
+
+
+def randn(*shape):
+    return torch.randn(*shape, generator=g)
+
+
+conformer = {}
+for i in range(LAYERS):
+    P = f"conformer.{i}."
+    conformer[P + "pw1.weight"] = METHOD_STD * randn(2 * r, HIDDEN, 1)
+    conformer[P + "pw1.bias"] = METHOD_STD * randn(2 * r)
+    conformer[P + "dw.weight"] = METHOD_STD * randn(r, 1, KERNEL)
+    conformer[P + "dw.bias"] = METHOD_STD * randn(r)
+    conformer[P + "bn.weight"] = 1.0 + METHOD_STD * randn(r)
+    conformer[P + "bn.bias"] = METHOD_STD * randn(r)
+    conformer[P + "pw2.weight"] = METHOD_STD * randn(HIDDEN, r, 1)
+    conformer[P + "pw2.bias"] = METHOD_STD * randn(HIDDEN)
+prefix = {}
+for i in range(LAYERS):
+    for kv in ("key", "value"):
+        prefix[f"prefix.{i}.{kv}"] = (2 * torch.rand(1, PREFIX, HIDDEN, generator=g) - 1) * PREFIX_BOUND
+build("conformer", conformer)
+out = build("prefix", prefix)
+with torch.no_grad():  # how much the prefix moves the logits (sanity: it must matter)
+    bare = forward({k: v for k, v in out.items()}, "none")
+print(f"prefix: max|logits - logits without prefix| {(out['logits'] - bare).abs().max().item():.6f}")

@@ -134,9 +134,9 @@ extension BottleneckAdapter.Initialisation: ExpressibleByArgument {}
 
 /// `--peft` and its options (PETL_AST's defaults).
 struct PEFTArguments: ParsableArguments {
-    @Option(help: "full, linear (head only), bitfit (biases), adapter, lora or prefix; omit to train every weight.") var peft: PEFTConfig.Method?
-    @Option(name: .customLong("reduction-rate"), help: "Adapter bottleneck and LoRA rank: width / this, rounded (default 64).")
-    var reductionRate = 64
+    @Option(help: "full, linear (head only), bitfit (biases), adapter, conformer, lora or prefix; omit to train every weight.") var peft: PEFTConfig.Method?
+    @Option(name: .customLong("reduction-rate"), help: "Adapter bottleneck and LoRA rank: width / this, rounded (default 64; 96 for conformer, PETL_AST's).")
+    var reductionRate: Int?
     @Option(help: "pfeiffer (one adapter, at the MLP) or houlsby (at the attention too).") var adapter: PEFTConfig.AdapterKind = .pfeiffer
     @Option(name: .customLong("adapter-placement"), help: "parallel (beside the layer, on its input) or sequential (on its output).")
     var adapterPlacement: AdapterPlacement = .parallel
@@ -157,10 +157,10 @@ struct PEFTArguments: ParsableArguments {
         guard let peft else { return nil }
         var c = PEFTConfig(method: peft)
         (c.reductionRate, c.adapterKind, c.placement, c.adapterResidual, c.adapterInit) =
-            (reductionRate, adapter, adapterPlacement, adapterResidual, adapterInit)
+            (reductionRate ?? (peft == .conformer ? 96 : 64), adapter, adapterPlacement, adapterResidual, adapterInit)
         c.loraTargets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         (c.loraAlpha, c.loraScaleByRank, c.prefixTokens) = (loraAlpha, loraScaleByRank, prefixTokens)
-        guard reductionRate >= 1 else { throw ValidationError("--reduction-rate \(reductionRate) must be at least 1") }
+        guard c.reductionRate >= 1 else { throw ValidationError("--reduction-rate \(c.reductionRate) must be at least 1") }
         return c
     }
 }

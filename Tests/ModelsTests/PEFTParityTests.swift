@@ -70,3 +70,23 @@ final class PEFTParityTests: XCTestCase {
         }
     }
 }
+
+extension PEFTParityTests {
+    func testConformerAdapterMatchesTheReference() throws {
+        var peft = PEFTConfig(method: .conformer)
+        peft.reductionRate = 8
+        try run("peft_conformer.safetensors", peft) { i in
+            ["pw1.weight", "pw1.bias", "dw.weight", "dw.bias", "bn.weight", "bn.bias", "pw2.weight", "pw2.bias"]
+                .map { ("v.blocks.\(i).mlp.adapter.\($0)", "conformer.\(i).\($0)") }
+                + ["weight", "bias"].map { ("v.blocks.\(i).norm2.\($0)", "encoder.layer.\(i).layernorm_after.\($0)") }
+        }
+    }
+
+    func testPrefixTuningMatchesTheReference() throws {
+        var peft = PEFTConfig(method: .prefix)
+        peft.prefixTokens = 6   // 3 keys and 3 values a layer
+        try run("peft_prefix.safetensors", peft) { i in
+            [("v.blocks.\(i).attn.prefix_key", "prefix.\(i).key"), ("v.blocks.\(i).attn.prefix_value", "prefix.\(i).value")]
+        }
+    }
+}

@@ -22,6 +22,11 @@ final class PEFTTests: XCTestCase {
         XCTAssertEqual(try trainable(PEFTConfig(method: .lora)), 442_368 + finalNorm + head, "LoRA on q and v, RR 64")
         XCTAssertEqual(try trainable(PEFTConfig(method: .linear)), head)
         XCTAssertEqual(try trainable(PEFTConfig(method: .prefix)), 221_184 + finalNorm + head, "prefix N = 24")
+        var conformer = PEFTConfig(method: .conformer)
+        conformer.reductionRate = 96
+        // PETL_AST's 252,288 (0.29% of AST-base) counts each adapter's LayerNorm, whose output it discards:
+        // 1,536 a layer that no gradient reaches, and that has no place here.
+        XCTAssertEqual(try trainable(conformer), 252_288 - 12 * 1536 + ln + finalNorm + head, "conformer RR 96")
         let biases = 12 * (3 * 768 + 768 + 3072 + 768 + 2 * 768) + 768 + 768   // qkv, proj, fc1, fc2, norms; patch embed, final norm
         XCTAssertEqual(try trainable(PEFTConfig(method: .bitfit)), biases + head, "every bias of the encoder, and the head")
     }

@@ -18,14 +18,30 @@ final class PEFTGradientTests: XCTestCase {
             for residual in [false, true] {
                 let mlp = AdaptedMLP(wrapping: MLP(dim: 6, hidden: 10), adapter: BottleneckAdapter(dim: 6, bottleneck: 3, initialisation: .standard),
                                      placement: placement, residual: residual)
-                try mlp.adapter.up.weight.assign(from: Tensor.randn([6, 3], std: 0.5))
+                try (mlp.adapter as! BottleneckAdapter).up.weight.assign(from: Tensor.randn([6, 3], std: 0.5))
                 try gradCheckLayer(mlp, input: Tensor.randn([2, 4, 6])) { try mlp($0!) }
                 let attn = AdaptedAttention(wrapping: MultiHeadAttention(dim: 6, heads: 2), adapter: BottleneckAdapter(dim: 6, bottleneck: 2, initialisation: .standard),
                                             placement: placement, residual: residual)
-                try attn.adapter.up.weight.assign(from: Tensor.randn([6, 2], std: 0.5))
+                try (attn.adapter as! BottleneckAdapter).up.weight.assign(from: Tensor.randn([6, 2], std: 0.5))
                 try gradCheckLayer(attn, input: Tensor.randn([2, 4, 6])) { try attn($0!) }
             }
         }
+    }
+
+    func testConformerAdapterInTrainingAndAtInference() throws {
+        Random.seed(14)
+        let conformer = ConformerAdapter(dim: 6, bottleneck: 2, kernel: 5)
+        try gradCheckLayer(conformer, input: Tensor.randn([2, 7, 6])) { try conformer($0!) }
+        // The reference's BatchNorm uses batch statistics at inference too; the usual form uses its running ones.
+        let x = Tensor.randn([3, 7, 6])
+        conformer.eval()
+        let reference = try GradMode.noGrad { try conformer(x) }
+        XCTAssertFalse(conformer.bn.training, "the module's mode is left as it was")
+        let usual = ConformerAdapter(dim: 6, bottleneck: 2, kernel: 5, batchStatisticsAlways: false)
+        var state = conformer.stateDict()
+        try usual.load(consuming: &state)
+        usual.eval()
+        XCTAssertGreaterThan(zip(reference.toArray(), try GradMode.noGrad { try usual(x) }.toArray()).map { abs($0 - $1) }.max()!, 1e-4)
     }
 
     func testPrefixAttention() throws {

@@ -16,6 +16,8 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
         case bitfit
         /// Bottleneck adapters (`adapterKind`, `placement`).
         case adapter
+        /// Conformer adapters (PETL_AST's proposal), placed as `adapter`'s.
+        case conformer
         /// Low-rank updates of the attention and MLP projections (`loraTargets`).
         case lora
         /// Learned keys and values in every attention layer (`prefixTokens`).
@@ -52,6 +54,7 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
     public var description: String {
         switch method {
         case .full, .linear, .bitfit: return method.rawValue
+        case .conformer: return "conformer adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate))"
         case .adapter: return "adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate), \(adapterInit.rawValue) init)"
         case .prefix: return "prefix tuning (\(prefixTokens / 2) keys and values a layer)"
         case .lora: return "LoRA on \(loraTargets.joined(separator: ",")) (reduction rate \(reductionRate), alpha \(loraAlpha))"
@@ -88,17 +91,20 @@ extension PEFTConfig {
         var trained: [String] = []   // key fragments the method trains, beside the head and the final norm
         switch method {
         case .full, .linear, .bitfit: break
-        case .adapter:
-            let inner = try innerWidth(model.embeddingWidth)
+        case .adapter, .conformer:
+            let (width, inner, kind) = (model.embeddingWidth, try innerWidth(model.embeddingWidth), method)
+            let init_ = adapterInit
+            func make() -> any UnaryLayer {
+                kind == .conformer ? ConformerAdapter(dim: width, bottleneck: inner)
+                    : BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
+            }
             try model.replaceModules(matching: blocks + ".mlp", as: MLP.self) { _, mlp in
-                AdaptedMLP(wrapping: mlp, adapter: BottleneckAdapter(dim: model.embeddingWidth, bottleneck: inner, initialisation: adapterInit),
-                           placement: placement, residual: adapterResidual)
+                AdaptedMLP(wrapping: mlp, adapter: make(), placement: placement, residual: adapterResidual)
             }
             trained = [".adapter.", ".norm2."]
             if adapterKind == .houlsby {
                 try model.replaceModules(matching: blocks + ".attn", as: MultiHeadAttention.self) { _, attn in
-                    AdaptedAttention(wrapping: attn, adapter: BottleneckAdapter(dim: model.embeddingWidth, bottleneck: inner, initialisation: adapterInit),
-                                     placement: placement, residual: adapterResidual)
+                    AdaptedAttention(wrapping: attn, adapter: make(), placement: placement, residual: adapterResidual)
                 }
                 trained.append(".norm1.")
             }
@@ -117,7 +123,7 @@ extension PEFTConfig {
         guard freezing else { return summary(model) }
         switch method {
         case .full: model.unfreeze()
-        case .linear, .adapter, .lora, .prefix:
+        case .linear, .adapter, .conformer, .lora, .prefix:
             model.freeze { key, _ in
                 !(model.isHead(key) || (method != .linear && (model.finalNormPrefix.map(key.hasPrefix) ?? false))
                   || trained.contains { key.contains($0) })

@@ -39,7 +39,7 @@ struct AdapterWiring {
     let placement: AdapterPlacement
     let residual: Bool
 
-    func callAsFunction(_ x: Tensor, layer: (Tensor) throws -> Tensor, adapter: BottleneckAdapter) throws -> Tensor {
+    func callAsFunction(_ x: Tensor, layer: (Tensor) throws -> Tensor, adapter: any UnaryLayer) throws -> Tensor {
         let y = try layer(x)
         switch placement {
         case .parallel: return try y + adapter(x)
@@ -48,14 +48,14 @@ struct AdapterWiring {
     }
 }
 
-/// A transformer block's feed-forward half with a bottleneck adapter (Pfeiffer's placement; Houlsby's
-/// adds `AdaptedAttention` too). The MLP's own weights keep their keys (`mlp.fc1.weight`); the
-/// adapter's are `mlp.adapter.down.weight`, ...
+/// A transformer block's feed-forward half with an adapter (a `BottleneckAdapter` or a
+/// `ConformerAdapter`; Pfeiffer's placement; Houlsby's adds `AdaptedAttention` too). The MLP's own
+/// weights keep their keys (`mlp.fc1.weight`); the adapter's are `mlp.adapter.down.weight`, ...
 public final class AdaptedMLP: MLP {
-    @Child public private(set) var adapter: BottleneckAdapter
+    @Child public private(set) var adapter: any UnaryLayer
     let wiring: AdapterWiring
 
-    public init(wrapping mlp: MLP, adapter: BottleneckAdapter, placement: AdapterPlacement, residual: Bool = false) {
+    public init(wrapping mlp: MLP, adapter: any UnaryLayer, placement: AdapterPlacement, residual: Bool = false) {
         self.adapter = adapter
         wiring = AdapterWiring(placement: placement, residual: residual)
         super.init(sharing: mlp)
@@ -66,12 +66,12 @@ public final class AdaptedMLP: MLP {
     }
 }
 
-/// Multi-head attention with a bottleneck adapter beside it (Houlsby's second adapter).
+/// Multi-head attention with an adapter beside it (Houlsby's second adapter).
 public final class AdaptedAttention: MultiHeadAttention {
-    @Child public private(set) var adapter: BottleneckAdapter
+    @Child public private(set) var adapter: any UnaryLayer
     let wiring: AdapterWiring
 
-    public init(wrapping attention: MultiHeadAttention, adapter: BottleneckAdapter, placement: AdapterPlacement, residual: Bool = false) {
+    public init(wrapping attention: MultiHeadAttention, adapter: any UnaryLayer, placement: AdapterPlacement, residual: Bool = false) {
         self.adapter = adapter
         wiring = AdapterWiring(placement: placement, residual: residual)
         super.init(sharing: attention)
