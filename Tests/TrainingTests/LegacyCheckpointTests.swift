@@ -11,9 +11,7 @@ import NN
 /// `pretrain_config`) still load: as classifiers, as embedders and as fine-tuning starts.
 final class LegacyCheckpointTests: XCTestCase {
     func testCheckpointsWithTheOldMetadataStillLoad() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-legacy-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryFolder("legacy")
         Random.seed(2)
         let shape = ModelShape(frames: 32, outputs: 3, depth: 1)
         let classifier = try ModelRegistry.entry(named: "ssast-tiny-frame").classifier(shape)

@@ -11,16 +11,14 @@ import NN
 /// norm) change, the checkpoint records the method so `Classifier.load` rebuilds it, and a run resumes.
 final class PEFTFineTuneTests: XCTestCase {
     func testLoRAAndAdapterRunsTrainOnlyTheirTensorsAndReload() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-peft-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryFolder("peft")
         var records: [ClipRecord] = []
         var g = RandomGenerator(seed: 8)
         for i in 0..<24 {
             let high = i % 2 == 0
             let f = (high ? 2500.0 : 300.0) * (1 + 0.1 * Double(g.nextUniform()))
             let url = dir.appendingPathComponent("c\(i).wav")
-            try AudioFile.writeWAV((0..<8000).map { Float(0.3 * sin(2 * Double.pi * f * Double($0) / 16000)) }, sampleRate: 16000, to: url)
+            try writeTone(url, frequency: f, samples: 8000)
             records.append(ClipRecord(path: url.path, labels: [high ? "high" : "low"], split: i < 18 ? "train" : "test"))
         }
         let data = Dataset(records: records, layout: "tones")

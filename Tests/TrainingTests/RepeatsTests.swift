@@ -7,15 +7,13 @@ import Engine
 /// Few-shot runs over several seeded draws: each draw its own clips, a summary with mean and std.
 final class RepeatsTests: XCTestCase {
     func testRepeatedFewShotRunsReportMeanAndSpread() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-repeats-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryFolder("repeats")
         var records: [ClipRecord] = []
         for i in 0..<30 {
             let high = i % 2 == 0
             let url = dir.appendingPathComponent("t\(i).wav")
             let f = (high ? 2000.0 : 350.0) + Double(i) * 7
-            try AudioFile.writeWAV((0..<6000).map { Float(0.3 * sin(2 * Double.pi * f * Double($0) / 16000)) }, sampleRate: 16000, to: url)
+            try writeTone(url, frequency: f, samples: 6000)
             records.append(ClipRecord(path: url.path, labels: [high ? "high" : "low"], split: i < 22 ? "train" : "test"))
         }
         var ft = FineTuneConfig()

@@ -27,9 +27,7 @@ final class TrainerTests: XCTestCase {
     }
 
     func testNaNGuardAndValidationChoosesTheCheckpoint() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-trainer-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryFolder("trainer")
         var records: [ClipRecord] = []
         for i in 0..<8 {
             let url = dir.appendingPathComponent("c\(i).wav")

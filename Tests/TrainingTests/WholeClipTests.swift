@@ -8,9 +8,7 @@ import Models
 /// classify, embed and evaluate cover every clip from start to end, whatever the model's input length.
 final class WholeClipTests: XCTestCase {
     func testLaterSecondsChangeTheEmbedding() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-whole-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryFolder("whole")
         func tone(_ f: Double, _ seconds: Double) -> [Float] {
             (0..<Int(seconds * 16000)).map { Float(0.3 * sin(2 * Double.pi * f * Double($0) / 16000)) }
         }
