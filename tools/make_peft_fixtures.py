@@ -6,7 +6,9 @@ the tensors the reference trains.
 Usage: PY=$(bash ../shared/tools/reference-venv.sh); $PY tools/make_peft_fixtures.py   (CI never runs this.)
 
 Writes Tests/ModelsTests/Fixtures/peft_adapter.safetensors, peft_lora.safetensors, peft_conformer.safetensors and
-peft_prefix.safetensors (in that order; the first two do not depend on the last two). Each holds:
+peft_prefix.safetensors (in that order; the first two do not depend on the last two), then peft_prompt.safetensors
+(deep prompt tuning; its prompts come from their own generator, seed PROMPT_SEED, so it changes none of the others).
+Each holds:
   - every ASTModel tensor under its Hugging Face checkpoint key (no `audio_spectrogram_transformer.` prefix),
     e.g. `embeddings.cls_token`, `encoder.layer.0.attention.attention.query.weight`, `layernorm.weight`;
   - the method tensors: `adapter.<i>.{down,up}.{weight,bias}` or `lora.<i>.{q,v}.{down,up}.weight`
@@ -16,16 +18,19 @@ peft_prefix.safetensors (in that order; the first two do not depend on the last 
     layout) plus `conformer.<i>.bn.{running_mean,running_var}` [r] AFTER the one train-mode forward (they start at
     0 and 1; update with momentum 0.1 and the unbiased batch variance; not trainable, no grad);
     prefix: `prefix.<i>.{key,value}` [1, P, hidden];
+    prompt: `prompt.<i>` [1, N, hidden], the prompts in the N slots fed to layer i (prompt.0 = the reference's
+    prompt_embeddings, prompt.<i> for i >= 1 = deep_prompt_embeddings[i - 1]);
   - `head.weight` [C, hidden], `head.bias` [C]; `input` [2, 48, 32]; `targets` [2] (float32 class ids);
     `logits` [2, C]; `loss` [1] (mean cross-entropy);
   - `grad.<key>` for every trainable key: adapter: adapter.*, encoder.layer.<i>.layernorm_after.*, layernorm.*, head.*;
     LoRA: lora.*, layernorm.*, head.*; conformer: conformer.* (not the running stats), encoder.layer.<i>.layernorm_after.*,
-    layernorm.*, head.*; prefix: prefix.*, layernorm.*, head.*.
+    layernorm.*, head.*; prefix: prefix.*, layernorm.*, head.*; prompt: prompt.*, layernorm.*, head.*.
 The configuration is in the safetensors metadata (strings).
 
 The method math is re-implemented here (the reference repository is not imported); it follows
 src/AST_adapters.py (ASTLayer_adapter.forward, Bottleneck_adapter, Conformer_adapter), src/AST_LoRA.py
-(ASTSelfAttention_LoRA) and src/AST_prompt_tuning.py (ASTSelfAttention_PT), all written against transformers 4.28.
+(ASTSelfAttention_LoRA) and src/AST_prompt_tuning.py (ASTSelfAttention_PT; PromptAST), all written against transformers
+4.28.
 Conformer adapter (Pfeiffer, parallel, at the FFN: out = h1 + F(LN2 h1) + Ad(LN2 h1)), Ad(u) on u [B, N, D]:
 transpose to [B, D, N]; pw1 Conv1d(D, 2r, 1); GLU over channels (first half * sigmoid(second half)); depthwise
 Conv1d(r, r, 31, groups r, padding 'same' = 15 each side); BatchNorm1d(r) in TRAIN mode (batch mean/biased variance
@@ -35,15 +40,25 @@ x.transpose(...)`) is computed and discarded, so no LayerNorm is applied here an
 Prefix tuning: per layer P learned key and P learned value tokens [1, P, D], inserted AFTER the key/value projections
 (directly in the projected K/V space, no projection or bias applied to them) right after the CLS position:
 K = [k_cls, key_tokens, k_1..]; the D-wide tokens are split into heads like any projected key (head h sees columns
-h*dh..(h+1)*dh); queries and the output length are unchanged. Deliberate departures from the reference, to make the fixture informative:
+h*dh..(h+1)*dh); queries and the output length are unchanged.
+Deep prompt tuning (PromptAST, DEEP=True, the reference default; FINAL_OUTPUT 'ALL'; prompt dropout 0; prompt_proj is
+an identity): e = HF embeddings = [cls, dist, patches] + position_embeddings; the distillation token (with its
+position embedding) is DROPPED and the N prompts take its place with NO position embedding:
+h0 = [e_cls, prompt.0, e_patches] (length 1 + N + P). Before each layer i >= 1 the N prompt slots (rows 1..N) of the
+previous layer's output are overwritten by prompt.<i>; layer 0 sees prompt.0. So L layers have L prompt tensors.
+The final layernorm is applied to all 1 + N + P tokens and the head takes their mean (cls and prompts included).
+Shallow (DEEP=False, not in the fixture) = prompt.0 only, the slots then flow through the encoder unchanged.
+Init U(-a, a) as the prefix (same a), prompt.0 drawn first, then all deep prompts as one [L-1, N, hidden] tensor. Deliberate departures from the reference, to make the fixture informative:
   - adapter and LoRA weights are N(0, 0.1^2) instead of the reference's zero init (adapter: all weights and biases 0;
     LoRA: down 0, up kaiming_uniform), so outputs and gradients depend on them;
   - conformer conv weights and biases are N(0, 0.1^2), BN weight 1 + N(0, 0.1^2), BN bias N(0, 0.1^2) (the reference
     uses PyTorch's default conv init and BN weight 1, bias 0); prefix tokens use the reference's own init,
     U(-a, a) with a = sqrt(6 / (3 * 16 * 16 + hidden)); both drawn from their own generator (seed CONF_SEED);
+  - (prompt tuning uses the reference's own init, drawn from its own generator, seed PROMPT_SEED);
   - the base model is random (not the AudioSet checkpoint) and its position embeddings are random too; in the
     reference they do not match the checkpoint for max_length != 1024, so they are re-initialised to zeros and frozen.
-The functional forward is checked against transformers' own ASTModel (eager attention, dropout 0): with LoRA merged
+The functional forward is checked against transformers' own ASTModel (eager attention, dropout 0; for prompts: its
+embeddings, layers and layernorm called one by one as PromptAST.forward_deep_prompt does): with LoRA merged
 into Wq/Wv, with the adapter (bottleneck: functional; conformer: torch.nn Conv1d/BatchNorm1d modules in train mode)
 added by a forward hook on each layer's MLP, and with the prefix inserted by a registered attention function on the
 per-head K/V; gradients (and the BN running stats) are checked the same way.
@@ -75,6 +90,9 @@ KERNEL = 31  # reference default (--kernel_size 31)
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # torch.nn.BatchNorm1d defaults, as in the reference
 PREFIX = 3  # P tokens per layer for keys and for values (reference: --prompt_len_pt 24 -> 12 + 12)
 PREFIX_BOUND = (6.0 / (3 * PATCH * PATCH + HIDDEN)) ** 0.5  # ASTSelfAttention_PT: uniform(-val, val)
+PROMPT_SEED = 2  # generator for the deep prompts (drawn after the first four fixtures are written)
+PROMPTS = 3  # N prompt tokens per layer (reference: --prompt_len_prompt 25)
+PROMPT_BOUND = PREFIX_BOUND  # PromptAST: the same uniform(-val, val) bound
 
 torch.manual_seed(SEED)
 
@@ -155,9 +173,13 @@ def forward(W, method, stats=None):
     p = p.flatten(2).transpose(1, 2)
     h = torch.cat([W["embeddings.cls_token"].expand(B, -1, -1), W["embeddings.distillation_token"].expand(B, -1, -1),
                    p], dim=1) + W["embeddings.position_embeddings"]
+    if method == "prompt":  # PromptAST.incorporate_prompt: the distillation token is dropped, no position embedding
+        h = torch.cat([h[:, :1], W["prompt.0"].expand(B, -1, -1), h[:, 2:]], dim=1)
     dh = HIDDEN // HEADS
     for i in range(LAYERS):
         L = f"encoder.layer.{i}"
+        if method == "prompt" and i > 0:  # forward_deep_prompt: the N prompt slots are overwritten before layer i
+            h = torch.cat([h[:, :1], W[f"prompt.{i}"].expand(B, -1, -1), h[:, 1 + PROMPTS:]], dim=1)
         a = ln(W, L + ".layernorm_before", h)
         q = lin(W, L + ".attention.attention.query", a)
         k = lin(W, L + ".attention.attention.key", a)
@@ -230,6 +252,8 @@ def hf_check(method, W, logits, grads, stats=None):
             def hook(mod, inp, out, seq=seq):
                 return out + seq(inp[0].transpose(1, 2)).transpose(1, 2)
             hooks.append(layer.mlp.register_forward_hook(hook))
+        elif method == "prompt":  # prompts are spliced in between the layers below
+            continue
         elif method == "lora":
             with torch.no_grad():
                 for name, proj in (("q", layer.attention.q_proj), ("v", layer.attention.v_proj)):
@@ -244,11 +268,26 @@ def hf_check(method, W, logits, grads, stats=None):
             hooks.append(layer.mlp.register_forward_hook(hook))
     hw = W["head.weight"].detach().clone().requires_grad_(True)
     hb = W["head.bias"].detach().clone().requires_grad_(True)
-    out = F.linear(m(x).last_hidden_state.mean(dim=1), hw, hb)
+    if method == "prompt":  # PromptAST.incorporate_prompt + forward_deep_prompt on transformers' modules
+        params = {k: W[k].detach().clone().requires_grad_(True) for k in W if k.startswith("prompt.")}
+        e = m.embeddings(x)
+        B = e.shape[0]
+        h = torch.cat((e[:, :1, :], params["prompt.0"].expand(B, -1, -1), e[:, 2:, :]), dim=1)
+        for i, layer in enumerate(m.layers):
+            if i > 0:
+                h = torch.cat((h[:, :1, :], params[f"prompt.{i}"].expand(B, -1, -1), h[:, (1 + PROMPTS):, :]), dim=1)
+            h = layer(h)
+        out = F.linear(m.layernorm(h).mean(dim=1), hw, hb)
+        assert m.embeddings.distillation_token.grad is None
+    else:
+        out = F.linear(m(x).last_hidden_state.mean(dim=1), hw, hb)
     torch.testing.assert_close(out, logits, rtol=1e-5, atol=1e-5)
     F.cross_entropy(out, targets).backward()
     torch.testing.assert_close(hw.grad, grads["head.weight"], rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(m.layernorm.weight.grad, grads["layernorm.weight"], rtol=1e-4, atol=1e-6)
+    if method == "prompt":  # the dropped distillation token (and its position embedding row) must not matter
+        assert m.embeddings.distillation_token.grad.abs().max() == 0
+        assert m.embeddings.position_embeddings.grad[:, 1].abs().max() == 0
     for k, p in params.items():
         torch.testing.assert_close(p.grad, grads[k], rtol=1e-4, atol=1e-6)
     for i, bn in mods.items():
@@ -310,6 +349,18 @@ def build(method, extra):
                      "prefix_space": "after the key/value projections (no projection, no bias)",
                      "prefix_heads": "D-wide tokens split into heads like projected keys",
                      "init": f"uniform(-a, a), a = sqrt(6 / (3*16*16 + hidden)) = {PREFIX_BOUND!r}"})
+    elif method == "prompt":
+        meta.update({"prompt_tokens": str(PROMPTS), "prompt_deep": "True",
+                     "prompt_sequence": "[cls, prompt.<i> (N), patches]: HF embeddings (position embeddings added to "
+                                        "[cls, dist, patches]), then the distillation token row is dropped and the N "
+                                        "prompts inserted at rows 1..N with no position embedding",
+                     "prompt_layers": "prompt.0 is fed to layer 0; before each layer i >= 1 rows 1..N of the hidden "
+                                      "states are overwritten by prompt.<i> (L layers -> L prompt tensors)",
+                     "prompt_shallow": "DEEP=False would use prompt.0 only (rows 1..N flow through the encoder)",
+                     "prompt_pooling": "final layernorm on all 1 + N + P tokens, head on their mean",
+                     "prompt_dropout": "0", "prompt_proj": "identity", "prompt_seed": str(PROMPT_SEED),
+                     "init": f"uniform(-a, a), a = sqrt(6 / (3*16*16 + hidden)) = {PROMPT_BOUND!r}; prompt.0 "
+                             f"[1, N, hidden] drawn first, then prompt.1..L-1 as one [L-1, N, hidden] tensor"})
     else:
         meta.update({"lora_alpha": str(ALPHA), "lora_scale": repr(SCALE), "lora_targets": "query,value"})
     path = os.path.join(fix, f"peft_{method}.safetensors")
@@ -349,3 +400,14 @@ out = build("prefix", prefix)
 with torch.no_grad():  # how much the prefix moves the logits (sanity: it must matter)
     bare = forward({k: v for k, v in out.items()}, "none")
 print(f"prefix: max|logits - logits without prefix| {(out['logits'] - bare).abs().max().item():.6f}")
+
+gp = torch.Generator().manual_seed(PROMPT_SEED)
+prompt = {"prompt.0": (2 * torch.rand(1, PROMPTS, HIDDEN, generator=gp) - 1) * PROMPT_BOUND}  # prompt_embeddings
+deep = (2 * torch.rand(LAYERS - 1, PROMPTS, HIDDEN, generator=gp) - 1) * PROMPT_BOUND  # deep_prompt_embeddings
+for i in range(1, LAYERS):
+    prompt[f"prompt.{i}"] = deep[i - 1:i].clone()
+out = build("prompt", prompt)
+with torch.no_grad():  # how much the deep prompts move the logits (sanity: they must matter)
+    shallow = {**out, **{f"prompt.{i}": out[f"prompt.{i}"] * 0 for i in range(1, LAYERS)}}
+print(f"prompt: max|logits - logits with zero deep prompts| "
+      f"{(out['logits'] - forward(shallow, 'prompt')).abs().max().item():.6f}")

@@ -90,3 +90,13 @@ extension PEFTParityTests {
         }
     }
 }
+
+extension PEFTParityTests {
+    /// Deep prompt tuning: [cls, prompts, patches] with the distillation token and its position gone, the
+    /// prompt slots overwritten by each block's own set.
+    func testDeepPromptTuningMatchesTheReference() throws {
+        var peft = PEFTConfig(method: .prompt)
+        peft.promptTokens = 3
+        try run("peft_prompt.safetensors", peft) { i in [("v.prompts.sets.\(i).tokens", "prompt.\(i)")] }
+    }
+}

@@ -22,6 +22,10 @@ final class PEFTTests: XCTestCase {
         XCTAssertEqual(try trainable(PEFTConfig(method: .lora)), 442_368 + finalNorm + head, "LoRA on q and v, RR 64")
         XCTAssertEqual(try trainable(PEFTConfig(method: .linear)), head)
         XCTAssertEqual(try trainable(PEFTConfig(method: .prefix)), 221_184 + finalNorm + head, "prefix N = 24")
+        XCTAssertEqual(try trainable(PEFTConfig(method: .prompt)), 230_400 + finalNorm + head, "deep prompts N = 25")
+        var shallow = PEFTConfig(method: .prompt)
+        shallow.deepPrompts = false
+        XCTAssertEqual(try trainable(shallow), 19_200 + finalNorm + head, "shallow prompts N = 25")
         var conformer = PEFTConfig(method: .conformer)
         conformer.reductionRate = 96
         // PETL_AST's 252,288 (0.29% of AST-base) counts each adapter's LayerNorm, whose output it discards:

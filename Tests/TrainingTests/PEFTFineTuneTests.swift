@@ -35,7 +35,7 @@ final class PEFTFineTuneTests: XCTestCase {
         _ = try fineTune(other, data: data, run: otherRun, log: { _ in })
         let zerosBase = otherRun.url
 
-        for method in [PEFTConfig.Method.lora, .adapter, .bitfit] {
+        for method in [PEFTConfig.Method.lora, .adapter, .bitfit, .conformer, .prefix, .prompt] {
             var ft = base
             (ft.initFrom, ft.epochs, ft.lr, ft.peft) = (baseRun.url.path, 2, 5e-3, PEFTConfig(method: method))
             ft.peft?.adapterInit = .standard
@@ -49,7 +49,9 @@ final class PEFTFineTuneTests: XCTestCase {
             for key in ["v.blocks.0.attn.qkv.weight", "v.blocks.1.mlp.fc1.weight", "v.patch_embed.proj.weight"] {
                 XCTAssertEqual(try XCTUnwrap(saved.tensors[key]).toArray(), try XCTUnwrap(start[key]).toArray(), "\(method): \(key)")
             }
-            let moved = method == .bitfit ? "v.blocks.0.mlp.fc1.bias" : method == .lora ? "v.blocks.0.attn.qkv.lora.0.down.weight" : "v.blocks.0.mlp.adapter.up.weight"
+            let moved = ["bitfit": "v.blocks.0.mlp.fc1.bias", "lora": "v.blocks.0.attn.qkv.lora.0.down.weight", "adapter": "v.blocks.0.mlp.adapter.up.weight",
+                         "conformer": "v.blocks.0.mlp.adapter.pw2.weight", "prefix": "v.blocks.0.attn.prefix_key",
+                         "prompt": "v.prompts.sets.1.tokens"][method.rawValue]!
             let movedStart = try start[moved] ?? Tensor.zeros(XCTUnwrap(saved.tensors[moved]).shape)
             XCTAssertNotEqual(try XCTUnwrap(saved.tensors[moved]).toArray(), movedStart.toArray(), "\(method): \(moved) trained")
             // The classifier reloads with its method (LoRA merged into plain layers) and scores as the run did.

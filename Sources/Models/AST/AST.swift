@@ -3,7 +3,7 @@ import NN
 
 /// The AST encoder, keyed like timm's DeiT inside the original AST (`v.*`): cls and distillation
 /// tokens, a learned positional embedding over the patch grid, pre-LN blocks and a final norm.
-public final class ASTEncoder: Module, PatchEncoder {
+public final class ASTEncoder: Module, PatchEncoder, PromptableEncoder {
     public let clsToken: Tensor
     public let distToken: Tensor
     public let posEmbed: Tensor
@@ -11,6 +11,8 @@ public final class ASTEncoder: Module, PatchEncoder {
     @Child public private(set) var patchEmbed: PatchEmbed
     @Child public private(set) var blocks: [ViTBlock]
     @Child public private(set) var norm: LayerNorm
+    /// Prompt tokens in the distillation token's place (prompt tuning), nil for none.
+    @Child public private(set) var prompts: PromptTokens?
     let shape: (frames: Int, bins: Int)
 
     public init(_ c: ASTConfig) {
@@ -24,13 +26,16 @@ public final class ASTEncoder: Module, PatchEncoder {
                      dropPath: c.depth > 1 ? c.dropPath * Float(i) / Float(c.depth - 1) : c.dropPath)
         }
         norm = LayerNorm(c.dim, eps: c.eps)
+        prompts = nil
         super.init()
         Init.timmLinear(self)
     }
 
     public var width: Int { clsToken.shape[2] }
-    /// cls and distillation tokens.
-    public var prefixTokens: Int { 2 }
+    /// cls and distillation tokens, or cls and the prompts.
+    public var prefixTokens: Int { prompts.map { 1 + $0.count } ?? 2 }
+
+    public func usePrompts(_ prompts: PromptTokens?) { self.prompts = prompts }
     public var inputFrames: Int { shape.frames }
     public var inputBins: Int { shape.bins }
 
@@ -80,6 +85,7 @@ public final class AST: Module, AudioClassifierModel {
     public var outputs: Int { config.labelDim }
     public var headPrefixes: [String] { ["mlp_head."] }
     public var blockPattern: String { "v.blocks.*" }
+    public var encoder: any AudioEncoder { v }
     public var finalNormPrefix: String? { "v.norm." }
     public func logits(_ features: Tensor) throws -> Tensor { try callAsFunction(features) }
     public func embedding(_ features: Tensor) throws -> Tensor { try embed(features) }
@@ -91,11 +97,20 @@ extension ASTEncoder {
         try patchEmbed(x.unsqueeze(1).transpose(2, 3))
     }
 
-    /// cls, dist, patch tokens + positions, blocks, final norm: [B, 2 + N, D].
+    /// cls, dist, patch tokens + positions, blocks, final norm: [B, 2 + N, D]. With prompts (PETL_AST's
+    /// prompt tuning), the distillation token and its position give way to them: [cls, prompts, patches],
+    /// and a deep set replaces the prompt slots before each block.
     public func transform(_ patches: Tensor) throws -> Tensor {
         let b = patches.shape[0], d = patches.shape[2]
         var h = try Tensor.concat([clsToken.expand([b, 1, d]), distToken.expand([b, 1, d]), patches], axis: 1) + posEmbed
-        for block in blocks { h = try block(h) }
+        if prompts != nil { h = try Tensor.concat([h.slice(axis: 1, start: 0, end: 1), h.slice(axis: 1, start: 2)], axis: 1) }
+        for (i, block) in blocks.enumerated() {
+            if let p = try prompts?.prompts(forBlock: i, batch: b) {
+                let rest = i == 0 ? 1 : 1 + p.shape[1]   // block 0 inserts them, later blocks replace them
+                h = try Tensor.concat([h.slice(axis: 1, start: 0, end: 1), p, h.slice(axis: 1, start: rest)], axis: 1)
+            }
+            h = try block(h)
+        }
         return try norm(h)
     }
 }

@@ -28,6 +28,12 @@ public protocol PatchEncoder: AudioEncoder {
     func transform(_ patches: Tensor) throws -> Tensor
 }
 
+/// An encoder with prompt slots (prompt tuning): learned tokens among its prefix tokens.
+public protocol PromptableEncoder: AudioEncoder {
+    /// Installs `prompts` (nil removes them); `prefixTokens` counts them from then on.
+    func usePrompts(_ prompts: PromptTokens?)
+}
+
 /// A classifier over an encoder: logits and a pooled embedding of a window of features, and which of
 /// its parameters form the head (so a frozen encoder is "everything but the head").
 public protocol AudioClassifierModel: Module {
@@ -44,6 +50,8 @@ public protocol AudioClassifierModel: Module {
     /// Key pattern of the encoder's blocks (`v.blocks.*`), each with `attn` and `mlp` children where it
     /// is a transformer block: where parameter-efficient methods attach.
     var blockPattern: String { get }
+    /// The encoder under the head.
+    var encoder: any AudioEncoder { get }
     /// Key prefix of the encoder's final norm (`v.norm.`), trained with every parameter-efficient method.
     var finalNormPrefix: String? { get }
     /// Logits [B, outputs] of features [B, inputFrames, inputBins] (sigmoid or softmax applied outside).

@@ -22,6 +22,8 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
         case lora
         /// Learned keys and values in every attention layer (`prefixTokens`).
         case prefix
+        /// Learned prompt tokens among the encoder's prefix tokens (`promptTokens`, `deepPrompts`).
+        case prompt
     }
     public enum AdapterKind: String, Codable, Sendable, CaseIterable {
         /// One adapter at the feed-forward half of each block.
@@ -48,6 +50,9 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
     public var loraScaleByRank = false
     /// Prefix tuning's N: N/2 learned keys and N/2 learned values per layer (PETL_AST: 24, so 12 + 12).
     public var prefixTokens = 24
+    /// Prompt tuning: this many prompts, one set for every block (deep, PETL_AST's default) or the first only.
+    public var promptTokens = 25
+    public var deepPrompts = true
 
     public init(method: Method) { self.method = method }
 
@@ -56,6 +61,7 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
         case .full, .linear, .bitfit: return method.rawValue
         case .conformer: return "conformer adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate))"
         case .adapter: return "adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate), \(adapterInit.rawValue) init)"
+        case .prompt: return "\(deepPrompts ? "deep" : "shallow") prompt tuning (\(promptTokens) prompts)"
         case .prefix: return "prefix tuning (\(prefixTokens / 2) keys and values a layer)"
         case .lora: return "LoRA on \(loraTargets.joined(separator: ",")) (reduction rate \(reductionRate), alpha \(loraAlpha))"
         }
@@ -119,11 +125,19 @@ extension PEFTConfig {
                 PrefixAttention(wrapping: attn, tokens: prefixTokens / 2, dim: model.embeddingWidth)
             }
             trained = [".prefix_key", ".prefix_value"]
+        case .prompt:
+            guard let encoder = model.encoder as? any PromptableEncoder else {
+                throw ModelError("--peft prompt: the \(model.architecture.family) encoder has no prompt slots")
+            }
+            guard promptTokens >= 1 else { throw ModelError("--prompts \(promptTokens) must be at least 1") }
+            let depth = model.namedModules().filter { $0.0.hasPrefix(String(model.blockPattern.dropLast(2)) + ".") && $0.0.split(separator: ".").count == model.blockPattern.split(separator: ".").count }.count
+            encoder.usePrompts(PromptTokens(count: promptTokens, dim: model.embeddingWidth, sets: deepPrompts ? max(depth, 1) : 1))
+            trained = [".prompts."]
         }
         guard freezing else { return summary(model) }
         switch method {
         case .full: model.unfreeze()
-        case .linear, .adapter, .conformer, .lora, .prefix:
+        case .linear, .adapter, .conformer, .lora, .prefix, .prompt:
             model.freeze { key, _ in
                 !(model.isHead(key) || (method != .linear && (model.finalNormPrefix.map(key.hasPrefix) ?? false))
                   || trained.contains { key.contains($0) })
