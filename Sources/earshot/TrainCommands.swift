@@ -134,7 +134,7 @@ extension BottleneckAdapter.Initialisation: ExpressibleByArgument {}
 
 /// `--peft` and its options (PETL_AST's defaults).
 struct PEFTArguments: ParsableArguments {
-    @Option(help: "full, linear (head only), bitfit (biases), adapter, conformer, lora, prefix or prompt; omit to train every weight.") var peft: PEFTConfig.Method?
+    @Option(help: "full, linear (head only), bitfit (biases), adapter, conformer, moa, lora, prefix or prompt; omit to train every weight.") var peft: PEFTConfig.Method?
     @Option(name: .customLong("reduction-rate"), help: "Adapter bottleneck and LoRA rank: width / this, rounded (default 64; 96 for conformer, PETL_AST's).")
     var reductionRate: Int?
     @Option(help: "pfeiffer (one adapter, at the MLP) or houlsby (at the attention too).") var adapter: PEFTConfig.AdapterKind = .pfeiffer
@@ -151,6 +151,7 @@ struct PEFTArguments: ParsableArguments {
     @Option(name: .customLong("prefix-tokens"), help: "Prefix tuning: N learned tokens a layer, half keys and half values (default 24).")
     var prefixTokens = 24
     @Option(help: "Prompt tuning: prompts in the distillation token's place (default 25).") var prompts = 25
+    @Option(help: "Dense mixture of adapters: how many (default 7; --reduction-rate defaults to 128 for it).") var experts = 7
     @Flag(inversion: .prefixedNo, help: "Prompt tuning: a set of prompts for every block (deep, the default) or the first only.")
     var deep = true
     @Flag(name: .customLong("lora-scale-by-rank"), help: "Scale LoRA by alpha / rank (the LoRA paper) instead of PETL_AST's alpha / reduction rate.")
@@ -160,9 +161,10 @@ struct PEFTArguments: ParsableArguments {
         guard let peft else { return nil }
         var c = PEFTConfig(method: peft)
         (c.reductionRate, c.adapterKind, c.placement, c.adapterResidual, c.adapterInit) =
-            (reductionRate ?? (peft == .conformer ? 96 : 64), adapter, adapterPlacement, adapterResidual, adapterInit)
+            (reductionRate ?? [.conformer: 96, .moa: 128][peft] ?? 64, adapter, adapterPlacement, adapterResidual, adapterInit)
         c.loraTargets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        (c.loraAlpha, c.loraScaleByRank, c.prefixTokens, c.promptTokens, c.deepPrompts) = (loraAlpha, loraScaleByRank, prefixTokens, prompts, deep)
+        (c.loraAlpha, c.loraScaleByRank, c.prefixTokens, c.promptTokens, c.deepPrompts, c.experts) =
+            (loraAlpha, loraScaleByRank, prefixTokens, prompts, deep, experts)
         guard c.reductionRate >= 1 else { throw ValidationError("--reduction-rate \(c.reductionRate) must be at least 1") }
         return c
     }

@@ -23,6 +23,9 @@ final class PEFTTests: XCTestCase {
         XCTAssertEqual(try trainable(PEFTConfig(method: .linear)), head)
         XCTAssertEqual(try trainable(PEFTConfig(method: .prefix)), 221_184 + finalNorm + head, "prefix N = 24")
         XCTAssertEqual(try trainable(PEFTConfig(method: .prompt)), 230_400 + finalNorm + head, "deep prompts N = 25")
+        var moa = PEFTConfig(method: .moa)
+        moa.reductionRate = 128   // 7 experts of width 6 and a 768 -> 7 router a layer
+        XCTAssertEqual(try trainable(moa), 12 * (7 * (768 * 6 + 6 + 6 * 768 + 768) + 768 * 7 + 7) + ln + finalNorm + head)
         var shallow = PEFTConfig(method: .prompt)
         shallow.deepPrompts = false
         XCTAssertEqual(try trainable(shallow), 19_200 + finalNorm + head, "shallow prompts N = 25")

@@ -44,6 +44,19 @@ final class PEFTGradientTests: XCTestCase {
         XCTAssertGreaterThan(zip(reference.toArray(), try GradMode.noGrad { try usual(x) }.toArray()).map { abs($0 - $1) }.max()!, 1e-4)
     }
 
+    func testDenseMixtureOfAdapters() throws {
+        Random.seed(15)
+        let moa = DenseMixture(dim: 6, bottleneck: 2, experts: 3, initialisation: .standard)
+        for expert in moa.experts { try expert.up.weight.assign(from: Tensor.randn([6, 2], std: 0.5)) }
+        try gradCheckLayer(moa, input: Tensor.randn([2, 4, 6])) { try moa($0!) }
+        // One expert: the router's softmax is 1, so the mixture is that adapter.
+        let single = DenseMixture(dim: 6, bottleneck: 2, experts: 1, initialisation: .standard)
+        try single.experts[0].up.weight.assign(from: Tensor.randn([6, 2]))
+        let x = Tensor.randn([2, 4, 6])
+        let a = try single(x).toArray(), b = try single.experts[0](x).toArray()
+        XCTAssertLessThanOrEqual(zip(a, b).map { abs($0 - $1) }.max()!, 1e-6)
+    }
+
     func testPrefixAttention() throws {
         Random.seed(13)
         let prefix = PrefixAttention(wrapping: MultiHeadAttention(dim: 8, heads: 2), tokens: 3, dim: 8)

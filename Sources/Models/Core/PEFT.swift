@@ -18,6 +18,8 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
         case adapter
         /// Conformer adapters (PETL_AST's proposal), placed as `adapter`'s.
         case conformer
+        /// A dense mixture of `experts` bottleneck adapters with a softmax router per token, placed as `adapter`'s.
+        case moa
         /// Low-rank updates of the attention and MLP projections (`loraTargets`).
         case lora
         /// Learned keys and values in every attention layer (`prefixTokens`).
@@ -52,6 +54,8 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
     public var prefixTokens = 24
     /// Prompt tuning: this many prompts, one set for every block (deep, PETL_AST's default) or the first only.
     public var promptTokens = 25
+    /// Dense-MoA's number of adapters (PETL_AST: 7, at reduction rate 128).
+    public var experts = 7
     public var deepPrompts = true
 
     public init(method: Method) { self.method = method }
@@ -59,6 +63,7 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
     public var description: String {
         switch method {
         case .full, .linear, .bitfit: return method.rawValue
+        case .moa: return "dense mixture of \(experts) adapters (\(adapterKind.rawValue), reduction rate \(reductionRate))"
         case .conformer: return "conformer adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate))"
         case .adapter: return "adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate), \(adapterInit.rawValue) init)"
         case .prompt: return "\(deepPrompts ? "deep" : "shallow") prompt tuning (\(promptTokens) prompts)"
@@ -97,12 +102,16 @@ extension PEFTConfig {
         var trained: [String] = []   // key fragments the method trains, beside the head and the final norm
         switch method {
         case .full, .linear, .bitfit: break
-        case .adapter, .conformer:
+        case .adapter, .conformer, .moa:
             let (width, inner, kind) = (model.embeddingWidth, try innerWidth(model.embeddingWidth), method)
-            let init_ = adapterInit
+            let (init_, experts) = (adapterInit, experts)
+            guard kind != .moa || experts >= 1 else { throw ModelError("--experts \(experts) must be at least 1") }
             func make() -> any UnaryLayer {
-                kind == .conformer ? ConformerAdapter(dim: width, bottleneck: inner)
-                    : BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
+                switch kind {
+                case .conformer: ConformerAdapter(dim: width, bottleneck: inner)
+                case .moa: DenseMixture(dim: width, bottleneck: inner, experts: experts, initialisation: init_)
+                default: BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
+                }
             }
             try model.replaceModules(matching: blocks + ".mlp", as: MLP.self) { _, mlp in
                 AdaptedMLP(wrapping: mlp, adapter: make(), placement: placement, residual: adapterResidual)
@@ -137,7 +146,7 @@ extension PEFTConfig {
         guard freezing else { return summary(model) }
         switch method {
         case .full: model.unfreeze()
-        case .linear, .adapter, .conformer, .lora, .prefix, .prompt:
+        case .linear, .adapter, .conformer, .moa, .lora, .prefix, .prompt:
             model.freeze { key, _ in
                 !(model.isHead(key) || (method != .linear && (model.finalNormPrefix.map(key.hasPrefix) ?? false))
                   || trained.contains { key.contains($0) })
