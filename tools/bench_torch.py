@@ -55,9 +55,75 @@ class Block(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
+def finetune_bench(a):
+    """`earshot bench finetune`'s twin: one fine-tuning step (CE, Adam on the trainable parameters) of a
+    transformers AST under a PETL_AST method written the reference's way (LoRA on query and value with
+    inner width D/RR and scale 8/RR; a Pfeiffer parallel bottleneck adapter beside each FFN, with
+    layernorm_after trainable), the final layernorm and the classifier trained with every method."""
+    from transformers import ASTConfig, ASTForAudioClassification
+    dims = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}[a.size]
+    cfg = ASTConfig(hidden_size=dims[0], num_hidden_layers=12, num_attention_heads=dims[1], intermediate_size=4 * dims[0],
+                    max_length=a.frames, num_mel_bins=128, num_labels=a.labels, hidden_dropout_prob=0.0,
+                    attention_probs_dropout_prob=0.0)
+    model = ASTForAudioClassification(cfg)
+    d, inner = dims[0], max(round(dims[0] / a.reduction_rate), 1)
+    if a.peft != "full":
+        for p_ in model.parameters():
+            p_.requires_grad_(False)
+        for p_ in model.classifier.parameters():
+            p_.requires_grad_(True)
+        if a.peft != "linear":
+            for p_ in model.audio_spectrogram_transformer.layernorm.parameters():
+                p_.requires_grad_(True)
+    if a.peft == "bitfit":
+        for n_, p_ in model.named_parameters():
+            if n_.endswith(".bias"):
+                p_.requires_grad_(True)
+
+    class LoRA(torch.nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base, self.down, self.up = base, torch.nn.Linear(d, inner, bias=False), torch.nn.Linear(inner, d, bias=False)
+            torch.nn.init.zeros_(self.down.weight)
+
+        def forward(self, x):
+            return self.base(x) + (8 / a.reduction_rate) * self.up(self.down(x))
+
+    # transformers 5's AST layout: layers.i.attention.{q,v}_proj, layernorm_after, mlp (fc1, fc2; no residual).
+    for layer in model.audio_spectrogram_transformer.layers:
+        if a.peft == "lora":
+            layer.attention.q_proj = LoRA(layer.attention.q_proj)
+            layer.attention.v_proj = LoRA(layer.attention.v_proj)
+        if a.peft == "adapter":
+            adapter = torch.nn.Sequential(torch.nn.Linear(d, inner), torch.nn.GELU(), torch.nn.Linear(inner, d))
+            layer.add_module("adapter", adapter)
+            for p_ in layer.layernorm_after.parameters():
+                p_.requires_grad_(True)
+            saved = {}
+            layer.layernorm_after.register_forward_hook(lambda m, i, o, s=saved: s.__setitem__("z", o))
+            layer.mlp.register_forward_hook(lambda m, i, o, s=saved, ad=adapter: o + ad(s["z"]))
+    x = torch.randn(a.batch, a.frames, 128)
+    y = torch.arange(a.batch) % a.labels
+    trainable = [p_ for p_ in model.parameters() if p_.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=1e-5)
+
+    def step():
+        loss = F.cross_entropy(model(x).logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    t = median_time(step, a.iters, a.warmup)
+    print(json.dumps({"bench": "finetune", "impl": "transformers", "peft": a.peft, "size": a.size, "frames": a.frames,
+                      "batch": a.batch, "threads": a.threads, "trainable": sum(p_.numel() for p_ in trainable),
+                      "parameters": sum(p_.numel() for p_ in model.parameters()), "ms_per_step": t * 1e3,
+                      "items_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast"])
+    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast", "finetune"])
+    p.add_argument("--peft", default="full", choices=["full", "linear", "bitfit", "lora", "adapter"])
+    p.add_argument("--reduction-rate", type=int, default=64)
     p.add_argument("--size", default="tiny")
     p.add_argument("--frames", type=int, default=1024)
     p.add_argument("--labels", type=int, default=527)
@@ -115,6 +181,10 @@ def main():
         print(json.dumps({"bench": "ast", "impl": "transformers", "mode": "train" if a.train else "inference", "size": a.size,
                           "frames": a.frames, "batch": a.batch, "threads": a.threads, "ms_per_step": t * 1e3,
                           "items_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))
+        return
+
+    if a.bench == "finetune":
+        finetune_bench(a)
         return
 
     if a.bench == "fbank":
