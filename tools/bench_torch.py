@@ -55,18 +55,24 @@ class Block(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
-def finetune_bench(a):
-    """`earshot bench finetune`'s twin: one fine-tuning step (CE, Adam on the trainable parameters) of a
-    transformers AST under a PETL_AST method written the reference's way (LoRA on query and value with
-    inner width D/RR and scale 8/RR; a Pfeiffer parallel bottleneck adapter beside each FFN, with
-    layernorm_after trainable), the final layernorm and the classifier trained with every method."""
+def hf_ast(a):
+    """transformers' ASTForAudioClassification at `a.size` on `a.frames` x 128 features, no dropout."""
     from transformers import ASTConfig, ASTForAudioClassification
     dims = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}[a.size]
     cfg = ASTConfig(hidden_size=dims[0], num_hidden_layers=12, num_attention_heads=dims[1], intermediate_size=4 * dims[0],
                     max_length=a.frames, num_mel_bins=128, num_labels=a.labels, hidden_dropout_prob=0.0,
                     attention_probs_dropout_prob=0.0)
-    model = ASTForAudioClassification(cfg)
-    d, inner = dims[0], max(round(dims[0] / a.reduction_rate), 1)
+    return ASTForAudioClassification(cfg)
+
+
+def finetune_bench(a):
+    """`earshot bench finetune`'s twin: one fine-tuning step (CE, Adam on the trainable parameters) of a
+    transformers AST under a PETL_AST method written the reference's way (LoRA on query and value with
+    inner width D/RR and scale 8/RR; a Pfeiffer parallel bottleneck adapter beside each FFN, with
+    layernorm_after trainable), the final layernorm and the classifier trained with every method."""
+    model = hf_ast(a)
+    d = model.config.hidden_size
+    inner = max(round(d / a.reduction_rate), 1)
     if a.peft != "full":
         for p_ in model.parameters():
             p_.requires_grad_(False)
@@ -154,12 +160,7 @@ def main():
         return
 
     if a.bench == "ast":
-        from transformers import ASTConfig, ASTForAudioClassification
-        dims = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}[a.size]
-        cfg = ASTConfig(hidden_size=dims[0], num_hidden_layers=12, num_attention_heads=dims[1], intermediate_size=4 * dims[0],
-                        max_length=a.frames, num_mel_bins=128, num_labels=a.labels, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
-        model = ASTForAudioClassification(cfg)
+        model = hf_ast(a)
         x = torch.randn(a.batch, a.frames, 128)
         if a.train:
             opt = torch.optim.Adam(model.parameters(), lr=1e-5)

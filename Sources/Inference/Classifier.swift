@@ -37,14 +37,12 @@ public struct Classifier {
         if let release = try ModelRegistry.releasedClassifier(path, options: options) { return Classifier(release) }
         let file = try ModelFiles.modelFile(path)
         var st = try SafeTensors.read(file)
-        let d = JSONDecoder()
         if DeltaCheckpoint.isDelta(st.metadata) {
             guard let base else {
                 throw NNError("\(file.path): a delta checkpoint (only the tensors a parameter-efficient run trained); "
                               + "give the checkpoint it was trained from with --base (\(st.metadata["base_file"] ?? "?"))")
             }
-            guard let k = st.metadata["classes"], let classes = try? d.decode([String].self, from: Data(k.utf8)),
-                  let p = st.metadata["pipeline"], let pipeline = try? d.decode(FeaturePipeline.self, from: Data(p.utf8)) else {
+            guard let (classes, pipeline) = labelling(st.metadata) else {
                 throw NNError("\(file.path): a delta without classes or pipeline metadata")
             }
             let model = try DeltaCheckpoint.model(file, metadata: st.metadata, tensors: st.takeTensors(), base: base)
@@ -54,8 +52,7 @@ public struct Classifier {
         guard let arch = ModelRegistry.architecture(st.metadata) else {
             throw NNError("\(file.path): not an Earshot checkpoint (no architecture in its metadata)")
         }
-        guard let k = st.metadata["classes"], let classes = try? d.decode([String].self, from: Data(k.utf8)),
-              let p = st.metadata["pipeline"], let pipeline = try? d.decode(FeaturePipeline.self, from: Data(p.utf8)) else {
+        guard let (classes, pipeline) = labelling(st.metadata) else {
             if (try? ModelRegistry.encoderOnly(file, options: options)) != nil {
                 throw NNError("\(file.path): a self-supervised pretraining checkpoint (\(arch.family)) has no classifier head; fine-tune it first "
                               + "(earshot finetune --init-from \(path.path) ...), or embed with it (earshot embed --model)")
@@ -71,6 +68,14 @@ public struct Classifier {
         if peft?.method == .lora { PEFTConfig.mergeLoRA(model) }
         model.eval()
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")
+    }
+
+    /// The classes and feature pipeline a checkpoint's metadata records, nil where either is missing.
+    static func labelling(_ metadata: [String: String]) -> (classes: [String], pipeline: FeaturePipeline)? {
+        let d = JSONDecoder()
+        guard let k = metadata["classes"], let classes = try? d.decode([String].self, from: Data(k.utf8)),
+              let p = metadata["pipeline"], let pipeline = try? d.decode(FeaturePipeline.self, from: Data(p.utf8)) else { return nil }
+        return (classes, pipeline)
     }
 
     /// A model for embeddings: whatever `load` takes, or a self-supervised encoder (a pretraining run or

@@ -136,6 +136,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     let shape = ModelShape(frames: cfg.cropFrames ?? cfg.inputTdim, outputs: cfg.classes.count, depth: cfg.depth, dropPath: cfg.dropPath)
     let model: any AudioClassifierModel
     Random.seed(cfg.seed)
+    var startFile: URL?   // the weights file the start was read from (a delta records its hash)
     if resuming {
         guard let arch = ModelRegistry.architecture(try SafeTensors.read(run.last).metadata) else {
             throw NNError("\(run.last.path): no architecture in the checkpoint metadata")
@@ -145,6 +146,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         let start = try ModelRegistry.start(URL(fileURLWithPath: initFrom), shape: cfg.releaseShape ?? ReleaseShape())
         do { model = try start.build(shape) } catch { throw NNError("finetune: \(error)") }
         if let name = start.modelName { (cfg.model, cfg.depth) = (name, start.depth) }
+        startFile = start.file
         log("initialised the encoder from \(start.file.path) (\(start.kind))")
     } else {
         do { model = try ModelRegistry.entry(named: cfg.model).classifier(shape) } catch { throw NNError("finetune: \(error)") }
@@ -176,7 +178,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     let task = ClassificationTask(model: model, classes: cfg.classes, multiLabel: cfg.multiLabel, pipeline: pipeline,
                                   augmentation: augmentation, peft: cfg.peft, validation: validation, batchSize: cfg.batchSize, report: skips)
     var settings = TrainerSettings(epochs: cfg.epochs, lr: cfg.lr)
-    (settings.weightDecay, settings.seed, settings.label) = (cfg.weightDecay, cfg.seed, "finetune")
+    (settings.seed, settings.label) = (cfg.seed, "finetune")
     // Linear warmup over the first epoch: a 12-layer encoder collapses to uniform outputs without it.
     (settings.warmupSteps, settings.warmupStart) = (max(loader.batchesPerEpoch, 1), 0.01)
     // AST's ESC recipe: ×lrDecay once per epoch index from lrDecayStart on (0-based epochs; start ≥ 1).
@@ -185,7 +187,9 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     let report = try Trainer(run: run, settings: settings, log: log).fit(task, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
 
     if let peft = cfg.peft, peft.method != .full, let initFrom = cfg.initFrom {
-        try writeDelta(run: run, model: model, start: URL(fileURLWithPath: initFrom), releaseShape: cfg.releaseShape)
+        // A resumed run did not read its start: only then is it found again.
+        let base = try startFile ?? ModelRegistry.start(URL(fileURLWithPath: initFrom), shape: cfg.releaseShape ?? ReleaseShape()).file
+        try writeDelta(run: run, model: model, base: base, releaseShape: cfg.releaseShape)
         log("wrote \(run.delta.lastPathComponent): the \(model.parameterCount(trainableOnly: true)) trained parameters, to load with --base \(initFrom)")
     }
     // The test split, once, on the checkpoint validation chose.
@@ -262,11 +266,11 @@ public func crossValidate(_ config: FineTuneConfig, data: Dataset, root: URL, re
     return (results, mean, std)
 }
 
-/// The best checkpoint's trainable tensors as `delta.safetensors` (`DeltaCheckpoint`), beside it.
-func writeDelta(run: RunDirectory, model: any AudioClassifierModel, start: URL, releaseShape: ReleaseShape?) throws {
+/// The best checkpoint's trainable tensors as `delta.safetensors` (`DeltaCheckpoint`), beside it;
+/// `base` is the weights file the run started from.
+func writeDelta(run: RunDirectory, model: any AudioClassifierModel, base: URL, releaseShape: ReleaseShape?) throws {
     let best = try SafeTensors.read(run.best)
     let trained = Set(model.namedParameters().filter(\.1.requiresGrad).map(\.0))
     let tensors = best.tensors.filter { trained.contains($0.key) }
-    let base = try ModelRegistry.start(start, shape: releaseShape ?? ReleaseShape()).file
     try DeltaCheckpoint.write(tensors, metadata: best.metadata, model: model, base: base, releaseShape: releaseShape, to: run.delta)
 }

@@ -51,12 +51,10 @@ public protocol TrainingTask: AnyObject {
     func validate() throws -> [String: Any]
 }
 
-/// The optimisation settings of a run.
+/// The schedule and bookkeeping of a run (the optimizer, with its weight decay and betas, is the caller's).
 public struct TrainerSettings: Sendable {
     public var epochs: Int
     public var lr: Float
-    public var weightDecay: Float = 5e-7
-    public var betas: (Float, Float) = (0.95, 0.999)
     public var seed: UInt64 = 0
     /// Linear warmup from `warmupStart`·lr over this many steps.
     public var warmupSteps = 0

@@ -35,6 +35,7 @@ public final class ASTEncoder: Module, PatchEncoder, PromptableEncoder {
     /// cls and distillation tokens, or cls and the prompts.
     public var prefixTokens: Int { prompts.map { 1 + $0.count } ?? 2 }
 
+    public var depth: Int { blocks.count }
     public func usePrompts(_ prompts: PromptTokens?) { self.prompts = prompts }
     public var inputFrames: Int { shape.frames }
     public var inputBins: Int { shape.bins }

@@ -1,3 +1,4 @@
+import Audio
 import Engine
 import Foundation
 import NN
@@ -13,12 +14,7 @@ public enum DeltaCheckpoint {
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw ModelError("\(url.path): cannot read to hash (\(error.localizedDescription))")
         }
-        let h = data.withUnsafeBytes { raw -> UInt64 in
-            var h: UInt64 = 0xCBF2_9CE4_8422_2325
-            for b in raw.bindMemory(to: UInt8.self) { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-            return h
-        }
-        return String(format: "%016llx", h)
+        return String(format: "%016llx", data.withUnsafeBytes { FeatureCache.fnv1a($0) })
     }
 
     /// Writes `tensors` (the trainable ones) with `metadata`, the base's hash and file name, and the

@@ -30,6 +30,8 @@ public protocol PatchEncoder: AudioEncoder {
 
 /// An encoder with prompt slots (prompt tuning): learned tokens among its prefix tokens.
 public protocol PromptableEncoder: AudioEncoder {
+    /// Blocks a deep prompt set is needed for.
+    var depth: Int { get }
     /// Installs `prompts` (nil removes them); `prefixTokens` counts them from then on.
     func usePrompts(_ prompts: PromptTokens?)
 }

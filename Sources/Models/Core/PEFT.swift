@@ -139,8 +139,7 @@ extension PEFTConfig {
                 throw ModelError("--peft prompt: the \(model.architecture.family) encoder has no prompt slots")
             }
             guard promptTokens >= 1 else { throw ModelError("--prompts \(promptTokens) must be at least 1") }
-            let depth = model.namedModules().filter { $0.0.hasPrefix(String(model.blockPattern.dropLast(2)) + ".") && $0.0.split(separator: ".").count == model.blockPattern.split(separator: ".").count }.count
-            encoder.usePrompts(PromptTokens(count: promptTokens, dim: model.embeddingWidth, sets: deepPrompts ? max(depth, 1) : 1))
+            encoder.usePrompts(PromptTokens(count: promptTokens, dim: model.embeddingWidth, sets: deepPrompts ? max(encoder.depth, 1) : 1))
             trained = [".prompts."]
         }
         guard freezing else { return summary(model) }
