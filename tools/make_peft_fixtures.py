@@ -93,6 +93,8 @@ PREFIX_BOUND = (6.0 / (3 * PATCH * PATCH + HIDDEN)) ** 0.5  # ASTSelfAttention_P
 PROMPT_SEED = 2  # generator for the deep prompts (drawn after the first four fixtures are written)
 PROMPTS = 3  # N prompt tokens per layer (reference: --prompt_len_prompt 25)
 PROMPT_BOUND = PREFIX_BOUND  # PromptAST: the same uniform(-val, val) bound
+MOA_SEED = 3  # generator for the mixtures of adapters (drawn after the first five fixtures are written)
+EXPERTS, SLOTS = 3, 2  # reference defaults: --num_adapters 7, --num_slots 1 (more slots exercise the softmaxes)
 
 torch.manual_seed(SEED)
 
@@ -164,6 +166,33 @@ def conformer_adapter(W, i, u, stats):
     return t.transpose(1, 2)
 
 
+def expert(W, P, u):
+    """Bottleneck_adapter: up(GELU(down u)), both with biases."""
+    return F.linear(F.gelu(lin(W, P + "down", u)), W[P + "up.weight"], W[P + "up.bias"])
+
+
+def dense_moa(W, i, u):
+    """MoA + Router (src/MoA.py): softmax(router u) per token weighs every expert's output."""
+    probs = torch.softmax(lin(W, f"dmoa.{i}.router", u), dim=-1)  # [B, N, E]
+    outs = torch.stack([expert(W, f"dmoa.{i}.experts.{e}.", u) for e in range(EXPERTS)], dim=-1)  # [B, N, D, E]
+    return (probs[:, :, None, :] * outs).sum(-1)
+
+
+def soft_moa(W, i, u):
+    """SoftMoA (src/MoA.py, NORMALIZE False, the reference default): dispatch = softmax of u·Phi over the tokens,
+    combine = softmax over all E*P slots; slots = dispatch^T u; out = combine . expert(slots)."""
+    b, m, _ = u.shape
+    logits = torch.einsum("bmd,dnp->bmnp", u, W[f"smoa.{i}.slot_params"])
+    dispatch = torch.softmax(logits, dim=1)
+    combine = torch.softmax(logits.reshape(b, m, -1), dim=2).reshape(b, m, EXPERTS, SLOTS)
+    slots = torch.einsum("bmd,bmnp->bnpd", u, dispatch)
+    ys = torch.stack([expert(W, f"smoa.{i}.experts.{e}.", slots[:, e]) for e in range(EXPERTS)], dim=1)
+    return torch.einsum("bnpd,bmnp->bmd", ys, combine)
+
+
+MOA = {"dmoa": dense_moa, "smoa": soft_moa}
+
+
 def forward(W, method, stats=None):
     """Functional AST forward on HF-keyed tensors W plus the method's tensors; returns logits [B, C]."""
     B = x.shape[0]
@@ -194,6 +223,9 @@ def forward(W, method, stats=None):
         att = torch.softmax(q @ k.transpose(-1, -2) / dh ** 0.5, dim=-1)
         ctx = (att @ v).transpose(1, 2).reshape(B, -1, HIDDEN)
         h = h + lin(W, L + ".attention.output.dense", ctx)  # h1 = h + A(LN1 h)
+        if method in MOA:  # ASTLayer_(Soft)MoA, Pfeiffer at 'MHSA' (the default): h1 = h + A(LN1 h) + M(LN1 h) ...
+            moa = MOA[method](W, i, a)
+            h = h + moa
         u = ln(W, L + ".layernorm_after", h)  # LN2 h1
         ffn = lin(W, L + ".output.dense", F.gelu(lin(W, L + ".intermediate.dense", u)))
         if method == "adapter":  # Pfeiffer, parallel, apply_residual False: h1 + F(LN2 h1) + Ad(LN2 h1)
@@ -201,6 +233,8 @@ def forward(W, method, stats=None):
             h = h + ffn + ad
         elif method == "conformer":  # same placement, Conformer_adapter as Ad
             h = h + ffn + conformer_adapter(W, i, u, stats)
+        elif method in MOA:  # ... and the same M(LN1 h) again: moa_output is still set when the FFN sum reads it
+            h = h + ffn + moa
         else:
             h = h + ffn
     h = ln(W, "layernorm", h)
@@ -254,6 +288,19 @@ def hf_check(method, W, logits, grads, stats=None):
             hooks.append(layer.mlp.register_forward_hook(hook))
         elif method == "prompt":  # prompts are spliced in between the layers below
             continue
+        elif method in MOA:  # the mixture of LN1 h joins the attention output and, once more, the MLP output
+            ps = {k: W[k].detach().clone().requires_grad_(True) for k in W if k.startswith(f"{method}.{i}.")}
+            params.update(ps)
+            saved = {}
+
+            def attn_hook(mod, inp, out, i=i, ps=ps, saved=saved):
+                saved["m"] = MOA[method](ps, i, inp[0])
+                return (out[0] + saved["m"],) + tuple(out[1:])
+
+            def mlp_hook(mod, inp, out, saved=saved):
+                return out + saved["m"]
+            hooks.append(layer.attention.register_forward_hook(attn_hook))
+            hooks.append(layer.mlp.register_forward_hook(mlp_hook))
         elif method == "lora":
             with torch.no_grad():
                 for name, proj in (("q", layer.attention.q_proj), ("v", layer.attention.v_proj)):
@@ -294,6 +341,9 @@ def hf_check(method, W, logits, grads, stats=None):
         torch.testing.assert_close(bn.running_mean, stats[f"conformer.{i}.bn.running_mean"], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(bn.running_var, stats[f"conformer.{i}.bn.running_var"], rtol=1e-5, atol=1e-6)
     for i, layer in enumerate(m.layers):
+        if method in MOA:
+            torch.testing.assert_close(layer.layernorm_before.bias.grad, grads[f"encoder.layer.{i}.layernorm_before.bias"],
+                                       rtol=1e-4, atol=1e-6)
         if method in ("adapter", "conformer"):
             torch.testing.assert_close(layer.layernorm_after.bias.grad, grads[f"encoder.layer.{i}.layernorm_after.bias"],
                                        rtol=1e-4, atol=1e-6)
@@ -305,6 +355,8 @@ def build(method, extra):
     W = {k: v.clone() for k, v in {**base, **extra, **head}.items()}
     if method in ("adapter", "conformer"):  # AST_adapter: adapters + every LN2 + final layernorm + head
         trainable = [k for k in W if k.startswith(method + ".") or ".layernorm_after." in k]
+    elif method in MOA:  # AST_(Soft)MoA at 'MHSA': the mixtures + every LN1 + final layernorm + head
+        trainable = [k for k in W if k.startswith(method + ".") or ".layernorm_before." in k]
     else:  # AST_LoRA: lora_{down,up}_{q,v}; AST_Prefix_tuning: key/value tokens; + final layernorm + head
         trainable = [k for k in W if k.startswith(method + ".")]
     trainable += ["layernorm.weight", "layernorm.bias", "head.weight", "head.bias"]
@@ -361,6 +413,14 @@ def build(method, extra):
                      "prompt_dropout": "0", "prompt_proj": "identity", "prompt_seed": str(PROMPT_SEED),
                      "init": f"uniform(-a, a), a = sqrt(6 / (3*16*16 + hidden)) = {PROMPT_BOUND!r}; prompt.0 "
                              f"[1, N, hidden] drawn first, then prompt.1..L-1 as one [L-1, N, hidden] tensor"})
+    elif method in MOA:
+        meta.update({"adapter_type": "Pfeiffer", "location": "MHSA (reads LN1 h)", "adapter_module": "bottleneck",
+                     "experts": str(EXPERTS), "moa_output": "added after the attention AND again at the FFN sum "
+                     "(the reference's moa_output variable is still set there)",
+                     "init": "experts N(0, 0.1^2); dense router N(0, 0.1^2); soft slot_params [D, E, P] xavier normal"})
+        if method == "smoa":
+            meta.update({"slots": str(SLOTS), "normalize": "False", "dispatch": "softmax over tokens",
+                         "combine": "softmax over all E*P slots, slot index e*P + p"})
     else:
         meta.update({"lora_alpha": str(ALPHA), "lora_scale": repr(SCALE), "lora_targets": "query,value"})
     path = os.path.join(fix, f"peft_{method}.safetensors")
@@ -411,3 +471,28 @@ with torch.no_grad():  # how much the deep prompts move the logits (sanity: they
     shallow = {**out, **{f"prompt.{i}": out[f"prompt.{i}"] * 0 for i in range(1, LAYERS)}}
 print(f"prompt: max|logits - logits with zero deep prompts| "
       f"{(out['logits'] - forward(shallow, 'prompt')).abs().max().item():.6f}")
+
+gm = torch.Generator().manual_seed(MOA_SEED)
+
+
+def expert_tensors(P):
+    return {P + "down.weight": METHOD_STD * torch.randn(r, HIDDEN, generator=gm),
+            P + "down.bias": METHOD_STD * torch.randn(r, generator=gm),
+            P + "up.weight": METHOD_STD * torch.randn(HIDDEN, r, generator=gm),
+            P + "up.bias": METHOD_STD * torch.randn(HIDDEN, generator=gm)}
+
+
+dmoa, smoa = {}, {}
+for i in range(LAYERS):
+    dmoa[f"dmoa.{i}.router.weight"] = METHOD_STD * torch.randn(EXPERTS, HIDDEN, generator=gm)
+    dmoa[f"dmoa.{i}.router.bias"] = METHOD_STD * torch.randn(EXPERTS, generator=gm)
+    for e in range(EXPERTS):
+        dmoa.update(expert_tensors(f"dmoa.{i}.experts.{e}."))
+for i in range(LAYERS):
+    phi = torch.empty(HIDDEN, EXPERTS, SLOTS)
+    torch.nn.init.xavier_normal_(phi, generator=gm)
+    smoa[f"smoa.{i}.slot_params"] = phi
+    for e in range(EXPERTS):
+        smoa.update(expert_tensors(f"smoa.{i}.experts.{e}."))
+build("dmoa", dmoa)
+build("smoa", smoa)

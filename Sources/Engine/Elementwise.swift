@@ -92,36 +92,39 @@ extension Kernels {
 extension Tensor {
     public static func + (a: Tensor, b: Tensor) throws -> Tensor {
         let shape = try broadcastShape(a.shape, b.shape, op: "add")
-        let (sa, sb) = (a.shape, b.shape)
+        // The closures below name flags and shapes, never an operand they do not read: a captured
+        // operand stays alive until the backward pass (every residual stream, for `+`).
+        let (sa, sb, needA, needB) = (a.shape, b.shape, a.requiresGrad, b.requiresGrad)
         return Kernels.binary(a, b, shape, AddOp.self).recording([a, b]) { g in
-            [a.requiresGrad ? Kernels.sumTo(g, sa) : nil, b.requiresGrad ? Kernels.sumTo(g, sb) : nil]
+            [needA ? Kernels.sumTo(g, sa) : nil, needB ? Kernels.sumTo(g, sb) : nil]
         }
     }
 
     public static func - (a: Tensor, b: Tensor) throws -> Tensor {
         let shape = try broadcastShape(a.shape, b.shape, op: "sub")
-        let (sa, sb) = (a.shape, b.shape)
+        let (sa, sb, needA, needB) = (a.shape, b.shape, a.requiresGrad, b.requiresGrad)
         return Kernels.binary(a, b, shape, SubOp.self).recording([a, b]) { g in
-            [a.requiresGrad ? Kernels.sumTo(g, sa) : nil,
-             b.requiresGrad ? Kernels.scale(Kernels.sumTo(g, sb), -1) : nil]
+            [needA ? Kernels.sumTo(g, sa) : nil, needB ? Kernels.scale(Kernels.sumTo(g, sb), -1) : nil]
         }
     }
 
     public static func * (a: Tensor, b: Tensor) throws -> Tensor {
         let shape = try broadcastShape(a.shape, b.shape, op: "mul")
+        // Each operand's gradient reads the other: keep one only where the other needs a gradient.
+        let (sa, sb) = (a.shape, b.shape)
+        let keptA: Tensor? = b.requiresGrad ? a : nil, keptB: Tensor? = a.requiresGrad ? b : nil
         return Kernels.binary(a, b, shape, MulOp.self).recording([a, b]) { g in
-            [a.requiresGrad ? Kernels.sumTo(Kernels.mul(g, b), a.shape) : nil,
-             b.requiresGrad ? Kernels.sumTo(Kernels.mul(g, a), b.shape) : nil]
+            [keptB.map { Kernels.sumTo(Kernels.mul(g, $0), sa) }, keptA.map { Kernels.sumTo(Kernels.mul(g, $0), sb) }]
         }
     }
 
     public static func / (a: Tensor, b: Tensor) throws -> Tensor {
         let shape = try broadcastShape(a.shape, b.shape, op: "div")
         let out = Kernels.binary(a, b, shape, DivOp.self)
+        let (sa, sb, needA, needB) = (a.shape, b.shape, a.requiresGrad, b.requiresGrad)
         return out.recording([a, b]) { g in
-            let gb: Tensor? = b.requiresGrad
-                ? Kernels.sumTo(Kernels.scale(Kernels.div(Kernels.mul(g, out), b), -1), b.shape) : nil
-            return [a.requiresGrad ? Kernels.sumTo(Kernels.div(g, b), a.shape) : nil, gb]
+            let gb: Tensor? = needB ? Kernels.sumTo(Kernels.scale(Kernels.div(Kernels.mul(g, out), b), -1), sb) : nil
+            return [needA ? Kernels.sumTo(Kernels.div(g, b), sa) : nil, gb]
         }
     }
 

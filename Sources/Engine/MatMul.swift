@@ -81,18 +81,22 @@ extension Tensor {
                              a: a.data + oa * m * k, lda: k, b: b.data + ob * k * n, ldb: n, c: out.data + oc * m * n, ldc: n)
             }
         }
+        // Each operand's gradient reads only the other: keep an operand only if the other needs it.
+        // (The closure names neither operand directly, or it would capture both.)
+        let keptA: Tensor? = b.requiresGrad ? a : nil, keptB: Tensor? = a.requiresGrad ? b : nil
+        let shapeA = a.shape, shapeB = b.shape
         return out.recording([a, b]) { g in
             var ga: Tensor?, gb: Tensor?
-            if a.requiresGrad {
-                let full = Tensor.zeros(a.shape)  // accumulates over B's broadcast batch
+            if let b = keptB {
+                let full = Tensor.zeros(shapeA)  // accumulates over B's broadcast batch
                 Kernels.batchedGemm(batch: batch, batchA: batchA, batchB: batchB, m: m, n: n, k: k) { oa, ob, oc in
                     Kernels.gemm(transA: false, transB: true, m: m, n: k, k: n, a: g.data + oc * m * n, lda: n,
                                  b: b.data + ob * k * n, ldb: n, beta: 1, c: full.data + oa * m * k, ldc: k)
                 }
                 ga = full
             }
-            if b.requiresGrad {
-                let full = Tensor.zeros(b.shape)
+            if let a = keptA {
+                let full = Tensor.zeros(shapeB)
                 if batchB.reduce(1, *) == 1 && batch == batchA {
                     let rows = batch.reduce(1, *) * m
                     Kernels.gemm(transA: true, transB: false, m: k, n: n, k: rows, a: a.data, lda: k,
@@ -147,17 +151,21 @@ extension Tensor {
         }
         var inputs = [x, weight]
         if let bias { inputs.append(bias) }
+        // Only the weight gradient reads the input: a frozen layer does not keep its input alive (at
+        // AST-base with adapters, the frozen layers' inputs were a fifth of the training peak).
+        let savedX: Tensor? = weight.requiresGrad ? x : nil
+        let needsInputGrad = x.requiresGrad, xShape = x.shape   // (naming x in the closure would keep it)
         return out.recording(inputs) { g in
             var gx: Tensor?, gw: Tensor?, gbias: Tensor?
-            if x.requiresGrad {
-                gx = Tensor.empty(x.shape)
+            if needsInputGrad {
+                gx = Tensor.empty(xShape)
                 Kernels.gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.data, lda: outF,
                              b: weight.data, ldb: inF, c: gx!.data, ldc: inF)
             }
-            if weight.requiresGrad {
+            if let savedX {
                 gw = Tensor.empty(weight.shape)
                 Kernels.gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.data, lda: outF,
-                             b: x.data, ldb: inF, c: gw!.data, ldc: inF)
+                             b: savedX.data, ldb: inF, c: gw!.data, ldc: inF)
             }
             if let bias, bias.requiresGrad {
                 gbias = Kernels.sumAxis(Tensor(shape: [rows, outF], storage: g.storage), 0)

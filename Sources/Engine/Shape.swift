@@ -139,13 +139,14 @@ extension Tensor {
             }
             offset += n
         }
+        let parts = tensors.map { ($0.shape, $0.requiresGrad) }   // not the tensors: they need not stay alive
         return out.recording(tensors) { g in
             var grads: [Tensor?] = []
             var off = 0
-            for (t, n) in zip(tensors, sizes) {
+            for ((shape, needsGrad), n) in zip(parts, sizes) {
                 defer { off += n }
-                guard t.requiresGrad else { grads.append(nil); continue }
-                let gt = Tensor.empty(t.shape)
+                guard needsGrad else { grads.append(nil); continue }
+                let gt = Tensor.empty(shape)
                 for o in 0..<outer {
                     (gt.data + o * n * inner).update(from: g.data + (o * total + off) * inner, count: n * inner)
                 }
@@ -280,6 +281,7 @@ extension Tensor {
         let c = Kernels.expand(condition, s), ea = Kernels.expand(a, s), eb = Kernels.expand(b, s)
         let out = Tensor.empty(s)
         for i in 0..<out.count { out.data[i] = c.data[i] != 0 ? ea.data[i] : eb.data[i] }
+        let (sa, sb, needA, needB) = (a.shape, b.shape, a.requiresGrad, b.requiresGrad)
         return out.recording([a, b]) { g in
             let ga = Tensor.empty(s), gb = Tensor.empty(s)
             for i in 0..<g.count {
@@ -287,7 +289,7 @@ extension Tensor {
                 ga.data[i] = take ? g.data[i] : 0
                 gb.data[i] = take ? 0 : g.data[i]
             }
-            return [a.requiresGrad ? Kernels.sumTo(ga, a.shape) : nil, b.requiresGrad ? Kernels.sumTo(gb, b.shape) : nil]
+            return [needA ? Kernels.sumTo(ga, sa) : nil, needB ? Kernels.sumTo(gb, sb) : nil]
         }
     }
 }

@@ -131,6 +131,8 @@ struct Finetune: ParsableCommand {
 extension PEFTConfig.AdapterKind: ExpressibleByArgument {}
 extension AdapterPlacement: ExpressibleByArgument {}
 extension BottleneckAdapter.Initialisation: ExpressibleByArgument {}
+extension PEFTConfig.MixtureKind: ExpressibleByArgument {}
+extension PEFTConfig.MixtureLocation: ExpressibleByArgument {}
 
 /// `--peft` and its options (PETL_AST's defaults).
 struct PEFTArguments: ParsableArguments {
@@ -151,7 +153,16 @@ struct PEFTArguments: ParsableArguments {
     @Option(name: .customLong("prefix-tokens"), help: "Prefix tuning: N learned tokens a layer, half keys and half values (default 24).")
     var prefixTokens = 24
     @Option(help: "Prompt tuning: prompts in the distillation token's place (default 25).") var prompts = 25
-    @Option(help: "Dense mixture of adapters: how many (default 7; --reduction-rate defaults to 128 for it).") var experts = 7
+    @Option(help: "Mixture of adapters: how many (default 7; --reduction-rate defaults to 128 for it).") var experts = 7
+    @Option(help: "Mixture of adapters: dense (a router weighs every adapter per token) or soft (each adapter reads learned averages of the tokens).")
+    var mixture: PEFTConfig.MixtureKind = .dense
+    @Option(help: "Soft mixture: slots (token averages) per adapter (default 1).") var slots = 1
+    @Flag(name: .customLong("normalize-slots"), help: "Soft mixture: L2-normalise tokens and slot embeddings, with a learned scale (PETL_AST's --normalize).")
+    var normalizeSlots = false
+    @Option(name: .customLong("mixture-location"), help: "Pfeiffer mixture: beside the attention (PETL_AST's default) or the mlp.")
+    var mixtureLocation: PEFTConfig.MixtureLocation = .attention
+    @Flag(name: .customLong("mixture-once"), help: "Add an attention-side mixture's output once (PETL_AST adds it after the attention and again after the MLP).")
+    var mixtureOnce = false
     @Flag(inversion: .prefixedNo, help: "Prompt tuning: a set of prompts for every block (deep, the default) or the first only.")
     var deep = true
     @Flag(name: .customLong("lora-scale-by-rank"), help: "Scale LoRA by alpha / rank (the LoRA paper) instead of PETL_AST's alpha / reduction rate.")
@@ -165,6 +176,8 @@ struct PEFTArguments: ParsableArguments {
         c.loraTargets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         (c.loraAlpha, c.loraScaleByRank, c.prefixTokens, c.promptTokens, c.deepPrompts, c.experts) =
             (loraAlpha, loraScaleByRank, prefixTokens, prompts, deep, experts)
+        (c.mixture, c.slots, c.normalizeSlots, c.mixtureLocation, c.mixtureAddsTwice) =
+            (mixture, slots, normalizeSlots, mixtureLocation, !mixtureOnce)
         guard c.reductionRate >= 1 else { throw ValidationError("--reduction-rate \(c.reductionRate) must be at least 1") }
         return c
     }

@@ -100,3 +100,31 @@ extension PEFTParityTests {
         try run("peft_prompt.safetensors", peft) { i in [("v.prompts.sets.\(i).tokens", "prompt.\(i)")] }
     }
 }
+
+extension PEFTParityTests {
+    /// PETL_AST's Dense-MoA and Soft-MoA at their default place: Pfeiffer, beside the attention (reading
+    /// LN₁ h, LN₁ trained), the output added after the attention and again after the MLP.
+    func mixture(_ kind: PEFTConfig.MixtureKind) -> PEFTConfig {
+        var peft = PEFTConfig(method: .moa)
+        (peft.reductionRate, peft.experts, peft.mixture, peft.slots) = (8, 3, kind, 2)
+        return peft
+    }
+
+    func expertKeys(_ i: Int, _ prefix: String) -> [(ours: String, theirs: String)] {
+        (0..<3).flatMap { e in
+            ["down.weight", "down.bias", "up.weight", "up.bias"].map { ("v.blocks.\(i).attn.adapter.experts.\(e).\($0)", "\(prefix).\(i).experts.\(e).\($0)") }
+        } + ["weight", "bias"].map { ("v.blocks.\(i).norm1.\($0)", "encoder.layer.\(i).layernorm_before.\($0)") }
+    }
+
+    func testDenseMixtureOfAdaptersMatchesTheReference() throws {
+        try run("peft_dmoa.safetensors", mixture(.dense)) { i in
+            ["weight", "bias"].map { ("v.blocks.\(i).attn.adapter.router.\($0)", "dmoa.\(i).router.\($0)") } + expertKeys(i, "dmoa")
+        }
+    }
+
+    func testSoftMixtureOfAdaptersMatchesTheReference() throws {
+        try run("peft_smoa.safetensors", mixture(.soft)) { i in
+            [("v.blocks.\(i).attn.adapter.slot_params", "smoa.\(i).slot_params")] + expertKeys(i, "smoa")
+        }
+    }
+}

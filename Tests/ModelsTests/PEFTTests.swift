@@ -26,6 +26,8 @@ final class PEFTTests: XCTestCase {
         var moa = PEFTConfig(method: .moa)
         moa.reductionRate = 128   // 7 experts of width 6 and a 768 -> 7 router a layer
         XCTAssertEqual(try trainable(moa), 12 * (7 * (768 * 6 + 6 + 6 * 768 + 768) + 768 * 7 + 7) + ln + finalNorm + head)
+        moa.mixture = .soft   // the router gives way to slot embeddings [768, 7, 1]
+        XCTAssertEqual(try trainable(moa), 12 * (7 * (768 * 6 + 6 + 6 * 768 + 768) + 768 * 7) + ln + finalNorm + head)
         var shallow = PEFTConfig(method: .prompt)
         shallow.deepPrompts = false
         XCTAssertEqual(try trainable(shallow), 19_200 + finalNorm + head, "shallow prompts N = 25")
@@ -57,6 +59,32 @@ final class PEFTTests: XCTestCase {
         let after = try GradMode.noGrad { try model.logits(x) }
         XCTAssertLessThanOrEqual(maxAbs(before, after), 1e-4)
         XCTAssertGreaterThan(maxAbs(before, Random.withoutInitialisation { Tensor.zeros(before.shape) }), 0)
+    }
+
+    func testLoRAUnmergesBackToTheBaseWeights() throws {
+        Random.seed(6)
+        let base = Linear(16, 48)
+        let lora = try LoRALinear(wrapping: base, rows: [0..<16, 32..<48], rank: 4, scale: 0.5)
+        for f in lora.lora { try f.down.weight.assign(from: Tensor.randn(f.down.weight.shape)) }
+        let merged = try lora.merged()
+        XCTAssertGreaterThan(maxAbs(merged.weight, base.weight), 1e-2, "the update is not empty")
+        let restored = try lora.unmerge(merged)
+        XCTAssertLessThanOrEqual(maxAbs(restored.weight, base.weight), 1e-5)
+        XCTAssertThrowsError(try lora.unmerge(Linear(16, 8))) { XCTAssertTrue("\($0)".contains("[8, 16]"), "\($0)") }
+    }
+
+    /// A config recorded before the mixture fields existed still decodes, its mixture at the MLP where
+    /// it was then; a new one keeps every field.
+    func testRecordedConfigsWithoutNewerFieldsStillLoad() throws {
+        let old = #"{"method":"moa","reductionRate":128,"adapterKind":"pfeiffer","placement":"parallel","adapterResidual":false,"adapterInit":"zeros","loraTargets":["q","v"],"loraAlpha":8,"loraScaleByRank":false,"prefixTokens":24,"promptTokens":25,"experts":5,"deepPrompts":true}"#
+        let decoded = try XCTUnwrap(PEFTConfig.recorded(["peft": old], file: URL(fileURLWithPath: "x")))
+        XCTAssertEqual(decoded.experts, 5)
+        XCTAssertEqual(decoded.mixtureLocation, .mlp)
+        XCTAssertEqual(decoded.mixture, .dense)
+        var soft = PEFTConfig(method: .moa)
+        (soft.mixture, soft.slots, soft.normalizeSlots, soft.mixtureAddsTwice) = (.soft, 3, true, false)
+        XCTAssertEqual(try PEFTConfig.recorded(["peft": soft.json], file: URL(fileURLWithPath: "x")), soft)
+        XCTAssertEqual(PEFTConfig(method: .moa).mixtureLocation, .attention, "new runs follow PETL_AST's default")
     }
 
     func testOptionsThatDoNotFitAreNamed() throws {

@@ -18,7 +18,8 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
         case adapter
         /// Conformer adapters (PETL_AST's proposal), placed as `adapter`'s.
         case conformer
-        /// A dense mixture of `experts` bottleneck adapters with a softmax router per token, placed as `adapter`'s.
+        /// A mixture of `experts` bottleneck adapters (`mixture`: dense, a softmax router per token; soft,
+        /// `slots` learned averages of the tokens per expert) at `mixtureLocation`.
         case moa
         /// Low-rank updates of the attention and MLP projections (`loraTargets`).
         case lora
@@ -57,19 +58,57 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
     /// Dense-MoA's number of adapters (PETL_AST: 7, at reduction rate 128).
     public var experts = 7
     public var deepPrompts = true
+    public enum MixtureKind: String, Codable, Sendable, CaseIterable { case dense, soft }
+    public enum MixtureLocation: String, Codable, Sendable, CaseIterable {
+        /// Beside the attention, reading its input (PETL_AST's default, 'MHSA'); trains the norm before it.
+        case attention
+        /// Beside the MLP, as Pfeiffer adapters sit.
+        case mlp
+    }
+    /// Mixture of adapters: Dense-MoA or Soft-MoA (`DenseMixture`, `SoftMixture`).
+    public var mixture = MixtureKind.dense
+    /// Soft-MoA: slots per expert (PETL_AST: 1) and its NORMALIZE option (off).
+    public var slots = 1
+    public var normalizeSlots = false
+    public var mixtureLocation = MixtureLocation.attention
+    /// PETL_AST adds a Pfeiffer mixture's output at the attention twice (after the attention and again
+    /// after the MLP: `AdapterEcho`); false adds it once.
+    public var mixtureAddsTwice = true
 
     public init(method: Method) { self.method = method }
 
     public var description: String {
         switch method {
         case .full, .linear, .bitfit: return method.rawValue
-        case .moa: return "dense mixture of \(experts) adapters (\(adapterKind.rawValue), reduction rate \(reductionRate))"
+        case .moa:
+            let soft = mixture == .soft ? ", \(slots) slot\(slots == 1 ? "" : "s") each\(normalizeSlots ? ", normalised" : "")" : ""
+            let at = adapterKind == .houlsby ? "" : " at the \(mixtureLocation.rawValue)\(mixtureLocation == .attention && mixtureAddsTwice ? ", added twice" : "")"
+            return "\(mixture.rawValue) mixture of \(experts) adapters\(soft) (\(adapterKind.rawValue)\(at), reduction rate \(reductionRate))"
         case .conformer: return "conformer adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate))"
         case .adapter: return "adapter (\(adapterKind.rawValue), \(placement.rawValue), reduction rate \(reductionRate), \(adapterInit.rawValue) init)"
         case .prompt: return "\(deepPrompts ? "deep" : "shallow") prompt tuning (\(promptTokens) prompts)"
         case .prefix: return "prefix tuning (\(prefixTokens / 2) keys and values a layer)"
         case .lora: return "LoRA on \(loraTargets.joined(separator: ",")) (reduction rate \(reductionRate), alpha \(loraAlpha))"
         }
+    }
+
+    /// Reads every field that is present and keeps the default for the rest, so configs recorded before
+    /// a field existed still load; a mixture recorded before `mixtureLocation` existed sat at the MLP.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        method = try c.decode(Method.self, forKey: .method)
+        func read<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
+            if let v = try c.decodeIfPresent(T.self, forKey: key) { value = v }
+        }
+        try read(.reductionRate, &reductionRate); try read(.adapterKind, &adapterKind)
+        try read(.placement, &placement); try read(.adapterResidual, &adapterResidual)
+        try read(.adapterInit, &adapterInit); try read(.loraTargets, &loraTargets)
+        try read(.loraAlpha, &loraAlpha); try read(.loraScaleByRank, &loraScaleByRank)
+        try read(.prefixTokens, &prefixTokens); try read(.promptTokens, &promptTokens)
+        try read(.experts, &experts); try read(.deepPrompts, &deepPrompts)
+        try read(.mixture, &mixture); try read(.slots, &slots); try read(.normalizeSlots, &normalizeSlots)
+        mixtureLocation = .mlp
+        try read(.mixtureLocation, &mixtureLocation); try read(.mixtureAddsTwice, &mixtureAddsTwice)
     }
 
     public var json: String { String(data: (try? JSONEncoder().encode(self)) ?? Data(), encoding: .utf8) ?? "{}" }
@@ -104,14 +143,38 @@ extension PEFTConfig {
         case .full, .linear, .bitfit: break
         case .adapter, .conformer, .moa:
             let (width, inner, kind) = (model.embeddingWidth, try innerWidth(model.embeddingWidth), method)
-            let (init_, experts) = (adapterInit, experts)
-            guard kind != .moa || experts >= 1 else { throw ModelError("--experts \(experts) must be at least 1") }
+            let (init_, experts, mixture, slots, normalize) = (adapterInit, experts, mixture, slots, normalizeSlots)
+            if kind == .moa {
+                guard experts >= 1 else { throw ModelError("--experts \(experts) must be at least 1") }
+                guard mixture == .dense || slots >= 1 else { throw ModelError("--slots \(slots) must be at least 1") }
+            }
             func make() -> any UnaryLayer {
-                switch kind {
-                case .conformer: ConformerAdapter(dim: width, bottleneck: inner)
-                case .moa: DenseMixture(dim: width, bottleneck: inner, experts: experts, initialisation: init_)
+                switch (kind, mixture) {
+                case (.conformer, _): ConformerAdapter(dim: width, bottleneck: inner)
+                case (.moa, .dense): DenseMixture(dim: width, bottleneck: inner, experts: experts, initialisation: init_)
+                case (.moa, .soft):
+                    SoftMixture(dim: width, bottleneck: inner, experts: experts, slots: slots, normalize: normalize, initialisation: init_)
                 default: BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
                 }
+            }
+            if kind == .moa && adapterKind == .pfeiffer && mixtureLocation == .attention {
+                // PETL_AST's default: one mixture beside the attention, reading LN₁ h; its norm trains.
+                var echoes: [String: AdapterEcho] = [:]
+                try model.replaceModules(matching: blocks + ".attn", as: MultiHeadAttention.self) { key, attn in
+                    let echo = mixtureAddsTwice ? AdapterEcho() : nil
+                    echoes[String(key.dropLast(".attn".count))] = echo
+                    return AdaptedAttention(wrapping: attn, adapter: make(), placement: .parallel, echo: echo)
+                }
+                if mixtureAddsTwice {
+                    try model.replaceModules(matching: blocks + ".mlp", as: MLP.self) { key, mlp in
+                        guard let echo = echoes[String(key.dropLast(".mlp".count))] else {
+                            throw ModelError("\(key): no attention mixture in its block to echo")
+                        }
+                        return EchoedMLP(wrapping: mlp, echo: echo)
+                    }
+                }
+                trained = [".adapter.", ".norm1."]
+                break
             }
             try model.replaceModules(matching: blocks + ".mlp", as: MLP.self) { _, mlp in
                 AdaptedMLP(wrapping: mlp, adapter: make(), placement: placement, residual: adapterResidual)

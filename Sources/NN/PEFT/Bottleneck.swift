@@ -38,11 +38,16 @@ public enum AdapterPlacement: String, Codable, Sendable, CaseIterable {
 struct AdapterWiring {
     let placement: AdapterPlacement
     let residual: Bool
+    /// Where a parallel adapter's output also goes (`AdapterEcho`), nil for none.
+    var echo: AdapterEcho? = nil
 
     func callAsFunction(_ x: Tensor, layer: (Tensor) throws -> Tensor, adapter: any UnaryLayer) throws -> Tensor {
         let y = try layer(x)
         switch placement {
-        case .parallel: return try y + adapter(x)
+        case .parallel:
+            let a = try adapter(x)
+            echo?.output = a
+            return try y + a
         case .sequential: return residual ? try adapter(y) + y : try adapter(y)
         }
     }
@@ -71,9 +76,12 @@ public final class AdaptedAttention: MultiHeadAttention {
     @Child public private(set) var adapter: any UnaryLayer
     let wiring: AdapterWiring
 
-    public init(wrapping attention: MultiHeadAttention, adapter: any UnaryLayer, placement: AdapterPlacement, residual: Bool = false) {
+    /// `echo`: a parallel adapter's output is also left there for the block's `EchoedMLP` (PETL_AST's
+    /// mixture at the attention).
+    public init(wrapping attention: MultiHeadAttention, adapter: any UnaryLayer, placement: AdapterPlacement,
+                residual: Bool = false, echo: AdapterEcho? = nil) {
         self.adapter = adapter
-        wiring = AdapterWiring(placement: placement, residual: residual)
+        wiring = AdapterWiring(placement: placement, residual: residual, echo: echo)
         super.init(sharing: attention)
     }
 
