@@ -7,7 +7,10 @@ Usage: PY=$(bash ../shared/tools/reference-venv.sh); $PY tools/make_peft_fixture
 
 Writes Tests/ModelsTests/Fixtures/peft_adapter.safetensors, peft_lora.safetensors, peft_conformer.safetensors and
 peft_prefix.safetensors (in that order; the first two do not depend on the last two), then peft_prompt.safetensors
-(deep prompt tuning; its prompts come from their own generator, seed PROMPT_SEED, so it changes none of the others).
+(deep prompt tuning; its prompts come from their own generator, seed PROMPT_SEED, so it changes none of the others),
+then peft_dmoa.safetensors and peft_smoa.safetensors (Dense-MoA and Soft-MoA at their default place, Pfeiffer beside
+the attention, reading LN1 h; their own generator, seed MOA_SEED). In src/MoA.py that output is added after the
+attention AND again in the FFN sum (its moa_output variable is still set there); the fixtures follow it.
 Each holds:
   - every ASTModel tensor under its Hugging Face checkpoint key (no `audio_spectrogram_transformer.` prefix),
     e.g. `embeddings.cls_token`, `encoder.layer.0.attention.attention.query.weight`, `layernorm.weight`;
@@ -18,12 +21,15 @@ Each holds:
     layout) plus `conformer.<i>.bn.{running_mean,running_var}` [r] AFTER the one train-mode forward (they start at
     0 and 1; update with momentum 0.1 and the unbiased batch variance; not trainable, no grad);
     prefix: `prefix.<i>.{key,value}` [1, P, hidden];
+    mixtures: `dmoa.<i>.router.{weight [E, hidden], bias [E]}`, `smoa.<i>.slot_params` [hidden, E, S] and
+    `{dmoa,smoa}.<i>.experts.<e>.{down,up}.{weight,bias}` (bottleneck adapters, N(0, 0.1^2));
     prompt: `prompt.<i>` [1, N, hidden], the prompts in the N slots fed to layer i (prompt.0 = the reference's
     prompt_embeddings, prompt.<i> for i >= 1 = deep_prompt_embeddings[i - 1]);
   - `head.weight` [C, hidden], `head.bias` [C]; `input` [2, 48, 32]; `targets` [2] (float32 class ids);
     `logits` [2, C]; `loss` [1] (mean cross-entropy);
   - `grad.<key>` for every trainable key: adapter: adapter.*, encoder.layer.<i>.layernorm_after.*, layernorm.*, head.*;
-    LoRA: lora.*, layernorm.*, head.*; conformer: conformer.* (not the running stats), encoder.layer.<i>.layernorm_after.*,
+    LoRA: lora.*, layernorm.*, head.*; mixtures: {dmoa,smoa}.*, encoder.layer.<i>.layernorm_before.*, layernorm.*,
+    head.*; conformer: conformer.* (not the running stats), encoder.layer.<i>.layernorm_after.*,
     layernorm.*, head.*; prefix: prefix.*, layernorm.*, head.*; prompt: prompt.*, layernorm.*, head.*.
 The configuration is in the safetensors metadata (strings).
 

@@ -33,6 +33,12 @@ public struct LogMelConfig: Codable, Sendable, Hashable {
                                                 scale: .htk, slaneyNorm: false)
 
     public func frameCount(samples: Int) -> Int { 1 + samples / hop }
+
+    /// The mel filterbank [nMels, nFFT/2 + 1] (librosa's `filters.mel`; torchlibrosa's `melW` transposed).
+    public var filterbank: [Float] {
+        Filterbank.librosa(bins: nMels, nFFT: nFFT, sampleRate: Double(sampleRate), fMin: fMin, fMax: fMax,
+                           scale: scale, slaneyNorm: slaneyNorm)
+    }
 }
 
 public final class LogMel: @unchecked Sendable {

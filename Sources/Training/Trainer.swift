@@ -116,6 +116,7 @@ public final class Trainer {
             var progress = Progress(total: loader.batchesPerEpoch, label: "\(s.label) epoch \(epoch + 1)/\(s.epochs)", log: log)
             var sums: [String: Double] = [:], batches = 0, nonFinite = 0
             task.module.train()
+            let started = Date()
             try loader.forEachBatch(epoch: epoch) { batch in
                 optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
                 step += 1
@@ -137,6 +138,7 @@ public final class Trainer {
                 }
                 log("\(s.label) epoch \(epoch + 1): \(nonFinite) batches with a non-finite loss were skipped")
             }
+            let trainSeconds = Date().timeIntervalSince(started)
             task.module.eval()
             let validation = try task.validate()
             guard let score = (validation[task.selectionMetric] as? Double) ?? (validation[task.selectionMetric] as? Float).map(Double.init) else {
@@ -145,7 +147,10 @@ public final class Trainer {
             if plateau != nil { lrScale = plateau!.observe(Float(score), base: 1) }
             let isBest = score > best
             var line: [String: Any] = ["epoch": epoch + 1, "lr": Double(epochLR), "skipped": loader.report.skipped.count,
-                                       "train_clips": loader.dataset.records.count, "train_skipped_batches": nonFinite]
+                                       "train_clips": loader.dataset.records.count, "train_skipped_batches": nonFinite,
+                                       // What a step costs (data loading included) and the process's peak so far.
+                                       "train_seconds": trainSeconds, "train_ms_per_step": 1000 * trainSeconds / Double(max(batches + nonFinite, 1)),
+                                       "peak_rss_mb": Memory.peakRSSMegabytes()]
             for (k, v) in sums { line["train_" + k] = v / Double(max(batches, 1)) }
             for (k, v) in validation { line["validation_" + k] = v }
             if isBest { (best, bestEpoch, bestValidation) = (score, epoch + 1, line) }

@@ -10,8 +10,9 @@ struct FinetuneBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "finetune",
         abstract: "A fine-tuning step of ast-<size> under --peft (or full): step time, peak memory, trainable parameters.")
     @Option var size = "tiny"
-    @Option(help: "full, linear, bitfit, adapter or lora.") var peft: PEFTConfig.Method = .full
-    @Option(name: .customLong("reduction-rate")) var reductionRate = 64
+    /// Every `finetune --peft` option, with the same defaults (an adapter's cost does not depend on its
+    /// initialisation: zero weights still get their gradient products).
+    @OptionGroup var method: PEFTArguments
     @Option var frames = 512
     @Option var batch = 4
     @Option var labels = 50
@@ -21,9 +22,8 @@ struct FinetuneBench: ParsableCommand {
         Threading.setThreads(options.threads)
         Random.seed(0)
         let model = try ModelRegistry.entry(named: "ast-\(size)").classifier(ModelShape(frames: frames, outputs: labels))
-        var method = PEFTConfig(method: peft)
-        (method.reductionRate, method.adapterInit) = (reductionRate, .standard)
-        let summary = try method.apply(to: model)
+        let peft = try method.config() ?? PEFTConfig(method: .full)
+        let summary = try peft.apply(to: model)
         model.train()
         let x = Tensor.randn([batch, frames, 128])
         let targets = (0..<batch).map { $0 % labels }
@@ -32,7 +32,7 @@ struct FinetuneBench: ParsableCommand {
             let loss = try model.logits(x).crossEntropy(targets: targets)
             optimizer.zeroGrad(); try loss.backward(); try optimizer.step()
         }
-        printJSON([("bench", "finetune"), ("peft", peft.rawValue), ("size", size), ("frames", frames), ("batch", batch),
+        printJSON([("bench", "finetune"), ("peft", peft.method.rawValue), ("method", peft.description), ("size", size), ("frames", frames), ("batch", batch),
                    ("threads", options.threads), ("trainable", summary.trainable), ("parameters", summary.total),
                    ("ms_per_step", t * 1e3), ("items_per_s", Double(batch) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())])
     }

@@ -138,6 +138,10 @@ extension PEFTConfig {
     @discardableResult
     public func apply(to model: any AudioClassifierModel, freezing: Bool = true) throws -> PEFTSummary {
         let blocks = model.blockPattern
+        if [.adapter, .conformer, .moa, .lora, .prefix].contains(method),
+           !model.namedModules().contains(where: { $0.1 is MultiHeadAttention }) {
+            throw ModelError("--peft \(method.rawValue) adapts transformer blocks (attention and MLP); a \(model.architecture.family) model has none: use full, linear or bitfit")
+        }
         var trained: [String] = []   // key fragments the method trains, beside the head and the final norm
         switch method {
         case .full, .linear, .bitfit: break

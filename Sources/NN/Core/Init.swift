@@ -18,6 +18,15 @@ public enum Init {
         return Tensor.uniform(shape, low: -bound, high: bound)
     }
 
+    /// `torch.nn.init.xavier_uniform_` in place: fans of a [out, in, k...] weight are in·k and out·k.
+    /// Does nothing under `Random.withoutInitialisation` (a checkpoint fills the weight).
+    public static func xavierUniform(_ weight: Tensor) {
+        guard !Random.initialisationSkipped, weight.rank >= 2 else { return }
+        let receptive = weight.shape.dropFirst(2).reduce(1, *)
+        let w = xavierUniform(weight.shape, fanIn: weight.shape[1] * receptive, fanOut: weight.shape[0] * receptive)
+        weight.data.update(from: w.data, count: w.count)
+    }
+
     /// timm's ViT initialisation (`_init_weights`), which AST and SSAST inherit: every Linear inside
     /// `module` gets weight ~ truncated normal (std 0.02) and a zero bias, where PyTorch's Linear
     /// default is twice as wide at width 192 and has non-zero biases. Matches the reference's starting

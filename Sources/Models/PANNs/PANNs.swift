@@ -1,0 +1,186 @@
+import Engine
+import NN
+
+/// One PANNs conv block: conv(k x k, no bias) → BN → ReLU, twice for Cnn10/Cnn14 (`ConvBlock`) or once
+/// for Cnn6 (`ConvBlock5x5`), then average pooling (`pool` x `pool`, 1 = none). Keys `conv1.weight`,
+/// `bn1.*`, `conv2.weight`, `bn2.*` as the reference.
+public final class PANNsConvBlock: Module, UnaryLayer {
+    @Child public private(set) var conv1: Conv2d
+    @Child public private(set) var bn1: BatchNorm
+    @Child public private(set) var conv2: Conv2d?
+    @Child public private(set) var bn2: BatchNorm?
+    let pool: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, double: Bool, pool: Int) {
+        let k = (kernel, kernel), pad = (kernel / 2, kernel / 2)
+        conv1 = Conv2d(inChannels, outChannels, kernel: k, padding: pad, bias: false)
+        bn1 = BatchNorm(outChannels)
+        conv2 = double ? Conv2d(outChannels, outChannels, kernel: k, padding: pad, bias: false) : nil
+        bn2 = double ? BatchNorm(outChannels) : nil
+        self.pool = pool
+        super.init()
+        // The reference's init: Xavier-uniform convolutions, BN at (1, 0) (BatchNorm's own default).
+        for conv in [conv1, conv2].compactMap({ $0 }) { Init.xavierUniform(conv.weight) }
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        var y = try bn1(conv1(x)).relu()
+        if let conv2, let bn2 { y = try bn2(conv2(y)).relu() }
+        return pool > 1 ? try y.avgPool2d(kernel: (pool, pool)) : y
+    }
+}
+
+/// The PANNs convolutional trunk on log-mel features [B, T, mels]: `bn0` over the mel bins, SpecAugment
+/// drop stripes in training, the conv blocks with dropout 0.2 after each. Its tokens are the time steps
+/// of the last feature map averaged over frequency, [B, T / timeRatio, channels], with no prefix tokens.
+public final class PANNsEncoder: Module, AudioEncoder {
+    @Child public private(set) var bn0: BatchNorm
+    @Child public private(set) var blocks: [PANNsConvBlock]
+    public let config: PANNsConfig
+
+    public init(_ c: PANNsConfig) {
+        config = c
+        bn0 = BatchNorm(c.frontEnd.nMels)
+        var inputs = 1
+        blocks = zip(c.channels, c.pools).map { out, pool in
+            defer { inputs = out }
+            return PANNsConvBlock(inputs, out, kernel: c.variant.kernel, double: c.variant.doubleConv, pool: pool)
+        }
+    }
+
+    public var width: Int { config.channels.last! }
+    public var prefixTokens: Int { 0 }
+    public var inputFrames: Int { config.frames }
+    public var inputBins: Int { config.frontEnd.nMels }
+
+    /// The last feature map averaged over frequency, [B, channels, T'] (the reference's `torch.mean(x, dim=3)`).
+    public func timeMap(_ features: Tensor) throws -> Tensor {
+        guard features.rank == 3, features.shape[2] == inputBins else {
+            throw ModelError("PANNs: expected log-mel features [B, frames, \(inputBins)], got \(features.shape)")
+        }
+        guard features.shape[1] >= config.timeRatio else {
+            throw ModelError("PANNs: \(features.shape[1]) frames is fewer than the \(config.timeRatio) one output step spans")
+        }
+        // bn0 normalises each mel bin: [B, T, M] → [B, M, T] → BN → [B, 1, T, M].
+        var x = try bn0(features.transpose(1, 2)).transpose(1, 2).unsqueeze(1)
+        if training && config.specAugment { x = try x * Self.dropStripes(x.shape, generator: &Random.global) }
+        for block in blocks { x = try block(x).dropout(p: 0.2, training: training) }
+        return try x.mean(axis: 3)
+    }
+
+    public func tokens(_ features: Tensor) throws -> Tensor { try timeMap(features).transpose(1, 2) }
+
+    /// torchlibrosa's SpecAugmentation(time_drop_width 64, time_stripes 2, freq_drop_width 8,
+    /// freq_stripes 2) as a 0/1 mask of [B, 1, T, F]: per clip and stripe a width w in [0, W) and a start in
+    /// [0, size − w), zeroed.
+    static func dropStripes(_ shape: [Int], generator: inout RandomGenerator) -> Tensor {
+        let (b, t, f) = (shape[0], shape[2], shape[3])
+        let mask = Tensor.ones(shape)
+        func draw(_ below: Int) -> Int { below <= 1 ? 0 : Int(generator.next() % UInt64(below)) }
+        for n in 0..<b {
+            let base = mask.data + n * t * f
+            for _ in 0..<2 {   // time stripes
+                let w = draw(min(64, t)), start = draw(t - w + 0)
+                for i in start..<(start + w) { (base + i * f).update(repeating: 0, count: f) }
+            }
+            for _ in 0..<2 {   // frequency stripes
+                let w = draw(min(8, f)), start = draw(f - w + 0)
+                for i in 0..<t { (base + i * f + start).update(repeating: 0, count: w) }
+            }
+        }
+        return mask
+    }
+}
+
+/// A PANNs tagger (Cnn6, Cnn10, Cnn14, Cnn14_16k, Cnn14_DecisionLevelMax): log-mel [B, T, mels] →
+/// logits [B, classes] (sigmoid outside: AudioSet's 527 independent labels). Keys as the released
+/// checkpoints without their front-end buffers: `bn0.*`, `blocks.<i>.conv1.weight` (the reference's
+/// `conv_block<i+1>`), `fc1.*`, `fc_audioset.*` (or `fc_transfer.*`).
+///
+/// Clip-level head: x = mean_f(map); pooled = max_t x + mean_t x; h = ReLU(fc1(dropout₀.₅ pooled));
+/// logits = fc_audioset(h) (the reference scores the undropped h; its embedding output is dropout₀.₅ h).
+/// Decision-level max: x = maxpool₃(x) + avgpool₃(x) over time; per step h_t = ReLU(fc1(dropout x_t));
+/// step logits = fc_audioset(dropout h_t); clip logits = max_t (sigmoid is monotone, so this is the
+/// reference's max of probabilities).
+public final class PANNs: Module, AudioClassifierModel {
+    @Child public private(set) var trunk: PANNsEncoder
+    @Child public private(set) var fc1: Linear
+    @Child public private(set) var fcAudioset: Linear?
+    @Child public private(set) var fcTransfer: Linear?
+    public let config: PANNsConfig
+
+    public init(_ c: PANNsConfig) {
+        config = c
+        trunk = PANNsEncoder(c)
+        fc1 = Linear(c.channels.last!, c.embeddingWidth)
+        fcAudioset = c.transferHead ? nil : Linear(c.embeddingWidth, c.classes)
+        fcTransfer = c.transferHead ? Linear(c.embeddingWidth, c.classes) : nil
+        super.init()
+        for layer in [fc1, fcAudioset, fcTransfer].compactMap({ $0 }) {
+            Init.xavierUniform(layer.weight)
+            layer.bias.map { $0.data.update(repeating: 0, count: $0.count) }
+        }
+    }
+
+    /// The trunk's keys sit at the top level, as in the reference (`bn0.*`, not `trunk.bn0.*`).
+    override public var keyOverrides: [String: String] { ["trunk": ""] }
+
+    public var architecture: ModelArchitecture { ModelArchitecture(family: PANNsFamily.architectureName, config: config.json) }
+    public var inputFrames: Int { config.frames }
+    public var inputBins: Int { config.frontEnd.nMels }
+    public var embeddingWidth: Int { config.embeddingWidth }
+    public var outputs: Int { config.classes }
+    public var headPrefixes: [String] { [config.transferHead ? "fc_transfer." : "fc_audioset."] }
+    public var blockPattern: String { "blocks.*" }
+    public var encoder: any AudioEncoder { trunk }
+    public var finalNormPrefix: String? { nil }
+
+    var head: Linear { (fcTransfer ?? fcAudioset)! }
+
+    public func logits(_ features: Tensor) throws -> Tensor {
+        if config.decisionLevelMax { return try stepLogits(features).max(axis: 1) }
+        let h = try hidden(features)
+        return try head(config.transferHead ? h.dropout(p: 0.5, training: training) : h)
+    }
+
+    /// Embedding [B, embeddingWidth]: h (clip head), or the mean over time of h_t (decision-level max).
+    public func embedding(_ features: Tensor) throws -> Tensor {
+        if config.decisionLevelMax { return try stepHidden(features).mean(axis: 1) }
+        return try hidden(features)
+    }
+
+    func hidden(_ features: Tensor) throws -> Tensor {
+        let x = try trunk.timeMap(features)                                       // [B, C, T']
+        let pooled = try x.max(axis: 2) + x.mean(axis: 2)
+        return try fc1(pooled.dropout(p: 0.5, training: training)).relu()
+    }
+
+    func stepHidden(_ features: Tensor) throws -> Tensor {
+        let x = try trunk.timeMap(features)
+        let smoothed = try x.maxPool1d(kernel: 3, stride: 1, padding: 1) + x.avgPool1d(kernel: 3, stride: 1, padding: 1)
+        return try fc1(smoothed.dropout(p: 0.5, training: training).transpose(1, 2)).relu()   // [B, T', E]
+    }
+
+    /// Logits per output time step [B, T', classes] (decision-level max models).
+    public func stepLogits(_ features: Tensor) throws -> Tensor {
+        try head(stepHidden(features).dropout(p: 0.5, training: training))
+    }
+
+    /// Frame-wise probabilities [B, T, classes] for features of T frames: each step's sigmoid repeated
+    /// over the `timeRatio` frames it spans, the frames past the last whole step given the last step's
+    /// (the reference's `interpolate` and `pad_framewise_output`). Decision-level max models only.
+    public func framewise(_ features: Tensor) throws -> Tensor {
+        guard config.decisionLevelMax else {
+            throw ModelError("PANNs \(config.variant.rawValue): frame-wise output needs a decision-level max model (Cnn14_DecisionLevelMax)")
+        }
+        let steps = try stepLogits(features).sigmoid()                            // [B, T', K]
+        let (b, t, k, r, frames) = (steps.shape[0], steps.shape[1], steps.shape[2], config.timeRatio, features.shape[1])
+        let out = Tensor.empty([b, frames, k])
+        for n in 0..<b {
+            for f in 0..<frames {
+                (out.data + (n * frames + f) * k).update(from: steps.data + (n * t + min(f / r, t - 1)) * k, count: k)
+            }
+        }
+        return out
+    }
+}
