@@ -41,10 +41,17 @@ public struct PANNsFamily: ModelFamily {
 
     /// A released `.pth` parsed once; nil when the file is not a PANNs checkpoint.
     static func release(_ path: URL) throws -> (state: [String: Tensor], file: URL)? {
-        let file = try ModelFiles.modelFile(path)
+        guard let file = ownFile(path) else { return nil }
         guard ModelFiles.isZipArchive(file) else { return nil }
         let state = PANNsCheckpoint.unwrapped(try TorchCheckpoint.read(file))
         return PANNsCheckpoint.isPANNs(state) ? (state, file) : nil
+    }
+
+    /// The file `path` stands for, where it could be this family's: nil for a folder without an Earshot
+    /// checkpoint (a Hugging Face model is another family's) and for a missing file (named by the caller).
+    static func ownFile(_ path: URL) -> URL? {
+        let file = ModelFiles.checkpointFile(path)
+        return FileManager.default.fileExists(atPath: file.path) ? (try? ModelFiles.modelFile(path)) : nil
     }
 
     /// Cnn14_DecisionLevelMax has Cnn14's keys; its released file name says which it is.
@@ -77,8 +84,8 @@ public struct PANNsFamily: ModelFamily {
                 state[PANNsCheckpoint.renamed(key)] = t
             }
         } else {
-            file = try ModelFiles.modelFile(path)
-            guard !ModelFiles.isZipArchive(file) else { return nil }
+            guard let own = Self.ownFile(path), !ModelFiles.isZipArchive(own) else { return nil }
+            file = own
             let st = try SafeTensors.read(file)
             guard let arch = ModelRegistry.architecture(st.metadata), arch.family == Self.architectureName else { return nil }
             base = try PANNsConfig.decode(arch.config, "\(file.path) config")
