@@ -88,6 +88,22 @@ final class MambaTests: XCTestCase {
         try gradCheckLayer(m, input: Tensor.randn([2, 6, config.dim], generator: &g)) { try m($0!) }
     }
 
+    func testFlippedIsFlipOfMixerAndBlockOnFlippedInput() throws {
+        let m = makeMixer(seed: 5)
+        var g = RandomGenerator(seed: 13)
+        let u = Tensor.randn([2, 7, config.dim], generator: &g), r = Tensor.randn([2, 7, config.dim], generator: &g)
+        assertClose(try m(u, flipped: true), try m(u.flip([1])).flip([1]), atol: 1e-6, rtol: 1e-5, "mixer")
+        let block = VimBlock(config, layers: 4)
+        block.replaceMixerForTest(m)
+        let plain = try block(u.flip([1]), residual: r.flip([1]))
+        let flipped = try block(u, residual: r, flipped: true)
+        assertClose(flipped.hidden, try plain.hidden.flip([1]), atol: 1e-6, rtol: 1e-5, "hidden")
+        assertClose(flipped.residual, try plain.residual.flip([1]), atol: 1e-6, rtol: 1e-5, "residual")
+        // The first layer of a stack has no residual yet: it is the hidden state itself.
+        XCTAssertEqual(try block(u, residual: nil).residual.toArray(), u.toArray())
+        try gradCheckLayer(block, input: u) { try block($0!, residual: r, flipped: true).hidden }
+    }
+
     func testVimKeysAndInitialisation() {
         Random.global = RandomGenerator(seed: 11)
         let m = MambaMixer(MambaConfig(dim: 192), layers: 24)
@@ -101,6 +117,8 @@ final class MambaTests: XCTestCase {
             "out_proj.weight": [192, 384],
         ]
         XCTAssertEqual(shapes, expected)
+        XCTAssertEqual(Set(VimBlock(MambaConfig(dim: 192)).namedParameters().map(\.0)),
+                       Set(["norm.weight", "norm.bias"] + expected.keys.map { "mixer." + $0 }))
         // softplus(dt bias) in [1e-3, 0.1]; A = −(1…16); the backward dt bias zeroed by Vim's init.
         for v in m.dtProj.bias!.toArray() {
             let dt = Foundation.log1p(Foundation.exp(v))
@@ -112,5 +130,12 @@ final class MambaTests: XCTestCase {
         let bound = 1 / (Float(384).squareRoot() * Float(24).squareRoot())
         XCTAssertLessThanOrEqual(m.outProj.weight.toArray().map(Swift.abs).max()!, bound)
         XCTAssertGreaterThan(m.outProj.weight.toArray().map(Swift.abs).max()!, 0.9 * bound)
+    }
+}
+
+extension VimBlock {
+    /// Puts `mixer` in this block (through the same replacement path adapters use).
+    func replaceMixerForTest(_ mixer: MambaMixer) {
+        _ = try! replaceModules(matching: "mixer") { _, _ in mixer }
     }
 }

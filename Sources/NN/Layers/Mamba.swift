@@ -116,14 +116,22 @@ open class MambaMixer: Module, UnaryLayer {
     public var isBidirectional: Bool { conv1dB != nil }
 
     /// u [B, L, D] → [B, L, D].
-    open func callAsFunction(_ u: Tensor) throws -> Tensor {
+    open func callAsFunction(_ u: Tensor) throws -> Tensor { try mix(u, flipped: false) }
+
+    /// With `flipped`, flip(mixer(flip(u))) without a flip: every branch scans the other way. What the
+    /// second layer of each Vim layer pair computes (see `VimBlock`).
+    public func callAsFunction(_ u: Tensor, flipped: Bool) throws -> Tensor {
+        flipped ? try mix(u, flipped: true) : try callAsFunction(u)
+    }
+
+    func mix(_ u: Tensor, flipped: Bool) throws -> Tensor {
         try check(u.rank == 3 && u.shape[2] == config.dim, "MambaMixer: input must be [B, L, \(config.dim)], got \(u.shape)")
         let inner = config.inner
         let xz = try inProj(u)
         let x = try xz.slice(axis: 2, start: 0, end: inner), z = try xz.slice(axis: 2, start: inner)
-        let forward = try scan(x, z: z, conv: conv1d, xProj: xProj, dtProj: dtProj, aLog: aLog, d: d, reverse: false)
+        let forward = try scan(x, z: z, conv: conv1d, xProj: xProj, dtProj: dtProj, aLog: aLog, d: d, reverse: flipped)
         guard let conv1dB, let xProjB, let dtProjB, let aBLog, let dB else { return try outProj(forward) }
-        let backward = try scan(x, z: z, conv: conv1dB, xProj: xProjB, dtProj: dtProjB, aLog: aBLog, d: dB, reverse: true)
+        let backward = try scan(x, z: z, conv: conv1dB, xProj: xProjB, dtProj: dtProjB, aLog: aBLog, d: dB, reverse: !flipped)
         return try outProj((forward + backward) * 0.5)
     }
 
@@ -139,5 +147,32 @@ open class MambaMixer: Module, UnaryLayer {
         let delta = try dt.linear(weight: dtProj.weight, bias: nil)
         return try Tensor.selectiveScan(xc, delta: delta, a: aLog.exp() * -1, b: b, c: c, d: d, z: z,
                                         deltaBias: dtProj.bias, deltaSoftplus: true, reverse: reverse)
+    }
+}
+
+/// Vim's `Block` as SSAMBA configures it (plain LayerNorm, eps 1e-5, no fused add-norm): a pre-norm
+/// layer that carries the residual stream next to the hidden state,
+///
+///     residual = residual + DropPath(hidden)      (residual = hidden in the first layer)
+///     hidden   = mixer(norm(residual))
+///
+/// Keys `norm.*` and `mixer.*`. With `flipped`, the layer computes flip(layer(flip(h), flip(r))) in
+/// place: norm, DropPath (one draw per sample) and the residual sum act per token, so only the mixer's
+/// scan directions change. Vim's outer bidirectionality (layers 2i and 2i+1 on the sequence and on its
+/// reverse, outputs summed) then needs no flip copies.
+open class VimBlock: Module {
+    @Child public private(set) var norm: LayerNorm
+    @Child public private(set) var mixer: MambaMixer
+    @Child public private(set) var dropPath: DropPath
+
+    public init(_ config: MambaConfig, layers: Int = 1, eps: Float = 1e-5, dropPath p: Float = 0) {
+        norm = LayerNorm(config.dim, eps: eps)
+        mixer = MambaMixer(config, layers: layers)
+        dropPath = DropPath(p)
+    }
+
+    open func callAsFunction(_ hidden: Tensor, residual: Tensor?, flipped: Bool = false) throws -> (hidden: Tensor, residual: Tensor) {
+        let r = try residual.map { try $0 + dropPath(hidden) } ?? hidden
+        return (try mixer(norm(r), flipped: flipped), r)
     }
 }
