@@ -31,9 +31,10 @@ enum CausalConvKernel {
         while i < n { dst[i] += w[i] * src[i]; i += 1 }
     }
 
-    /// `wT` is the weight transposed to [k, C] so a tap's weights are contiguous.
+    /// `wT` is the weight transposed to [k, C] so a tap's weights are contiguous. With `silu`, each
+    /// output row goes through SiLU while it is still in L1 (Mamba's `causal_conv1d_fn(activation="silu")`).
     static func forward(_ p: Problem, x: UnsafePointer<Float>, wT: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                        out: UnsafeMutablePointer<Float>) {
+                        out: UnsafeMutablePointer<Float>, silu: Bool = false) {
         let c = p.channels, len = p.length
         parallelFor(p.batch * len, costPerItem: c * p.taps) { rows in
             for row in rows {
@@ -43,7 +44,19 @@ enum CausalConvKernel {
                     let s = t + p.offset(j)
                     if s >= 0 && s < len { addProduct(dst, wT + j * c, x + (row - t + s) * c, c) }
                 }
+                if silu { VMath.apply(SiLUFunction.self, dst, dst, c) }
             }
+        }
+    }
+
+    /// The gradient at the pre-activation of a fused SiLU: g ⊙ SiLU′(pre), with pre recomputed from x
+    /// row by row (4 FMAs a value) rather than kept from the forward.
+    static func siluGradient(_ p: Problem, x: UnsafePointer<Float>, wT: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                             grad: UnsafePointer<Float>, into gPre: UnsafeMutablePointer<Float>) {
+        forward(p, x: x, wT: wT, bias: bias, out: gPre)
+        let c = p.channels
+        parallelFor(p.batch * p.length, costPerItem: c * 8) { rows in
+            for row in rows { VMath.apply2(SiLUBackward.self, grad + row * c, gPre + row * c, gPre + row * c, c) }
         }
     }
 
@@ -89,8 +102,10 @@ enum CausalConvKernel {
 extension Tensor {
     /// Causal depthwise convolution of x [B, L, C] (token-major) with weight [C, 1, k] or [C, k] and an
     /// optional bias [C]: Mamba's `conv1d(x.transpose(1, 2))[..., :L].transpose(1, 2)`. With `reverse`,
-    /// the same convolution of the reversed sequence, read and written in place (flip∘conv∘flip).
-    public func causalDepthwiseConv1d(weight: Tensor, bias: Tensor? = nil, reverse: Bool = false) throws -> Tensor {
+    /// the same convolution of the reversed sequence, read and written in place (flip∘conv∘flip). With
+    /// `silu`, SiLU of that (Mamba's `causal_conv1d_fn(..., activation="silu")`) in the same pass, and
+    /// no pre-activation kept for the backward.
+    public func causalDepthwiseConv1d(weight: Tensor, bias: Tensor? = nil, reverse: Bool = false, silu: Bool = false) throws -> Tensor {
         try check(rank == 3, "causalDepthwiseConv1d: input must be [B, L, C], got \(shape)")
         let (batch, len, c) = (shape[0], shape[1], shape[2])
         try check((weight.rank == 3 && weight.shape[1] == 1 || weight.rank == 2) && weight.shape[0] == c,
@@ -102,11 +117,16 @@ extension Tensor {
         let wT = Tensor.empty([k, c])
         for ch in 0..<c { for j in 0..<k { wT.data[j * c + ch] = weight.data[ch * k + j] } }
         let out = Tensor.empty(shape)
-        CausalConvKernel.forward(p, x: data, wT: wT.data, bias: bias?.data, out: out.data)
+        CausalConvKernel.forward(p, x: data, wT: wT.data, bias: bias?.data, out: out.data, silu: silu)
         let x = self
         return out.recording([x, weight] + (bias.map { [$0] } ?? [])) { g in
             let dx = Tensor.empty(x.shape), dwT = Tensor.empty([k, c]), dBias = Tensor.empty([c])
-            CausalConvKernel.backward(p, x: x.data, wT: wT.data, grad: g.data, dx: dx.data, dwT: dwT.data, dBias: dBias.data)
+            var gPre = g
+            if silu {
+                gPre = Tensor.empty(x.shape)
+                CausalConvKernel.siluGradient(p, x: x.data, wT: wT.data, bias: bias?.data, grad: g.data, into: gPre.data)
+            }
+            CausalConvKernel.backward(p, x: x.data, wT: wT.data, grad: gPre.data, dx: dx.data, dwT: dwT.data, dBias: dBias.data)
             let dw = Tensor.empty(weight.shape)
             for ch in 0..<c { for j in 0..<k { dw.data[ch * k + j] = dwT.data[j * c + ch] } }
             return bias == nil ? [dx, dw] : [dx, dw, dBias]

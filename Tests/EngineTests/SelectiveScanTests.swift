@@ -96,6 +96,21 @@ final class SelectiveScanTests: XCTestCase {
         }
     }
 
+    func testEdgeShapes() throws {
+        // One token, one channel, one state; and one full SIMD group scanned one step per chunk.
+        for (shape, chunk) in [((1, 1, 1, 1), 64), ((1, 3, 8, 16), 1), ((3, 2, 7, 2), 2)] {
+            let p = inputs(shape.0, shape.1, shape.2, shape.3, seed: 60)
+            try withScan(chunk: chunk, groups: 8) {
+                for reverse in [false, true] {
+                    assertClose(try scan(p.all, reverse: reverse),
+                                naiveScan(p, useD: true, useZ: true, useBias: true, softplus: true, reverse: reverse),
+                                atol: 2e-5, rtol: 2e-5)
+                    try gradCheck(p.all) { try scan($0, reverse: reverse) }
+                }
+            }
+        }
+    }
+
     func testReverseIsFlipOfForwardScan() throws {
         let p = inputs(2, 9, 10, 4, seed: 20)
         func flipped(_ t: Tensor) throws -> Tensor { try t.flip([1]) }
@@ -190,6 +205,13 @@ final class CausalConv1dTests: XCTestCase {
             try gradCheck([rnd([2, 6, 11], seed: 84), rnd([11, 1, 4], seed: 85), rnd([11], seed: 86)]) {
                 try $0[0].causalDepthwiseConv1d(weight: $0[1], bias: $0[2], reverse: reverse)
             }
+        }
+        // Fused SiLU: the same as SiLU applied after, in values and gradients.
+        for reverse in [false, true] {
+            let inputs = [rnd([2, 7, 11], seed: 89), rnd([11, 1, 4], seed: 90), rnd([11], seed: 91)]
+            assertClose(try inputs[0].causalDepthwiseConv1d(weight: inputs[1], bias: inputs[2], reverse: reverse, silu: true),
+                        naiveConv(inputs[0], inputs[1], inputs[2], reverse: reverse).silu(), atol: 1e-5, rtol: 1e-5)
+            try gradCheck(inputs) { try $0[0].causalDepthwiseConv1d(weight: $0[1], bias: $0[2], reverse: reverse, silu: true) }
         }
         // Short sequence (L < k) and no bias.
         try gradCheck([rnd([1, 2, 9], seed: 87), rnd([9, 4], seed: 88)]) {

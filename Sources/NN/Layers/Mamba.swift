@@ -14,8 +14,9 @@ public final class CausalConv1d: Module {
         self.bias = bias ? Init.torchDefault([channels], fanIn: kernel).requiringGrad() : nil
     }
 
-    public func callAsFunction(_ x: Tensor, reverse: Bool = false) throws -> Tensor {
-        try x.causalDepthwiseConv1d(weight: weight, bias: bias, reverse: reverse)
+    /// With `silu`, SiLU of the convolution in the same pass (as the mixer uses it).
+    public func callAsFunction(_ x: Tensor, reverse: Bool = false, silu: Bool = false) throws -> Tensor {
+        try x.causalDepthwiseConv1d(weight: weight, bias: bias, reverse: reverse, silu: silu)
     }
 }
 
@@ -139,7 +140,7 @@ open class MambaMixer: Module, UnaryLayer {
     func scan(_ x: Tensor, z: Tensor, conv: CausalConv1d, xProj: Linear, dtProj: Linear, aLog: Tensor, d: Tensor,
               reverse: Bool) throws -> Tensor {
         let (n, rank) = (config.stateSize, config.dtRank)
-        let xc = try conv(x, reverse: reverse).silu()
+        let xc = try conv(x, reverse: reverse, silu: true)
         let xdbl = try xProj(xc)
         let dt = try xdbl.slice(axis: 2, start: 0, end: rank)
         let b = try xdbl.slice(axis: 2, start: rank, end: rank + n), c = try xdbl.slice(axis: 2, start: rank + n)
