@@ -25,12 +25,14 @@
 ///     dA_n += Σ_t μ_{t,n} a_{t,n} h_{t−1,n} Δ_t      dD += Σ_t gy_t x_t      dδ = dΔ · σ(δ + bias)
 ///
 /// backwards through the chunk. dB and dC sum over channels: a task owns several 8-channel groups and
-/// adds their lanes into SIMD accumulators per chunk, so the horizontal sums happen once per task
-/// (with one horizontal sum per step and state, they were a third of the backward's instructions).
+/// adds their lanes into SIMD accumulators per chunk, so the horizontal sums happen once per task and
+/// chunk rather than once per group (one group per task made forward + backward 15-25% slower than
+/// eight at B=2, L=1024, Din=384, N=16; `SelectiveScanTimings`).
 enum SelectiveScanKernel {
-    /// Steps between stored states. 64 keeps a chunk's recomputed states and decays (2·64·16 vectors of
-    /// 8 floats, 128 KB with the accumulators) inside L2 while the checkpoints stay 1/64 of the states.
-    /// Variables only so tests can shrink them to exercise several chunks and task blocks.
+    /// Steps between stored states. Chunks of 16 to 256 timed within noise of each other (forward +
+    /// backward, `SelectiveScanTimings`), so memory decides: at 64 the checkpoints are 1/64 of the
+    /// states and a chunk's recomputed states, decays and dB/dC accumulators (4·64·16 vectors of 8
+    /// floats, 128 KB) stay in L2. Variables only so tests can shrink them (several chunks and blocks).
     nonisolated(unsafe) static var chunk = 64
     /// 8-channel groups per task: more amortises the dB/dC horizontal sums, fewer balances the threads.
     nonisolated(unsafe) static var groupsPerTask = 8

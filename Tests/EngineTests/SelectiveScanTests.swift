@@ -264,5 +264,17 @@ final class SelectiveScanTimings: XCTestCase {
         }
         print(String(format: "selective scan B=%d L=%d Din=%d N=%d, %d threads: forward %.2f ms, backward (+ forward) %.2f ms",
                      batch, len, dIn, n, Threading.threads, forward, backward))
+        // The block sizes side by side (the machine is noisy: compare within one run).
+        let saved = (SelectiveScanKernel.chunk, SelectiveScanKernel.groupsPerTask)
+        defer { (SelectiveScanKernel.chunk, SelectiveScanKernel.groupsPerTask) = saved }
+        for (chunk, groups) in [(16, 8), (32, 8), (64, 8), (128, 8), (256, 8), (64, 1), (64, 2), (64, 4)] {
+            (SelectiveScanKernel.chunk, SelectiveScanKernel.groupsPerTask) = (chunk, groups)
+            var out = try scan(leaves)
+            let t = try median(7) {
+                try out.backward(g)
+                out = try scan(leaves)
+            }
+            print(String(format: "  chunk %d, %d groups per task: backward (+ forward) %.2f ms", chunk, groups, t))
+        }
     }
 }
