@@ -24,7 +24,8 @@
 ///     dΔ_t = Σ_n μ_{t,n} (B_{t,n} x_t + A_n a_{t,n} h_{t−1,n})        dC_{t,n} += Σ_d gy_t h_{t,n}
 ///     dA_n += Σ_t μ_{t,n} a_{t,n} h_{t−1,n} Δ_t      dD += Σ_t gy_t x_t      dδ = dΔ · σ(δ + bias)
 ///
-/// backwards through the chunk. dB and dC sum over channels: a task owns several 8-channel groups and
+/// backwards through the chunk (t counts steps in scan order, so with `reverse` t + 1 is the token
+/// before). dB and dC sum over channels: a task owns several 8-channel groups and
 /// adds their lanes into SIMD accumulators per chunk, so the horizontal sums happen once per task and
 /// chunk rather than once per group (one group per task made forward + backward 15-25% slower than
 /// eight at B=2, L=1024, Din=384, N=16; `SelectiveScanTimings`).
