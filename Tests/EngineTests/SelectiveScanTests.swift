@@ -151,6 +151,22 @@ final class SelectiveScanTests: XCTestCase {
         }
     }
 
+    func testRecordedGraphKeepsChunkStatesNotAllStates() throws {
+        // 4096 steps x 64 channels x 16 states: all states would be 16 MB; the graph may add only the
+        // output (1 MB) and the states at every 64th step (256 KB). (Counts tensor storage, the pool's.)
+        let p = inputs(1, 4096, 64, 16, seed: 70)
+        let leaves = p.all.map { $0.copy().requiringGrad() }
+        let pool = BufferPool.shared
+        let before = pool.liveBytes
+        let out = try scan(leaves)
+        let added = pool.liveBytes - before
+        let outBytes = out.count * 4, checkpointBytes = (4096 / 64) * 64 * 16 * 4
+        XCTAssertLessThanOrEqual(added, outBytes + checkpointBytes + 4096)
+        XCTAssertGreaterThanOrEqual(added, outBytes + checkpointBytes)
+        try (out * 0.5).sum().backward()
+        XCTAssertNotNil(leaves[2].grad)
+    }
+
     func testVectorSoftplusAndLog() {
         var v = V8(repeating: 0)
         var worst: Double = 0
