@@ -103,14 +103,17 @@ extension Tensor {
         var outShape = shape; outShape[a] = len
         let outer = shape[..<a].reduce(1, *), inner = shape[(a + 1)...].reduce(1, *)
         let out = Tensor.empty(outShape)
-        for o in 0..<outer { for j in 0..<len {
-            (out.data + (o * len + j) * inner).update(from: data + (o * n + lo + j * step) * inner, count: inner)
+        // With step 1 the kept elements of each outer index are one run: one copy per run, not one per
+        // element (slicing the last axis, inner = 1, had cost a call per float).
+        let (runs, run, stride) = step == 1 ? (1, len * inner, 0) : (len, inner, step * inner)
+        for o in 0..<outer { for j in 0..<runs {
+            (out.data + o * len * inner + j * run).update(from: data + (o * n + lo) * inner + j * stride, count: run)
         } }
         let inShape = shape
         return out.recording([self]) { g in
             let gx = Tensor.zeros(inShape)
-            for o in 0..<outer { for j in 0..<len {
-                (gx.data + (o * n + lo + j * step) * inner).update(from: g.data + (o * len + j) * inner, count: inner)
+            for o in 0..<outer { for j in 0..<runs {
+                (gx.data + (o * n + lo) * inner + j * stride).update(from: g.data + o * len * inner + j * run, count: run)
             } }
             return [gx]
         }

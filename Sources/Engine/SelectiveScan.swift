@@ -1,0 +1,366 @@
+/// Mamba's selective scan (S6), fused forward and backward, as `selective_scan_ref(u, delta, A, B, C,
+/// D, z, delta_bias, delta_softplus)` in mamba_ssm computes it. Per batch item, channel d and state n:
+///
+///     Δ_t  = softplus(δ_t + bias)            (or δ_t + bias without softplus)
+///     h_t  = exp(Δ_t A_n) h_{t−1} + Δ_t B_{t,n} x_t,    h_{−1} = 0
+///     y_t  = Σ_n C_{t,n} h_{t,n} + D x_t
+///     out_t = y_t · SiLU(z_t)                 (when z is given)
+///
+/// Layout is token-major, [B, L, Din] for x, δ, z and the output (what a Linear produces, so no
+/// transposes), and [B, L, N] for B and C. The kernel vectorises over 8 adjacent channels: each of the
+/// N states of 8 channels is one SIMD8 register, B_{t,n} and C_{t,n} are broadcast scalars, and
+/// y_t needs no horizontal sum. (Vectorising over the 16 states instead needs a horizontal sum for
+/// every y_t and every channel, and strided loads of x and δ.)
+///
+/// `reverse` scans from t = L−1 down to 0 and writes each output at its own token, i.e. it equals
+/// flip(scan(flip(inputs))) without any flip copies: the backward branch of a bidirectional block.
+///
+/// Memory: the forward keeps the state only at chunk boundaries (every `chunk` steps), B·(L/chunk)·Din·N
+/// floats, never the L·Din·N states. The backward recomputes the states of one chunk at a time from
+/// its boundary (a per-worker scratch of chunk·N vectors, L2-sized) and runs the adjoint recursion
+///
+///     μ_t = gy_t C_t + exp(Δ_{t+1} A) μ_{t+1}        (gy = dL/dy, μ = dL/dh_t)
+///     dx_t += gy_t D + Σ_n μ_{t,n} Δ_t B_{t,n}       dB_{t,n} += Σ_d μ_{t,n} Δ_t x_t
+///     dΔ_t = Σ_n μ_{t,n} (B_{t,n} x_t + A_n a_{t,n} h_{t−1,n})        dC_{t,n} += Σ_d gy_t h_{t,n}
+///     dA_n += Σ_t μ_{t,n} a_{t,n} h_{t−1,n} Δ_t      dD += Σ_t gy_t x_t      dδ = dΔ · σ(δ + bias)
+///
+/// backwards through the chunk (t counts steps in scan order, so with `reverse` t + 1 is the token
+/// before). dB and dC sum over channels: a task owns several 8-channel groups and
+/// adds their lanes into SIMD accumulators per chunk, so the horizontal sums happen once per task and
+/// chunk rather than once per group (one group per task made forward + backward 15-25% slower than
+/// eight at B=2, L=1024, Din=384, N=16; `SelectiveScanTimings`).
+enum SelectiveScanKernel {
+    /// Steps between stored states. Chunks of 16 to 256 timed within noise of each other (forward +
+    /// backward, `SelectiveScanTimings`), so memory decides: at 64 the checkpoints are 1/64 of the
+    /// states and a chunk's recomputed states, decays and dB/dC accumulators (4·64·16 vectors of 8
+    /// floats, 128 KB) stay in L2. Variables only so tests can shrink them (several chunks and blocks).
+    nonisolated(unsafe) static var chunk = 64
+    /// 8-channel groups per task: more amortises the dB/dC horizontal sums, fewer balances the threads.
+    nonisolated(unsafe) static var groupsPerTask = 8
+    static let log2e: Float = 1.4426950408889634
+
+    /// The raw operands of one scan; shapes as in the type's comment. Optional pointers are absent inputs.
+    struct Problem {
+        let x, delta, a, b, c: UnsafeMutablePointer<Float>
+        let d, z, bias: UnsafeMutablePointer<Float>?
+        let batch, length, channels, states: Int
+        let softplus, reverse: Bool
+        /// Steps between checkpoints, fixed when the forward runs (the backward must use the same).
+        var chunk = SelectiveScanKernel.chunk
+
+        var groups: Int { (channels + 7) / 8 }
+        var chunks: Int { (length + chunk - 1) / chunk }
+        /// Floats of the stored boundary states: [B, groups, chunks, N, 8].
+        var checkpointCount: Int { batch * groups * chunks * states * 8 }
+        @inline(always) func token(_ step: Int) -> Int { reverse ? length - 1 - step : step }
+
+        /// Groups per task: `groupsPerTask`, halved until there are enough tasks to balance the threads.
+        var groupsPerBlock: Int {
+            var per = Swift.max(1, Swift.min(SelectiveScanKernel.groupsPerTask, groups))
+            while per > 1 && batch * ((groups + per - 1) / per) < 4 * Threading.threads { per = (per + 1) / 2 }
+            return per
+        }
+    }
+
+    @inline(always) static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> V8 {
+        if lanes == 8 { return UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
+        var v = V8(repeating: 0)
+        for j in 0..<lanes { v[j] = p[j] }
+        return v
+    }
+
+    @inline(always) static func store(_ v: V8, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
+        if lanes == 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self); return }
+        for j in 0..<lanes { p[j] = v[j] }
+    }
+
+    /// log(x) for positive normal x, Cephes `logf` (relative error ~1e-7): the mantissa is reduced to
+    /// [√½, √2) and log(1 + f) is a degree-9 polynomial; the exponent comes from the bits.
+    @inline(always) static func log(_ x: V8) -> V8 {
+        let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)
+        // The exponent as a float without an int-to-float conversion (which may scalarise): adding it
+        // to the mantissa of 1.5·2²³ leaves 1.5·2²³ + e.
+        let magic: Int32 = 0x4B40_0000
+        var e = unsafeBitCast(((bits &>> 23) &- 126) &+ magic, to: V8.self) - 12_582_912
+        var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F00_0000, to: V8.self)  // [0.5, 1)
+        let small = m .< 0.707106781186547524
+        e.replace(with: e - 1, where: small)
+        m = m.replacing(with: m + m, where: small) - 1
+        let z = m * m
+        var p = V8(repeating: 7.0376836292e-2)
+        p = VMath.fma(p, m, V8(repeating: -1.1514610310e-1))
+        p = VMath.fma(p, m, V8(repeating: 1.1676998740e-1))
+        p = VMath.fma(p, m, V8(repeating: -1.2420140846e-1))
+        p = VMath.fma(p, m, V8(repeating: 1.4249322787e-1))
+        p = VMath.fma(p, m, V8(repeating: -1.6668057665e-1))
+        p = VMath.fma(p, m, V8(repeating: 2.0000714765e-1))
+        p = VMath.fma(p, m, V8(repeating: -2.4999993993e-1))
+        p = VMath.fma(p, m, V8(repeating: 3.3333331174e-1))
+        var y = p * m * z
+        y = VMath.fma(e, V8(repeating: -2.12194440e-4), y)
+        y = VMath.fma(z, V8(repeating: -0.5), y)
+        return VMath.fma(e, V8(repeating: 0.693359375), m + y)
+    }
+
+    /// softplus(v) = max(v, 0) + log1p(exp(−|v|)), accurate for small Δ (the dt bias is initialised so
+    /// that Δ is 1e-3…0.1, where log(1 + eᵛ) in floats loses up to 1e-4 relative): log1p(u) is
+    /// log(w)·u/(w − 1) with w = 1 + u (Goldberg's trick), and u itself where w rounds to 1.
+    @inline(always) static func softplus(_ v: V8) -> V8 {
+        let negAbs = unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) | 0x8000_0000, to: V8.self)
+        let u = VMath.exp(negAbs)
+        let w = 1 + u
+        var l = log(w) * u / (w - 1)
+        l.replace(with: u, where: w .== 1)
+        return v.replacing(with: 0, where: v .< 0) + l
+    }
+
+    /// exp(Δ·A) as 2^(Δ·A·log₂e) with `a2` = A·log₂e, the scan's one transcendental per state and step:
+    /// the forward at B=2, L=1024, Din=384, N=16 took 4.8 ms with `VMath.exp2` and 5.9 ms with
+    /// `VMath.exp` (same run, `SelectiveScanTimings`). exp2 clamps only below (its softmax use); with
+    /// A = −exp(A_log) < 0 the argument is ≤ 0, and the upper clamp covers any other A.
+    @inline(always) static func decay(_ dt: V8, _ a2: V8) -> V8 {
+        var e = dt * a2
+        e.replace(with: 127, where: e .> 127)
+        return VMath.exp2(e)
+    }
+
+    /// Runs `body(worker, task, scratch)` for each task with `perWorker` vectors of scratch per worker.
+    static func tasks(_ total: Int, scratch perWorker: Int,
+                      _ body: (_ worker: Int, _ task: Int, _ scratch: UnsafeMutablePointer<V8>) -> Void) {
+        let workers = AttentionKernel.workers(total)
+        let scratch = UnsafeMutablePointer<V8>.allocate(capacity: Swift.max(1, workers * perWorker))
+        defer { scratch.deallocate() }
+        AttentionKernel.parallelTasks(total, byWorker: { w, t in body(w, t, scratch + w * perWorker) })
+    }
+
+    /// Forward: writes `out`, and the state at the start of every chunk into `checkpoints` when given.
+    static func forward(_ p: Problem, out: UnsafeMutablePointer<Float>, checkpoints: UnsafeMutablePointer<Float>?) {
+        let n = p.states, dIn = p.channels, groups = p.groups, chunks = p.chunks, chunk = p.chunk
+        let per = p.groupsPerBlock, blocks = (groups + per - 1) / per
+        tasks(p.batch * blocks, scratch: 2 * n) { _, task, scratch in
+            let b = task / blocks, g0 = (task % blocks) * per
+            let h = scratch, at = scratch + n
+            for g in g0..<Swift.min(groups, g0 + per) {
+                let d0 = g * 8, lanes = Swift.min(8, dIn - d0)
+                for k in 0..<n {
+                    var v = V8(repeating: 0)
+                    for j in 0..<lanes { v[j] = p.a[(d0 + j) * n + k] }
+                    at[k] = v * log2e
+                    h[k] = V8(repeating: 0)
+                }
+                let dv = p.d.map { load($0 + d0, lanes) } ?? V8(repeating: 0)
+                let bias = p.bias.map { load($0 + d0, lanes) } ?? V8(repeating: 0)
+                let ckBase = checkpoints.map { $0 + (b * groups + g) * chunks * n * 8 }
+                for s in 0..<p.length {
+                    if let ckBase, s % chunk == 0 {
+                        UnsafeMutableRawPointer(ckBase + (s / chunk) * n * 8).copyMemory(from: h, byteCount: n * 32)
+                    }
+                    let row = b * p.length + p.token(s), off = row * dIn + d0
+                    let xv = load(p.x + off, lanes)
+                    var dt = load(p.delta + off, lanes) + bias
+                    if p.softplus { dt = softplus(dt) }
+                    let dtx = dt * xv
+                    var y = dv * xv
+                    let bRow = p.b + row * n, cRow = p.c + row * n
+                    for k in 0..<n {
+                        let hk = VMath.fma(decay(dt, at[k]), h[k], dtx * V8(repeating: bRow[k]))
+                        h[k] = hk
+                        y = VMath.fma(V8(repeating: cRow[k]), hk, y)
+                    }
+                    if let z = p.z {
+                        let zv = load(z + off, lanes)
+                        y = y * zv * VMath.sigmoid(zv)
+                    }
+                    store(y, out + off, lanes)
+                }
+            }
+        }
+    }
+
+    /// Gradients of one scan. dx, dδ and dz ([B, L, Din]) are written in full; dA [Din, N], dD, dBias
+    /// [Din], dB and dC [B, L, N] are overwritten with sums over per-worker partials. `dz` must be given
+    /// exactly when `p.z` is.
+    struct Gradients {
+        let dx, dDelta, dA, dB, dC, dD, dBias: UnsafeMutablePointer<Float>
+        let dz: UnsafeMutablePointer<Float>?
+    }
+
+    static func backward(_ p: Problem, grad: UnsafePointer<Float>, checkpoints: UnsafePointer<Float>, into out: Gradients) {
+        let n = p.states, dIn = p.channels, groups = p.groups, chunks = p.chunks, chunk = p.chunk, len = p.length
+        let per = p.groupsPerBlock, blocks = (groups + per - 1) / per
+        let total = p.batch * blocks, workers = AttentionKernel.workers(total)
+        // Per worker: dA, dD, dBias for every channel, then dB and dC for every token.
+        let partialCount = dIn * n + 2 * dIn + 2 * p.batch * len * n
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: workers * partialCount)
+        partials.initialize(repeating: 0, count: workers * partialCount)
+        defer { partials.deallocate() }
+        // Scratch vectors: states (chunk + 1)·N, decays chunk·N, Δ, σ and pre-gate y per step, the dB and
+        // dC accumulators 2·chunk·N, and per group the carried μ, dA, A and A·log₂e, dD and dBias.
+        let hsCount = (chunk + 1) * n, asCount = chunk * n
+        let scratchCount = hsCount + asCount + 3 * chunk + 2 * chunk * n + per * (4 * n + 2)
+        tasks(total, scratch: scratchCount) { worker, task, scratch in
+            let b = task / blocks, g0 = (task % blocks) * per, g1 = Swift.min(groups, g0 + per)
+            let hs = scratch, decays = hs + hsCount, ds = decays + asCount, sg = ds + chunk, ys = sg + chunk
+            let accB = ys + chunk, accC = accB + chunk * n
+            let mu = accC + chunk * n, dAacc = mu + per * n, at = dAacc + per * n
+            let dDacc = at + 2 * per * n, dBiasAcc = dDacc + per
+            let mine = partials + worker * partialCount
+            let dAp = mine, dDp = mine + dIn * n, dBiasP = dDp + dIn, dBp = dBiasP + dIn, dCp = dBp + p.batch * len * n
+            (mu).update(repeating: V8(repeating: 0), count: 2 * per * n)
+            dDacc.update(repeating: V8(repeating: 0), count: 2 * per)
+            for g in g0..<g1 {
+                let gi = g - g0, d0 = g * 8, lanes = Swift.min(8, dIn - d0)
+                for k in 0..<n {
+                    var v = V8(repeating: 0)
+                    for j in 0..<lanes { v[j] = p.a[(d0 + j) * n + k] }
+                    at[gi * 2 * n + k] = v
+                    at[gi * 2 * n + n + k] = v * log2e
+                }
+            }
+            for c in stride(from: chunks - 1, through: 0, by: -1) {
+                let s0 = c * chunk, count = Swift.min(chunk, len - s0)
+                accB.update(repeating: V8(repeating: 0), count: 2 * chunk * n)
+                for g in g0..<g1 {
+                    let gi = g - g0, d0 = g * 8, lanes = Swift.min(8, dIn - d0)
+                    let atg = at + gi * 2 * n, mug = mu + gi * n, dAg = dAacc + gi * n
+                    let dv = p.d.map { load($0 + d0, lanes) } ?? V8(repeating: 0)
+                    let bias = p.bias.map { load($0 + d0, lanes) } ?? V8(repeating: 0)
+                    // Recompute the chunk's states from its boundary.
+                    UnsafeMutableRawPointer(hs).copyMemory(from: checkpoints + ((b * groups + g) * chunks + c) * n * 8, byteCount: n * 32)
+                    for i in 0..<count {
+                        let row = b * len + p.token(s0 + i), off = row * dIn + d0
+                        let xv = load(p.x + off, lanes)
+                        let pre = load(p.delta + off, lanes) + bias
+                        var dt = pre
+                        if p.softplus { dt = softplus(pre); sg[i] = VMath.sigmoid(pre) }
+                        ds[i] = dt
+                        let dtx = dt * xv
+                        var y = dv * xv
+                        let bRow = p.b + row * n, cRow = p.c + row * n
+                        let prev = hs + i * n, next = prev + n, dec = decays + i * n
+                        for k in 0..<n {
+                            let a = decay(dt, atg[n + k])
+                            dec[k] = a
+                            let hk = VMath.fma(a, prev[k], dtx * V8(repeating: bRow[k]))
+                            next[k] = hk
+                            y = VMath.fma(V8(repeating: cRow[k]), hk, y)
+                        }
+                        ys[i] = y
+                    }
+                    // Adjoint recursion backwards through the chunk; μ carries exp(Δ_{t+1}A)·μ_{t+1} in.
+                    var dDv = dDacc[gi], dBiasV = dBiasAcc[gi]
+                    for i in stride(from: count - 1, through: 0, by: -1) {
+                        let row = b * len + p.token(s0 + i), off = row * dIn + d0
+                        let xv = load(p.x + off, lanes), g = load(grad + off, lanes)
+                        var gy = g
+                        if let z = p.z, let dz = out.dz {
+                            let zv = load(z + off, lanes), sig = VMath.sigmoid(zv)
+                            gy = g * zv * sig
+                            store(g * ys[i] * sig * (1 + zv * (1 - sig)), dz + off, lanes)
+                        }
+                        dDv = VMath.fma(gy, xv, dDv)
+                        let dt = ds[i], dtx = dt * xv
+                        var dxv = gy * dv, ddt = V8(repeating: 0)
+                        let bRow = p.b + row * n, cRow = p.c + row * n
+                        let prev = hs + i * n, next = prev + n, dec = decays + i * n
+                        let aB = accB + i * n, aC = accC + i * n
+                        for k in 0..<n {
+                            let bk = V8(repeating: bRow[k])
+                            aC[k] = VMath.fma(gy, next[k], aC[k])
+                            let m = VMath.fma(gy, V8(repeating: cRow[k]), mug[k])
+                            aB[k] = VMath.fma(m, dtx, aB[k])
+                            let mb = m * bk
+                            dxv = VMath.fma(mb, dt, dxv)
+                            let mha = m * prev[k] * dec[k]
+                            ddt = VMath.fma(mb, xv, VMath.fma(mha, atg[k], ddt))
+                            dAg[k] = VMath.fma(mha, dt, dAg[k])
+                            mug[k] = m * dec[k]
+                        }
+                        if p.softplus { ddt = ddt * sg[i] }
+                        store(dxv, out.dx + off, lanes)
+                        store(ddt, out.dDelta + off, lanes)
+                        dBiasV += ddt
+                    }
+                    dDacc[gi] = dDv
+                    dBiasAcc[gi] = dBiasV
+                }
+                for i in 0..<count {
+                    let row = b * len + p.token(s0 + i)
+                    for k in 0..<n {
+                        dBp[row * n + k] += accB[i * n + k].sum()
+                        dCp[row * n + k] += accC[i * n + k].sum()
+                    }
+                }
+            }
+            for g in g0..<g1 {
+                let gi = g - g0, d0 = g * 8, lanes = Swift.min(8, dIn - d0)
+                for j in 0..<lanes {
+                    for k in 0..<n { dAp[(d0 + j) * n + k] += dAacc[gi * n + k][j] }
+                    dDp[d0 + j] += dDacc[gi][j]
+                    dBiasP[d0 + j] += dBiasAcc[gi][j]
+                }
+            }
+        }
+        // Sum the partials: dA, dD, dBias are one run of floats in each, dB and dC another.
+        let head = dIn * n + 2 * dIn, tokens = p.batch * len * n
+        func reduce(_ dst: UnsafeMutablePointer<Float>, _ offset: Int, _ count: Int) {
+            dst.update(from: partials + offset, count: count)
+            for w in 1..<Swift.max(1, workers) {
+                AttentionKernel.addRow(dst, partials + w * partialCount + offset, count, times: 1)
+            }
+        }
+        reduce(out.dA, 0, dIn * n)
+        reduce(out.dD, dIn * n, dIn)
+        reduce(out.dBias, dIn * n + dIn, dIn)
+        reduce(out.dB, head, tokens)
+        reduce(out.dC, head + tokens, tokens)
+    }
+}
+
+extension Tensor {
+    /// Mamba's selective scan, `selective_scan_ref(x, delta, A, B, C, D, z, delta_bias, delta_softplus)`
+    /// in token-major layout (see `SelectiveScanKernel` for the formula):
+    /// x, delta [B, L, Din]; a [Din, N] (Mamba passes −exp(A_log)); b, c [B, L, N]; d, deltaBias [Din];
+    /// z [B, L, Din] gates the output with SiLU. `delta` is the pre-activation: the kernel adds
+    /// `deltaBias` and applies softplus itself (as `delta_softplus=True`), so the dt projection's bias
+    /// and activation cost no pass over [B, L, Din]. `reverse` scans from the last token to the first,
+    /// writing each output at its own token (flip∘scan∘flip without copies).
+    /// Differentiable in every input; the backward keeps only the state at every `chunk`-th step.
+    public static func selectiveScan(_ x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor? = nil,
+                                     z: Tensor? = nil, deltaBias: Tensor? = nil, deltaSoftplus: Bool = true,
+                                     reverse: Bool = false) throws -> Tensor {
+        try check(x.rank == 3, "selectiveScan: x must be [B, L, Din], got \(x.shape)")
+        let (batch, len, dIn) = (x.shape[0], x.shape[1], x.shape[2])
+        try check(a.rank == 2 && a.shape[0] == dIn, "selectiveScan: A must be [Din, N] = [\(dIn), N], got \(a.shape)")
+        let n = a.shape[1]
+        try check(delta.shape == x.shape, "selectiveScan: delta \(delta.shape) does not match x \(x.shape)")
+        try check(b.shape == [batch, len, n] && c.shape == [batch, len, n],
+                  "selectiveScan: B \(b.shape) and C \(c.shape) must be [B, L, N] = \([batch, len, n])")
+        if let z { try check(z.shape == x.shape, "selectiveScan: z \(z.shape) does not match x \(x.shape)") }
+        if let d { try check(d.shape == [dIn], "selectiveScan: D must be [\(dIn)], got \(d.shape)") }
+        if let deltaBias { try check(deltaBias.shape == [dIn], "selectiveScan: deltaBias must be [\(dIn)], got \(deltaBias.shape)") }
+        try check(len > 0 && n > 0, "selectiveScan: empty sequence or state")
+        let problem = SelectiveScanKernel.Problem(
+            x: x.data, delta: delta.data, a: a.data, b: b.data, c: c.data, d: d?.data, z: z?.data, bias: deltaBias?.data,
+            batch: batch, length: len, channels: dIn, states: n, softplus: deltaSoftplus, reverse: reverse)
+        let inputs = [x, delta, a, b, c] + [d, z, deltaBias].compactMap { $0 }
+        let recording = GradMode.enabled && inputs.contains { $0.requiresGrad }
+        let out = Tensor.empty(x.shape)
+        let checkpoints = recording ? Tensor.empty([problem.checkpointCount]) : nil
+        SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data)
+        guard let checkpoints else { return out }
+        return out.recording(inputs) { g in
+            let dx = Tensor.empty(x.shape), dDelta = Tensor.empty(x.shape), dA = Tensor.empty(a.shape)
+            let dB = Tensor.empty(b.shape), dC = Tensor.empty(c.shape)
+            let dD = Tensor.empty([dIn]), dBias = Tensor.empty([dIn]), dz = z.map { Tensor.empty($0.shape) }
+            SelectiveScanKernel.backward(problem, grad: g.data, checkpoints: checkpoints.data, into: .init(
+                dx: dx.data, dDelta: dDelta.data, dA: dA.data, dB: dB.data, dC: dC.data, dD: dD.data, dBias: dBias.data,
+                dz: dz?.data))
+            var grads: [Tensor?] = [dx, dDelta, dA, dB, dC]
+            if d != nil { grads.append(dD) }
+            if let dz { grads.append(dz) }
+            if deltaBias != nil { grads.append(dBias) }
+            return grads
+        }
+    }
+}
