@@ -349,7 +349,10 @@ extension Tensor {
         let checkpoints = recording ? Tensor.empty([problem.checkpointCount]) : nil
         SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data)
         guard let checkpoints else { return out }
+        // `problem` points into every input's storage, so the closure keeps every input alive: the tape
+        // holds only what closures capture (delta, read through `problem` alone, was freed and reused).
         return out.recording(inputs) { g in
+            withExtendedLifetime(inputs) {}
             let dx = Tensor.empty(x.shape), dDelta = Tensor.empty(x.shape), dA = Tensor.empty(a.shape)
             let dB = Tensor.empty(b.shape), dC = Tensor.empty(c.shape)
             let dD = Tensor.empty([dIn]), dBias = Tensor.empty([dIn]), dz = z.map { Tensor.empty($0.shape) }
