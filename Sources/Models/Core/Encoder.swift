@@ -67,6 +67,18 @@ extension AudioClassifierModel {
     public func isHead(_ key: String) -> Bool { headPrefixes.contains { key.hasPrefix($0) } }
 }
 
+/// A classifier that can score every input frame (sound event detection): PANNs' decision-level
+/// max models.
+public protocol FrameScoringModel: AudioClassifierModel {
+    /// Whether this instance scores frames (a PANNs clip-level model does not).
+    var scoresFrames: Bool { get }
+    /// Input frames one score step spans (scores are constant within a step; chunked scoring aligns
+    /// its chunks to this).
+    var frameStep: Int { get }
+    /// Probabilities [B, T, outputs] for features [B, T, F].
+    func framewise(_ features: Tensor) throws -> Tensor
+}
+
 /// A self-supervised masked-patch model (SSAST; SSAMBA builds the same on Mamba blocks): the pretext
 /// objective on a batch, with masks drawn from `generator`.
 public protocol MaskedPatchModel: Module {

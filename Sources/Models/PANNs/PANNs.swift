@@ -102,7 +102,7 @@ public final class PANNsEncoder: Module, AudioEncoder {
 /// Decision-level max: x = maxpool₃(x) + avgpool₃(x) over time; per step h_t = ReLU(fc1(dropout x_t));
 /// step logits = fc_audioset(dropout h_t); clip logits = max_t (sigmoid is monotone, so this is the
 /// reference's max of probabilities).
-public final class PANNs: Module, AudioClassifierModel {
+public final class PANNs: Module, FrameScoringModel {
     @Child public private(set) var trunk: PANNsEncoder
     @Child public private(set) var fc1: Linear
     @Child public private(set) var fcAudioset: Linear?
@@ -136,6 +136,8 @@ public final class PANNs: Module, AudioClassifierModel {
     public var finalNormPrefix: String? { nil }
 
     var head: Linear { (fcTransfer ?? fcAudioset)! }
+    public var scoresFrames: Bool { config.decisionLevelMax }
+    public var frameStep: Int { config.timeRatio }
 
     public func logits(_ features: Tensor) throws -> Tensor {
         if config.decisionLevelMax { return try stepLogits(features).max(axis: 1) }

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Audio
+import Foundation
+import Inference
+
+/// `earshot tag`: multi-label tags of whole clips, or with `--frames` the sound events in recordings of
+/// any length (onset and offset times, from a frame-scoring model such as PANNs' Cnn14_DecisionLevelMax).
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tags of audio clips above a threshold, or with --frames their sound events with onset and offset times.",
+        discussion: """
+        Without --frames every clip is scored as a whole (\(wholeClipHelp.prefix(1).lowercased() + wholeClipHelp.dropFirst())) and \
+        the classes at or above --threshold are printed. With --frames the model must score frames (a decision-level \
+        max PANNs: cnn14-dlm, Cnn14_DecisionLevelMax_*.pth): each recording is read and scored in chunks, so an hour \
+        of audio needs the memory of one window, and every run of frames at or above --threshold that lasts at least \
+        --min-duration seconds is an event.
+        """)
+    @Argument(help: "Audio files, folders or manifests.") var files: [String]
+    @Option(help: "A tagger: a run folder or checkpoint, a Hugging Face folder, or an original .pth (PANNs, AST).") var model: String
+    @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
+    @Flag(help: "Sound events with onset and offset times instead of clip tags.") var frames = false
+    @Option(help: "Probability at or above which a class is tagged (or a frame is part of an event).") var threshold: Float = 0.5
+    @Option(name: .customLong("min-duration"), help: "--frames: events shorter than this many seconds are dropped.") var minDuration = 0.1
+    @Flag(help: "One JSON object per clip, then a summary line.") var json = false
+
+    func validate() throws {
+        guard (0...1).contains(threshold) else { throw ValidationError("--threshold \(threshold) must be between 0 and 1") }
+        guard minDuration >= 0 else { throw ValidationError("--min-duration \(minDuration) must not be negative") }
+    }
+
+    func run() throws {
+        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
+        let paths = try audioFiles(files)
+        var skipped: [(String, String)] = [], done = 0
+        if frames {
+            for path in paths {
+                do {
+                    let events = try clf.soundEvents(in: URL(fileURLWithPath: path), threshold: threshold, minDuration: minDuration)
+                    done += 1
+                    if json {
+                        try printJSONLine(["file": path, "events": events.map { ["label": $0.label, "onset": $0.onset, "offset": $0.offset, "peak": Double($0.peak)] }])
+                    } else {
+                        print(path + ":" + (events.isEmpty ? " no events" : ""))
+                        for e in events { print(String(format: "  %8.2f - %8.2f s  %@ (peak %.3f)", e.onset, e.offset, e.label, e.peak)) }
+                    }
+                } catch let error as AudioError {
+                    // One unreadable recording does not stop the rest; a model that cannot score frames does.
+                    if error.message.contains("frame-wise") || error.message.contains("streams log-mel") { throw error }
+                    skipped.append((path, error.message))
+                }
+            }
+        } else {
+            let report = try clf.classify(paths, progress: progressLine) { file, scores in
+                done += 1
+                let tags = scores.ranked.filter { $0.score >= threshold }
+                if json {
+                    try printJSONLine(["file": file, "labels": tags.map(\.label), "scores": tags.map { Double($0.score) }])
+                } else {
+                    print(file + ": " + (tags.isEmpty ? "(none at or above \(threshold))" : tags.map { String(format: "%@ %.3f", $0.label, $0.score) }.joined(separator: ", ")))
+                }
+            }
+            skipped = report.skipped.map { ($0.path, $0.reason) }
+        }
+        if json {
+            try printJSONLine(["summary": ["clips": done, "skipped": skipped.map { ["file": $0.0, "reason": $0.1] }]])
+        } else {
+            for (file, reason) in skipped { print("\(file): skipped (\(reason))") }
+        }
+        if done == 0 && !paths.isEmpty { throw AudioError("no clip could be read (\(paths.count) skipped)") }
+    }
+}

@@ -1,0 +1,76 @@
+import XCTest
+import Audio
+import Engine
+import NN
+@testable import Inference
+@testable import Models
+
+final class SoundEventTests: XCTestCase {
+    func testRunsAboveTheThresholdBecomeEventsAndShortOnesAreDropped() throws {
+        var d = EventDetector(classes: ["dog", "bird"], secondsPerFrame: 0.1, threshold: 0.5, minDuration: 0.25)
+        // dog: frames 2-5 (0.4 s), bird: frame 1 (0.1 s, dropped) and 7 to the end (open at the end).
+        let dog: [Float] = [0, 0.2, 0.6, 0.9, 0.7, 0.5, 0.1, 0, 0, 0]
+        let bird: [Float] = [0, 0.8, 0, 0, 0, 0, 0, 0.6, 0.95, 0.7]
+        let scores = try Tensor(zip(dog, bird).flatMap { [$0, $1] }, shape: [10, 2])
+        d.consume(try scores.slice(axis: 0, start: 0, end: 4))   // in two blocks, as a stream arrives
+        d.consume(try scores.slice(axis: 0, start: 4, end: 10))
+        let events = d.finish()
+        XCTAssertEqual(events.count, 2)
+        XCTAssertEqual(events[0].label, "dog")
+        XCTAssertEqual(events[0].onset, 0.2, accuracy: 1e-9)
+        XCTAssertEqual(events[0].offset, 0.6, accuracy: 1e-9)
+        XCTAssertEqual(events[0].peak, 0.9)
+        XCTAssertEqual(events[1].label, "bird")
+        XCTAssertEqual(events[1].onset, 0.7, accuracy: 1e-9)
+        XCTAssertEqual(events[1].offset, 1.0, accuracy: 1e-9)
+    }
+
+    /// A long recording scored chunk by chunk (resampled on the way, 16 -> 8 kHz) gives the frame-wise
+    /// scores of the whole recording scored at once.
+    func testStreamedFrameScoresEqualTheWholeRecordingScoredAtOnce() throws {
+        Random.seed(31)
+        let frontEnd = LogMelConfig(sampleRate: 8000, nFFT: 256, hop: 80, nMels: 32, fMin: 50, fMax: 4000)
+        var c = PANNsConfig(.cnn10, classes: 3, frames: 400, frontEnd: frontEnd)
+        (c.channels, c.embeddingWidth, c.decisionLevelMax) = ([2, 3, 3, 4], 6, true)
+        let model = PANNs(c)
+        for (key, t) in model.namedTensors() where key.hasSuffix("running_mean") && key.hasPrefix("bn0") { t.data.update(repeating: -60, count: t.count) }
+        for (key, t) in model.namedTensors() where key.hasSuffix("running_var") && key.hasPrefix("bn0") { t.data.update(repeating: 400, count: t.count) }
+        model.eval()
+        let clf = Classifier(model: model, classes: ["a", "b", "c"], pipeline: FeaturePipeline(kind: .logMel(frontEnd), targetFrames: 400), multiLabel: true)
+        // 13.3 s at 16 kHz: tones and noise bursts.
+        let n = 213_000
+        var wave = [Float](repeating: 0, count: n)
+        var g = RandomGenerator(seed: 4)
+        for i in 0..<n {
+            let t = Float(i) / 16000
+            wave[i] = 0.3 * sin(2 * .pi * (300 + 200 * sin(t)) * t) * (Int(t) % 3 == 0 ? 1 : 0.1) + 0.02 * g.nextNormal()
+        }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-sed-\(UUID().uuidString).wav")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try AudioFile.writeWAV(wave, sampleRate: 16000, to: url, float: true)
+
+        var streamed: [Float] = [], blocks = 0, spf = 0.0
+        try clf.framewise(in: url) { s, scores in streamed += scores.toArray(); blocks += 1; spf = s }
+        XCTAssertGreaterThan(blocks, 4, "scored in chunks")
+        XCTAssertEqual(spf, 0.01, accuracy: 1e-12)
+        var whole = FeaturePipeline(kind: .logMel(frontEnd)).self
+        whole.targetFrames = nil
+        let features = try whole.features(of: url)
+        let reference = try GradMode.noGrad { try model.framewise(features.unsqueeze(0)).squeeze(0) }
+        XCTAssertEqual(streamed.count, reference.count, "every frame once")
+        var worst: Float = 0
+        for i in 0..<min(streamed.count, reference.count) { worst = max(worst, abs(streamed[i] - reference.data[i])) }
+        XCTAssertLessThan(worst, 2e-3)
+        let events = try clf.soundEvents(in: url, threshold: 0.5, minDuration: 0)
+        XCTAssertTrue(events.allSatisfy { $0.onset < $0.offset && $0.offset <= 13.32 })
+    }
+
+    func testAClipScoringModelIsRefusedForFrames() throws {
+        var c = PANNsConfig(.cnn10, classes: 2, frames: 64, frontEnd: LogMelConfig(sampleRate: 8000, nFFT: 256, hop: 80, nMels: 32, fMin: 50, fMax: 4000))
+        c.channels = [2, 2, 2, 2]
+        let clf = Classifier(model: PANNs(c), classes: ["a", "b"], pipeline: FeaturePipeline(kind: .logMel(c.frontEnd)), multiLabel: true)
+        XCTAssertThrowsError(try clf.soundEvents(in: URL(fileURLWithPath: "/nonexistent.wav"))) {
+            XCTAssertTrue("\($0)".contains("decision-level"), "\($0)")
+        }
+    }
+}
