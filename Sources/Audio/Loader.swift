@@ -80,26 +80,54 @@ public final class FeatureLoader: @unchecked Sendable {
     public let strict: Bool
     public let cache: FeatureCache?
     public let report: SkipReport
+    /// Class-balanced order (PANNs' BalancedTrainSampler) instead of a plain shuffle.
+    public let balanced: Bool
     let seed: UInt64
 
     public init(dataset: Dataset, pipeline: FeaturePipeline, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0,
-                strict: Bool = false, cacheDirectory: URL? = nil, report: SkipReport = SkipReport()) throws {
+                strict: Bool = false, cacheDirectory: URL? = nil, report: SkipReport = SkipReport(), balanced: Bool = false) throws {
         guard batchSize > 0 else { throw AudioError("loader: batch size must be positive") }
         guard pipeline.targetFrames != nil else { throw AudioError("loader: the pipeline needs targetFrames so clips stack into batches") }
         self.dataset = dataset; self.pipeline = pipeline; self.batchSize = batchSize; self.shuffle = shuffle
-        self.seed = seed; self.strict = strict; self.report = report
+        self.seed = seed; self.strict = strict; self.report = report; self.balanced = balanced
         cache = try cacheDirectory.map { try FeatureCache(directory: $0) }
     }
 
     public var batchesPerEpoch: Int { (dataset.records.count + batchSize - 1) / batchSize }
 
     func order(epoch: Int) -> [Int] {
+        if balanced { return balancedOrder(epoch: epoch) }
         var idx = Array(dataset.records.indices)
         if shuffle {
             var g = RandomGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
             g.shuffle(&idx)
         }
         return idx
+    }
+
+    /// PANNs' BalancedTrainSampler: every pick takes the next class from a shuffled queue of the classes
+    /// (refilled when empty), then that class's next clip from its own shuffled list (reshuffled when
+    /// used up), so rare classes are seen as often as common ones; an epoch is as many picks as the data
+    /// has clips. A multi-label clip is in the list of each of its classes; clips without a known class
+    /// are never picked.
+    func balancedOrder(epoch: Int) -> [Int] {
+        var g = RandomGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9 &+ 1)
+        var members = [[Int]](repeating: [], count: dataset.classes.count)
+        for (i, r) in dataset.records.enumerated() { for c in r.labels.compactMap(dataset.classIndex) { members[c].append(i) } }
+        let present = members.indices.filter { !members[$0].isEmpty }
+        guard !present.isEmpty else { return [] }
+        var positions = [Int](repeating: 0, count: members.count)
+        for c in present { g.shuffle(&members[c]) }
+        var queue: [Int] = []
+        var out: [Int] = []
+        out.reserveCapacity(dataset.records.count)
+        while out.count < dataset.records.count {
+            if queue.isEmpty { queue = present; g.shuffle(&queue) }
+            let c = queue.removeLast()
+            if positions[c] == members[c].count { g.shuffle(&members[c]); positions[c] = 0 }
+            out.append(members[c][positions[c]]); positions[c] += 1
+        }
+        return out
     }
 
     /// Loads the clips at `indices` (in parallel), skipping failures unless strict.

@@ -10,10 +10,22 @@ public struct EvaluationResult: Sendable, CustomStringConvertible {
     public var confusion: [[Int]]
     public var mAP: Double, auc: Double, dPrime: Double
     public var clips: Int
+    /// AP, AUC and d' of each class, in the classifier's class order.
+    public var perClass: [ClassMetric]
 
-    public init(accuracy: Double, macroF1: Double, confusion: [[Int]], mAP: Double, auc: Double, dPrime: Double, clips: Int) {
+    public init(accuracy: Double, macroF1: Double, confusion: [[Int]], mAP: Double, auc: Double, dPrime: Double, clips: Int,
+                perClass: [ClassMetric] = []) {
         self.accuracy = accuracy; self.macroF1 = macroF1; self.confusion = confusion
-        self.mAP = mAP; self.auc = auc; self.dPrime = dPrime; self.clips = clips
+        self.mAP = mAP; self.auc = auc; self.dPrime = dPrime; self.clips = clips; self.perClass = perClass
+    }
+
+    /// Per-class metrics as JSON rows (`class`, `ap`, `auc`, `d_prime`, `positives`; null where undefined
+    /// or infinite: a perfect AUC has d' = ∞).
+    public func perClassJSON(classes: [String]) -> [[String: Any]] {
+        func value(_ x: Double?) -> Any { x.flatMap { $0.isFinite ? $0 : nil } ?? NSNull() }
+        return zip(classes, perClass).map { name, m in
+            ["class": name, "ap": value(m.ap), "auc": value(m.auc), "d_prime": value(m.dPrime), "positives": m.positives]
+        }
     }
 
     public var json: [String: Any] {
@@ -50,5 +62,5 @@ public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int 
     let ml = Metrics.multiLabel(scores: scores, targets: truth)
     return (EvaluationResult(accuracy: Metrics.accuracy(predicted, target), macroF1: Metrics.macroF1(predicted, target, classes: k),
                              confusion: Metrics.confusionMatrix(predicted, target, classes: k), mAP: ml.mAP, auc: ml.auc,
-                             dPrime: ml.dPrime, clips: predicted.count), report)
+                             dPrime: ml.dPrime, clips: predicted.count, perClass: Metrics.perClass(scores: scores, targets: truth)), report)
 }

@@ -89,6 +89,17 @@ public enum Metrics {
         return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
     }
 
+    /// Per class: average precision, ROC AUC and d' (nil where the class has no positive, or no negative,
+    /// clip), and its positives.
+    public static func perClass(scores: [[Float]], targets: [[Bool]]) -> [ClassMetric] {
+        guard let classes = scores.first?.count else { return [] }
+        return (0..<classes).map { c in
+            let s = scores.map { $0[c] }, l = targets.map { $0[c] }
+            let auc = rocAUC(scores: s, labels: l)
+            return ClassMetric(ap: averagePrecision(scores: s, labels: l), auc: auc, dPrime: auc.map(dPrime), positives: l.filter { $0 }.count)
+        }
+    }
+
     /// Multi-label summary: mean AP and mean AUC over classes that have positives, and d'.
     public static func multiLabel(scores: [[Float]], targets: [[Bool]]) -> (mAP: Double, auc: Double, dPrime: Double) {
         guard let classes = scores.first?.count else { return (0, 0, 0) }
@@ -102,4 +113,10 @@ public enum Metrics {
         let auc = aucs.isEmpty ? 0.5 : aucs.reduce(0, +) / Double(aucs.count)
         return (mAP, auc, dPrime(auc: auc))
     }
+}
+
+/// One class's ranking metrics on a split (AudioSet-style evaluation reports them per class).
+public struct ClassMetric: Sendable, Equatable {
+    public var ap: Double?, auc: Double?, dPrime: Double?
+    public var positives: Int
 }

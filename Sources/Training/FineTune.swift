@@ -48,6 +48,8 @@ public struct FineTuneConfig: Codable, Sendable {
     public var shotsPerClass: Int?
     public var classes: [String] = []
     public var multiLabel = false
+    /// Class-balanced sampling (PANNs' BalancedTrainSampler) instead of a shuffle of the training clips.
+    public var balancedSampling = false
     /// What a bare release to start from does not record (strides, heads, mel bins).
     public var releaseShape: ReleaseShape?
     /// A parameter-efficient method (adapters, LoRA, BitFit, linear probe); nil trains every weight.
@@ -170,7 +172,8 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     }
     // One report for every split: an unreadable validation or test clip is named as a training one is.
     let skips = SkipReport()
-    let loader = try FeatureLoader(dataset: train, pipeline: pipeline, batchSize: cfg.batchSize, seed: cfg.seed, report: skips)
+    let loader = try FeatureLoader(dataset: train, pipeline: pipeline, batchSize: cfg.batchSize, seed: cfg.seed, report: skips,
+                                   balanced: cfg.balancedSampling)
     var augmentation = ClassificationAugmentation()
     (augmentation.cropFrames, augmentation.freqm, augmentation.timem, augmentation.noise, augmentation.mixup, augmentation.labelSmoothing) =
         (cfg.cropFrames, cfg.freqm, cfg.timem, cfg.noise, cfg.mixup, cfg.labelSmoothing)
@@ -200,6 +203,10 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     var testLine: [String: Any] = ["split": "test", "scored_once_on_epoch": report.bestEpoch, "selected_on": "validation"]
     for (k, v) in line { testLine["test_" + k] = v }
     try run.appendMetrics(testLine)
+    // AudioSet-style evaluation reports every class: AP, AUC and d' per class beside metrics.jsonl.
+    let perClass = try JSONSerialization.data(withJSONObject: jsonSafe(["split": "test", "classes": result.perClassJSON(classes: chosen.classes)]),
+                                              options: [.prettyPrinted, .sortedKeys])
+    try perClass.write(to: run.url.appendingPathComponent("test_per_class.json"), options: .atomic)
     log(String(format: "test (scored once, on epoch %d chosen by validation): accuracy %.3f, macro F1 %.3f over %d clips",
                report.bestEpoch, result.accuracy, result.macroF1, result.clips))
     if !skips.isEmpty { log(skips.summary) }

@@ -71,6 +71,8 @@ struct Finetune: ParsableCommand {
     @Option(help: "SpecAugment time mask width in frames (default: 96 per 1024 frames of the model's input, AST's recipe, scaled: 24 at 256, 9 at 96).")
     var timem: Int?
     @Option(help: "Mixup alpha (0 = off).") var mixup: Float = 0
+    @Flag(help: "Class-balanced sampling (PANNs' recipe for AudioSet-style data): each pick takes the next class of a shuffled queue, then its next clip.")
+    var balanced = false
     @Flag(help: "AST's noise augmentation: uniform noise up to 0.1 on the normalised features, then a roll of -10..9 frames.")
     var noise = false
     @Option(name: .customLong("lr-decay-start"), help: "Epoch from which the learning rate decays every epoch.") var lrDecayStart = 5
@@ -101,6 +103,7 @@ struct Finetune: ParsableCommand {
         let window = cropFrames ?? targetLength
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, mixup, freezeEncoder, mean, std, seed)
+        c.balancedSampling = balanced
         // AST's SpecAugment widths are for 1024-frame inputs: one 96-frame mask on a 96-frame clip could blank it.
         (c.freqm, c.timem) = (freqm ?? 24, timem ?? max(Int((96 * Double(window) / 1024).rounded()), 0))
         (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay, c.shotsPerClass, c.noise) =

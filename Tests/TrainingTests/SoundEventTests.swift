@@ -1,5 +1,5 @@
 import XCTest
-import Audio
+@testable import Audio
 import Engine
 import NN
 @testable import Inference
@@ -72,5 +72,34 @@ final class SoundEventTests: XCTestCase {
         XCTAssertThrowsError(try clf.soundEvents(in: URL(fileURLWithPath: "/nonexistent.wav"))) {
             XCTAssertTrue("\($0)".contains("decision-level"), "\($0)")
         }
+    }
+}
+
+final class BalancedSamplingTests: XCTestCase {
+    /// A class with 2 clips among 40 is picked as often as the class with 38 (PANNs' sampler), and
+    /// every pick is a clip of the class it stands for.
+    func testRareClassesArePickedAsOftenAsCommonOnes() throws {
+        let records = (0..<40).map { i in ClipRecord(path: "/c\(i).wav", labels: [i < 2 ? "rare" : "common"]) }
+        let data = Dataset(records: records, layout: "test", classes: ["common", "rare"])
+        let loader = try FeatureLoader(dataset: data, pipeline: FeaturePipeline(kind: .logMel(.panns), targetFrames: 10), batchSize: 4, balanced: true)
+        let order = loader.order(epoch: 0)
+        XCTAssertEqual(order.count, 40)
+        XCTAssertEqual(order.filter { $0 < 2 }.count, 20)
+        XCTAssertNotEqual(order, loader.order(epoch: 1), "each epoch draws anew")
+        let plain = try FeatureLoader(dataset: data, pipeline: FeaturePipeline(kind: .logMel(.panns), targetFrames: 10), batchSize: 4)
+        XCTAssertEqual(plain.order(epoch: 0).filter { $0 < 2 }.count, 2)
+    }
+
+    func testPerClassMetricsNameEveryClass() {
+        let scores: [[Float]] = [[0.9, 0.1], [0.8, 0.2], [0.1, 0.7], [0.2, 0.1]]
+        let truth = [[true, false], [true, false], [false, true], [false, false]]
+        let m = Metrics.perClass(scores: scores, targets: truth)
+        XCTAssertEqual(m.count, 2)
+        XCTAssertEqual(m[0].ap, 1)
+        XCTAssertEqual(m[0].auc, 1)
+        XCTAssertEqual(m[1].positives, 1)
+        let none = Metrics.perClass(scores: [[0.5]], targets: [[false]])
+        XCTAssertNil(none[0].ap)
+        XCTAssertNil(none[0].auc)
     }
 }
