@@ -11,8 +11,10 @@ struct AMBAPretrained {
     let file: URL
     /// The encoder as trained: sizes, patch, strides and the input its positions cover.
     let config: AMBAConfig
-    /// `SSAMBA` (self-supervised) or `AMBA` (a classifier), for the log.
-    let kind: String
+    /// A self-supervised encoder (a release or an `ssamba` run), not an `amba` classifier.
+    let selfSupervised: Bool
+    /// What it is, for the log.
+    var kind: String { selfSupervised ? "SSAMBA" : "AMBA" }
     private(set) var encoder: [String: Tensor]
     /// The features it was trained on, where its checkpoint records them (Earshot runs).
     var pipeline: FeaturePipeline?
@@ -24,13 +26,13 @@ struct AMBAPretrained {
             guard SSAMBACheckpoint.namesMambaLayers(file) else { return nil }
             let state = SSAMBACheckpoint.unwrapped(try TorchCheckpoint.read(file))
             let config = try SSAMBACheckpoint.config(of: state, file: file)
-            return AMBAPretrained(file: file, config: config, kind: "SSAMBA", encoder: SSAMBACheckpoint.encoderWeights(state))
+            return AMBAPretrained(file: file, config: config, selfSupervised: true, encoder: SSAMBACheckpoint.encoderWeights(state))
         }
         let st = try SafeTensors.read(file)
         guard let arch = ModelRegistry.architecture(st.metadata), SSAMBAFamily().architectures.contains(arch.family) else { return nil }
         let config = try AMBAConfig.decode(arch.config, file.path)
         let pretraining = arch.family == SSAMBAFamily.pretrainingFamily
-        var pre = AMBAPretrained(file: file, config: config, kind: pretraining ? "SSAMBA" : "AMBA",
+        var pre = AMBAPretrained(file: file, config: config, selfSupervised: pretraining,
                                  encoder: SSAMBACheckpoint.encoderWeights(st.tensors))
         if pretraining { pre.pipeline = ASTFamily.recordedPipeline(st.metadata) }
         return pre

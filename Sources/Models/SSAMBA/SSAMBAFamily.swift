@@ -58,7 +58,7 @@ public struct SSAMBAFamily: ModelFamily {
     }
 
     public func encoderOnly(_ path: URL, options: ReleasedCheckpointOptions) throws -> LoadedClassifier? {
-        guard var pre = try AMBAPretrained.read(path), pre.kind == "SSAMBA" else { return nil }
+        guard var pre = try AMBAPretrained.read(path), pre.selfSupervised else { return nil }
         var c = pre.config
         (c.labelDim, c.pooling, c.dropPath) = (1, .meanTokens, 0)
         let model = Random.withoutInitialisation { AMBA(c) }   // the encoder comes from the file; the head is unused
