@@ -79,18 +79,20 @@ public enum ASTCheckpoint {
         return out
     }
 
-    /// Adapts a positional embedding [1, 2 + fs·ts, D] from a (fs, ts) patch grid to (f, t) exactly as
+    /// Adapts a positional embedding [1, p + fs·ts, D] from a (fs, ts) patch grid to (f, t) exactly as
     /// the original AST does (ast_models.py): per axis, centre-cut when the target is smaller, bilinear
-    /// interpolation (align_corners=False) when larger; the two token positions are kept.
-    public static func adaptPositionalEmbedding(_ pos: Tensor, from source: (Int, Int), to target: (Int, Int)) throws -> Tensor {
+    /// interpolation (align_corners=False) when larger; the p prefix-token positions are kept (AST's
+    /// cls and distillation tokens: 2; SSAMBA's cls token: 1).
+    public static func adaptPositionalEmbedding(_ pos: Tensor, from source: (Int, Int), to target: (Int, Int),
+                                                prefixTokens p: Int = 2) throws -> Tensor {
         let (fs, ts) = source, (f, t) = target
-        guard pos.rank == 3, pos.shape[0] == 1, pos.shape[1] == 2 + fs * ts else {
-            throw ModelError("pos_embed \(pos.shape) does not hold 2 + \(fs)x\(ts) positions")
+        guard pos.rank == 3, pos.shape[0] == 1, pos.shape[1] == p + fs * ts else {
+            throw ModelError("pos_embed \(pos.shape) does not hold \(p) + \(fs)x\(ts) positions")
         }
         let d = pos.shape[2]
         return try GradMode.noGrad {
-            let tokens = try pos.slice(axis: 1, start: 0, end: 2)
-            var grid = try pos.slice(axis: 1, start: 2).transpose(1, 2).reshape([1, d, fs, ts])
+            let tokens = try pos.slice(axis: 1, start: 0, end: p)
+            var grid = try pos.slice(axis: 1, start: p).transpose(1, 2).reshape([1, d, fs, ts])
             if t < ts {
                 grid = try grid.slice(axis: 3, start: ts / 2 - t / 2, end: ts / 2 - t / 2 + t)
             } else if t > ts {

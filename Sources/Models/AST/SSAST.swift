@@ -17,6 +17,9 @@ public final class SSAST: Module, MaskedPatchModel {
     public let pInputFdim: Tensor
     public let pInputTdim: Tensor
     public let config: ASTConfig
+    /// What checkpoints of this model record: `ssast` with the AST config for the AST encoder; the
+    /// encoder's own family and config otherwise (SSAMBA: `ssamba` with its AMBA config).
+    public let architecture: ModelArchitecture
 
     /// Patch-based (16 x 16) or frame-based (128 x 2) pretraining; stride equals the patch shape.
     public enum Variant: String, Codable, Sendable { case patch, frame }
@@ -36,11 +39,13 @@ public final class SSAST: Module, MaskedPatchModel {
     public convenience init(_ config: ASTConfig) { self.init(encoder: ASTEncoder(config), config: config) }
 
     /// `config` gives the patch grid (shape, input size) the masks and targets are cut on; `encoder`
-    /// must produce `config.dim`-wide tokens over that grid.
-    public init(encoder: any PatchEncoder, config: ASTConfig) {
+    /// must produce `config.dim`-wide tokens over that grid. `architecture` (default: `ssast` with
+    /// `config`) is what checkpoints record, so another encoder's family can rebuild it.
+    public init(encoder: any PatchEncoder, config: ASTConfig, architecture: ModelArchitecture? = nil) {
         precondition(config.fstride == config.fshape && config.tstride == config.tshape, "SSAST pretraining needs stride = patch shape")
         precondition(encoder.width == config.dim, "SSAST: encoder width \(encoder.width) is not the config's \(config.dim)")
         self.config = config
+        self.architecture = architecture ?? ModelArchitecture(family: ASTFamily.pretrainingFamily, config: config.json)
         v = encoder
         let patchSize = config.fshape * config.tshape
         cpredlayer = Sequential([Linear(config.dim, config.dim), ReLU(), Linear(config.dim, patchSize)])
@@ -126,7 +131,6 @@ public final class SSAST: Module, MaskedPatchModel {
         return (loss, try nce.item(), acc, try mse.item())
     }
 
-    public var architecture: ModelArchitecture { ModelArchitecture(family: ASTFamily.pretrainingFamily, config: config.json) }
     public var inputFrames: Int { config.inputTdim }
     public var patchCount: Int { config.patches }
 

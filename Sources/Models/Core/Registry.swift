@@ -82,7 +82,7 @@ public protocol ModelFamily: Sendable {
 /// Every family and named config Earshot knows; the only place that lists them.
 public enum ModelRegistry {
     /// PANNs first: it claims only `.pth` files holding its keys, where AST's readers take any `.pth`.
-    public static let families: [any ModelFamily] = [PANNsFamily(), ASTFamily()]
+    public static let families: [any ModelFamily] = [PANNsFamily(), SSAMBAFamily(), ASTFamily()]
 
     public static var entries: [ModelEntry] { families.flatMap(\.entries) }
 

@@ -1,0 +1,117 @@
+import Engine
+import NN
+
+/// SSAMBA's encoder (Vim's `VisionMamba` inside `AMBAModel`), keyed as the reference's `v.*`:
+/// `patch_embed.proj`, `cls_token` [1, 1, D], `pos_embed` [1, 1 + N, D], `layers.{i}` (Vim blocks),
+/// `norm_f`. For patch tokens p [B, N, D]:
+///
+///     h = [cls, p] + pos;  r = nil
+///     for each pair i:  (h_f, r_f) = L[2i](h, r)
+///                       (h_b, r_b) = flip(L[2i+1](flip h, flip r))
+///                       h = h_f + h_b;  r = r_f + r_b
+///     tokens = norm_f(norm_f(r + DropPath(h)))
+///
+/// `norm_f` twice because every AMBAModel forward applies it once more to VisionMamba's output.
+/// The second layer of a pair runs in place on the reversed order (`VimBlock(flipped:)`), so no
+/// sequence is ever copied reversed.
+public final class AMBAEncoder: Module, PatchEncoder {
+    public let clsToken: Tensor
+    public let posEmbed: Tensor
+    @Child public private(set) var patchEmbed: PatchEmbed
+    @Child public private(set) var layers: [VimBlock]
+    @Child public private(set) var normF: LayerNorm
+    /// The drop path on the last hidden state before the final residual sum (Vim's `self.drop_path`).
+    @Child public private(set) var dropPath: DropPath
+    public let config: AMBAConfig
+
+    public init(_ c: AMBAConfig) {
+        config = c
+        clsToken = Init.truncatedNormal([1, 1, c.dim], std: 0.02).requiringGrad()
+        posEmbed = Init.truncatedNormal([1, c.patches + 1, c.dim], std: 0.02).requiringGrad()
+        // SSAMBA replaces Vim's patch conv with a fresh nn.Conv2d: PyTorch's default initialisation.
+        patchEmbed = PatchEmbed(channels: 1, dim: c.dim, patch: (c.fshape, c.tshape), stride: (c.fstride, c.tstride))
+        layers = (0..<c.depth).map { VimBlock(c.mamba, layers: c.depth, eps: c.eps, dropPath: c.layerDropPath($0)) }
+        normF = LayerNorm(c.dim, eps: c.eps)
+        dropPath = DropPath(c.dropPath)
+    }
+
+    public var width: Int { config.dim }
+    public var prefixTokens: Int { 1 }
+    public var inputFrames: Int { config.inputTdim }
+    public var inputBins: Int { config.inputFdim }
+
+    public func tokens(_ features: Tensor) throws -> Tensor {
+        guard features.rank == 3, features.shape[1] == inputFrames, features.shape[2] == inputBins else {
+            throw ModelError("AMBA: expected features [B, \(inputFrames), \(inputBins)], got \(features.shape)")
+        }
+        return try transform(patchTokens(features))
+    }
+
+    /// Patch tokens [B, N, D] of features [B, T, F] (input transposed to [B, 1, F, T] as in SSAST).
+    public func patchTokens(_ x: Tensor) throws -> Tensor {
+        try patchEmbed(x.unsqueeze(1).transpose(2, 3))
+    }
+
+    /// cls + patches + positions, the layer pairs, the final residual sum and `norm_f` twice:
+    /// [B, 1 + N, D].
+    public func transform(_ patches: Tensor) throws -> Tensor {
+        let b = patches.shape[0], d = patches.shape[2]
+        var hidden = try Tensor.concat([clsToken.expand([b, 1, d]), patches], axis: 1) + posEmbed
+        var residual: Tensor? = nil
+        for i in stride(from: 0, to: layers.count - 1, by: 2) {
+            let f = try layers[i](hidden, residual: residual)
+            let r = try layers[i + 1](hidden, residual: residual, flipped: true)
+            (hidden, residual) = (try f.hidden + r.hidden, try f.residual + r.residual)
+        }
+        let last = try residual.map { try $0 + dropPath(hidden) } ?? hidden
+        return try normF(normF(last))
+    }
+}
+
+/// SSAMBA's classifier (`AMBAModel` at its fine-tuning stage): the encoder, the pooled tokens
+/// (`ft_avgtok`: mean of tokens[1:]; or `ft_cls`), and `mlp_head` = LayerNorm + Linear.
+/// Keys are the reference's without DataParallel's `module.` (`v.layers.0.mixer.A_log`,
+/// `mlp_head.1.weight`).
+public final class AMBA: Module, AudioClassifierModel {
+    @Child public private(set) var v: AMBAEncoder
+    @Child public private(set) var mlpHead: Sequential
+    public let config: AMBAConfig
+
+    public init(_ config: AMBAConfig) {
+        self.config = config
+        v = AMBAEncoder(config)
+        mlpHead = Sequential([LayerNorm(config.dim, eps: config.headEps), Linear(config.dim, config.labelDim)])
+    }
+
+    /// Pooled clip embedding [B, D].
+    public func embed(_ x: Tensor) throws -> Tensor {
+        let h = try v.tokens(x)
+        switch config.pooling {
+        case .meanTokens: return try h.slice(axis: 1, start: v.prefixTokens).mean(axis: 1)
+        case .cls: return try h.slice(axis: 1, start: 0, end: 1).squeeze(1)
+        }
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try mlpHead(embed(x)) }
+
+    public var architecture: ModelArchitecture { ModelArchitecture(family: SSAMBAFamily.classifierFamily, config: config.json) }
+    public var inputFrames: Int { config.inputTdim }
+    public var inputBins: Int { config.inputFdim }
+    public var embeddingWidth: Int { config.dim }
+    public var outputs: Int { config.labelDim }
+    public var headPrefixes: [String] { ["mlp_head."] }
+    public var blockPattern: String { "v.layers.*" }
+    public var encoder: any AudioEncoder { v }
+    public var finalNormPrefix: String? { "v.norm_f." }
+    public func logits(_ features: Tensor) throws -> Tensor { try callAsFunction(features) }
+    public func embedding(_ features: Tensor) throws -> Tensor { try embed(features) }
+}
+
+extension SSAST {
+    /// SSAMBA: SSAST's masked patch modelling on the audio Mamba encoder, recorded as `ssamba` with
+    /// the AMBA config (stride must equal the patch shape, as in every pretraining).
+    public static func ssamba(_ config: AMBAConfig) -> SSAST {
+        SSAST(encoder: AMBAEncoder(config), config: config.grid,
+              architecture: ModelArchitecture(family: SSAMBAFamily.pretrainingFamily, config: config.json))
+    }
+}
