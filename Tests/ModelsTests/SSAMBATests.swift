@@ -243,10 +243,46 @@ final class SSAMBATests: XCTestCase {
         let full = fresh()
         try PEFTConfig(method: .full).apply(to: full)
         XCTAssertEqual(full.trainableParameters().count, full.namedParameters().count)
-        for method in [PEFTConfig.Method.adapter, .lora, .prefix, .prompt] {
+        for method in [PEFTConfig.Method.prefix, .prompt] {
             XCTAssertThrowsError(try PEFTConfig(method: method).apply(to: fresh()), method.rawValue) {
                 XCTAssertTrue("\($0)".contains("amba"), "\(method): \($0)")
             }
         }
+    }
+
+    /// Adapters beside each Mamba mixer and LoRA on its projections: the model's outputs are unchanged
+    /// at the start (zero up-projection, zero LoRA down), only the method's tensors (and the norms
+    /// before adapters, the final norm and the head) train, and every one of them gets a gradient.
+    func testAdaptersAndLoRAOnMambaBlocks() throws {
+        Random.seed(9)
+        let x = Tensor.randn([2, 48, 32])
+        for (name, peft) in [("adapter", { var p = PEFTConfig(method: .adapter); (p.reductionRate, p.adapterInit) = (4, .standard); return p }()),
+                             ("lora", { var p = PEFTConfig(method: .lora); p.reductionRate = 4; return p }()),
+                             ("lora-x", { var p = PEFTConfig(method: .lora); (p.reductionRate, p.loraTargets) = (4, ["x"]); return p }()),
+                             ("soft-moa", { var p = PEFTConfig(method: .moa); (p.reductionRate, p.mixture, p.experts, p.adapterInit) = (4, .soft, 2, .standard); return p }())] {
+            let model = AMBA(smallConfig(depth: 2))
+            perturb(model, seed: 3)
+            model.eval()
+            let before = try GradMode.noGrad { try model.logits(x) }
+            let summary = try peft.apply(to: model)
+            XCTAssertLessThan(summary.trainable, summary.total / 2, name)
+            let after = try GradMode.noGrad { try model.logits(x) }
+            XCTAssertLessThanOrEqual(maxAbs(before, after), 1e-5, "\(name): the method starts as the identity")
+            model.train()
+            try model.logits(x).square().sum().backward()
+            let trained = model.namedParameters().filter { $0.1.requiresGrad }
+            XCTAssertTrue(trained.allSatisfy { $0.0.contains(".adapter.") || $0.0.contains(".lora.") || $0.0.contains(".norm.")
+                || $0.0.hasPrefix("v.norm_f.") || $0.0.hasPrefix("mlp_head.") }, "\(name): \(trained.map(\.0))")
+            XCTAssertTrue(trained.contains { $0.0.contains(name.hasPrefix("lora") ? ".lora." : ".adapter.") }, name)
+            XCTAssertNil(model.namedParameters().first { $0.0 == "v.layers.0.mixer.in_proj.weight" }?.1.grad, "\(name): frozen")
+            if name.hasPrefix("lora") {
+                XCTAssertTrue(trained.filter { $0.0.contains(".lora.") && $0.0.hasSuffix("up.weight") }.allSatisfy { $0.1.grad != nil }, name)
+                PEFTConfig.mergeLoRA(model)
+                XCTAssertFalse(model.namedParameters().contains { $0.0.contains(".lora.") }, "\(name): merged")
+            }
+        }
+        var wrong = PEFTConfig(method: .lora)
+        wrong.loraTargets = ["q"]
+        XCTAssertThrowsError(try wrong.apply(to: AMBA(smallConfig(depth: 2)))) { XCTAssertTrue("\($0)".contains("in, out, x"), "\($0)") }
     }
 }

@@ -138,9 +138,11 @@ extension PEFTConfig {
     @discardableResult
     public func apply(to model: any AudioClassifierModel, freezing: Bool = true) throws -> PEFTSummary {
         let blocks = model.blockPattern
-        if [.adapter, .conformer, .moa, .lora, .prefix].contains(method),
-           !model.namedModules().contains(where: { $0.1 is MultiHeadAttention }) {
-            throw ModelError("--peft \(method.rawValue) adapts transformer blocks (attention and MLP); a \(model.architecture.family) model has none: use full, linear or bitfit")
+        let modules = model.namedModules()
+        let attention = modules.contains { $0.1 is MultiHeadAttention }, mamba = modules.contains { $0.1 is VimBlock }
+        if [.adapter, .conformer, .moa, .lora, .prefix].contains(method), !attention, !(mamba && method != .prefix) {
+            let fits = mamba ? "full, linear, bitfit, adapter, conformer, moa or lora" : "full, linear or bitfit"
+            throw ModelError("--peft \(method.rawValue) adapts \(method == .prefix ? "attention layers" : "transformer or Mamba blocks"); a \(model.architecture.family) model has none: use \(fits)")
         }
         var trained: [String] = []   // key fragments the method trains, beside the head and the final norm
         switch method {
@@ -160,6 +162,12 @@ extension PEFTConfig {
                     SoftMixture(dim: width, bottleneck: inner, experts: experts, slots: slots, normalize: normalize, initialisation: init_)
                 default: BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
                 }
+            }
+            if mamba && !attention {
+                // A Mamba block has one sub-layer: the adapter sits beside its mixer, the norm before both trains.
+                try model.replaceModules(matching: blocks, as: VimBlock.self) { _, block in AdaptedVimBlock(wrapping: block, adapter: make()) }
+                trained = [".adapter.", ".norm."]
+                break
             }
             if kind == .moa && adapterKind == .pfeiffer && mixtureLocation == .attention {
                 // PETL_AST's default: one mixture beside the attention, reading LN₁ h; its norm trains.
@@ -227,7 +235,12 @@ extension PEFTConfig {
         PEFTSummary(trainable: model.parameterCount(trainableOnly: true), total: model.parameterCount())
     }
 
+    /// LoRA targets in a Mamba mixer: its input and output projections and both directions' x_proj
+    /// (dt_proj is read as a raw weight by the fused scan path).
+    static let mambaTargets = ["in": ["mixer.in_proj"], "out": ["mixer.out_proj"], "x": ["mixer.x_proj", "mixer.x_proj_b"]]
+
     func applyLoRA(to model: any AudioClassifierModel) throws {
+        if !model.namedModules().contains(where: { $0.1 is MultiHeadAttention }) { return try applyMambaLoRA(to: model) }
         let known = ["q", "k", "v", "o", "fc1", "fc2"]
         for t in loraTargets where !known.contains(t) {
             throw ModelError("--lora-targets: '\(t)' is not one of \(known.joined(separator: ", "))")
@@ -254,6 +267,26 @@ extension PEFTConfig {
 }
 
 extension PEFTConfig {
+    /// LoRA on Mamba blocks: `--lora-targets` of in, out, x (the default q,v, which a Mamba block does
+    /// not have, means in,out).
+    func applyMambaLoRA(to model: any AudioClassifierModel) throws {
+        let targets = loraTargets == ["q", "v"] ? ["in", "out"] : loraTargets
+        for t in targets where Self.mambaTargets[t] == nil {
+            throw ModelError("--lora-targets: '\(t)' is not one of a Mamba block's in, out, x")
+        }
+        let rank = try innerWidth(model.embeddingWidth)
+        let scale = loraAlpha / Float(loraScaleByRank ? rank : reductionRate)
+        for t in targets {
+            for child in Self.mambaTargets[t]! {
+                try model.replaceModules(matching: model.blockPattern + "." + child, as: Linear.self) { _, layer in
+                    try LoRALinear(wrapping: layer, rows: [0..<layer.weight.shape[0]], rank: min(rank, layer.weight.shape[1]), scale: scale)
+                }
+            }
+        }
+    }
+}
+
+extension PEFTConfig {
     /// The method a checkpoint's metadata records (`peft`), nil when it records none.
     public static func recorded(_ metadata: [String: String], file: URL) throws -> PEFTConfig? {
         guard let json = metadata["peft"] else { return nil }
@@ -265,7 +298,7 @@ extension PEFTConfig {
     /// Folds every LoRA update of `model` into plain `Linear` layers (inference: the stock layers'
     /// fused paths then apply). Outputs are unchanged.
     public static func mergeLoRA(_ model: any AudioClassifierModel) {
-        for child in ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"] {
+        for child in ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"] + mambaTargets.values.flatMap({ $0 }) {
             _ = try? model.replaceModules(matching: model.blockPattern + "." + child, as: Linear.self) { _, layer in
                 try (layer as? LoRALinear)?.merged() ?? layer
             }

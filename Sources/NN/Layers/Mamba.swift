@@ -172,6 +172,14 @@ open class VimBlock: Module {
         dropPath = DropPath(p)
     }
 
+    /// A block holding `other`'s children themselves (same tensors, same keys), for wrappers that
+    /// subclass it (`AdaptedVimBlock`).
+    public init(sharing other: VimBlock) {
+        norm = other.norm
+        mixer = other.mixer
+        dropPath = other.dropPath
+    }
+
     open func callAsFunction(_ hidden: Tensor, residual: Tensor?, flipped: Bool = false) throws -> (hidden: Tensor, residual: Tensor) {
         let r = try residual.map { try $0 + dropPath(hidden) } ?? hidden
         return (try mixer(norm(r), flipped: flipped), r)
