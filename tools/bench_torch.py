@@ -127,7 +127,8 @@ def finetune_bench(a):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast", "finetune"])
+    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast", "finetune", "cnn"])
+    p.add_argument("--model", default="cnn14", choices=["cnn6", "cnn10", "cnn14"])
     p.add_argument("--peft", default="full", choices=["full", "linear", "bitfit", "lora", "adapter"])
     p.add_argument("--reduction-rate", type=int, default=64)
     p.add_argument("--size", default="tiny")
@@ -186,6 +187,11 @@ def main():
 
     if a.bench == "finetune":
         finetune_bench(a)
+        return
+
+    if a.bench == "cnn":
+        from bench_torch_cnn import cnn_bench
+        cnn_bench(a, median_time, peak_rss_mb)
         return
 
     if a.bench == "fbank":
