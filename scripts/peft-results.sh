@@ -38,21 +38,25 @@ lr_for() {  # lr_for <name> <full-fine-tuning lr>
 }
 
 if [ "${1:-}" = table ]; then
+    set +e +o pipefail   # unfinished runs leave cells empty
     # One row per method: trainable share (from the log), test accuracy per dataset, step time and peak memory
-    # of the FSDD run (metrics.jsonl), few-shot mean ± std where run.
-    last() { tail -1 "$1/metrics.jsonl" | grep -o "\"$2\":[0-9.e-]*" | cut -d: -f2; }
-    field() { grep -o "\"$2\":[0-9.e-]*" "$1/metrics.jsonl" | tail -1 | cut -d: -f2; }
-    echo "| method | trainable | FSDD digits test acc. | ESC-10 fold 1 test acc. | FSDD step (ms) | peak RSS (MB) | 1-shot | 5-shot | 10-shot |"
+    # of the FSDD run (metrics.jsonl: the median epoch's ms per step, the run's peak), few-shot mean ± std where run.
+    last() { tail -1 "$1/metrics.jsonl" | grep -o "\"$2\":[0-9.e-]*" | cut -d: -f2 | awk '{printf "%.3f", $1}'; }
+    median() { grep -o "\"$2\":[0-9.e-]*" "$1/metrics.jsonl" | cut -d: -f2 | sort -g | awk '{v[NR]=$1} END {if (NR) printf "%.0f", v[int((NR+1)/2)]}'; }
+    field() { grep -o "\"$2\":[0-9.e-]*" "$1/metrics.jsonl" | tail -1 | cut -d: -f2 | cut -d. -f1; }
+    echo "| method | trainable | FSDD digits test acc. | ESC-10 fold 1 test acc. | FSDD ms/step (median epoch) | peak RSS (MB) | FSDD 1-shot | 5-shot | 10-shot |"
     echo "|---|---|---|---|---|---|---|---|---|"
     for entry in "${methods[@]}"; do
         name=${entry%%|*}
         f="$out/fsdd-$name" e="$out/esc10-$name"
-        share=$(grep -o "trainable ([0-9.]*%)" "$f.log" 2>/dev/null | head -1 | tr -d 'trainable ()' || true)
+        share=$(grep -o "trainable ([0-9.]*%)" "$f.log" 2>/dev/null | head -1 | grep -o "[0-9.]*%")
         row="| $name | ${share:-100%} | $( [ -f "$f/done" ] && last "$f" test_accuracy) | $( [ -f "$e/done" ] && last "$e" test_accuracy)"
-        row+=" | $( [ -f "$f/done" ] && field "$f" train_ms_per_step | cut -d. -f1) | $( [ -f "$f/done" ] && field "$f" peak_rss_mb | cut -d. -f1)"
+        row+=" | $( [ -f "$f/done" ] && median "$f" train_ms_per_step) | $( [ -f "$f/done" ] && field "$f" peak_rss_mb)"
         for k in 1 5 10; do
             r="$out/shots$k-$name/repeats.json"
-            row+=" | $( [ -f "$r" ] && grep -o '"mean":[0-9.e-]*\|"std":[0-9.e-]*' "$r" | cut -d: -f2 | paste -sd' ' | awk '{printf "%.3f ± %.3f", $1, $2}')"
+            m=$(grep -o '"mean_test_accuracy" *: *[0-9.e-]*' "$r" 2>/dev/null | grep -o '[0-9.e-]*$')
+            sd=$(grep -o '"std_test_accuracy" *: *[0-9.e-]*' "$r" 2>/dev/null | grep -o '[0-9.e-]*$')
+            row+=" | $( [ -n "$m" ] && awk -v m="$m" -v s="$sd" 'BEGIN {printf "%.3f ± %.3f", m, s}')"
         done
         echo "$row |"
     done
