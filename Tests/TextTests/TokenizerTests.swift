@@ -16,9 +16,9 @@ struct Expected: Decodable {
     }
     let minilm: Set, wordpiece_tiny: Set, bpe_tiny: Set
 
-    nonisolated(unsafe) static let shared: Expected = try! JSONDecoder().decode(
+    static let shared: Expected = try! JSONDecoder().decode(
         Expected.self, from: Data(contentsOf: textFixtures.appendingPathComponent("tokens_expected.json")))
-    nonisolated(unsafe) static let corpus: [String] = try! JSONDecoder().decode(
+    static let corpus: [String] = try! JSONDecoder().decode(
         [String].self, from: Data(contentsOf: textFixtures.appendingPathComponent("corpus.json")))
 }
 
