@@ -148,6 +148,7 @@ public final class BertModel: Module {
 
     /// `ids` [B·N] row-major, each row's first `lengths[b]` tokens valid (the rest padding).
     public func callAsFunction(ids: [Int], batch: Int, length: Int, lengths: [Int]) throws -> Tensor {
+        guard batch > 0, length > 0 else { throw TextError("text encoder: an empty batch [\(batch), \(length)] (no texts?)") }
         guard ids.count == batch * length, lengths.count == batch else {
             throw TextError("text encoder: \(ids.count) ids and \(lengths.count) lengths for a [\(batch), \(length)] batch")
         }

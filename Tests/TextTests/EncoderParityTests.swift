@@ -78,6 +78,9 @@ final class EncoderParityTests: XCTestCase {
         let model = try TextCheckpoint.loadHuggingFace(folder)
         XCTAssertThrowsError(try model(ids: [101, 99999], batch: 1, length: 2, lengths: [2])) { XCTAssertTrue("\($0)".contains("outside the vocabulary"), "\($0)") }
         XCTAssertThrowsError(try model(ids: Array(repeating: 2, count: 81), batch: 1, length: 81, lengths: [81])) { XCTAssertTrue("\($0)".contains("positions"), "\($0)") }
+        let encoder = try TextEncoder(tokenizer: TokenizerFiles.load(folder: textFixtures.appendingPathComponent("wordpiece_tiny")),
+                                      model: model, pooling: .mean, normalize: true)
+        XCTAssertThrowsError(try encoder.embed([])) { XCTAssertTrue("\($0)".contains("empty batch"), "\($0)") }
         // MiniLM's 30522-id vocabulary against the tiny BERT's 400-row table.
         let big = try WordPieceTokenizer.load(vocabTxt: textFixtures.appendingPathComponent("minilm_vocab.txt"))
         XCTAssertThrowsError(try TextEncoder(tokenizer: big, model: model, pooling: .mean, normalize: true)) {
