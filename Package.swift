@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Inference", targets: ["Inference"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Text", targets: ["Text"]),
         .library(name: "Earshot", targets: ["Earshot"]),
         .executable(name: "earshot", targets: ["earshot"]),
     ],
@@ -32,8 +33,10 @@ let package = Package(
         .target(name: "Models", dependencies: ["NN", "Engine", "Audio"]),
         .target(name: "Inference", dependencies: ["Models", "NN", "Engine", "Audio"]),
         .target(name: "Training", dependencies: ["Inference", "Models", "NN", "Engine", "Audio"]),
+        // Tokenizers and text encoders (BERT, RoBERTa): the text tower of CLAP.
+        .target(name: "Text", dependencies: ["NN", "Engine"]),
         // The umbrella a Swift app imports: every library, re-exported.
-        .target(name: "Earshot", dependencies: ["Engine", "NN", "Audio", "Models", "Inference", "Training"]),
+        .target(name: "Earshot", dependencies: ["Engine", "NN", "Audio", "Models", "Inference", "Training", "Text"]),
         .executableTarget(name: "earshot", dependencies: [
             "Engine", "NN", "Audio", "Models", "Inference", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -42,6 +45,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "AudioTests", dependencies: ["Audio", "Engine", "NN"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Engine"], exclude: ["Fixtures"]),
+        .testTarget(name: "TextTests", dependencies: ["Text", "NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Inference", "Models", "Audio", "NN", "Engine"]),
         // Only the public API, through the umbrella (no @testable).
         .testTarget(name: "PublicAPITests", dependencies: ["Earshot"]),

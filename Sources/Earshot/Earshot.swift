@@ -4,4 +4,5 @@
 @_exported import Inference
 @_exported import Models
 @_exported import NN
+@_exported import Text
 @_exported import Training
