@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Inference", targets: ["Inference"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Text", targets: ["Text"]),
+        .library(name: "CLAP", targets: ["CLAP"]),
         .library(name: "Earshot", targets: ["Earshot"]),
         .executable(name: "earshot", targets: ["earshot"]),
     ],
@@ -35,6 +36,8 @@ let package = Package(
         .target(name: "Training", dependencies: ["Inference", "Models", "NN", "Engine", "Audio"]),
         // Tokenizers and text encoders (BERT, RoBERTa): the text tower of CLAP.
         .target(name: "Text", dependencies: ["NN", "Engine"]),
+        // CLAP: the HTSAT audio tower (in Models) and a Text tower in one embedding space.
+        .target(name: "CLAP", dependencies: ["Models", "Text", "Audio", "NN", "Engine"]),
         // The umbrella a Swift app imports: every library, re-exported.
         .target(name: "Earshot", dependencies: ["Engine", "NN", "Audio", "Models", "Inference", "Training", "Text"]),
         .executableTarget(name: "earshot", dependencies: [
@@ -46,6 +49,7 @@ let package = Package(
         .testTarget(name: "AudioTests", dependencies: ["Audio", "Engine", "NN"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "TextTests", dependencies: ["Text", "NN", "Engine"], exclude: ["Fixtures"]),
+        .testTarget(name: "CLAPTests", dependencies: ["CLAP", "Models", "Text", "Audio", "NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Inference", "Models", "Audio", "NN", "Engine"]),
         // Only the public API, through the umbrella (no @testable).
         .testTarget(name: "PublicAPITests", dependencies: ["Earshot"]),

@@ -1,0 +1,90 @@
+import Engine
+import Foundation
+import Models
+import NN
+import Text
+
+/// Loading Hugging Face `ClapModel` folders (config.json + model.safetensors or pytorch_model.bin, and
+/// the tokenizer files) onto `CLAPModel`.
+public enum CLAPCheckpoint {
+    /// Buffers a HF ClapModel state carries that the model recomputes.
+    static let textBuffers = ["text_model.embeddings.position_ids", "text_model.embeddings.token_type_ids"]
+
+    /// `state` under `CLAPModel`'s keys: HF's keys as they are, less the text tower's position/type id
+    /// buffers and the audio tower's `relative_position_index` buffers (checked against the window).
+    public static func modelState(_ state: [String: Tensor], config: CLAPConfig) throws -> [String: Tensor] {
+        let audioPrefix = "audio_model.audio_encoder."
+        guard state["\(audioPrefix)patch_embed.proj.weight"] != nil else {
+            throw CLAPError("not a Hugging Face ClapModel state: no \(audioPrefix)patch_embed.proj.weight (a LAION .pt file is not supported yet)")
+        }
+        var audio: [String: Tensor] = [:], out: [String: Tensor] = [:]
+        for (k, v) in state {
+            if k.hasPrefix(audioPrefix) { audio[k] = v } else if !textBuffers.contains(k) { out[k] = v }
+        }
+        let encoder: [String: Tensor]
+        do { encoder = try HTSATCheckpoint.encoderState(audio, window: config.audio.window) } catch { throw CLAPError("\(error)") }
+        for (k, v) in encoder { out[audioPrefix + k] = v }
+        return out
+    }
+
+    /// Builds the model `config` describes and loads `state` (HF ClapModel keys) into it, in eval mode.
+    public static func load(_ state: [String: Tensor], config: CLAPConfig) throws -> CLAPModel {
+        var own = try modelState(state, config: config)
+        let model = Random.withoutInitialisation { CLAPModel(config) }
+        do { try model.load(consuming: &own, strict: true) } catch { throw CLAPError("\(error)") }
+        model.eval()
+        return model
+    }
+
+    /// The model of a Hugging Face `ClapModel` folder, in eval mode.
+    public static func loadHuggingFace(_ folder: URL) throws -> CLAPModel {
+        let config = try CLAPConfig.fromHuggingFace(folder.appendingPathComponent("config.json"))
+        guard let file = TextCheckpoint.weights(in: folder) else {
+            throw CLAPError("\(folder.path): no model.safetensors or pytorch_model.bin")
+        }
+        let state = file.pathExtension == "bin" ? try TorchCheckpoint.read(file) : try SafeTensors.read(file).tensors
+        do { return try load(state, config: config) } catch let e as CLAPError { throw CLAPError("\(file.path): \(e.message)") }
+    }
+}
+
+/// A CLAP model with its tokenizer: texts and log-mel features in, joint-space embeddings out.
+public struct CLAP {
+    public let model: CLAPModel
+    public var tokenizer: any TextTokenizer
+
+    /// Fails when the tokenizer can produce ids the text tower does not have, or texts longer than its
+    /// positions.
+    public init(model: CLAPModel, tokenizer: any TextTokenizer) throws {
+        guard tokenizer.vocabularySize <= model.config.text.vocabSize else {
+            throw CLAPError("the tokenizer has \(tokenizer.vocabularySize) ids but the text tower's embedding table holds \(model.config.text.vocabSize): they are not from the same model")
+        }
+        guard tokenizer.maxLength <= model.config.text.maxTokens else {
+            throw CLAPError("the tokenizer's maxLength \(tokenizer.maxLength) is more than the \(model.config.text.maxTokens) positions of the text tower")
+        }
+        self.model = model; self.tokenizer = tokenizer
+    }
+
+    /// A Hugging Face ClapModel folder with its tokenizer files (tokenizer.json, or vocab.json + merges.txt),
+    /// texts cut at `maxLength` tokens (77, LAION's hook and the HF processor's default).
+    public static func load(_ folder: URL, maxLength: Int = 77) throws -> CLAP {
+        let model = try CLAPCheckpoint.loadHuggingFace(folder)
+        let tokenizer: any TextTokenizer
+        do { tokenizer = try TokenizerFiles.load(folder: folder, maxLength: min(maxLength, model.config.text.maxTokens)) } catch {
+            throw CLAPError("\(folder.path): \(error)")
+        }
+        return try CLAP(model: model, tokenizer: tokenizer)
+    }
+
+    /// Unit-length text embeddings [B, P]; no graph is recorded. Texts longer than the tokenizer's
+    /// `maxLength` are cut as the reference cuts them; `truncated` counts them, for the caller to say once.
+    public func embed(texts: [String]) throws -> (embeddings: Tensor, truncated: Int) {
+        guard !texts.isEmpty else { throw CLAPError("no texts to embed") }
+        let batch = tokenizer.encode(batch: texts)
+        return (try GradMode.noGrad { try model.textEmbeddings(batch) }, batch.truncatedCount)
+    }
+
+    /// Unit-length audio embeddings [B, P] of log-mel features [B, T, mel bins]; no graph is recorded.
+    public func embed(features: Tensor) throws -> Tensor {
+        try GradMode.noGrad { try model.audioEmbeddings(features) }
+    }
+}

@@ -1,0 +1,91 @@
+import Engine
+import NN
+
+/// HTSAT's patch embedding: Conv2d(1, D, patch, stride, padding (patch − stride)/2) over the folded
+/// image, flattened to tokens row-major, then LayerNorm (`patch_embed.proj`, `patch_embed.norm`).
+public final class HTSATPatchEmbed: Module {
+    @Child public private(set) var proj: Conv2d
+    @Child public private(set) var norm: LayerNorm?
+
+    init(_ c: HTSATConfig) {
+        proj = Conv2d(1, c.patchDim, kernel: (c.patchSize, c.patchSize), stride: (c.patchStride[0], c.patchStride[1]),
+                      padding: ((c.patchSize - c.patchStride[0]) / 2, (c.patchSize - c.patchStride[1]) / 2))
+        norm = c.patchNorm ? LayerNorm(c.patchDim) : nil
+    }
+
+    /// image [B, 1, spec, spec] → tokens [B, rows·cols, D].
+    func callAsFunction(_ image: Tensor) throws -> Tensor {
+        let x = try proj(image)
+        let tokens = try x.reshape([x.shape[0], x.shape[1], x.shape[2] * x.shape[3]]).transpose(1, 2)
+        return try norm.map { try $0(tokens) } ?? tokens
+    }
+}
+
+/// The HTSAT audio encoder of CLAP (unfused), keyed as Hugging Face `ClapAudioModel`'s
+/// `audio_encoder.*` (`batch_norm`, `patch_embed`, `layers.{s}.blocks.{b}.*`, `layers.{s}.downsample.*`,
+/// `norm`). Log-mel features [B, T, F] →
+/// 1. `batch_norm` over the F mel bins (LAION's `bn0`);
+/// 2. T < spec·r frames are stretched to spec·r by bicubic interpolation (align_corners, 1001 → 1024);
+/// 3. the r = spec/F chunks of spec frames are stacked along frequency: image[c·F + f][t] =
+///    x[c·spec + t][f], a spec × spec image (4 × 256 frames of 64 bins → 256 × 256 for HTSAT-tiny);
+/// 4. patch embedding, the Swin stages (windowed attention with relative-position bias, shifted
+///    windows, patch merging), the final LayerNorm;
+/// 5. the pooled embedding is the mean over all final tokens (the reference's grouped reshape before
+///    its average pool only reorders them).
+public final class HTSAT: Module, AudioEncoder {
+    public let config: HTSATConfig
+    public let batchNorm: BatchNorm
+    public let patchEmbed: HTSATPatchEmbed
+    public let layers: [SwinStage]
+    @Child public private(set) var norm: LayerNorm
+
+    public init(_ config: HTSATConfig) {
+        self.config = config
+        batchNorm = BatchNorm(config.melBins)
+        patchEmbed = HTSATPatchEmbed(config)
+        let total = config.depths.reduce(0, +)
+        // torch.linspace(0, drop_path_rate, total): block k of all gets rate·k/(total − 1).
+        let rates = (0..<total).map { total > 1 ? config.dropPath * Float($0) / Float(total - 1) : 0 }
+        var start = 0
+        layers = config.depths.enumerated().map { i, d in
+            defer { start += d }
+            return SwinStage(config, stage: i, dropPaths: Array(rates[start..<(start + d)]))
+        }
+        norm = LayerNorm(config.width)
+        super.init()
+        Init.timmLinear(self)
+    }
+
+    public var width: Int { config.width }
+    public var prefixTokens: Int { 0 }
+    public var inputFrames: Int { config.frames }
+    public var inputBins: Int { config.melBins }
+    /// Final tokens per clip: the last stage's grid.
+    public var tokenCount: Int { (config.grid.rows >> (config.depths.count - 1)) * (config.grid.cols >> (config.depths.count - 1)) }
+
+    /// bn0, the bicubic stretch and the chunk-to-frequency fold: features [B, T, F] → [B, 1, spec, spec].
+    public func image(_ features: Tensor) throws -> Tensor {
+        let c = config
+        guard features.rank == 3, features.shape[2] == c.melBins, (1...c.specWidth).contains(features.shape[1]) else {
+            throw ModelError("HTSAT: expected features [B, T ≤ \(c.specWidth), \(c.melBins)], got \(features.shape)")
+        }
+        let (b, t, f) = (features.shape[0], features.shape[1], c.melBins)
+        // BatchNorm over the mel bins: bins as channels, [B, F, T].
+        let normed = try batchNorm(features.transpose(1, 2)).transpose(1, 2).unsqueeze(1)   // [B, 1, T, F]
+        // The reference interpolates only when shorter (its "avoid bicubic zero error"); bicubic with
+        // align_corners maps F → F exactly, so only time changes.
+        let stretched = t < c.specWidth ? try normed.interpolate(size: (c.specWidth, f), mode: .bicubic, alignCorners: true) : normed
+        let r = c.freqRatio, chunk = c.specWidth / r
+        return try stretched.reshape([b, r, chunk, f]).transpose(2, 3).reshape([b, 1, r * f, chunk])
+    }
+
+    /// Final tokens [B, N, D] (after the last stage and the final norm), row-major over the last grid.
+    public func tokens(_ features: Tensor) throws -> Tensor {
+        var h = try patchEmbed(image(features))
+        for stage in layers { h = try stage(h) }
+        return try norm(h)
+    }
+
+    /// The pooled audio feature [B, D] (HF `pooler_output`, LAION's `embedding`): the mean of the final tokens.
+    public func embedding(_ features: Tensor) throws -> Tensor { try tokens(features).mean(axis: 1) }
+}
