@@ -13,7 +13,8 @@
   as those rounded values), the feature extractor's `input_features` for them (rand_trunc + repeatpad,
   Slaney mel, max_length_s 1 so 101 frames), the audio tower's pooled output, the audio and text
   embeddings (projected, L2-normalised), logits_per_audio / logits_per_text for three captions and
-  their token ids.
+  their token ids, and the symmetric contrastive loss (`return_loss=True`) of the two clips against the
+  first two captions.
 
 Usage: /root/.cache/earshot-reference-venv/bin/python tools/make_clap_fixtures.py
 CI never runs this."""
@@ -90,6 +91,8 @@ mask = torch.tensor([[1] * len(e) + [0] * (n - len(e)) for e in enc])
 with torch.no_grad():
     pooled = model.audio_model(input_features=feats).pooler_output
     out = model(input_ids=ids, attention_mask=mask, input_features=feats)
+    # The symmetric contrastive loss needs as many texts as clips: the first two captions.
+    loss = model(input_ids=ids[:2], attention_mask=mask[:2], input_features=feats, return_loss=True).loss
 
 save_file({
     "wave0": torch.from_numpy(waves[0]).half(), "wave1": torch.from_numpy(waves[1]).half(),
@@ -97,9 +100,10 @@ save_file({
     "audio_pooled": pooled.contiguous(),
     "audio_embeds": out.audio_embeds.contiguous(), "text_embeds": out.text_embeds.contiguous(),
     "logits_per_audio": out.logits_per_audio.contiguous(), "logits_per_text": out.logits_per_text.contiguous(),
+    "loss_first_two_captions": loss.reshape(1).contiguous(),
     "input_ids": ids.to(torch.int64).contiguous(), "attention_mask": mask.to(torch.int64).contiguous(),
 }, os.path.join(fix, "clap_outputs.safetensors"))
 with open(os.path.join(fix, "clap_captions.json"), "w") as f:
     json.dump(captions, f, ensure_ascii=False, indent=0)
 print("pooled", pooled.shape, "audio", out.audio_embeds.shape, "text", out.text_embeds.shape)
-print("logits_per_audio", out.logits_per_audio)
+print("logits_per_audio", out.logits_per_audio, "loss", loss)

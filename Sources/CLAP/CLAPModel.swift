@@ -77,4 +77,35 @@ public final class CLAPModel: Module {
         let sim = try a.matmul(t.transpose(0, 1))
         return (try sim * audioLogitScale, try sim.transpose(0, 1) * textLogitScale)
     }
+
+    /// Which contrastive loss: the original training loss, or Hugging Face's `return_loss` value.
+    public enum ContrastiveLoss: Sendable {
+        /// LAION's `ClipLoss` (without `--clap-mlploss`), what the released models were trained with:
+        /// (CE(exp(s_a)·A Tᵀ) + CE(exp(s_a)·T Aᵀ)) / 2, audio→text and text→audio, one scale.
+        case laion
+        /// Hugging Face `ClapModel(return_loss=True)`: (CE(exp(s_t)·T Aᵀ) + CE(exp(s_a)·T Aᵀ)) / 2. Its
+        /// "audio loss" takes `logits_per_audio.t()`, which is text-major, so both terms classify texts
+        /// and no term is audio→text: reproduced for parity, not recommended for training.
+        case huggingFace
+    }
+
+    /// The contrastive (InfoNCE) loss of B clips against their B captions, unit embeddings a, t [B, P],
+    /// CE the mean cross-entropy against the diagonal (clip i goes with caption i). Differentiable in
+    /// both towers and the scales.
+    public func contrastiveLoss(audio a: Tensor, text t: Tensor, _ kind: ContrastiveLoss = .laion) throws -> Tensor {
+        guard a.rank == 2, a.shape == t.shape, a.shape[0] > 0 else {
+            throw CLAPError("contrastive loss: audio \(a.shape) and text \(t.shape) must both be [B, P] with B > 0 pairs")
+        }
+        let diagonal = Array(0..<a.shape[0])
+        let textMajor = try t.matmul(a.transpose(0, 1))   // [B_t, B_a]
+        switch kind {
+        case .laion:
+            let audioMajor = try textMajor.transpose(0, 1)
+            return try ((audioMajor * audioLogitScale).crossEntropy(targets: diagonal)
+                        + (textMajor * audioLogitScale).crossEntropy(targets: diagonal)) * 0.5
+        case .huggingFace:
+            return try ((textMajor * textLogitScale).crossEntropy(targets: diagonal)
+                        + (textMajor * audioLogitScale).crossEntropy(targets: diagonal)) * 0.5
+        }
+    }
 }

@@ -63,9 +63,9 @@ public struct ZeroShotClassifier {
     /// Per clip, the labels with their probabilities, most probable first (at most `top`).
     public func ranked(features: Tensor, top: Int? = nil) throws -> [[(label: String, probability: Float)]] {
         let p = try probabilities(features: features)
-        let k = labels.count
+        let k = labels.count, values = p.toArray()
         return (0..<p.shape[0]).map { b in
-            let row = (0..<k).map { (labels[$0], p.data[b * k + $0]) }.sorted { $0.1 > $1.1 }
+            let row = (0..<k).map { (labels[$0], values[b * k + $0]) }.sorted { $0.1 > $1.1 }
             return Array(row.prefix(top ?? k)).map { (label: $0.0, probability: $0.1) }
         }
     }

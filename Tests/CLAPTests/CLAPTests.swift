@@ -13,7 +13,8 @@ final class CLAPParityTests: XCTestCase {
     func fixtureIDs(_ fx: [String: Tensor]) throws -> (ids: [Int], batch: Int, length: Int, lengths: [Int]) {
         let ids = try XCTUnwrap(fx["input_ids"]), mask = try XCTUnwrap(fx["attention_mask"])
         let (b, n) = (ids.shape[0], ids.shape[1])
-        let lengths = (0..<b).map { i in (0..<n).reduce(0) { $0 + Int(mask.data[i * n + $1]) } }
+        let m = mask.toArray()
+        let lengths = (0..<b).map { i in (0..<n).reduce(0) { $0 + Int(m[i * n + $1]) } }
         return (ids.toArray().map { Int($0) }, b, n, lengths)
     }
 
@@ -127,14 +128,15 @@ final class ZeroShotTests: XCTestCase {
         let (t, _) = try clap.embed(texts: labels.map { "This is a sound of \($0)." })
         let a = try clap.embed(features: features)
         let scale = try clap.model.logitScaleA.exp().item()
+        let (av, tv, pv) = (a.toArray(), t.toArray(), p.toArray())
         for b in 0..<2 {
-            let logits = (0..<4).map { k in (0..<16).reduce(Float(0)) { $0 + a.data[b * 16 + $1] * t.data[k * 16 + $1] } * scale }
+            let logits = (0..<4).map { k in (0..<16).reduce(Float(0)) { $0 + av[b * 16 + $1] * tv[k * 16 + $1] } * scale }
             let m = logits.max()!, e = logits.map { Foundation.exp($0 - m) }, z = e.reduce(0, +)
-            for k in 0..<4 { XCTAssertEqual(p.data[b * 4 + k], e[k] / z, accuracy: 1e-5) }
-            XCTAssertEqual((0..<4).reduce(Float(0)) { $0 + p.data[b * 4 + $1] }, 1, accuracy: 1e-5)
+            for k in 0..<4 { XCTAssertEqual(pv[b * 4 + k], e[k] / z, accuracy: 1e-5) }
+            XCTAssertEqual((0..<4).reduce(Float(0)) { $0 + pv[b * 4 + $1] }, 1, accuracy: 1e-5)
             let ranked = try zs.ranked(features: features.slice(axis: 0, start: b, end: b + 1))[0]
             XCTAssertEqual(ranked.map(\.label), labels.indices.sorted { logits[$0] > logits[$1] }.map { labels[$0] })
-            XCTAssertEqual(ranked.first?.probability ?? 0, p.data[b * 4 + labels.firstIndex(of: ranked[0].label)!], accuracy: 1e-6)
+            XCTAssertEqual(ranked.first?.probability ?? 0, pv[b * 4 + labels.firstIndex(of: ranked[0].label)!], accuracy: 1e-6)
         }
         XCTAssertEqual(try zs.ranked(features: features, top: 2).map(\.count), [2, 2])
         // The same clip twice gives the same ranking (deterministic, eval mode).

@@ -93,8 +93,9 @@ final class HTSATTests: XCTestCase {
         let image = try GradMode.noGrad { try model.image(x) }
         XCTAssertEqual(image.shape, [1, 1, 8, 8])
         let scale = 1 / (1 + Float(1e-5)).squareRoot()   // a fresh bn0: (x − 0) / √(1 + eps)
+        let (im, xs) = (image.toArray(), x.toArray())
         for chunk in 0..<2 { for f in 0..<4 { for t in 0..<8 {
-            XCTAssertEqual(image.data[(chunk * 4 + f) * 8 + t], x.data[(chunk * 8 + t) * 4 + f] * scale, accuracy: 1e-4)
+            XCTAssertEqual(im[(chunk * 4 + f) * 8 + t], xs[(chunk * 8 + t) * 4 + f] * scale, accuracy: 1e-4)
         } } }
         XCTAssertThrowsError(try model.image(Tensor.zeros([1, 17, 4]))) { XCTAssertTrue("\($0)".contains("T ≤ 16"), "\($0)") }
         XCTAssertThrowsError(try model.image(Tensor.zeros([1, 16, 5])))
