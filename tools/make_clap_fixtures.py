@@ -16,12 +16,24 @@
   their token ids, and the symmetric contrastive loss (`return_loss=True`) of the two clips against the
   first two captions.
 
-Usage: /root/.cache/earshot-reference-venv/bin/python tools/make_clap_fixtures.py
-CI never runs this."""
+- laion_tiny.pt + laion_outputs.safetensors (with LAION_SRC): a LAION-CLAP checkpoint as
+  `{"state_dict": {"module.…": …}, "epoch": …}` whose audio branch is LAION's own
+  `HTSAT_Swin_Transformer` (htsat.py, run here from LAION_SRC: spec 128, 32 mel bins, patch and stride 8,
+  window 4, depths [2,2] (grids 16 and 8, both shifted), widths 8 and 16, an AudioSet head of 4 classes, a 64-point STFT so its frozen
+  extractor kernels stay small), a tiny transformers RobertaModel as `text_branch`, Sequential
+  projections, MLPLayers transforms, float16 weights; the outputs are LAION's `get_audio_embedding`
+  and `get_text_embedding` (model.py) on the HF fixture's features and captions.
+
+Usage: /root/.cache/earshot-reference-venv/bin/python tools/make_clap_fixtures.py [LAION_SRC]
+where LAION_SRC holds htsat.py and feature_fusion.py of LAION-AI/CLAP (src/laion_clap/clap_module)
+and torchlibrosa is installed. CI never runs this."""
 import json
 import math
 import os
 import shutil
+import sys
+import tempfile
+import types
 
 import numpy as np
 import torch
@@ -107,3 +119,76 @@ with open(os.path.join(fix, "clap_captions.json"), "w") as f:
     json.dump(captions, f, ensure_ascii=False, indent=0)
 print("pooled", pooled.shape, "audio", out.audio_embeds.shape, "text", out.text_embeds.shape)
 print("logits_per_audio", out.logits_per_audio, "loss", loss)
+
+
+# ---- LAION-CLAP's own HTSAT and checkpoint layout ----
+if len(sys.argv) > 1:
+    import importlib
+    import torch.nn as nn
+    from transformers import RobertaConfig, RobertaModel
+    pkg = tempfile.mkdtemp()
+    os.makedirs(os.path.join(pkg, "laion_src"))
+    for f in ["htsat.py", "feature_fusion.py"]:
+        shutil.copy(os.path.join(sys.argv[1], f), os.path.join(pkg, "laion_src", f))
+    # htsat.py imports do_mixup and interpolate from utils.py, whose other imports (h5py, torchvision)
+    # are not needed: the two functions, as utils.py defines them.
+    with open(os.path.join(pkg, "laion_src", "utils.py"), "w") as f:
+        f.write("import torch\n"
+                "def do_mixup(x, l):\n    return (x.transpose(0, -1) * l + torch.flip(x, dims=[0]).transpose(0, -1) * (1 - l)).transpose(0, -1)\n"
+                "def interpolate(x, ratio):\n    b, t, c = x.shape\n    return x[:, :, None, :].repeat(1, 1, ratio, 1).reshape(b, t * ratio, c)\n")
+    open(os.path.join(pkg, "laion_src", "__init__.py"), "w").close()
+    sys.path.insert(0, pkg)
+    htsat = importlib.import_module("laion_src.htsat")
+    torch.manual_seed(1)
+    cfg = types.SimpleNamespace(mel_bins=32, window_size=64, hop_size=32, sample_rate=48000, fmin=50, fmax=14000, class_num=4)
+    audio_branch = htsat.HTSAT_Swin_Transformer(spec_size=128, patch_size=8, patch_stride=(8, 8), num_classes=4, embed_dim=8,
+                                                depths=[2, 2], num_heads=[2, 2], window_size=4, mlp_ratio=2.0,
+                                                drop_path_rate=0.0, config=cfg).eval()
+    text_branch = RobertaModel(RobertaConfig(vocab_size=bpe.get_vocab_size(), hidden_size=8, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=16, max_position_embeddings=80,
+                                             type_vocab_size=1, layer_norm_eps=1e-5, hidden_dropout_prob=0.0,
+                                             attention_probs_dropout_prob=0.0)).eval()
+    audio_projection = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16))
+    text_projection = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16))
+    def mlp_layers():   # LAION's MLPLayers([16, 16, 16]): Linear, ReLU, Dropout, Linear, ReLU, Dropout
+        return nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 16), nn.ReLU(), nn.Dropout(0.1))
+    modules = {"audio_branch": audio_branch, "text_branch": text_branch, "audio_projection": audio_projection,
+               "text_projection": text_projection}
+    with torch.no_grad():
+        for name, m in modules.items():
+            for k, p in m.named_parameters():
+                if ("norm" in k or "LayerNorm" in k) and k.endswith("weight"):
+                    p.copy_(1 + 0.2 * torch.randn_like(p))
+                elif "relative_position_bias_table" in k:
+                    p.normal_(0, 0.5)
+                else:
+                    p.normal_(0, 0.3 if p.dim() > 1 else 0.1)
+            m.half().float()
+        audio_branch.bn0.running_mean.copy_(torch.randn(32) * 5 - 40)
+        audio_branch.bn0.running_var.copy_(torch.rand(32) * 50 + 10)
+        audio_branch.half().float()   # the statistics too: what is stored is what LAION runs on
+    state = {}
+    for name, m in modules.items():
+        for k, v in m.state_dict().items():
+            state[f"module.{name}.{k}"] = v
+    transforms = {"audio_transform": mlp_layers(), "text_transform": mlp_layers()}
+    for name, m in transforms.items():
+        for k, v in m.state_dict().items():
+            state[f"module.{name}.sequential.{k}"] = v
+    state["module.logit_scale_a"] = torch.tensor(math.log(10.0)).half().float()
+    state["module.logit_scale_t"] = torch.tensor(math.log(20.0)).half().float()
+    # Older transformers kept this buffer; LAION's loader deletes it, so must ours.
+    state["module.text_branch.embeddings.position_ids"] = torch.arange(80).expand((1, -1))
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    torch.save({"state_dict": half, "epoch": 45}, os.path.join(fix, "laion_tiny.pt"))
+
+    with torch.no_grad():
+        x = feats.transpose(1, 3)                # model.py / htsat.py forward, from the log-mel on
+        x = audio_branch.bn0(x).transpose(1, 3)
+        emb = audio_branch.forward_features(audio_branch.reshape_wav2img(x))["embedding"]
+        audio_embeds = torch.nn.functional.normalize(audio_projection(emb), dim=-1)
+        pooled = text_branch(input_ids=ids, attention_mask=mask).pooler_output
+        text_embeds = torch.nn.functional.normalize(text_projection(pooled), dim=-1)
+    save_file({"audio_embedding": emb.contiguous(), "audio_embeds": audio_embeds.contiguous(),
+               "text_embeds": text_embeds.contiguous()}, os.path.join(fix, "laion_outputs.safetensors"))
+    print("LAION: keys", len(state), "audio", audio_embeds.shape, "text", text_embeds.shape)

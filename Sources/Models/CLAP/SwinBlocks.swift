@@ -115,7 +115,8 @@ public final class SwinLayer: Module {
     /// [windows, 1, N, N] of 0 and −100, nil without a shift. Boxed: a constant, not a checkpoint
     /// tensor (reflection would give it a key).
     let maskBox: ConstantTensor?
-    var mask: Tensor? { maskBox?.tensor }
+    /// The shifted-window mask [windows, 1, N, N] (0 and −100), nil for an unshifted block.
+    public var mask: Tensor? { maskBox?.tensor }
 
     init(dim: Int, heads: Int, grid: (Int, Int), window: Int, shift requested: Int, mlpHidden: Int, eps: Float, dropPath: Float, qkvBias: Bool) {
         layernormBefore = LayerNorm(dim, eps: eps)
