@@ -15,11 +15,14 @@ public final class SwinSelfAttention: Module {
     public let relativePositionBiasTable: Tensor
     public let heads: Int
     public let window: Int
+    /// `relativePositionIndex(window:)`, computed once.
+    let index: [Int]
 
     init(dim: Int, heads: Int, window: Int, qkvBias: Bool) {
         query = Linear(dim, dim, bias: qkvBias); key = Linear(dim, dim, bias: qkvBias); value = Linear(dim, dim, bias: qkvBias)
         relativePositionBiasTable = Init.truncatedNormal([(2 * window - 1) * (2 * window - 1), heads], std: 0.02).requiringGrad()
         self.heads = heads; self.window = window
+        index = Self.relativePositionIndex(window: window)
     }
 
     /// idx(i, j) for i, j over the w × w window in row-major order: the reference's
@@ -36,7 +39,7 @@ public final class SwinSelfAttention: Module {
     /// The bias [heads, N, N] gathered from the table (differentiable: the table trains through it).
     func positionBias() throws -> Tensor {
         let n = window * window
-        return try relativePositionBiasTable.indexSelect(axis: 0, indices: Self.relativePositionIndex(window: window))
+        return try relativePositionBiasTable.indexSelect(axis: 0, indices: index)
             .reshape([n, n, heads]).permute([2, 0, 1])
     }
 
