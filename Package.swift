@@ -39,7 +39,7 @@ let package = Package(
         // CLAP: the HTSAT audio tower (in Models) and a Text tower in one embedding space.
         .target(name: "CLAP", dependencies: ["Models", "Text", "Audio", "NN", "Engine"]),
         // The umbrella a Swift app imports: every library, re-exported.
-        .target(name: "Earshot", dependencies: ["Engine", "NN", "Audio", "Models", "Inference", "Training", "Text"]),
+        .target(name: "Earshot", dependencies: ["Engine", "NN", "Audio", "Models", "Inference", "Training", "Text", "CLAP"]),
         .executableTarget(name: "earshot", dependencies: [
             "Engine", "NN", "Audio", "Models", "Inference", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

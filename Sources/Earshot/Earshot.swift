@@ -1,5 +1,6 @@
 // The umbrella library: `import Earshot` gives an app every Earshot library.
 @_exported import Audio
+@_exported import CLAP
 @_exported import Engine
 @_exported import Inference
 @_exported import Models
