@@ -124,6 +124,23 @@ enum SelectiveScanKernel {
         return VMath.exp2(e)
     }
 
+    /// Index of the first NaN or ±Inf among `count` floats (all exponent bits set), nil when all are
+    /// finite: 8 lanes at a time, the exponent masks OR-ed, and a scalar search only after a hit.
+    static func firstNonFinite(_ p: UnsafePointer<Float>, _ count: Int) -> Int? {
+        let exponent: UInt32 = 0x7F80_0000
+        var i = 0
+        while i + 8 <= count {
+            let bits = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<UInt32>.self) & exponent
+            if any(bits .== SIMD8(repeating: exponent)) { break }
+            i += 8
+        }
+        while i < count {
+            if p[i].bitPattern & exponent == exponent { return i }
+            i += 1
+        }
+        return nil
+    }
+
     /// Runs `body(worker, task, scratch)` for each task with `perWorker` vectors of scratch per worker.
     static func tasks(_ total: Int, scratch perWorker: Int,
                       _ body: (_ worker: Int, _ task: Int, _ scratch: UnsafeMutablePointer<V8>) -> Void) {
@@ -348,6 +365,29 @@ extension Tensor {
         let out = Tensor.empty(x.shape)
         let checkpoints = recording ? Tensor.empty([problem.checkpointCount]) : nil
         SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data)
+        // A NaN or Inf out of the scan is named here rather than passed on (one pass over the output,
+        // against the scan's N multiply-adds per element). The usual source is a non-finite input;
+        // otherwise the state overflowed. selective_scan_ref does not clamp: softplus then exp(Δ·A)
+        // with A = −exp(A_log) < 0 only underflows to 0 for a huge Δ, but Δ·B·x can still overflow,
+        // and so can exp(Δ·A) for an A > 0 (a raw A, not Mamba's); the reference would return Inf or
+        // NaN silently, this throws.
+        if let bad = SelectiveScanKernel.firstNonFinite(out.data, out.count) {
+            let named: [(String, Tensor?)] = [("x", x), ("delta", delta), ("A", a), ("B", b), ("C", c), ("D", d),
+                                              ("z", z), ("deltaBias", deltaBias)]
+            for case let (name, t?) in named {
+                if let i = SelectiveScanKernel.firstNonFinite(t.data, t.count) {
+                    throw EngineError("selectiveScan: input \(name) \(t.shape) holds \(t.data[i]) at flat index \(i)")
+                }
+            }
+            let (item, token, channel) = (bad / (len * dIn), (bad / dIn) % len, bad % dIn)
+            let pre = delta.data[bad] + (deltaBias?.data[channel] ?? 0)
+            var aMax = -Float.infinity
+            for k in 0..<n { aMax = Swift.max(aMax, a.data[channel * n + k]) }
+            throw EngineError("selectiveScan: the state overflowed Float at batch item \(item), token \(token), channel \(channel) "
+                              + "(output \(out.data[bad])): delta + deltaBias there is \(pre)"
+                              + (deltaSoftplus ? " before softplus" : "") + ", and A's largest entry in that channel is \(aMax) "
+                              + "(Δ·B·x beyond Float range, or exp(Δ·A) growing with A > 0)")
+        }
         guard let checkpoints else { return out }
         // `problem` points into every input's storage, so the closure keeps every input alive: the tape
         // holds only what closures capture (delta, read through `problem` alone, was freed and reused).

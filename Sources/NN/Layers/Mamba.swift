@@ -130,15 +130,28 @@ open class MambaMixer: Module, UnaryLayer {
         let inner = config.inner
         let xz = try inProj(u)
         let x = try xz.slice(axis: 2, start: 0, end: inner), z = try xz.slice(axis: 2, start: inner)
-        let forward = try scan(x, z: z, conv: conv1d, xProj: xProj, dtProj: dtProj, aLog: aLog, d: d, reverse: flipped)
+        let forward = try scan(x, z: z, conv: conv1d, xProj: xProj, dtProj: dtProj, aLog: aLog, d: d, reverse: flipped,
+                               branch: "forward branch (conv1d, x_proj, dt_proj, A_log, D)")
         guard let conv1dB, let xProjB, let dtProjB, let aBLog, let dB else { return try outProj(forward) }
-        let backward = try scan(x, z: z, conv: conv1dB, xProj: xProjB, dtProj: dtProjB, aLog: aBLog, d: dB, reverse: !flipped)
+        let backward = try scan(x, z: z, conv: conv1dB, xProj: xProjB, dtProj: dtProjB, aLog: aBLog, d: dB, reverse: !flipped,
+                                branch: "backward branch (conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b)")
         return try outProj((forward + backward) * 0.5)
     }
 
-    /// One branch: conv, SiLU, x_proj, dt_proj and the gated selective scan, in token order.
+    /// One branch: conv, SiLU, x_proj, dt_proj and the gated selective scan, in token order. A scan
+    /// error (a non-finite input, an overflowed state) gets the branch's keys in front of it, so a bad
+    /// checkpoint tensor can be found.
     func scan(_ x: Tensor, z: Tensor, conv: CausalConv1d, xProj: Linear, dtProj: Linear, aLog: Tensor, d: Tensor,
-              reverse: Bool) throws -> Tensor {
+              reverse: Bool, branch: String) throws -> Tensor {
+        do {
+            return try scanBranch(x, z: z, conv: conv, xProj: xProj, dtProj: dtProj, aLog: aLog, d: d, reverse: reverse)
+        } catch let error as EngineError where error.message.hasPrefix("selectiveScan:") {
+            throw NNError("MambaMixer \(branch): \(error.message)")
+        }
+    }
+
+    func scanBranch(_ x: Tensor, z: Tensor, conv: CausalConv1d, xProj: Linear, dtProj: Linear, aLog: Tensor, d: Tensor,
+                    reverse: Bool) throws -> Tensor {
         let (n, rank) = (config.stateSize, config.dtRank)
         let xc = try conv(x, reverse: reverse, silu: true)
         let xdbl = try xProj(xc)
