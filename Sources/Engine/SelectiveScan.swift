@@ -83,9 +83,11 @@ enum SelectiveScanKernel {
         let magic: Int32 = 0x4B40_0000
         var e = unsafeBitCast(((bits &>> 23) &- 126) &+ magic, to: V8.self) - 12_582_912
         var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F00_0000, to: V8.self)  // [0.5, 1)
-        let small = m .< 0.707106781186547524
-        e.replace(with: e - 1, where: small)
-        m = m.replacing(with: m + m, where: small) - 1
+        // The selects are bit masks, not `replace(with:where:)`: inside the scan loop the mask forms
+        // compiled to a branch per lane and scalarised this log and the softplus around it.
+        let small = mask(m .< 0.707106781186547524)
+        e = e - select(small, V8(repeating: 1), V8(repeating: 0))
+        m = m + select(small, m, V8(repeating: 0)) - 1
         let z = m * m
         var p = V8(repeating: 7.0376836292e-2)
         p = VMath.fma(p, m, V8(repeating: -1.1514610310e-1))
@@ -102,6 +104,15 @@ enum SelectiveScanKernel {
         return VMath.fma(e, V8(repeating: 0.693359375), m + y)
     }
 
+    /// A comparison's lanes as all-ones or all-zero bits.
+    @inline(always) static func mask(_ m: SIMDMask<SIMD8<Int32>>) -> SIMD8<UInt32> { unsafeBitCast(m, to: SIMD8<UInt32>.self) }
+
+    /// `a` where `m` is set, else `b`, by bit operations (one blend, never a branch).
+    @inline(always) static func select(_ m: SIMD8<UInt32>, _ a: V8, _ b: V8) -> V8 {
+        let (ab, bb) = (unsafeBitCast(a, to: SIMD8<UInt32>.self), unsafeBitCast(b, to: SIMD8<UInt32>.self))
+        return unsafeBitCast((ab & m) | (bb & ~m), to: V8.self)
+    }
+
     /// softplus(v) = max(v, 0) + log1p(exp(−|v|)), accurate for small Δ (the dt bias is initialised so
     /// that Δ is 1e-3…0.1, where log(1 + eᵛ) in floats loses up to 1e-4 relative): log1p(u) is
     /// log(w)·u/(w − 1) with w = 1 + u (Goldberg's trick), and u itself where w rounds to 1.
@@ -109,8 +120,7 @@ enum SelectiveScanKernel {
         let negAbs = unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) | 0x8000_0000, to: V8.self)
         let u = VMath.exp(negAbs)
         let w = 1 + u
-        var l = log(w) * u / (w - 1)
-        l.replace(with: u, where: w .== 1)
+        let l = select(mask(w .== 1), u, log(w) * u / (w - 1))
         return v.replacing(with: 0, where: v .< 0) + l
     }
 
@@ -119,23 +129,28 @@ enum SelectiveScanKernel {
     /// `VMath.exp` (same run, `SelectiveScanTimings`). exp2 clamps only below (its softmax use); with
     /// A = −exp(A_log) < 0 the argument is ≤ 0, and the upper clamp covers any other A.
     @inline(always) static func decay(_ dt: V8, _ a2: V8) -> V8 {
-        var e = dt * a2
-        e.replace(with: 127, where: e .> 127)
-        return VMath.exp2(e)
+        let e = dt * a2
+        return VMath.exp2(e.replacing(with: 127, where: e .> 127))
     }
 
     /// Index of the first NaN or ±Inf among `count` floats (all exponent bits set), nil when all are
     /// finite: 8 lanes at a time, the exponent masks OR-ed, and a scalar search only after a hit.
     static func firstNonFinite(_ p: UnsafePointer<Float>, _ count: Int) -> Int? {
-        let exponent: UInt32 = 0x7F80_0000
+        let exponent = SIMD8<UInt32>(repeating: 0x7F80_0000)
+        // The largest exponent field over a block of 64 floats (integer max: one instruction, no NaN
+        // rules), then one compare per block; a block with a hit is searched lane by lane.
         var i = 0
-        while i + 8 <= count {
-            let bits = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<UInt32>.self) & exponent
-            if any(bits .== SIMD8(repeating: exponent)) { break }
-            i += 8
+        while i + 64 <= count {
+            var top = SIMD8<UInt32>(repeating: 0)
+            for j in stride(from: 0, to: 64, by: 8) {
+                let e = UnsafeRawPointer(p + i + j).loadUnaligned(as: SIMD8<UInt32>.self) & exponent
+                top = top.replacing(with: e, where: e .> top)
+            }
+            if any(top .== exponent) { break }
+            i += 64
         }
         while i < count {
-            if p[i].bitPattern & exponent == exponent { return i }
+            if p[i].bitPattern & 0x7F80_0000 == 0x7F80_0000 { return i }
             i += 1
         }
         return nil

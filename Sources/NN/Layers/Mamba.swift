@@ -128,13 +128,28 @@ open class MambaMixer: Module, UnaryLayer {
     func mix(_ u: Tensor, flipped: Bool) throws -> Tensor {
         try check(u.rank == 3 && u.shape[2] == config.dim, "MambaMixer: input must be [B, L, \(config.dim)], got \(u.shape)")
         let inner = config.inner
-        let xz = try inProj(u)
-        let x = try xz.slice(axis: 2, start: 0, end: inner), z = try xz.slice(axis: 2, start: inner)
+        // A stock in_proj runs as two products on its weight's halves: x and z come out contiguous,
+        // where slicing one [B, L, 2·d_inner] output copies both (the halves are small weight copies).
+        // A replaced or subclassed layer (an adapter) runs as itself.
+        let x: Tensor, z: Tensor
+        if type(of: inProj) == Linear.self {
+            let w = inProj.weight
+            x = try u.linear(weight: w.slice(axis: 0, start: 0, end: inner), bias: inProj.bias?.slice(axis: 0, start: 0, end: inner))
+            z = try u.linear(weight: w.slice(axis: 0, start: inner), bias: inProj.bias?.slice(axis: 0, start: inner))
+        } else {
+            let xz = try inProj(u)
+            (x, z) = (try xz.slice(axis: 2, start: 0, end: inner), try xz.slice(axis: 2, start: inner))
+        }
         let forward = try scan(x, z: z, conv: conv1d, xProj: xProj, dtProj: dtProj, aLog: aLog, d: d, reverse: flipped,
                                branch: "forward branch (conv1d, x_proj, dt_proj, A_log, D)")
         guard let conv1dB, let xProjB, let dtProjB, let aBLog, let dB else { return try outProj(forward) }
         let backward = try scan(x, z: z, conv: conv1dB, xProj: xProjB, dtProj: dtProjB, aLog: aBLog, d: dB, reverse: !flipped,
                                 branch: "backward branch (conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b)")
+        // if_divide_out's halving folded into a stock out_proj's (small, bias-free) weight rather than
+        // a pass over [B, L, d_inner].
+        if type(of: outProj) == Linear.self && outProj.bias == nil {
+            return try (forward + backward).linear(weight: outProj.weight * 0.5, bias: nil)
+        }
         return try outProj((forward + backward) * 0.5)
     }
 
