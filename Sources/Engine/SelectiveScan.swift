@@ -166,7 +166,9 @@ enum SelectiveScanKernel {
     }
 
     /// Forward: writes `out`, and the state at the start of every chunk into `checkpoints` when given.
-    static func forward(_ p: Problem, out: UnsafeMutablePointer<Float>, checkpoints: UnsafeMutablePointer<Float>?) {
+    /// With `accumulate`, adds the scan's output to what `out` holds instead of overwriting it.
+    static func forward(_ p: Problem, out: UnsafeMutablePointer<Float>, checkpoints: UnsafeMutablePointer<Float>?,
+                        accumulate: Bool = false) {
         let n = p.states, dIn = p.channels, groups = p.groups, chunks = p.chunks, chunk = p.chunk
         let per = p.groupsPerBlock, blocks = (groups + per - 1) / per
         tasks(p.batch * blocks, scratch: 2 * n) { _, task, scratch in
@@ -203,6 +205,7 @@ enum SelectiveScanKernel {
                         let zv = load(z + off, lanes)
                         y = y * zv * VMath.sigmoid(zv)
                     }
+                    if accumulate { y = y + load(out + off, lanes) }
                     store(y, out + off, lanes)
                 }
             }
@@ -358,9 +361,12 @@ extension Tensor {
     /// and activation cost no pass over [B, L, Din]. `reverse` scans from the last token to the first,
     /// writing each output at its own token (flip∘scan∘flip without copies).
     /// Differentiable in every input; the backward keeps only the state at every `chunk`-th step.
+    /// `addingTo` (inference only) adds the output into that tensor in place and returns it: a
+    /// bidirectional mixer's second branch then needs neither its own output nor the sum's.
+    /// A NaN or Inf in the output throws, naming the input that holds one or the place that overflowed.
     public static func selectiveScan(_ x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor? = nil,
                                      z: Tensor? = nil, deltaBias: Tensor? = nil, deltaSoftplus: Bool = true,
-                                     reverse: Bool = false) throws -> Tensor {
+                                     reverse: Bool = false, addingTo sum: Tensor? = nil) throws -> Tensor {
         try check(x.rank == 3, "selectiveScan: x must be [B, L, Din], got \(x.shape)")
         let (batch, len, dIn) = (x.shape[0], x.shape[1], x.shape[2])
         try check(a.rank == 2 && a.shape[0] == dIn, "selectiveScan: A must be [Din, N] = [\(dIn), N], got \(a.shape)")
@@ -377,9 +383,13 @@ extension Tensor {
             batch: batch, length: len, channels: dIn, states: n, softplus: deltaSoftplus, reverse: reverse)
         let inputs = [x, delta, a, b, c] + [d, z, deltaBias].compactMap { $0 }
         let recording = GradMode.enabled && inputs.contains { $0.requiresGrad }
-        let out = Tensor.empty(x.shape)
+        if let sum {
+            try check(!recording && !sum.requiresGrad, "selectiveScan: addingTo is for inference (no autograd recording)")
+            try check(sum.shape == x.shape, "selectiveScan: addingTo \(sum.shape) does not match x \(x.shape)")
+        }
+        let out = sum ?? Tensor.empty(x.shape)
         let checkpoints = recording ? Tensor.empty([problem.checkpointCount]) : nil
-        SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data)
+        SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data, accumulate: sum != nil)
         // A NaN or Inf out of the scan is named here rather than passed on (one pass over the output,
         // against the scan's N multiply-adds per element). The usual source is a non-finite input;
         // otherwise the state overflowed. selective_scan_ref does not clamp: softplus then exp(Δ·A)

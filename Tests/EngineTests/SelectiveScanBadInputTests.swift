@@ -77,6 +77,25 @@ final class SelectiveScanBadInputTests: XCTestCase {
         XCTAssertNoThrow(try q.run(softplus: false))
     }
 
+    /// `addingTo` (the bidirectional mixer's inference path) adds the scan into a tensor in place,
+    /// equal to the sum of two scans, and is refused while autograd records.
+    func testAddingToSumsInPlaceAndOnlyWithoutRecording() throws {
+        var g = RandomGenerator(seed: 31)
+        var p = Operands()
+        (p.x, p.delta, p.z) = (Tensor.randn([1, 6, 3], generator: &g), Tensor.randn([1, 6, 3], generator: &g), Tensor.randn([1, 6, 3], generator: &g))
+        let forward = try p.run(), backward = try p.run(reverse: true)
+        let expected = try (forward + backward).toArray()
+        let sum = try p.run()
+        let out = try Tensor.selectiveScan(p.x, delta: p.delta, a: p.a, b: p.b, c: p.c, d: p.d, z: p.z, deltaBias: p.bias,
+                                           reverse: true, addingTo: sum)
+        XCTAssertTrue(out === sum)
+        for (u, v) in zip(out.toArray(), expected) { XCTAssertEqual(u, v, accuracy: 1e-6) }
+        _ = p.x.requiringGrad()
+        XCTAssertThrowsError(try Tensor.selectiveScan(p.x, delta: p.delta, a: p.a, b: p.b, c: p.c, addingTo: Tensor.zeros([1, 6, 3]))) {
+            XCTAssertTrue("\($0)".contains("addingTo is for inference"), "\($0)")
+        }
+    }
+
     func testFirstNonFiniteFindsTailAndBodyHits() {
         let t = Tensor.zeros([21])
         XCTAssertNil(SelectiveScanKernel.firstNonFinite(t.data, 21))

@@ -143,30 +143,34 @@ open class MambaMixer: Module, UnaryLayer {
         let forward = try scan(x, z: z, conv: conv1d, xProj: xProj, dtProj: dtProj, aLog: aLog, d: d, reverse: flipped,
                                branch: "forward branch (conv1d, x_proj, dt_proj, A_log, D)")
         guard let conv1dB, let xProjB, let dtProjB, let aBLog, let dB else { return try outProj(forward) }
+        // Without autograd the backward branch's scan adds into the forward's output (y_f + y_b in
+        // place): two [B, L, d_inner] tensors fewer at the peak of a long sequence.
+        let inPlace = !GradMode.isEnabled
         let backward = try scan(x, z: z, conv: conv1dB, xProj: xProjB, dtProj: dtProjB, aLog: aBLog, d: dB, reverse: !flipped,
-                                branch: "backward branch (conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b)")
+                                branch: "backward branch (conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b)", addingTo: inPlace ? forward : nil)
+        let sum = inPlace ? backward : try forward + backward
         // if_divide_out's halving folded into a stock out_proj's (small, bias-free) weight rather than
         // a pass over [B, L, d_inner].
         if type(of: outProj) == Linear.self && outProj.bias == nil {
-            return try (forward + backward).linear(weight: outProj.weight * 0.5, bias: nil)
+            return try sum.linear(weight: outProj.weight * 0.5, bias: nil)
         }
-        return try outProj((forward + backward) * 0.5)
+        return try outProj(sum * 0.5)
     }
 
     /// One branch: conv, SiLU, x_proj, dt_proj and the gated selective scan, in token order. A scan
     /// error (a non-finite input, an overflowed state) gets the branch's keys in front of it, so a bad
     /// checkpoint tensor can be found.
     func scan(_ x: Tensor, z: Tensor, conv: CausalConv1d, xProj: Linear, dtProj: Linear, aLog: Tensor, d: Tensor,
-              reverse: Bool, branch: String) throws -> Tensor {
+              reverse: Bool, branch: String, addingTo sum: Tensor? = nil) throws -> Tensor {
         do {
-            return try scanBranch(x, z: z, conv: conv, xProj: xProj, dtProj: dtProj, aLog: aLog, d: d, reverse: reverse)
+            return try scanBranch(x, z: z, conv: conv, xProj: xProj, dtProj: dtProj, aLog: aLog, d: d, reverse: reverse, addingTo: sum)
         } catch let error as EngineError where error.message.hasPrefix("selectiveScan:") {
             throw NNError("MambaMixer \(branch): \(error.message)")
         }
     }
 
     func scanBranch(_ x: Tensor, z: Tensor, conv: CausalConv1d, xProj: Linear, dtProj: Linear, aLog: Tensor, d: Tensor,
-                    reverse: Bool) throws -> Tensor {
+                    reverse: Bool, addingTo sum: Tensor? = nil) throws -> Tensor {
         let (n, rank) = (config.stateSize, config.dtRank)
         let xc = try conv(x, reverse: reverse, silu: true)
         let xdbl = try xProj(xc)
@@ -175,7 +179,7 @@ open class MambaMixer: Module, UnaryLayer {
         // dt_proj's bias goes to the scan, which adds it and applies softplus in the same pass.
         let delta = try dt.linear(weight: dtProj.weight, bias: nil)
         return try Tensor.selectiveScan(xc, delta: delta, a: aLog.exp() * -1, b: b, c: c, d: d, z: z,
-                                        deltaBias: dtProj.bias, deltaSoftplus: true, reverse: reverse)
+                                        deltaBias: dtProj.bias, deltaSoftplus: true, reverse: reverse, addingTo: sum)
     }
 }
 
