@@ -26,10 +26,10 @@ public struct Classifier {
 
     /// The model's input length in frames, and the hop between windows of a longer clip.
     public var window: Int { model.inputFrames }
+    public var hop: Int { max(window / 2, 1) }
     /// Whether a clip runs in one pass whatever its length (a `VariableLengthClassifier` such as
     /// SSAMBA's): no windows, so a 10-minute recording is one sequence; shorter clips still pad to `window`.
     public var onePass: Bool { (model as? any VariableLengthClassifier)?.takesAnyLength ?? false }
-    public var hop: Int { max(window / 2, 1) }
 
     /// Loads an Earshot classifier (a fine-tuning run folder, for its best checkpoint, or a checkpoint
     /// file), or a released classifier any model family reads (a Hugging Face folder, an original
