@@ -167,8 +167,10 @@ enum SelectiveScanKernel {
 
     /// Forward: writes `out`, and the state at the start of every chunk into `checkpoints` when given.
     /// With `accumulate`, adds the scan's output to what `out` holds instead of overwriting it.
+    /// With `state` ([B, groups, N, 8] floats), the scan starts from the state it holds instead of 0
+    /// and leaves its last state there: a long sequence can then run in pieces.
     static func forward(_ p: Problem, out: UnsafeMutablePointer<Float>, checkpoints: UnsafeMutablePointer<Float>?,
-                        accumulate: Bool = false) {
+                        accumulate: Bool = false, state: UnsafeMutablePointer<Float>? = nil) {
         let n = p.states, dIn = p.channels, groups = p.groups, chunks = p.chunks, chunk = p.chunk
         let per = p.groupsPerBlock, blocks = (groups + per - 1) / per
         tasks(p.batch * blocks, scratch: 2 * n) { _, task, scratch in
@@ -182,6 +184,8 @@ enum SelectiveScanKernel {
                     at[k] = v * log2e
                     h[k] = V8(repeating: 0)
                 }
+                let carried = state.map { $0 + (b * groups + g) * n * 8 }
+                if let carried { UnsafeMutableRawPointer(h).copyMemory(from: carried, byteCount: n * 32) }
                 let dv = p.d.map { load($0 + d0, lanes) } ?? V8(repeating: 0)
                 let bias = p.bias.map { load($0 + d0, lanes) } ?? V8(repeating: 0)
                 let ckBase = checkpoints.map { $0 + (b * groups + g) * chunks * n * 8 }
@@ -208,6 +212,7 @@ enum SelectiveScanKernel {
                     if accumulate { y = y + load(out + off, lanes) }
                     store(y, out + off, lanes)
                 }
+                if let carried { UnsafeMutableRawPointer(carried).copyMemory(from: h, byteCount: n * 32) }
             }
         }
     }
@@ -353,6 +358,11 @@ enum SelectiveScanKernel {
 }
 
 extension Tensor {
+    /// Floats of a selective scan's carried state: [B, ⌈Din/8⌉, N, 8].
+    public static func selectiveScanStateCount(batch: Int, channels: Int, states: Int) -> Int {
+        batch * ((channels + 7) / 8) * states * 8
+    }
+
     /// Mamba's selective scan, `selective_scan_ref(x, delta, A, B, C, D, z, delta_bias, delta_softplus)`
     /// in token-major layout (see `SelectiveScanKernel` for the formula):
     /// x, delta [B, L, Din]; a [Din, N] (Mamba passes −exp(A_log)); b, c [B, L, N]; d, deltaBias [Din];
@@ -364,9 +374,14 @@ extension Tensor {
     /// `addingTo` (inference only) adds the output into that tensor in place and returns it: a
     /// bidirectional mixer's second branch then needs neither its own output nor the sum's.
     /// A NaN or Inf in the output throws, naming the input that holds one or the place that overflowed.
+    /// `carrying` (inference only; zeros of `selectiveScanStateCount` floats to start) is read as the
+    /// state before the first step in scan order and overwritten with the state after the last, so a
+    /// sequence scanned in consecutive pieces (in scan order: the last piece first when `reverse`)
+    /// equals one scan of the whole.
     public static func selectiveScan(_ x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor? = nil,
                                      z: Tensor? = nil, deltaBias: Tensor? = nil, deltaSoftplus: Bool = true,
-                                     reverse: Bool = false, addingTo sum: Tensor? = nil) throws -> Tensor {
+                                     reverse: Bool = false, addingTo sum: Tensor? = nil,
+                                     carrying state: Tensor? = nil) throws -> Tensor {
         try check(x.rank == 3, "selectiveScan: x must be [B, L, Din], got \(x.shape)")
         let (batch, len, dIn) = (x.shape[0], x.shape[1], x.shape[2])
         try check(a.rank == 2 && a.shape[0] == dIn, "selectiveScan: A must be [Din, N] = [\(dIn), N], got \(a.shape)")
@@ -387,9 +402,15 @@ extension Tensor {
             try check(!recording && !sum.requiresGrad, "selectiveScan: addingTo is for inference (no autograd recording)")
             try check(sum.shape == x.shape, "selectiveScan: addingTo \(sum.shape) does not match x \(x.shape)")
         }
+        if let state {
+            try check(!recording, "selectiveScan: carrying a state is for inference (no autograd recording)")
+            try check(state.count == Tensor.selectiveScanStateCount(batch: batch, channels: dIn, states: n),
+                      "selectiveScan: the carried state holds \(state.count) floats, not the \(Tensor.selectiveScanStateCount(batch: batch, channels: dIn, states: n)) of [B, ⌈Din/8⌉, N, 8]")
+        }
         let out = sum ?? Tensor.empty(x.shape)
         let checkpoints = recording ? Tensor.empty([problem.checkpointCount]) : nil
-        SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data, accumulate: sum != nil)
+        SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data, accumulate: sum != nil,
+                                    state: state?.data)
         // A NaN or Inf out of the scan is named here rather than passed on (one pass over the output,
         // against the scan's N multiply-adds per element). The usual source is a non-finite input;
         // otherwise the state overflowed. selective_scan_ref does not clamp: softplus then exp(Δ·A)

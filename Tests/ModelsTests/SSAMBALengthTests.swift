@@ -56,6 +56,21 @@ final class SSAMBALengthTests: XCTestCase {
         XCTAssertEqual(try GradMode.noGrad { try m.logits(self.features(33)) }.shape, [1, 3], "a shorter clip: middle columns")
     }
 
+    /// Without autograd the blocks share each pair's residual and drop old tensors early: the same
+    /// numbers as the recorded path, which forms both residuals.
+    func testInferenceBlocksEqualTheRecordedPath() throws {
+        Random.global = RandomGenerator(seed: 24)
+        var c = AMBAConfig(dim: 16, depth: 4, labelDim: 3)
+        c.stateSize = 4
+        let v = AMBAEncoder(c)
+        v.eval()
+        var g = RandomGenerator(seed: 25)
+        let x = Tensor.randn([2, 13, 16], generator: &g)
+        let recorded = try v.blocks(x).toArray()
+        let fast = try GradMode.noGrad { try v.blocks(x) }.toArray()
+        for (a, b) in zip(recorded, fast) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+    }
+
     func testOtherLengthsAreRefusedWhereTheyCannotWork() throws {
         let m = model(), v = m.v
         // Patch tokens beyond what pos_embed covers: refused, with the limit named.

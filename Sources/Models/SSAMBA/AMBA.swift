@@ -94,6 +94,9 @@ public final class AMBAEncoder: Module, PatchEncoder {
     /// The layer pairs, the final residual sum and `norm_f` twice on a token sequence [B, L, D] (cls
     /// and positions already in): what `earshot bench encoder --arch mamba` times on its own.
     public func blocks(_ x: Tensor) throws -> Tensor {
+        if !GradMode.isEnabled && layers.allSatisfy({ type(of: $0) == VimBlock.self && $0.dropPath.isIdentity }) && dropPath.isIdentity {
+            return try inferenceBlocks(x)
+        }
         var hidden = x
         var residual: Tensor? = nil
         for i in stride(from: 0, to: layers.count - 1, by: 2) {
@@ -103,6 +106,26 @@ public final class AMBAEncoder: Module, PatchEncoder {
         }
         let last = try residual.map { try $0 + dropPath(hidden) } ?? hidden
         return try normF(normF(last))
+    }
+
+    /// `blocks` without autograd and with every drop path the identity: both layers of a pair then
+    /// form the same residual r = residual + hidden, so it is computed once, the pair's residual sum
+    /// is r + r (bitwise what the two sums give), and the previous hidden state and residual are let
+    /// go before the mixers run. Three [B, L, D] tensors fewer at the peak of a long sequence.
+    func inferenceBlocks(_ x: Tensor) throws -> Tensor {
+        var hidden: Tensor? = x, residual: Tensor? = nil
+        for i in stride(from: 0, to: layers.count - 1, by: 2) {
+            guard let h = hidden else { break }
+            let r = try residual.map { try $0 + h } ?? h
+            (hidden, residual) = (nil, nil)
+            let (f, b) = (layers[i], layers[i + 1])
+            let hf = try f.mixer(f.norm(r))
+            let hb = try b.mixer(b.norm(r), flipped: true)
+            hidden = try hf + hb
+            residual = try r + r
+        }
+        guard let h = hidden else { return try normF(normF(x)) }
+        return try normF(normF(try residual.map { try $0 + h } ?? h))
     }
 }
 
