@@ -78,11 +78,17 @@ struct EncoderBench: ParsableCommand {
     @Option var tokens = 1212
     @Option var batch = 8
     @Flag(help: "Time a training step (forward, backward, AdamW) instead of inference.") var train = false
+    @Option(name: .customLong("piece-tokens"),
+            help: "mamba inference: run any longer sequence in pieces of this many tokens (0 = the whole sequence at once; default: MambaMixer's, pieces of 1024 above 16384 tokens).")
+    var pieceTokens: Int?
     @OptionGroup var options: BenchOptions
 
     func run() throws {
         Threading.setThreads(options.threads)
         Random.seed(0)
+        if let pieceTokens {
+            (MambaMixer.pieceTokens, MambaMixer.piecesAbove) = pieceTokens > 0 ? (pieceTokens, pieceTokens) : (Int.max, Int.max)
+        }
         var (dim, heads) = (self.dim, self.heads)
         if let size {
             guard let w = ["tiny": (192, 3), "small": (384, 6), "base": (768, 12)][size] else {
@@ -135,7 +141,8 @@ struct EncoderBench: ParsableCommand {
             fields += [("heads", heads), ("tokens", tokens), ("batch", batch), ("threads", options.threads),
                        ("ms_per_step", t * 1e3), ("items_per_s", Double(batch) / t), ("gflops", flops / t / 1e9)]
         } else {
-            fields += [("tokens", tokens), ("batch", batch), ("threads", options.threads), ("ms_per_step", t * 1e3),
+            fields += [("tokens", tokens), ("batch", batch), ("threads", options.threads),
+                       ("piece_tokens", tokens > MambaMixer.piecesAbove ? MambaMixer.pieceTokens : 0), ("ms_per_step", t * 1e3),
                        ("items_per_s", Double(batch) / t)]
         }
         fields += [("tokens_per_s", Double(batch * tokens) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())]

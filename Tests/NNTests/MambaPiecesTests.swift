@@ -15,13 +15,13 @@ final class MambaPiecesTests: XCTestCase {
             for i in 0..<t.count { t.data[i] += 0.3 * g.nextNormal() }
         }
         let u = Tensor.randn([2, 37, 20], generator: &g)
-        let saved = MambaMixer.pieceTokens
-        defer { MambaMixer.pieceTokens = saved }
+        let saved = (MambaMixer.pieceTokens, MambaMixer.piecesAbove)
+        defer { (MambaMixer.pieceTokens, MambaMixer.piecesAbove) = saved }
         for flipped in [false, true] {
             // With autograd on, the whole-sequence path (pieces only run without it).
             let whole = try m(u, flipped: flipped).toArray()
             for piece in [2, 8, 36] {
-                MambaMixer.pieceTokens = piece
+                (MambaMixer.pieceTokens, MambaMixer.piecesAbove) = (piece, piece)
                 let pieces = try GradMode.noGrad { try m(u, flipped: flipped) }.toArray()
                 var worst: Float = 0
                 for (a, b) in zip(whole, pieces) { worst = Swift.max(worst, Swift.abs(a - b)) }
