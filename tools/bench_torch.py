@@ -3,6 +3,8 @@
 
 Usage: $(../shared/tools/reference-venv.sh) tools/bench_torch.py matmul --m 4096 --k 768 --n 3072
        $(../shared/tools/reference-venv.sh) tools/bench_torch.py encoder --dim 192 --depth 12 --heads 3 --tokens 1212 --batch 8 [--train]
+       $(../shared/tools/reference-venv.sh) tools/bench_torch.py encoder --arch mamba --size tiny --tokens 2048 --batch 1 [--train]
+       $(../shared/tools/reference-venv.sh) tools/bench_torch.py scan --batch 1 --length 2048 --din 384 --states 16 [--train]
 """
 import argparse
 import json
@@ -53,6 +55,118 @@ class Block(nn.Module):
         a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         x = x + self.proj(a.transpose(1, 2).reshape(B, N, C))
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+def selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True):
+    """Mamba's reference selective scan (mamba_ssm selective_scan_ref's formula and structure, written here
+    in plain torch, real inputs only): u, delta, z [B, Din, L]; A [Din, N]; B, C [B, N, L]; D, delta_bias [Din].
+    exp(delta*A) and delta*B*u are formed for every step up front, then a Python loop over L carries the
+    [B, Din, N] state, as the reference does."""
+    delta = delta + delta_bias[..., None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    x = u.new_zeros((u.shape[0], A.shape[0], A.shape[1]))
+    delta_a = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))
+    delta_b_u = torch.einsum("bdl,bnl,bdl->bdln", delta, B, u)
+    ys = []
+    for i in range(u.shape[2]):
+        x = delta_a[:, :, i] * x + delta_b_u[:, :, i]
+        ys.append(torch.einsum("bdn,bn->bd", x, C[:, :, i]))
+    y = torch.stack(ys, dim=2)
+    out = y + u * D[..., None]
+    return out * F.silu(z)
+
+
+class MambaV2Mixer(nn.Module):
+    """Vim's bimamba-v2 mixer with if_divide_out, in plain torch (the CUDA-less mamba_ssm path drops the
+    backward branch, see tools/make_ssamba_fixtures.py): both branches through selective_scan_ref, the
+    backward one on explicit flips."""
+
+    def __init__(self, dim, state=16, kernel=4, expand=2):
+        super().__init__()
+        self.inner, self.state, self.rank = expand * dim, state, -(-dim // 16)
+        inner = self.inner
+        self.in_proj = nn.Linear(dim, 2 * inner, bias=False)
+        for suffix in ["", "_b"]:
+            setattr(self, "conv1d" + suffix, nn.Conv1d(inner, inner, kernel, groups=inner, padding=kernel - 1))
+            setattr(self, "x_proj" + suffix, nn.Linear(inner, self.rank + 2 * state, bias=False))
+            dt = nn.Linear(self.rank, inner)
+            with torch.no_grad():
+                dt.bias.copy_(torch.log(torch.expm1(torch.empty(inner).uniform_(1e-3, 0.1))))
+            setattr(self, "dt_proj" + suffix, dt)
+            setattr(self, "A" + suffix + "_log", nn.Parameter(torch.log(torch.arange(1, state + 1, dtype=torch.float32)).repeat(inner, 1)))
+            setattr(self, "D" + suffix, nn.Parameter(torch.ones(inner)))
+        self.out_proj = nn.Linear(inner, dim, bias=False)
+
+    def branch(self, x, z, suffix):
+        conv, x_proj, dt_proj = (getattr(self, n + suffix) for n in ["conv1d", "x_proj", "dt_proj"])
+        a_log, d = getattr(self, "A" + suffix + "_log"), getattr(self, "D" + suffix)
+        length = x.shape[1]
+        xc = F.silu(conv(x.transpose(1, 2))[..., :length])                       # [B, inner, L]
+        dt, b, c = torch.split(x_proj(xc.transpose(1, 2)), [self.rank, self.state, self.state], dim=-1)
+        delta = (dt @ dt_proj.weight.t()).transpose(1, 2)                          # bias and softplus in the scan
+        return selective_scan_ref(xc, delta, -torch.exp(a_log), b.transpose(1, 2), c.transpose(1, 2), d,
+                                  z.transpose(1, 2), dt_proj.bias, True).transpose(1, 2)
+
+    def forward(self, u):
+        x, z = self.in_proj(u).chunk(2, dim=-1)
+        y_f = self.branch(x, z, "")
+        y_b = self.branch(x.flip([1]), z.flip([1]), "_b")
+        return self.out_proj((y_f + y_b.flip([1])) / 2)
+
+
+class VimLayer(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.mixer = MambaV2Mixer(dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-5)
+
+    def forward(self, h, r):
+        r = h if r is None else r + h
+        return self.mixer(self.norm(r)), r
+
+
+class VimBlocks(nn.Module):
+    """SSAMBA's encoder blocks (AMBAModel's VisionMamba): layers in pairs, the second on the flipped sequence,
+    residuals summed, then norm_f on r + h and norm_f once more (every AMBAModel forward applies it again)."""
+
+    def __init__(self, dim, depth):
+        super().__init__()
+        self.layers = nn.ModuleList([VimLayer(dim) for _ in range(depth)])
+        self.norm_f = nn.LayerNorm(dim, eps=1e-5)
+
+    def forward(self, h):
+        r = None
+        for i in range(0, len(self.layers) - 1, 2):
+            h_f, r_f = self.layers[i](h, r)
+            h_b, r_b = self.layers[i + 1](h.flip([1]), None if r is None else r.flip([1]))
+            h, r = h_f + h_b.flip([1]), r_f + r_b.flip([1])
+        return self.norm_f(self.norm_f(r + h))
+
+
+def scan_bench(a):
+    """`earshot bench scan`'s twin: selective_scan_ref on the same operands in its own [B, Din, L] layout."""
+    b, l, din, n = a.batch, a.length, a.din, a.states
+    g = a.train
+    x, z = torch.randn(b, din, l, requires_grad=g), torch.randn(b, din, l, requires_grad=g)
+    delta = (torch.randn(b, din, l) * 0.1).requires_grad_(g)
+    bias = torch.full((din,), -3.0, requires_grad=g)
+    A = (-torch.arange(1, n + 1, dtype=torch.float32).repeat(din, 1)).requires_grad_(g)
+    B, C = torch.randn(b, n, l, requires_grad=g), torch.randn(b, n, l, requires_grad=g)
+    D = torch.ones(din, requires_grad=g)
+
+    def run():
+        y = selective_scan_ref(x, delta, A, B, C, D, z, bias, True)
+        if g:
+            y.backward(torch.ones_like(y))
+    if g:
+        t = median_time(run, a.iters, a.warmup)
+    else:
+        with torch.inference_mode():
+            t = median_time(run, a.iters, a.warmup)
+    print(json.dumps({"bench": "scan", "impl": "torch selective_scan_ref", "mode": "train" if g else "inference",
+                      "batch": b, "length": l, "din": din, "states": n, "threads": a.threads, "ms_per_step": t * 1e3,
+                      "tokens_per_s": b * l / t, "peak_rss_mb": peak_rss_mb()}))
 
 
 def hf_ast(a):
@@ -127,11 +241,15 @@ def finetune_bench(a):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast", "finetune", "cnn"])
+    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast", "finetune", "scan", "cnn"])
     p.add_argument("--model", default="cnn14", choices=["cnn6", "cnn10", "cnn14"])
+    p.add_argument("--arch", default="ast", choices=["ast", "mamba"])
+    p.add_argument("--length", type=int, default=2048)
+    p.add_argument("--din", type=int, default=384)
+    p.add_argument("--states", type=int, default=16)
     p.add_argument("--peft", default="full", choices=["full", "linear", "bitfit", "lora", "adapter"])
     p.add_argument("--reduction-rate", type=int, default=64)
-    p.add_argument("--size", default="tiny")
+    p.add_argument("--size", default=None, help="ast/finetune: default tiny; encoder: sets --dim and --heads")
     p.add_argument("--frames", type=int, default=1024)
     p.add_argument("--labels", type=int, default=527)
     p.add_argument("--seconds", type=float, default=10)
@@ -141,15 +259,20 @@ def main():
     p.add_argument("--k", type=int, default=768)
     p.add_argument("--n", type=int, default=3072)
     p.add_argument("--dim", type=int, default=192)
-    p.add_argument("--depth", type=int, default=12)
+    p.add_argument("--depth", type=int, default=None, help="encoder: default 12 (ast), 24 (mamba)")
     p.add_argument("--heads", type=int, default=3)
     p.add_argument("--tokens", type=int, default=1212)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=None, help="default 8 (scan: 1)")
     p.add_argument("--train", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     a = p.parse_args()
+    if a.bench == "encoder" and a.size is not None:
+        a.dim, a.heads = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}[a.size]
+    a.size = a.size or "tiny"
+    a.depth = a.depth or (24 if a.arch == "mamba" else 12)
+    a.batch = a.batch or (1 if a.bench == "scan" else 8)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
 
@@ -192,6 +315,35 @@ def main():
     if a.bench == "cnn":
         from bench_torch_cnn import cnn_bench
         cnn_bench(a, median_time, peak_rss_mb)
+        return
+
+    if a.bench == "scan":
+        scan_bench(a)
+        return
+
+    if a.arch == "mamba":
+        enc = VimBlocks(a.dim, a.depth)
+        x = torch.randn(a.batch, a.tokens, a.dim)
+        if a.train:
+            opt = torch.optim.AdamW(enc.parameters(), lr=1e-4)
+
+            def step():
+                loss = enc(x).square().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            t = median_time(step, a.iters, a.warmup)
+        else:
+            enc.eval()
+
+            def infer():
+                with torch.inference_mode():
+                    enc(x)
+            t = median_time(infer, a.iters, a.warmup)
+        print(json.dumps({"bench": "encoder", "arch": "mamba", "impl": "torch (selective_scan_ref)",
+                          "mode": "train" if a.train else "inference", "dim": a.dim, "depth": a.depth, "tokens": a.tokens,
+                          "batch": a.batch, "threads": a.threads, "ms_per_step": t * 1e3, "items_per_s": a.batch / t,
+                          "tokens_per_s": a.batch * a.tokens / t, "peak_rss_mb": peak_rss_mb()}))
         return
 
     if a.bench == "fbank":

@@ -83,9 +83,11 @@ enum SelectiveScanKernel {
         let magic: Int32 = 0x4B40_0000
         var e = unsafeBitCast(((bits &>> 23) &- 126) &+ magic, to: V8.self) - 12_582_912
         var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F00_0000, to: V8.self)  // [0.5, 1)
-        let small = m .< 0.707106781186547524
-        e.replace(with: e - 1, where: small)
-        m = m.replacing(with: m + m, where: small) - 1
+        // The selects are bit masks, not `replace(with:where:)`: inside the scan loop the mask forms
+        // compiled to a branch per lane and scalarised this log and the softplus around it.
+        let small = mask(m .< 0.707106781186547524)
+        e = e - select(small, V8(repeating: 1), V8(repeating: 0))
+        m = m + select(small, m, V8(repeating: 0)) - 1
         let z = m * m
         var p = V8(repeating: 7.0376836292e-2)
         p = VMath.fma(p, m, V8(repeating: -1.1514610310e-1))
@@ -102,6 +104,15 @@ enum SelectiveScanKernel {
         return VMath.fma(e, V8(repeating: 0.693359375), m + y)
     }
 
+    /// A comparison's lanes as all-ones or all-zero bits.
+    @inline(always) static func mask(_ m: SIMDMask<SIMD8<Int32>>) -> SIMD8<UInt32> { unsafeBitCast(m, to: SIMD8<UInt32>.self) }
+
+    /// `a` where `m` is set, else `b`, by bit operations (one blend, never a branch).
+    @inline(always) static func select(_ m: SIMD8<UInt32>, _ a: V8, _ b: V8) -> V8 {
+        let (ab, bb) = (unsafeBitCast(a, to: SIMD8<UInt32>.self), unsafeBitCast(b, to: SIMD8<UInt32>.self))
+        return unsafeBitCast((ab & m) | (bb & ~m), to: V8.self)
+    }
+
     /// softplus(v) = max(v, 0) + log1p(exp(−|v|)), accurate for small Δ (the dt bias is initialised so
     /// that Δ is 1e-3…0.1, where log(1 + eᵛ) in floats loses up to 1e-4 relative): log1p(u) is
     /// log(w)·u/(w − 1) with w = 1 + u (Goldberg's trick), and u itself where w rounds to 1.
@@ -109,8 +120,7 @@ enum SelectiveScanKernel {
         let negAbs = unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) | 0x8000_0000, to: V8.self)
         let u = VMath.exp(negAbs)
         let w = 1 + u
-        var l = log(w) * u / (w - 1)
-        l.replace(with: u, where: w .== 1)
+        let l = select(mask(w .== 1), u, log(w) * u / (w - 1))
         return v.replacing(with: 0, where: v .< 0) + l
     }
 
@@ -119,9 +129,31 @@ enum SelectiveScanKernel {
     /// `VMath.exp` (same run, `SelectiveScanTimings`). exp2 clamps only below (its softmax use); with
     /// A = −exp(A_log) < 0 the argument is ≤ 0, and the upper clamp covers any other A.
     @inline(always) static func decay(_ dt: V8, _ a2: V8) -> V8 {
-        var e = dt * a2
-        e.replace(with: 127, where: e .> 127)
-        return VMath.exp2(e)
+        let e = dt * a2
+        return VMath.exp2(e.replacing(with: 127, where: e .> 127))
+    }
+
+    /// Index of the first NaN or ±Inf among `count` floats (all exponent bits set), nil when all are
+    /// finite: 8 lanes at a time, the exponent masks OR-ed, and a scalar search only after a hit.
+    static func firstNonFinite(_ p: UnsafePointer<Float>, _ count: Int) -> Int? {
+        let exponent = SIMD8<UInt32>(repeating: 0x7F80_0000)
+        // The largest exponent field over a block of 64 floats (integer max: one instruction, no NaN
+        // rules), then one compare per block; a block with a hit is searched lane by lane.
+        var i = 0
+        while i + 64 <= count {
+            var top = SIMD8<UInt32>(repeating: 0)
+            for j in stride(from: 0, to: 64, by: 8) {
+                let e = UnsafeRawPointer(p + i + j).loadUnaligned(as: SIMD8<UInt32>.self) & exponent
+                top = top.replacing(with: e, where: e .> top)
+            }
+            if any(top .== exponent) { break }
+            i += 64
+        }
+        while i < count {
+            if p[i].bitPattern & 0x7F80_0000 == 0x7F80_0000 { return i }
+            i += 1
+        }
+        return nil
     }
 
     /// Runs `body(worker, task, scratch)` for each task with `perWorker` vectors of scratch per worker.
@@ -134,7 +166,11 @@ enum SelectiveScanKernel {
     }
 
     /// Forward: writes `out`, and the state at the start of every chunk into `checkpoints` when given.
-    static func forward(_ p: Problem, out: UnsafeMutablePointer<Float>, checkpoints: UnsafeMutablePointer<Float>?) {
+    /// With `accumulate`, adds the scan's output to what `out` holds instead of overwriting it.
+    /// With `state` ([B, groups, N, 8] floats), the scan starts from the state it holds instead of 0
+    /// and leaves its last state there: a long sequence can then run in pieces.
+    static func forward(_ p: Problem, out: UnsafeMutablePointer<Float>, checkpoints: UnsafeMutablePointer<Float>?,
+                        accumulate: Bool = false, state: UnsafeMutablePointer<Float>? = nil) {
         let n = p.states, dIn = p.channels, groups = p.groups, chunks = p.chunks, chunk = p.chunk
         let per = p.groupsPerBlock, blocks = (groups + per - 1) / per
         tasks(p.batch * blocks, scratch: 2 * n) { _, task, scratch in
@@ -148,6 +184,8 @@ enum SelectiveScanKernel {
                     at[k] = v * log2e
                     h[k] = V8(repeating: 0)
                 }
+                let carried = state.map { $0 + (b * groups + g) * n * 8 }
+                if let carried { UnsafeMutableRawPointer(h).copyMemory(from: carried, byteCount: n * 32) }
                 let dv = p.d.map { load($0 + d0, lanes) } ?? V8(repeating: 0)
                 let bias = p.bias.map { load($0 + d0, lanes) } ?? V8(repeating: 0)
                 let ckBase = checkpoints.map { $0 + (b * groups + g) * chunks * n * 8 }
@@ -171,8 +209,10 @@ enum SelectiveScanKernel {
                         let zv = load(z + off, lanes)
                         y = y * zv * VMath.sigmoid(zv)
                     }
+                    if accumulate { y = y + load(out + off, lanes) }
                     store(y, out + off, lanes)
                 }
+                if let carried { UnsafeMutableRawPointer(carried).copyMemory(from: h, byteCount: n * 32) }
             }
         }
     }
@@ -318,6 +358,11 @@ enum SelectiveScanKernel {
 }
 
 extension Tensor {
+    /// Floats of a selective scan's carried state: [B, ⌈Din/8⌉, N, 8].
+    public static func selectiveScanStateCount(batch: Int, channels: Int, states: Int) -> Int {
+        batch * ((channels + 7) / 8) * states * 8
+    }
+
     /// Mamba's selective scan, `selective_scan_ref(x, delta, A, B, C, D, z, delta_bias, delta_softplus)`
     /// in token-major layout (see `SelectiveScanKernel` for the formula):
     /// x, delta [B, L, Din]; a [Din, N] (Mamba passes −exp(A_log)); b, c [B, L, N]; d, deltaBias [Din];
@@ -326,9 +371,17 @@ extension Tensor {
     /// and activation cost no pass over [B, L, Din]. `reverse` scans from the last token to the first,
     /// writing each output at its own token (flip∘scan∘flip without copies).
     /// Differentiable in every input; the backward keeps only the state at every `chunk`-th step.
+    /// `addingTo` (inference only) adds the output into that tensor in place and returns it: a
+    /// bidirectional mixer's second branch then needs neither its own output nor the sum's.
+    /// A NaN or Inf in the output throws, naming the input that holds one or the place that overflowed.
+    /// `carrying` (inference only; zeros of `selectiveScanStateCount` floats to start) is read as the
+    /// state before the first step in scan order and overwritten with the state after the last, so a
+    /// sequence scanned in consecutive pieces (in scan order: the last piece first when `reverse`)
+    /// equals one scan of the whole.
     public static func selectiveScan(_ x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor? = nil,
                                      z: Tensor? = nil, deltaBias: Tensor? = nil, deltaSoftplus: Bool = true,
-                                     reverse: Bool = false) throws -> Tensor {
+                                     reverse: Bool = false, addingTo sum: Tensor? = nil,
+                                     carrying state: Tensor? = nil) throws -> Tensor {
         try check(x.rank == 3, "selectiveScan: x must be [B, L, Din], got \(x.shape)")
         let (batch, len, dIn) = (x.shape[0], x.shape[1], x.shape[2])
         try check(a.rank == 2 && a.shape[0] == dIn, "selectiveScan: A must be [Din, N] = [\(dIn), N], got \(a.shape)")
@@ -345,9 +398,42 @@ extension Tensor {
             batch: batch, length: len, channels: dIn, states: n, softplus: deltaSoftplus, reverse: reverse)
         let inputs = [x, delta, a, b, c] + [d, z, deltaBias].compactMap { $0 }
         let recording = GradMode.enabled && inputs.contains { $0.requiresGrad }
-        let out = Tensor.empty(x.shape)
+        if let sum {
+            try check(!recording && !sum.requiresGrad, "selectiveScan: addingTo is for inference (no autograd recording)")
+            try check(sum.shape == x.shape, "selectiveScan: addingTo \(sum.shape) does not match x \(x.shape)")
+        }
+        if let state {
+            try check(!recording, "selectiveScan: carrying a state is for inference (no autograd recording)")
+            try check(state.count == Tensor.selectiveScanStateCount(batch: batch, channels: dIn, states: n),
+                      "selectiveScan: the carried state holds \(state.count) floats, not the \(Tensor.selectiveScanStateCount(batch: batch, channels: dIn, states: n)) of [B, ⌈Din/8⌉, N, 8]")
+        }
+        let out = sum ?? Tensor.empty(x.shape)
         let checkpoints = recording ? Tensor.empty([problem.checkpointCount]) : nil
-        SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data)
+        SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data, accumulate: sum != nil,
+                                    state: state?.data)
+        // A NaN or Inf out of the scan is named here rather than passed on (one pass over the output,
+        // against the scan's N multiply-adds per element). The usual source is a non-finite input;
+        // otherwise the state overflowed. selective_scan_ref does not clamp: softplus then exp(Δ·A)
+        // with A = −exp(A_log) < 0 only underflows to 0 for a huge Δ, but Δ·B·x can still overflow,
+        // and so can exp(Δ·A) for an A > 0 (a raw A, not Mamba's); the reference would return Inf or
+        // NaN silently, this throws.
+        if let bad = SelectiveScanKernel.firstNonFinite(out.data, out.count) {
+            let named: [(String, Tensor?)] = [("x", x), ("delta", delta), ("A", a), ("B", b), ("C", c), ("D", d),
+                                              ("z", z), ("deltaBias", deltaBias)]
+            for case let (name, t?) in named {
+                if let i = SelectiveScanKernel.firstNonFinite(t.data, t.count) {
+                    throw EngineError("selectiveScan: input \(name) \(t.shape) holds \(t.data[i]) at flat index \(i)")
+                }
+            }
+            let (item, token, channel) = (bad / (len * dIn), (bad / dIn) % len, bad % dIn)
+            let pre = delta.data[bad] + (deltaBias?.data[channel] ?? 0)
+            var aMax = -Float.infinity
+            for k in 0..<n { aMax = Swift.max(aMax, a.data[channel * n + k]) }
+            throw EngineError("selectiveScan: the state overflowed Float at batch item \(item), token \(token), channel \(channel) "
+                              + "(output \(out.data[bad])): delta + deltaBias there is \(pre)"
+                              + (deltaSoftplus ? " before softplus" : "") + ", and A's largest entry in that channel is \(aMax) "
+                              + "(Δ·B·x beyond Float range, or exp(Δ·A) growing with A > 0)")
+        }
         guard let checkpoints else { return out }
         // `problem` points into every input's storage, so the closure keeps every input alive: the tape
         // holds only what closures capture (delta, read through `problem` alone, was freed and reused).

@@ -7,7 +7,8 @@ import NN
 /// A classifier ready for new audio: an encoder with its head (any registered family), its classes
 /// and its feature pipeline. Every call covers a clip from start to end: features longer than the
 /// model's input are scored as windows of that length, `hop` frames apart (half a window) with the
-/// last ending at the clip's last frame, and the windows' outputs averaged.
+/// last ending at the clip's last frame, and the windows' outputs averaged; a model that takes any
+/// length (`onePass`) scores the whole clip at once instead.
 public struct Classifier {
     /// The model with its classes, features and scoring, as a model family loads it.
     public let loaded: LoadedClassifier
@@ -26,6 +27,9 @@ public struct Classifier {
     /// The model's input length in frames, and the hop between windows of a longer clip.
     public var window: Int { model.inputFrames }
     public var hop: Int { max(window / 2, 1) }
+    /// Whether a clip runs in one pass whatever its length (a `VariableLengthClassifier` such as
+    /// SSAMBA's): no windows, so a 10-minute recording is one sequence; shorter clips still pad to `window`.
+    public var onePass: Bool { (model as? any VariableLengthClassifier)?.takesAnyLength ?? false }
 
     /// Loads an Earshot classifier (a fine-tuning run folder, for its best checkpoint, or a checkpoint
     /// file), or a released classifier any model family reads (a Hugging Face folder, an original
@@ -127,12 +131,16 @@ public struct Classifier {
         return (out, report)
     }
 
-    func pass(_ batchSize: Int) -> WindowedPass { WindowedPass(pipeline: pipeline, window: window, batchSize: max(batchSize, 1)) }
+    func pass(_ batchSize: Int) -> WindowedPass {
+        WindowedPass(pipeline: pipeline, window: window, batchSize: max(batchSize, 1), onePass: onePass)
+    }
 
-    /// The mean of `f` over the model-sized windows of `features` (just `f(features)` when they fit), without grad.
+    /// The mean of `f` over the model-sized windows of `features` (just `f(features)` when they fit, or
+    /// when the model takes any length), without grad.
     private func windowMean(_ features: Tensor, _ f: (Tensor) throws -> Tensor) throws -> Tensor {
         try GradMode.noGrad {
             let frames = features.rank == 3 ? features.shape[1] : 0
+            if onePass && frames >= window { return try f(features) }
             let starts = WindowedPass.starts(frames: frames, window: window, hop: hop)
             if starts.count == 1 { return try f(features) }
             var total = try f(features.slice(axis: 1, start: starts[0], end: starts[0] + window))

@@ -5,12 +5,16 @@ import Foundation
 /// One pass over audio files that covers every clip from its first frame to its last: each clip's
 /// features (natural length, padded up to one window when shorter) are cut into windows of the model's
 /// input, `hop` frames apart with the last window ending at the clip's last frame, and the model's
-/// outputs averaged over a clip's windows. Clips load in parallel, the next chunk while the model runs
-/// on the current one; unreadable ones are skipped and named in `report`.
+/// outputs averaged over a clip's windows (or, with `onePass`, each whole clip run at once). Clips load
+/// in parallel, the next chunk while the model runs on the current one; unreadable ones are skipped and
+/// named in `report`.
 struct WindowedPass {
     let pipeline: FeaturePipeline
     let window: Int
     let batchSize: Int
+    /// Every clip in one pass of its own ([1, T, F], batch 1 since lengths differ), no windows: for
+    /// models that take any length (`Classifier.onePass`).
+    var onePass = false
 
     /// Window starts for `frames` frames: [0] when the clip fits, else every `hop` and the last window.
     static func starts(frames: Int, window: Int, hop: Int) -> [Int] {
@@ -85,7 +89,10 @@ struct WindowedPass {
                 case .failure(let e): report.recordSkip(paths[i], "\(e)")
                 }
             }
-            let means = try GradMode.noGrad { try WindowedPass.windowMeans(clips, window: window, batchSize: batchSize, f) }
+            let means = try GradMode.noGrad {
+                onePass ? try clips.map { try f($0.unsqueeze(0)).squeeze(0) }
+                        : try WindowedPass.windowMeans(clips, window: window, batchSize: batchSize, f)
+            }
             for (i, m) in zip(kept, means) { try body(i, m) }
             done += chunk.count
             meter?.update(done, "clips")

@@ -9,7 +9,8 @@ import Models
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (JSON lines). Compare with tools/bench_torch.py on the same machine.",
-        subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self, FbankBench.self, ASTBench.self, FinetuneBench.self, CNNBench.self])
+        subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self, FbankBench.self, ASTBench.self, FinetuneBench.self,
+                      ScanBench.self, CNNBench.self])
 }
 
 struct BenchOptions: ParsableArguments {
@@ -64,45 +65,121 @@ struct MatmulBench: ParsableCommand {
 
 struct EncoderBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "encoder",
-        abstract: "A pre-LN ViT encoder on [batch, tokens, dim] inputs; --train adds backward and an AdamW step.")
+        abstract: "An encoder's blocks on [batch, tokens, dim] inputs (no patch embedding); --train adds backward and an AdamW step.",
+        discussion: """
+            --arch ast (the default): a pre-LN ViT encoder (AST's blocks). --arch mamba: SSAMBA's encoder blocks \
+            (AMBAEncoder: Vim layers in forward/backward pairs with bimamba-v2 mixers, norm_f twice), 24 layers by default.
+            """)
+    @Option(help: "ast (pre-LN ViT blocks) or mamba (SSAMBA's Vim blocks).") var arch = "ast"
+    @Option(help: "tiny, small or base: sets the width (and ast's heads); --dim and --heads otherwise.") var size: String?
     @Option var dim = 192
-    @Option var depth = 12
+    @Option(help: "Blocks (default: ast 12, mamba 24).") var depth: Int?
     @Option var heads = 3
     @Option var tokens = 1212
     @Option var batch = 8
     @Flag(help: "Time a training step (forward, backward, AdamW) instead of inference.") var train = false
+    @Option(name: .customLong("piece-tokens"),
+            help: "mamba inference: run any longer sequence in pieces of this many tokens (0 = the whole sequence at once; default: MambaMixer's, pieces of 1024 above 16384 tokens).")
+    var pieceTokens: Int?
     @OptionGroup var options: BenchOptions
 
     func run() throws {
         Threading.setThreads(options.threads)
         Random.seed(0)
-        let encoder = TransformerEncoder(ViTConfig(dim: dim, depth: depth, heads: heads))
+        if let pieceTokens {
+            (MambaMixer.pieceTokens, MambaMixer.piecesAbove) = pieceTokens > 0 ? (pieceTokens, pieceTokens) : (Int.max, Int.max)
+        }
+        var (dim, heads) = (self.dim, self.heads)
+        if let size {
+            guard let w = ["tiny": (192, 3), "small": (384, 6), "base": (768, 12)][size] else {
+                throw ValidationError("--size must be tiny, small or base, got \(size)")
+            }
+            (dim, heads) = w
+        }
+        let (module, forward): (Module, (Tensor) throws -> Tensor)
+        let depth: Int
+        switch arch {
+        case "ast":
+            depth = self.depth ?? 12
+            let encoder = TransformerEncoder(ViTConfig(dim: dim, depth: depth, heads: heads))
+            (module, forward) = (encoder, { try encoder($0) })
+        case "mamba":
+            depth = self.depth ?? 24
+            var c = AMBAConfig(dim: dim, depth: depth, labelDim: 1)
+            c.inputTdim = 16   // the patch embedding and positions are not used; keep them small
+            try c.validate()
+            let encoder = AMBAEncoder(c)
+            (module, forward) = (encoder, { try encoder.blocks($0) })
+        default:
+            throw ValidationError("--arch must be ast or mamba, got \(arch)")
+        }
         let x = Tensor.randn([batch, tokens, dim])
-        let optimizer = AdamW(encoder.trainableParameters(), lr: 1e-4)
+        let optimizer = AdamW(module.trainableParameters(), lr: 1e-4)
         let t: Double
         if train {
             t = try medianTime(iters: options.iters, warmup: options.warmup) {
-                let loss = try encoder(x).square().mean()
+                let loss = try forward(x).square().mean()
                 optimizer.zeroGrad()
                 try loss.backward()
                 try optimizer.step()
             }
         } else {
-            encoder.eval()
+            module.eval()
             t = try medianTime(iters: options.iters, warmup: options.warmup) {
-                _ = try GradMode.noGrad { try encoder(x) }
+                _ = try GradMode.noGrad { try forward(x) }
             }
         }
-        // Forward FLOPs: 4 D² (qkv + proj) + 2·D·4D (MLP) multiply-adds per token, plus 2 N² D for
-        // attention per sequence; a training step counts 3x forward.
-        let perToken = 2.0 * Double(4 * dim * dim + 2 * dim * 4 * dim)
-        let attention = 2.0 * 2.0 * Double(tokens * tokens * dim)
-        let forward = Double(depth) * Double(batch) * (Double(tokens) * perToken + attention)
-        let flops = train ? 3 * forward : forward
-        printJSON([("bench", "encoder"), ("mode", train ? "train" : "inference"), ("dim", dim), ("depth", depth),
-                   ("heads", heads), ("tokens", tokens), ("batch", batch), ("threads", options.threads),
-                   ("ms_per_step", t * 1e3), ("items_per_s", Double(batch) / t), ("gflops", flops / t / 1e9),
-                   ("peak_rss_mb", Memory.peakRSSMegabytes())])
+        var fields: [(String, Any)] = [("bench", "encoder"), ("arch", arch), ("mode", train ? "train" : "inference"), ("dim", dim),
+                                       ("depth", depth)]
+        if arch == "ast" {
+            // Forward FLOPs: 4 D² (qkv + proj) + 2·D·4D (MLP) multiply-adds per token, plus 2 N² D for
+            // attention per sequence; a training step counts 3x forward.
+            let perToken = 2.0 * Double(4 * dim * dim + 2 * dim * 4 * dim)
+            let attention = 2.0 * 2.0 * Double(tokens * tokens * dim)
+            let forward = Double(depth) * Double(batch) * (Double(tokens) * perToken + attention)
+            let flops = train ? 3 * forward : forward
+            fields += [("heads", heads), ("tokens", tokens), ("batch", batch), ("threads", options.threads),
+                       ("ms_per_step", t * 1e3), ("items_per_s", Double(batch) / t), ("gflops", flops / t / 1e9)]
+        } else {
+            fields += [("tokens", tokens), ("batch", batch), ("threads", options.threads),
+                       ("piece_tokens", tokens > MambaMixer.piecesAbove ? MambaMixer.pieceTokens : 0), ("ms_per_step", t * 1e3),
+                       ("items_per_s", Double(batch) / t)]
+        }
+        fields += [("tokens_per_s", Double(batch * tokens) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())]
+        printJSON(fields)
+    }
+}
+
+struct ScanBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scan",
+        abstract: "The fused selective scan alone (Mamba's S6 with D, z gating, delta bias and softplus); --train adds its backward.")
+    @Option(help: "Batch B.") var batch = 1
+    @Option(help: "Sequence length L.") var length = 2048
+    @Option(help: "Channels Din (d_inner: 384 in SSAMBA-tiny).") var din = 384
+    @Option(help: "State size N.") var states = 16
+    @Flag(help: "Time forward and backward (gradient of ones into every input).") var train = false
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        Threading.setThreads(options.threads)
+        Random.seed(0)
+        let (b, l, dIn, n) = (batch, length, din, states)
+        // Δ = softplus(0.1·randn − 3) ≈ 0.05, as a fresh dt_proj gives; A = −(1…N) (S4D-real).
+        let x = Tensor.randn([b, l, dIn]).requiringGrad(train), z = Tensor.randn([b, l, dIn]).requiringGrad(train)
+        let delta = (Tensor.randn([b, l, dIn]) * 0.1).requiringGrad(train)
+        let bias = Tensor.full([dIn], -3).requiringGrad(train)
+        let a = Tensor.empty([dIn, n])
+        for c in 0..<dIn { for k in 0..<n { a.data[c * n + k] = -Float(k + 1) } }
+        _ = a.requiringGrad(train)
+        let bm = Tensor.randn([b, l, n]).requiringGrad(train), cm = Tensor.randn([b, l, n]).requiringGrad(train)
+        let d = Tensor.ones([dIn]).requiringGrad(train)
+        let t = try medianTime(iters: options.iters, warmup: options.warmup) {
+            let y = try Tensor.selectiveScan(x, delta: delta, a: a, b: bm, c: cm, d: d, z: z, deltaBias: bias, deltaSoftplus: true)
+            if train { try y.backward(Tensor.ones(y.shape)) }
+        }
+        printJSON([("bench", "scan"), ("mode", train ? "train" : "inference"), ("batch", b), ("length", l), ("din", dIn),
+                   ("states", n), ("threads", options.threads), ("ms_per_step", t * 1e3),
+                   ("tokens_per_s", Double(b * l) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())])
     }
 }
 

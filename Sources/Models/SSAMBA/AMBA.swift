@@ -40,11 +40,35 @@ public final class AMBAEncoder: Module, PatchEncoder {
     public var inputFrames: Int { config.inputTdim }
     public var inputBins: Int { config.inputFdim }
 
+    /// Tokens of features [B, T, F]. T may differ from `inputFrames` (a Mamba has no window): the
+    /// positions are then interpolated along time to the clip's patch columns, as fine-tuning starts
+    /// adapt them (`ASTCheckpoint.adaptPositionalEmbedding`; a shorter grid takes the middle columns).
+    /// That is an inference path: while autograd records, another length is refused, because the
+    /// adapted positions are a copy that `pos_embed` would get no gradient through.
     public func tokens(_ features: Tensor) throws -> Tensor {
-        guard features.rank == 3, features.shape[1] == inputFrames, features.shape[2] == inputBins else {
-            throw ModelError("AMBA: expected features [B, \(inputFrames), \(inputBins)], got \(features.shape)")
+        guard features.rank == 3, features.shape[2] == inputBins, features.shape[1] >= config.tshape else {
+            throw ModelError("AMBA: expected features [B, T, \(inputBins)] with T ≥ \(config.tshape) frames (one patch; "
+                             + "\(inputFrames) in training), got \(features.shape)")
         }
-        return try transform(patchTokens(features))
+        let frames = features.shape[1]
+        if frames == inputFrames { return try transform(patchTokens(features)) }
+        if GradMode.isEnabled && posEmbed.requiresGrad {
+            throw ModelError("AMBA: features of \(frames) frames while training; the model trains on \(inputFrames) "
+                             + "(other lengths interpolate pos_embed, which is inference only)")
+        }
+        return try transform(patchTokens(features), positions: positions(frames: frames))
+    }
+
+    /// Patch columns of a clip of `frames` frames (the time axis of the patch grid).
+    public func timeGrid(frames: Int) -> Int { (frames - config.tshape) / config.tstride + 1 }
+
+    /// `pos_embed` for a clip of `frames` frames: [1, 1 + fGrid·t, D] with t its patch columns, the
+    /// trained positions where t is the trained grid's, else interpolated (bilinear, along time only).
+    public func positions(frames: Int) throws -> Tensor {
+        let t = timeGrid(frames: frames)
+        if t == config.tGrid { return posEmbed }
+        return try ASTCheckpoint.adaptPositionalEmbedding(posEmbed, from: (config.fGrid, config.tGrid),
+                                                         to: (config.fGrid, t), prefixTokens: 1)
     }
 
     /// Patch tokens [B, N, D] of features [B, T, F] (input transposed to [B, 1, F, T] as in SSAST).
@@ -53,10 +77,27 @@ public final class AMBAEncoder: Module, PatchEncoder {
     }
 
     /// cls + patches + positions, the layer pairs, the final residual sum and `norm_f` twice:
-    /// [B, 1 + N, D].
-    public func transform(_ patches: Tensor) throws -> Tensor {
-        let b = patches.shape[0], d = patches.shape[2]
-        var hidden = try Tensor.concat([clsToken.expand([b, 1, d]), patches], axis: 1) + posEmbed
+    /// [B, 1 + N, D]. N must be the positions' count (`config.patches` for `pos_embed` itself); a
+    /// longer sequence is refused with the limit named (`tokens` interpolates the positions first).
+    public func transform(_ patches: Tensor) throws -> Tensor { try transform(patches, positions: posEmbed) }
+
+    public func transform(_ patches: Tensor, positions: Tensor) throws -> Tensor {
+        let b = patches.shape[0], n = patches.shape[1], d = patches.shape[2]
+        guard positions.rank == 3, positions.shape[1] == n + 1, positions.shape[2] == d else {
+            throw ModelError("AMBA: \(n) patch tokens of width \(d), but the positions \(positions.shape) hold 1 + \(positions.shape[1] - 1) "
+                             + "(pos_embed covers \(config.patches) patches, a \(config.fGrid) x \(config.tGrid) grid of "
+                             + "\(inputFrames) frames; give features of another length to tokens(), which interpolates)")
+        }
+        return try blocks(Tensor.concat([clsToken.expand([b, 1, d]), patches], axis: 1) + positions)
+    }
+
+    /// The layer pairs, the final residual sum and `norm_f` twice on a token sequence [B, L, D] (cls
+    /// and positions already in): what `earshot bench encoder --arch mamba` times on its own.
+    public func blocks(_ x: Tensor) throws -> Tensor {
+        if !GradMode.isEnabled && layers.allSatisfy({ type(of: $0) == VimBlock.self && $0.dropPath.isIdentity }) && dropPath.isIdentity {
+            return try inferenceBlocks(x)
+        }
+        var hidden = x
         var residual: Tensor? = nil
         for i in stride(from: 0, to: layers.count - 1, by: 2) {
             let f = try layers[i](hidden, residual: residual)
@@ -66,13 +107,43 @@ public final class AMBAEncoder: Module, PatchEncoder {
         let last = try residual.map { try $0 + dropPath(hidden) } ?? hidden
         return try normF(normF(last))
     }
+
+    /// `blocks` without autograd and with every drop path the identity: both layers of a pair then
+    /// form the same residual r = residual + hidden, so it is computed once, the pair's residual sum
+    /// is r + r (bitwise what the two sums give), and the previous hidden state and residual are let
+    /// go before the mixers run. Three [B, L, D] tensors fewer at the peak of a long sequence.
+    func inferenceBlocks(_ x: Tensor) throws -> Tensor {
+        var hidden: Tensor? = x, residual: Tensor? = nil
+        for i in stride(from: 0, to: layers.count - 1, by: 2) {
+            guard let h = hidden else { break }
+            let r = try residual.map { try $0 + h } ?? h
+            (hidden, residual) = (nil, nil)
+            let (f, b) = (layers[i], layers[i + 1])
+            let hf = try f.mixer(f.norm(r))
+            let hb = try b.mixer(b.norm(r), flipped: true)
+            hidden = try hf + hb
+            residual = try r + r
+        }
+        guard let h = hidden else { return try normF(normF(x)) }
+        return try normF(normF(try residual.map { try $0 + h } ?? h))
+    }
+}
+
+/// A classifier that takes clips of any length in one pass (no windowing): what `Classifier` and
+/// `earshot classify`/`embed` ask before cutting a long recording into windows of `inputFrames`.
+/// Declared here rather than on `AudioClassifierModel` so the core protocol stays as it is; a model
+/// that does not conform is windowed as before.
+public protocol VariableLengthClassifier: AudioClassifierModel {
+    /// Whether `logits`/`embedding` take features [1, T, bins] of any T ≥ `inputFrames` (shorter clips
+    /// are still padded to one window).
+    var takesAnyLength: Bool { get }
 }
 
 /// SSAMBA's classifier (`AMBAModel` at its fine-tuning stage): the encoder, the pooled tokens
 /// (`ft_avgtok`: mean of tokens[1:]; or `ft_cls`), and `mlp_head` = LayerNorm + Linear.
 /// Keys are the reference's without DataParallel's `module.` (`v.layers.0.mixer.A_log`,
 /// `mlp_head.1.weight`).
-public final class AMBA: Module, AudioClassifierModel {
+public final class AMBA: Module, AudioClassifierModel, VariableLengthClassifier {
     @Child public private(set) var v: AMBAEncoder
     @Child public private(set) var mlpHead: Sequential
     public let config: AMBAConfig
@@ -105,6 +176,9 @@ public final class AMBA: Module, AudioClassifierModel {
     public var finalNormPrefix: String? { "v.norm_f." }
     public func logits(_ features: Tensor) throws -> Tensor { try callAsFunction(features) }
     public func embedding(_ features: Tensor) throws -> Tensor { try embed(features) }
+    /// A Mamba has no attention window: cost and memory grow linearly with the clip, and the positions
+    /// are interpolated to its length (`AMBAEncoder.tokens`).
+    public var takesAnyLength: Bool { true }
 }
 
 extension SSAST {
