@@ -1,0 +1,91 @@
+import ArgumentParser
+import Audio
+import Foundation
+import Inference
+
+struct ProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "How much an encoder's clip embeddings know: a linear probe and kNN per dataset, test accuracy and macro-F1 with standard errors.",
+        discussion: """
+        Every clip is embedded whole (windows averaged, as embed does) and cached by its bytes and the model. Per dataset: \
+        an L2-regularised multinomial logistic regression (L-BFGS on standardised features, λ chosen by cross-validation \
+        on the training split) and a cosine k-nearest-neighbour vote (k chosen likewise) are scored once on the test clips. \
+        Splits: the dataset's folds as k-fold cross-validation (ESC-10), else its test split (FSDD's official one), else \
+        20% held out; cross-validation inside training is by the dataset's folds, whole speakers where clips name a \
+        speaker other than their label, else stratified. Standard errors: binomial for accuracy and bootstrap for \
+        macro-F1 on one test split; s/√k over k folds. docs/PROBE.md has the details.
+        """)
+    @Option(help: "logmel-stats, random:<registry name> (an untrained encoder, see earshot models), or a run, checkpoint or release.")
+    var model: String
+    @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
+    @Option(help: "A dataset folder or manifest (repeat for several).") var data: [String]
+    @Option(name: .customLong("label-field"), help: "label, or speaker.") var labelField = "label"
+    @Option(help: "Frames per window of a random: encoder.") var frames = 128
+    @Option(help: "Seed of a random: encoder, of the cross-validation folds and of held-out test clips.") var seed: UInt64 = 0
+    @Option(help: "Cross-validation folds inside a training split.") var folds = 5
+    @Option(help: "L-BFGS iterations per fit.") var iterations = 100
+    @Option(help: "Embedding cache folder (default $XDG_CACHE_HOME/earshot/probe or ~/.cache/earshot/probe).") var cache: String?
+    @Flag(name: .customLong("no-cache"), help: "Embed every clip again and store nothing.") var noCache = false
+    @Flag(help: "One JSON object per dataset, then a summary line.") var json = false
+
+    func run() throws {
+        guard !data.isEmpty else { throw ValidationError("give at least one --data") }
+        let started = Date()
+        let embedder = try probeEmbedder(model, frames: frames, seed: seed, released: released.options, base: released.baseURL)
+        let store = noCache ? nil : try EmbeddingCache(directory: cache.map { URL(fileURLWithPath: $0) } ?? EmbeddingCache.defaultDirectory)
+        var settings = ProbeSettings()
+        (settings.seed, settings.folds, settings.iterations) = (seed, folds, iterations)
+        if !json { print("model: \(embedder.summary)") }
+        var results: [ProbeResult] = []
+        for path in data {
+            let ds = try Dataset.load(URL(fileURLWithPath: path)).labelled(by: labelField)
+            let paths = ds.records.filter { $0.labels.count == 1 }.map(\.path)
+            let t0 = Date()
+            let (embeddings, report, computed): ([String: [Float]], SkipReport, Int)
+            if let store {
+                (embeddings, report, computed) = try store.embeddings(of: paths, with: embedder, progress: progressLine)
+            } else {
+                let (e, r) = try embedder.embed(paths, progress: progressLine)
+                (embeddings, report, computed) = (e, r, paths.count)
+            }
+            let embedSeconds = Date().timeIntervalSince(t0)
+            for (file, reason) in report.skipped { progressLine("skipped \(file): \(reason)") }
+            let name = URL(fileURLWithPath: path).lastPathComponent + (labelField == "label" ? "" : " (\(labelField))")
+            let t1 = Date()
+            let result = try Probe.run(ds, name: name, labelField: labelField, embeddings: embeddings, skipped: report.skipped.count, settings: settings)
+            results.append(result)
+            if json {
+                var object = result.json
+                (object["embedded"], object["embed_seconds"], object["probe_seconds"]) = (computed, embedSeconds, Date().timeIntervalSince(t1))
+                try printJSONLine(object)
+            } else {
+                progressLine(String(format: "%@: %d clips embedded (%d from the cache) in %.1f s, probed in %.1f s", name, embeddings.count,
+                                    embeddings.count - min(computed, embeddings.count), embedSeconds, Date().timeIntervalSince(t1)))
+            }
+        }
+        if json {
+            try printJSONLine(["summary": ["model": model, "embedder": embedder.summary, "cache_key": embedder.cacheKey,
+                                           "seconds": Date().timeIntervalSince(started)]])
+            return
+        }
+        print(Self.table(results))
+        for r in results { print("\(r.dataset): \(r.plan)") }
+    }
+
+    /// A fixed-width table: one row per dataset, mean ± standard error.
+    static func table(_ results: [ProbeResult]) -> String {
+        func pm(_ v: Double, _ se: Double) -> String { String(format: "%.3f±%.3f", v, se) }
+        func chosen(_ v: [Double], _ format: String) -> String { Array(Set(v)).sorted().map { String(format: format, $0) }.joined(separator: ",") }
+        let header = ["dataset", "clips", "classes", "logreg acc", "logreg F1", "λ", "kNN acc", "kNN F1", "k"]
+        let rows = results.map { r in
+            [r.dataset, String(r.clips), String(r.classes), pm(r.logistic.accuracy, r.logistic.accuracySE),
+             pm(r.logistic.macroF1, r.logistic.macroF1SE), chosen(r.logistic.chosen, "%g"),
+             pm(r.knn.accuracy, r.knn.accuracySE), pm(r.knn.macroF1, r.knn.macroF1SE), chosen(r.knn.chosen, "%.0f")]
+        }
+        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max()! }
+        return ([header] + rows).map { row in
+            row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,127 @@
+import Engine
+import Foundation
+import XCTest
+@testable import Inference
+
+/// Gaussian blobs: `perClass` points around each mean, σ = `sigma` in every dimension.
+func blobs(_ means: [[Double]], perClass: Int, sigma: Double, seed: UInt64) -> (FeatureMatrix, [Int]) {
+    var g = RandomGenerator(seed: seed)
+    var rows: [[Double]] = [], labels: [Int] = []
+    for i in 0..<perClass {
+        for (c, m) in means.enumerated() {
+            rows.append(m.map { $0 + sigma * Double(g.nextNormal()) }); labels.append(c)
+            _ = i
+        }
+    }
+    return (FeatureMatrix(rows), labels)
+}
+
+/// Stratified folds 0..<k dealt round each class in turn (the points are interleaved by class).
+func dealtFolds(_ n: Int, _ k: Int) -> [Int] { (0..<n).map { ($0 / 2) % k } }
+
+final class ProbeMathTests: XCTestCase {
+    func testLossGradientMatchesFiniteDifferences() {
+        var g = RandomGenerator(seed: 3)
+        let (n, d, c) = (12, 4, 3)
+        let x = FeatureMatrix(rows: n, cols: d, values: (0..<(n * d)).map { _ in Double(g.nextNormal()) })
+        let y = (0..<n).map { $0 % c }
+        let w = (0..<((d + 1) * c)).map { _ in 0.5 * Double(g.nextNormal()) }
+        let lambda = 0.3
+        let (_, grad) = LogisticRegression.loss(w, x: x, y: y, classes: c, lambda: lambda)
+        let h = 1e-6
+        for i in w.indices {
+            var plus = w, minus = w
+            plus[i] += h; minus[i] -= h
+            let numeric = (LogisticRegression.loss(plus, x: x, y: y, classes: c, lambda: lambda).value
+                           - LogisticRegression.loss(minus, x: x, y: y, classes: c, lambda: lambda).value) / (2 * h)
+            XCTAssertEqual(grad[i], numeric, accuracy: 1e-7 + 1e-6 * abs(numeric), "parameter \(i)")
+        }
+        // The penalty is on the weights only: with x = 0 the bias gradient is the residual alone.
+        let zero = FeatureMatrix(rows: 1, cols: d, values: [Double](repeating: 0, count: d))
+        let onlyBias = LogisticRegression.loss(w, x: zero, y: [0], classes: c, lambda: 10).gradient
+        let z = Array(w[(d * c)...]), e = z.map { Foundation.exp($0 - z.max()!) }
+        XCTAssertEqual(onlyBias[d * c], e[0] / e.reduce(0, +) - 1, accuracy: 1e-12)
+    }
+
+    func testLBFGSFindsTheMinimumOfRosenbrock() {
+        let r = LBFGS.minimize([-1.2, 1], iterations: 200, tolerance: 1e-8) { v in
+            let (a, b) = (v[0], v[1])
+            return ((1 - a) * (1 - a) + 100 * (b - a * a) * (b - a * a),
+                    [-2 * (1 - a) - 400 * a * (b - a * a), 200 * (b - a * a)])
+        }
+        XCTAssertEqual(r.x[0], 1, accuracy: 1e-4)
+        XCTAssertEqual(r.x[1], 1, accuracy: 1e-4)
+        XCTAssertLessThan(r.iterations, 200)
+    }
+
+    func testSeparableBlobsAreClassifiedPerfectlyWithWeakRegularisation() {
+        let means = [[0.0, 0], [10, 0], [0, 10]]
+        let (x, y) = blobs(means, perClass: 40, sigma: 1, seed: 1)
+        let (xt, yt) = blobs(means, perClass: 100, sigma: 1, seed: 2)
+        let settings = ProbeSettings()
+        let lambda = LinearProbe.chooseLambda(x, y, folds: dealtFolds(x.rows, 5), classes: 3, settings: settings)
+        XCTAssertLessThanOrEqual(lambda, 1e-2, "separable classes: confident predictions win on held-out log-loss")
+        let s = Standardizer(fitting: x)
+        var model = LogisticRegression(dims: 2, classes: 3, lambda: lambda)
+        model.fit(s.apply(x), y, iterations: 200)
+        XCTAssertGreaterThanOrEqual(Metrics.accuracy(model.predict(s.apply(xt)), yt), 0.99)
+    }
+
+    func testOverlappingBlobsReachBayesAccuracy() {
+        // One informative dimension (means ±1, σ = 1) and three of noise: the Bayes rule x₀ > 0 is right
+        // with probability Φ(1) = 0.8413.
+        let means = [[-1.0, 0, 0, 0], [1, 0, 0, 0]]
+        let (x, y) = blobs(means, perClass: 500, sigma: 1, seed: 4)
+        let (xt, yt) = blobs(means, perClass: 2000, sigma: 1, seed: 5)
+        let plan = ProbePlan(rounds: [ProbeRound(name: "test", train: Array(0..<x.rows), test: [], innerFold: dealtFolds(x.rows, 5))],
+                             kFold: false, description: "")
+        let lambda = LinearProbe.chooseLambda(x, y, folds: plan.rounds[0].innerFold, classes: 2, settings: ProbeSettings())
+        let s = Standardizer(fitting: x)
+        var model = LogisticRegression(dims: 4, classes: 2, lambda: lambda)
+        model.fit(s.apply(x), y)
+        // 4000 test clips: the binomial SE is 0.006, so 0.02 is over three of them.
+        XCTAssertEqual(Metrics.accuracy(model.predict(s.apply(xt)), yt), 0.8413, accuracy: 0.02)
+    }
+
+    func testRegularisationFollowsTheData() {
+        // Few clips, many noise dimensions and one weak signal (Bayes 84%): a weak penalty fits the noise
+        // (40 clips in 60 dimensions are separable), a strong one generalises.
+        var means = [[Double](repeating: 0, count: 60), [Double](repeating: 0, count: 60)]
+        means[0][0] = -1; means[1][0] = 1
+        let (x, y) = blobs(means, perClass: 20, sigma: 1, seed: 6)
+        let noisy = LinearProbe.chooseLambda(x, y, folds: dealtFolds(x.rows, 5), classes: 2, settings: ProbeSettings())
+        let (xs, ys) = blobs([[0.0, 0], [10, 0], [0, 10]], perClass: 40, sigma: 1, seed: 1)
+        let separable = LinearProbe.chooseLambda(xs, ys, folds: dealtFolds(xs.rows, 5), classes: 3, settings: ProbeSettings())
+        XCTAssertGreaterThanOrEqual(noisy, 0.1)
+        XCTAssertGreaterThan(noisy, separable)
+    }
+
+    func testCosineNeighboursOnAToySet() {
+        // Class 0 points near the x axis, class 1 near the y axis; lengths differ (cosine ignores them).
+        let train = FeatureMatrix([[1, 0.1], [5, 0.2], [3, -0.1], [0.1, 1], [-0.2, 4], [0.3, 2]])
+        let knn = CosineNeighbours(train: train, labels: [0, 0, 0, 1, 1, 1], classes: 2)
+        let queries = FeatureMatrix([[10, 1], [0, 0.5], [1, 1.1]])
+        let p = knn.predict(queries, ks: [1, 3, 6])
+        XCTAssertEqual(p[1], [0, 1, 1])
+        XCTAssertEqual(p[3], [0, 1, 1])
+        // k = 6: three votes each; the tie goes to the class more similar in sum ([1, 1.1] leans to y).
+        XCTAssertEqual(p[6], [0, 1, 1])
+        let nearest = knn.neighbours(of: FeatureMatrix([[1, 0]]), k: 2)[0]
+        XCTAssertEqual(nearest.map(\.index), [2, 1], "[3, -0.1] is at a smaller angle to the x axis than [5, 0.2]")
+        XCTAssertEqual(nearest[0].similarity, 3 / (9.01).squareRoot(), accuracy: 1e-12)
+    }
+
+    func testStandardErrors() {
+        XCTAssertEqual(ProbeStatistics.binomialSE(accuracy: 0.9, n: 100), 0.03, accuracy: 1e-12)
+        XCTAssertEqual(ProbeStatistics.binomialSE(accuracy: 1, n: 50), 0)
+        // s = 0.1 over three folds: 0.1/√3.
+        XCTAssertEqual(ProbeStatistics.foldSE([0.8, 0.9, 1.0]), 0.1 / 3.0.squareRoot(), accuracy: 1e-12)
+        XCTAssertTrue(ProbeStatistics.foldSE([0.5]).isNaN)
+        XCTAssertEqual(ProbeStatistics.bootstrapMacroF1SE(predicted: [0, 1, 0, 1], target: [0, 1, 0, 1], classes: 2), 0)
+        // Half right at random: the bootstrap spread is of the binomial's order (0.05 for 100 clips).
+        let target = (0..<100).map { $0 % 2 }, predicted = (0..<100).map { ($0 / 2) % 2 }
+        let se = ProbeStatistics.bootstrapMacroF1SE(predicted: predicted, target: target, classes: 2)
+        XCTAssertGreaterThan(se, 0.03)
+        XCTAssertLessThan(se, 0.08)
+    }
+}
