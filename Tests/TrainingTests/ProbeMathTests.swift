@@ -7,10 +7,9 @@ import XCTest
 func blobs(_ means: [[Double]], perClass: Int, sigma: Double, seed: UInt64) -> (FeatureMatrix, [Int]) {
     var g = RandomGenerator(seed: seed)
     var rows: [[Double]] = [], labels: [Int] = []
-    for i in 0..<perClass {
+    for _ in 0..<perClass {
         for (c, m) in means.enumerated() {
             rows.append(m.map { $0 + sigma * Double(g.nextNormal()) }); labels.append(c)
-            _ = i
         }
     }
     return (FeatureMatrix(rows), labels)

@@ -107,7 +107,7 @@ public enum LinearProbe {
             let (xtr, xva) = (scaler.apply(x.rows(tr)), scaler.apply(x.rows(va)))
             let (ytr, yva) = (tr.map { y[$0] }, va.map { y[$0] })
             total += va.count
-            fitPath(xtr, ytr, classes: classes, lambdas: settings.lambdas, iterations: settings.iterations) { lambda, model in
+            _ = fitPath(xtr, ytr, classes: classes, lambdas: settings.lambdas, iterations: settings.iterations) { lambda, model in
                 let p = model.probabilities(xva)
                 for (row, target) in zip(p, yva) {
                     let best = row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) } ?? 0
