@@ -1,7 +1,8 @@
 import Foundation
 
 /// Audio Spectrogram Transformer configuration (YuanGongND/ast, HF `ASTConfig`).
-public struct ASTConfig: Codable, Sendable, Equatable {
+public struct ASTConfig: CheckpointConfig, Sendable, Equatable {
+    public static let configName = "AST"
     public enum Pooling: String, Codable, Sendable {
         /// (h[cls] + h[dist]) / 2 — AST and HF `ASTForAudioClassification`.
         case clsPair
@@ -53,19 +54,7 @@ public struct ASTConfig: Codable, Sendable, Equatable {
         try need(inputTdim >= tshape, "clips of \(inputTdim) frames are shorter than the patch width \(tshape) (target length)")
     }
 
-    /// The config as compact, key-sorted JSON (checkpoint metadata).
-    public var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(data: (try? encoder.encode(self)) ?? Data(), encoding: .utf8) ?? "{}"
-    }
 
-    /// Decodes `json`, throwing a message that names `what` (a file or field).
-    public static func decode(_ json: String, _ what: String) throws -> ASTConfig {
-        do { return try JSONDecoder().decode(ASTConfig.self, from: Data(json.utf8)) } catch {
-            throw ModelError("\(what): not an AST config (\(error))")
-        }
-    }
 
     public var fGrid: Int { (inputFdim - fshape) / fstride + 1 }
     public var tGrid: Int { (inputTdim - tshape) / tstride + 1 }

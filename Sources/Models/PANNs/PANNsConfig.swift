@@ -3,7 +3,8 @@ import Foundation
 
 /// A PANNs CNN (Kong et al., 2020): which network, its widths, its front end and its head. Written
 /// into every checkpoint as the `panns` architecture's config.
-public struct PANNsConfig: Codable, Sendable, Equatable {
+public struct PANNsConfig: CheckpointConfig, Sendable, Equatable {
+    public static let configName = "PANNs"
     public enum Variant: String, Codable, Sendable, CaseIterable {
         /// Four single 5x5 conv blocks (64-512), fc1 512.
         case cnn6
@@ -60,13 +61,7 @@ public struct PANNsConfig: Codable, Sendable, Equatable {
         }
     }
 
-    public var json: String { String(data: (try? JSONEncoder().encode(self)) ?? Data(), encoding: .utf8) ?? "{}" }
 
-    public static func decode(_ json: String, _ what: String) throws -> PANNsConfig {
-        do { return try JSONDecoder().decode(PANNsConfig.self, from: Data(json.utf8)) } catch {
-            throw ModelError("\(what): not a PANNs config (\(error))")
-        }
-    }
 
     /// Front ends of the released checkpoints: 32 kHz (Cnn14 and most), 16 kHz (Cnn14_16k), 8 kHz (Cnn14_8k).
     public static let frontEnds: [LogMelConfig] = [

@@ -5,7 +5,8 @@ import NN
 /// `VisionMamba`) and its classifier, as the released scripts set it: LayerNorm (not RMSNorm), no
 /// fused add-norm, bimamba v2 mixers with `if_divide_out`, layers used in pairs (`if_bidirectional`),
 /// one cls token at the front, learned absolute positions.
-public struct AMBAConfig: Codable, Sendable, Equatable {
+public struct AMBAConfig: CheckpointConfig, Sendable, Equatable {
+    public static let configName = "AMBA"
     public enum Pooling: String, Codable, Sendable {
         /// Mean of the tokens after the cls token: the reference's `ft_avgtok` (every fine-tuning script).
         case meanTokens
@@ -108,16 +109,5 @@ public struct AMBAConfig: Codable, Sendable, Equatable {
         try need(inputTdim >= tshape, "clips of \(inputTdim) frames are shorter than the patch width \(tshape) (target length)")
     }
 
-    /// Compact, key-sorted JSON (checkpoint metadata).
-    public var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(data: (try? encoder.encode(self)) ?? Data(), encoding: .utf8) ?? "{}"
-    }
 
-    public static func decode(_ json: String, _ what: String) throws -> AMBAConfig {
-        do { return try JSONDecoder().decode(AMBAConfig.self, from: Data(json.utf8)) } catch {
-            throw ModelError("\(what): not an AMBA config (\(error))")
-        }
-    }
 }
