@@ -143,7 +143,7 @@ struct PEFTArguments: ParsableArguments {
     @Option(name: .customLong("reduction-rate"), help: "Adapter bottleneck and LoRA rank: width / this, rounded (default 64; 96 for conformer, PETL_AST's).")
     var reductionRate: Int?
     @Option(help: "pfeiffer (one adapter, at the MLP) or houlsby (at the attention too).") var adapter: PEFTConfig.AdapterKind = .pfeiffer
-    @Option(name: .customLong("adapter-placement"), help: "parallel (beside the layer, on its input) or sequential (on its output).")
+    @Option(name: .customLong("adapter-placement"), help: "parallel (beside the layer, on its input), sequential (on its output) or before (the layer on the adapter's output, plus it).")
     var adapterPlacement: AdapterPlacement = .parallel
     @Flag(name: .customLong("adapter-residual"), help: "Sequential adapters: add the layer's output back (PETL_AST's apply_residual).")
     var adapterResidual = false

@@ -29,8 +29,12 @@ public final class BottleneckAdapter: Module, UnaryLayer {
 public enum AdapterPlacement: String, Codable, Sendable, CaseIterable {
     /// layer(x) + adapter(x): both read the same (normalised) input.
     case parallel
-    /// adapter(layer(x)) [+ layer(x) with the residual]: the adapter reads the layer's output.
+    /// adapter(layer(x)) [+ layer(x) with the residual]: the adapter reads the layer's output
+    /// (PETL_AST's "after" placements: parallel-after and sequential-after both give this with the residual).
     case sequential
+    /// layer(adapter(x)) + adapter(x): the adapter first, the layer on its output (PETL_AST's
+    /// sequential-before). With PETL_AST's all-zero adapters the layer then starts on zeros.
+    case before
 }
 
 /// An adapter wrapped around a layer: `parallel` gives layer(x) + adapter(x); `sequential` gives
@@ -42,13 +46,17 @@ struct AdapterWiring {
     var echo: AdapterEcho? = nil
 
     func callAsFunction(_ x: Tensor, layer: (Tensor) throws -> Tensor, adapter: any UnaryLayer) throws -> Tensor {
+        if placement == .before {
+            let a = try adapter(x)
+            return try layer(a) + a
+        }
         let y = try layer(x)
         switch placement {
         case .parallel:
             let a = try adapter(x)
             echo?.output = a
             return try y + a
-        case .sequential: return residual ? try adapter(y) + y : try adapter(y)
+        case .sequential, .before: return residual ? try adapter(y) + y : try adapter(y)
         }
     }
 }
