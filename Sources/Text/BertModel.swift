@@ -44,16 +44,7 @@ public final class BertSelfAttention: Module {
 
     /// x [B, N, D] → [B, N, D], heads concatenated (before the output projection).
     func callAsFunction(_ x: Tensor, keyLengths: [Int]) throws -> Tensor {
-        let packed: Tensor
-        if type(of: query) == Linear.self && type(of: key) == Linear.self && type(of: value) == Linear.self {
-            // One GEMM over the stacked weights gives the packed (3, H, Dh) layout the kernel reads.
-            let w = try Tensor.concat([query.weight, key.weight, value.weight], axis: 0)
-            var b: Tensor? = nil
-            if let qb = query.bias, let kb = key.bias, let vb = value.bias { b = try Tensor.concat([qb, kb, vb], axis: 0) }
-            packed = try x.linear(weight: w, bias: b)
-        } else {
-            packed = try Tensor.concat([query(x), key(x), value(x)], axis: 2)   // an adapter in one of them
-        }
+        let packed = try Linear.packedProjection(x, query: query, key: key, value: value)
         return try packed.packedSelfAttention(heads: heads, keyLengths: keyLengths)
     }
 }

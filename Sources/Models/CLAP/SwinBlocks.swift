@@ -46,16 +46,7 @@ public final class SwinSelfAttention: Module {
     /// Windows x [W, N, D] (W = batch · windows per item) → [W, N, D], heads concatenated. `mask`, when
     /// the block is shifted, is [windows per item, 1, N, N] and is the same for every batch item.
     func callAsFunction(_ x: Tensor, mask: Tensor?) throws -> Tensor {
-        let packed: Tensor
-        if type(of: query) == Linear.self && type(of: key) == Linear.self && type(of: value) == Linear.self {
-            // One GEMM over the stacked weights gives the (3, H, Dh) layout the fused kernel reads.
-            let w = try Tensor.concat([query.weight, key.weight, value.weight], axis: 0)
-            var b: Tensor? = nil
-            if let qb = query.bias, let kb = key.bias, let vb = value.bias { b = try Tensor.concat([qb, kb, vb], axis: 0) }
-            packed = try x.linear(weight: w, bias: b)
-        } else {
-            packed = try Tensor.concat([query(x), key(x), value(x)], axis: 2)   // an adapter in one of them
-        }
+        let packed = try Linear.packedProjection(x, query: query, key: key, value: value)
         let bias = try positionBias()
         guard let mask else { return try packed.packedSelfAttention(heads: heads, bias: bias) }
         // The mask varies over a batch item's windows, the kernel's bias broadcasts over the batch only

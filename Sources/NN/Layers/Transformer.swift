@@ -77,15 +77,7 @@ open class MultiHeadAttention: Module, UnaryLayer {
         if let qkv {
             packed = try qkv(x)
         } else if let query, let key, let value {
-            if type(of: query) == Linear.self && type(of: key) == Linear.self && type(of: value) == Linear.self {
-                // One GEMM over the concatenated weights gives the same packed layout as timm's qkv.
-                let w = try Tensor.concat([query.weight, key.weight, value.weight], axis: 0)
-                var b: Tensor? = nil
-                if let qb = query.bias, let kb = key.bias, let vb = value.bias { b = try Tensor.concat([qb, kb, vb], axis: 0) }
-                packed = try x.linear(weight: w, bias: b)
-            } else {
-                packed = try Tensor.concat([query(x), key(x), value(x)], axis: 2)
-            }
+            packed = try Linear.packedProjection(x, query: query, key: key, value: value)
         } else { throw NNError("MultiHeadAttention: no projections") }
         return packed
     }
@@ -225,5 +217,20 @@ public final class TransformerEncoder: Module, UnaryLayer {
         var h = x
         for block in blocks { h = try block(h) }
         return try norm(h)
+    }
+}
+
+extension Linear {
+    /// x through separate query, key and value layers, packed as [.., 3·D] in the (3, H, Dh) layout of a
+    /// fused qkv projection (what the fused attention kernel reads). Stock layers run as one GEMM over
+    /// their stacked weights; a wrapped one (an adapter, LoRA) runs on its own and is concatenated.
+    public static func packedProjection(_ x: Tensor, query: Linear, key: Linear, value: Linear) throws -> Tensor {
+        guard type(of: query) == Linear.self && type(of: key) == Linear.self && type(of: value) == Linear.self else {
+            return try Tensor.concat([query(x), key(x), value(x)], axis: x.rank - 1)
+        }
+        let w = try Tensor.concat([query.weight, key.weight, value.weight], axis: 0)
+        var b: Tensor? = nil
+        if let qb = query.bias, let kb = key.bias, let vb = value.bias { b = try Tensor.concat([qb, kb, vb], axis: 0) }
+        return try x.linear(weight: w, bias: b)
     }
 }
