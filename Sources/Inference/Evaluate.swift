@@ -12,11 +12,14 @@ public struct EvaluationResult: Sendable, CustomStringConvertible {
     public var clips: Int
     /// AP, AUC and d' of each class, in the classifier's class order.
     public var perClass: [ClassMetric]
+    /// Expected calibration error of the top-class probability, 15 bins (`Metrics.expectedCalibrationError`).
+    public var ece: Double
 
     public init(accuracy: Double, macroF1: Double, confusion: [[Int]], mAP: Double, auc: Double, dPrime: Double, clips: Int,
-                perClass: [ClassMetric] = []) {
+                perClass: [ClassMetric] = [], ece: Double = .nan) {
         self.accuracy = accuracy; self.macroF1 = macroF1; self.confusion = confusion
         self.mAP = mAP; self.auc = auc; self.dPrime = dPrime; self.clips = clips; self.perClass = perClass
+        self.ece = ece
     }
 
     /// Per-class metrics as JSON rows (`class`, `ap`, `auc`, `d_prime`, `positives`; null where undefined
@@ -29,7 +32,7 @@ public struct EvaluationResult: Sendable, CustomStringConvertible {
     }
 
     public var json: [String: Any] {
-        ["accuracy": accuracy, "macro_f1": macroF1, "confusion_matrix": confusion, "mAP": mAP, "auc": auc, "d_prime": dPrime, "clips": clips]
+        ["accuracy": accuracy, "macro_f1": macroF1, "confusion_matrix": confusion, "mAP": mAP, "auc": auc, "d_prime": dPrime, "clips": clips, "ece": ece]
     }
 
     public var description: String {
@@ -60,7 +63,8 @@ public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int 
         try perClip?(known[i], ClassScores(classes: classifier.classes, scores: row))
     }
     let ml = Metrics.multiLabel(scores: scores, targets: truth)
+    let ece = Metrics.expectedCalibrationError(confidences: scores.map { $0.max() ?? 0 }, correct: zip(predicted, target).map { $0 == $1 })
     return (EvaluationResult(accuracy: Metrics.accuracy(predicted, target), macroF1: Metrics.macroF1(predicted, target, classes: k),
                              confusion: Metrics.confusionMatrix(predicted, target, classes: k), mAP: ml.mAP, auc: ml.auc,
-                             dPrime: ml.dPrime, clips: predicted.count, perClass: Metrics.perClass(scores: scores, targets: truth)), report)
+                             dPrime: ml.dPrime, clips: predicted.count, perClass: Metrics.perClass(scores: scores, targets: truth), ece: ece), report)
 }

@@ -29,6 +29,24 @@ public enum Metrics {
         return counted == 0 ? 0 : total / Double(counted)
     }
 
+    /// Expected calibration error (Guo et al., 2017) over `bins` equal-width confidence bins
+    /// B_m = ((m − 1)/M, m/M] (a confidence of 0 falls in the first):
+    /// ECE = Σ_m (|B_m| / N) · |accuracy(B_m) − mean confidence(B_m)|, with confidence the top
+    /// probability of a clip and `correct` whether its top class is the label.
+    public static func expectedCalibrationError(confidences: [Float], correct: [Bool], bins: Int = 15) -> Double {
+        guard !confidences.isEmpty, confidences.count == correct.count, bins > 0 else { return 0 }
+        var count = [Int](repeating: 0, count: bins), hits = [Int](repeating: 0, count: bins), sum = [Double](repeating: 0, count: bins)
+        for (c, ok) in zip(confidences, correct) {
+            let m = Swift.min(Swift.max(Int((Double(c) * Double(bins)).rounded(.up)) - 1, 0), bins - 1)
+            count[m] += 1; sum[m] += Double(c); if ok { hits[m] += 1 }
+        }
+        var ece = 0.0
+        for m in 0..<bins where count[m] > 0 {
+            ece += Double(count[m]) / Double(confidences.count) * Swift.abs(Double(hits[m]) / Double(count[m]) - sum[m] / Double(count[m]))
+        }
+        return ece
+    }
+
     /// Average precision of one class: Σ (R_n − R_{n−1}) P_n over thresholds at each score
     /// (`average_precision_score`); nil when the class has no positives.
     public static func averagePrecision(scores: [Float], labels: [Bool]) -> Double? {

@@ -54,6 +54,8 @@ public struct FineTuneConfig: Codable, Sendable {
     public var releaseShape: ReleaseShape?
     /// A parameter-efficient method (adapters, LoRA, BitFit, linear probe); nil trains every weight.
     public var peft: PEFTConfig?
+    /// Preference pairs (P2C) and auxiliary heads trained beside the classifier (`AuxiliaryTask`).
+    public var auxiliary: AuxiliaryConfig?
     public init() {}
 }
 
@@ -161,7 +163,10 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         do { log("\(peft): " + (try peft.apply(to: model)).description) } catch { throw NNError("finetune: \(error)") }
     }
     let pipeline = try ModelRegistry.family(of: model).pipeline(for: model, frames: cfg.inputTdim, mean: cfg.mean, std: cfg.std)
-    let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)], betas: (0.95, 0.999))
+    let auxiliary = try AuxiliarySetup(cfg, data: Dataset(records: data.records, layout: data.layout, classes: cfg.classes),
+                                       train: trainAll, model: model, log: log)
+    let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)]
+                         + (auxiliary.map { [$0.parameterGroup(lr: cfg.lr, weightDecay: cfg.weightDecay)] } ?? []), betas: (0.95, 0.999))
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,
                                    model: model, optimizer: optimizer, log: log)
 
@@ -178,8 +183,10 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     (augmentation.cropFrames, augmentation.freqm, augmentation.timem, augmentation.noise, augmentation.mixup, augmentation.labelSmoothing) =
         (cfg.cropFrames, cfg.freqm, cfg.timem, cfg.noise, cfg.mixup, cfg.labelSmoothing)
     augmentation.padValue = (0 - cfg.mean) / (2 * cfg.std)   // SpecAugment fills 0 in the log domain, before normalisation
-    let task = ClassificationTask(model: model, classes: cfg.classes, multiLabel: cfg.multiLabel, pipeline: pipeline,
-                                  augmentation: augmentation, peft: cfg.peft, validation: validation, batchSize: cfg.batchSize, report: skips)
+    let classification = ClassificationTask(model: model, classes: cfg.classes, multiLabel: cfg.multiLabel, pipeline: pipeline,
+                                            augmentation: augmentation, peft: cfg.peft, validation: validation, batchSize: cfg.batchSize, report: skips)
+    let task: TrainingTask = try auxiliary?.task(wrapping: classification, loader: loader, validation: validation, seed: cfg.seed, log: log)
+        ?? classification
     var settings = TrainerSettings(epochs: cfg.epochs, lr: cfg.lr)
     (settings.seed, settings.label) = (cfg.seed, "finetune")
     // Linear warmup over the first epoch: a 12-layer encoder collapses to uniform outputs without it.

@@ -17,6 +17,8 @@ public struct RunDirectory: Sendable {
     public var best: URL { url.appendingPathComponent("best.safetensors") }
     public var last: URL { url.appendingPathComponent("last.safetensors") }
     public var lastOptimizer: URL { url.appendingPathComponent("last-optimizer.safetensors") }
+    /// Training-only heads (preference, auxiliary) beside the last checkpoint, for a resume.
+    public var lastTrainingHeads: URL { url.appendingPathComponent("last-training-heads.safetensors") }
     /// A parameter-efficient run's trained tensors alone (`DeltaCheckpoint`).
     public var delta: URL { url.appendingPathComponent("delta.safetensors") }
 
@@ -33,7 +35,7 @@ public struct RunDirectory: Sendable {
             throw NNError("\(url.path) already holds a run\(done.map { " (\($0) epochs done)" } ?? ""): "
                           + "--resume continues it, --overwrite starts it again, or choose another --out")
         }
-        for file in [configURL, metricsURL, best, last, lastOptimizer, delta] where FileManager.default.fileExists(atPath: file.path) {
+        for file in [configURL, metricsURL, best, last, lastOptimizer, lastTrainingHeads, delta] where FileManager.default.fileExists(atPath: file.path) {
             try FileManager.default.removeItem(at: file)
         }
     }

@@ -49,6 +49,21 @@ public protocol TrainingTask: AnyObject {
     /// Scores on the validation split after an epoch (names without a split prefix; the trainer adds
     /// `validation_`); must include `selectionMetric`.
     func validate() throws -> [String: Any]
+    /// Modules trained beside `module` that its checkpoints leave out (training-only heads, so the
+    /// best checkpoint stays an ordinary classifier): kept in `RunDirectory.lastTrainingHeads` for a
+    /// resume. Default none.
+    var trainingOnlyModule: Module? { get }
+    /// Called before each epoch's first batch (0-based), e.g. to redraw preference partners. Default none.
+    func beginEpoch(_ epoch: Int) throws
+    /// Numbers over the whole epoch just trained (ratios a per-batch average would bias), logged as
+    /// `train_<name>`. Default none.
+    func epochSummary() -> [String: Double]
+}
+
+extension TrainingTask {
+    public var trainingOnlyModule: Module? { nil }
+    public func beginEpoch(_ epoch: Int) throws {}
+    public func epochSummary() -> [String: Double] { [:] }
 }
 
 /// The schedule and bookkeeping of a run (the optimizer, with its weight decay and betas, is the caller's).
@@ -108,6 +123,9 @@ public final class Trainer {
             if score > best { (best, bestEpoch, bestValidation) = (score, line["epoch"] as? Int ?? 0, line) }
             if plateau != nil { lrScale = plateau!.observe(Float(score), base: 1) }
         }
+        if firstEpoch > 0, let heads = task.trainingOnlyModule, FileManager.default.fileExists(atPath: run.lastTrainingHeads.path) {
+            _ = try heads.load(from: run.lastTrainingHeads)
+        }
         let warmup = WarmupSchedule(warmupSteps: s.warmupSteps, startFactor: s.warmupStart)
         var step = firstEpoch * loader.batchesPerEpoch
         for epoch in firstEpoch..<s.epochs {
@@ -116,6 +134,8 @@ public final class Trainer {
             var progress = Progress(total: loader.batchesPerEpoch, label: "\(s.label) epoch \(epoch + 1)/\(s.epochs)", log: log)
             var sums: [String: Double] = [:], batches = 0, nonFinite = 0
             task.module.train()
+            task.trainingOnlyModule?.train()
+            try task.beginEpoch(epoch)
             let started = Date()
             try loader.forEachBatch(epoch: epoch) { batch in
                 optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
@@ -140,6 +160,7 @@ public final class Trainer {
             }
             let trainSeconds = Date().timeIntervalSince(started)
             task.module.eval()
+            task.trainingOnlyModule?.eval()
             let validation = try task.validate()
             guard let score = (validation[task.selectionMetric] as? Double) ?? (validation[task.selectionMetric] as? Float).map(Double.init) else {
                 throw NNError("\(s.label): validation gave no '\(task.selectionMetric)'")
@@ -152,10 +173,12 @@ public final class Trainer {
                                        "train_seconds": trainSeconds, "train_ms_per_step": 1000 * trainSeconds / Double(max(batches + nonFinite, 1)),
                                        "peak_rss_mb": Memory.peakRSSMegabytes()]
             for (k, v) in sums { line["train_" + k] = v / Double(max(batches, 1)) }
+            for (k, v) in task.epochSummary() { line["train_" + k] = v }
             for (k, v) in validation { line["validation_" + k] = v }
             if isBest { (best, bestEpoch, bestValidation) = (score, epoch + 1, line) }
             try run.appendMetrics(line)
             try run.saveCheckpoint(model: task.module, optimizer: optimizer, epoch: epoch, metadata: task.checkpointMetadata, isBest: isBest)
+            try task.trainingOnlyModule?.save(to: run.lastTrainingHeads, metadata: ["epoch": String(epoch)])
             log(String(format: "epoch %d: train loss %.4f, validation %@ %.3f%@", epoch + 1, sums["loss", default: .nan] / Double(max(batches, 1)),
                        task.selectionMetric, score, isBest ? " (best so far)" : ""))
         }

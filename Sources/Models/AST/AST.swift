@@ -90,6 +90,10 @@ public final class AST: Module, AudioClassifierModel {
     public var finalNormPrefix: String? { "v.norm." }
     public func logits(_ features: Tensor) throws -> Tensor { try callAsFunction(features) }
     public func embedding(_ features: Tensor) throws -> Tensor { try embed(features) }
+    public func logitsAndEmbedding(_ features: Tensor) throws -> (logits: Tensor, embedding: Tensor) {
+        let e = try embed(features)
+        return (try mlpHead(e), e)
+    }
 }
 
 extension ASTEncoder {

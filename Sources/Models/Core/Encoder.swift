@@ -60,9 +60,16 @@ public protocol AudioClassifierModel: Module {
     func logits(_ features: Tensor) throws -> Tensor
     /// Pooled embedding [B, embeddingWidth].
     func embedding(_ features: Tensor) throws -> Tensor
+    /// Logits and the pooled embedding in one pass, for objectives that put more heads on the features
+    /// the classifier sees (preference and auxiliary heads); the default runs `logits` and `embedding`.
+    func logitsAndEmbedding(_ features: Tensor) throws -> (logits: Tensor, embedding: Tensor)
 }
 
 extension AudioClassifierModel {
+    public func logitsAndEmbedding(_ features: Tensor) throws -> (logits: Tensor, embedding: Tensor) {
+        (try logits(features), try embedding(features))
+    }
+
     /// Whether a parameter key belongs to the head.
     public func isHead(_ key: String) -> Bool { headPrefixes.contains { key.hasPrefix($0) } }
 }

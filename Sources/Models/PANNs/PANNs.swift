@@ -151,6 +151,13 @@ public final class PANNs: Module, FrameScoringModel {
         return try hidden(features)
     }
 
+    /// Clip head: logits and h from one pass (decision-level max: the two passes of the default).
+    public func logitsAndEmbedding(_ features: Tensor) throws -> (logits: Tensor, embedding: Tensor) {
+        if config.decisionLevelMax { return (try logits(features), try embedding(features)) }
+        let h = try hidden(features)
+        return (try head(config.transferHead ? h.dropout(p: 0.5, training: training) : h), h)
+    }
+
     func hidden(_ features: Tensor) throws -> Tensor {
         let x = try trunk.timeMap(features)                                       // [B, C, T']
         let pooled = try x.max(axis: 2) + x.mean(axis: 2)

@@ -176,6 +176,10 @@ public final class AMBA: Module, AudioClassifierModel, VariableLengthClassifier 
     public var finalNormPrefix: String? { "v.norm_f." }
     public func logits(_ features: Tensor) throws -> Tensor { try callAsFunction(features) }
     public func embedding(_ features: Tensor) throws -> Tensor { try embed(features) }
+    public func logitsAndEmbedding(_ features: Tensor) throws -> (logits: Tensor, embedding: Tensor) {
+        let e = try embed(features)
+        return (try mlpHead(e), e)
+    }
     /// A Mamba has no attention window: cost and memory grow linearly with the clip, and the positions
     /// are interpolated to its length (`AMBAEncoder.tokens`).
     public var takesAnyLength: Bool { true }

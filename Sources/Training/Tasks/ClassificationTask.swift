@@ -17,6 +17,22 @@ public struct ClassificationAugmentation: Sendable {
     /// The normalised value of silence (SpecAugment fills and crops pad with it).
     public var padValue: Float = 0
     public init() {}
+
+    /// The per-clip part (crop, SpecAugment, noise) on features [B, T, F]; mixup is the caller's.
+    public func perClip(_ features: Tensor, generator: inout RandomGenerator) throws -> Tensor {
+        guard freqm > 0 || timem > 0 || noise || cropFrames != nil else { return features }
+        let items = try (0..<features.shape[0]).map { i -> Tensor in
+            var x = try features.slice(axis: 0, start: i, end: i + 1).squeeze(0)
+            if let crop = cropFrames, crop < x.shape[0] {
+                x = try Augment.randomCrop(x, frames: crop, padValue: padValue, generator: &generator)
+            }
+            if freqm > 0 { x = try Augment.mask(x, axis: 1, param: freqm, value: padValue, generator: &generator) }
+            if timem > 0 { x = try Augment.mask(x, axis: 0, param: timem, value: padValue, generator: &generator) }
+            if noise { x = try Augment.astNoise(x, generator: &generator) }
+            return x
+        }
+        return try Tensor.stack(items)
+    }
 }
 
 /// Supervised classification, single- or multi-label, of any registered classifier: cross-entropy
@@ -59,20 +75,7 @@ public final class ClassificationTask: TrainingTask {
 
     public func loss(_ batch: TrainingBatch, generator: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
         let a = augmentation
-        var feats = batch.features
-        if a.freqm > 0 || a.timem > 0 || a.noise || a.cropFrames != nil {
-            let items = try (0..<feats.shape[0]).map { i -> Tensor in
-                var x = try feats.slice(axis: 0, start: i, end: i + 1).squeeze(0)
-                if let crop = a.cropFrames, crop < x.shape[0] {
-                    x = try Augment.randomCrop(x, frames: crop, padValue: a.padValue, generator: &generator)
-                }
-                if a.freqm > 0 { x = try Augment.mask(x, axis: 1, param: a.freqm, value: a.padValue, generator: &generator) }
-                if a.timem > 0 { x = try Augment.mask(x, axis: 0, param: a.timem, value: a.padValue, generator: &generator) }
-                if a.noise { x = try Augment.astNoise(x, generator: &generator) }
-                return x
-            }
-            feats = try Tensor.stack(items)
-        }
+        var feats = try a.perClip(batch.features, generator: &generator)
         var targets = batch.multiHot(classes: classes.count)
         if a.mixup > 0 && feats.shape[0] > 1 {
             let lambda = Augment.beta(a.mixup, generator: &generator)
