@@ -244,4 +244,71 @@ final class PreferenceTests: XCTestCase {
         XCTAssertThrowsError(try AuxiliaryHeadConfig(parsing: "speaker:-1"))
         XCTAssertEqual(try AuxiliaryHeadConfig(parsing: "speaker:0.3"), AuxiliaryHeadConfig(field: "speaker", weight: 0.3))
     }
+
+    /// Vote fractions: the vote-gap consistency and inconsistency sampling through the trainer, and a
+    /// teacher's probabilities as scores.
+    func testVotesAndTeacherThroughTraining() throws {
+        let (dir, data) = try makeData()
+        let train = data.records.filter { $0.split == "train" }
+        var g = RandomGenerator(seed: 5)
+        var votes: [(clip: String, fractions: [Float])] = []
+        for r in train {
+            let own = 0.5 + 0.5 * g.nextUniform()
+            votes.append((r.path, r.labels == ["high"] ? [own, 1 - own] : [1 - own, own]))
+        }
+        let votesFile = dir.appendingPathComponent("votes.csv")
+        try PreferenceFile.writeVotes(votes, classes: data.classes, to: votesFile)
+        let read = try PreferenceFile.readVotes(votesFile, data: data)
+        let (scored, _) = PreferenceSources.votes(train, votes: read, classes: data.classes)
+        let pairs = PreferenceSources.pairs(scored, partnersPerClip: 3, tieMargin: 1e-6, seed: 2)
+        XCTAssertTrue(pairs.allSatisfy { p in
+            let (a, b) = (read[p.a]![data.classIndex(p.label)!], read[p.b]![data.classIndex(p.label)!])
+            return p.target == (a > b ? 1 : 0)
+        })
+        let pairsFile = dir.appendingPathComponent("pairs.csv")
+        try PreferenceFile.writePairs(pairs, to: pairsFile)
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (1, 64, 2, 4, 3e-4)
+        var aux = AuxiliaryConfig()
+        var pref = PreferenceConfig(pairs: pairsFile.path)
+        (pref.votes, pref.sampling, pref.heads) = (votesFile.path, .inconsistency, 2)
+        aux.preference = pref
+        ft.auxiliary = aux
+        let run = try RunDirectory(dir.appendingPathComponent("runs/votes"))
+        _ = try fineTune(ft, data: data, run: run) { _ in }
+        let last = try XCTUnwrap(run.metricsHistory(throughEpoch: 10).last)
+        XCTAssertNotNil(last["train_cons"])
+        XCTAssertNotNil(last["train_div"], "two heads have a diversity term")
+        // The trained classifier as a teacher: its probability of each clip's label.
+        let teacher = try Classifier.load(run.best)
+        let report = SkipReport()
+        let taught = try PreferenceSources.teacher(Dataset(records: train, layout: "t", classes: data.classes), classifier: teacher, report: report)
+        XCTAssertEqual(taught.count, train.count)
+        XCTAssertTrue(taught.allSatisfy { $0.score >= 0 && $0.score <= 1 })
+    }
+
+    /// UrbanSound8K's layout: the salience column is found through the dataset folder, paths under audio/fold<k>/.
+    func testSalienceFromAnUrbanSound8KFolder() throws {
+        let root = try temporaryFolder("us8k")
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("metadata"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("audio/fold1"), withIntermediateDirectories: true)
+        var rows = ["slice_file_name,fsID,start,end,salience,fold,classID,class"]
+        for i in 0..<6 {
+            let name = "\(100 + i)-1-0-0.wav"
+            try writeTone(root.appendingPathComponent("audio/fold1/\(name)"), frequency: 440, samples: 1600)
+            rows.append("\(name),\(100 + i),0,0.1,\(i < 3 ? 1 : 2),1,\(i % 2),\(i % 2 == 0 ? "dog_bark" : "siren")")
+        }
+        try rows.joined(separator: "\n").write(to: root.appendingPathComponent("metadata/UrbanSound8K.csv"), atomically: true, encoding: .utf8)
+        let data = try Dataset.load(root)
+        let table = try XCTUnwrap(MetadataColumn.manifest(of: root))
+        let (scored, missing) = try PreferenceSources.column(data.records, metadata: table, column: "salience")
+        XCTAssertEqual(scored.count, 6); XCTAssertEqual(missing, 0)
+        let pairs = PreferenceSources.pairs(scored, partnersPerClip: 5, higherWins: false, seed: 0)
+        XCTAssertEqual(pairs.count, 6, "three clips a class, three pairs each")
+        // dog_bark: clips 0, 2 (foreground) and 4 (background); 0 and 2 tie, each beats 4.
+        let dog = pairs.filter { $0.label == "dog_bark" }
+        XCTAssertEqual(dog.filter { $0.target == 0.5 }.count, 1)
+        XCTAssertTrue(dog.filter { $0.a.hasSuffix("104-1-0-0.wav") }.allSatisfy { $0.target == 0 })
+        XCTAssertTrue(dog.filter { $0.b.hasSuffix("104-1-0-0.wav") }.allSatisfy { $0.target == 1 })
+    }
 }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The runs behind docs/AUXILIARY.md's results (issue 24): FSDD digits with 200 training clips (a seeded draw)
+# and their synthetic SNR mixtures (20 dB and 0 dB over another digit's clip), fine-tuned from the
+# self-supervised SSAST-tiny of scripts/results.sh three ways on the same manifest: labels only, labels plus P2C
+# preferences (the high-SNR mixture of a clip preferred), labels plus a speaker head. Validation (10% of the
+# training clips) chooses each run's checkpoint; the official test split (300 clips) is scored once.
+#   START=runs/results/pretrain OUT=runs/p2c bash scripts/p2c-results.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=${SHARED:-../shared/data}
+out=${OUT:-runs/p2c}
+start=${START:-runs/results/pretrain}
+epochs=${EPOCHS:-5}
+seeds=${SEEDS:-"0 1"}
+flags=$(bash scripts/build-flags.sh)
+earshot="$(swift build $flags --show-bin-path)/earshot"
+mkdir -p "$out"
+
+# 200 training clips, each mixed at 20 and 0 dB: pairs and a manifest of every FSDD clip and the mixtures,
+# cut to the test split, the 200 sources and their mixtures.
+if [ ! -f "$out/fs200.csv" ]; then
+    "$earshot" pairs make --from snr --data "$shared/fsdd" --out "$out/snr-pairs.csv" --audio-out "$out/mixed" \
+        --manifest "$out/all.csv" --max-clips 200 --seed 7
+    python3 - "$out" <<'PY'
+import csv, os, sys
+out = sys.argv[1]
+rows = list(csv.DictReader(open(f'{out}/all.csv')))
+mixed = [r for r in rows if '/mixed/' in r['path']]
+stems = {os.path.basename(r['path']).rsplit('-', 1)[0] for r in mixed}
+keep = [r for r in rows if r['split'] == 'test' or '/mixed/' in r['path']
+        or os.path.splitext(os.path.basename(r['path']))[0] in stems]
+with open(f'{out}/fs200.csv', 'w', newline='') as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0].keys())); w.writeheader(); w.writerows(keep)
+PY
+fi
+common=(--model ssast-tiny-frame --init-from "$start" --data "$out/fs200.csv" --epochs "$epochs" --batch-size 16 --lr 5e-4
+        --target-length 64 --freqm 12 --timem 8 --mean=-6.8 --std 5.6)
+for seed in $seeds; do
+    for entry in "base|" "p2c-snr|--pairs $out/snr-pairs.csv" "aux-speaker|--aux-head speaker:0.3"; do
+        name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
+        dir="$out/$name-seed$seed"
+        [ -f "$dir/done" ] && continue
+        nice "$earshot" finetune "${common[@]}" "${opts[@]}" --seed "$seed" --out "$dir" --overwrite > "$dir.log" 2>&1
+        touch "$dir/done"
+    done
+done
+python3 - "$out" <<'PY'
+import json, glob, os, statistics, sys
+out = sys.argv[1]
+for name in ['base', 'p2c-snr', 'aux-speaker']:
+    accs, f1s, eces = [], [], []
+    for d in sorted(glob.glob(f'{out}/{name}-seed*')):
+        if not os.path.isdir(d): continue
+        lines = [json.loads(l) for l in open(f'{d}/metrics.jsonl')]
+        t = [l for l in lines if l.get('split') == 'test'][-1]
+        accs.append(t['test_accuracy']); f1s.append(t['test_macro_f1']); eces.append(t['test_ece'])
+    if accs:
+        sd = lambda v: statistics.pstdev(v) if len(v) > 1 else 0
+        print(f"| {name} | {len(accs)} | {statistics.mean(accs):.3f} ± {sd(accs):.3f} | {statistics.mean(f1s):.3f} ± {sd(f1s):.3f} | {statistics.mean(eces):.3f} ± {sd(eces):.3f} | {' '.join(f'{a:.3f}' for a in accs)} |")
+PY
