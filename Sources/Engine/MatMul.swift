@@ -49,8 +49,12 @@ extension Kernels {
 }
 
 enum BLASSetup {
-    /// OpenBLAS runs single-threaded; parallelism comes from the engine (see `Kernels.gemm`).
-    static let once: Void = { openblas_set_num_threads(1) }()
+    /// OpenBLAS runs single-threaded; parallelism comes from the engine (see `Kernels.gemm`). The first
+    /// product also checks the build and OpenBLAS's kernels against the CPU (`EngineChecks`).
+    static let once: Void = {
+        openblas_set_num_threads(1)
+        EngineChecks.once
+    }()
 }
 
 extension Threading {
