@@ -12,11 +12,7 @@ struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed fl
     let outFeatures: Int, inFeatures: Int
 
     static func isUsable(outFeatures: Int) -> Bool {
-        #if EARSHOT_FMA
-        return outFeatures % MicroKernel.cols == 0
-        #else
-        return false
-        #endif
+        MicroKernel.isFast && outFeatures % MicroKernel.cols == 0
     }
 
     /// Packs W [out, in] (row-major) as Wᵀ panels; `release()` returns the memory to the pool.
