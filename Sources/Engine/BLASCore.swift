@@ -79,7 +79,7 @@ public enum BLASCore {
         if let coreType = recommendedCoreType(features: .host, coreName: core) {
             let set = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]
             noticeOnStderr("OpenBLAS runs its \(core) kernels on a CPU with \(CPUFeatures.host.vectorLevel)"
-                + (set.map { " (OPENBLAS_CORETYPE=\($0) was not taken)" } ?? "")
+                + (set.map { " (OPENBLAS_CORETYPE is \($0))" } ?? "")
                 + ": matrix products in training run up to 2x slower. Start the process with OPENBLAS_CORETYPE=\(coreType) in its environment"
                 + " (it is read when the library loads).")
         }

@@ -16,7 +16,11 @@ package enum BackwardGemm {
         return routeTable[layout] ?? .blas
     }
 
-    /// Measured per layout on the hosts in docs/BENCHMARKS.md (session 16); overridable for benchmarks.
+    /// Measured per layout (`earshot bench backward-gemm`, docs/BENCHMARKS.md session 16): on the Zen 4 host,
+    /// with OpenBLAS on its Cooperlake kernels, neither route won consistently at AST-tiny or AST-base shapes
+    /// (micro-kernel 0.74-1.16x OpenBLAS, within the shared host's noise), so OpenBLAS keeps both. Where
+    /// OpenBLAS would run a fallback core the CLI now restarts it on the right one (`BLASCore`).
+    /// A variable so benchmarks and tests can switch routes.
     nonisolated(unsafe) package static var routeTable: [Layout: Route] = [.inputGradient: .blas, .weightGradient: .blas]
 
     /// gx[rows, in] = g[rows, out] · W[out, in].
