@@ -62,7 +62,7 @@ public enum BuildCheck {
         let built = compiledLevel == 0 ? "for baseline x86-64 (no -target-cpu)" : "for AVX2 only"
         return "this build of Earshot was compiled \(built), but the CPU has \(features.vectorLevel): its own kernels run several"
             + " times slower. Build with `swift build \(buildFlags(for: features))` (scripts/build-flags.sh prints these flags;"
-            + " README, \"Using Earshot as a package\")."
+            + " README, \"As a Swift dependency\")."
     }
 
     /// Said once per process, at the engine's first matrix product.
