@@ -30,6 +30,13 @@ enum AttentionKernel {
     nonisolated(unsafe) static var keyBlockMax = 1216
     nonisolated(unsafe) static var backwardQueryBlock = 128
     nonisolated(unsafe) static var backwardKeyBlockMax = 512
+    /// Whether the blocks' products run on the micro-kernel (FMA builds) or on OpenBLAS, whose kernels are
+    /// chosen at run time: a baseline build's micro-kernel splits each vector into SSE registers without
+    /// fused multiply-adds. A variable so tests exercise both paths in one build.
+    nonisolated(unsafe) static var onMicroKernel = MicroKernel.isFast
+    /// Query rows per forward task on the OpenBLAS path: OpenBLAS packs its operands on every call, so
+    /// strips of 12 rows would repack each key block for every 12 queries.
+    nonisolated(unsafe) static var blasQueryBlock = 96
 
     /// Splits `n` keys into equal blocks of at most `limit` (no ragged small last block).
     @inline(always) static func roundUp(_ x: Int, _ m: Int) -> Int { (x + m - 1) / m * m }
@@ -100,20 +107,25 @@ enum AttentionKernel {
     static func forward(q: HeadView, k: HeadView, v: HeadView, o: HeadView, lse: UnsafeMutablePointer<Float>,
                         batch: Int, heads: Int, nq: Int, nk: Int, d: Int, dv: Int, scale: Float,
                         bias: HeadView? = nil, keyLengths: [Int]? = nil) {
-        let tiled = dv % MicroKernel.cols == 0
+        let micro = onMicroKernel
+        let tiled = micro && dv % MicroKernel.cols == 0
         let nkPadded = roundUp(nk, MicroKernel.cols)
         let keyBlock = roundUp(AttentionKernel.keyBlock(nk, limit: keyBlockMax), MicroKernel.cols)
+        let queryBlock = micro ? self.queryBlock : blasQueryBlock
         let pool = BufferPool.shared
         // K (as Kᵀ) and V packed once per head, panel-major: each `cols`-wide panel of a B operand is
         // contiguous, so it sits in L1 without the cache-set conflicts of the packed qkv's long rows.
-        let kPack = d * nkPadded, vPack = tiled ? dv * nkPadded : 0
+        // (OpenBLAS packs for itself: nothing here on its path.)
+        let kPack = micro ? d * nkPadded : 0, vPack = tiled ? dv * nkPadded : 0
         let headPack = kPack + vPack
         let packs = pool.take(batch * heads * headPack)
         defer { pool.give(packs, count: batch * heads * headPack) }
-        forEachHead(batch, heads) { b, h in
-            let base = packs + (b * heads + h) * headPack
-            MicroKernel.packTransposedPanels(k.at(b, h), ld: k.rowStride, n: nk, d: d, into: base)
-            if tiled { MicroKernel.packPanels(v.at(b, h), ld: v.rowStride, n: nk, w: dv, rows: nkPadded, into: base + kPack) }
+        if micro {
+            forEachHead(batch, heads) { b, h in
+                let base = packs + (b * heads + h) * headPack
+                MicroKernel.packTransposedPanels(k.at(b, h), ld: k.rowStride, n: nk, d: d, into: base)
+                if tiled { MicroKernel.packPanels(v.at(b, h), ld: v.rowStride, n: nk, w: dv, rows: nkPadded, into: base + kPack) }
+            }
         }
         let queryBlocks = (nq + queryBlock - 1) / queryBlock
         // Per worker: a strip's scores, its output accumulator, and its running row maxima and sums.
@@ -121,7 +133,7 @@ enum AttentionKernel {
         parallelTasks(batch * heads * queryBlocks, scratch: sCount + accCount + 2 * queryBlock) { task, scratch in
             let head = task / queryBlocks, b = head / heads, h = head % heads
             let i0 = (task % queryBlocks) * queryBlock, bq = min(queryBlock, nq - i0)
-            let qi = q.at(b, h) + i0 * q.rowStride, vp = v.at(b, h), oi = o.at(b, h) + i0 * o.rowStride
+            let qi = q.at(b, h) + i0 * q.rowStride, kp = k.at(b, h), vp = v.at(b, h), oi = o.at(b, h) + i0 * o.rowStride
             let kP = packs + head * headPack, vP = kP + kPack
             let lseRow = lse + head * nq + i0
             let alpha = scale * log2e
@@ -134,9 +146,14 @@ enum AttentionKernel {
             var j0 = 0
             while j0 < keys {
                 let bk = min(keyBlock, keys - j0), bkp = roundUp(bk, MicroKernel.cols)
-                MicroKernel.gemm(m: bq, n: bkp, k: d, alpha: alpha, a: qi, rowStride: q.rowStride,
-                                 b: kP + (j0 / MicroKernel.cols) * d * MicroKernel.cols, ldb: MicroKernel.cols,
-                                 panelStride: d * MicroKernel.cols, c: s, ldc: bkp, accumulate: false)
+                if micro {
+                    MicroKernel.gemm(m: bq, n: bkp, k: d, alpha: alpha, a: qi, rowStride: q.rowStride,
+                                     b: kP + (j0 / MicroKernel.cols) * d * MicroKernel.cols, ldb: MicroKernel.cols,
+                                     panelStride: d * MicroKernel.cols, c: s, ldc: bkp, accumulate: false)
+                } else {
+                    Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: d, alpha: alpha, a: qi, lda: q.rowStride,
+                                       b: kp + j0 * k.rowStride, ldb: k.rowStride, c: s, ldc: bkp)
+                }
                 if let bias {
                     let br = bias.at(b, h) + (i0 * bias.rowStride + j0)
                     for r in 0..<bq { addRow(s + r * bkp, br + r * bias.rowStride, bk, times: log2e) }
@@ -185,7 +202,7 @@ enum AttentionKernel {
                          dQ: HeadView, dK: HeadView, dV: HeadView, lse: UnsafePointer<Float>,
                          batch: Int, heads: Int, nq: Int, nk: Int, d: Int, dv: Int, scale: Float,
                          bias: HeadView? = nil, dBias: HeadView? = nil, keyLengths: [Int]? = nil) {
-        let tiled = d % MicroKernel.cols == 0 && dv % MicroKernel.cols == 0
+        let tiled = onMicroKernel && d % MicroKernel.cols == 0 && dv % MicroKernel.cols == 0
         let nkPadded = roundUp(nk, MicroKernel.cols)
         let keyBlock = roundUp(AttentionKernel.keyBlock(nk, limit: backwardKeyBlockMax), MicroKernel.cols)
         let workers = workers(batch * heads)

@@ -49,8 +49,12 @@ extension Kernels {
 }
 
 enum BLASSetup {
-    /// OpenBLAS runs single-threaded; parallelism comes from the engine (see `Kernels.gemm`).
-    static let once: Void = { openblas_set_num_threads(1) }()
+    /// OpenBLAS runs single-threaded; parallelism comes from the engine (see `Kernels.gemm`). The first
+    /// product also checks the build and OpenBLAS's kernels against the CPU (`EngineChecks`).
+    static let once: Void = {
+        openblas_set_num_threads(1)
+        EngineChecks.once
+    }()
 }
 
 extension Threading {
@@ -159,13 +163,13 @@ extension Tensor {
             var gx: Tensor?, gw: Tensor?, gbias: Tensor?
             if needsInputGrad {
                 gx = Tensor.empty(xShape)
-                Kernels.gemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.data, lda: outF,
-                             b: weight.data, ldb: inF, c: gx!.data, ldc: inF)
+                BackwardGemm.inputGradient(rows: rows, outFeatures: outF, inFeatures: inF, g: g.data, weight: weight.data, into: gx!.data,
+                                           route: BackwardGemm.route(.inputGradient, outFeatures: outF, inFeatures: inF))
             }
             if let savedX {
                 gw = Tensor.empty(weight.shape)
-                Kernels.gemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.data, lda: outF,
-                             b: savedX.data, ldb: inF, c: gw!.data, ldc: inF)
+                BackwardGemm.weightGradient(rows: rows, outFeatures: outF, inFeatures: inF, g: g.data, x: savedX.data, into: gw!.data,
+                                            route: BackwardGemm.route(.weightGradient, outFeatures: outF, inFeatures: inF))
             }
             if let bias, bias.requiresGrad {
                 gbias = Kernels.sumAxis(Tensor(shape: [rows, outF], storage: g.storage), 0)

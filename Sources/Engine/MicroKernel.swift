@@ -15,6 +15,16 @@ typealias KV = SIMD8<Float>
 /// and B read as rows of `cols` contiguous floats (stride ldb). Twelve accumulators stay in registers.
 enum MicroKernel {
     static let lanes = KV.scalarCount
+
+    /// Whether the build compiles the kernel to vector FMA (scripts/build-flags.sh); in a baseline
+    /// build it runs several times slower than OpenBLAS's runtime-dispatched kernels, which take its products.
+    static var isFast: Bool {
+        #if EARSHOT_FMA
+        return true
+        #else
+        return false
+        #endif
+    }
     static let rows = 6, cols = 2 * KV.scalarCount
 
     @inline(always)

@@ -12,11 +12,7 @@ struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed fl
     let outFeatures: Int, inFeatures: Int
 
     static func isUsable(outFeatures: Int) -> Bool {
-        #if EARSHOT_FMA
-        return outFeatures % MicroKernel.cols == 0
-        #else
-        return false
-        #endif
+        MicroKernel.isFast && outFeatures % MicroKernel.cols == 0
     }
 
     /// Packs W [out, in] (row-major) as Wᵀ panels; `release()` returns the memory to the pool.
@@ -38,6 +34,7 @@ struct PackedWeight: @unchecked Sendable {  // an immutable pointer to packed fl
     /// out = x · Wᵀ + bias (+ residual) for a [out, in] weight tensor: packs, runs on all threads, frees.
     static func linear(rows: Int, x: UnsafePointer<Float>, weight: Tensor, bias: Tensor?,
                        residual: UnsafePointer<Float>? = nil, out: UnsafeMutablePointer<Float>) {
+        EngineChecks.once
         let packed = PackedWeight(weight.data, outFeatures: weight.shape[0], inFeatures: weight.shape[1])
         packed.applyParallel(rows: rows, x: x, bias: bias?.data, residual: residual, out: out)
         packed.release()

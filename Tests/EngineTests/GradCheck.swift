@@ -58,8 +58,8 @@ func assertClose(_ a: Tensor, _ b: Tensor, atol: Float = 1e-4, rtol: Float = 1e-
 /// Runs `body` with small attention blocks so multi-block code paths run on small inputs.
 func withAttentionBlocks(query: Int, key: Int, _ body: () throws -> Void) rethrows {
     typealias K = AttentionKernel
-    let saved = (K.queryBlock, K.keyBlockMax, K.backwardQueryBlock, K.backwardKeyBlockMax)
-    (K.queryBlock, K.keyBlockMax, K.backwardQueryBlock, K.backwardKeyBlockMax) = (query, key, query, key)
-    defer { (K.queryBlock, K.keyBlockMax, K.backwardQueryBlock, K.backwardKeyBlockMax) = saved }
+    let saved = (K.queryBlock, K.blasQueryBlock, K.keyBlockMax, K.backwardQueryBlock, K.backwardKeyBlockMax)
+    (K.queryBlock, K.blasQueryBlock, K.keyBlockMax, K.backwardQueryBlock, K.backwardKeyBlockMax) = (query, query, key, query, key)
+    defer { (K.queryBlock, K.blasQueryBlock, K.keyBlockMax, K.backwardQueryBlock, K.backwardKeyBlockMax) = saved }
     try body()
 }
