@@ -54,6 +54,8 @@ public struct FineTuneConfig: Codable, Sendable {
     public var releaseShape: ReleaseShape?
     /// A parameter-efficient method (adapters, LoRA, BitFit, linear probe); nil trains every weight.
     public var peft: PEFTConfig?
+    /// Auxiliary datasets mixed into the training, one batch a step, chosen by a bandit (FLAD); nil for none.
+    public var flad: FLADConfig?
     public init() {}
 }
 
@@ -161,6 +163,11 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         do { log("\(peft): " + (try peft.apply(to: model)).description) } catch { throw NNError("finetune: \(error)") }
     }
     let pipeline = try ModelRegistry.family(of: model).pipeline(for: model, frames: cfg.inputTdim, mean: cfg.mean, std: cfg.std)
+    let auxiliary = try cfg.flad.map { flad -> [AuxiliaryDataset] in
+        guard !resuming else { throw NNError("finetune: --resume cannot continue a FLAD run (--aux-data): its bandit and auxiliary heads are not checkpointed") }
+        return try AuxiliaryDataset.load(flad, targetClasses: cfg.classes, heldOut: Set((validation.records + test.records).map { AuxiliaryDataset.standardPath($0.path) }),
+                                         pipeline: pipeline, log: log)
+    }
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)], betas: (0.95, 0.999))
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,
                                    model: model, optimizer: optimizer, log: log)
@@ -187,7 +194,10 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     // AST's ESC recipe: ×lrDecay once per epoch index from lrDecayStart on (0-based epochs; start ≥ 1).
     let (decayStart, decay) = (max(cfg.lrDecayStart, 1), cfg.lrDecay)
     settings.epochFactor = { epoch in Foundation.pow(decay, Float(max(0, epoch - decayStart + 1))) }
-    let report = try Trainer(run: run, settings: settings, log: log).fit(task, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
+    let trained: TrainingTask = try auxiliary.map {
+        try FLADTask(target: task, auxiliary: $0, bandit: cfg.flad!.bandit, optimizer: optimizer, batchSize: cfg.batchSize, seed: cfg.seed, report: skips)
+    } ?? task
+    let report = try Trainer(run: run, settings: settings, log: log).fit(trained, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
 
     if let peft = cfg.peft, peft.method != .full, let initFrom = cfg.initFrom {
         // A resumed run did not read its start: only then is it found again.

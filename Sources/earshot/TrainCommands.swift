@@ -90,6 +90,7 @@ struct Finetune: ParsableCommand {
     @Option(help: "Run this many times with seeds --seed, --seed+1, ... (other few-shot draws with --shots) and report mean and std.")
     var repeats = 1
     @OptionGroup(title: "Parameter-efficient transfer") var peft: PEFTArguments
+    @OptionGroup(title: "Auxiliary datasets (FLAD)") var flad: FLADArguments
     @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
     var resume = false
     @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
@@ -97,6 +98,7 @@ struct Finetune: ParsableCommand {
     func run() throws {
         var c = FineTuneConfig()
         c.peft = try peft.config()
+        c.flad = try flad.config()
         // With --init-from, the start's architecture wins over --model.
         (c.model, c.depth) = (model, depth)
         if initFrom != nil && release.shape != ReleaseShape() { c.releaseShape = release.shape }
