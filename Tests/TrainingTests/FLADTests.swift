@@ -159,6 +159,20 @@ final class FLADTests: XCTestCase {
         XCTAssertEqual(aux[0].dataset.classes, ["high", "low"])
     }
 
+    func testTheSharedParametersAreWhatTheRunTrainsButTheHead() throws {
+        let full = try ModelRegistry.entry(named: "ssast-tiny-frame").classifier(ModelShape(frames: 48, outputs: 2, depth: 1))
+        let all = FLADTask.sharedParameters(of: full).map(\.0)
+        XCTAssertEqual(all.count, full.namedParameters().filter { !$0.0.hasPrefix("mlp_head.") }.count)
+        XCTAssertTrue(all.contains("v.blocks.0.attn.qkv.weight"))
+        let lora = try ModelRegistry.entry(named: "ssast-tiny-frame").classifier(ModelShape(frames: 48, outputs: 2, depth: 1))
+        _ = try PEFTConfig(method: .lora).apply(to: lora)
+        let adapted = FLADTask.sharedParameters(of: lora).map(\.0)
+        XCTAssertFalse(adapted.isEmpty)
+        XCTAssertTrue(adapted.allSatisfy { $0.contains(".lora.") || $0.hasPrefix("v.norm.") }, "\(adapted)")
+        XCTAssertTrue(adapted.contains { $0.contains(".lora.") })
+        XCTAssertFalse(adapted.contains { $0.hasPrefix("mlp_head.") })
+    }
+
     func testAuxDataArgumentParsing() {
         XCTAssertEqual(FLADConfig.Source(parsing: "data/fsdd:speaker"), .init(path: "data/fsdd", labelField: "speaker"))
         XCTAssertEqual(FLADConfig.Source(parsing: "data/esc10"), .init(path: "data/esc10"))

@@ -40,7 +40,7 @@ public final class FLADTask: TrainingTask {
     public init(target: ClassificationTask, auxiliary: [AuxiliaryDataset], bandit kind: BanditKind, optimizer: Adam,
                 batchSize: Int, seed: UInt64, report: SkipReport) throws {
         let model = target.model
-        shared = model.namedParameters().filter { $0.1.requiresGrad && !model.isHead($0.0) }.map(\.1)
+        shared = Self.sharedParameters(of: model).map(\.1)
         guard !shared.isEmpty else {
             throw NNError("FLAD: the run trains no encoder parameter (only the head), so no gradient is shared between datasets; "
                           + "FLAD needs full fine-tuning or a parameter-efficient method that trains encoder tensors (not --peft linear or --freeze-encoder)")
@@ -59,6 +59,12 @@ public final class FLADTask: TrainingTask {
         self.target = target
         bandit = try kind.make(arms: arms.count)
         generator = RandomGenerator(seed: seed &+ 0xF1AD)
+    }
+
+    /// What the reward compares gradients over: every parameter the run trains but the head's (with a
+    /// parameter-efficient method, its tensors and whatever else it trains in the encoder).
+    public static func sharedParameters(of model: any AudioClassifierModel) -> [(String, Tensor)] {
+        model.namedParameters().filter { $0.1.requiresGrad && !model.isHead($0.0) }
     }
 
     public var module: Module { target.module }
