@@ -19,16 +19,30 @@ common=(finetune --model ssast-tiny-frame --init-from "$start" --data "$shared/f
 aux=(--aux-data "$shared/esc10" --aux-data "$shared/fsdd:speaker")
 
 if [ "${1:-}" = table ]; then
-    echo "| run | test accuracy (mean ± std over draws) | per draw |"
-    echo "|---|---|---|"
+    # Test accuracy per draw (the epoch validation chose), then each arm's share of the auxiliary batches,
+    # mean reward (gradient cosine) over the run and final probability, summed over the draws.
+    echo "| run | test accuracy (mean ± std over draws) | per draw (chosen epoch) | arms: plays, mean reward, final p (per draw) |"
+    echo "|---|---|---|---|"
     for name in baseline exp3 ucb1; do
         r="$out/$name/repeats.json"
         [ -f "$r" ] || continue
-        python3 - "$r" "$name" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-draws = ", ".join(f"{d['test_accuracy']:.3f} (epoch {d['best_epoch']})" for d in r["draws"])
-print(f"| {sys.argv[2]} | {r['mean_test_accuracy']:.3f} ± {r['std_test_accuracy']:.3f} | {draws} |")
+        python3 - "$out/$name" "$name" <<'PY'
+import json, os, sys
+root, name = sys.argv[1], sys.argv[2]
+r = json.load(open(os.path.join(root, "repeats.json")))
+draws = ", ".join(f"{d['test_accuracy']:.3f} ({d['best_epoch']})" for d in r["draws"])
+arms = []
+for i in range(len(r["draws"])):
+    lines = [json.loads(l) for l in open(os.path.join(root, f"draw-{i}", "metrics.jsonl"))]
+    lines = [l for l in lines if "flad_plays" in l]
+    if not lines: continue
+    cells = []
+    for arm in lines[-1]["flad_arms"]:
+        plays = sum(l["flad_plays"][arm] for l in lines)
+        reward = sum(l["flad_plays"][arm] * (l["flad_mean_reward"][arm] or 0) for l in lines) / max(plays, 1)
+        cells.append(f"{arm} {plays}, {reward:+.3f}, {lines[-1]['flad_probability'][arm]:.2f}")
+    arms.append("; ".join(cells))
+print(f"| {name} | {r['mean_test_accuracy']:.3f} ± {r['std_test_accuracy']:.3f} | {draws} | {' / '.join(arms) or '-'} |")
 PY
     done
     exit 0
