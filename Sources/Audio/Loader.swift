@@ -156,10 +156,16 @@ public final class FeatureLoader: @unchecked Sendable {
         return Batch(features: try Tensor.stack(feats), labels: labels, indices: kept)
     }
 
+    /// The clip indices of each batch of an epoch, in order (`makeBatch` loads one): what `forEachBatch`
+    /// walks, for a caller that draws batches one at a time (FLAD's auxiliary datasets).
+    public func batchIndices(epoch: Int) -> [[Int]] {
+        let ord = order(epoch: epoch)
+        return stride(from: 0, to: ord.count, by: batchSize).map { Array(ord[$0..<min($0 + batchSize, ord.count)]) }
+    }
+
     /// Iterates one epoch. The closure receives each batch; loading of the next batch overlaps it.
     public func forEachBatch(epoch: Int, _ body: (Batch) throws -> Void) throws {
-        let ord = order(epoch: epoch)
-        let chunks = stride(from: 0, to: ord.count, by: batchSize).map { Array(ord[$0..<min($0 + batchSize, ord.count)]) }
+        let chunks = batchIndices(epoch: epoch)
         guard !chunks.isEmpty else { return }
         let queue = DispatchQueue(label: "earshot.loader")
         var pending: (DispatchGroup, Box)? = nil

@@ -56,6 +56,8 @@ public struct FineTuneConfig: Codable, Sendable {
     public var peft: PEFTConfig?
     /// Preference pairs (P2C) and auxiliary heads trained beside the classifier (`AuxiliaryTask`).
     public var auxiliary: AuxiliaryConfig?
+    /// Auxiliary datasets mixed into the training, one batch a step, chosen by a bandit (FLAD); nil for none.
+    public var flad: FLADConfig?
     public init() {}
 }
 
@@ -163,8 +165,16 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         do { log("\(peft): " + (try peft.apply(to: model)).description) } catch { throw NNError("finetune: \(error)") }
     }
     let pipeline = try ModelRegistry.family(of: model).pipeline(for: model, frames: cfg.inputTdim, mean: cfg.mean, std: cfg.std)
+    if cfg.auxiliary != nil && cfg.flad != nil {
+        throw NNError("finetune: --aux-data (FLAD) does not combine with --pairs or --aux-head in one run yet")
+    }
     let auxiliary = try AuxiliarySetup(cfg, data: Dataset(records: data.records, layout: data.layout, classes: cfg.classes),
                                        train: trainAll, model: model, log: log)
+    let auxiliaryData = try cfg.flad.map { flad -> [AuxiliaryDataset] in
+        guard !resuming else { throw NNError("finetune: --resume cannot continue a FLAD run (--aux-data): its bandit and auxiliary heads are not checkpointed") }
+        return try AuxiliaryDataset.load(flad, targetClasses: cfg.classes, heldOut: Set((validation.records + test.records).map { AuxiliaryDataset.standardPath($0.path) }),
+                                         pipeline: pipeline, log: log)
+    }
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)]
                          + (auxiliary.map { [$0.parameterGroup(lr: cfg.lr, weightDecay: cfg.weightDecay)] } ?? []), betas: (0.95, 0.999))
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,
@@ -194,7 +204,10 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     // AST's ESC recipe: ×lrDecay once per epoch index from lrDecayStart on (0-based epochs; start ≥ 1).
     let (decayStart, decay) = (max(cfg.lrDecayStart, 1), cfg.lrDecay)
     settings.epochFactor = { epoch in Foundation.pow(decay, Float(max(0, epoch - decayStart + 1))) }
-    let report = try Trainer(run: run, settings: settings, log: log).fit(task, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
+    let trained: TrainingTask = try auxiliaryData.map {
+        try FLADTask(target: task, auxiliary: $0, bandit: cfg.flad!.bandit, optimizer: optimizer, batchSize: cfg.batchSize, seed: cfg.seed, report: skips)
+    } ?? task
+    let report = try Trainer(run: run, settings: settings, log: log).fit(trained, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
 
     if let peft = cfg.peft, peft.method != .full, let initFrom = cfg.initFrom {
         // A resumed run did not read its start: only then is it found again.

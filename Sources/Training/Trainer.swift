@@ -58,12 +58,29 @@ public protocol TrainingTask: AnyObject {
     /// Numbers over the whole epoch just trained (ratios a per-batch average would bias), logged as
     /// `train_<name>`. Default none.
     func epochSummary() -> [String: Double]
+    /// Backpropagates one batch into the parameters' `.grad` (the trainer has zeroed them) and returns
+    /// its loss and metrics; the trainer takes the optimizer step where the loss is finite. By default
+    /// `loss`, then its backward pass; a task that needs several backward passes a step (FLAD: the
+    /// auxiliary and the target gradient apart) does its own.
+    func accumulateGradients(_ batch: TrainingBatch, generator: inout RandomGenerator) throws -> (loss: Float, metrics: [String: Double])
+    /// Fields for the metrics line of the epoch that just ended, as they stand at its end (FLAD: the
+    /// bandit's state); none by default.
+    func endEpoch() -> [String: Any]
 }
 
 extension TrainingTask {
     public var trainingOnlyModule: Module? { nil }
     public func beginEpoch(_ epoch: Int) throws {}
     public func epochSummary() -> [String: Double] { [:] }
+    public func accumulateGradients(_ batch: TrainingBatch, generator: inout RandomGenerator) throws -> (loss: Float, metrics: [String: Double]) {
+        let (loss, metrics) = try self.loss(batch, generator: &generator)
+        let value = try loss.item()
+        // NaN guard: a non-finite loss is not backpropagated; the trainer skips its step.
+        if value.isFinite { try loss.backward() }
+        return (value, metrics)
+    }
+
+    public func endEpoch() -> [String: Any] { [:] }
 }
 
 /// The schedule and bookkeeping of a run (the optimizer, with its weight decay and betas, is the caller's).
@@ -140,12 +157,10 @@ public final class Trainer {
             try loader.forEachBatch(epoch: epoch) { batch in
                 optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
                 step += 1
-                let (loss, metrics) = try task.loss(TrainingBatch(batch), generator: &generator)
-                let value = try loss.item()
                 optimizer.zeroGrad()
+                let (value, metrics) = try task.accumulateGradients(TrainingBatch(batch), generator: &generator)
                 // NaN guard: a non-finite loss skips its step instead of poisoning the weights.
                 guard value.isFinite else { nonFinite += 1; return }
-                try loss.backward()
                 try optimizer.step()
                 batches += 1
                 sums["loss", default: 0] += Double(value)
@@ -175,6 +190,7 @@ public final class Trainer {
             for (k, v) in sums { line["train_" + k] = v / Double(max(batches, 1)) }
             for (k, v) in task.epochSummary() { line["train_" + k] = v }
             for (k, v) in validation { line["validation_" + k] = v }
+            for (k, v) in task.endEpoch() { line[k] = v }
             if isBest { (best, bestEpoch, bestValidation) = (score, epoch + 1, line) }
             try run.appendMetrics(line)
             try run.saveCheckpoint(model: task.module, optimizer: optimizer, epoch: epoch, metadata: task.checkpointMetadata, isBest: isBest)

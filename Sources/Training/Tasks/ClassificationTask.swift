@@ -74,21 +74,27 @@ public final class ClassificationTask: TrainingTask {
     public var classifier: Classifier { Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: multiLabel) }
 
     public func loss(_ batch: TrainingBatch, generator: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
+        (try loss(batch, classes: classes.count, multiLabel: multiLabel, generator: &generator, logits: model.logits), [:])
+    }
+
+    /// The loss of a batch whose labels index `classes` classes, scored by `logits` on the augmented
+    /// features: the model's own head, or another head on its encoder (FLAD's auxiliary datasets
+    /// with other label sets), under the same augmentation.
+    public func loss(_ batch: TrainingBatch, classes: Int, multiLabel: Bool, generator: inout RandomGenerator,
+                     logits: (Tensor) throws -> Tensor) throws -> Tensor {
         let a = augmentation
         var feats = try a.perClip(batch.features, generator: &generator)
-        var targets = batch.multiHot(classes: classes.count)
+        var targets = batch.multiHot(classes: classes)
         if a.mixup > 0 && feats.shape[0] > 1 {
             let lambda = Augment.beta(a.mixup, generator: &generator)
             let perm = Array((1..<feats.shape[0])) + [0]
             feats = try feats * lambda + feats.indexSelect(axis: 0, indices: perm) * (1 - lambda)
             targets = try targets * lambda + targets.indexSelect(axis: 0, indices: perm) * (1 - lambda)
         }
-        let logits = try model.logits(feats)
-        let loss: Tensor
-        if multiLabel { loss = try logits.binaryCrossEntropyWithLogits(targets: targets) }
-        else if a.mixup > 0 { loss = try logits.crossEntropy(softTargets: targets) }
-        else { loss = try logits.crossEntropy(targets: batch.labels.map { $0.first ?? 0 }, labelSmoothing: a.labelSmoothing) }
-        return (loss, [:])
+        let scores = try logits(feats)
+        if multiLabel { return try scores.binaryCrossEntropyWithLogits(targets: targets) }
+        if a.mixup > 0 { return try scores.crossEntropy(softTargets: targets) }
+        return try scores.crossEntropy(targets: batch.labels.map { $0.first ?? 0 }, labelSmoothing: a.labelSmoothing)
     }
 
     public func validate() throws -> [String: Any] {
