@@ -82,6 +82,9 @@ public struct CLAP {
         return try CLAP(model: model, tokenizer: tokenizer)
     }
 
+    /// Whether the audio tower is a fused HTSAT (takes `CLAPAudio.fusedFeatures`).
+    public var isFused: Bool { (model.audioTower as? HTSAT)?.config.fusion ?? false }
+
     /// Features of an audio file as the audio tower takes them: the front end's [T, F], else the
     /// released CLAPs' at 48 kHz: unfused the first 10 s, repeat-padded (`CLAPAudio.features`, [T, F]);
     /// fused the global view and three local crops of the whole clip (`CLAPAudio.fusedFeatures`, [4, T, F]).
@@ -89,7 +92,9 @@ public struct CLAP {
         if let frontEnd { return try frontEnd.features(of: url) }
         let audio = try AudioFile.read(url)
         let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: 48_000)
-        do { return try CLAPAudio.features(wave) } catch let e as CLAPError { throw CLAPError("\(url.path): \(e.message)") }
+        do { return isFused ? try CLAPAudio.fusedFeatures(wave).features : try CLAPAudio.features(wave) } catch let e as CLAPError {
+            throw CLAPError("\(url.path): \(e.message)")
+        }
     }
 
     /// Unit-length text embeddings [B, P]; no graph is recorded. Texts longer than the tokenizer's
