@@ -45,6 +45,9 @@ public struct ContrastiveConfig: Codable, Sendable {
     /// Classes kept out of training and validation: their clips measure zero-shot accuracy and
     /// retrieval on unseen sounds, once, on the checkpoint validation chose.
     public var holdOutClasses: [String] = []
+    /// Keep the text tower's weights as loaded (its projection still trains): on small data this keeps
+    /// what the pretrained tower knows of words the captions never use (zero-shot on unseen classes).
+    public var freezeText = false
     /// Cache features on disk under the run folder (`features/`): a clip is decoded and transformed once.
     public var cacheFeatures = true
     public init() {}
@@ -198,6 +201,7 @@ public func trainContrastive(_ config: ContrastiveConfig, data: Dataset, run: Ru
     log("audio tower \(cfg.initFrom ?? cfg.audioModel) (\(tower.parameterCount()) parameters), text tower \(textFolder.lastPathComponent) "
         + "(\(text.model.parameterCount()) parameters, \(text.pooling) pooling), joint space \(cfg.projectionDim)")
 
+    if cfg.freezeText { text.model.freeze() }
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)])
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,
                                    model: model, optimizer: optimizer, log: log)

@@ -29,6 +29,8 @@ struct ContrastiveArguments: ParsableArguments {
     @Option(name: .customLong("val-fraction"), help: "Contrastive: fraction of the training clips held out for validation when the data has no validation split.")
     var valFraction = 0.1
     @Option(name: .customLong("warmup-steps"), help: "Contrastive: linear warmup steps.") var warmupSteps = 100
+    @Flag(name: .customLong("freeze-text-tower"), help: "Contrastive: keep the text tower's weights as loaded (its projection trains).")
+    var freezeTextTower = false
     @Flag(name: .customLong("no-feature-cache"), help: "Contrastive: do not cache features under the run folder.") var noFeatureCache = false
 
     var isContrastive: Bool { task == "contrastive" }
@@ -48,6 +50,7 @@ struct ContrastiveArguments: ParsableArguments {
             (audioModel, initFrom, textModel ?? "", depth, frames, epochs, batchSize, lr, seed, mean, std)
         (c.projectionDim, c.maxTextTokens, c.valFraction, c.warmupSteps, c.keywordToCaption, c.cacheFeatures) =
             (projectionDim, maxTextTokens, valFraction, warmupSteps, keywordToCaption, !noFeatureCache)
+        c.freezeText = freezeTextTower
         c.holdOutClasses = holdOutClasses.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
         try c.readCaptionFiles(templates: captionTemplates.map { URL(fileURLWithPath: $0) }, keywords: keywords.map { URL(fileURLWithPath: $0) },
                                labelCaptions: labelCaptions.map { URL(fileURLWithPath: $0) })
