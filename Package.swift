@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers point downwards only: C libraries <- Engine <- NN, Audio <- Models <- Inference <- Training <- earshot.
+// Layers point downwards only: C libraries <- Engine <- NN, Audio <- Models <- Inference <- Training <- earshot;
+// Text <- CLAP <- Training (the contrastive task).
 // CPU-specific code generation (-target-cpu) is chosen by scripts/build-flags.sh, not here, so the
 // package stays usable as a dependency (SwiftPM forbids unsafeFlags in dependencies).
 let package = Package(
@@ -33,7 +34,7 @@ let package = Package(
         .target(name: "NN", dependencies: ["Engine"]),
         .target(name: "Models", dependencies: ["NN", "Engine", "Audio"]),
         .target(name: "Inference", dependencies: ["Models", "NN", "Engine", "Audio"]),
-        .target(name: "Training", dependencies: ["Inference", "Models", "NN", "Engine", "Audio"]),
+        .target(name: "Training", dependencies: ["Inference", "Models", "NN", "Engine", "Audio", "Text", "CLAP"]),
         // Tokenizers and text encoders (BERT, RoBERTa): the text tower of CLAP.
         .target(name: "Text", dependencies: ["NN", "Engine"]),
         // CLAP: the HTSAT audio tower (in Models) and a Text tower in one embedding space.
@@ -50,7 +51,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "TextTests", dependencies: ["Text", "NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "CLAPTests", dependencies: ["CLAP", "Models", "Text", "Audio", "NN", "Engine"], exclude: ["Fixtures"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Inference", "Models", "Audio", "NN", "Engine"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Inference", "Models", "Audio", "NN", "Engine", "Text", "CLAP"]),
         // Only the public API, through the umbrella (no @testable).
         .testTarget(name: "PublicAPITests", dependencies: ["Earshot"]),
     ]

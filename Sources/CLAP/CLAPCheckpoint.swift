@@ -1,3 +1,4 @@
+import Audio
 import Engine
 import Foundation
 import Models
@@ -47,32 +48,53 @@ public enum CLAPCheckpoint {
     }
 }
 
-/// A CLAP model with its tokenizer: texts and log-mel features in, joint-space embeddings out.
+/// A CLAP model with its tokenizer and front end: texts and log-mel features in, joint-space
+/// embeddings out.
 public struct CLAP {
-    public let model: CLAPModel
+    public let model: AudioTextModel
     public var tokenizer: any TextTokenizer
+    /// The features the audio tower takes, where it is not the released CLAPs' own (`CLAPAudio`: 48 kHz,
+    /// 10 s repeat-padded, Slaney log-mel): a trained model's pipeline (see `TrainedCLAP`).
+    public let frontEnd: FeaturePipeline?
 
     /// Fails when the tokenizer can produce ids the text tower does not have, or texts longer than its
     /// positions.
-    public init(model: CLAPModel, tokenizer: any TextTokenizer) throws {
-        guard tokenizer.vocabularySize <= model.config.text.vocabSize else {
-            throw CLAPError("the tokenizer has \(tokenizer.vocabularySize) ids but the text tower's embedding table holds \(model.config.text.vocabSize): they are not from the same model")
+    public init(model: AudioTextModel, tokenizer: any TextTokenizer, frontEnd: FeaturePipeline? = nil) throws {
+        guard tokenizer.vocabularySize <= model.textConfig.vocabSize else {
+            throw CLAPError("the tokenizer has \(tokenizer.vocabularySize) ids but the text tower's embedding table holds \(model.textConfig.vocabSize): they are not from the same model")
         }
-        guard tokenizer.maxLength <= model.config.text.maxTokens else {
-            throw CLAPError("the tokenizer's maxLength \(tokenizer.maxLength) is more than the \(model.config.text.maxTokens) positions of the text tower")
+        guard tokenizer.maxLength <= model.textConfig.maxTokens else {
+            throw CLAPError("the tokenizer's maxLength \(tokenizer.maxLength) is more than the \(model.textConfig.maxTokens) positions of the text tower")
         }
-        self.model = model; self.tokenizer = tokenizer
+        self.model = model; self.tokenizer = tokenizer; self.frontEnd = frontEnd
     }
 
     /// A Hugging Face ClapModel folder with its tokenizer files (tokenizer.json, or vocab.json + merges.txt),
-    /// texts cut at `maxLength` tokens (77, LAION's hook and the HF processor's default).
+    /// texts cut at `maxLength` tokens (77, LAION's hook and the HF processor's default); or a folder
+    /// an Earshot contrastive run exported (config.json with model_type "earshot_clap", `TrainedCLAP`).
     public static func load(_ folder: URL, maxLength: Int = 77) throws -> CLAP {
+        if TrainedCLAP.isTrained(folder) { return try TrainedCLAP.load(folder, maxLength: maxLength) }
         let model = try CLAPCheckpoint.loadHuggingFace(folder)
         let tokenizer: any TextTokenizer
         do { tokenizer = try TokenizerFiles.load(folder: folder, maxLength: min(maxLength, model.config.text.maxTokens)) } catch {
             throw CLAPError("\(folder.path): \(error)")
         }
         return try CLAP(model: model, tokenizer: tokenizer)
+    }
+
+    /// Whether the audio tower is a fused HTSAT (takes `CLAPAudio.fusedFeatures`).
+    public var isFused: Bool { (model.audioTower as? HTSAT)?.config.fusion ?? false }
+
+    /// Features of an audio file as the audio tower takes them: the front end's [T, F], else the
+    /// released CLAPs' at 48 kHz: unfused the first 10 s, repeat-padded (`CLAPAudio.features`, [T, F]);
+    /// fused the global view and three local crops of the whole clip (`CLAPAudio.fusedFeatures`, [4, T, F]).
+    public func features(ofFile url: URL) throws -> Tensor {
+        if let frontEnd { return try frontEnd.features(of: url) }
+        let audio = try AudioFile.read(url)
+        let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: 48_000)
+        do { return isFused ? try CLAPAudio.fusedFeatures(wave).features : try CLAPAudio.features(wave) } catch let e as CLAPError {
+            throw CLAPError("\(url.path): \(e.message)")
+        }
     }
 
     /// Unit-length text embeddings [B, P]; no graph is recorded. Texts longer than the tokenizer's
@@ -83,7 +105,7 @@ public struct CLAP {
         return (try GradMode.noGrad { try model.textEmbeddings(batch) }, batch.truncatedCount)
     }
 
-    /// Unit-length audio embeddings [B, P] of log-mel features [B, T, mel bins]; no graph is recorded.
+    /// Unit-length audio embeddings [B, P] of log-mel features [B, T, mel bins] (fused: [B, 4, T, bins]); no graph is recorded.
     public func embed(features: Tensor) throws -> Tensor {
         try GradMode.noGrad { try model.audioEmbeddings(features) }
     }

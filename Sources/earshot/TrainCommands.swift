@@ -6,7 +6,7 @@ import NN
 import Training
 
 struct Pretrain: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Self-supervised masked patch pretraining on unlabelled audio.")
+    static let configuration = CommandConfiguration(abstract: "Self-supervised masked patch pretraining on unlabelled audio, or (--task contrastive) a CLAP on captioned audio.")
     @Option(help: "A model with a pretraining objective (earshot models): ssast-{tiny,small,base}-{patch,frame}.") var model = "ssast-tiny-patch"
     @Option(help: "A manifest or dataset folder; repeat to pretrain on several (labels are never used).") var data: [String]
     @Option(help: "Run folder.") var out: String
@@ -24,8 +24,13 @@ struct Pretrain: ParsableCommand {
     @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
     var resume = false
     @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
+    @OptionGroup(title: "Contrastive (CLAP) pretraining") var contrastive: ContrastiveArguments
 
     func run() throws {
+        if contrastive.isContrastive {
+            return try contrastive.run(data: data, out: out, epochs: epochs, batchSize: batchSize, lr: lr, frames: targetLength, depth: depth,
+                                       mean: mean, std: std, seed: seed, resume: resume, overwrite: overwrite)
+        }
         var c = PretrainConfig()
         (c.model, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =
             (model, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, mean, std)

@@ -22,8 +22,8 @@ final class CLAPParityTests: XCTestCase {
         let fx = try clapOutputs()
         let clap = try CLAP.load(clapFolder)
         let model = clap.model
-        XCTAssertEqual(model.config.projectionDim, 16)
-        XCTAssertEqual(model.config.text.layerNormEps, 1e-12, "HF CLAP's text eps, from its config")
+        XCTAssertEqual(model.projectionDim, 16)
+        XCTAssertEqual(model.textConfig.layerNormEps, 1e-12, "HF CLAP's text eps, from its config")
         let (ids, b, n, lengths) = try fixtureIDs(fx)
         let (audio, text, logits) = try GradMode.noGrad {
             let a = try model.audioEmbeddings(try XCTUnwrap(fx["input_features"]))
@@ -96,6 +96,7 @@ final class CLAPParityTests: XCTestCase {
         XCTAssertNoThrow(try CLAPConfig.fromHuggingFace(json))
         var audio = try XCTUnwrap(json["audio_config"] as? [String: Any])
         audio["enable_fusion"] = true
+        audio["fusion_type"] = "channel_map"   // fusion is the AFF block; the other fusion types are refused
         json["audio_config"] = audio
         XCTAssertThrowsError(try CLAPConfig.fromHuggingFace(json)) { XCTAssertTrue("\($0)".contains("fusion"), "\($0)") }
         XCTAssertThrowsError(try CLAPConfig.fromHuggingFace(["model_type": "roberta"])) { XCTAssertTrue("\($0)".contains("clap"), "\($0)") }

@@ -129,7 +129,8 @@ final class HTSATTests: XCTestCase {
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("windows"), "\($0)") }
         c = .tiny; c.heads = [4, 8, 16, 30]
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("heads"), "\($0)") }
-        XCTAssertThrowsError(try HTSATConfig.fromHuggingFace(["enable_fusion": true])) { XCTAssertTrue("\($0)".contains("fusion"), "\($0)") }
+        XCTAssertThrowsError(try HTSATConfig.fromHuggingFace(["enable_fusion": true, "fusion_type": "channel_map"])) { XCTAssertTrue("\($0)".contains("fusion"), "\($0)") }
+        XCTAssertTrue(try HTSATConfig.fromHuggingFace(["enable_fusion": true]).fusion)
         XCTAssertThrowsError(try HTSATConfig.fromHuggingFace(["hidden_size": 512])) { XCTAssertTrue("\($0)".contains("768"), "\($0)") }
         XCTAssertEqual(try HTSATConfig.fromHuggingFace(["hidden_size": 768]), .tiny)
     }

@@ -31,8 +31,33 @@ public struct HTSATConfig: Codable, Sendable, Equatable {
     /// Frames the encoder is given per clip (10 s at 48 kHz, hop 480: 1001); anything up to
     /// `specWidth` is accepted and stretched to it.
     public var frames = 1001
+    /// Feature fusion for long audio (`enable_fusion`, the AFF 2-d block): the input is a global view
+    /// and three local crops [B, 4, T, F] (`CLAPAudio.fusedFeatures`), the crops fused into the global
+    /// patch embedding by `mel_conv2d` and attentional feature fusion.
+    public var fusion = false
+    /// AFF's channel reduction (`aff_block_r`).
+    public var affRatio = 4
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case melBins, specSize, patchSize, patchStride, patchDim, depths, heads, window, mlpRatio, qkvBias, patchNorm, layerNormEps
+        case dropPath, frames, fusion, affRatio
+    }
+
+    /// Configs written before fusion existed (no `fusion`, `affRatio`) read as unfused.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        melBins = try c.decode(Int.self, forKey: .melBins); specSize = try c.decode(Int.self, forKey: .specSize)
+        patchSize = try c.decode(Int.self, forKey: .patchSize); patchStride = try c.decode([Int].self, forKey: .patchStride)
+        patchDim = try c.decode(Int.self, forKey: .patchDim); depths = try c.decode([Int].self, forKey: .depths)
+        heads = try c.decode([Int].self, forKey: .heads); window = try c.decode(Int.self, forKey: .window)
+        mlpRatio = try c.decode(Float.self, forKey: .mlpRatio); qkvBias = try c.decode(Bool.self, forKey: .qkvBias)
+        patchNorm = try c.decode(Bool.self, forKey: .patchNorm); layerNormEps = try c.decode(Float.self, forKey: .layerNormEps)
+        dropPath = try c.decode(Float.self, forKey: .dropPath); frames = try c.decode(Int.self, forKey: .frames)
+        fusion = try c.decodeIfPresent(Bool.self, forKey: .fusion) ?? false
+        affRatio = try c.decodeIfPresent(Int.self, forKey: .affRatio) ?? 4
+    }
 
     /// spec / melBins: how many time chunks are stacked along frequency (4).
     public var freqRatio: Int { specSize / melBins }
@@ -67,6 +92,14 @@ public struct HTSATConfig: Codable, Sendable, Equatable {
                      "stage \(i): a \(r)x\(c) grid does not divide into \(window)x\(window) windows (padding is not modelled)")
         }
         try need(frames >= 1 && frames <= specWidth, "\(frames) frames per clip, more than the \(specWidth) the image holds")
+        if fusion {
+            try need(affRatio > 0 && patchDim / affRatio >= 1, "aff_block_r \(affRatio) leaves no channels of \(patchDim)")
+            // mel_conv2d: kernel patch × 3·patch, stride × 3 in time; three crops side by side must fit the grid.
+            let pad = (patchSize - patchStride[1]) / 2
+            let localCols = (specSize + 2 * pad - 3 * patchSize) / (3 * patchStride[1]) + 1
+            try need(specSize + 2 * pad >= 3 * patchSize && 3 * localCols <= grid.cols,
+                     "fusion: three local crops of \(localCols) patch columns do not fit the \(grid.cols) of the grid")
+        }
     }
 
     /// The config as compact, key-sorted JSON (checkpoint metadata).
@@ -82,7 +115,8 @@ public struct HTSATConfig: Codable, Sendable, Equatable {
     public static var base: HTSATConfig { var c = HTSATConfig(); c.patchDim = 128; c.depths = [2, 2, 12, 2]; return c }
 
     /// A Hugging Face `ClapAudioConfig` (a ClapModel's `audio_config`, or an audio model's config.json).
-    /// Fusion (`enable_fusion`) is refused: only the unfused path is modelled.
+    /// Fusion (`enable_fusion`) is the AFF 2-d block (`fusion_type` none or aff_2d; channel_map and the 1-d
+    /// types are refused).
     public static func fromHuggingFace(_ json: [String: Any]) throws -> HTSATConfig {
         func int(_ key: String, _ fallback: Int) throws -> Int {
             guard let v = json[key] else { return fallback }
@@ -95,8 +129,9 @@ public struct HTSATConfig: Codable, Sendable, Equatable {
             guard let a = v as? [NSNumber] else { throw ModelError("audio_config.\(key) is not a list of numbers") }
             return a.map(\.intValue)
         }
-        if json["enable_fusion"] as? Bool == true {
-            throw ModelError("audio_config.enable_fusion is true: fused CLAP (feature fusion for long audio) is not supported yet, only unfused checkpoints")
+        let fusion = json["enable_fusion"] as? Bool ?? false
+        if fusion, let type = json["fusion_type"] as? String, type != "aff_2d" {
+            throw ModelError("audio_config.fusion_type \(type) is not supported (aff_2d, the fused checkpoints' AFF block, is)")
         }
         if let act = json["hidden_act"] as? String, act != "gelu" { throw ModelError("audio_config.hidden_act \(act) is not supported (gelu is)") }
         if let c = json["patch_embed_input_channels"] as? NSNumber, c.intValue != 1 { throw ModelError("audio_config.patch_embed_input_channels \(c) (1 expected)") }
@@ -116,6 +151,8 @@ public struct HTSATConfig: Codable, Sendable, Equatable {
         c.layerNormEps = (json["layer_norm_eps"] as? NSNumber)?.floatValue ?? 1e-5
         c.dropPath = (json["drop_path_rate"] as? NSNumber)?.floatValue ?? 0
         c.frames = min(c.specWidth, 1001)
+        c.fusion = fusion
+        c.affRatio = try int("aff_block_r", 4)
         try c.validate()
         if let hidden = json["hidden_size"] as? NSNumber, hidden.intValue != c.width {
             throw ModelError("audio_config.hidden_size \(hidden) is not the encoder's output width \(c.width) (patch_embeds_hidden_size · 2^(stages − 1))")
