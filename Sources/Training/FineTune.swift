@@ -205,7 +205,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     let (decayStart, decay) = (max(cfg.lrDecayStart, 1), cfg.lrDecay)
     settings.epochFactor = { epoch in Foundation.pow(decay, Float(max(0, epoch - decayStart + 1))) }
     let trained: TrainingTask = try auxiliaryData.map {
-        try FLADTask(target: task, auxiliary: $0, bandit: cfg.flad!.bandit, optimizer: optimizer, batchSize: cfg.batchSize, seed: cfg.seed, report: skips)
+        try FLADTask(target: classification, auxiliary: $0, bandit: cfg.flad!.bandit, optimizer: optimizer, batchSize: cfg.batchSize, seed: cfg.seed, report: skips)
     } ?? task
     let report = try Trainer(run: run, settings: settings, log: log).fit(trained, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
 
