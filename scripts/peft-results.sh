@@ -13,7 +13,7 @@ out=${OUT:-runs/peft}
 start=${START:-runs/results/pretrain}
 fsdd_epochs=${FSDD_EPOCHS:-8}
 esc_epochs=${ESC_EPOCHS:-15}
-shot_epochs=${SHOT_EPOCHS:-8}
+shot_epochs=${SHOT_EPOCHS:-20}   # few-shot folders are named for it (shots<k>-<method>-e<epochs>)
 flags=$(bash scripts/build-flags.sh)
 earshot="$(swift build $flags --show-bin-path)/earshot"
 norm=(--mean=-6.8 --std 5.6)    # as scripts/results.sh
@@ -53,7 +53,7 @@ if [ "${1:-}" = table ]; then
         row="| $name | ${share:-100%} | $( [ -f "$f/done" ] && last "$f" test_accuracy) | $( [ -f "$e/done" ] && last "$e" test_accuracy)"
         row+=" | $( [ -f "$f/done" ] && median "$f" train_ms_per_step) | $( [ -f "$f/done" ] && field "$f" peak_rss_mb)"
         for k in 1 5 10; do
-            r="$out/shots$k-$name/repeats.json"
+            r="$out/shots$k-$name-e$shot_epochs/repeats.json"
             m=$(grep -o '"mean_test_accuracy" *: *[0-9.e-]*' "$r" 2>/dev/null | grep -o '[0-9.e-]*$')
             sd=$(grep -o '"std_test_accuracy" *: *[0-9.e-]*' "$r" 2>/dev/null | grep -o '[0-9.e-]*$')
             row+=" | $( [ -n "$m" ] && awk -v m="$m" -v s="$sd" 'BEGIN {printf "%.3f ± %.3f", m, s}')"
@@ -91,7 +91,7 @@ for k in 1 5 10; do
     for entry in "${methods[@]}"; do
         name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
         case " ${SHOT_METHODS:-full linear adapter-standard lora} " in *" $name "*) ;; *) continue;; esac
-        run "$out/shots$k-$name" finetune --model ssast-tiny-frame --init-from "$start" "${opts[@]}" --data "$shared/fsdd" \
+        run "$out/shots$k-$name-e$shot_epochs" finetune --model ssast-tiny-frame --init-from "$start" "${opts[@]}" --data "$shared/fsdd" \
             --label-field label --shots "$k" --repeats 5 --epochs "$shot_epochs" --batch-size "$(( k < 2 ? 8 : 16 ))" \
             --lr "$(lr_for "$name" 5e-4)" --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
     done
