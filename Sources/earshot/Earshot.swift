@@ -6,5 +6,5 @@ struct Earshot: ParsableCommand {
         commandName: "earshot",
         abstract: "Pretrain, adapt and run audio encoders on the CPU.",
         subcommands: [Demo.self, Keywords.self, ModelsCommand.self, Pretrain.self, Finetune.self, Evaluate.self, Classify.self, Tag.self, Embed.self,
-                      Features.self, DatasetCommand.self, Bench.self, ProbeCommand.self])
+                      Features.self, DatasetCommand.self, Bench.self, ProbeCommand.self, ZeroShot.self, IndexCommand.self, Search.self])
 }
