@@ -70,16 +70,32 @@ public final class EmbeddingIndex {
             throw EmbeddingIndexError.dimensionMismatch(index: location, expected: dim,
                                                         got: newPaths.isEmpty ? embeddings.count : embeddings.count / newPaths.count)
         }
-        if let bad = embeddings.firstIndex(where: { !$0.isFinite }) {
+        if let bad = Self.firstNonFinite(embeddings) {
             throw EmbeddingIndexError.badInput("\(location): the embedding of \(newPaths[bad / dim]) is not finite")
         }
         var added = 0
-        // (No reserveCapacity: an exact reservation per call would defeat append's geometric growth.)
+        if newPaths.allSatisfy({ rowOfPath[$0] == nil }) {
+            // The common case, all new: one bulk copy (append's geometric growth amortises the rest).
+            let start = paths.count
+            for (i, path) in newPaths.enumerated() {
+                guard rowOfPath[path] == nil else {
+                    for p in paths[start...] { rowOfPath[p] = nil }
+                    paths.removeLast(paths.count - start)
+                    throw EmbeddingIndexError.badInput("\(location): \(path) is given twice (items \(newPaths.firstIndex(of: path)! + 1) and \(i + 1))")
+                }
+                rowOfPath[path] = paths.count
+                paths.append(path)
+            }
+            vectors.append(contentsOf: embeddings)
+            return newPaths.count
+        }
         embeddings.withUnsafeBufferPointer { e in
             for (i, path) in newPaths.enumerated() {
-                let row = e[(i * dim)..<((i + 1) * dim)]
+                let row = UnsafeBufferPointer(rebasing: e[(i * dim)..<((i + 1) * dim)])
                 if let r = rowOfPath[path] {
-                    vectors.replaceSubrange((r * dim)..<((r + 1) * dim), with: row)
+                    vectors.withUnsafeMutableBufferPointer { v in
+                        for j in 0..<dim { v[r * dim + j] = row[j] }
+                    }
                 } else {
                     rowOfPath[path] = paths.count
                     paths.append(path)
@@ -89,6 +105,20 @@ public final class EmbeddingIndex {
             }
         }
         return added
+    }
+
+    /// The index of the first NaN or infinity, or nil: x·0 is NaN exactly for those, so one vector
+    /// accumulator screens the whole array at memory speed before any element is looked at.
+    static func firstNonFinite(_ x: [Float]) -> Int? {
+        let screen: Float = x.withUnsafeBufferPointer { p in
+            var acc = SIMD16<Float>(), i = 0
+            let raw = UnsafeRawPointer(p.baseAddress)
+            while i + 16 <= p.count { acc += raw!.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) * 0; i += 16 }
+            var tail: Float = 0
+            while i < p.count { tail += p[i] * 0; i += 1 }
+            return acc.sum() + tail
+        }
+        return screen == 0 ? nil : x.firstIndex { !$0.isFinite }
     }
 
     /// Removes these paths; returns the ones that were not in the index. The remaining rows keep their

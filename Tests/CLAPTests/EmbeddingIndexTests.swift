@@ -52,6 +52,11 @@ final class EmbeddingIndexTests: XCTestCase {
         XCTAssertThrowsError(try index.add(paths: ["y"], embeddings: [.nan, 1], modelHash: "aaaa")) {
             XCTAssertTrue("\($0)".contains("y is not finite"), "\($0)")
         }
+        XCTAssertThrowsError(try index.add(paths: ["y", "z", "y"], embeddings: [0, 1, 1, 1, 1, 0], modelHash: "aaaa")) {
+            XCTAssertTrue("\($0)".contains("y is given twice (items 1 and 3)"), "\($0)")
+        }
+        XCTAssertEqual(index.paths, ["x"], "a refused add changes nothing")
+        XCTAssertEqual(try index.search(queries: [0, 1], modelHash: "aaaa", top: 5)[0].map(\.path), ["x"])
         XCTAssertThrowsError(try index.search(queries: [1, 0, 0], modelHash: "aaaa", top: 1))
         XCTAssertThrowsError(try index.search(queries: [1, 0], modelHash: "aaaa", top: 0))
     }
