@@ -26,21 +26,23 @@ final class InnerProductSearchTests: XCTestCase {
         // n not a multiple of the block or of 4 rows, d not a multiple of the vector width.
         let n = 2 * InnerProductSearch.blockRows + 13, d = 37
         let x = integers(n * d, &g)
-        let saved = (Threading.threads, InnerProductSearch.gemmMinQueries)
-        defer { Threading.setThreads(saved.0); InnerProductSearch.gemmMinQueries = saved.1 }
+        let saved = (Threading.threads, InnerProductSearch.gemmMinQueries, InnerProductSearch.scoreChunkFloats)
+        defer { Threading.setThreads(saved.0); InnerProductSearch.gemmMinQueries = saved.1; InnerProductSearch.scoreChunkFloats = saved.2 }
         for nq in [1, 3, 8, 21] {
             let q = integers(nq * d, &g)
             for k in [1, 10, 300] {
                 let expected = bruteForce(q, x, nq: nq, n: n, d: d, k: k)
                 for threads in [1, 2] {
-                    for gemmFrom in [1, 1000] {   // every query count through GEMM, then through the streaming kernel
+                    // Every query count through GEMM (in one chunk, then in chunks of 4 queries), then through the streaming kernel.
+                    for (gemmFrom, chunkFloats) in [(1, 262_144), (1, 4 * InnerProductSearch.blockRows), (1000, 262_144)] {
                         Threading.setThreads(threads); InnerProductSearch.gemmMinQueries = gemmFrom
+                        InnerProductSearch.scoreChunkFloats = chunkFloats
                         let got = q.withUnsafeBufferPointer { qp in
                             x.withUnsafeBufferPointer { xp in
                                 InnerProductSearch.search(queries: qp.baseAddress!, queryCount: nq, database: xp.baseAddress!, rows: n, dim: d, k: k)
                             }
                         }
-                        XCTAssertEqual(got, expected, "nq \(nq), k \(k), threads \(threads), GEMM from \(gemmFrom)")
+                        XCTAssertEqual(got, expected, "nq \(nq), k \(k), threads \(threads), GEMM from \(gemmFrom), chunk \(chunkFloats)")
                     }
                 }
             }
