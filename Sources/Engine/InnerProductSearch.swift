@@ -23,7 +23,8 @@ public enum InnerProductSearch {
 
     /// Database rows per task: 1024 × 512 floats is 2 MB, the scores of 1000 queries 4 MB.
     static let blockRows = 1024
-    /// From this many queries the scores of a block come from GEMM (measured: docs/CLAP.md, "Search").
+    /// From this many queries the scores of a block come from GEMM (a round guess, not tuned: one query is a
+    /// memory-bound pass either way, and by 8 the streaming kernel's two loads per FMA become the limit).
     nonisolated(unsafe) public static var gemmMinQueries = 8
     /// Scores held per thread at once (1 MB).
     nonisolated(unsafe) static var scoreChunkFloats = 262_144
