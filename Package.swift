@@ -37,12 +37,13 @@ let package = Package(
         .target(name: "Training", dependencies: ["Inference", "Models", "NN", "Engine", "Audio", "Text", "CLAP"]),
         // Tokenizers and text encoders (BERT, RoBERTa): the text tower of CLAP.
         .target(name: "Text", dependencies: ["NN", "Engine"]),
-        // CLAP: the HTSAT audio tower (in Models) and a Text tower in one embedding space.
-        .target(name: "CLAP", dependencies: ["Models", "Text", "Audio", "NN", "Engine"]),
+        // CLAP: the HTSAT audio tower (in Models) and a Text tower in one embedding space; its search index
+        // and retrieval metrics are generic (Inference).
+        .target(name: "CLAP", dependencies: ["Inference", "Models", "Text", "Audio", "NN", "Engine"]),
         // The umbrella a Swift app imports: every library, re-exported.
         .target(name: "Earshot", dependencies: ["Engine", "NN", "Audio", "Models", "Inference", "Training", "Text", "CLAP"]),
         .executableTarget(name: "earshot", dependencies: [
-            "Engine", "NN", "Audio", "Models", "Inference", "Training",
+            "Engine", "NN", "Audio", "Models", "Inference", "Training", "Text", "CLAP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], exclude: ["Fixtures"]),
@@ -50,7 +51,7 @@ let package = Package(
         .testTarget(name: "AudioTests", dependencies: ["Audio", "Engine", "NN"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "TextTests", dependencies: ["Text", "NN", "Engine"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLAPTests", dependencies: ["CLAP", "Models", "Text", "Audio", "NN", "Engine"], exclude: ["Fixtures"]),
+        .testTarget(name: "CLAPTests", dependencies: ["CLAP", "Inference", "Models", "Text", "Audio", "NN", "Engine"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Inference", "Models", "Audio", "NN", "Engine", "Text", "CLAP"]),
         // Only the public API, through the umbrella (no @testable).
         .testTarget(name: "PublicAPITests", dependencies: ["Earshot"]),

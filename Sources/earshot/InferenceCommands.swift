@@ -23,8 +23,16 @@ struct Evaluate: ParsableCommand {
     @Option(name: .customLong("label-field"), help: "label, or speaker (as the model was fine-tuned).") var labelField = "label"
     @Flag(help: "One JSON object per clip (file, labels, predicted label and scores), then a summary line with the metrics.")
     var json = false
+    @Option(help: "classification, or retrieval: a CLAP (--model) on a caption manifest (file, caption; a row per caption), R@1/5/10 and mAP@10 both ways.")
+    var task = "classification"
+    @Option(help: "--task retrieval: the CLAP's tokenizer folder (default: the model folder, or the .pt's).") var tokenizer: String?
 
     func run() throws {
+        switch task {
+        case "classification": break
+        case "retrieval": return try evaluateRetrieval(model: model, tokenizer: tokenizer, data: data, split: split, json: json)
+        default: throw ValidationError("--task \(task): expected classification or retrieval")
+        }
         let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
         var ds = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if let split { ds = ds.split(split) }
