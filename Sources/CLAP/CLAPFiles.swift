@@ -6,12 +6,15 @@ import Text
 extension CLAP {
     /// The model at `url`: a Hugging Face `ClapModel` folder (its tokenizer files, unless `tokenizer`
     /// names another folder) or a LAION-CLAP `.pt` file, whose tokenizer (roberta-base's vocab.json +
-    /// merges.txt, or a tokenizer.json) comes from `tokenizer` or else the `.pt`'s own folder.
+    /// merges.txt, or a tokenizer.json) comes from `tokenizer` or else the `.pt`'s own folder; or a folder an
+    /// Earshot contrastive run exported (`TrainedCLAP`).
     public static func load(model url: URL, tokenizer: URL? = nil, textHeads: Int? = nil, maxLength: Int = 77) throws -> CLAP {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
             throw CLAPError("\(url.path): no such model folder or file")
         }
+        // A folder an Earshot contrastive run exported carries its own tokenizer and front end.
+        if isDir.boolValue && tokenizer == nil && TrainedCLAP.isTrained(url) { return try TrainedCLAP.load(url, maxLength: maxLength) }
         let model: CLAPModel, tokenizerFolder: URL
         if isDir.boolValue {
             model = try CLAPCheckpoint.loadHuggingFace(url)
@@ -51,11 +54,11 @@ extension CLAP {
     /// that gives its `frames` (1001 frames at hop 480: 480,000 samples, 10 s at 48 kHz).
     public var melConfig: LogMelConfig {
         var c = LogMelConfig.clap
-        c.nMels = model.config.audio.melBins
+        if let released = model as? CLAPModel { c.nMels = released.config.audio.melBins }
         return c
     }
 
-    public var clipSamples: Int { max(1, model.config.audio.frames - 1) * melConfig.hop }
+    public var clipSamples: Int { max(1, ((model as? CLAPModel)?.config.audio.frames ?? 1001) - 1) * melConfig.hop }
 }
 
 /// Unit audio embeddings of audio files: decoded, down-mixed, resampled to 48 kHz. A file no longer
@@ -91,6 +94,12 @@ public struct CLAPFileEmbedder {
 
     /// The unit embedding of one file; an unreadable or empty file throws `AudioError`/`CLAPError`.
     public func embed(file path: String) throws -> [Float] {
+        // A trained model's own front end, or a fused tower (which takes the whole clip as four views),
+        // embeds the file's features as they are.
+        if clap.frontEnd != nil || clap.isFused {
+            let features = try clap.features(ofFile: URL(fileURLWithPath: path))
+            return try clap.embed(features: features.unsqueeze(0)).toArray()
+        }
         let audio = try AudioFile.read(URL(fileURLWithPath: path))
         let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: melConfig.sampleRate)
         guard !wave.isEmpty else { throw CLAPError("\(path): no audio samples") }

@@ -51,7 +51,7 @@ public enum CLAPRetrieval {
             let (e, cut) = try clap.embed(texts: Array(kept[start..<min(kept.count, start + textBatch)]))
             textRows.append(e); truncated += cut
         }
-        let p = clap.model.config.projectionDim
+        let p = clap.model.projectionDim
         let a = try Tensor(embedded.embeddings, shape: [embedded.paths.count, p])
         let sim = try GradMode.noGrad { try a.matmul(Tensor.concat(textRows, axis: 0).transpose(0, 1)) }
         let (a2t, t2a) = try RetrievalMetrics.evaluate(similarity: sim.toArray(), clips: embedded.paths.count, captionClips: keptOwners)

@@ -25,7 +25,7 @@ extension ZeroShotClassifier {
     /// Per clip, the labels with their probabilities, most probable first (at most `top`), of unit
     /// audio embeddings, row-major [clips, P].
     public func ranked(audioEmbeddings rows: [Float], top: Int? = nil) throws -> [[(label: String, probability: Float)]] {
-        let p = clap.model.config.projectionDim
+        let p = clap.model.projectionDim
         guard !rows.isEmpty else { return [] }
         let a = try Tensor(rows, shape: [rows.count / p, p])
         let probs = try GradMode.noGrad { try logits(audioEmbeddings: a).softmax(axis: -1) }

@@ -42,7 +42,7 @@ struct IndexBuild: ParsableCommand {
     func run() throws {
         let paths = try audioFiles(inputs).map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         let model = try clap.load(), hash = model.modelHash()
-        let index = try EmbeddingIndex(dim: model.model.config.projectionDim, modelHash: hash,
+        let index = try EmbeddingIndex(dim: model.model.projectionDim, modelHash: hash,
                                        model: URL(fileURLWithPath: clap.model).standardizedFileURL.path, location: out)
         index.modelOptions = clap.indexOptions
         try embedInto(index, paths, clap: model, hash: hash, json: json, out: out, verb: "built")
