@@ -4,9 +4,10 @@ import Foundation
 /// conv2d through oneDNN: forward, backward data and backward weights, built once per shape and kept.
 ///
 /// Tensors stay NCHW (OIHW weights) in the engine; each primitive is created with `format_tag_any` so
-/// oneDNN picks its blocked layout (nChw16c on AVX-512) and kernel (brgconv / jit), and the plan
-/// reorders the plain tensors in and out around the call. Measured on Cnn14's shapes this beat both
-/// im2col + GEMM and oneDNN on plain NCHW (docs/PANNS.md). Shapes oneDNN rejects keep the im2col path.
+/// oneDNN picks its layout and kernel (on the AVX-512 hosts here: `brgconv:avx512_core` on channels-last
+/// activations and Acdb32a/64a-blocked weights), and the plan reorders the plain tensors in and out
+/// around the call (timings against im2col + GEMM and PyTorch: docs/PANNS.md). Shapes oneDNN rejects,
+/// and grouped convolutions, keep the im2col path.
 final class DNNLConvPlan: @unchecked Sendable {
     struct Backward {
         let data: DNNLPrimitive
