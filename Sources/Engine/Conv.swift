@@ -62,7 +62,11 @@ extension Tensor {
 
 extension ConvShape {
     static func checked(input: [Int], weight: Tensor, bias: Tensor?, _ g: Conv2dGeometry) throws -> ConvShape {
-        let x = (shape: input, rank: input.count)
+        try checked(input: input, weight: weight.shape, bias: bias?.shape, g)
+    }
+
+    static func checked(input: [Int], weight w: [Int], bias: [Int]?, _ g: Conv2dGeometry) throws -> ConvShape {
+        let x = (shape: input, rank: input.count), weight = (shape: w, rank: w.count)
         try check(x.rank == 4, "conv2d: input must be [N, C, H, W], got \(x.shape)")
         try check(weight.rank == 4, "conv2d: weight must be [O, C/groups, kh, kw], got \(weight.shape)")
         try check(g.groups >= 1 && x.shape[1] % g.groups == 0 && weight.shape[0] % g.groups == 0,
@@ -75,7 +79,7 @@ extension ConvShape {
         let oh = (x.shape[2] + 2 * g.padding.0 - g.dilation.0 * (kh - 1) - 1) / g.stride.0 + 1
         let ow = (x.shape[3] + 2 * g.padding.1 - g.dilation.1 * (kw - 1) - 1) / g.stride.1 + 1
         try check(oh > 0 && ow > 0, "conv2d: input \(x.shape) is smaller than the kernel \(kh)x\(kw) (after padding)")
-        if let bias { try check(bias.shape == [weight.shape[0]], "conv2d: bias shape \(bias.shape), expected [\(weight.shape[0])]") }
+        if let bias { try check(bias == [weight.shape[0]], "conv2d: bias shape \(bias), expected [\(weight.shape[0])]") }
         let s = ConvShape(n: x.shape[0], c: x.shape[1], h: x.shape[2], w: x.shape[3], o: weight.shape[0],
                           kh: kh, kw: kw, oh: oh, ow: ow, g: g)
         return s

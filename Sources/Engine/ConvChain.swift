@@ -5,6 +5,10 @@ import Foundation
 public enum ConvChainStage {
     /// ReLU(conv2d(x, weight) + bias) (a batch norm may be folded into weight and bias).
     case convReLU(weight: Tensor, bias: Tensor?, geometry: Conv2dGeometry)
+    /// The same with the weight ([O, C, kh, kw]) and bias made only when the stage runs and dropped after:
+    /// a batch norm folded into each convolution then holds one layer's folded copy at a time, not the
+    /// whole network's.
+    case lazyConvReLU(weightShape: [Int], bias: Bool, geometry: Conv2dGeometry, parameters: () throws -> (weight: Tensor, bias: Tensor?))
     /// Average pooling over k x k windows with stride k (PyTorch's `avg_pool2d(x, k)`; a trailing row or
     /// column that does not fill a window is dropped).
     case avgPool(Int)
@@ -88,7 +92,7 @@ final class DNNLConvChain: @unchecked Sendable {
     }
 
     /// Runs the chain on plain NCHW `x`, writing plain NCHW `out`; `params` are the stages' (weight, bias).
-    func run(_ x: UnsafeMutablePointer<Float>, params: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?)?],
+    func run(_ x: UnsafeMutablePointer<Float>, params: [(() throws -> (weight: Tensor, bias: Tensor?))?],
              _ out: UnsafeMutablePointer<Float>) throws {
         func allocate(_ md: dnnl_memory_desc_t) -> UnsafeMutableRawPointer {
             UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(md), 64), alignment: 64)
@@ -107,11 +111,14 @@ final class DNNLConvChain: @unchecked Sendable {
             do {
                 switch step {
                 case .conv(let prim, let weights, let biasDesc):
-                    guard let (w, b) = params[i] else { throw EngineError("conv chain: stage \(i) has no weights") }
-                    try weights.input(w) { ws in
-                        var args = [(DNNL_ARG_SRC, layouts[i], current), (DNNL_ARG_WEIGHTS, weights.chosen, ws), (DNNL_ARG_DST, layouts[i + 1], next)]
-                        if let biasDesc, let b { args.append((DNNL_ARG_BIAS, biasDesc, UnsafeMutableRawPointer(b))) }
-                        try prim.execute(args)
+                    guard let make = params[i] else { throw EngineError("conv chain: stage \(i) has no weights") }
+                    let (w, b) = try make()
+                    try withExtendedLifetime((w, b)) {
+                        try weights.input(w.data, pooled: false) { ws in
+                            var args = [(DNNL_ARG_SRC, layouts[i], current), (DNNL_ARG_WEIGHTS, weights.chosen, ws), (DNNL_ARG_DST, layouts[i + 1], next)]
+                            if let biasDesc, let b { args.append((DNNL_ARG_BIAS, biasDesc, UnsafeMutableRawPointer(b.data))) }
+                            try prim.execute(args)
+                        }
                     }
                 case .pool(let prim):
                     try prim.execute([(DNNL_ARG_SRC, layouts[i], current), (DNNL_ARG_DST, layouts[i + 1], next)])
@@ -134,14 +141,18 @@ extension Tensor {
     /// where oneDNN takes every stage, else stage by stage (`conv2dReLUInference`, `avgPool2d`).
     public func convChainInference(_ stages: [ConvChainStage]) throws -> Tensor {
         var shapes: [DNNLConvChain.StageShape] = [], inShape = shape
-        var params: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?)?] = []
+        var params: [(() throws -> (weight: Tensor, bias: Tensor?))?] = []
         for stage in stages {
             switch stage {
             case .convReLU(let w, let b, let g):
                 let s = try ConvShape.checked(input: inShape, weight: w, bias: b, g)
-                let out = [s.n, s.o, s.oh, s.ow]
-                shapes.append(.init(conv: s, pool: 1, inShape: inShape, outShape: out, bias: b != nil))
-                params.append((w.data, b?.data)); inShape = out
+                shapes.append(.init(conv: s, pool: 1, inShape: inShape, outShape: [s.n, s.o, s.oh, s.ow], bias: b != nil))
+                params.append({ (w, b) }); inShape = [s.n, s.o, s.oh, s.ow]
+            case .lazyConvReLU(let ws, let hasBias, let g, let make):
+                let s = try ConvShape.checked(input: inShape, weight: ws, bias: hasBias ? [ws.first ?? 0] : nil, g)
+                shapes.append(.init(conv: s, pool: 1, inShape: inShape, outShape: [s.n, s.o, s.oh, s.ow], bias: hasBias))
+                params.append({ try Self.made(ws, hasBias, make) })
+                inShape = [s.n, s.o, s.oh, s.ow]
             case .avgPool(let k):
                 if k == 1 { continue }
                 try check(inShape.count == 4 && k >= 1 && inShape[2] >= k && inShape[3] >= k,
@@ -151,24 +162,30 @@ extension Tensor {
                 params.append(nil); inShape = out
             }
         }
-        let tensors = stages.flatMap { stage -> [Tensor] in
-            if case .convReLU(let w, let b, _) = stage { return [w] + (b.map { [$0] } ?? []) }
-            return []
-        }
         if let chain = DNNLConvChain.chain(shapes) {
             let out = Tensor.empty(chain.outputShape)
-            let ok = withExtendedLifetime(tensors) { (try? chain.run(data, params: params, out.data)) != nil }
-            if ok { return out }
+            if (try? chain.run(data, params: params, out.data)) != nil { return out }
         }
         return try GradMode.noGrad {
             var x = self
             for stage in stages {
                 switch stage {
                 case .convReLU(let w, let b, let g): x = try x.conv2dReLUInference(weight: w, bias: b, g)
+                case .lazyConvReLU(let ws, let hasBias, let g, let make):
+                    let (w, b) = try Self.made(ws, hasBias, make)
+                    x = try x.conv2dReLUInference(weight: w, bias: b, g)
                 case .avgPool(let k): if k > 1 { x = try x.avgPool2d(kernel: (k, k)) }
                 }
             }
             return x
         }
+    }
+
+    /// A lazy stage's weights, checked against the shape it declared.
+    private static func made(_ shape: [Int], _ hasBias: Bool, _ make: () throws -> (weight: Tensor, bias: Tensor?)) throws -> (weight: Tensor, bias: Tensor?) {
+        let (w, b) = try make()
+        try check(w.shape == shape && (b?.shape == [shape[0]]) == hasBias,
+                  "convChainInference: a stage made weights \(w.shape) and bias \(b?.shape ?? []), declared \(shape)\(hasBias ? " with bias" : "")")
+        return (w, b)
     }
 }

@@ -116,11 +116,17 @@ struct DNNLStaging {
     var needsReorder: Bool { !DNNL.same(plain, chosen) }
 
     /// Runs `body` with the data at `plain` in the chosen layout (reordered into a temporary when they differ).
-    func input<R>(_ plainData: UnsafeMutablePointer<Float>, _ body: (UnsafeMutableRawPointer) throws -> R) throws -> R {
+    /// The temporary comes from the buffer pool (`pooled`: training reuses the same sizes every step) or is
+    /// malloc'd and freed at once (inference: a model's worth of differently sized weight copies would
+    /// otherwise stay pooled).
+    func input<R>(_ plainData: UnsafeMutablePointer<Float>, pooled: Bool = true, _ body: (UnsafeMutableRawPointer) throws -> R) throws -> R {
         guard let toChosen else { return try body(plainData) }
-        let staged = Tensor.empty([(DNNL.bytes(chosen) + 3) / 4])
-        try toChosen.execute([(DNNL_ARG_FROM, plain, UnsafeMutableRawPointer(plainData)), (DNNL_ARG_TO, chosen, UnsafeMutableRawPointer(staged.data))])
-        return try withExtendedLifetime(staged) { try body(staged.data) }
+        let bytes = DNNL.bytes(chosen)
+        let tensor = pooled ? Tensor.empty([(bytes + 3) / 4]) : nil
+        let staged = tensor.map { UnsafeMutableRawPointer($0.data) } ?? UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        defer { if tensor == nil { staged.deallocate() } }
+        try toChosen.execute([(DNNL_ARG_FROM, plain, UnsafeMutableRawPointer(plainData)), (DNNL_ARG_TO, chosen, staged)])
+        return try withExtendedLifetime(tensor) { try body(staged) }
     }
 
     /// Runs `body` writing the chosen layout, then leaves the result at `plainData`.

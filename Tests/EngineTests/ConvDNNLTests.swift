@@ -58,7 +58,8 @@ final class ConvDNNLTests: XCTestCase {
             return try y.conv2d(weight: w3, bias: b3, p2).relu().avgPool2d(kernel: (2, 2))
         }
         let chained = try x.convChainInference([.convReLU(weight: w1, bias: b1, geometry: p1), .convReLU(weight: w2, bias: b2, geometry: p1),
-                                                .avgPool(2), .convReLU(weight: w3, bias: b3, geometry: p2), .avgPool(2), .avgPool(1)])
+                                                .avgPool(2), .lazyConvReLU(weightShape: w3.shape, bias: true, geometry: p2) { (w3, b3 as Tensor?) },
+                                                .avgPool(2), .avgPool(1)])
         assertClose(chained, expected)
         assertClose(try x.conv2dReLUInference(weight: w1, bias: b1, p1), try GradMode.noGrad { try x.conv2d(weight: w1, bias: b1, p1).relu() })
     }
@@ -69,5 +70,9 @@ final class ConvDNNLTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("input channels"), "\($0)")
         }
         XCTAssertThrowsError(try x.convChainInference([.avgPool(8)])) { XCTAssertTrue("\($0)".contains("pooling"), "\($0)") }
+        // A lazy stage that makes other weights than it declared is named.
+        XCTAssertThrowsError(try x.convChainInference([.lazyConvReLU(weightShape: [3, 2, 3, 3], bias: false, geometry: .init()) {
+            (rnd([3, 2, 1, 1], seed: 62), nil)
+        }])) { XCTAssertTrue("\($0)".contains("declared"), "\($0)") }
     }
 }

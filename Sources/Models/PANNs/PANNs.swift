@@ -32,14 +32,16 @@ public final class PANNsConvBlock: Module, UnaryLayer {
         return pool > 1 ? try y.avgPool2d(kernel: (pool, pool)) : y
     }
 
-    /// The block for inference: each batch norm folded into its convolution (`BatchNorm.folded(into:)`),
-    /// the ReLU fused, then the pooling.
-    func inferenceStages() throws -> [ConvChainStage] {
+    /// The block for inference: each batch norm folded into its convolution (`BatchNorm.folded(into:)`,
+    /// done as the stage runs), the ReLU fused, then the pooling.
+    func inferenceStages() -> [ConvChainStage] {
         var stages: [ConvChainStage] = []
         for (conv, bn) in [(conv1, bn1), (conv2, bn2)] {
             guard let conv, let bn else { continue }
-            let (w, b) = try bn.folded(into: conv)
-            stages.append(.convReLU(weight: w, bias: b, geometry: conv.geometry))
+            stages.append(.lazyConvReLU(weightShape: conv.weight.shape, bias: true, geometry: conv.geometry) {
+                let (w, b) = try bn.folded(into: conv)
+                return (w, b as Tensor?)
+            })
         }
         return stages + [.avgPool(pool)]
     }
@@ -81,7 +83,7 @@ public final class PANNsEncoder: Module, AudioEncoder {
         if training && config.specAugment { x = try x * Self.dropStripes(x.shape, generator: &Random.global) }
         if !training && !GradMode.isEnabled {
             // Inference: the whole trunk as one oneDNN chain in its blocked layout (dropout is off).
-            x = try x.convChainInference(blocks.flatMap { try $0.inferenceStages() })
+            x = try x.convChainInference(blocks.flatMap { $0.inferenceStages() })
         } else {
             for block in blocks { x = try block(x).dropout(p: 0.2, training: training) }
         }

@@ -11,7 +11,8 @@ extension BatchNorm {
             throw NNError("BatchNorm of \(weight.shape[0]) channels cannot fold into a convolution of \(o) outputs")
         }
         let perOutput = conv.weight.count / o
-        let w = Tensor.empty(conv.weight.shape), b = Tensor.empty([o])
+        // Own pages, returned to the system when dropped (the pool would keep every layer's size).
+        let w = Tensor.pageBacked(conv.weight.shape), b = Tensor.empty([o])
         for c in 0..<o {
             let scale = weight.data[c] / (runningVar.data[c] + eps).squareRoot()
             let src = conv.weight.data + c * perOutput, dst = w.data + c * perOutput
