@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Earshot builds against, only those missing. Needs root (or sudo).
 set -euo pipefail
-packages=(libopenblas-dev libsndfile1-dev libsoxr-dev libfftw3-dev espeak-ng pkg-config)
+packages=(libopenblas-dev libdnnl-dev libsndfile1-dev libsoxr-dev libfftw3-dev espeak-ng pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

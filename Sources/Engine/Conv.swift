@@ -1,4 +1,4 @@
-/// Convolution through im2col + GEMM (per image and group), and pooling. conv1d is conv2d with H = 1.
+/// Convolution through oneDNN (ConvDNNL.swift) or im2col + GEMM (per image and group), and pooling. conv1d is conv2d with H = 1.
 public struct Conv2dGeometry: Sendable, Equatable {
     public var stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int), groups: Int
     public init(stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1) {
@@ -54,9 +54,19 @@ extension Kernels {
 }
 
 extension Tensor {
-    /// 2-d convolution (cross-correlation) of x [N, C, H, W] with weight [O, C/groups, kh, kw].
-    public func conv2d(weight: Tensor, bias: Tensor?, _ geometry: Conv2dGeometry = .init()) throws -> Tensor {
-        let x = self, g = geometry
+    /// Checks a convolution's operands and gives its shape (output H, W by PyTorch's floor rule).
+    func convShape(weight: Tensor, bias: Tensor?, _ g: Conv2dGeometry) throws -> ConvShape {
+        try ConvShape.checked(input: shape, weight: weight, bias: bias, g)
+    }
+}
+
+extension ConvShape {
+    static func checked(input: [Int], weight: Tensor, bias: Tensor?, _ g: Conv2dGeometry) throws -> ConvShape {
+        try checked(input: input, weight: weight.shape, bias: bias?.shape, g)
+    }
+
+    static func checked(input: [Int], weight w: [Int], bias: [Int]?, _ g: Conv2dGeometry) throws -> ConvShape {
+        let x = (shape: input, rank: input.count), weight = (shape: w, rank: w.count)
         try check(x.rank == 4, "conv2d: input must be [N, C, H, W], got \(x.shape)")
         try check(weight.rank == 4, "conv2d: weight must be [O, C/groups, kh, kw], got \(weight.shape)")
         try check(g.groups >= 1 && x.shape[1] % g.groups == 0 && weight.shape[0] % g.groups == 0,
@@ -69,10 +79,47 @@ extension Tensor {
         let oh = (x.shape[2] + 2 * g.padding.0 - g.dilation.0 * (kh - 1) - 1) / g.stride.0 + 1
         let ow = (x.shape[3] + 2 * g.padding.1 - g.dilation.1 * (kw - 1) - 1) / g.stride.1 + 1
         try check(oh > 0 && ow > 0, "conv2d: input \(x.shape) is smaller than the kernel \(kh)x\(kw) (after padding)")
-        if let bias { try check(bias.shape == [weight.shape[0]], "conv2d: bias shape \(bias.shape), expected [\(weight.shape[0])]") }
+        if let bias { try check(bias == [weight.shape[0]], "conv2d: bias shape \(bias), expected [\(weight.shape[0])]") }
         let s = ConvShape(n: x.shape[0], c: x.shape[1], h: x.shape[2], w: x.shape[3], o: weight.shape[0],
                           kh: kh, kw: kw, oh: oh, ow: ow, g: g)
-        let out = Tensor.empty([s.n, s.o, oh, ow])
+        return s
+    }
+}
+
+extension Tensor {
+    /// 2-d convolution (cross-correlation) of x [N, C, H, W] with weight [O, C/groups, kh, kw].
+    public func conv2d(weight: Tensor, bias: Tensor?, _ geometry: Conv2dGeometry = .init()) throws -> Tensor {
+        let x = self, s = try convShape(weight: weight, bias: bias, geometry)
+        let out = Tensor.empty([s.n, s.o, s.oh, s.ow])
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        let recording = GradMode.enabled && inputs.contains { $0.requiresGrad }
+        let plan = DNNLConvPlan.plan(s, bias: bias != nil, training: recording)
+        if let plan, (try? plan.forward(x: x.data, weight: weight.data, bias: bias?.data, out: out.data)) != nil {
+            return out.recording(inputs) { go in
+                if let grads = try? Self.conv2dBackward(plan, go, x, weight, bias) { return grads }
+                return Self.conv2dBackwardIm2col(s, go, x, weight, bias)
+            }
+        }
+        Self.conv2dIm2col(s, x, weight, bias, out)
+        return out.recording(inputs) { go in Self.conv2dBackwardIm2col(s, go, x, weight, bias) }
+    }
+
+    /// The oneDNN backward: dL/dx, dL/dw and dL/db for the inputs that need them.
+    private static func conv2dBackward(_ plan: DNNLConvPlan, _ go: Tensor, _ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> [Tensor?] {
+        let gx = x.requiresGrad ? Tensor.empty(x.shape) : nil
+        let gw = weight.requiresGrad || bias?.requiresGrad == true ? Tensor.empty(weight.shape) : nil
+        let gb = bias?.requiresGrad == true ? Tensor.empty(bias!.shape) : nil
+        if let gx { try plan.backwardData(gradOut: go.data, weight: weight.data, gradIn: gx.data) }
+        if let gw { try plan.backwardWeights(x: x.data, gradOut: go.data, gradWeight: gw.data, gradBias: gb?.data) }
+        var grads: [Tensor?] = [gx, weight.requiresGrad ? gw : nil]
+        if bias != nil { grads.append(gb) }
+        return grads
+    }
+
+    /// im2col + GEMM, per image and group: y = W · col(x) + b.
+    static func conv2dIm2col(_ s: ConvShape, _ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ out: Tensor) {
+        let g = s.g
         let col = Tensor.empty([s.colRows, s.colCols])
         let oStride = s.o * s.colCols
         for i in 0..<s.n { for grp in 0..<g.groups {
@@ -83,42 +130,45 @@ extension Tensor {
                          a: weight.data + grp * s.og * s.colRows, lda: s.colRows, b: col.data, ldb: s.colCols,
                          beta: bias == nil ? 0 : 1, c: dst, ldc: s.colCols)
         } }
-        var inputs = [x, weight]
-        if let bias { inputs.append(bias) }
-        return out.recording(inputs) { go in
-            let gx = x.requiresGrad ? Tensor.zeros(x.shape) : nil
-            let gw = weight.requiresGrad ? Tensor.zeros(weight.shape) : nil
-            let dcol = Tensor.empty([s.colRows, s.colCols])
-            for i in 0..<s.n { for grp in 0..<g.groups {
-                let gsrc = go.data + i * oStride + grp * s.og * s.colCols
-                if let gw {
-                    Kernels.im2col(x.data + (i * s.c + grp * s.cg) * s.h * s.w, s, col.data)
-                    Kernels.gemm(transA: false, transB: true, m: s.og, n: s.colRows, k: s.colCols, a: gsrc, lda: s.colCols,
-                                 b: col.data, ldb: s.colCols, beta: 1, c: gw.data + grp * s.og * s.colRows, ldc: s.colRows)
-                }
-                if let gx {
-                    Kernels.gemm(transA: true, transB: false, m: s.colRows, n: s.colCols, k: s.og,
-                                 a: weight.data + grp * s.og * s.colRows, lda: s.colRows, b: gsrc, ldb: s.colCols,
-                                 c: dcol.data, ldc: s.colCols)
-                    Kernels.col2im(dcol.data, s, gx.data + (i * s.c + grp * s.cg) * s.h * s.w)
-                }
-            } }
-            var grads: [Tensor?] = [gx, gw]
-            if let bias {
-                var gb: Tensor?
-                if bias.requiresGrad {
-                    gb = Tensor.zeros([s.o])
-                    for i in 0..<s.n { for oc in 0..<s.o {
-                        let p = go.data + i * oStride + oc * s.colCols
-                        var acc: Float = 0
-                        for j in 0..<s.colCols { acc += p[j] }
-                        gb!.data[oc] += acc
-                    } }
-                }
-                grads.append(gb)
+    }
+
+    /// The im2col backward: dW = dY · col(x)ᵀ, dx = col2im(Wᵀ · dY), db = Σ dY.
+    static func conv2dBackwardIm2col(_ s: ConvShape, _ go: Tensor, _ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> [Tensor?] {
+        let g = s.g
+        let oStride = s.o * s.colCols
+        let gx = x.requiresGrad ? Tensor.zeros(x.shape) : nil
+        let gw = weight.requiresGrad ? Tensor.zeros(weight.shape) : nil
+        let col = Tensor.empty([s.colRows, s.colCols])
+        let dcol = Tensor.empty([s.colRows, s.colCols])
+        for i in 0..<s.n { for grp in 0..<g.groups {
+            let gsrc = go.data + i * oStride + grp * s.og * s.colCols
+            if let gw {
+                Kernels.im2col(x.data + (i * s.c + grp * s.cg) * s.h * s.w, s, col.data)
+                Kernels.gemm(transA: false, transB: true, m: s.og, n: s.colRows, k: s.colCols, a: gsrc, lda: s.colCols,
+                             b: col.data, ldb: s.colCols, beta: 1, c: gw.data + grp * s.og * s.colRows, ldc: s.colRows)
             }
-            return grads
+            if let gx {
+                Kernels.gemm(transA: true, transB: false, m: s.colRows, n: s.colCols, k: s.og,
+                             a: weight.data + grp * s.og * s.colRows, lda: s.colRows, b: gsrc, ldb: s.colCols,
+                             c: dcol.data, ldc: s.colCols)
+                Kernels.col2im(dcol.data, s, gx.data + (i * s.c + grp * s.cg) * s.h * s.w)
+            }
+        } }
+        var grads: [Tensor?] = [gx, gw]
+        if let bias {
+            var gb: Tensor?
+            if bias.requiresGrad {
+                gb = Tensor.zeros([s.o])
+                for i in 0..<s.n { for oc in 0..<s.o {
+                    let p = go.data + i * oStride + oc * s.colCols
+                    var acc: Float = 0
+                    for j in 0..<s.colCols { acc += p[j] }
+                    gb!.data[oc] += acc
+                } }
+            }
+            grads.append(gb)
         }
+        return grads
     }
 
     /// 1-d convolution of x [N, C, L] with weight [O, C/groups, k].

@@ -268,8 +268,8 @@ extension Tensor {
         }
     }
 
-    /// Batch normalisation over axis 1 of [N, C, ...]. In training it normalises with the batch's
-    /// biased variance and updates the running statistics in place with the unbiased variance and
+    /// Batch normalisation over axis 1 of [N, C, ...]. In training (one fused op, BatchNormTraining.swift) it
+    /// normalises with the batch's biased variance and updates the running statistics in place with the unbiased variance and
     /// `momentum` (PyTorch's convention: running = (1 − m) running + m batch).
     public func batchNorm(runningMean: Tensor?, runningVar: Tensor?, weight: Tensor?, bias: Tensor?,
                           training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) throws -> Tensor {
@@ -278,28 +278,13 @@ extension Tensor {
         for (name, t) in [("runningMean", runningMean), ("runningVar", runningVar), ("weight", weight), ("bias", bias)] {
             if let t { try check(t.shape == [c], "batchNorm: \(name) shape \(t.shape), expected [\(c)]") }
         }
-        var statShape = [Int](repeating: 1, count: rank); statShape[1] = c
-        let axes = [0] + Array(2..<rank)
-        let mean: Tensor, variance: Tensor
         if training {
-            let n = axes.reduce(1) { $0 * shape[$1] }
-            try check(n > 1, "batchNorm: training needs more than one value per channel, got input shape \(shape)")
-            mean = try self.mean(axes: axes, keepDim: true)
-            variance = try self.variance(axes: axes, unbiased: false, keepDim: true)
-            if let runningMean, let runningVar {
-                for i in 0..<c {
-                    runningMean.data[i] = (1 - momentum) * runningMean.data[i] + momentum * mean.data[i]
-                    runningVar.data[i] = (1 - momentum) * runningVar.data[i]
-                        + momentum * variance.data[i] * Float(n) / Float(n - 1)
-                }
-            }
-        } else {
-            guard let runningMean, let runningVar else {
-                throw EngineError("batchNorm: evaluation mode needs running statistics")
-            }
-            mean = try runningMean.reshape(statShape)
-            variance = try runningVar.reshape(statShape)
+            return try batchNormTraining(runningMean: runningMean, runningVar: runningVar, weight: weight, bias: bias,
+                                         momentum: momentum, eps: eps)
         }
+        guard let runningMean, let runningVar else { throw EngineError("batchNorm: evaluation mode needs running statistics") }
+        var statShape = [Int](repeating: 1, count: rank); statShape[1] = c
+        let mean = try runningMean.reshape(statShape), variance = try runningVar.reshape(statShape)
         var y = try (self - mean) / (variance + eps).sqrt()
         if let weight { y = try y * weight.reshape(statShape) }
         if let bias { y = try y + bias.reshape(statShape) }

@@ -56,8 +56,10 @@ extension Tensor {
     }
 
     public func relu() -> Tensor {
-        let x = self
-        return Kernels.map(x, ReLU.self).recording([x]) { g in [Kernels.map2(g, x, ReLUBackward.self)] }
+        // The backward pass reads the output (y > 0 exactly where x > 0), which the next layer keeps
+        // anyway, so the input (a convolution's or batch norm's output) need not outlive the forward pass.
+        let out = Kernels.map(self, ReLU.self)
+        return out.recording([self]) { g in [Kernels.map2(g, out, ReLUBackward.self)] }
     }
 
     /// GELU. Exact: x Φ(x) = 0.5 x (1 + erf(x / √2)). Tanh: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))).

@@ -119,6 +119,8 @@ extension Classifier {
             if scored < 64 {   // a recording shorter than a CNN's pooling: pad with silence (−100 dB)
                 x = try x.pad([(0, 64 - scored)], value: 10 * Foundation.log10(frontEnd.amin))
             }
+            // The pipeline's normalisation, as clip scoring and training apply it (after padding).
+            if let mean = pipeline.mean, let std = pipeline.std { x = FeatureFrames.normalize(x, mean: mean, std: std) }
             let scores = try GradMode.noGrad { try model.framewise(x.unsqueeze(0)).squeeze(0) }
             let end = ended ? min(next + keep, frames) : next + keep
             try body(secondsPerFrame, try scores.slice(axis: 0, start: next - c0, end: end - c0))

@@ -54,7 +54,7 @@ struct Features: ParsableCommand {
 
 struct DatasetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "dataset", abstract: "Inspect datasets and compute feature statistics.",
-                                                    subcommands: [Inspect.self, Stats.self])
+                                                    subcommands: [Inspect.self, Stats.self, Events.self])
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(

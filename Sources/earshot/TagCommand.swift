@@ -22,10 +22,13 @@ struct Tag: ParsableCommand {
     @Option(help: "Probability at or above which a class is tagged (or a frame is part of an event).") var threshold: Float = 0.5
     @Option(name: .customLong("min-duration"), help: "--frames: events shorter than this many seconds are dropped.") var minDuration = 0.1
     @Flag(help: "One JSON object per clip, then a summary line.") var json = false
+    @Option(help: "--frames: a CSV of the true events (label,onset,offset; `earshot dataset events`) to score the detections against (one recording).")
+    var truth: String?
 
     func validate() throws {
         guard (0...1).contains(threshold) else { throw ValidationError("--threshold \(threshold) must be between 0 and 1") }
         guard minDuration >= 0 else { throw ValidationError("--min-duration \(minDuration) must not be negative") }
+        if truth != nil && !frames { throw ValidationError("--truth scores sound events: add --frames") }
     }
 
     func run() throws {
@@ -43,6 +46,7 @@ struct Tag: ParsableCommand {
                         print(path + ":" + (events.isEmpty ? " no events" : ""))
                         for e in events { print(String(format: "  %8.2f - %8.2f s  %@ (peak %.3f)", e.onset, e.offset, e.label, e.peak)) }
                     }
+                    if let truth { try report(EventMatchReport(truth: try readTrueEvents(truth), detected: events)) }
                 } catch let error as AudioError {
                     // One unreadable recording does not stop the rest; a model that cannot score frames does.
                     if error.message.contains("frame-wise") || error.message.contains("streams log-mel") { throw error }
@@ -67,5 +71,32 @@ struct Tag: ParsableCommand {
             for (file, reason) in skipped { print("\(file): skipped (\(reason))") }
         }
         if done == 0 && !paths.isEmpty { throw AudioError("no clip could be read (\(paths.count) skipped)") }
+    }
+
+    /// Detections against the truth: every true event with its match (or a miss), the false alarms, and the
+    /// mean absolute onset and offset errors.
+    func report(_ r: EventMatchReport) throws {
+        let onset = r.meanAbsoluteOnsetError, offset = r.meanAbsoluteOffsetError
+        if json {
+            try printJSONLine(["score": [
+                "true_events": r.matches.count + r.misses.count, "detected": r.matches.count, "misses": r.misses.count,
+                "false_alarms": r.falseAlarms.count, "mean_abs_onset_error_s": onset ?? Double.nan, "mean_abs_offset_error_s": offset ?? Double.nan,
+                "matches": r.matches.map { ["label": $0.truth.label, "true_onset": $0.truth.onset, "true_offset": $0.truth.offset,
+                                            "onset": $0.detected.onset, "offset": $0.detected.offset] },
+                "missed": r.misses.map { ["label": $0.label, "onset": $0.onset, "offset": $0.offset] },
+                "false_alarm_events": r.falseAlarms.map { ["label": $0.label, "onset": $0.onset, "offset": $0.offset] }]])
+            return
+        }
+        print("against the truth:")
+        for m in r.matches {
+            print(String(format: "  %-16@ true %7.2f - %7.2f s, detected %7.2f - %7.2f s (onset %+.2f, offset %+.2f)", m.truth.label,
+                         m.truth.onset, m.truth.offset, m.detected.onset, m.detected.offset,
+                         m.detected.onset - m.truth.onset, m.detected.offset - m.truth.offset))
+        }
+        for t in r.misses { print(String(format: "  %-16@ true %7.2f - %7.2f s, missed", t.label, t.onset, t.offset)) }
+        for d in r.falseAlarms { print(String(format: "  %-16@ false alarm %7.2f - %7.2f s", d.label, d.onset, d.offset)) }
+        print(String(format: "%d of %d events detected, %d missed, %d false alarms; mean absolute onset error %@, offset error %@",
+                     r.matches.count, r.matches.count + r.misses.count, r.misses.count, r.falseAlarms.count,
+                     onset.map { String(format: "%.3f s", $0) } ?? "-", offset.map { String(format: "%.3f s", $0) } ?? "-"))
     }
 }

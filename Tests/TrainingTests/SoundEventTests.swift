@@ -36,7 +36,9 @@ final class SoundEventTests: XCTestCase {
         for (key, t) in model.namedTensors() where key.hasSuffix("running_mean") && key.hasPrefix("bn0") { t.data.update(repeating: -60, count: t.count) }
         for (key, t) in model.namedTensors() where key.hasSuffix("running_var") && key.hasPrefix("bn0") { t.data.update(repeating: 400, count: t.count) }
         model.eval()
-        let clf = Classifier(model: model, classes: ["a", "b", "c"], pipeline: FeaturePipeline(kind: .logMel(frontEnd), targetFrames: 400), multiLabel: true)
+        // A pipeline that normalises (a model trained by `finetune` keeps its --mean/--std): streaming must too.
+        let clf = Classifier(model: model, classes: ["a", "b", "c"],
+                             pipeline: FeaturePipeline(kind: .logMel(frontEnd), targetFrames: 400, mean: -30, std: 20), multiLabel: true)
         // 13.3 s at 16 kHz: tones and noise bursts.
         let n = 213_000
         var wave = [Float](repeating: 0, count: n)
@@ -53,7 +55,7 @@ final class SoundEventTests: XCTestCase {
         try clf.framewise(in: url) { s, scores in streamed += scores.toArray(); blocks += 1; spf = s }
         XCTAssertGreaterThan(blocks, 4, "scored in chunks")
         XCTAssertEqual(spf, 0.01, accuracy: 1e-12)
-        var whole = FeaturePipeline(kind: .logMel(frontEnd)).self
+        var whole = FeaturePipeline(kind: .logMel(frontEnd), mean: -30, std: 20).self
         whole.targetFrames = nil
         let features = try whole.features(of: url)
         let reference = try GradMode.noGrad { try model.framewise(features.unsqueeze(0)).squeeze(0) }

@@ -17,6 +17,8 @@ public struct PANNsFamily: ModelFamily {
         ("cnn14", .cnn14, .panns, false, "PANNs Cnn14: six double 3x3 conv blocks (64-2048) on 32 kHz log-mel"),
         ("cnn14-16k", .cnn14, PANNsConfig.frontEnds[1], false, "PANNs Cnn14 on 16 kHz log-mel (512-point STFT, 50-8000 Hz)"),
         ("cnn14-dlm", .cnn14, .panns, true, "PANNs Cnn14_DecisionLevelMax: scores per 32 frames (0.32 s), for sound event detection"),
+        ("cnn6-dlm", .cnn6, .panns, true, "Cnn6 with Cnn14_DecisionLevelMax's head: scores per 16 frames (0.16 s), a small sound event detector"),
+        ("cnn10-dlm", .cnn10, .panns, true, "Cnn10 with Cnn14_DecisionLevelMax's head: scores per 16 frames (0.16 s)"),
     ]
 
     public var entries: [ModelEntry] {

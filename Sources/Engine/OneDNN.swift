@@ -1,0 +1,139 @@
+import CDNNL
+import Foundation
+
+/// oneDNN (Debian's libdnnl 2.6) through its C API: one CPU engine and stream for the process, primitives
+/// built once per shape and kept. oneDNN picks its kernels at run time from the CPU's features (AVX2,
+/// AVX-512, AMX), so a baseline build of the engine still gets vector convolutions.
+///
+/// Its OpenMP pool is sized to `Threading.threads` before each call (the engine's own kernels and
+/// oneDNN's never run at once, so the two pools do not compete).
+enum DNNL {
+    /// The engine and stream, or nil where oneDNN cannot start (then callers use their own kernels).
+    nonisolated(unsafe) static let context: (engine: dnnl_engine_t, stream: dnnl_stream_t)? = {
+        var engine: dnnl_engine_t?, stream: dnnl_stream_t?
+        guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine,
+              dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else { return nil }
+        return (engine, stream)
+    }()
+
+    /// `EARSHOT_CONV=im2col` turns the oneDNN path off (to compare, or to rule it out).
+    static let enabled: Bool = ProcessInfo.processInfo.environment["EARSHOT_CONV"] != "im2col" && context != nil
+
+    /// libgomp's `omp_set_num_threads`, found in the process (oneDNN loads it) rather than linked, so the
+    /// module map names only oneDNN.
+    private typealias SetThreads = @convention(c) (Int32) -> Void
+    nonisolated(unsafe) private static let ompSetNumThreads: SetThreads? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads") else { return nil }
+        return unsafeBitCast(symbol, to: SetThreads.self)
+    }()
+    nonisolated(unsafe) private static var ompThreads = 0
+
+    static func syncThreads() {
+        let n = Threading.threads
+        if n != ompThreads, let set = ompSetNumThreads { set(Int32(n)); ompThreads = n }
+    }
+
+    /// A plain fp32 memory descriptor (`tag` e.g. `dnnl_nchw`, `dnnl_oihw`, `dnnl_x`) or `dnnl_format_tag_any`.
+    static func desc(_ dims: [Int], _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t {
+        var md = dnnl_memory_desc_t()
+        let d = dims.map { Int64($0) }
+        _ = dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, dnnl_f32, tag)
+        return md
+    }
+
+    static func same(_ a: dnnl_memory_desc_t, _ b: dnnl_memory_desc_t) -> Bool {
+        var a = a, b = b
+        return dnnl_memory_desc_equal(&a, &b) != 0
+    }
+
+    static func bytes(_ md: dnnl_memory_desc_t) -> Int { var md = md; return dnnl_memory_desc_get_size(&md) }
+}
+
+/// A primitive and its descriptor, destroyed together.
+final class DNNLPrimitive: @unchecked Sendable {
+    let pd: dnnl_primitive_desc_t
+    let primitive: dnnl_primitive_t
+
+    /// Takes ownership of `pd`; nil (and `pd` destroyed) when oneDNN cannot build the primitive.
+    init?(_ pd: dnnl_primitive_desc_t?) {
+        guard let pd else { return nil }
+        var p: dnnl_primitive_t?
+        guard dnnl_primitive_create(&p, pd) == dnnl_success, let p else { dnnl_primitive_desc_destroy(pd); return nil }
+        self.pd = pd; primitive = p
+    }
+
+    /// A reorder between two layouts of the same tensor; nil when they are the same layout.
+    static func reorder(_ from: dnnl_memory_desc_t, _ to: dnnl_memory_desc_t) -> DNNLPrimitive? {
+        guard let ctx = DNNL.context, !DNNL.same(from, to) else { return nil }
+        var pd: dnnl_primitive_desc_t?, a = from, b = to
+        guard dnnl_reorder_primitive_desc_create(&pd, &a, ctx.engine, &b, ctx.engine, nil) == dnnl_success else { return nil }
+        return DNNLPrimitive(pd)
+    }
+
+    deinit { dnnl_primitive_destroy(primitive); dnnl_primitive_desc_destroy(pd) }
+
+    /// The layout the primitive chose for an argument (`dnnl_query_src_md`, ...).
+    func desc(_ query: dnnl_query_t) -> dnnl_memory_desc_t { dnnl_primitive_desc_query_md(pd, query, 0).pointee }
+
+    var implementation: String {
+        var s: UnsafePointer<CChar>?
+        _ = withUnsafeMutablePointer(to: &s) { dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, $0) }
+        return s.map { String(cString: $0) } ?? "?"
+    }
+
+    /// Runs the primitive on buffers given as (argument, layout, pointer) and waits for it.
+    func execute(_ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) throws {
+        guard let ctx = DNNL.context else { throw EngineError("oneDNN: no CPU engine") }
+        DNNL.syncThreads()
+        var memories: [dnnl_memory_t] = []
+        defer { for m in memories { dnnl_memory_destroy(m) } }
+        var execArgs: [dnnl_exec_arg_t] = []
+        for (arg, md, pointer) in args {
+            var m: dnnl_memory_t?, md = md
+            guard dnnl_memory_create(&m, &md, ctx.engine, pointer) == dnnl_success, let m else {
+                throw EngineError("oneDNN: cannot wrap argument \(arg) as memory")
+            }
+            memories.append(m)
+            execArgs.append(dnnl_exec_arg_t(arg: arg, memory: m))
+        }
+        let status = dnnl_primitive_execute(primitive, ctx.stream, Int32(execArgs.count), execArgs)
+        guard status == dnnl_success else { throw EngineError("oneDNN: \(implementation) failed (status \(status.rawValue))") }
+        _ = dnnl_stream_wait(ctx.stream)
+    }
+}
+
+/// A tensor's plain layout and the one a primitive chose for it, with the reorders between them.
+struct DNNLStaging {
+    let plain: dnnl_memory_desc_t, chosen: dnnl_memory_desc_t
+    let toChosen: DNNLPrimitive?, toPlain: DNNLPrimitive?
+
+    init(plain: dnnl_memory_desc_t, chosen: dnnl_memory_desc_t, input: Bool, output: Bool) {
+        self.plain = plain; self.chosen = chosen
+        toChosen = input ? DNNLPrimitive.reorder(plain, chosen) : nil
+        toPlain = output ? DNNLPrimitive.reorder(chosen, plain) : nil
+    }
+
+    var needsReorder: Bool { !DNNL.same(plain, chosen) }
+
+    /// Runs `body` with the data at `plain` in the chosen layout (reordered into a temporary when they differ).
+    /// The temporary comes from the buffer pool (`pooled`: training reuses the same sizes every step) or is
+    /// malloc'd and freed at once (inference: a model's worth of differently sized weight copies would
+    /// otherwise stay pooled).
+    func input<R>(_ plainData: UnsafeMutablePointer<Float>, pooled: Bool = true, _ body: (UnsafeMutableRawPointer) throws -> R) throws -> R {
+        guard let toChosen else { return try body(plainData) }
+        let bytes = DNNL.bytes(chosen)
+        let tensor = pooled ? Tensor.empty([(bytes + 3) / 4]) : nil
+        let staged = tensor.map { UnsafeMutableRawPointer($0.data) } ?? UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        defer { if tensor == nil { staged.deallocate() } }
+        try toChosen.execute([(DNNL_ARG_FROM, plain, UnsafeMutableRawPointer(plainData)), (DNNL_ARG_TO, chosen, staged)])
+        return try withExtendedLifetime(tensor) { try body(staged) }
+    }
+
+    /// Runs `body` writing the chosen layout, then leaves the result at `plainData`.
+    func output(_ plainData: UnsafeMutablePointer<Float>, _ body: (UnsafeMutableRawPointer) throws -> Void) throws {
+        guard let toPlain else { return try body(plainData) }
+        let staged = Tensor.empty([(DNNL.bytes(chosen) + 3) / 4])
+        try body(staged.data)
+        try toPlain.execute([(DNNL_ARG_FROM, chosen, UnsafeMutableRawPointer(staged.data)), (DNNL_ARG_TO, plain, UnsafeMutableRawPointer(plainData))])
+    }
+}
