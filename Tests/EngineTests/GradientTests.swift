@@ -67,6 +67,19 @@ final class GradientTests: XCTestCase {
         try gradCheck([x, rnd([4], seed: 9)]) { try Tensor.where(cond, $0[0], $0[1]) }
     }
 
+    func testAddingColumnsEqualsPaddedSumsAndHasGradients() throws {
+        var gen = RandomGenerator(seed: 5)
+        let y = Tensor.randn([2, 3, 9], generator: &gen), a = Tensor.randn([2, 3, 3], generator: &gen)
+        let b = Tensor.randn([2, 3, 2], generator: &gen)
+        let fused = try y.addingColumns([(a, 0..<3), (b, 6..<8)])
+        let padded = try y + a.pad([(0, 0), (0, 0), (0, 6)]) + b.pad([(0, 0), (0, 0), (6, 1)])
+        XCTAssertEqual(fused.toArray(), padded.toArray())
+        try gradCheck([y, a, b]) { try $0[0].addingColumns([($0[1], 0..<3), ($0[2], 6..<8)]) }
+        try gradCheck([y, a]) { try $0[0].addingColumns([($0[1], 3..<6), ($0[1], 5..<8)]) }   // overlapping ranges add up
+        XCTAssertThrowsError(try y.addingColumns([(a, 7..<10)]))
+        XCTAssertThrowsError(try y.addingColumns([(b, 0..<3)]))
+    }
+
     func testMatmulAndLinear() throws {
         try gradCheck([rnd([3, 4], seed: 10), rnd([4, 5], seed: 11)]) { try $0[0].matmul($0[1]) }
         try gradCheck([rnd([2, 3, 4], seed: 10), rnd([4, 5], seed: 11)]) { try $0[0].matmul($0[1]) }
