@@ -30,6 +30,9 @@ public struct Classifier {
     /// Whether a clip runs in one pass whatever its length (a `VariableLengthClassifier` such as
     /// SSAMBA's): no windows, so a 10-minute recording is one sequence; shorter clips still pad to `window`.
     public var onePass: Bool { (model as? any VariableLengthClassifier)?.takesAnyLength ?? false }
+    /// The frames a clip is padded to when shorter: one window, or a one-pass model's own minimum
+    /// (PANNs runs a 1-second clip as it is, as the reference does).
+    public var minimumFrames: Int { onePass ? min((model as? any VariableLengthClassifier)?.minimumFrames ?? window, window) : window }
 
     /// Loads an Earshot classifier (a fine-tuning run folder, for its best checkpoint, or a checkpoint
     /// file), or a released classifier any model family reads (a Hugging Face folder, an original
@@ -132,7 +135,7 @@ public struct Classifier {
     }
 
     func pass(_ batchSize: Int) -> WindowedPass {
-        WindowedPass(pipeline: pipeline, window: window, batchSize: max(batchSize, 1), onePass: onePass)
+        WindowedPass(pipeline: pipeline, window: window, batchSize: max(batchSize, 1), onePass: onePass, minimumFrames: minimumFrames)
     }
 
     /// The mean of `f` over the model-sized windows of `features` (just `f(features)` when they fit, or
@@ -140,7 +143,7 @@ public struct Classifier {
     private func windowMean(_ features: Tensor, _ f: (Tensor) throws -> Tensor) throws -> Tensor {
         try GradMode.noGrad {
             let frames = features.rank == 3 ? features.shape[1] : 0
-            if onePass && frames >= window { return try f(features) }
+            if onePass && frames >= minimumFrames { return try f(features) }
             let starts = WindowedPass.starts(frames: frames, window: window, hop: hop)
             if starts.count == 1 { return try f(features) }
             var total = try f(features.slice(axis: 1, start: starts[0], end: starts[0] + window))

@@ -15,6 +15,8 @@ struct WindowedPass {
     /// Every clip in one pass of its own ([1, T, F], batch 1 since lengths differ), no windows: for
     /// models that take any length (`Classifier.onePass`).
     var onePass = false
+    /// What a shorter clip is padded to (a one-pass model's minimum; else one window).
+    var minimumFrames: Int? = nil
 
     /// Window starts for `frames` frames: [0] when the clip fits, else every `hop` and the last window.
     static func starts(frames: Int, window: Int, hop: Int) -> [Int] {
@@ -24,7 +26,7 @@ struct WindowedPass {
         return starts
     }
 
-    /// Features of a clip at its natural length (at least one window), normalised as `pipeline` does.
+    /// Features of a clip at its natural length (at least `window` frames), normalised as `pipeline` does.
     static func clipFeatures(_ url: URL, pipeline: FeaturePipeline, window: Int) throws -> (Tensor, AudioTruncation?) {
         var raw = pipeline
         (raw.targetFrames, raw.mean, raw.std) = (nil, nil, nil)
@@ -65,7 +67,7 @@ struct WindowedPass {
         guard !chunks.isEmpty else { return }
         var meter = progress.map { Progress(total: paths.count, label: label, onlyIfSlow: true, log: $0) }
         let queue = DispatchQueue(label: "earshot.windowed-pass")
-        let (pipeline, window) = (self.pipeline, self.window)
+        let (pipeline, window) = (self.pipeline, onePass ? minimumFrames ?? self.window : self.window)
         func start(_ chunk: [Int]) -> (DispatchGroup, ResultBox) {
             let group = DispatchGroup(), box = ResultBox()
             queue.async(group: group) {

@@ -3,7 +3,7 @@ import XCTest
 import Audio
 import Engine
 @testable import Inference
-import Models
+@testable import Models
 
 /// A model that takes any length (SSAMBA) embeds and classifies a recording of minutes in one pass:
 /// the whole clip is one sequence, not a mean over windows of the model's input.
@@ -46,5 +46,37 @@ final class LongClipTests: XCTestCase {
         // A windowed model (AST) is not one-pass.
         let ast = try ModelRegistry.entry(named: "ast-tiny").classifier(ModelShape(frames: 64, outputs: 3, depth: 1))
         XCTAssertFalse(Classifier(model: ast, classes: ["a", "b", "c"], pipeline: clf.pipeline, multiLabel: false).onePass)
+    }
+
+    /// PANNs runs a clip of any length at that length, as the reference does: a 1.5 s clip of a model whose
+    /// window is 4 s is not padded to 4 s (padding with 0 dB changed its scores), and a 9 s clip is one
+    /// pass, not a mean over windows; only clips below the pooling stages' 64 frames are padded, to 64.
+    func testPANNsClassifiesShortAndLongClipsAtTheirOwnLength() throws {
+        let dir = try temporaryFolder("panns-lengths")
+        Random.seed(12)
+        var c = PANNsConfig(.cnn10, classes: 3, frames: 400, frontEnd: LogMelConfig(sampleRate: 8000, nFFT: 256, hop: 80, nMels: 32, fMin: 50, fMax: 4000))
+        (c.channels, c.embeddingWidth) = ([2, 3, 3, 4], 6)
+        let model = PANNs(c)
+        model.eval()
+        let clf = Classifier(model: model, classes: ["a", "b", "c"], pipeline: FeaturePipeline(kind: .logMel(c.frontEnd)), multiLabel: true)
+        XCTAssertTrue(clf.onePass)
+        XCTAssertEqual(clf.minimumFrames, 64)
+        var g = RandomGenerator(seed: 2)
+        for (name, seconds, frames) in [("short", 1.5, 151), ("long", 9.0, 901), ("tiny", 0.3, 64)] {
+            let samples = (0..<Int(seconds * 8000)).map { i in Float(0.3 * sin(Double(i) * 0.07)) + 0.05 * g.nextNormal() }
+            let wav = dir.appendingPathComponent("\(name).wav")
+            try AudioFile.writeWAV(samples, sampleRate: 8000, to: wav)
+            let features = try WindowedPass.clipFeatures(wav, pipeline: clf.pipeline, window: clf.minimumFrames).0
+            XCTAssertEqual(features.shape[0], frames, name)
+            var scored: [Float] = []
+            _ = try clf.classify([wav.path]) { _, s in scored = s.scores }
+            let direct = try clf.probabilities(features.unsqueeze(0)).squeeze(0).toArray()
+            for (x, y) in zip(scored, direct) { XCTAssertEqual(x, y, accuracy: 1e-5, name) }
+            if name == "short" {   // what padding to the 400-frame window gave, which the reference never does
+                let padded = try WindowedPass.clipFeatures(wav, pipeline: clf.pipeline, window: 400).0
+                let old = try clf.probabilities(padded.unsqueeze(0)).squeeze(0).toArray()
+                XCTAssertGreaterThan(zip(scored, old).map { abs($0 - $1) }.max()!, 1e-4)
+            }
+        }
     }
 }

@@ -124,7 +124,7 @@ public final class PANNsEncoder: Module, AudioEncoder {
 /// Decision-level max: x = maxpool₃(x) + avgpool₃(x) over time; per step h_t = ReLU(fc1(dropout x_t));
 /// step logits = fc_audioset(dropout h_t); clip logits = max_t (sigmoid is monotone, so this is the
 /// reference's max of probabilities).
-public final class PANNs: Module, FrameScoringModel {
+public final class PANNs: Module, FrameScoringModel, VariableLengthClassifier {
     @Child public private(set) var trunk: PANNsEncoder
     @Child public private(set) var fc1: Linear
     @Child public private(set) var fcAudioset: Linear?
@@ -149,6 +149,10 @@ public final class PANNs: Module, FrameScoringModel {
 
     public var architecture: ModelArchitecture { ModelArchitecture(family: PANNsFamily.architectureName, config: config.json) }
     public var inputFrames: Int { config.frames }
+    /// PANNs scores a clip of any length in one pass, as the reference does (no windows, no padding to
+    /// 10 s); only clips shorter than its five 2x pooling stages can take are padded, to 64 frames.
+    public var takesAnyLength: Bool { true }
+    public var minimumFrames: Int { min(64, config.frames) }
     public var inputBins: Int { config.frontEnd.nMels }
     public var embeddingWidth: Int { config.embeddingWidth }
     public var outputs: Int { config.classes }

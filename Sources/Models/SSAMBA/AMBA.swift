@@ -134,9 +134,15 @@ public final class AMBAEncoder: Module, PatchEncoder {
 /// Declared here rather than on `AudioClassifierModel` so the core protocol stays as it is; a model
 /// that does not conform is windowed as before.
 public protocol VariableLengthClassifier: AudioClassifierModel {
-    /// Whether `logits`/`embedding` take features [1, T, bins] of any T ≥ `inputFrames` (shorter clips
-    /// are still padded to one window).
+    /// Whether `logits`/`embedding` take features [1, T, bins] of any T ≥ `minimumFrames` (shorter clips
+    /// are padded to that).
     var takesAnyLength: Bool { get }
+    /// The fewest frames a clip runs at unpadded (default `inputFrames`: shorter clips pad to one window).
+    var minimumFrames: Int { get }
+}
+
+extension VariableLengthClassifier {
+    public var minimumFrames: Int { inputFrames }
 }
 
 /// SSAMBA's classifier (`AMBAModel` at its fine-tuning stage): the encoder, the pooled tokens
