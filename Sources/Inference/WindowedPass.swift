@@ -15,7 +15,7 @@ struct WindowedPass {
     /// Every clip in one pass of its own ([1, T, F], batch 1 since lengths differ), no windows: for
     /// models that take any length (`Classifier.onePass`).
     var onePass = false
-    /// What a shorter clip is padded to (a one-pass model's minimum; else one window).
+    /// What a shorter clip is padded to (`Classifier.minimumFrames`: a one-pass model's minimum); nil: one window.
     var minimumFrames: Int? = nil
 
     /// Window starts for `frames` frames: [0] when the clip fits, else every `hop` and the last window.
@@ -67,12 +67,12 @@ struct WindowedPass {
         guard !chunks.isEmpty else { return }
         var meter = progress.map { Progress(total: paths.count, label: label, onlyIfSlow: true, log: $0) }
         let queue = DispatchQueue(label: "earshot.windowed-pass")
-        let (pipeline, window) = (self.pipeline, onePass ? minimumFrames ?? self.window : self.window)
+        let (pipeline, window, padTo) = (self.pipeline, self.window, minimumFrames ?? self.window)
         func start(_ chunk: [Int]) -> (DispatchGroup, ResultBox) {
             let group = DispatchGroup(), box = ResultBox()
             queue.async(group: group) {
                 box.results = (try? parallelMap(chunk) { i in
-                    Result { try WindowedPass.clipFeatures(URL(fileURLWithPath: paths[i]), pipeline: pipeline, window: window) }
+                    Result { try WindowedPass.clipFeatures(URL(fileURLWithPath: paths[i]), pipeline: pipeline, window: padTo) }
                 }) ?? []
             }
             return (group, box)
