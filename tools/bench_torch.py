@@ -5,6 +5,8 @@ Usage: $(../shared/tools/reference-venv.sh) tools/bench_torch.py matmul --m 4096
        $(../shared/tools/reference-venv.sh) tools/bench_torch.py encoder --dim 192 --depth 12 --heads 3 --tokens 1212 --batch 8 [--train]
        $(../shared/tools/reference-venv.sh) tools/bench_torch.py encoder --arch mamba --size tiny --tokens 2048 --batch 1 [--train]
        $(../shared/tools/reference-venv.sh) tools/bench_torch.py scan --batch 1 --length 2048 --din 384 --states 16 [--train]
+       ... matmul|encoder|ast --precision bf16 (torch.autocast("cpu", dtype=torch.bfloat16)) or int8 (quantize_dynamic
+       of the Linear layers, qint8), the twins of `earshot bench ... --precision`.
 """
 import argparse
 import json
@@ -26,6 +28,22 @@ def median_time(fn, iters, warmup):
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def reduced_precision(a, model):
+    """`--precision`: the model to run and the context to run it in. bf16 is PyTorch's CPU autocast (linear
+    layers and matmuls in bf16, fp32 accumulation); int8 is dynamic quantisation of the Linear layers (qint8
+    weights per tensor, activations quantised per call), PyTorch's int8 inference recipe for transformers."""
+    import contextlib
+    if a.precision == "fp32":
+        return model, contextlib.nullcontext
+    if a.train:
+        raise SystemExit("--precision applies to inference only (not --train)")
+    if a.precision == "bf16":
+        return model, lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    import warnings
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.ao.quantization's move to torchao
+    return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), contextlib.nullcontext
 
 
 def peak_rss_mb():
@@ -267,6 +285,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"], help="matmul, encoder (ast), ast: inference precision")
     a = p.parse_args()
     if a.bench == "encoder" and a.size is not None:
         a.dim, a.heads = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}[a.size]
@@ -277,9 +296,14 @@ def main():
     torch.manual_seed(0)
 
     if a.bench == "matmul":
-        x, w = torch.randn(a.m, a.k), torch.randn(a.n, a.k)
-        t = median_time(lambda: F.linear(x, w), a.iters, a.warmup)
-        print(json.dumps({"bench": "matmul", "impl": "torch", "m": a.m, "k": a.k, "n": a.n, "threads": a.threads,
+        x = torch.randn(a.m, a.k)
+        layer, ctx = reduced_precision(a, nn.Linear(a.k, a.n, bias=False).eval())
+
+        def run():
+            with torch.inference_mode(), ctx():
+                layer(x)
+        t = median_time(run, a.iters, a.warmup)
+        print(json.dumps({"bench": "matmul", "impl": "torch", "precision": a.precision, "m": a.m, "k": a.k, "n": a.n, "threads": a.threads,
                           "ms": t * 1e3, "gflops": 2 * a.m * a.k * a.n / t / 1e9}))
         return
 
@@ -297,13 +321,14 @@ def main():
                 opt.step()
             t = median_time(step, a.iters, a.warmup)
         else:
-            model.eval()
+            model, ctx = reduced_precision(a, model.eval())
 
             def infer():
-                with torch.inference_mode():
+                with torch.inference_mode(), ctx():
                     model(x)
             t = median_time(infer, a.iters, a.warmup)
-        print(json.dumps({"bench": "ast", "impl": "transformers", "mode": "train" if a.train else "inference", "size": a.size,
+        print(json.dumps({"bench": "ast", "impl": "transformers", "mode": "train" if a.train else "inference",
+                          "precision": a.precision, "size": a.size,
                           "frames": a.frames, "batch": a.batch, "threads": a.threads, "ms_per_step": t * 1e3,
                           "items_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))
         return
@@ -371,12 +396,13 @@ def main():
         if a.train:
             t = median_time(attn, a.iters, a.warmup)
         else:
-            with torch.inference_mode():
+            _, ctx = reduced_precision(a, None)   # bf16: SDPA under autocast (both products in bf16)
+            with torch.inference_mode(), ctx():
                 t = median_time(attn, a.iters, a.warmup)
         forward = 4.0 * a.batch * a.heads * a.tokens * a.tokens * a.head_dim
         flops = forward * 3.5 if a.train else forward
         print(json.dumps({"bench": "attention", "impl": "torch", "mode": "train" if a.train else "inference",
-                          "tokens": a.tokens, "heads": a.heads, "head_dim": a.head_dim, "batch": a.batch,
+                          "precision": a.precision, "tokens": a.tokens, "heads": a.heads, "head_dim": a.head_dim, "batch": a.batch,
                           "threads": a.threads, "ms_per_step": t * 1e3, "gflops": flops / t / 1e9,
                           "peak_rss_mb": peak_rss_mb()}))
         return
@@ -393,10 +419,10 @@ def main():
             opt.step()
         t = median_time(step, a.iters, a.warmup)
     else:
-        enc.eval()
+        enc, ctx = reduced_precision(a, enc.eval())
 
         def infer():
-            with torch.inference_mode():
+            with torch.inference_mode(), ctx():
                 enc(x)
         t = median_time(infer, a.iters, a.warmup)
     per_token = 2.0 * (4 * a.dim * a.dim + 2 * a.dim * 4 * a.dim)
@@ -404,7 +430,7 @@ def main():
     forward = a.depth * a.batch * (a.tokens * per_token + attention)
     flops = 3 * forward if a.train else forward
     print(json.dumps({"bench": "encoder", "impl": "torch", "mode": "train" if a.train else "inference",
-                      "dim": a.dim, "depth": a.depth, "heads": a.heads, "tokens": a.tokens, "batch": a.batch,
+                      "precision": a.precision, "dim": a.dim, "depth": a.depth, "heads": a.heads, "tokens": a.tokens, "batch": a.batch,
                       "threads": a.threads, "ms_per_step": t * 1e3, "items_per_s": a.batch / t,
                       "gflops": flops / t / 1e9, "peak_rss_mb": peak_rss_mb()}))
 

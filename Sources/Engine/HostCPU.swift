@@ -65,6 +65,6 @@ public struct CPUFeatures: Sendable, Equatable {
 }
 
 /// Writes one line to standard error (the engine's notices; results go to standard output).
-func noticeOnStderr(_ line: String) {
+package func noticeOnStderr(_ line: String) {
     FileHandle.standardError.write(Data(("earshot: " + line + "\n").utf8))
 }

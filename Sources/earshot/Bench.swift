@@ -53,12 +53,15 @@ struct MatmulBench: ParsableCommand {
     @Option var k = 768
     @Option var n = 3072
     @OptionGroup var options: BenchOptions
+    @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
         Threading.setThreads(options.threads)
         let a = Tensor.randn([m, k]), b = Tensor.randn([n, k])
-        let t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try a.linear(weight: b, bias: nil) }
-        printJSON([("bench", "matmul"), ("m", m), ("k", k), ("n", n), ("threads", options.threads),
+        let layer = Linear(weight: b, bias: nil)
+        let runs = precision.apply(to: layer)
+        let t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try GradMode.noGrad { try layer(a) } }
+        printJSON([("bench", "matmul"), ("precision", runs.rawValue), ("m", m), ("k", k), ("n", n), ("threads", options.threads),
                    ("ms", t * 1e3), ("gflops", 2 * Double(m * k * n) / t / 1e9)])
     }
 }
@@ -82,6 +85,7 @@ struct EncoderBench: ParsableCommand {
             help: "mamba inference: run any longer sequence in pieces of this many tokens (0 = the whole sequence at once; default: MambaMixer's, pieces of 1024 above 16384 tokens).")
     var pieceTokens: Int?
     @OptionGroup var options: BenchOptions
+    @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
         Threading.setThreads(options.threads)
@@ -115,6 +119,8 @@ struct EncoderBench: ParsableCommand {
         }
         let x = Tensor.randn([batch, tokens, dim])
         let optimizer = AdamW(module.trainableParameters(), lr: 1e-4)
+        if train && precision.precision != .fp32 { throw ValidationError("--precision applies to inference only (not --train)") }
+        let runs = precision.apply(to: module)
         let t: Double
         if train {
             t = try medianTime(iters: options.iters, warmup: options.warmup) {
@@ -129,7 +135,8 @@ struct EncoderBench: ParsableCommand {
                 _ = try GradMode.noGrad { try forward(x) }
             }
         }
-        var fields: [(String, Any)] = [("bench", "encoder"), ("arch", arch), ("mode", train ? "train" : "inference"), ("dim", dim),
+        var fields: [(String, Any)] = [("bench", "encoder"), ("arch", arch), ("mode", train ? "train" : "inference"),
+                                       ("precision", runs.rawValue), ("dim", dim),
                                        ("depth", depth)]
         if arch == "ast" {
             // Forward FLOPs: 4 D² (qkv + proj) + 2·D·4D (MLP) multiply-adds per token, plus 2 N² D for
@@ -224,11 +231,14 @@ struct ASTBench: ParsableCommand {
     @Option var labels = 527
     @Flag var train = false
     @OptionGroup var options: BenchOptions
+    @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
         Threading.setThreads(options.threads)
         Random.seed(0)
         let model = try ModelRegistry.entry(named: "ast-\(size)").classifier(ModelShape(frames: frames, outputs: labels))
+        if train && precision.precision != .fp32 { throw ValidationError("--precision applies to inference only (not --train)") }
+        let runs = precision.apply(to: model)
         let x = Tensor.randn([batch, frames, 128])
         let optimizer = Adam(model.trainableParameters(), lr: 1e-5)
         let t: Double
@@ -242,7 +252,7 @@ struct ASTBench: ParsableCommand {
             model.eval()
             t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try GradMode.noGrad { try model.logits(x) } }
         }
-        printJSON([("bench", "ast"), ("mode", train ? "train" : "inference"), ("size", size), ("frames", frames), ("batch", batch),
+        printJSON([("bench", "ast"), ("mode", train ? "train" : "inference"), ("precision", runs.rawValue), ("size", size), ("frames", frames), ("batch", batch),
                    ("threads", options.threads), ("ms_per_step", t * 1e3),
                    ("items_per_s", Double(batch) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())])
     }

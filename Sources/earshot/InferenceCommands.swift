@@ -26,6 +26,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "classification, or retrieval: a CLAP (--model) on a caption manifest (file, caption; a row per caption), R@1/5/10 and mAP@10 both ways.")
     var task = "classification"
     @Option(help: "--task retrieval: the CLAP's tokenizer folder (default: the model folder, or the .pt's).") var tokenizer: String?
+    @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
         switch task {
@@ -34,6 +35,7 @@ struct Evaluate: ParsableCommand {
         default: throw ValidationError("--task \(task): expected classification or retrieval")
         }
         let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
+        precision.apply(to: clf.model)
         var ds = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if let split { ds = ds.split(split) }
         let (r, report) = try evaluate(clf, on: ds, progress: progressLine) { record, scores in
@@ -66,9 +68,11 @@ struct Classify: ParsableCommand {
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option var top = 5
     @Flag(help: "One JSON object per clip (file, labels, scores), then a summary line.") var json = false
+    @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
         let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
+        precision.apply(to: clf.model)
         let paths = try audioFiles(files)
         var done = 0
         let report = try clf.classify(paths, progress: progressLine) { file, scores in
@@ -98,9 +102,11 @@ struct Embed: ParsableCommand {
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option var out: String
     @Flag(help: "One JSON object per clip (file and its embedding's key in --out), then a summary line.") var json = false
+    @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
         let clf = try Classifier.loadEmbedder(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
+        precision.apply(to: clf.model)
         let paths = try audioFiles(inputs)
         let (tensors, report) = try clf.embeddings(of: paths, progress: progressLine)
         // An empty file would read as a successful run; nothing is written instead.

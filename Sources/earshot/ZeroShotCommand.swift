@@ -65,6 +65,7 @@ struct ZeroShot: ParsableCommand {
     @Option(help: "A caption template with {} or {label}; repeat for an ensemble.") var prompt: [String] = []
     @Option(help: "Labels shown per clip.") var top = 5
     @Flag(help: "One JSON object per clip (file, labels, probabilities), then a summary line.") var json = false
+    @OptionGroup var precision: PrecisionArguments
 
     func validate() throws {
         guard (labels == nil) != (labelsFile == nil) else { throw ValidationError("give the labels with --labels or --labels-file (one of them)") }
@@ -76,6 +77,7 @@ struct ZeroShot: ParsableCommand {
         if names.isEmpty { throw CLAPError("--labels: the label list is empty") }
         let paths = try audioFiles(files)
         let model = try clap.load()
+        precision.apply(to: model.model)
         let classifier = try ZeroShotClassifier(clap: model, labels: names, templates: prompt.isEmpty ? [ZeroShotClassifier.defaultTemplate] : prompt)
         noteTruncation(classifier.truncatedCaptions, of: names.count * classifier.templates.count, limit: model.tokenizer.maxLength)
         var progress = Progress(total: paths.count, label: "zeroshot", onlyIfSlow: true, log: progressLine)
