@@ -46,12 +46,16 @@ public enum Precision: String, CaseIterable, Sendable, Codable {
 ///
 /// The weight is converted once, at construction, into the layout oneDNN's kernel reads (its blocked
 /// "any" layout: for bf16 on AVX512-BF16, pairs of k interleaved for `vdpbf16ps`). Each call converts
-/// the activations: bf16 by oneDNN's round-to-nearest-even reorder; int8 by a dynamic symmetric
-/// quantisation per row, s_r = max_k |x_rk| / 127, q_rk = round(x_rk / s_r), with per-output-channel
-/// weight scales s_n = max_k |W_nk| / 127, so y_rn = s_r · s_n · Σ_k q_rk q_nk + b_n (int32 sums).
-/// Accumulation is fp32 (bf16) or int32 (int8) and the output fp32 either way.
+/// the activations: bf16 by round-to-nearest-even; int8 by a dynamic symmetric quantisation per row,
+/// s_r = max_k |x_rk| / 127, q_rk = round(x_rk / s_r), with per-output-channel weight scales
+/// s_n = max_k |W_nk| / 127, so y_rn = s_r · s_n · Σ_k q_rk q_nk + b_n (int32 sums). Accumulation is fp32
+/// (bf16) or int32 (int8), the output fp32 either way.
 ///
-/// A primitive is built per row count (a model sees few: one per window length) and kept.
+/// Threads: the rows are split across the engine's own threads, each converting its rows and running a
+/// single-threaded primitive on them (built with one OpenMP thread, a scratchpad per call). oneDNN's
+/// OpenMP team is never started here: its threads spin for milliseconds after each parallel region, and
+/// between the transformer's many small products the engine's threads (LayerNorm, GELU, attention) then
+/// shared the 2 cores with spinning ones: bf16 ran 2x *slower* than fp32 that way (docs/PRECISION.md).
 package final class LowPrecisionMatmul: @unchecked Sendable {
     package let precision: Precision
     package let outFeatures: Int, inFeatures: Int
@@ -64,26 +68,26 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
     /// int8: the per-output-channel weight scales s_n.
     private let weightScales: [Float]
 
-    private struct Plan {
+    /// A single-threaded primitive for one row count.
+    private struct Kernel: @unchecked Sendable {  // immutable; the primitive runs from several threads
         let matmul: DNNLPrimitive
-        let src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t
-        /// fp32 [M, K] → bf16 [M, K] (bf16 only).
-        let toBF16: DNNLPrimitive?
-        let plainSrc: dnnl_memory_desc_t
+        let src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, scratchpad: dnnl_memory_desc_t
         /// A copy of the weight for a row count whose kernel chose another layout (nil: `weights`).
         let weights: UnsafeMutableRawPointer?
     }
-    private var plans: [Int: Plan] = [:]
+    private var kernels: [Int: Kernel] = [:]
     private let lock = NSLock()
     /// The kernel oneDNN chose (e.g. `brg:avx512_core_bf16`), for reports.
     package let implementation: String
+
+    private var srcType: dnnl_data_type_t { precision == .bf16 ? dnnl_bf16 : dnnl_s8 }
 
     /// Converts `weight` [N, K] (and `bias` [N]); throws where oneDNN has no hardware kernel for
     /// `precision` here (it would fall back to its reference code, far slower than fp32).
     package init(weight: Tensor, bias: Tensor?, precision: Precision) throws {
         guard precision != .fp32 else { throw EngineError("LowPrecisionMatmul: fp32 runs on the engine's own kernels") }
         guard weight.rank == 2 else { throw EngineError("LowPrecisionMatmul: weight must be [out, in], got \(weight.shape)") }
-        guard let ctx = DNNL.context else { throw EngineError("oneDNN: no CPU engine") }
+        guard DNNL.context != nil else { throw EngineError("oneDNN: no CPU engine") }
         let (n, k) = (weight.shape[0], weight.shape[1])
         if let bias, bias.shape != [n] { throw EngineError("LowPrecisionMatmul: bias shape \(bias.shape), expected [\(n)]") }
         self.precision = precision; outFeatures = n; inFeatures = k
@@ -100,11 +104,7 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
         let plain = UnsafeMutableRawPointer.allocate(byteCount: max(plainBytes, 64), alignment: 64)
         defer { plain.deallocate() }
         if precision == .bf16 {
-            guard let cvt = DNNLPrimitive.reorder(Self.desc([k, n], dnnl_f32, dnnl_ba), plainW) else {
-                throw EngineError("oneDNN: no fp32 → bf16 reorder")
-            }
-            try cvt.execute([(DNNL_ARG_FROM, Self.desc([k, n], dnnl_f32, dnnl_ba), UnsafeMutableRawPointer(weight.data)),
-                             (DNNL_ARG_TO, plainW, plain)])
+            Self.toBF16(weight.data, plain.assumingMemoryBound(to: UInt16.self), n * k)
         } else {
             let q = plain.assumingMemoryBound(to: Int8.self)
             for o in 0..<n { scales[o] = Self.quantizeRow(weight.data + o * k, k, into: q + o * k) }
@@ -112,8 +112,8 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
         weightScales = scales
 
         // The layout the kernel wants, from a primitive for a typical row count.
-        let probe = try Self.primitive(rows: 1024, k: k, n: n, precision: precision, weights: Self.desc([k, n], wType, dnnl_format_tag_any),
-                                       hasBias: bias != nil, scales: scales, biasDesc: biasDesc, engine: ctx.engine)
+        let probe = try Self.primitive(rows: 512, k: k, n: n, precision: precision, weights: Self.desc([k, n], wType, dnnl_format_tag_any),
+                                       hasBias: bias != nil, scales: scales, biasDesc: biasDesc)
         implementation = probe.implementation
         if implementation.hasPrefix("ref") {
             throw EngineError("oneDNN has no \(precision.rawValue) kernel for this CPU (it chose \(implementation))")
@@ -129,44 +129,56 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
 
     deinit {
         weights.deallocate(); bias?.deallocate()
-        for plan in plans.values { plan.weights?.deallocate() }
+        for kernel in kernels.values { kernel.weights?.deallocate() }
     }
 
     /// out [rows, N] = x [rows, K] · Wᵀ + b, fp32 in and out.
     package func apply(rows m: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) throws {
         guard m > 0 else { return }
-        let plan = try plan(rows: m)
         let (k, n) = (inFeatures, outFeatures)
-        let src = UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(plan.src), 64), alignment: 64)
-        defer { src.deallocate() }
-        var rowScales: [Float] = []
-        if let toBF16 = plan.toBF16 {
-            try toBF16.execute([(DNNL_ARG_FROM, plan.plainSrc, UnsafeMutableRawPointer(mutating: x)), (DNNL_ARG_TO, plan.src, src)])
-        } else {
-            rowScales = [Float](repeating: 1, count: m)
-            let q = UnsafeSendable(value: src.assumingMemoryBound(to: Int8.self)), px = UnsafeSendable(value: x)
-            rowScales.withUnsafeMutableBufferPointer { s in
-                let ps = UnsafeSendable(value: s.baseAddress!)
-                parallelFor(m, costPerItem: k) { range in
-                    for r in range { ps.value[r] = Self.quantizeRow(px.value + r * k, k, into: q.value + r * k) }
+        // One piece of rows per thread (at least 32 rows each: below that one thread is faster).
+        let pieces = max(1, min(Threading.threads, m / 32))
+        let size = (m + pieces - 1) / pieces
+        let sizes = (0..<pieces).map { min(size, m - $0 * size) }.filter { $0 > 0 }
+        let chosen = try Dictionary(uniqueKeysWithValues: Set(sizes).map { ($0, try kernel(rows: $0)) })
+        let px = UnsafeSendable(value: x), po = UnsafeSendable(value: out), pb = UnsafeSendable(value: bias)
+        let failure = FirstError()
+        DispatchQueue.concurrentPerform(iterations: sizes.count) { piece in
+            let r0 = piece * size, rows = sizes[piece], kernel = chosen[rows]!
+            let xs = px.value + r0 * k, os = po.value + r0 * n
+            let elementBytes = self.precision == .bf16 ? 2 : 1
+            let src = UnsafeMutableRawPointer.allocate(byteCount: max(rows * k * elementBytes, 64), alignment: 64)
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(kernel.scratchpad), 64), alignment: 64)
+            defer { src.deallocate(); scratch.deallocate() }
+            var rowScales = [Float](repeating: 1, count: self.precision == .int8 ? rows : 0)
+            if self.precision == .bf16 {
+                Self.toBF16(xs, src.assumingMemoryBound(to: UInt16.self), rows * k)
+            } else {
+                let q = src.assumingMemoryBound(to: Int8.self)
+                for r in 0..<rows { rowScales[r] = Self.quantizeRow(xs + r * k, k, into: q + r * k) }
+            }
+            var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+                (DNNL_ARG_SRC, kernel.src, src), (DNNL_ARG_WEIGHTS, self.weightDesc, kernel.weights ?? self.weights),
+                (DNNL_ARG_DST, kernel.dst, UnsafeMutableRawPointer(os)), (DNNL_ARG_SCRATCHPAD, kernel.scratchpad, scratch)]
+            if self.precision == .bf16, let b = pb.value { args.append((DNNL_ARG_BIAS, self.biasDesc, UnsafeMutableRawPointer(b))) }
+            do { try Self.executeSerially(kernel.matmul, args) } catch { failure.record(error); return }
+            if self.precision == .int8 {
+                // y_rn = s_r · (s_n Σ q q) + b_n; the primitive applied s_n.
+                for r in 0..<rows {
+                    let row = os + r * n, sr = rowScales[r]
+                    if let b = pb.value { for j in 0..<n { row[j] = row[j] * sr + b[j] } } else { for j in 0..<n { row[j] *= sr } }
                 }
             }
         }
-        var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
-            (DNNL_ARG_SRC, plan.src, src), (DNNL_ARG_WEIGHTS, weightDesc, plan.weights ?? weights), (DNNL_ARG_DST, plan.dst, UnsafeMutableRawPointer(out))]
-        if precision == .bf16, let bias { args.append((DNNL_ARG_BIAS, biasDesc, UnsafeMutableRawPointer(bias))) }
-        try plan.matmul.execute(args)
-        if precision == .int8 {
-            // y_rn = s_r · (s_n Σ q q) + b_n; the primitive applied s_n.
-            let po = UnsafeSendable(value: out), pb = UnsafeSendable(value: bias)
-            rowScales.withUnsafeBufferPointer { s in
-                let ps = UnsafeSendable(value: s.baseAddress!)
-                parallelFor(m, costPerItem: n) { range in
-                    for r in range {
-                        let row = po.value + r * n, sr = ps.value[r]
-                        if let b = pb.value { for j in 0..<n { row[j] = row[j] * sr + b[j] } } else { for j in 0..<n { row[j] *= sr } }
-                    }
-                }
+        if let error = failure.error { throw error }
+    }
+
+    /// bf16 bits of each float, rounded to nearest even (NaN stays NaN: its top bits carry a payload bit).
+    static func toBF16(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<UInt16>, _ count: Int) {
+        x.withMemoryRebound(to: UInt32.self, capacity: count) { bits in
+            for i in 0..<count {
+                let b = bits[i]
+                y[i] = (b & 0x7FFF_FFFF) > 0x7F80_0000 ? UInt16(b >> 16) | 0x40 : UInt16((b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
             }
         }
     }
@@ -180,40 +192,38 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
         return s
     }
 
-    private func plan(rows m: Int) throws -> Plan {
+    private func kernel(rows m: Int) throws -> Kernel {
         lock.lock(); defer { lock.unlock() }
-        if let p = plans[m] { return p }
-        guard let ctx = DNNL.context else { throw EngineError("oneDNN: no CPU engine") }
+        if let kernel = kernels[m] { return kernel }
         let (k, n) = (inFeatures, outFeatures)
         // The converted weight's layout first; another only if this row count's kernel refuses it.
         var weightsCopy: UnsafeMutableRawPointer? = nil
         let matmul: DNNLPrimitive
         if let p = try? Self.primitive(rows: m, k: k, n: n, precision: precision, weights: weightDesc, hasBias: bias != nil,
-                                       scales: weightScales, biasDesc: biasDesc, engine: ctx.engine) {
+                                       scales: weightScales, biasDesc: biasDesc) {
             matmul = p
         } else {
-            let wType = precision == .bf16 ? dnnl_bf16 : dnnl_s8
-            matmul = try Self.primitive(rows: m, k: k, n: n, precision: precision, weights: Self.desc([k, n], wType, dnnl_format_tag_any),
-                                        hasBias: bias != nil, scales: weightScales, biasDesc: biasDesc, engine: ctx.engine)
+            matmul = try Self.primitive(rows: m, k: k, n: n, precision: precision, weights: Self.desc([k, n], srcType, dnnl_format_tag_any),
+                                        hasBias: bias != nil, scales: weightScales, biasDesc: biasDesc)
             let chosen = matmul.desc(dnnl_query_weights_md)
             let copy = UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(chosen), 64), alignment: 64)
             guard let r = DNNLPrimitive.reorder(weightDesc, chosen) else { copy.deallocate(); throw EngineError("oneDNN: no weight reorder") }
             try r.execute([(DNNL_ARG_FROM, weightDesc, weights), (DNNL_ARG_TO, chosen, copy)])
             weightsCopy = copy
         }
-        let plainSrc = Self.desc([m, k], dnnl_f32, dnnl_ab)
-        let src = Self.desc([m, k], precision == .bf16 ? dnnl_bf16 : dnnl_s8, dnnl_ab)
-        let plan = Plan(matmul: matmul, src: src, dst: Self.desc([m, n], dnnl_f32, dnnl_ab),
-                        toBF16: precision == .bf16 ? DNNLPrimitive.reorder(plainSrc, src) : nil, plainSrc: plainSrc, weights: weightsCopy)
-        if plans.count >= 16 { for p in plans.values { p.weights?.deallocate() }; plans.removeAll() }  // bounded: lengths vary
-        plans[m] = plan
-        return plan
+        let kernel = Kernel(matmul: matmul, src: Self.desc([m, k], srcType, dnnl_ab), dst: Self.desc([m, n], dnnl_f32, dnnl_ab),
+                            scratchpad: matmul.desc(dnnl_query_scratchpad_md), weights: weightsCopy)
+        if kernels.count >= 32 { for c in kernels.values { c.weights?.deallocate() }; kernels.removeAll() }  // bounded: lengths vary
+        kernels[m] = kernel
+        return kernel
     }
 
-    /// A matmul primitive: src [M, K] (bf16 or s8, plain), weights as given, dst fp32 [M, N]; bf16 with
-    /// the bias inside, int8 with the weight scales as per-column output scales.
+    /// A single-threaded matmul primitive: src [M, K] (bf16 or s8, plain), weights as given, dst fp32
+    /// [M, N], a user scratchpad; bf16 with the bias inside, int8 with the weight scales as per-column
+    /// output scales.
     private static func primitive(rows m: Int, k: Int, n: Int, precision: Precision, weights: dnnl_memory_desc_t, hasBias: Bool,
-                                  scales: [Float], biasDesc: dnnl_memory_desc_t, engine: dnnl_engine_t) throws -> DNNLPrimitive {
+                                  scales: [Float], biasDesc: dnnl_memory_desc_t) throws -> DNNLPrimitive {
+        guard let ctx = DNNL.context else { throw EngineError("oneDNN: no CPU engine") }
         var src = desc([m, k], precision == .bf16 ? dnnl_bf16 : dnnl_s8, dnnl_ab)
         var dst = desc([m, n], dnnl_f32, dnnl_ab)
         var w = weights
@@ -225,12 +235,40 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
         var attr: dnnl_primitive_attr_t?
         guard dnnl_primitive_attr_create(&attr) == dnnl_success else { throw EngineError("oneDNN: cannot create attributes") }
         defer { dnnl_primitive_attr_destroy(attr) }
+        _ = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)
         if precision == .int8 { _ = dnnl_primitive_attr_set_output_scales(attr, Int64(n), 1 << 1, scales) }
         var pd: dnnl_primitive_desc_t?
-        guard dnnl_primitive_desc_create(&pd, &md, attr, engine, nil) == dnnl_success, let p = DNNLPrimitive(pd) else {
+        // Built for one thread: oneDNN sizes its work split from the OpenMP thread count at creation.
+        let status = OpenMP.withOneThread { dnnl_primitive_desc_create(&pd, &md, attr, ctx.engine, nil) }
+        guard status == dnnl_success, let p = DNNLPrimitive(pd) else {
             throw EngineError("oneDNN: no \(precision.rawValue) matmul for [\(m), \(k)] x [\(k), \(n)]")
         }
         return p
+    }
+
+    /// Runs a single-threaded primitive on the calling thread, on a stream of its own (calls from the
+    /// engine's threads run at once).
+    private static func executeSerially(_ p: DNNLPrimitive, _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) throws {
+        guard let ctx = DNNL.context else { throw EngineError("oneDNN: no CPU engine") }
+        var stream: dnnl_stream_t?
+        guard dnnl_stream_create(&stream, ctx.engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else {
+            throw EngineError("oneDNN: cannot create a stream")
+        }
+        defer { dnnl_stream_destroy(stream) }
+        var memories: [dnnl_memory_t] = []
+        defer { for m in memories { dnnl_memory_destroy(m) } }
+        var execArgs: [dnnl_exec_arg_t] = []
+        for (arg, md, pointer) in args {
+            var m: dnnl_memory_t?, md = md
+            guard dnnl_memory_create(&m, &md, ctx.engine, pointer) == dnnl_success, let m else {
+                throw EngineError("oneDNN: cannot wrap argument \(arg) as memory")
+            }
+            memories.append(m)
+            execArgs.append(dnnl_exec_arg_t(arg: arg, memory: m))
+        }
+        let status = OpenMP.withOneThread { dnnl_primitive_execute(p.primitive, stream, Int32(execArgs.count), execArgs) }
+        guard status == dnnl_success else { throw EngineError("oneDNN: \(p.implementation) failed (status \(status.rawValue))") }
+        _ = dnnl_stream_wait(stream)
     }
 
     static func desc(_ dims: [Int], _ type: dnnl_data_type_t, _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t {
@@ -238,4 +276,28 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
         _ = dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), dims.map { Int64($0) }, type, tag)
         return md
     }
+}
+
+/// libgomp's thread count of the calling thread (found in the process, as `DNNL.syncThreads` finds it).
+enum OpenMP {
+    private typealias SetThreads = @convention(c) (Int32) -> Void
+    private typealias GetThreads = @convention(c) () -> Int32
+    private static let set: SetThreads? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads").map { unsafeBitCast($0, to: SetThreads.self) }
+    private static let get: GetThreads? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_get_max_threads").map { unsafeBitCast($0, to: GetThreads.self) }
+
+    /// Runs `body` with this thread's OpenMP thread count at 1, then restores it (the count is per thread).
+    static func withOneThread<R>(_ body: () throws -> R) rethrows -> R {
+        guard let set, let get else { return try body() }
+        let before = get()
+        set(1)
+        defer { set(before) }
+        return try body()
+    }
+}
+
+/// The first error thrown by any of several threads.
+private final class FirstError: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var error: Error?
+    func record(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
 }

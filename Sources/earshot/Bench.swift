@@ -58,8 +58,9 @@ struct MatmulBench: ParsableCommand {
     func run() throws {
         Threading.setThreads(options.threads)
         let a = Tensor.randn([m, k]), b = Tensor.randn([n, k])
-        let layer = Linear(weight: b, bias: nil)
-        let runs = precision.apply(to: layer)
+        // A bare Linear has no children to convert: wrap it directly.
+        let runs = precision.precision.resolved()
+        let layer = runs == .fp32 ? Linear(weight: b, bias: nil) : try LowPrecisionLinear(converting: Linear(weight: b, bias: nil), to: runs)
         let t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try GradMode.noGrad { try layer(a) } }
         printJSON([("bench", "matmul"), ("precision", runs.rawValue), ("m", m), ("k", k), ("n", n), ("threads", options.threads),
                    ("ms", t * 1e3), ("gflops", 2 * Double(m * k * n) / t / 1e9)])
