@@ -31,7 +31,9 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         switch task {
         case "classification": break
-        case "retrieval": return try evaluateRetrieval(model: model, tokenizer: tokenizer, data: data, split: split, json: json)
+        case "retrieval":
+            if precision.precision != .fp32 { throw ValidationError("--precision applies to --task classification (retrieval runs fp32)") }
+            return try evaluateRetrieval(model: model, tokenizer: tokenizer, data: data, split: split, json: json)
         default: throw ValidationError("--task \(task): expected classification or retrieval")
         }
         let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
