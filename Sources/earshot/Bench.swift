@@ -79,7 +79,7 @@ struct EncoderBench: ParsableCommand {
     @Option var batch = 8
     @Flag(help: "Time a training step (forward, backward, AdamW) instead of inference.") var train = false
     @Option(name: .customLong("piece-tokens"),
-            help: "mamba inference: run any longer sequence in pieces of this many tokens (0 = the whole sequence at once; default: MambaMixer's, pieces of 1024 above 16384 tokens).")
+            help: "mamba inference: stream each mixer in pieces of this many tokens (0 = the whole sequence at once; default: MambaMixer's, pieces of 1024 at every length).")
     var pieceTokens: Int?
     @OptionGroup var options: BenchOptions
 
