@@ -115,18 +115,22 @@ struct EncoderBench: ParsableCommand {
         }
         let x = Tensor.randn([batch, tokens, dim])
         let optimizer = AdamW(module.trainableParameters(), lr: 1e-4)
-        let t: Double
-        if train {
-            t = try medianTime(iters: options.iters, warmup: options.warmup) {
-                let loss = try forward(x).square().mean()
-                optimizer.zeroGrad()
-                try loss.backward()
-                try optimizer.step()
-            }
-        } else {
-            module.eval()
-            t = try medianTime(iters: options.iters, warmup: options.warmup) {
-                _ = try GradMode.noGrad { try forward(x) }
+        var t = 0.0
+        if !train { module.eval() }
+        // Tensor memory at the peak above what was live before (weights, input): what the pass itself
+        // holds at once, without the engine's buffer pool and the process's other memory in RSS.
+        let tensorBytes = try Memory.peakEngineBytes {
+            if train {
+                t = try medianTime(iters: options.iters, warmup: options.warmup) {
+                    let loss = try forward(x).square().mean()
+                    optimizer.zeroGrad()
+                    try loss.backward()
+                    try optimizer.step()
+                }
+            } else {
+                t = try medianTime(iters: options.iters, warmup: options.warmup) {
+                    _ = try GradMode.noGrad { try forward(x) }
+                }
             }
         }
         var fields: [(String, Any)] = [("bench", "encoder"), ("arch", arch), ("mode", train ? "train" : "inference"), ("dim", dim),
@@ -145,7 +149,8 @@ struct EncoderBench: ParsableCommand {
                        ("piece_tokens", tokens > MambaMixer.piecesAbove ? MambaMixer.pieceTokens : 0), ("ms_per_step", t * 1e3),
                        ("items_per_s", Double(batch) / t)]
         }
-        fields += [("tokens_per_s", Double(batch * tokens) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())]
+        fields += [("tokens_per_s", Double(batch * tokens) / t), ("peak_rss_mb", Memory.peakRSSMegabytes()),
+                   ("peak_tensor_mb", Double(tensorBytes) / 1_048_576)]
         printJSON(fields)
     }
 }

@@ -132,9 +132,13 @@ public final class AMBAEncoder: Module, PatchEncoder {
                 residual = try x + x
             }
         }
-        guard let h = hidden, let res = residual else { return try normF(normF(x)) }
-        try res.addInPlace(h)
-        return try normF(normF(res))
+        guard hidden != nil, residual != nil else { return try normF(normF(x)) }
+        // Each tensor is let go as soon as it is read, so the norms reuse their pooled buffers.
+        try residual!.addInPlace(hidden!)
+        hidden = nil
+        let once = try normF(residual!)
+        residual = nil
+        return try normF(once)
     }
 }
 
