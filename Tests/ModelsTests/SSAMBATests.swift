@@ -143,6 +143,13 @@ final class SSAMBATests: XCTestCase {
         let (tokens, embedding) = try GradMode.noGrad { (try model.v.tokens(x), try model.embedding(x)) }
         XCTAssertLessThanOrEqual(maxAbs(tokens, try XCTUnwrap(fx["tokens"])), 1e-4)
         XCTAssertLessThanOrEqual(maxAbs(embedding, try XCTUnwrap(fx["embedding"])), 1e-4)
+        // Streamed in pieces of 4 tokens (the sequence is not a multiple of 4), the same.
+        let saved = MambaMixer.pieceTokens
+        defer { MambaMixer.pieceTokens = saved }
+        MambaMixer.pieceTokens = 4
+        XCTAssertNotEqual(tokens.shape[1] % 4, 0)
+        XCTAssertLessThanOrEqual(maxAbs(try GradMode.noGrad { try model.v.tokens(x) }, try XCTUnwrap(fx["tokens"])), 1e-4)
+        MambaMixer.pieceTokens = saved
 
         // A start from the same file: encoder copied, a fresh 5-way head; with the script's head, its logits.
         let start = try ModelRegistry.start(pth)
