@@ -33,16 +33,23 @@ enum CausalConvKernel {
 
     /// `wT` is the weight transposed to [k, C] so a tap's weights are contiguous. With `silu`, each
     /// output row goes through SiLU while it is still in L1 (Mamba's `causal_conv1d_fn(activation="silu")`).
+    /// `context` ([B, k − 1, C]) holds the k − 1 tokens that a tap reads outside the sequence: tokens
+    /// −(k−1)…−1 forwards, L…L+k−2 with `reverse` (zeros without it).
     static func forward(_ p: Problem, x: UnsafePointer<Float>, wT: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                        out: UnsafeMutablePointer<Float>, silu: Bool = false) {
-        let c = p.channels, len = p.length
+                        out: UnsafeMutablePointer<Float>, silu: Bool = false, context: UnsafePointer<Float>? = nil) {
+        let c = p.channels, len = p.length, k = p.taps
         parallelFor(p.batch * len, costPerItem: c * p.taps) { rows in
             for row in rows {
                 let t = row % len, dst = out + row * c
                 if let bias { dst.update(from: bias, count: c) } else { dst.update(repeating: 0, count: c) }
-                for j in 0..<p.taps {
+                for j in 0..<k {
                     let s = t + p.offset(j)
-                    if s >= 0 && s < len { addProduct(dst, wT + j * c, x + (row - t + s) * c, c) }
+                    if s >= 0 && s < len {
+                        addProduct(dst, wT + j * c, x + (row - t + s) * c, c)
+                    } else if let context {
+                        let item = row / len, i = p.reverse ? s - len : s + (k - 1)
+                        addProduct(dst, wT + j * c, context + (item * (k - 1) + i) * c, c)
+                    }
                 }
                 if silu { VMath.apply(SiLUFunction.self, dst, dst, c) }
             }
@@ -105,7 +112,14 @@ extension Tensor {
     /// the same convolution of the reversed sequence, read and written in place (flip∘conv∘flip). With
     /// `silu`, SiLU of that (Mamba's `causal_conv1d_fn(..., activation="silu")`) in the same pass, and
     /// no pre-activation kept for the backward.
-    public func causalDepthwiseConv1d(weight: Tensor, bias: Tensor? = nil, reverse: Bool = false, silu: Bool = false) throws -> Tensor {
+    ///
+    /// `context` (inference only) is [B, k − 1, C]: the k − 1 tokens before this piece in scan order
+    /// (forwards the ones before its first token, in token order; with `reverse` the ones after its
+    /// last), read where the sequence would be zero-padded. A long sequence convolved piece by piece,
+    /// each given its neighbour's edge tokens (zeros past the sequence's own ends), equals one
+    /// convolution of the whole.
+    public func causalDepthwiseConv1d(weight: Tensor, bias: Tensor? = nil, reverse: Bool = false, silu: Bool = false,
+                                      context: Tensor? = nil) throws -> Tensor {
         try check(rank == 3, "causalDepthwiseConv1d: input must be [B, L, C], got \(shape)")
         let (batch, len, c) = (shape[0], shape[1], shape[2])
         try check((weight.rank == 3 && weight.shape[1] == 1 || weight.rank == 2) && weight.shape[0] == c,
@@ -113,11 +127,18 @@ extension Tensor {
         if let bias { try check(bias.shape == [c], "causalDepthwiseConv1d: bias must be [\(c)], got \(bias.shape)") }
         let k = weight.shape[weight.rank - 1]
         try check(k > 0, "causalDepthwiseConv1d: empty kernel")
+        if let context {
+            try check(context.shape == [batch, k - 1, c],
+                      "causalDepthwiseConv1d: context must be [B, k − 1, C] = \([batch, k - 1, c]), got \(context.shape)")
+            let recording = GradMode.isEnabled && (requiresGrad || weight.requiresGrad || bias?.requiresGrad == true || context.requiresGrad)
+            try check(!recording, "causalDepthwiseConv1d: context is for inference (no autograd recording)")
+        }
         let p = CausalConvKernel.Problem(batch: batch, length: len, channels: c, taps: k, reverse: reverse)
         let wT = Tensor.empty([k, c])
         for ch in 0..<c { for j in 0..<k { wT.data[j * c + ch] = weight.data[ch * k + j] } }
         let out = Tensor.empty(shape)
-        CausalConvKernel.forward(p, x: data, wT: wT.data, bias: bias?.data, out: out.data, silu: silu)
+        CausalConvKernel.forward(p, x: data, wT: wT.data, bias: bias?.data, out: out.data, silu: silu,
+                                 context: context.flatMap { k > 1 ? UnsafePointer($0.data) : nil })
         let x = self
         return out.recording([x, weight] + (bias.map { [$0] } ?? [])) { g in
             let dx = Tensor.empty(x.shape), dwT = Tensor.empty([k, c]), dBias = Tensor.empty([c])

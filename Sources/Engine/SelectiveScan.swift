@@ -166,11 +166,12 @@ enum SelectiveScanKernel {
     }
 
     /// Forward: writes `out`, and the state at the start of every chunk into `checkpoints` when given.
-    /// With `accumulate`, adds the scan's output to what `out` holds instead of overwriting it.
+    /// With `accumulate`, adds the scan's output to what `out` holds instead of overwriting it; with
+    /// `gateSum` as well, the gate applies to that sum, out = (out + y)·SiLU(z), instead of to y alone.
     /// With `state` ([B, groups, N, 8] floats), the scan starts from the state it holds instead of 0
     /// and leaves its last state there: a long sequence can then run in pieces.
     static func forward(_ p: Problem, out: UnsafeMutablePointer<Float>, checkpoints: UnsafeMutablePointer<Float>?,
-                        accumulate: Bool = false, state: UnsafeMutablePointer<Float>? = nil) {
+                        accumulate: Bool = false, gateSum: Bool = false, state: UnsafeMutablePointer<Float>? = nil) {
         let n = p.states, dIn = p.channels, groups = p.groups, chunks = p.chunks, chunk = p.chunk
         let per = p.groupsPerBlock, blocks = (groups + per - 1) / per
         tasks(p.batch * blocks, scratch: 2 * n) { _, task, scratch in
@@ -205,11 +206,12 @@ enum SelectiveScanKernel {
                         h[k] = hk
                         y = VMath.fma(V8(repeating: cRow[k]), hk, y)
                     }
+                    if accumulate && gateSum { y = y + load(out + off, lanes) }
                     if let z = p.z {
                         let zv = load(z + off, lanes)
                         y = y * zv * VMath.sigmoid(zv)
                     }
-                    if accumulate { y = y + load(out + off, lanes) }
+                    if accumulate && !gateSum { y = y + load(out + off, lanes) }
                     store(y, out + off, lanes)
                 }
                 if let carried { UnsafeMutableRawPointer(carried).copyMemory(from: h, byteCount: n * 32) }
@@ -372,7 +374,9 @@ extension Tensor {
     /// writing each output at its own token (flip∘scan∘flip without copies).
     /// Differentiable in every input; the backward keeps only the state at every `chunk`-th step.
     /// `addingTo` (inference only) adds the output into that tensor in place and returns it: a
-    /// bidirectional mixer's second branch then needs neither its own output nor the sum's.
+    /// bidirectional mixer's second branch then needs neither its own output nor the sum's. With
+    /// `gatingTheSum` the gate applies to the sum: the result is (addingTo + y)·SiLU(z), y without its
+    /// gate (the mixer gates y_f + y_b once, `addingTo` holding the other branch's ungated output).
     /// A NaN or Inf in the output throws, naming the input that holds one or the place that overflowed.
     /// `carrying` (inference only; zeros of `selectiveScanStateCount` floats to start) is read as the
     /// state before the first step in scan order and overwritten with the state after the last, so a
@@ -380,7 +384,7 @@ extension Tensor {
     /// equals one scan of the whole.
     public static func selectiveScan(_ x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor? = nil,
                                      z: Tensor? = nil, deltaBias: Tensor? = nil, deltaSoftplus: Bool = true,
-                                     reverse: Bool = false, addingTo sum: Tensor? = nil,
+                                     reverse: Bool = false, addingTo sum: Tensor? = nil, gatingTheSum: Bool = false,
                                      carrying state: Tensor? = nil) throws -> Tensor {
         try check(x.rank == 3, "selectiveScan: x must be [B, L, Din], got \(x.shape)")
         let (batch, len, dIn) = (x.shape[0], x.shape[1], x.shape[2])
@@ -402,6 +406,7 @@ extension Tensor {
             try check(!recording && !sum.requiresGrad, "selectiveScan: addingTo is for inference (no autograd recording)")
             try check(sum.shape == x.shape, "selectiveScan: addingTo \(sum.shape) does not match x \(x.shape)")
         }
+        try check(!gatingTheSum || sum != nil, "selectiveScan: gatingTheSum needs addingTo (the sum to gate)")
         if let state {
             try check(!recording, "selectiveScan: carrying a state is for inference (no autograd recording)")
             try check(state.count == Tensor.selectiveScanStateCount(batch: batch, channels: dIn, states: n),
@@ -410,7 +415,7 @@ extension Tensor {
         let out = sum ?? Tensor.empty(x.shape)
         let checkpoints = recording ? Tensor.empty([problem.checkpointCount]) : nil
         SelectiveScanKernel.forward(problem, out: out.data, checkpoints: checkpoints?.data, accumulate: sum != nil,
-                                    state: state?.data)
+                                    gateSum: gatingTheSum, state: state?.data)
         // A NaN or Inf out of the scan is named here rather than passed on (one pass over the output,
         // against the scan's N multiply-adds per element). The usual source is a non-finite input;
         // otherwise the state overflowed. selective_scan_ref does not clamp: softplus then exp(Δ·A)

@@ -83,7 +83,7 @@ struct EncoderBench: ParsableCommand {
     @Option var batch = 8
     @Flag(help: "Time a training step (forward, backward, AdamW) instead of inference.") var train = false
     @Option(name: .customLong("piece-tokens"),
-            help: "mamba inference: run any longer sequence in pieces of this many tokens (0 = the whole sequence at once; default: MambaMixer's, pieces of 1024 above 16384 tokens).")
+            help: "mamba inference: stream each mixer in pieces of this many tokens (0 = the whole sequence at once; default: MambaMixer's, pieces of 1024 at every length).")
     var pieceTokens: Int?
     @OptionGroup var options: BenchOptions
     @OptionGroup var precision: PrecisionArguments
@@ -122,18 +122,22 @@ struct EncoderBench: ParsableCommand {
         let optimizer = AdamW(module.trainableParameters(), lr: 1e-4)
         if train && precision.precision != .fp32 { throw ValidationError("--precision applies to inference only (not --train)") }
         let runs = precision.apply(to: module)
-        let t: Double
-        if train {
-            t = try medianTime(iters: options.iters, warmup: options.warmup) {
-                let loss = try forward(x).square().mean()
-                optimizer.zeroGrad()
-                try loss.backward()
-                try optimizer.step()
-            }
-        } else {
-            module.eval()
-            t = try medianTime(iters: options.iters, warmup: options.warmup) {
-                _ = try GradMode.noGrad { try forward(x) }
+        var t = 0.0
+        if !train { module.eval() }
+        // Tensor memory at the peak above what was live before (weights, input): what the pass itself
+        // holds at once, without the engine's buffer pool and the process's other memory in RSS.
+        let tensorBytes = try Memory.peakEngineBytes {
+            if train {
+                t = try medianTime(iters: options.iters, warmup: options.warmup) {
+                    let loss = try forward(x).square().mean()
+                    optimizer.zeroGrad()
+                    try loss.backward()
+                    try optimizer.step()
+                }
+            } else {
+                t = try medianTime(iters: options.iters, warmup: options.warmup) {
+                    _ = try GradMode.noGrad { try forward(x) }
+                }
             }
         }
         var fields: [(String, Any)] = [("bench", "encoder"), ("arch", arch), ("mode", train ? "train" : "inference"),
@@ -153,7 +157,8 @@ struct EncoderBench: ParsableCommand {
                        ("piece_tokens", tokens > MambaMixer.piecesAbove ? MambaMixer.pieceTokens : 0), ("ms_per_step", t * 1e3),
                        ("items_per_s", Double(batch) / t)]
         }
-        fields += [("tokens_per_s", Double(batch * tokens) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())]
+        fields += [("tokens_per_s", Double(batch * tokens) / t), ("peak_rss_mb", Memory.peakRSSMegabytes()),
+                   ("peak_tensor_mb", Double(tensorBytes) / 1_048_576)]
         printJSON(fields)
     }
 }

@@ -77,6 +77,27 @@ final class SSAMBATests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbs(pooled, try fast.slice(axis: 1, start: 1).mean(axis: 1)), 1e-6)
     }
 
+    /// Inference (no autograd, drop path off) keeps r and h in place, adds the second mixer into the
+    /// first's output and streams each mixer in pieces with its norm per piece: the same tokens as the
+    /// recorded path, for pieces that divide the length or not, and the caller's input is not written.
+    func testInferenceBlocksInPiecesEqualTheRecordedPath() throws {
+        Random.global = RandomGenerator(seed: 11)
+        let v = AMBAEncoder(smallConfig(depth: 4))
+        perturb(v, seed: 12)
+        v.eval()
+        var g = RandomGenerator(seed: 13)
+        let x = Tensor.randn([2, 37, 16], generator: &g), before = x.copy()
+        let recorded = try v.blocks(x)
+        let saved = (MambaMixer.pieceTokens, MambaMixer.piecesAbove)
+        defer { (MambaMixer.pieceTokens, MambaMixer.piecesAbove) = saved }
+        for (piece, above) in [(1, 0), (5, 0), (16, 0), (37, 0), (8, 37)] {
+            (MambaMixer.pieceTokens, MambaMixer.piecesAbove) = (piece, above)
+            let streamed = try GradMode.noGrad { try v.blocks(x) }
+            XCTAssertLessThanOrEqual(maxAbs(streamed, recorded), 2e-5, "pieces of \(piece) above \(above)")
+        }
+        XCTAssertEqual(x.toArray(), before.toArray())
+    }
+
     /// After the first pair, r is the sum of both directions' residuals: 2·x. With the backward layer's
     /// mixer silenced, the tokens are norm_f(norm_f(2x + L0(x))); a residual from one direction only
     /// (x + L0(x)) or a single norm_f would differ.
@@ -122,6 +143,13 @@ final class SSAMBATests: XCTestCase {
         let (tokens, embedding) = try GradMode.noGrad { (try model.v.tokens(x), try model.embedding(x)) }
         XCTAssertLessThanOrEqual(maxAbs(tokens, try XCTUnwrap(fx["tokens"])), 1e-4)
         XCTAssertLessThanOrEqual(maxAbs(embedding, try XCTUnwrap(fx["embedding"])), 1e-4)
+        // Streamed in pieces of 4 tokens (the sequence is not a multiple of 4), the same.
+        let saved = MambaMixer.pieceTokens
+        defer { MambaMixer.pieceTokens = saved }
+        MambaMixer.pieceTokens = 4
+        XCTAssertNotEqual(tokens.shape[1] % 4, 0)
+        XCTAssertLessThanOrEqual(maxAbs(try GradMode.noGrad { try model.v.tokens(x) }, try XCTUnwrap(fx["tokens"])), 1e-4)
+        MambaMixer.pieceTokens = saved
 
         // A start from the same file: encoder copied, a fresh 5-way head; with the script's head, its logits.
         let start = try ModelRegistry.start(pth)

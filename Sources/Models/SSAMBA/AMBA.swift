@@ -109,23 +109,36 @@ public final class AMBAEncoder: Module, PatchEncoder {
     }
 
     /// `blocks` without autograd and with every drop path the identity: both layers of a pair then
-    /// form the same residual r = residual + hidden, so it is computed once, the pair's residual sum
-    /// is r + r (bitwise what the two sums give), and the previous hidden state and residual are let
-    /// go before the mixers run. Three [B, L, D] tensors fewer at the peak of a long sequence.
+    /// form the same residual r = residual + hidden, so it is computed once, and the pair's residual
+    /// sum is r + r (bitwise what the two sums give). Both stay in one tensor updated in place, the
+    /// second mixer adds into the first's output (h = h_f + h_b), and each mixer normalises r per piece
+    /// (`VimBlock.inferenceMix`): besides the mixers' own, three [B, L, D] tensors at the peak (the
+    /// input, r and h) however long the sequence.
     func inferenceBlocks(_ x: Tensor) throws -> Tensor {
-        var hidden: Tensor? = x, residual: Tensor? = nil
+        var residual: Tensor? = nil, hidden: Tensor? = nil
         for i in stride(from: 0, to: layers.count - 1, by: 2) {
-            guard let h = hidden else { break }
-            let r = try residual.map { try $0 + h } ?? h
-            (hidden, residual) = (nil, nil)
-            let (f, b) = (layers[i], layers[i + 1])
-            let hf = try f.mixer(f.norm(r))
-            let hb = try b.mixer(b.norm(r), flipped: true)
-            hidden = try hf + hb
-            residual = try r + r
+            var r = x
+            if let res = residual, let h = hidden {
+                try res.addInPlace(h)
+                r = res
+            }
+            hidden = nil
+            let hf = try layers[i].inferenceMix(r, flipped: false, addingTo: nil)
+            hidden = try layers[i + 1].inferenceMix(r, flipped: true, addingTo: hf)
+            if let res = residual {
+                let p = res.data
+                for j in 0..<res.count { p[j] += p[j] }
+            } else {
+                residual = try x + x
+            }
         }
-        guard let h = hidden else { return try normF(normF(x)) }
-        return try normF(normF(try residual.map { try $0 + h } ?? h))
+        guard hidden != nil, residual != nil else { return try normF(normF(x)) }
+        // Each tensor is let go as soon as it is read, so the norms reuse their pooled buffers.
+        try residual!.addInPlace(hidden!)
+        hidden = nil
+        let once = try normF(residual!)
+        residual = nil
+        return try normF(once)
     }
 }
 

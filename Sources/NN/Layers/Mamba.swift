@@ -14,9 +14,10 @@ public final class CausalConv1d: Module {
         self.bias = bias ? Init.torchDefault([channels], fanIn: kernel).requiringGrad() : nil
     }
 
-    /// With `silu`, SiLU of the convolution in the same pass (as the mixer uses it).
-    public func callAsFunction(_ x: Tensor, reverse: Bool = false, silu: Bool = false) throws -> Tensor {
-        try x.causalDepthwiseConv1d(weight: weight, bias: bias, reverse: reverse, silu: silu)
+    /// With `silu`, SiLU of the convolution in the same pass (as the mixer uses it); `context` (inference)
+    /// is the k − 1 inputs before a piece in scan order (`Tensor.causalDepthwiseConv1d`).
+    public func callAsFunction(_ x: Tensor, reverse: Bool = false, silu: Bool = false, context: Tensor? = nil) throws -> Tensor {
+        try x.causalDepthwiseConv1d(weight: weight, bias: bias, reverse: reverse, silu: silu, context: context)
     }
 }
 
@@ -116,14 +117,19 @@ open class MambaMixer: Module, UnaryLayer {
 
     public var isBidirectional: Bool { conv1dB != nil }
 
-    /// Without autograd, sequences longer than `piecesAbove` tokens run in pieces of `pieceTokens`
-    /// (`mixInPieces`). Measured on SSAMBA-tiny at 22k tokens (docs/BENCHMARKS.md, Session 15): pieces
-    /// of 1024 cut the peak from 336 to 186 MB and cost about 35% more time (in_proj runs once per
-    /// branch); 1024, 2048 and 4096 took the same time, so the smallest is kept. Below 16k tokens the
-    /// whole-sequence path is kept for speed (its extra memory is tens of MB there). Variables so
-    /// tests and `earshot bench encoder --piece-tokens` can set them.
+    /// Without autograd, a stock mixer (`streams`) runs a sequence longer than `piecesAbove` tokens in
+    /// pieces of `pieceTokens` (`mixStreaming`), computing in_proj and out_proj once per token and
+    /// holding two [B, L, d_inner] tensors instead of the whole-sequence path's five. Variables so tests
+    /// and `earshot bench encoder --piece-tokens` can set them; the defaults are measured in
+    /// docs/BENCHMARKS.md (Session 17).
     nonisolated(unsafe) public static var pieceTokens = 1024
-    nonisolated(unsafe) public static var piecesAbove = 16384
+    nonisolated(unsafe) public static var piecesAbove = 0
+
+    /// Whether inference may run in pieces: both projections stock bias-free `Linear`s as Vim builds
+    /// them (an adapter or LoRA in their place runs as itself on the whole sequence).
+    var streams: Bool {
+        type(of: inProj) == Linear.self && type(of: outProj) == Linear.self && outProj.bias == nil
+    }
 
     /// u [B, L, D] → [B, L, D].
     open func callAsFunction(_ u: Tensor) throws -> Tensor { try mix(u, flipped: false) }
@@ -137,9 +143,8 @@ open class MambaMixer: Module, UnaryLayer {
     func mix(_ u: Tensor, flipped: Bool) throws -> Tensor {
         try check(u.rank == 3 && u.shape[2] == config.dim, "MambaMixer: input must be [B, L, \(config.dim)], got \(u.shape)")
         let inner = config.inner
-        if !GradMode.isEnabled && u.shape[1] > MambaMixer.piecesAbove && isBidirectional && type(of: inProj) == Linear.self
-            && type(of: outProj) == Linear.self && outProj.bias == nil {
-            return try mixInPieces(u, flipped: flipped)
+        if !GradMode.isEnabled && u.shape[1] > MambaMixer.piecesAbove && streams {
+            return try mixStreaming(u, norm: nil, flipped: flipped, addingTo: nil)
         }
         // A stock in_proj runs as two products on its weight's halves: x and z come out contiguous,
         // where slicing one [B, L, 2·d_inner] output copies both (the halves are small weight copies).
@@ -168,58 +173,6 @@ open class MambaMixer: Module, UnaryLayer {
             return try sum.linear(weight: outProj.weight * 0.5, bias: nil)
         }
         return try outProj(sum * 0.5)
-    }
-
-    /// The mixer without autograd on a long sequence, `pieceTokens` tokens at a time, so that no
-    /// [B, L, d_inner] tensor exists: per branch and piece, in_proj's x and z of the piece (x with the
-    /// conv's k − 1 tokens of context before it in scan order), conv, x_proj, dt_proj, the scan carrying
-    /// its state to the next piece (the last piece first for the reverse scan), and out_proj of the
-    /// piece added into the [B, L, D] output; out_proj is linear, so out_proj(y_f + y_b)/2 is the sum of
-    /// the two branches' halves. Peak memory then stays near the [B, L, D] residual stream (at 22k tokens
-    /// the whole-sequence mixer held five [L, 384] tensors, 169 MB). Costs in_proj twice and the
-    /// conv's few context tokens per piece again.
-    func mixInPieces(_ u: Tensor, flipped: Bool) throws -> Tensor {
-        guard let conv1dB, let xProjB, let dtProjB, let aBLog, let dB else { throw NNError("MambaMixer: pieces need both branches") }
-        let (batch, len, dim) = (u.shape[0], u.shape[1], u.shape[2])
-        let (inner, n, rank, k) = (config.inner, config.stateSize, config.dtRank, config.convKernel)
-        let piece = Swift.max(MambaMixer.pieceTokens, 1)
-        let w = inProj.weight
-        let (wx, wz) = (try w.slice(axis: 0, start: 0, end: inner), try w.slice(axis: 0, start: inner))
-        let bx = try inProj.bias?.slice(axis: 0, start: 0, end: inner), bz = try inProj.bias?.slice(axis: 0, start: inner)
-        let wOut = outProj.weight * 0.5
-        let out = Tensor.zeros([batch, len, dim])
-        let starts = Array(stride(from: 0, to: len, by: piece))
-        let branches = [(conv1d, xProj, dtProj, aLog, d, flipped, "forward branch (conv1d, x_proj, dt_proj, A_log, D)"),
-                        (conv1dB, xProjB, dtProjB, aBLog, dB, !flipped, "backward branch (conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b)")]
-        for (conv, xProj, dtProj, aLog, d, reverse, branch) in branches {
-            let a = aLog.exp() * -1
-            let state = Tensor.zeros([Tensor.selectiveScanStateCount(batch: batch, channels: inner, states: n)])
-            for s in reverse ? starts.reversed() : starts {
-                let e = Swift.min(s + piece, len)
-                // The conv reads k − 1 tokens back in scan order: before s forwards, after e in reverse.
-                let (lo, hi) = reverse ? (s, Swift.min(e + k - 1, len)) : (Swift.max(s - (k - 1), 0), e)
-                let x = try u.slice(axis: 1, start: lo, end: hi).linear(weight: wx, bias: bx)
-                let xc = try conv(x, reverse: reverse, silu: true).slice(axis: 1, start: s - lo, end: e - lo)
-                let z = try u.slice(axis: 1, start: s, end: e).linear(weight: wz, bias: bz)
-                let xdbl = try xProj(xc)
-                let dt = try xdbl.slice(axis: 2, start: 0, end: rank)
-                let b = try xdbl.slice(axis: 2, start: rank, end: rank + n), c = try xdbl.slice(axis: 2, start: rank + n)
-                let y: Tensor
-                do {
-                    y = try Tensor.selectiveScan(xc, delta: dt.linear(weight: dtProj.weight, bias: nil), a: a, b: b, c: c, d: d, z: z,
-                                                 deltaBias: dtProj.bias, deltaSoftplus: true, reverse: reverse, carrying: state)
-                } catch let error as EngineError where error.message.hasPrefix("selectiveScan:") {
-                    throw NNError("MambaMixer \(branch) (tokens \(s)..<\(e)): \(error.message)")
-                }
-                let o = try y.linear(weight: wOut, bias: nil)
-                let rows = (e - s) * dim
-                for item in 0..<batch {
-                    let src = o.data + item * rows, dst = out.data + (item * len + s) * dim
-                    for i in 0..<rows { dst[i] += src[i] }
-                }
-            }
-        }
-        return out
     }
 
     /// One branch: conv, SiLU, x_proj, dt_proj and the gated selective scan, in token order. A scan
