@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Self-supervised pretraining of SSAST-tiny (or SSAMBA-tiny: MODEL=ssamba-tiny-patch) on the corpus of
+# scripts/corpus.sh (which also lists FSDD's training split and ESC-10 folds 2-5; never a test clip), in
+# stages of STAGE epochs with `earshot probe` after each, so the run gives a curve of pretraining time
+# against probe accuracy (docs/RESULTS.md, docs/PROBE.md "Corpus"). Resumable: run it again and it goes
+# on from the last finished stage (earshot pretrain --resume) and probes only what is not probed yet.
+#
+#   bash scripts/corpus.sh                    # once: the corpus and the probe tasks
+#   bash scripts/pretrain.sh                  # pretrain + probe after every stage (resumable)
+#   bash scripts/pretrain.sh baselines        # the same probe tasks on logmel-stats and random:$MODEL
+#   bash scripts/pretrain.sh table            # the curve: minutes of pretraining against probe accuracy
+#
+# The recipe's settings are environment variables (defaults in the block below). The run folder keeps
+# what it started with (a resumed run ignores changed settings but EPOCHS).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+corpus=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
+shared=$(cd "${EARSHOT_SHARED_DATA:-$repo/../shared/data}" && pwd)
+earshot=${EARSHOT:-$repo/.build/release/earshot}
+MODEL=${MODEL:-ssast-tiny-patch}
+OUT=${OUT:-runs/pretrain-corpus-$MODEL}
+EPOCHS=${EPOCHS:-12}          # total epochs
+STAGE=${STAGE:-3}             # epochs between probes
+BATCH=${BATCH:-16}
+LR=${LR:-1e-4}
+TARGET=${TARGET:-512}         # frames each clip is padded or cut to
+CROP=${CROP:-128}             # frames of the random window pretrained on (a new one every epoch)
+MASK=${MASK:-}                # masked patches; default: half the window's patches
+GEN_WEIGHT=${GEN_WEIGHT:-}    # generative weight (default SSAST's 10)
+TEMP=${TEMP:-}                # InfoNCE temperature (default 1)
+DEPTH=${DEPTH:-}              # encoder depth override
+# The FSDD + ESC-10 statistics of RESULTS.md (earshot dataset stats).
+MEAN=${MEAN:--6.8}
+STD=${STD:-5.6}
+
+[ -x "$earshot" ] || { echo "pretrain.sh: no binary at $earshot (swift build \$(bash scripts/build-flags.sh) --product earshot, or EARSHOT=...)" >&2; exit 1; }
+[ -f "$corpus/pretrain/metadata.csv" ] || { echo "pretrain.sh: no corpus at $corpus (bash scripts/corpus.sh)" >&2; exit 1; }
+tasks=(--data "$shared/fsdd" --data "$corpus/tasks/esc10-fold1" --data "$corpus/tasks/language" --data "$corpus/tasks/drums")
+
+# probe MODEL FILE [args]: the four label tasks and FSDD speakers, one JSON line per dataset, into FILE.
+probe() {
+  local m=$1 file=$2; shift 2
+  [ -s "$file" ] && return 0
+  { "$earshot" probe --model "$m" "$@" "${tasks[@]}" --json
+    "$earshot" probe --model "$m" "$@" --data "$shared/fsdd" --label-field speaker --json; } > "$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+window_patches() {   # patches in a CROP-frame window: 8 frequency rows x CROP/16 for patches, CROP/2 frames
+  case "$MODEL" in *-frame) echo $((CROP / 2)) ;; *) echo $((8 * (CROP / 16))) ;; esac
+}
+
+case "${1:-run}" in
+run)
+  mkdir -p "$OUT"
+  mask=${MASK:-$(($(window_patches) / 2))}
+  args=(--model "$MODEL" --data "$corpus/pretrain" --out "$OUT" --batch-size "$BATCH" --lr "$LR" --target-length "$TARGET"
+        --crop-frames "$CROP" --mask-patches "$mask" --mean="$MEAN" --std "$STD")
+  [ -n "$GEN_WEIGHT" ] && args+=(--generative-weight "$GEN_WEIGHT")
+  [ -n "$TEMP" ] && args+=(--nce-temperature "$TEMP")
+  [ -n "$DEPTH" ] && args+=(--depth "$DEPTH")
+  for ((e = STAGE; e <= EPOCHS; e += STAGE)); do
+    if [ ! -e "$OUT/stage-$e.done" ]; then
+      resume=(); [ -e "$OUT/last.safetensors" ] && resume=(--resume)
+      "$earshot" pretrain "${args[@]}" --epochs "$e" "${resume[@]}"
+      cp "$OUT/best.safetensors" "$OUT/best-stage-$e.safetensors"
+      touch "$OUT/stage-$e.done"
+    fi
+    probe "$OUT/best-stage-$e.safetensors" "$OUT/probe-stage-$e.jsonl"
+  done
+  ;;
+baselines)
+  mkdir -p runs/probe-baselines
+  probe logmel-stats runs/probe-baselines/logmel-stats.jsonl
+  probe "random:$MODEL" "runs/probe-baselines/random-$MODEL-$CROP.jsonl" --frames "$CROP"
+  ;;
+table)
+  python3 - "$OUT" runs/probe-baselines <<'EOF'
+import json, sys, os, glob, re
+out, base = sys.argv[1], sys.argv[2]
+def rows(path):
+    r = {}
+    for line in open(path):
+        line = line.strip()
+        if not line.startswith("{"): continue
+        o = json.loads(line)
+        if "dataset" not in o: continue
+        name = os.path.basename(o["dataset"].rstrip("/")) + (" speakers" if o.get("label_field") == "speaker" else "")
+        r[name] = (o["logistic"]["accuracy"], o["knn"]["accuracy"])
+    return r
+minutes, total = {}, 0.0
+for line in open(os.path.join(out, "metrics.jsonl")):
+    m = json.loads(line); total += m.get("train_seconds", 0); minutes[m["epoch"]] = total / 60
+table = [(f, rows(f)) for f in sorted(glob.glob(os.path.join(base, "*.jsonl")))]
+table += [(f"epoch {e} ({minutes.get(e, float('nan')):.0f} min)", rows(f)) for e, f in
+          sorted((int(re.search(r"stage-(\d+)", f).group(1)), f) for f in glob.glob(os.path.join(out, "probe-stage-*.jsonl")))]
+tasks = sorted({t for _, r in table for t in r})
+print("| embedding | " + " | ".join(f"{t} logreg / kNN" for t in tasks) + " |")
+print("|---|" + "---|" * len(tasks))
+for name, r in table:
+    print(f"| {os.path.basename(name)} | " + " | ".join("%.3f / %.3f" % r[t] if t in r else "" for t in tasks) + " |")
+EOF
+  ;;
+*) echo "pretrain.sh: unknown command '$1' (run, baselines, table)" >&2; exit 1 ;;
+esac
