@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Self-supervised pretraining of SSAST-tiny (or SSAMBA-tiny: MODEL=ssamba-tiny-patch) on the corpus of
+# Self-supervised pretraining of SSAST-tiny (or SSAMBA-tiny: MODEL=ssamba-tiny-frame) on the corpus of
 # scripts/corpus.sh (which also lists FSDD's training split and ESC-10 folds 2-5; never a test clip), in
 # stages of STAGE epochs with `earshot probe` after each, so the run gives a curve of pretraining time
 # against probe accuracy (docs/RESULTS.md, docs/PROBE.md "Corpus"). Resumable: run it again and it goes
@@ -20,7 +20,9 @@ corpus=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
 shared=$(cd "${EARSHOT_SHARED_DATA:-$repo/../shared/data}" && pwd)
 earshot=${EARSHOT:-$repo/.build/release/earshot}
 DATA=${DATA:-$corpus/pretrain}  # the pretraining manifest
-MODEL=${MODEL:-ssast-tiny-patch}
+# Frame tokens: the untrained frame encoder is near logmel-stats on FSDD where the patch one is 36 points
+# below (docs/RESULTS.md, "Pretraining on the corpus").
+MODEL=${MODEL:-ssast-tiny-frame}
 OUT=${OUT:-runs/pretrain-corpus-$MODEL}
 EPOCHS=${EPOCHS:-12}          # total epochs
 STAGE=${STAGE:-3}             # epochs between probes
