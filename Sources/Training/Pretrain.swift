@@ -16,6 +16,10 @@ public struct PretrainConfig: Codable, Sendable {
     /// the pretext task more distinct audio than their first seconds.
     public var cropFrames: Int?
     public var maskCount = 400
+    /// Weight of the generative (MSE) term, nce + w·mse (nil: SSAST's 10; 0 skips the generative pass).
+    public var generativeWeight: Float?
+    /// InfoNCE temperature τ (nil: SSAST's 1).
+    public var nceTemperature: Float?
     public var epochs = 10
     public var batchSize = 8
     public var lr: Float = 1e-4
@@ -24,6 +28,22 @@ public struct PretrainConfig: Codable, Sendable {
     public var mean: Float = -4.2677393
     public var std: Float = 4.5689974
     public init() {}
+}
+
+/// Sets the joint objective's weights on the model; an error for a model that has no such knobs.
+func applyPretextWeights(_ config: PretrainConfig, to model: any MaskedPatchModel) throws {
+    guard config.generativeWeight != nil || config.nceTemperature != nil else { return }
+    guard let ssast = model as? SSAST else {
+        throw NNError("pretrain: --generative-weight and --nce-temperature need an SSAST-style objective (\(config.model) has none)")
+    }
+    if let w = config.generativeWeight {
+        guard w >= 0 && w.isFinite else { throw NNError("pretrain: generative weight \(w) must be finite and at least 0") }
+        ssast.generativeWeight = w
+    }
+    if let t = config.nceTemperature {
+        guard t > 0 && t.isFinite else { throw NNError("pretrain: InfoNCE temperature \(t) must be positive") }
+        ssast.nceTemperature = t
+    }
 }
 
 /// Held-out clips: the dataset's own test/validation split when it has one, else every tenth clip.
@@ -73,6 +93,7 @@ public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory,
     guard config.maskCount > 0 && config.maskCount < model.patchCount else {
         throw NNError("pretrain: masking \(config.maskCount) patches (--mask-patches) needs 1 to \(model.patchCount - 1): a \(model.inputFrames)-frame clip has \(model.patchCount) patches")
     }
+    try applyPretextWeights(config, to: model)
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: config.lr, weightDecay: 5e-7)], betas: (0.95, 0.999))
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: config, epochs: config.epochs,
                                    model: model, optimizer: optimizer, log: log)

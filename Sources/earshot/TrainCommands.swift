@@ -17,6 +17,9 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("crop-frames"), help: "Pretrain on random windows of this many frames of each clip (a new window every epoch).")
     var cropFrames: Int?
     @Option(name: .customLong("mask-patches")) var maskPatches = 400
+    @Option(name: .customLong("generative-weight"), help: "Weight w of the generative term, nce + w·mse (default SSAST's 10; 0 skips that pass).")
+    var generativeWeight: Float?
+    @Option(name: .customLong("nce-temperature"), help: "InfoNCE temperature (default SSAST's 1).") var nceTemperature: Float?
     @Option(help: "Encoder depth override (quick runs).") var depth: Int?
     @Option(help: "Feature mean (earshot dataset stats).") var mean: Float = -4.2677393
     @Option(help: "Feature std.") var std: Float = 4.5689974
@@ -34,7 +37,7 @@ struct Pretrain: ParsableCommand {
         var c = PretrainConfig()
         (c.model, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =
             (model, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, mean, std)
-        c.cropFrames = cropFrames
+        (c.cropFrames, c.generativeWeight, c.nceTemperature) = (cropFrames, generativeWeight, nceTemperature)
         let sets = try data.map { try Dataset.load(URL(fileURLWithPath: $0)) }
         // Clips marked test/validation stay out of training and score the pretext task (see heldOutSplit).
         let all = Dataset(records: sets.flatMap(\.records), layout: sets.map(\.layout).joined(separator: " + "))

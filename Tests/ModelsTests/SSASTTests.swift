@@ -82,4 +82,36 @@ final class SSASTTests: XCTestCase {
         XCTAssertEqual(try joint.loss.item(), joint.nce + 10 * joint.mse, accuracy: 1e-4)
         XCTAssertThrowsError(try model.maskIndices(count: 8, generator: &g))
     }
+
+    /// The objective's knobs: nce(τ) + w·mse with the same masks as the default, w = 0 skipping the
+    /// generative pass, and τ dividing the InfoNCE logits (τ = 0.5 on the same masks is the loss of
+    /// predictions scaled by 2 at τ = 1).
+    func testPretextWeightsAndTemperature() throws {
+        Random.seed(3)
+        var c = ASTConfig(dim: 32, depth: 1, heads: 2, mlpHidden: 64, labelDim: 1)
+        (c.inputFdim, c.inputTdim, c.fshape, c.tshape, c.fstride, c.tstride) = (32, 64, 16, 16, 16, 16)
+        let model = SSAST(c)
+        let x = Tensor.randn([2, 64, 32])
+        var g = RandomGenerator(seed: 4)
+        let reference = try model.jointLoss(x, maskCount: 3, generator: &g)
+        model.generativeWeight = 2.5
+        g = RandomGenerator(seed: 4)
+        let weighted = try model.jointLoss(x, maskCount: 3, generator: &g)
+        XCTAssertEqual(weighted.nce, reference.nce, accuracy: 1e-5)
+        XCTAssertEqual(weighted.mse, reference.mse, accuracy: 1e-5)
+        XCTAssertEqual(try weighted.loss.item(), weighted.nce + 2.5 * weighted.mse, accuracy: 1e-4)
+        model.generativeWeight = 0
+        g = RandomGenerator(seed: 4)
+        let discriminative = try model.jointLoss(x, maskCount: 3, generator: &g)
+        XCTAssertEqual(try discriminative.loss.item(), reference.nce, accuracy: 1e-5)
+        XCTAssertTrue(discriminative.mse.isNaN)
+
+        let mask = [[1, 2, 6], [0, 3, 7]]
+        let t = try model.maskedTargets(x, mask: mask)
+        let pred = try model.cpredlayer(model.maskedHidden(x, mask: mask))
+        let scaled = try Losses.infoNCE(t, pred * 2).item()
+        XCTAssertNotEqual(scaled, try model.mpc(x, mask: mask).nce.item(), accuracy: 1e-3)
+        model.nceTemperature = 0.5
+        XCTAssertEqual(try model.mpc(x, mask: mask).nce.item(), scaled, accuracy: 1e-3 * max(1, abs(scaled)))
+    }
 }

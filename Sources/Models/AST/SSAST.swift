@@ -20,6 +20,12 @@ public final class SSAST: Module, MaskedPatchModel {
     /// What checkpoints of this model record: `ssast` with the AST config for the AST encoder; the
     /// encoder's own family and config otherwise (SSAMBA: `ssamba` with its AMBA config).
     public let architecture: ModelArchitecture
+    /// Weight w of the generative term in the joint objective nce + w·mse (SSAST: 10). At 0 the
+    /// generative pass is skipped (one forward and backward pass a step instead of two).
+    public var generativeWeight: Float = 10
+    /// Temperature τ of the discriminative InfoNCE, softmax(pred·targetᵀ/τ) (SSAST: 1; raw patches
+    /// as targets, so the logits' scale is the features' own).
+    public var nceTemperature: Float = 1
 
     /// Patch-based (16 x 16) or frame-based (128 x 2) pretraining; stride equals the patch shape.
     public enum Variant: String, Codable, Sendable { case patch, frame }
@@ -110,7 +116,7 @@ public final class SSAST: Module, MaskedPatchModel {
     public func mpc(_ x: Tensor, mask: [[Int]]) throws -> (nce: Tensor, accuracy: Float) {
         let pred = try cpredlayer(maskedHidden(x, mask: mask))
         let target = try maskedTargets(x, mask: mask)
-        return (try Losses.infoNCE(target, pred), try Losses.infoNCEAccuracy(pred, target))
+        return (try Losses.infoNCE(target, pred, temperature: nceTemperature), try Losses.infoNCEAccuracy(pred, target))
     }
 
     /// Generative pretext task: MSE between `gpredlayer`'s reconstructions and the masked patches.
@@ -119,15 +125,17 @@ public final class SSAST: Module, MaskedPatchModel {
         return try Losses.mse(pred, maskedTargets(x, mask: mask))
     }
 
-    /// The joint objective nce + 10·mse, from two forward passes with independently drawn masks.
+    /// The joint objective nce + w·mse (w = `generativeWeight`, SSAST's 10), from two forward passes
+    /// with independently drawn masks; with w = 0 the generative pass is not run (mse reported as NaN).
     public func jointLoss(_ x: Tensor, maskCount: Int, generator: inout RandomGenerator) throws
         -> (loss: Tensor, nce: Float, accuracy: Float, mse: Float) {
         let b = x.shape[0]
         let m1 = try (0..<b).map { _ in try maskIndices(count: maskCount, generator: &generator) }
         let m2 = try (0..<b).map { _ in try maskIndices(count: maskCount, generator: &generator) }
         let (nce, acc) = try mpc(x, mask: m1)
+        guard generativeWeight != 0 else { return (nce, try nce.item(), acc, .nan) }
         let mse = try mpg(x, mask: m2)
-        let loss = try nce + mse * 10
+        let loss = try nce + mse * generativeWeight
         return (loss, try nce.item(), acc, try mse.item())
     }
 
