@@ -74,27 +74,30 @@ public final class KaldiFbank: @unchecked Sendable {
         let frames = c.frameCount(samples: samples.count)
         if frames == 0 { return Tensor.empty([0, c.numMelBins]) }
         if samples.contains(where: { !$0.isFinite }) { throw AudioError("kaldi fbank: the waveform contains NaN or infinite samples") }
-        let window = self.window
-        return samples.withUnsafeBufferPointer { wave in
-            let src = UnsafeSendable(value: wave.baseAddress!)
-            return projection.apply(frames: frames, spectrum: fft, magnitude: !c.usePower, parallel: parallel,
-                                    map: { c.useLog ? Foundation.log(max($0, Float.ulpOfOne)) : $0 }) { t, frame in
-                let x = src.value + t * c.windowShift
-                var mean = 0.0
-                if c.removeDCOffset {
-                    for i in 0..<c.windowSize { mean += Double(x[i]) }
-                    mean /= Double(c.windowSize)
-                }
-                // Pre-emphasis on the DC-removed frame, replicating the first sample.
-                let p = Double(c.preemphasis)
-                var prev = Double(x[0]) - mean
-                for i in 0..<c.windowSize {
-                    let v = Double(x[i]) - mean
-                    frame[i] = (v - p * prev) * window[i]
-                    prev = v
-                }
-                for i in c.windowSize..<c.fftSize { frame[i] = 0 }
-            }
+        let (n, shift, p, removeDC) = (c.windowSize, c.windowShift, Double(c.preemphasis), c.removeDCOffset)
+        let useLog = c.useLog
+        let finish: @Sendable (UnsafeMutablePointer<Float>, Int) -> Void = { row, count in
+            if useLog { VectorLog.logFloored(row, count, floor: Float.ulpOfOne) }
         }
+        return samples.withUnsafeBufferPointer { wave in window.withUnsafeBufferPointer { win in
+            let (src, w) = (UnsafeSendable(value: wave.baseAddress!), UnsafeSendable(value: win.baseAddress!))
+            return projection.apply(frames: frames, spectrum: fft, magnitude: !c.usePower, parallel: parallel, finish: finish) { t, frame in
+                let x = src.value + t * shift, w = w.value
+                var mean = 0.0
+                if removeDC {
+                    // Four partial sums: one running sum is a chain of dependent adds.
+                    var s = SIMD4<Double>(repeating: 0), i = 0
+                    while i + 4 <= n { s += SIMD4(Double(x[i]), Double(x[i + 1]), Double(x[i + 2]), Double(x[i + 3])); i += 4 }
+                    while i < n { s[0] += Double(x[i]); i += 1 }
+                    mean = s.sum() / Double(n)
+                }
+                // Pre-emphasis on the DC-removed frame (x[−1] = x[0]), then the window; no dependence between
+                // iterations, so the loop vectorises.
+                let first = Double(x[0]) - mean
+                frame[0] = (first - p * first) * w[0]
+                for i in 1..<n { frame[i] = ((Double(x[i]) - mean) - p * (Double(x[i - 1]) - mean)) * w[i] }
+                for i in n..<c.fftSize { frame[i] = 0 }
+            }
+        } }
     }
 }

@@ -81,7 +81,8 @@ public final class LogMel: @unchecked Sendable {
         let amin = c.amin, offset = 10 * Foundation.log10(max(amin, c.ref))
         let out = samples.withUnsafeBufferPointer { wave in
             let src = UnsafeSendable(value: wave.baseAddress!)
-            return projection.apply(frames: frames, spectrum: fft, parallel: true, map: { 10 * Foundation.log10(max($0, amin)) - offset }) { t, frame in
+            return projection.apply(frames: frames, spectrum: fft, parallel: true,
+                                    finish: { row, n in for i in 0..<n { row[i] = 10 * Foundation.log10(max(row[i], amin)) - offset } }) { t, frame in
                 let start = t * c.hop - half
                 for i in 0..<c.nFFT {
                     let j = start + i

@@ -196,42 +196,6 @@ extension Tensor {
         }
     }
 
-    /// `self` with each part added into a range of columns of the last axis:
-    ///   out[..., c] = self[..., c] + Σ_{(d, r): c ∈ r} d[..., c − r.lowerBound]
-    /// The same as `self + d.pad(...)` per part, without the padded [.., width] tensors and their sums (LoRA
-    /// on a packed q/k/v projection adds its q and v updates this way: at AST-base the two pads and adds
-    /// were four extra [B, N, 3D] tensors a layer). Backward: self gets g as it is, each part the columns
-    /// of g in its range.
-    public func addingColumns(_ parts: [(Tensor, Range<Int>)]) throws -> Tensor {
-        let width = shape.last ?? 1, rows = width > 0 ? count / width : 0
-        for (d, r) in parts {
-            try check(r.lowerBound >= 0 && r.upperBound <= width && !r.isEmpty,
-                      "addingColumns: columns \(r) outside a last axis of \(width)")
-            try check(Array(d.shape.dropLast()) == Array(shape.dropLast()) && d.shape.last == r.count,
-                      "addingColumns: a part of shape \(d.shape) for columns \(r) of a tensor of shape \(shape)")
-        }
-        let out = copy()
-        for (d, r) in parts {
-            let (o, src, n) = (out.data + r.lowerBound, d.data, r.count)
-            for row in 0..<rows {
-                let (dst, from) = (o + row * width, src + row * n)
-                for j in 0..<n { dst[j] += from[j] }
-            }
-        }
-        let needs = parts.map { $0.0.requiresGrad }, ranges = parts.map { $0.1 }, partShapes = parts.map { $0.0.shape }
-        let needSelf = requiresGrad
-        return out.recording([self] + parts.map { $0.0 }) { g in
-            var grads: [Tensor?] = [needSelf ? g : nil]
-            for (i, r) in ranges.enumerated() {
-                guard needs[i] else { grads.append(nil); continue }
-                let gd = Tensor.empty(partShapes[i])
-                for row in 0..<rows { (gd.data + row * r.count).update(from: g.data + row * width + r.lowerBound, count: r.count) }
-                grads.append(gd)
-            }
-            return grads
-        }
-    }
-
     /// Reverses the order of elements along `axes`.
     public func flip(_ axes: [Int]) throws -> Tensor {
         let ax = try normalizedAxes(axes, op: "flip")

@@ -67,17 +67,56 @@ final class GradientTests: XCTestCase {
         try gradCheck([x, rnd([4], seed: 9)]) { try Tensor.where(cond, $0[0], $0[1]) }
     }
 
-    func testAddingColumnsEqualsPaddedSumsAndHasGradients() throws {
+    func testLowRankLinearEqualsComposedUpdatesAndHasGradients() throws {
         var gen = RandomGenerator(seed: 5)
-        let y = Tensor.randn([2, 3, 9], generator: &gen), a = Tensor.randn([2, 3, 3], generator: &gen)
-        let b = Tensor.randn([2, 3, 2], generator: &gen)
-        let fused = try y.addingColumns([(a, 0..<3), (b, 6..<8)])
-        let padded = try y + a.pad([(0, 0), (0, 0), (0, 6)]) + b.pad([(0, 0), (0, 0), (6, 1)])
-        XCTAssertEqual(fused.toArray(), padded.toArray())
-        try gradCheck([y, a, b]) { try $0[0].addingColumns([($0[1], 0..<3), ($0[2], 6..<8)]) }
-        try gradCheck([y, a]) { try $0[0].addingColumns([($0[1], 3..<6), ($0[1], 5..<8)]) }   // overlapping ranges add up
-        XCTAssertThrowsError(try y.addingColumns([(a, 7..<10)]))
-        XCTAssertThrowsError(try y.addingColumns([(b, 0..<3)]))
+        let x = Tensor.randn([2, 3, 6], generator: &gen), w = Tensor.randn([9, 6], generator: &gen), b = Tensor.randn([9], generator: &gen)
+        let d1 = Tensor.randn([2, 6], generator: &gen), u1 = Tensor.randn([3, 2], generator: &gen)
+        let d2 = Tensor.randn([1, 6], generator: &gen), u2 = Tensor.randn([2, 1], generator: &gen)
+        func fused(_ t: [Tensor]) throws -> Tensor {
+            try t[0].linear(weight: t[1], bias: t[2], lowRank: [LowRankUpdate(down: t[3], up: t[4], columns: 0..<3),
+                                                                 LowRankUpdate(down: t[5], up: t[6], columns: 6..<8)], scale: 0.7)
+        }
+        // The same as the product plus each padded, scaled up(down x).
+        let composed = try x.linear(weight: w, bias: b)
+            + (x.linear(weight: d1, bias: nil).linear(weight: u1, bias: nil) * 0.7).pad([(0, 0), (0, 0), (0, 6)])
+            + (x.linear(weight: d2, bias: nil).linear(weight: u2, bias: nil) * 0.7).pad([(0, 0), (0, 0), (6, 1)])
+        let out = try fused([x, w, b, d1, u1, d2, u2])
+        XCTAssertEqual(out.shape, [2, 3, 9])
+        for (a, c) in zip(out.toArray(), composed.toArray()) { XCTAssertEqual(a, c, accuracy: 1e-5) }
+        try gradCheck([x, w, b, d1, u1, d2, u2]) { try fused($0) }
+        // Overlapping columns add up; a frozen input and weight (LoRA's case) still give the factors their gradients.
+        try gradCheck([x, d1, u1]) { try $0[0].linear(weight: w, bias: nil, lowRank: [LowRankUpdate(down: $0[1], up: $0[2], columns: 3..<6),
+                                                                                       LowRankUpdate(down: $0[1], up: $0[2], columns: 5..<8)], scale: 1.3) }
+        try gradCheck([d1, u1]) { try x.linear(weight: w, bias: b, lowRank: [LowRankUpdate(down: $0[0], up: $0[1], columns: 6..<9)], scale: 0.5) }
+        XCTAssertThrowsError(try x.linear(weight: w, bias: b, lowRank: [LowRankUpdate(down: d1, up: u1, columns: 7..<10)], scale: 1))
+        XCTAssertThrowsError(try x.linear(weight: w, bias: b, lowRank: [LowRankUpdate(down: d1, up: u2, columns: 0..<3)], scale: 1))
+        XCTAssertThrowsError(try x.linear(weight: w, bias: b, lowRank: [LowRankUpdate(down: w, up: u1, columns: 0..<3)], scale: 1))
+    }
+
+    /// At a size where the frozen product takes the packed micro-kernel and the GEMMs split across threads,
+    /// the op's output and gradients match the composed layers' (whose gradients are FD-tested).
+    func testLowRankLinearMatchesComposedLayersAtSize() throws {
+        var gen = RandomGenerator(seed: 6)
+        let x = Tensor.randn([4, 75, 64], generator: &gen), w = Tensor.randn([192, 64], generator: &gen)
+        let b = Tensor.randn([192], generator: &gen)
+        let d = [Tensor.randn([4, 64], generator: &gen), Tensor.randn([4, 64], generator: &gen)]
+        let u = [Tensor.randn([64, 4], generator: &gen), Tensor.randn([64, 4], generator: &gen)]
+        let cols = [0..<64, 128..<192]
+        func leaves() -> [Tensor] { ([x] + d + u).map { $0.copy().requiringGrad() } }
+        let (a, c) = (leaves(), leaves())
+        let fused = try a[0].linear(weight: w, bias: b, lowRank: (0..<2).map { LowRankUpdate(down: a[1 + $0], up: a[3 + $0], columns: cols[$0]) },
+                                    scale: 0.125)
+        let q = try c[0].linear(weight: c[1], bias: nil).linear(weight: c[3], bias: nil) * 0.125
+        let v = try c[0].linear(weight: c[2], bias: nil).linear(weight: c[4], bias: nil) * 0.125
+        let composed = try c[0].linear(weight: w, bias: b) + q.pad([(0, 0), (0, 0), (0, 128)]) + v.pad([(0, 0), (0, 0), (128, 0)])
+        for (p, r) in zip(fused.toArray(), composed.toArray()) { XCTAssertEqual(p, r, accuracy: 1e-4) }
+        let probe = Tensor.randn(fused.shape, generator: &gen)
+        try (fused * probe).sum().backward()
+        try (composed * probe).sum().backward()
+        for (p, r) in zip(a, c) {
+            let (gp, gr) = (try XCTUnwrap(p.grad).toArray(), try XCTUnwrap(r.grad).toArray())
+            for (i, j) in zip(gp, gr) { XCTAssertEqual(i, j, accuracy: 1e-3 * max(1, abs(j))) }
+        }
     }
 
     func testMatmulAndLinear() throws {

@@ -44,12 +44,13 @@ public final class LoRALinear: Linear {
     /// as loralib computes it. W gets no gradient when frozen, so the backward pass runs no
     /// [out, in] weight-gradient GEMM for it (folding the update into the weight first made W + ΔW
     /// trainable and cost that GEMM: LoRA stepped 1.31x faster than full fine-tuning at AST-base, against
-    /// 1.45x for adapters); the engine frees the frozen product and the padded update once summed, so
-    /// the extra activations are the rank-wide `down x` only; the updates add into their rows of the product
-    /// (`addingColumns`) rather than as padded full-width tensors.
+    /// 1.45x for adapters). One engine op (`Tensor.linear(weight:bias:lowRank:scale:)`) runs both factors'
+    /// down products as one GEMM and adds the up products into their rows of the frozen product in place,
+    /// so the only extra activation is the rank-wide `down x` (no full-width update tensors, scale passes,
+    /// copies of the product or per-factor input gradients to sum).
     override public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let y = try x.linear(weight: weight, bias: bias)
-        return try y.addingColumns(zip(lora, rows).map { (try $0(x) * scale, $1) })   // each [.., rows] into its rows
+        try x.linear(weight: weight, bias: bias, lowRank: zip(lora, rows).map { LowRankUpdate(down: $0.down.weight, up: $0.up.weight, columns: $1) },
+                     scale: scale)
     }
 
     func effectiveWeight() throws -> Tensor {
