@@ -42,7 +42,7 @@ public final class EmbeddingIndex {
     /// What else loading that model needs (for CLAP from a .pt: "tokenizer", "text_heads"); informational.
     public var modelOptions: [String: String] = [:]
     public private(set) var paths: [String] = []
-    /// The rows, row-major [count, dim] (`RowStore`: grown in place, huge pages).
+    /// The rows, row-major [count, dim] (`RowStore`: grown by remapping, not copying).
     private let rows = RowStore()
     /// A copy of the rows, row-major [count, dim].
     public var vectors: [Float] { rows.array }
