@@ -32,7 +32,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import types
 
 import numpy as np
@@ -123,22 +122,11 @@ print("logits_per_audio", out.logits_per_audio, "loss", loss)
 
 # ---- LAION-CLAP's own HTSAT and checkpoint layout ----
 if len(sys.argv) > 1:
-    import importlib
     import torch.nn as nn
     from transformers import RobertaConfig, RobertaModel
-    pkg = tempfile.mkdtemp()
-    os.makedirs(os.path.join(pkg, "laion_src"))
-    for f in ["htsat.py", "feature_fusion.py"]:
-        shutil.copy(os.path.join(sys.argv[1], f), os.path.join(pkg, "laion_src", f))
-    # htsat.py imports do_mixup and interpolate from utils.py, whose other imports (h5py, torchvision)
-    # are not needed: the two functions, as utils.py defines them.
-    with open(os.path.join(pkg, "laion_src", "utils.py"), "w") as f:
-        f.write("import torch\n"
-                "def do_mixup(x, l):\n    return (x.transpose(0, -1) * l + torch.flip(x, dims=[0]).transpose(0, -1) * (1 - l)).transpose(0, -1)\n"
-                "def interpolate(x, ratio):\n    b, t, c = x.shape\n    return x[:, :, None, :].repeat(1, 1, ratio, 1).reshape(b, t * ratio, c)\n")
-    open(os.path.join(pkg, "laion_src", "__init__.py"), "w").close()
-    sys.path.insert(0, pkg)
-    htsat = importlib.import_module("laion_src.htsat")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import laion_clap_src
+    htsat = laion_clap_src.htsat(sys.argv[1])
     torch.manual_seed(1)
     cfg = types.SimpleNamespace(mel_bins=32, window_size=64, hop_size=32, sample_rate=48000, fmin=50, fmax=14000, class_num=4)
     audio_branch = htsat.HTSAT_Swin_Transformer(spec_size=128, patch_size=8, patch_stride=(8, 8), num_classes=4, embed_dim=8,

@@ -66,17 +66,19 @@ public enum CLAPAudio {
     /// "fusion"`) on a 48 kHz waveform, with `LogMelConfig.clapFusion` (HTK mel, no norm, dB):
     /// - a clip longer than `clipSamples`: the log-mel of the whole clip, T frames; with the chunk
     ///   C = clipSamples / hop + 1 frames (1001), the global view is the whole mel resized to C frames
-    ///   (bilinear, align_corners false: HF's `interpolate`; LAION's torchvision `Resize` may antialias),
+    ///   (bilinear, align_corners false: HF's `interpolate`; `antialias` true: LAION's torchvision
+    ///   `Resize`, which averages the ~T/C frames each output frame covers instead of sampling two),
     ///   the local views are the C frames from one start in each third of 0…T − C (`fusionCropRanges`;
     ///   `cropStarts` chooses them, nil takes each third's middle, LAION and HF draw at random);
     ///   `longer` true. Where T = C (a clip less than a hop longer) the mel is used four times and
     ///   `longer` is false, as the reference;
     /// - otherwise the clip is repeat-padded to `clipSamples` and its mel used four times, `longer` false.
-    /// Returns [4, C, bins] (global, front, middle, back).
-    public static func fusedFeatures(_ samples: [Float], config: LogMelConfig = .clapFusion, clipSamples: Int = clipSamples,
-                                     cropStarts: [Int]? = nil) throws -> (features: Tensor, longer: Bool) {
-        guard !samples.isEmpty else { throw CLAPError("CLAP audio: an empty waveform") }
+    /// `int16`: LAION's hook round trip first (`int16RoundTrip`). Returns [4, C, bins] (global, front, middle, back).
+    public static func fusedFeatures(_ input: [Float], config: LogMelConfig = .clapFusion, clipSamples: Int = clipSamples,
+                                     cropStarts: [Int]? = nil, antialias: Bool = false, int16: Bool = false) throws -> (features: Tensor, longer: Bool) {
+        guard !input.isEmpty else { throw CLAPError("CLAP audio: an empty waveform") }
         guard clipSamples > 0 else { throw CLAPError("CLAP audio: clipSamples \(clipSamples) must be positive") }
+        let samples = int16 ? int16RoundTrip(input) : input
         let mel = try LogMel(config)
         let chunk = clipSamples / config.hop + 1
         guard samples.count > clipSamples else {
@@ -92,7 +94,7 @@ public enum CLAPAudio {
         for (k, s) in starts.enumerated() where !ranges[k].contains(s) {
             throw CLAPError("CLAP audio: crop start \(s) is outside the \(["front", "middle", "back"][k]) third \(ranges[k]) of \(total) frames")
         }
-        let global = try whole.reshape([1, 1, total, bins]).interpolate(size: (chunk, bins), mode: .bilinear, alignCorners: false)
+        let global = try whole.reshape([1, 1, total, bins]).interpolate(size: (chunk, bins), mode: .bilinear, alignCorners: false, antialias: antialias)
             .reshape([chunk, bins])
         let crops = try starts.map { try whole.slice(axis: 0, start: $0, end: $0 + chunk) }
         return (try Tensor.stack([global] + crops), true)

@@ -48,6 +48,16 @@ public enum CLAPCheckpoint {
     }
 }
 
+/// Where a released CLAP comes from, for the steps of its front end the two references do differently.
+public enum CLAPOrigin: String, Sendable {
+    /// A Hugging Face `ClapModel` folder: `ClapFeatureExtractor` (no int16 round trip; the fused global
+    /// view by plain bilinear interpolation).
+    case huggingFace
+    /// A LAION-CLAP `.pt`: LAION's hook (the int16 round trip; the fused global view by torchvision's
+    /// antialiased `Resize`).
+    case laion
+}
+
 /// A CLAP model with its tokenizer and front end: texts and log-mel features in, joint-space
 /// embeddings out.
 public struct CLAP {
@@ -56,17 +66,20 @@ public struct CLAP {
     /// The features the audio tower takes, where it is not the released CLAPs' own (`CLAPAudio`: 48 kHz,
     /// 10 s repeat-padded, Slaney log-mel): a trained model's pipeline (see `TrainedCLAP`).
     public let frontEnd: FeaturePipeline?
+    /// Whose waveform-to-features steps the released front end follows: a model loaded from a LAION `.pt`
+    /// takes LAION's (`CLAPOrigin.laion`), a Hugging Face folder HF's.
+    public let origin: CLAPOrigin
 
     /// Fails when the tokenizer can produce ids the text tower does not have, or texts longer than its
     /// positions.
-    public init(model: AudioTextModel, tokenizer: any TextTokenizer, frontEnd: FeaturePipeline? = nil) throws {
+    public init(model: AudioTextModel, tokenizer: any TextTokenizer, frontEnd: FeaturePipeline? = nil, origin: CLAPOrigin = .huggingFace) throws {
         guard tokenizer.vocabularySize <= model.textConfig.vocabSize else {
             throw CLAPError("the tokenizer has \(tokenizer.vocabularySize) ids but the text tower's embedding table holds \(model.textConfig.vocabSize): they are not from the same model")
         }
         guard tokenizer.maxLength <= model.textConfig.maxTokens else {
             throw CLAPError("the tokenizer's maxLength \(tokenizer.maxLength) is more than the \(model.textConfig.maxTokens) positions of the text tower")
         }
-        self.model = model; self.tokenizer = tokenizer; self.frontEnd = frontEnd
+        self.model = model; self.tokenizer = tokenizer; self.frontEnd = frontEnd; self.origin = origin
     }
 
     /// A Hugging Face ClapModel folder with its tokenizer files (tokenizer.json, or vocab.json + merges.txt),
@@ -92,9 +105,16 @@ public struct CLAP {
         if let frontEnd { return try frontEnd.features(of: url) }
         let audio = try AudioFile.read(url)
         let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: 48_000)
-        do { return isFused ? try CLAPAudio.fusedFeatures(wave).features : try CLAPAudio.features(wave) } catch let e as CLAPError {
-            throw CLAPError("\(url.path): \(e.message)")
-        }
+        do { return try features(waveform: wave) } catch let e as CLAPError { throw CLAPError("\(url.path): \(e.message)") }
+    }
+
+    /// The released front end on a 48 kHz waveform, as `origin` computes it: LAION's hook rounds the
+    /// waveform through int16 first and its fused global view is torchvision's antialiased resize; HF
+    /// does neither. Fused models: `cropStarts` as `CLAPAudio.fusedFeatures` (nil: each third's middle).
+    public func features(waveform wave: [Float], cropStarts: [Int]? = nil) throws -> Tensor {
+        let laion = origin == .laion
+        if isFused { return try CLAPAudio.fusedFeatures(wave, cropStarts: cropStarts, antialias: laion, int16: laion).features }
+        return try CLAPAudio.features(wave, int16: laion)
     }
 
     /// Unit-length text embeddings [B, P]; no graph is recorded. Texts longer than the tokenizer's

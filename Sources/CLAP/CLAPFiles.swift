@@ -31,7 +31,7 @@ extension CLAP {
             let hint = isDir.boolValue || tokenizer != nil ? "" : " (a LAION .pt carries no tokenizer: pass roberta-base's vocab.json and merges.txt with --tokenizer)"
             throw CLAPError("\(tokenizerFolder.path): \(error)\(hint)")
         }
-        return try CLAP(model: model, tokenizer: tok)
+        return try CLAP(model: model, tokenizer: tok, origin: isDir.boolValue ? .huggingFace : .laion)
     }
 
     /// FNV-1a (64 bits) of the weights as loaded (names and float32 values in key order) and the
@@ -85,7 +85,7 @@ public struct CLAPFileEmbedder {
     /// The unit embedding [P] of a 48 kHz mono waveform.
     public func embed(waveform x: [Float]) throws -> [Float] {
         let mels = try Self.clipStarts(samples: x.count, clip: clipSamples).map {
-            try CLAPAudio.features(x, config: melConfig, clipSamples: clipSamples, start: $0)
+            try CLAPAudio.features(x, config: melConfig, clipSamples: clipSamples, start: $0, int16: clap.origin == .laion)
         }
         let e = try clap.embed(features: Tensor.stack(mels))
         guard mels.count > 1 else { return e.toArray() }

@@ -7,7 +7,8 @@ import Text
 /// LAION-CLAP's own `.pt` checkpoints (`630k-audioset-best.pt`, …): `torch.save({"state_dict": …})`
 /// with DataParallel's `module.` prefix, the original HTSAT names and no config. The keys are renamed
 /// to Hugging Face's (the renames of transformers' conversion script) and the config is read off the
-/// weights' shapes.
+/// weights' shapes. Fused checkpoints (`630k-audioset-fusion-best.pt`, fusion_type aff_2d) load too: their
+/// `patch_embed.mel_conv2d` and `patch_embed.fusion_model` keys are HF's after the `audio_branch` rename.
 public enum LAIONCheckpoint {
     /// The state under HF `ClapModel` keys and the config its shapes describe.
     ///
@@ -23,9 +24,6 @@ public enum LAIONCheckpoint {
         }
         guard s["audio_branch.patch_embed.proj.weight"] != nil else {
             throw CLAPError("not a LAION-CLAP HTSAT checkpoint: no audio_branch.patch_embed.proj.weight")
-        }
-        if s.keys.contains(where: { $0.hasPrefix("audio_branch.patch_embed.fusion_model.") || $0.hasPrefix("audio_branch.patch_embed.mel_conv2d.") }) {
-            throw CLAPError("a fused LAION-CLAP checkpoint (patch_embed.fusion_model): fusion is not supported yet, only unfused ones")
         }
         let config = try inferConfig(s, textHeads: textHeads)
         var out: [String: Tensor] = [:]
@@ -89,6 +87,32 @@ public enum LAIONCheckpoint {
         }
     }
 
+    /// Which feature fusion a checkpoint's keys show (LAION's `fusion_type`): false for none, true for
+    /// aff_2d (`630k-audioset-fusion-best.pt`, `630k-fusion-best.pt`: `patch_embed.mel_conv2d` and
+    /// `patch_embed.fusion_model.{local_att,global_att}`); LAION's other types are refused by name:
+    /// iaff_2d (a second `local_att2`/`global_att2`), daf_2d (a `mel_conv2d` and no fusion weights),
+    /// the 1-d ones (`audio_branch.mel_conv1d`, `audio_branch.fusion_model`) and channel_map (`proj`
+    /// over 4 channels).
+    static func fusion(_ s: [String: Tensor]) throws -> Bool {
+        let p = "audio_branch.patch_embed."
+        func has(_ prefix: String) -> Bool { s.keys.contains { $0.hasPrefix(prefix) } }
+        if has("audio_branch.mel_conv1d.") || has("audio_branch.fusion_model.") {
+            throw CLAPError("a LAION-CLAP checkpoint with 1-d feature fusion (audio_branch.mel_conv1d / audio_branch.fusion_model: fusion_type daf_1d, aff_1d or iaff_1d): only aff_2d, the released fused models' type, is supported")
+        }
+        if let proj = s[p + "proj.weight"], proj.rank == 4, proj.shape[1] == 4 {
+            throw CLAPError("a LAION-CLAP checkpoint with fusion_type channel_map (\(p)proj.weight takes 4 channels): only aff_2d is supported")
+        }
+        if has(p + "fusion_model.local_att2.") || has(p + "fusion_model.global_att2.") {
+            throw CLAPError("a LAION-CLAP checkpoint with fusion_type iaff_2d (\(p)fusion_model.local_att2): only aff_2d is supported")
+        }
+        let conv = has(p + "mel_conv2d."), aff = has(p + "fusion_model.")
+        if conv && !aff {
+            throw CLAPError("a LAION-CLAP checkpoint with \(p)mel_conv2d but no \(p)fusion_model weights (fusion_type daf_2d?): only aff_2d is supported")
+        }
+        if aff && !conv { throw CLAPError("LAION-CLAP checkpoint: \(p)fusion_model without \(p)mel_conv2d.weight (missing key)") }
+        return conv
+    }
+
     /// HTSAT and RoBERTa sizes from the weights. The patch stride is taken equal to the patch size (true of
     /// every LAION HTSAT); the spectrogram side from stage 1's shifted-window mask (else 256).
     static func inferConfig(_ s: [String: Tensor], textHeads: Int?) throws -> CLAPConfig {
@@ -123,6 +147,19 @@ public enum LAIONCheckpoint {
             a.specSize = perSide * (a.window << i) * a.patchStride[0]
         }
         a.frames = min(a.specWidth, 1001)
+        if try fusion(s) {
+            // AFF's first 1×1 convolution takes C channels to ⌊C / r⌋; mel_conv2d is patch × 3·patch.
+            let inner = try shape("audio_branch.patch_embed.fusion_model.local_att.0.weight")
+            guard inner.count == 4, inner[1] == a.patchDim, inner[0] > 0, a.patchDim % inner[0] == 0 else {
+                throw CLAPError("audio_branch.patch_embed.fusion_model.local_att.0.weight has shape \(inner), expected [\(a.patchDim) / r, \(a.patchDim), 1, 1]")
+            }
+            a.fusion = true
+            a.affRatio = a.patchDim / inner[0]
+            let conv = try shape("audio_branch.patch_embed.mel_conv2d.weight"), expected = [a.patchDim, 1, a.patchSize, 3 * a.patchSize]
+            guard conv == expected else {
+                throw CLAPError("audio_branch.patch_embed.mel_conv2d.weight has shape \(conv), expected \(expected) (patch × 3·patch)")
+            }
+        }
         do { try a.validate() } catch { throw CLAPError("LAION-CLAP checkpoint: \(error)") }
 
         let words = try shape("text_branch.embeddings.word_embeddings.weight")
@@ -147,9 +184,12 @@ public enum LAIONCheckpoint {
     /// The model of a LAION-CLAP `.pt` file, in eval mode.
     public static func load(_ file: URL, textHeads: Int? = nil) throws -> CLAPModel {
         let raw = try TorchCheckpoint.read(file)
-        do {
-            let (state, config) = try convert(raw, textHeads: textHeads)
-            return try CLAPCheckpoint.load(state, config: config)
-        } catch let e as CLAPError { throw CLAPError("\(file.path): \(e.message)") }
+        do { return try load(state: raw, textHeads: textHeads) } catch let e as CLAPError { throw CLAPError("\(file.path): \(e.message)") }
+    }
+
+    /// The model of a LAION-CLAP state as `TorchCheckpoint.read` gives it, in eval mode.
+    public static func load(state raw: [String: Tensor], textHeads: Int? = nil) throws -> CLAPModel {
+        let (state, config) = try convert(raw, textHeads: textHeads)
+        return try CLAPCheckpoint.load(state, config: config)
     }
 }

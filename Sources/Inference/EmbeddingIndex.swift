@@ -42,8 +42,10 @@ public final class EmbeddingIndex {
     /// What else loading that model needs (for CLAP from a .pt: "tokenizer", "text_heads"); informational.
     public var modelOptions: [String: String] = [:]
     public private(set) var paths: [String] = []
-    /// Row-major [count, dim].
-    public private(set) var vectors: [Float] = []
+    /// The rows, row-major [count, dim] (`RowStore`: grown by remapping, not copying).
+    private let rows = RowStore()
+    /// A copy of the rows, row-major [count, dim].
+    public var vectors: [Float] { rows.array }
     private var rowOfPath: [String: Int] = [:]
     /// Where the index was read from or last saved (for messages).
     public private(set) var location: String
@@ -63,6 +65,8 @@ public final class EmbeddingIndex {
 
     /// Adds (or, for a path already in the index, replaces) one embedding per path; `embeddings` is
     /// row-major [paths.count, dim] from the model `modelHash` names. Returns how many were new.
+    /// New paths (the common case) cost one pass over the rows, copied into the index and screened for
+    /// NaN and infinity as they go, and one dictionary insertion per path.
     @discardableResult
     public func add(paths newPaths: [String], embeddings: [Float], modelHash hash: String) throws -> Int {
         try checkModel(hash)
@@ -70,55 +74,51 @@ public final class EmbeddingIndex {
             throw EmbeddingIndexError.dimensionMismatch(index: location, expected: dim,
                                                         got: newPaths.isEmpty ? embeddings.count : embeddings.count / newPaths.count)
         }
-        if let bad = Self.firstNonFinite(embeddings) {
-            throw EmbeddingIndexError.badInput("\(location): the embedding of \(newPaths[bad / dim]) is not finite")
+        func notFinite() -> EmbeddingIndexError {
+            let bad = embeddings.firstIndex { !$0.isFinite }!
+            return .badInput("\(location): the embedding of \(newPaths[bad / dim]) is not finite")
         }
-        var added = 0
-        if newPaths.allSatisfy({ rowOfPath[$0] == nil }) {
-            // The common case, all new: one bulk copy (append's geometric growth amortises the rest).
-            let start = paths.count
-            for (i, path) in newPaths.enumerated() {
-                guard rowOfPath[path] == nil else {
-                    for p in paths[start...] { rowOfPath[p] = nil }
-                    paths.removeLast(paths.count - start)
-                    throw EmbeddingIndexError.badInput("\(location): \(path) is given twice (items \(newPaths.firstIndex(of: path)! + 1) and \(i + 1))")
-                }
-                rowOfPath[path] = paths.count
-                paths.append(path)
+        let start = paths.count
+        rowOfPath.reserveCapacity(start + newPaths.count)
+        var inserted = 0
+        for path in newPaths {
+            // One hash per path; a known (or repeated) path gets its row back and stops the fast path.
+            if let known = rowOfPath.updateValue(start + inserted, forKey: path) { rowOfPath[path] = known; break }
+            inserted += 1
+        }
+        if inserted == newPaths.count {
+            // All new: one pass over the rows, copied and screened together (refused rows are dropped again).
+            let finite = embeddings.withUnsafeBufferPointer { rows.append($0.baseAddress!, $0.count) }
+            guard finite else {
+                rows.truncate(to: start * dim)
+                for p in newPaths { rowOfPath[p] = nil }
+                throw notFinite()
             }
-            vectors.append(contentsOf: embeddings)
+            paths += newPaths
             return newPaths.count
         }
+        // Some paths are known, or repeated: undo the insertions above and go path by path.
+        for p in newPaths[..<inserted] { rowOfPath[p] = nil }
+        var seen = Set<String>()
+        for (i, path) in newPaths.enumerated() where !seen.insert(path).inserted {
+            throw EmbeddingIndexError.badInput("\(location): \(path) is given twice (items \(newPaths.firstIndex(of: path)! + 1) and \(i + 1))")
+        }
+        if embeddings.contains(where: { !$0.isFinite }) { throw notFinite() }
+        var added = 0
         embeddings.withUnsafeBufferPointer { e in
             for (i, path) in newPaths.enumerated() {
-                let row = UnsafeBufferPointer(rebasing: e[(i * dim)..<((i + 1) * dim)])
+                let row = e.baseAddress! + i * dim
                 if let r = rowOfPath[path] {
-                    vectors.withUnsafeMutableBufferPointer { v in
-                        for j in 0..<dim { v[r * dim + j] = row[j] }
-                    }
+                    (rows.base! + r * dim).update(from: row, count: dim)
                 } else {
                     rowOfPath[path] = paths.count
                     paths.append(path)
-                    vectors.append(contentsOf: row)
+                    _ = rows.append(row, dim)
                     added += 1
                 }
             }
         }
         return added
-    }
-
-    /// The index of the first NaN or infinity, or nil: x·0 is NaN exactly for those, so one vector
-    /// accumulator screens the whole array at memory speed before any element is looked at.
-    static func firstNonFinite(_ x: [Float]) -> Int? {
-        let screen: Float = x.withUnsafeBufferPointer { p in
-            var acc = SIMD16<Float>(), i = 0
-            let raw = UnsafeRawPointer(p.baseAddress)
-            while i + 16 <= p.count { acc += raw!.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) * 0; i += 16 }
-            var tail: Float = 0
-            while i < p.count { tail += p[i] * 0; i += 1 }
-            return acc.sum() + tail
-        }
-        return screen == 0 ? nil : x.firstIndex { !$0.isFinite }
     }
 
     /// Removes these paths; returns the ones that were not in the index. The remaining rows keep their
@@ -129,16 +129,13 @@ public final class EmbeddingIndex {
         let missing = gone.filter { rowOfPath[$0] == nil }
         guard goneSet.contains(where: { rowOfPath[$0] != nil }) else { return missing }
         var keptPaths: [String] = [], write = 0
-        vectors.withUnsafeMutableBufferPointer { v in
-            for (r, path) in paths.enumerated() where !goneSet.contains(path) {
-                if write != r {
-                    for j in 0..<dim { v[write * dim + j] = v[r * dim + j] }
-                }
-                keptPaths.append(path)
-                write += 1
-            }
+        let v = rows.base!
+        for (r, path) in paths.enumerated() where !goneSet.contains(path) {
+            if write != r { (v + write * dim).update(from: v + r * dim, count: dim) }
+            keptPaths.append(path)
+            write += 1
         }
-        vectors.removeLast(vectors.count - write * dim)
+        rows.truncate(to: write * dim)
         paths = keptPaths
         rowOfPath = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, $0) })
         return missing
@@ -159,10 +156,8 @@ public final class EmbeddingIndex {
         }
         let nq = queries.count / dim
         let hits = queries.withUnsafeBufferPointer { q in
-            vectors.withUnsafeBufferPointer { x in
-                InnerProductSearch.search(queries: q.baseAddress!, queryCount: nq, database: x.baseAddress ?? q.baseAddress!,
-                                          rows: count, dim: dim, k: top)
-            }
+            InnerProductSearch.search(queries: q.baseAddress!, queryCount: nq, database: rows.base.map { UnsafePointer($0) } ?? q.baseAddress!,
+                                      rows: count, dim: dim, k: top)
         }
         return hits.map { $0.map { Match(path: paths[$0.index], score: $0.score) } }
     }
@@ -188,7 +183,7 @@ public final class EmbeddingIndex {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let old = try? Self.readMetadata(folder)
         let name = "embeddings-\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).safetensors"
-        let tensor = try Tensor(vectors, shape: [count, dim])
+        let tensor = try Tensor(rows.array, shape: [count, dim])
         try SafeTensors.write(["embeddings": tensor], to: folder.appendingPathComponent(name),
                               metadata: ["model_hash": modelHash, "format": Self.format])
         let meta = Metadata(format: Self.format, version: Self.version, modelHash: modelHash, model: model, modelOptions: modelOptions.isEmpty ? nil : modelOptions, dim: dim,
@@ -232,7 +227,7 @@ public final class EmbeddingIndex {
         guard Set(meta.paths).count == meta.paths.count else { throw EmbeddingIndexError.badIndex("\(folder.path): index.json lists a path twice") }
         let index = try EmbeddingIndex(dim: meta.dim, modelHash: meta.modelHash, model: meta.model, location: folder.path)
         index.modelOptions = meta.modelOptions ?? [:]
-        index.vectors = e.toArray()
+        guard index.rows.append(e.data, e.count) else { throw EmbeddingIndexError.badIndex("\(file.path): an embedding is not finite") }
         st.tensors = [:]
         index.paths = meta.paths
         index.rowOfPath = Dictionary(uniqueKeysWithValues: meta.paths.enumerated().map { ($1, $0) })

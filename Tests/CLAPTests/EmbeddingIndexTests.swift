@@ -38,6 +38,30 @@ final class EmbeddingIndexTests: XCTestCase {
         XCTAssertEqual(hits[0].map(\.path), ["b", "a"])
     }
 
+    /// Rows added in chunks that outgrow the store several times keep their values and order, a refused
+    /// chunk (a NaN in its last row) leaves the rows as they were, and search sees every row.
+    func testGrowingTheRowsInChunks() throws {
+        let dim = 24, index = try EmbeddingIndex(dim: dim, modelHash: "m")
+        var g = RandomGenerator(seed: 3), all: [Float] = []
+        for c in 0..<5 {
+            let rows = (0..<(700 * dim)).map { _ in g.nextUniform() - 0.5 }
+            try index.add(paths: (0..<700).map { "c\(c)-\($0)" }, embeddings: rows, modelHash: "m")
+            all += rows
+            var bad = rows
+            bad[bad.count - 1] = .infinity
+            XCTAssertThrowsError(try index.add(paths: (0..<700).map { "bad\(c)-\($0)" }, embeddings: bad, modelHash: "m")) {
+                XCTAssertTrue("\($0)".contains("bad\(c)-699 is not finite"), "\($0)")
+            }
+        }
+        XCTAssertEqual(index.count, 3500)
+        XCTAssertEqual(index.vectors, all)
+        let q = Array(all[(3499 * dim)...])
+        let best = (0..<3500).max { a, b in
+            (0..<dim).reduce(Float(0)) { $0 + q[$1] * all[a * dim + $1] } < (0..<dim).reduce(Float(0)) { $0 + q[$1] * all[b * dim + $1] }
+        }!
+        XCTAssertEqual(try index.search(queries: q, modelHash: "m", top: 1)[0].first?.path, "c\(best / 700)-\(best % 700)")
+    }
+
     func testAnotherModelsQueryIsRefusedByName() throws {
         let index = try EmbeddingIndex(dim: 2, modelHash: "aaaa", location: "idx")
         try index.add(paths: ["x"], embeddings: [1, 0], modelHash: "aaaa")

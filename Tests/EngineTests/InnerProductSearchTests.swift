@@ -24,17 +24,18 @@ final class InnerProductSearchTests: XCTestCase {
     func testEqualsAFullStableSortForBothKernelsAndThreadCounts() throws {
         var g = RandomGenerator(seed: 7)
         // n not a multiple of the block or of 4 rows, d not a multiple of the vector width.
-        let n = 2 * InnerProductSearch.blockRows + 13, d = 37
+        let n = 2 * InnerProductSearch.blockRows + 13, d = 37   // 8 GEMM blocks of 256 rows and 13 more
         let x = integers(n * d, &g)
         let saved = (Threading.threads, InnerProductSearch.gemmMinQueries, InnerProductSearch.scoreChunkFloats)
         defer { Threading.setThreads(saved.0); InnerProductSearch.gemmMinQueries = saved.1; InnerProductSearch.scoreChunkFloats = saved.2 }
-        for nq in [1, 3, 8, 21] {
+        // 40 and 70 queries: more than one 32-query panel, and with 32-query chunks more than one chunk.
+        for nq in [1, 3, 8, 21, 40, 70] {
             let q = integers(nq * d, &g)
             for k in [1, 10, 300] {
                 let expected = bruteForce(q, x, nq: nq, n: n, d: d, k: k)
                 for threads in [1, 2] {
-                    // Every query count through GEMM (in one chunk, then in chunks of 4 queries), then through the streaming kernel.
-                    for (gemmFrom, chunkFloats) in [(1, 262_144), (1, 4 * InnerProductSearch.blockRows), (1000, 262_144)] {
+                    // Every query count through GEMM (in one chunk, then in chunks of one 32-query panel), then through the streaming kernel.
+                    for (gemmFrom, chunkFloats) in [(1, 262_144), (1, 32 * InnerProductSearch.gemmBlockRows), (1000, 262_144)] {
                         Threading.setThreads(threads); InnerProductSearch.gemmMinQueries = gemmFrom
                         InnerProductSearch.scoreChunkFloats = chunkFloats
                         let got = q.withUnsafeBufferPointer { qp in

@@ -141,17 +141,21 @@ final class ContrastiveTests: XCTestCase {
         XCTAssertThrowsError(try CaptionedClips(Dataset(records: rows, layout: "test"), captioner: nil))
     }
 
-    /// R@k with relevance sets, against counts made by hand.
-    func testRetrievalRecall() throws {
+    /// R@k with relevance sets (a caption relevant to two clips), against counts made by hand.
+    func testRetrievalScoresWithRelevanceSets() throws {
         // 3 clips, 2 texts; clip 0 and 1 share text 0, clip 2 has text 1.
         let a = try Tensor([1, 0, 0.8, 0.6, 0, 1], shape: [3, 2])
         let t = try Tensor([0.6, 0.8, 1, 0], shape: [2, 2])   // text 0 points at clip 1; text 1 at clip 0
-        let r = try RetrievalRecall.recall(audio: a, text: t, relevant: [[0], [0], [1]], ks: [1, 2])
-        // audio→text top-1: clip 0 → text 1 (wrong), clip 1 → text 0 (0.96 vs 0.8: right), clip 2 → text 0 (wrong).
+        let r = try ContrastiveTask.retrievalScores(audio: a, text: t, relevant: [[0], [0], [1]])
+        // audio→text top-1: clip 0 → text 1 (wrong, its text 0 at rank 1), clip 1 → text 0 (0.96 vs 0.8: right),
+        // clip 2 → text 0 (wrong, rank 1).
         XCTAssertEqual(r["audio_to_text_R@1"]!, 1.0 / 3, accuracy: 1e-9)
-        XCTAssertEqual(r["audio_to_text_R@2"]!, 1, accuracy: 1e-9)
-        // text→audio top-1: text 0 → clip 1 (right); text 1 → clip 0 (wrong: clip 2 is its).
+        XCTAssertEqual(r["audio_to_text_R@5"]!, 1, accuracy: 1e-9)
+        XCTAssertEqual(r["audio_to_text_mAP@10"]!, (0.5 + 1 + 0.5) / 3, accuracy: 1e-9)
+        // text→audio: text 0 scores clips 0.6, 0.96, 0.8: its clips 1 and 0 rank 0 and 2 (AP (1/1 + 2/3)/2);
+        // text 1 scores 1, 0.8, 0: its clip 2 ranks 2 (AP 1/3). R@1 1/2.
         XCTAssertEqual(r["text_to_audio_R@1"]!, 0.5, accuracy: 1e-9)
+        XCTAssertEqual(r["text_to_audio_mAP@10"]!, ((1 + 2.0 / 3) / 2 + 1.0 / 3) / 2, accuracy: 1e-9)
         XCTAssertEqual(r["mean_R@1"]!, (1.0 / 3 + 0.5) / 2, accuracy: 1e-9)
     }
 

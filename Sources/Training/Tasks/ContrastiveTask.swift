@@ -2,48 +2,15 @@ import Audio
 import CLAP
 import Engine
 import Foundation
+import Inference
 import NN
 import Text
-
-/// Retrieval recall with relevance sets: clip i is relevant to text j where `relevant[i]` holds j (a
-/// clip may have several captions, and a caption several clips: "the sound of rain"). With unit
-/// embeddings A [N, P] and T [M, P] and similarity S = A Tᵀ:
-/// - audio→text R@k = mean over clips of [a relevant text is among the clip's k most similar texts];
-/// - text→audio R@k = mean over texts of [a relevant clip is among the text's k most similar clips].
-/// With one caption per clip this is the usual R@k; with AudioCaps' five, LAION's audio→text "any of
-/// the captions". Kept minimal here (R@k only); the CLI's retrieval evaluation adds mAP@10.
-public enum RetrievalRecall {
-    public static func recall(audio a: Tensor, text t: Tensor, relevant: [Set<Int>], ks: [Int] = [1, 5]) throws -> [String: Double] {
-        let (n, m) = (a.shape[0], t.shape[0])
-        guard a.rank == 2, t.rank == 2, relevant.count == n, n > 0, m > 0 else {
-            throw NNError("retrieval recall: audio \(a.shape), text \(t.shape) and \(relevant.count) relevance sets do not match")
-        }
-        let sim = try GradMode.noGrad { try a.matmul(t.transpose(0, 1)) }.toArray()
-        var textToClips = [Set<Int>](repeating: [], count: m)
-        for (i, r) in relevant.enumerated() { for j in r { textToClips[j].insert(i) } }
-        /// Rank (0-based) of the best relevant item in one row of scores.
-        func bestRank(_ scores: [Float], _ relevant: Set<Int>) -> Int {
-            guard let best = relevant.map({ scores[$0] }).max() else { return Int.max }
-            return scores.filter { $0 > best }.count
-        }
-        let audioRanks = (0..<n).map { i in bestRank(Array(sim[(i * m)..<((i + 1) * m)]), relevant[i]) }
-        let queries = (0..<m).filter { !textToClips[$0].isEmpty }
-        let textRanks = queries.map { j in bestRank((0..<n).map { sim[$0 * m + j] }, textToClips[j]) }
-        var out: [String: Double] = [:]
-        for k in ks {
-            out["audio_to_text_R@\(k)"] = Double(audioRanks.filter { $0 < k }.count) / Double(n)
-            out["text_to_audio_R@\(k)"] = Double(textRanks.filter { $0 < k }.count) / Double(max(queries.count, 1))
-        }
-        out["mean_R@1"] = ((out["audio_to_text_R@1"] ?? 0) + (out["text_to_audio_R@1"] ?? 0)) / 2
-        return out
-    }
-}
 
 /// Contrastive language-audio training (LAION-CLAP's objective) of an `AudioTextModel`: each clip of a
 /// batch is paired with one of its captions, drawn at random every time the clip is seen (one draw
 /// per clip per epoch), and the symmetric InfoNCE loss (`AudioTextModel.contrastiveLoss`, `.laion`)
 /// trains both towers, both projections and the logit scale. The mean of audio→text and text→audio
-/// R@1 on the validation clips (every caption of theirs counting, `RetrievalRecall`) chooses the
+/// R@1 on the validation clips (every caption of theirs counting, `retrievalScores`) chooses the
 /// checkpoint.
 public final class ContrastiveTask: TrainingTask {
     public let model: AudioTextModel
@@ -92,7 +59,7 @@ public final class ContrastiveTask: TrainingTask {
         return (try Tensor.concat(rows, axis: 0), indices)
     }
 
-    /// R@1 and R@5 both ways of the clips `loader` reads against every distinct caption of theirs.
+    /// R@1/5/10 and mAP@10 both ways of the clips `loader` reads against every distinct caption of theirs.
     public static func retrieval(_ model: AudioTextModel, tokenizer: any TextTokenizer, loader: FeatureLoader,
                                  captions: [[String]], batchSize: Int) throws -> [String: Double] {
         let (audio, indices) = try audioEmbeddings(model, loader: loader)
@@ -108,8 +75,27 @@ public final class ContrastiveTask: TrainingTask {
             let chunk = Array(texts[start..<min(start + max(batchSize, 1), texts.count)])
             textRows.append(try GradMode.noGrad { try model.textEmbeddings(tokenizer.encode(batch: chunk)) })
         }
-        var out = try RetrievalRecall.recall(audio: audio, text: try Tensor.concat(textRows, axis: 0), relevant: relevant)
+        var out = try retrievalScores(audio: audio, text: try Tensor.concat(textRows, axis: 0), relevant: relevant)
         out["clips"] = Double(indices.count); out["captions"] = Double(texts.count)
+        return out
+    }
+
+    /// `RetrievalMetrics` (R@1/5/10, mAP@10 both ways) of unit embeddings A [N, P] and T [M, P], S = A Tᵀ,
+    /// where clip i is relevant to the texts `relevant[i]` (a caption may be relevant to several clips),
+    /// as flat metrics: `audio_to_text_R@1`, …, `text_to_audio_mAP@10`, and `mean_R@1` (the selection
+    /// metric: the mean of both directions' R@1).
+    public static func retrievalScores(audio a: Tensor, text t: Tensor, relevant: [Set<Int>]) throws -> [String: Double] {
+        guard a.rank == 2, t.rank == 2, relevant.count == a.shape[0] else {
+            throw NNError("retrieval: audio \(a.shape), text \(t.shape) and \(relevant.count) relevance sets do not match")
+        }
+        let sim = try GradMode.noGrad { try a.matmul(t.transpose(0, 1)) }.toArray()
+        let (a2t, t2a) = try RetrievalMetrics.evaluate(similarity: sim, clips: a.shape[0], captions: t.shape[0],
+                                                       relevant: relevant.map { $0.sorted() })
+        var out: [String: Double] = [:]
+        for (name, s) in [("audio_to_text", a2t), ("text_to_audio", t2a)] {
+            out["\(name)_R@1"] = s.r1; out["\(name)_R@5"] = s.r5; out["\(name)_R@10"] = s.r10; out["\(name)_mAP@10"] = s.mAP10
+        }
+        out["mean_R@1"] = (a2t.r1 + t2a.r1) / 2
         return out
     }
 
