@@ -119,16 +119,18 @@ struct EncoderBench: ParsableCommand {
             throw ValidationError("--arch must be ast or mamba, got \(arch)")
         }
         let x = Tensor.randn([batch, tokens, dim])
-        let optimizer = AdamW(module.trainableParameters(), lr: 1e-4)
         if train && precision.precision != .fp32 { throw ValidationError("--precision applies to inference only (not --train)") }
+        // After the conversion, and only when training: an optimizer holding the fp32 weights would keep
+        // them alive after an inference-only conversion released them (and inflate peak_rss_mb).
         let runs = precision.apply(to: module)
+        let optimizer = train ? AdamW(module.trainableParameters(), lr: 1e-4) : nil
         let t: Double
         if train {
             t = try medianTime(iters: options.iters, warmup: options.warmup) {
                 let loss = try forward(x).square().mean()
-                optimizer.zeroGrad()
+                optimizer!.zeroGrad()
                 try loss.backward()
-                try optimizer.step()
+                try optimizer!.step()
             }
         } else {
             module.eval()
@@ -241,13 +243,13 @@ struct ASTBench: ParsableCommand {
         if train && precision.precision != .fp32 { throw ValidationError("--precision applies to inference only (not --train)") }
         let runs = precision.apply(to: model)
         let x = Tensor.randn([batch, frames, 128])
-        let optimizer = Adam(model.trainableParameters(), lr: 1e-5)
+        let optimizer = train ? Adam(model.trainableParameters(), lr: 1e-5) : nil
         let t: Double
         if train {
             let targets = Tensor.zeros([batch, labels])
             t = try medianTime(iters: options.iters, warmup: options.warmup) {
                 let loss = try model.logits(x).binaryCrossEntropyWithLogits(targets: targets)
-                optimizer.zeroGrad(); try loss.backward(); try optimizer.step()
+                optimizer!.zeroGrad(); try loss.backward(); try optimizer!.step()
             }
         } else {
             model.eval()
