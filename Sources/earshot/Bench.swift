@@ -87,10 +87,25 @@ struct EncoderBench: ParsableCommand {
     var pieceTokens: Int?
     @OptionGroup var options: BenchOptions
     @OptionGroup var precision: PrecisionArguments
+    @Option(name: .customLong("precision-fusions"),
+            help: "bf16: the fused forms to use, comma-separated from norm, residual, mlp; all (default) or none (to measure what each pays).")
+    var precisionFusions = "all"
 
     func run() throws {
         Threading.setThreads(options.threads)
         Random.seed(0)
+        var fusions: LowPrecisionLinear.Fusions = []
+        for name in precisionFusions.split(separator: ",").map(String.init) {
+            switch name {
+            case "all": fusions.formUnion(.all)
+            case "none": break
+            case "norm": fusions.insert(.norm)
+            case "residual": fusions.insert(.residual)
+            case "mlp": fusions.insert(.mlp)
+            default: throw ValidationError("--precision-fusions: '\(name)' is not one of all, none, norm, residual, mlp")
+            }
+        }
+        LowPrecisionLinear.fusions = fusions
         if let pieceTokens {
             (MambaMixer.pieceTokens, MambaMixer.piecesAbove) = pieceTokens > 0 ? (pieceTokens, pieceTokens) : (Int.max, Int.max)
         }

@@ -34,6 +34,21 @@ public final class LowPrecisionLinear: Linear {
         super.init(weight: Tensor.pageBacked(other.weight.shape), bias: other.bias?.detach())
     }
 
+    /// The fused forms used at inference (all by default); `bench encoder --precision-fusions` turns them
+    /// off one by one to measure what each pays (docs/PRECISION.md).
+    public struct Fusions: OptionSet, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// LayerNorm applied as the qkv projection converts its rows.
+        public static let norm = Fusions(rawValue: 1)
+        /// The residual added by a sum post-op in the output projection.
+        public static let residual = Fusions(rawValue: 2)
+        /// The whole MLP half in one bf16 pass (GELU post-op, bf16 hidden activations, residual post-op).
+        public static let mlp = Fusions(rawValue: 4)
+        public static let all: Fusions = [.norm, .residual, .mlp]
+    }
+    nonisolated(unsafe) public static var fusions: Fusions = .all
+
     /// The oneDNN kernel that runs (`brg:avx512_core_bf16`, `brg:avx512_core_amx_bf16`, ...).
     public var implementation: String { matmul.implementation }
 
@@ -57,13 +72,13 @@ public final class LowPrecisionLinear: Linear {
 
     /// residual + x · Wᵀ + b; in bf16 the residual joins in the product's store (a sum post-op).
     public func callAsFunction(_ x: Tensor, adding residual: Tensor) throws -> Tensor {
-        guard precision == .bf16, try runsReduced(x), !needsGraph([residual]) else { return try self(x) + residual }
+        guard precision == .bf16, Self.fusions.contains(.residual), try runsReduced(x), !needsGraph([residual]) else { return try self(x) + residual }
         return try apply(x, adding: residual)
     }
 
     /// LN(x) · Wᵀ + b, the norm applied row by row as x is converted (a pre-LN block's qkv projection).
     func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm) throws -> Tensor {
-        guard type(of: norm) == LayerNorm.self, !needsGraph([norm.weight, norm.bias]), try runsReduced(x) else {
+        guard Self.fusions.contains(.norm), type(of: norm) == LayerNorm.self, !needsGraph([norm.weight, norm.bias]), try runsReduced(x) else {
             return try self(norm(x))
         }
         return try apply(x, norm: LowPrecisionMatmul.RowNorm(weight: norm.weight?.data, bias: norm.bias?.data, eps: norm.eps))
@@ -87,7 +102,7 @@ extension ViTBlock {
     /// h + fc2(GELU(fc1(LN₂ h))) in one bf16 pass (`LowPrecisionMatmul.fusedResidualMLP`) where the MLP
     /// half is the stock one with both layers converted to bf16; nil where it does not apply.
     func lowPrecisionMLP(_ h: Tensor) throws -> Tensor? {
-        guard type(of: norm2) == LayerNorm.self, type(of: mlp) == MLP.self, mlp.dropout.p == 0, dropPath.isIdentity,
+        guard LowPrecisionLinear.fusions.contains(.mlp), type(of: norm2) == LayerNorm.self, type(of: mlp) == MLP.self, mlp.dropout.p == 0, dropPath.isIdentity,
               let fc1 = mlp.fc1 as? LowPrecisionLinear, let fc2 = mlp.fc2 as? LowPrecisionLinear,
               fc1.precision == .bf16, fc2.precision == .bf16,
               !NN.needsGraph([norm2.weight, norm2.bias]), try fc1.runsReduced(h), try fc2.runsReduced(h) else { return nil }
@@ -131,6 +146,9 @@ extension Module {
                 guard let layer = try convert(key) else { continue }
                 // A Linear held outside a @Child slot cannot be swapped, and stays fp32.
                 _ = try? replaceModules(matching: key) { _, _ in layer }
+                // The replaced fp32 weight went back to the engine's pool: hand it to the system now, or a
+                // base model's 340 MB of them would all be resident beside the bf16 copies by the end.
+                if !keepingFP32Weights { Memory.releaseCachedBuffers() }
             } catch {
                 if index == 0 {
                     (notice ?? noticeOnStderr)("--precision \(precision.rawValue) is unavailable here: \(error); running fp32")
@@ -140,8 +158,6 @@ extension Module {
             }
         }
         if !failed.isEmpty { (notice ?? noticeOnStderr)("--precision \(precision.rawValue): these layers stay fp32: \(failed.joined(separator: ", "))") }
-        // The released fp32 weights went back to the engine's pool; hand them to the system.
-        if !keepingFP32Weights { Memory.releaseCachedBuffers() }
         return runs
     }
 
