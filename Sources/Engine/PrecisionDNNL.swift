@@ -68,14 +68,25 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
     /// int8: the per-output-channel weight scales s_n.
     private let weightScales: [Float]
 
-    /// A single-threaded primitive for one row count.
+    /// What a primitive does after the product and bias (oneDNN post-ops, applied while the output tile
+    /// is still in registers): nothing; GELU with a bf16 output (fc1 of a fused MLP, read as fc2's bf16
+    /// input); or adding the product to what the destination holds (a residual, `sum` post-op).
+    package enum Epilogue: Hashable, Sendable {
+        case none
+        case geluToBF16(approximate: Bool)
+        case accumulate
+    }
+
+    private struct KernelKey: Hashable { let rows: Int, epilogue: Epilogue }
+
+    /// A single-threaded primitive for one row count and epilogue.
     private struct Kernel: @unchecked Sendable {  // immutable; the primitive runs from several threads
         let matmul: DNNLPrimitive
         let src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, scratchpad: dnnl_memory_desc_t
         /// A copy of the weight for a row count whose kernel chose another layout (nil: `weights`).
         let weights: UnsafeMutableRawPointer?
     }
-    private var kernels: [Int: Kernel] = [:]
+    private var kernels: [KernelKey: Kernel] = [:]
     private let lock = NSLock()
     /// The kernel oneDNN chose (e.g. `brg:avx512_core_bf16`), for reports.
     package let implementation: String
@@ -132,30 +143,51 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
         for kernel in kernels.values { kernel.weights?.deallocate() }
     }
 
-    /// out [rows, N] = x [rows, K] · Wᵀ + b, fp32 in and out.
-    package func apply(rows m: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) throws {
+    /// A LayerNorm over each row of x, applied while the row is converted (LN(x) · Wᵀ + b without the
+    /// normalised fp32 tensor ever being written).
+    package struct RowNorm: @unchecked Sendable {
+        package let weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, eps: Float
+        package init(weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, eps: Float) {
+            self.weight = weight; self.bias = bias; self.eps = eps
+        }
+    }
+
+    /// out [rows, N] = x [rows, K] · Wᵀ + b, fp32 in and out; with `norm`, LN(x) · Wᵀ + b; with
+    /// `accumulate` (bf16 only), out += x · Wᵀ + b (oneDNN's sum post-op: a residual joins in the store).
+    package func apply(rows m: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                       norm: RowNorm? = nil, accumulate: Bool = false) throws {
         guard m > 0 else { return }
+        guard !accumulate || precision == .bf16 else { throw EngineError("LowPrecisionMatmul: accumulate runs in bf16 only") }
+        let epilogue: Epilogue = accumulate ? .accumulate : .none
         let (k, n) = (inFeatures, outFeatures)
         // One piece of rows per thread (at least 32 rows each: below that one thread is faster).
         let pieces = max(1, min(Threading.threads, m / 32))
         let size = (m + pieces - 1) / pieces
         let sizes = (0..<pieces).map { min(size, m - $0 * size) }.filter { $0 > 0 }
-        let chosen = try Dictionary(uniqueKeysWithValues: Set(sizes).map { ($0, try kernel(rows: $0)) })
+        let chosen = try Dictionary(uniqueKeysWithValues: Set(sizes).map { ($0, try kernel(rows: $0, epilogue: epilogue)) })
         let px = UnsafeSendable(value: x), po = UnsafeSendable(value: out), pb = UnsafeSendable(value: bias)
-        let failure = FirstError()
+        let failure = FirstErrorBox()
         DispatchQueue.concurrentPerform(iterations: sizes.count) { piece in
             let r0 = piece * size, rows = sizes[piece], kernel = chosen[rows]!
             let xs = px.value + r0 * k, os = po.value + r0 * n
             let elementBytes = self.precision == .bf16 ? 2 : 1
             let src = UnsafeMutableRawPointer.allocate(byteCount: max(rows * k * elementBytes, 64), alignment: 64)
             let scratch = UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(kernel.scratchpad), 64), alignment: 64)
-            defer { src.deallocate(); scratch.deallocate() }
+            // One normalised fp32 row at a time, converted at once: the LN output never leaves L1.
+            let normed = norm == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: k)
+            defer { src.deallocate(); scratch.deallocate(); normed?.deallocate() }
             var rowScales = [Float](repeating: 1, count: self.precision == .int8 ? rows : 0)
-            if self.precision == .bf16 {
-                Self.toBF16(xs, src.assumingMemoryBound(to: UInt16.self), rows * k)
-            } else {
-                let q = src.assumingMemoryBound(to: Int8.self)
-                for r in 0..<rows { rowScales[r] = Self.quantizeRow(xs + r * k, k, into: q + r * k) }
+            for r in 0..<rows {
+                var row = UnsafePointer(xs + r * k)
+                if let norm, let normed {
+                    _ = Kernels.layerNormRow(row, normed, k, weight: norm.weight, bias: norm.bias, eps: norm.eps)
+                    row = UnsafePointer(normed)
+                }
+                if self.precision == .bf16 {
+                    Self.toBF16(row, src.assumingMemoryBound(to: UInt16.self) + r * k, k)
+                } else {
+                    rowScales[r] = Self.quantizeRow(row, k, into: src.assumingMemoryBound(to: Int8.self) + r * k)
+                }
             }
             var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
                 (DNNL_ARG_SRC, kernel.src, src), (DNNL_ARG_WEIGHTS, self.weightDesc, kernel.weights ?? self.weights),
@@ -192,40 +224,58 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
         return s
     }
 
-    private func kernel(rows m: Int) throws -> Kernel {
+    /// Runs on the calling thread: dst [rows, N] = src [rows, K] (bf16, converted by the caller) · Wᵀ + b,
+    /// then `epilogue`; dst is fp32, or bf16 for `.geluToBF16`. For fused passes that split rows themselves.
+    package func runSerially(rows: Int, bf16Source src: UnsafeRawPointer, destination dst: UnsafeMutableRawPointer,
+                             epilogue: Epilogue) throws {
+        guard precision == .bf16 else { throw EngineError("LowPrecisionMatmul.runSerially: bf16 only") }
+        guard rows > 0 else { return }
+        let kernel = try kernel(rows: rows, epilogue: epilogue)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(kernel.scratchpad), 64), alignment: 64)
+        defer { scratch.deallocate() }
+        var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+            (DNNL_ARG_SRC, kernel.src, UnsafeMutableRawPointer(mutating: src)),
+            (DNNL_ARG_WEIGHTS, weightDesc, kernel.weights ?? weights),
+            (DNNL_ARG_DST, kernel.dst, dst), (DNNL_ARG_SCRATCHPAD, kernel.scratchpad, scratch)]
+        if let bias { args.append((DNNL_ARG_BIAS, biasDesc, UnsafeMutableRawPointer(bias))) }
+        try Self.executeSerially(kernel.matmul, args)
+    }
+
+    private func kernel(rows m: Int, epilogue: Epilogue) throws -> Kernel {
         lock.lock(); defer { lock.unlock() }
-        if let kernel = kernels[m] { return kernel }
+        let key = KernelKey(rows: m, epilogue: epilogue)
+        if let kernel = kernels[key] { return kernel }
         let (k, n) = (inFeatures, outFeatures)
         // The converted weight's layout first; another only if this row count's kernel refuses it.
         var weightsCopy: UnsafeMutableRawPointer? = nil
         let matmul: DNNLPrimitive
         if let p = try? Self.primitive(rows: m, k: k, n: n, precision: precision, weights: weightDesc, hasBias: bias != nil,
-                                       scales: weightScales, biasDesc: biasDesc) {
+                                       scales: weightScales, biasDesc: biasDesc, epilogue: epilogue) {
             matmul = p
         } else {
             matmul = try Self.primitive(rows: m, k: k, n: n, precision: precision, weights: Self.desc([k, n], srcType, dnnl_format_tag_any),
-                                        hasBias: bias != nil, scales: weightScales, biasDesc: biasDesc)
+                                        hasBias: bias != nil, scales: weightScales, biasDesc: biasDesc, epilogue: epilogue)
             let chosen = matmul.desc(dnnl_query_weights_md)
             let copy = UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(chosen), 64), alignment: 64)
             guard let r = DNNLPrimitive.reorder(weightDesc, chosen) else { copy.deallocate(); throw EngineError("oneDNN: no weight reorder") }
             try r.execute([(DNNL_ARG_FROM, weightDesc, weights), (DNNL_ARG_TO, chosen, copy)])
             weightsCopy = copy
         }
-        let kernel = Kernel(matmul: matmul, src: Self.desc([m, k], srcType, dnnl_ab), dst: Self.desc([m, n], dnnl_f32, dnnl_ab),
+        let kernel = Kernel(matmul: matmul, src: Self.desc([m, k], srcType, dnnl_ab), dst: Self.desc([m, n], Self.dstType(epilogue), dnnl_ab),
                             scratchpad: matmul.desc(dnnl_query_scratchpad_md), weights: weightsCopy)
         if kernels.count >= 32 { for c in kernels.values { c.weights?.deallocate() }; kernels.removeAll() }  // bounded: lengths vary
-        kernels[m] = kernel
+        kernels[key] = kernel
         return kernel
     }
 
     /// A single-threaded matmul primitive: src [M, K] (bf16 or s8, plain), weights as given, dst fp32
     /// [M, N], a user scratchpad; bf16 with the bias inside, int8 with the weight scales as per-column
-    /// output scales.
+    /// output scales; `epilogue` as post-ops.
     private static func primitive(rows m: Int, k: Int, n: Int, precision: Precision, weights: dnnl_memory_desc_t, hasBias: Bool,
-                                  scales: [Float], biasDesc: dnnl_memory_desc_t) throws -> DNNLPrimitive {
+                                  scales: [Float], biasDesc: dnnl_memory_desc_t, epilogue: Epilogue = .none) throws -> DNNLPrimitive {
         guard let ctx = DNNL.context else { throw EngineError("oneDNN: no CPU engine") }
         var src = desc([m, k], precision == .bf16 ? dnnl_bf16 : dnnl_s8, dnnl_ab)
-        var dst = desc([m, n], dnnl_f32, dnnl_ab)
+        var dst = desc([m, n], dstType(epilogue), dnnl_ab)
         var w = weights
         var b = precision == .bf16 && hasBias ? biasDesc : dnnl_memory_desc_t()
         var md = dnnl_matmul_desc_t()
@@ -237,6 +287,19 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
         defer { dnnl_primitive_attr_destroy(attr) }
         _ = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)
         if precision == .int8 { _ = dnnl_primitive_attr_set_output_scales(attr, Int64(n), 1 << 1, scales) }
+        if epilogue != .none {
+            var postOps: dnnl_post_ops_t?
+            guard dnnl_post_ops_create(&postOps) == dnnl_success else { throw EngineError("oneDNN: cannot create post-ops") }
+            defer { dnnl_post_ops_destroy(postOps) }
+            switch epilogue {
+            case .geluToBF16(let approximate):
+                // The model's GELU: erf by default (nn.GELU()), tanh where it was built approximate.
+                _ = dnnl_post_ops_append_eltwise(postOps, 1, approximate ? dnnl_eltwise_gelu_tanh : dnnl_eltwise_gelu_erf, 0, 0)
+            case .accumulate: _ = dnnl_post_ops_append_sum(postOps, 1)
+            case .none: break
+            }
+            guard dnnl_primitive_attr_set_post_ops(attr, postOps) == dnnl_success else { throw EngineError("oneDNN: cannot set post-ops") }
+        }
         var pd: dnnl_primitive_desc_t?
         // Built for one thread: oneDNN sizes its work split from the OpenMP thread count at creation.
         let status = OpenMP.withOneThread { dnnl_primitive_desc_create(&pd, &md, attr, ctx.engine, nil) }
@@ -271,6 +334,11 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
         _ = dnnl_stream_wait(stream)
     }
 
+    private static func dstType(_ epilogue: Epilogue) -> dnnl_data_type_t {
+        if case .geluToBF16 = epilogue { return dnnl_bf16 }
+        return dnnl_f32
+    }
+
     static func desc(_ dims: [Int], _ type: dnnl_data_type_t, _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t {
         var md = dnnl_memory_desc_t()
         _ = dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), dims.map { Int64($0) }, type, tag)
@@ -295,9 +363,3 @@ enum OpenMP {
     }
 }
 
-/// The first error thrown by any of several threads.
-private final class FirstError: @unchecked Sendable {
-    private let lock = NSLock()
-    private(set) var error: Error?
-    func record(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
-}

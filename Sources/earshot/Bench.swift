@@ -87,10 +87,25 @@ struct EncoderBench: ParsableCommand {
     var pieceTokens: Int?
     @OptionGroup var options: BenchOptions
     @OptionGroup var precision: PrecisionArguments
+    @Option(name: .customLong("precision-fusions"),
+            help: "bf16: the fused forms to use, comma-separated from norm, residual, mlp; all (default) or none (to measure what each pays).")
+    var precisionFusions = "all"
 
     func run() throws {
         Threading.setThreads(options.threads)
         Random.seed(0)
+        var fusions: LowPrecisionLinear.Fusions = []
+        for name in precisionFusions.split(separator: ",").map(String.init) {
+            switch name {
+            case "all": fusions.formUnion(.all)
+            case "none": break
+            case "norm": fusions.insert(.norm)
+            case "residual": fusions.insert(.residual)
+            case "mlp": fusions.insert(.mlp)
+            default: throw ValidationError("--precision-fusions: '\(name)' is not one of all, none, norm, residual, mlp")
+            }
+        }
+        LowPrecisionLinear.fusions = fusions
         if let pieceTokens {
             (MambaMixer.pieceTokens, MambaMixer.piecesAbove) = pieceTokens > 0 ? (pieceTokens, pieceTokens) : (Int.max, Int.max)
         }
@@ -119,9 +134,11 @@ struct EncoderBench: ParsableCommand {
             throw ValidationError("--arch must be ast or mamba, got \(arch)")
         }
         let x = Tensor.randn([batch, tokens, dim])
-        let optimizer = AdamW(module.trainableParameters(), lr: 1e-4)
         if train && precision.precision != .fp32 { throw ValidationError("--precision applies to inference only (not --train)") }
+        // After the conversion, and only when training: an optimizer holding the fp32 weights would keep
+        // them alive after an inference-only conversion released them (and inflate peak_rss_mb).
         let runs = precision.apply(to: module)
+        let optimizer = train ? AdamW(module.trainableParameters(), lr: 1e-4) : nil
         var t = 0.0
         if !train { module.eval() }
         // Tensor memory at the peak above what was live before (weights, input): what the pass itself
@@ -130,9 +147,9 @@ struct EncoderBench: ParsableCommand {
             if train {
                 t = try medianTime(iters: options.iters, warmup: options.warmup) {
                     let loss = try forward(x).square().mean()
-                    optimizer.zeroGrad()
+                    optimizer!.zeroGrad()
                     try loss.backward()
-                    try optimizer.step()
+                    try optimizer!.step()
                 }
             } else {
                 t = try medianTime(iters: options.iters, warmup: options.warmup) {
@@ -246,13 +263,13 @@ struct ASTBench: ParsableCommand {
         if train && precision.precision != .fp32 { throw ValidationError("--precision applies to inference only (not --train)") }
         let runs = precision.apply(to: model)
         let x = Tensor.randn([batch, frames, 128])
-        let optimizer = Adam(model.trainableParameters(), lr: 1e-5)
+        let optimizer = train ? Adam(model.trainableParameters(), lr: 1e-5) : nil
         let t: Double
         if train {
             let targets = Tensor.zeros([batch, labels])
             t = try medianTime(iters: options.iters, warmup: options.warmup) {
                 let loss = try model.logits(x).binaryCrossEntropyWithLogits(targets: targets)
-                optimizer.zeroGrad(); try loss.backward(); try optimizer.step()
+                optimizer!.zeroGrad(); try loss.backward(); try optimizer!.step()
             }
         } else {
             model.eval()

@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import Engine
 @testable import NN
 
@@ -45,6 +46,39 @@ final class LowPrecisionLinearTests: XCTestCase {
         }
         try XCTSkipUnless(Precision.bf16.unavailability() == nil && Precision.int8.unavailability() == nil,
                           "bf16 or int8 kernels missing on this CPU (the other precision was tested)")
+    }
+
+    func testAnInferenceOnlyConversionReleasesTheFP32WeightsAndRefusesToTrainOrSave() throws {
+        try XCTSkipUnless(Precision.bf16.unavailability() == nil, "no bf16 kernel on this CPU")
+        let model = encoder()
+        let original = model.blocks[0].attn.qkv!.weight
+        let x = Tensor.randn([1, 20, 64])
+        XCTAssertEqual(model.convertLinearLayers(to: .bf16), .bf16)
+        let qkv = try XCTUnwrap(model.blocks[0].attn.qkv as? LowPrecisionLinear)
+        XCTAssertEqual(qkv.inferenceOnlyKey, "blocks.0.attn.qkv")
+        XCTAssertFalse(qkv.weight === original, "the fp32 weight is not held")
+        XCTAssertEqual(qkv.weight.shape, original.shape, "a placeholder of the same shape keeps the key's shape")
+        XCTAssertFalse(qkv.weight.requiresGrad)
+        _ = try GradMode.noGrad { try model(x) }
+        // Recording gradients, saving and loading are refused, naming the layer.
+        XCTAssertThrowsError(try model(x.requiringGrad())) { XCTAssertTrue("\($0)".contains("blocks.0.attn.qkv") && "\($0)".contains("gradients"), "\($0)") }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("inference-only-\(getpid()).safetensors")
+        XCTAssertThrowsError(try model.save(to: url)) { XCTAssertTrue("\($0)".contains("blocks.0.attn.qkv") && "\($0)".contains("saved"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: url.path))
+        XCTAssertThrowsError(try model.load(stateDict: encoder().stateDict())) { XCTAssertTrue("\($0)".contains("blocks.0.attn.qkv"), "\($0)") }
+    }
+
+    func testKeepingTheFP32WeightsStillTrainsAndSaves() throws {
+        try XCTSkipUnless(Precision.bf16.unavailability() == nil, "no bf16 kernel on this CPU")
+        let model = encoder(), reference = encoder()
+        let x = Tensor.randn([1, 20, 64])
+        XCTAssertEqual(model.convertLinearLayers(to: .bf16, keepingFP32Weights: true), .bf16)
+        XCTAssertTrue(model.blocks[0].mlp.fc1 is LowPrecisionLinear)
+        let y = try model(x.requiringGrad()), expected = try reference(x)
+        for i in 0..<y.count { XCTAssertEqual(y.data[i], expected.data[i], accuracy: 1e-5, "a recording call runs fp32") }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("kept-\(getpid()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        XCTAssertNoThrow(try model.save(to: url))
     }
 
     func testARecordingCallRunsFP32WithGradients() throws {

@@ -180,6 +180,7 @@ public enum AtomicFile {
 extension Module {
     /// Saves the state dict (and `metadata`, e.g. config JSON and step) atomically as safetensors.
     public func save(to url: URL, metadata: [String: String] = [:]) throws {
+        if let refusal = inferenceOnlyRefusal("be saved") { throw NNError("\(url.path): \(refusal)") }
         let state = stateDict()
         let ints = Set(state.keys.filter { $0.hasSuffix("num_batches_tracked") })
         try SafeTensors.write(state, to: url, metadata: metadata, integerKeys: ints)

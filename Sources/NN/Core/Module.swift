@@ -149,6 +149,8 @@ open class Module {
     /// resident twice while it loads. On an error the entries not yet copied stay in `state`.
     @discardableResult
     public func load(consuming state: inout [String: Tensor], strict: Bool = true) throws -> (missing: [String], unexpected: [String]) {
+        // A released placeholder would take the values while the converted weight kept running.
+        if let refusal = inferenceOnlyRefusal("load a checkpoint") { throw NNError("load(stateDict:): \(refusal)") }
         let mine = namedTensors()
         let known = Set(mine.map(\.0))
         let missing = mine.map(\.0).filter { state[$0] == nil }

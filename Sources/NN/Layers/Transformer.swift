@@ -52,6 +52,10 @@ open class MultiHeadAttention: Module, UnaryLayer {
     /// block by block (`Tensor.fusedLayerNormLinear`) instead of as a pass of its own.
     public func callAsFunction(_ x: Tensor, normalizedBy norm: LayerNorm, adding residual: Tensor) throws -> Tensor {
         guard isStock else { return try callAsFunction(norm(x)) + residual }
+        if let converted = qkv as? LowPrecisionLinear {   // reduced precision: the norm runs as x is converted
+            try check(x.rank == 3, "MultiHeadAttention: input must be [B, N, D], got \(x.shape)")
+            return try attendPacked(converted(x, normalizedBy: norm), adding: residual)
+        }
         guard let qkv, type(of: qkv) == Linear.self, type(of: norm) == LayerNorm.self,
               !needsGraph([x, norm.weight, norm.bias, qkv.weight, qkv.bias]) else {
             return try attend(norm(x), adding: residual)
@@ -87,6 +91,7 @@ open class MultiHeadAttention: Module, UnaryLayer {
         let heads = try packed.packedSelfAttention(heads: heads)
         guard let residual else { return try proj(heads) }
         if type(of: proj) == Linear.self { return try heads.linear(weight: proj.weight, bias: proj.bias, adding: residual) }
+        if let converted = proj as? LowPrecisionLinear { return try converted(heads, adding: residual) }
         return try proj(heads) + residual
     }
 }
@@ -165,6 +170,7 @@ open class ViTBlock: Module, UnaryLayer {
                                                fc2Weight: mlp.fc2.weight, fc2Bias: mlp.fc2.bias,
                                                approximateGELU: mlp.approximateGELU)
         }
+        if let lowPrecision = try lowPrecisionMLP(h) { return lowPrecision }   // LowPrecisionLinear.swift
         return try h + dropPath(mlp(norm2(h)))
     }
 
