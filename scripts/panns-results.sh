@@ -2,8 +2,8 @@
 # The runs behind docs/RESULTS.md's "PANNs trained from scratch" rows (issue 23): Cnn6 from random weights on
 # FSDD digits (the official split of metadata.csv) and on ESC-10 (fold 1 as the test fold). Validation (10%
 # of the training clips) chooses each run's checkpoint; the test split is scored once (metrics.jsonl's last line).
-# Runs are short on purpose (a 2-core host shared with other sessions): few epochs, 1 s inputs (FSDD) and
-# 1.28 s random crops of ESC-10's 5 s clips. Finished runs (a `done` marker) are skipped.
+# Runs are short on purpose (a 2-core host shared with other sessions): few epochs, 1 s inputs and 40 training
+# clips per class (FSDD; the official test split whole), 1.28 s random crops of ESC-10's 5 s clips. Finished runs (a `done` marker) are skipped.
 #   OUT=runs/panns bash scripts/panns-results.sh [fsdd|esc10|table]   (no argument: both, one after the other)
 # EARSHOT names the binary (default: a copy of the release build under $OUT/bin, so rebuilds leave runs alone).
 set -euo pipefail
@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared/data}
 out=${OUT:-runs/panns}
 model=${MODEL:-cnn6}
-fsdd_epochs=${FSDD_EPOCHS:-3}
-esc_epochs=${ESC_EPOCHS:-8}
+fsdd_epochs=${FSDD_EPOCHS:-4}
+esc_epochs=${ESC_EPOCHS:-5}
+fsdd_shots=${FSDD_SHOTS:-40}   # training clips per class drawn from FSDD's training split (all: FSDD_SHOTS=)
 mkdir -p "$out/bin"
 if [ -z "${EARSHOT:-}" ]; then
     if [ ! -x "$out/bin/earshot" ]; then
@@ -42,14 +43,15 @@ run() {  # run <folder> <epochs> <input description> <finetune options...>
     if [ -f "$dir/done" ]; then echo "== $dir: done"; return; fi
     echo "== $dir"
     nice -n 10 "$EARSHOT" finetune --model "$model" --epochs "$epochs" --seed 0 "$@" --out "$dir" --overwrite 2>&1 \
-        | tr '\r' '\n' | grep -v "elapsed" | tee "$dir.log"
+        | tr '\r' '\n' | grep --line-buffered -v "elapsed" | tee "$dir.log"
     echo "$epochs" > "$dir/epochs"; echo "$input" > "$dir/input"; touch "$dir/done"
 }
 
 stage=${1:-all}
 if [ "$stage" = fsdd ] || [ "$stage" = all ]; then
     # The command that stayed at chance before the fix (docs/PANNS.md), with fewer epochs.
-    run "$out/fsdd" "$fsdd_epochs" "1 s (100 frames)" --data "$shared/fsdd" --label-field label --batch-size 32 --lr 1e-3 --target-length 100
+    run "$out/fsdd${fsdd_shots:+-shots$fsdd_shots}" "$fsdd_epochs" "1 s (100 frames)" --data "$shared/fsdd" --label-field label --batch-size 32 --lr 1e-3 \
+        --target-length 100 ${fsdd_shots:+--shots "$fsdd_shots"}
 fi
 if [ "$stage" = esc10 ] || [ "$stage" = all ]; then
     run "$out/esc10-fold1" "$esc_epochs" "1.28 s crops of 5 s" --data "$shared/esc10" --test 1 --batch-size 16 --lr 1e-3 \
