@@ -21,8 +21,10 @@ public struct FineTuneConfig: Codable, Sendable {
     public var batchSize = 8
     public var lr: Float = 1e-4
     public var freezeEncoder = false
-    /// SpecAugment mask widths (0 = off) and mixup α (0 = off).
-    public var freqm = 0, timem = 0
+    /// SpecAugment mask widths (0 = off); nil takes the model's default (`defaultMasks`), as `earshot
+    /// finetune` does where no width is given.
+    public var freqm: Int? = 0, timem: Int? = 0
+    /// Mixup α (0 = off).
     public var mixup: Float = 0
     /// AST's "noise" augmentation after SpecAugment (`Augment.astNoise`: small uniform noise, then a
     /// roll of −10…9 frames); its ESC-50 and Speech Commands recipes turn it on.
@@ -164,6 +166,8 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     if let peft = cfg.peft {
         do { log("\(peft): " + (try peft.apply(to: model)).description) } catch { throw NNError("finetune: \(error)") }
     }
+    let masks = defaultMasks(for: model, frames: cfg.cropFrames ?? cfg.inputTdim)
+    (cfg.freqm, cfg.timem) = (cfg.freqm ?? masks.freqm, cfg.timem ?? masks.timem)
     let pipeline = try ModelRegistry.family(of: model).pipeline(for: model, frames: cfg.inputTdim, mean: cfg.mean, std: cfg.std)
     if cfg.auxiliary != nil && cfg.flad != nil {
         throw NNError("finetune: --aux-data (FLAD) does not combine with --pairs or --aux-head in one run yet")
@@ -191,7 +195,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
                                    balanced: cfg.balancedSampling)
     var augmentation = ClassificationAugmentation()
     (augmentation.cropFrames, augmentation.freqm, augmentation.timem, augmentation.noise, augmentation.mixup, augmentation.labelSmoothing) =
-        (cfg.cropFrames, cfg.freqm, cfg.timem, cfg.noise, cfg.mixup, cfg.labelSmoothing)
+        (cfg.cropFrames, cfg.freqm ?? 0, cfg.timem ?? 0, cfg.noise, cfg.mixup, cfg.labelSmoothing)
     augmentation.padValue = (0 - cfg.mean) / (2 * cfg.std)   // SpecAugment fills 0 in the log domain, before normalisation
     let classification = ClassificationTask(model: model, classes: cfg.classes, multiLabel: cfg.multiLabel, pipeline: pipeline,
                                             augmentation: augmentation, peft: cfg.peft, validation: validation, batchSize: cfg.batchSize, report: skips)
@@ -258,6 +262,14 @@ public func repeatedRuns(_ config: FineTuneConfig, data: Dataset, root: URL, rep
     try AtomicFile.write(try JSONSerialization.data(withJSONObject: jsonSafe(summary), options: [.prettyPrinted, .sortedKeys]),
                          to: root.appendingPathComponent("repeats.json"))
     return (runs, mean, std)
+}
+
+/// SpecAugment widths where the run names none: AST's (24 bins; 96 frames per 1024 of the training
+/// window, so a short crop is not blanked by one mask), none for a model that masks its own input
+/// (PANNs' drop stripes: its recipe has no second SpecAugment, and the two together kept Cnn6 at chance on FSDD).
+func defaultMasks(for model: any AudioClassifierModel, frames: Int) -> (freqm: Int, timem: Int) {
+    if let own = model as? any SelfAugmentingModel, own.augmentsInTraining { return (0, 0) }
+    return (24, max(Int((96 * Double(frames) / 1024).rounded()), 0))
 }
 
 /// Mean and (population) standard deviation.

@@ -75,8 +75,8 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("label-field"), help: "What to classify: label, or speaker (speaker identification).") var labelField = "label"
     @Flag(name: .customLong("cross-validate"), help: "Run every fold as the test fold in turn (fold-based datasets) and report the mean.")
     var crossValidate = false
-    @Option(help: "SpecAugment frequency mask width in bins (default: 24 of 128 bins, AST's recipe).") var freqm: Int?
-    @Option(help: "SpecAugment time mask width in frames (default: 96 per 1024 frames of the model's input, AST's recipe, scaled: 24 at 256, 9 at 96).")
+    @Option(help: "SpecAugment frequency mask width in bins (default: 24 of 128 bins, AST's recipe; 0 for PANNs, which drops stripes itself).") var freqm: Int?
+    @Option(help: "SpecAugment time mask width in frames (default: 96 per 1024 frames of the model's input, AST's recipe, scaled: 24 at 256, 9 at 96; 0 for PANNs).")
     var timem: Int?
     @Option(help: "Mixup alpha (0 = off).") var mixup: Float = 0
     @Flag(help: "Class-balanced sampling (PANNs' recipe for AudioSet-style data): each pick takes the next class of a shuffled queue, then its next clip.")
@@ -112,12 +112,11 @@ struct Finetune: ParsableCommand {
         // With --init-from, the start's architecture wins over --model.
         (c.model, c.depth) = (model, depth)
         if initFrom != nil && release.shape != ReleaseShape() { c.releaseShape = release.shape }
-        let window = cropFrames ?? targetLength
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
             (initFrom, targetLength, epochs, batchSize, lr, test, mixup, freezeEncoder, mean, std, seed)
         c.balancedSampling = balanced
-        // AST's SpecAugment widths are for 1024-frame inputs: one 96-frame mask on a 96-frame clip could blank it.
-        (c.freqm, c.timem) = (freqm ?? 24, timem ?? max(Int((96 * Double(window) / 1024).rounded()), 0))
+        // Unset widths are the model's (`defaultMasks`): AST's scaled to the window, none for PANNs.
+        (c.freqm, c.timem) = (freqm, timem)
         (c.lrDecayStart, c.lrDecay, c.cropFrames, c.dropPath, c.weightDecay, c.shotsPerClass, c.noise) =
             (lrDecayStart, lrDecay, cropFrames, dropPath, weightDecay, shots, noise)
         (c.testFraction, c.valFraction) = (testFraction, valFraction)

@@ -74,6 +74,13 @@ extension AudioClassifierModel {
     public func isHead(_ key: String) -> Bool { headPrefixes.contains { key.hasPrefix($0) } }
 }
 
+/// A classifier that masks its own input in training (PANNs' SpecAugmentation drop stripes, part of the
+/// network): fine-tuning then adds no second SpecAugment of its own unless asked to.
+public protocol SelfAugmentingModel: AudioClassifierModel {
+    /// Whether this instance masks its input in training.
+    var augmentsInTraining: Bool { get }
+}
+
 /// A classifier that can score every input frame (sound event detection): PANNs' decision-level
 /// max models.
 public protocol FrameScoringModel: AudioClassifierModel {

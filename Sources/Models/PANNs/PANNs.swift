@@ -95,14 +95,21 @@ public final class PANNsEncoder: Module, AudioEncoder {
     /// torchlibrosa's SpecAugmentation(time_drop_width 64, time_stripes 2, freq_drop_width 8,
     /// freq_stripes 2) as a 0/1 mask of [B, 1, T, F]: per clip and stripe a width w in [0, W) and a start in
     /// [0, size − w), zeroed.
+    ///
+    /// The recipe's 64-frame time width is for its 1001-frame (10 s) clips: W_t = round(64 · T / 1001),
+    /// at least 1, keeps that share on shorter inputs. At a fixed 64 two stripes blank half of a
+    /// 100-frame crop on average, and Cnn6 trained from scratch on FSDD digits stayed at chance (docs/PANNS.md).
+    static func timeDropWidth(frames t: Int) -> Int { max(1, Int((64 * Double(t) / 1001).rounded())) }
+
     static func dropStripes(_ shape: [Int], generator: inout RandomGenerator) -> Tensor {
         let (b, t, f) = (shape[0], shape[2], shape[3])
         let mask = Tensor.ones(shape)
+        let timeWidth = timeDropWidth(frames: t)
         func draw(_ below: Int) -> Int { below <= 1 ? 0 : Int(generator.next() % UInt64(below)) }
         for n in 0..<b {
             let base = mask.data + n * t * f
             for _ in 0..<2 {   // time stripes
-                let w = draw(min(64, t)), start = draw(t - w + 0)
+                let w = draw(min(timeWidth, t)), start = draw(t - w + 0)
                 for i in start..<(start + w) { (base + i * f).update(repeating: 0, count: f) }
             }
             for _ in 0..<2 {   // frequency stripes
@@ -124,7 +131,7 @@ public final class PANNsEncoder: Module, AudioEncoder {
 /// Decision-level max: x = maxpool₃(x) + avgpool₃(x) over time; per step h_t = ReLU(fc1(dropout x_t));
 /// step logits = fc_audioset(dropout h_t); clip logits = max_t (sigmoid is monotone, so this is the
 /// reference's max of probabilities).
-public final class PANNs: Module, FrameScoringModel, VariableLengthClassifier {
+public final class PANNs: Module, FrameScoringModel, VariableLengthClassifier, SelfAugmentingModel {
     @Child public private(set) var trunk: PANNsEncoder
     @Child public private(set) var fc1: Linear
     @Child public private(set) var fcAudioset: Linear?
@@ -160,6 +167,9 @@ public final class PANNs: Module, FrameScoringModel, VariableLengthClassifier {
     public var blockPattern: String { "blocks.*" }
     public var encoder: any AudioEncoder { trunk }
     public var finalNormPrefix: String? { nil }
+
+    /// SpecAugmentation's drop stripes are part of the network (after bn0), as in the reference.
+    public var augmentsInTraining: Bool { config.specAugment }
 
     var head: Linear { (fcTransfer ?? fcAudioset)! }
     public var scoresFrames: Bool { config.decisionLevelMax }
