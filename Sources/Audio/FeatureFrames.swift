@@ -1,16 +1,18 @@
 import Engine
 
-/// The frame-level steps after a feature extractor: pad with zeros or cut to a length in the log
-/// domain (zero is silence there), then normalise with dataset statistics as (x − mean) / (2·std), as
-/// AST's recipes and the models that follow them do.
+/// The frame-level steps after a feature extractor: pad or cut to a length in the log domain, then
+/// normalise with dataset statistics as (x − mean) / (2·std), as AST's recipes and the models that
+/// follow them do.
 public enum FeatureFrames {
-    /// Zero-pads or cuts features [frames, bins] to [target, bins] (log domain, before normalisation).
-    public static func padOrCut(_ features: Tensor, to target: Int) throws -> Tensor {
+    /// Pads (with `value` frames) or cuts features [frames, bins] to [target, bins] (log domain, before
+    /// normalisation). The pad value is the front end's: AST's recipe zero-pads Kaldi fbank features
+    /// (its `ZeroPad2d`), the log-mel front ends pad with silence (`FeaturePipeline.paddingValue`).
+    public static func padOrCut(_ features: Tensor, to target: Int, value: Float = 0) throws -> Tensor {
         guard features.rank == 2 else { throw AudioError("padOrCut: expected [frames, bins], got \(features.shape)") }
         let frames = features.shape[0]
         if frames == target { return features }
         if frames > target { return try features.slice(axis: 0, start: 0, end: target) }
-        return try features.pad([(0, target - frames)])
+        return try features.pad([(0, target - frames)], value: value)
     }
 
     /// (x − mean) / (2·std).

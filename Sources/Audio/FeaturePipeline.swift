@@ -26,10 +26,31 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
         switch kind { case .kaldiFbank(let c): c.numMelBins; case .logMel(let c): c.nMels }
     }
 
+    /// The value padding frames get in the log domain of unnormalised features `x` [frames, bins]:
+    /// what the reference recipe pads with. AST's recipe zero-pads Kaldi fbank features (`ZeroPad2d`),
+    /// so 0 there. PANNs and CLAP pad the *waveform* with zeros, so a log-mel pad frame is silence,
+    /// 10·log10(amin) − 10·log10(max(amin, ref)) (−100 dB by default; with top_db, top_db below the
+    /// clip's peak if that is higher). A 0 dB pad would be the loudest part of most clips.
+    public func paddingValue(for x: Tensor) -> Float {
+        switch kind {
+        case .kaldiFbank: return 0
+        case .logMel(let c):
+            let silence = 10 * Foundation.log10(c.amin) - 10 * Foundation.log10(max(c.amin, c.ref))
+            guard let topDB = c.topDB, x.count > 0 else { return silence }
+            let peak = (try? x.max().item()) ?? silence
+            return max(silence, peak - topDB)
+        }
+    }
+
+    /// Pads (with `paddingValue`) or cuts unnormalised features to `target` frames.
+    public func padOrCut(_ x: Tensor, to target: Int) throws -> Tensor {
+        try FeatureFrames.padOrCut(x, to: target, value: x.shape[0] < target ? paddingValue(for: x) : 0)
+    }
+
     /// Features of a waveform already at `sampleRate`.
     public func features(_ samples: [Float]) throws -> Tensor {
         var x = try Extractors.shared.extractor(for: kind)(samples)
-        if let t = targetFrames { x = try FeatureFrames.padOrCut(x, to: t) }
+        if let t = targetFrames { x = try padOrCut(x, to: t) }
         if let mean, let std { x = FeatureFrames.normalize(x, mean: mean, std: std) }
         return x
     }
@@ -51,7 +72,11 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
     var cacheKey: String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        return (try? String(data: encoder.encode(self), encoding: .utf8)) ?? "\(self)"
+        let config = (try? String(data: encoder.encode(self), encoding: .utf8)) ?? "\(self)"
+        // Log-mel features padded with silence since session 17 (0 dB before): a new key, so no cached
+        // clip padded the old way is reused.
+        if case .logMel = kind, targetFrames != nil { return config + " pad=silence" }
+        return config
     }
 }
 

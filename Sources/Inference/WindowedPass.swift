@@ -31,8 +31,8 @@ struct WindowedPass {
         var raw = pipeline
         (raw.targetFrames, raw.mean, raw.std) = (nil, nil, nil)
         var (x, truncated) = try raw.featuresNotingTruncation(of: url)
-        // Padding comes before normalisation, as in the pipeline (silence is 0 in the log domain).
-        if x.shape[0] < window { x = try FeatureFrames.padOrCut(x, to: window) }
+        // Padding comes before normalisation, as in the pipeline, with the front end's pad value.
+        if x.shape[0] < window { x = try pipeline.padOrCut(x, to: window) }
         if let mean = pipeline.mean, let std = pipeline.std { x = FeatureFrames.normalize(x, mean: mean, std: std) }
         return (x, truncated)
     }
