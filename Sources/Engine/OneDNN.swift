@@ -85,6 +85,14 @@ final class DNNLPrimitive: @unchecked Sendable {
     func execute(_ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) throws {
         guard let ctx = DNNL.context else { throw EngineError("oneDNN: no CPU engine") }
         DNNL.syncThreads()
+        try execute(args, on: ctx.stream)
+    }
+
+    /// The same on `stream`, the execution call wrapped by `around` (a single-threaded primitive runs
+    /// under `OpenMP.withOneThread`, on a stream of its caller's own).
+    func execute(_ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)], on stream: dnnl_stream_t,
+                 around: (() -> dnnl_status_t) -> dnnl_status_t = { $0() }) throws {
+        guard let ctx = DNNL.context else { throw EngineError("oneDNN: no CPU engine") }
         var memories: [dnnl_memory_t] = []
         defer { for m in memories { dnnl_memory_destroy(m) } }
         var execArgs: [dnnl_exec_arg_t] = []
@@ -96,9 +104,9 @@ final class DNNLPrimitive: @unchecked Sendable {
             memories.append(m)
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: m))
         }
-        let status = dnnl_primitive_execute(primitive, ctx.stream, Int32(execArgs.count), execArgs)
+        let status = around { dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs) }
         guard status == dnnl_success else { throw EngineError("oneDNN: \(implementation) failed (status \(status.rawValue))") }
-        _ = dnnl_stream_wait(ctx.stream)
+        _ = dnnl_stream_wait(stream)
     }
 }
 

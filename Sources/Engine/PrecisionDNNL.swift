@@ -318,20 +318,7 @@ package final class LowPrecisionMatmul: @unchecked Sendable {
             throw EngineError("oneDNN: cannot create a stream")
         }
         defer { dnnl_stream_destroy(stream) }
-        var memories: [dnnl_memory_t] = []
-        defer { for m in memories { dnnl_memory_destroy(m) } }
-        var execArgs: [dnnl_exec_arg_t] = []
-        for (arg, md, pointer) in args {
-            var m: dnnl_memory_t?, md = md
-            guard dnnl_memory_create(&m, &md, ctx.engine, pointer) == dnnl_success, let m else {
-                throw EngineError("oneDNN: cannot wrap argument \(arg) as memory")
-            }
-            memories.append(m)
-            execArgs.append(dnnl_exec_arg_t(arg: arg, memory: m))
-        }
-        let status = OpenMP.withOneThread { dnnl_primitive_execute(p.primitive, stream, Int32(execArgs.count), execArgs) }
-        guard status == dnnl_success else { throw EngineError("oneDNN: \(p.implementation) failed (status \(status.rawValue))") }
-        _ = dnnl_stream_wait(stream)
+        try p.execute(args, on: stream, around: { OpenMP.withOneThread($0) })
     }
 
     private static func dstType(_ epilogue: Epilogue) -> dnnl_data_type_t {
