@@ -116,9 +116,8 @@ extension Classifier {
             let available = (ended ? min(c1, frames) : c1) - c0
             x = try x.slice(axis: 0, start: 0, end: min(available, x.shape[0]))
             let scored = x.shape[0]
-            if scored < 64 {   // a recording shorter than a CNN's pooling: pad with silence (−100 dB)
-                x = try x.pad([(0, 64 - scored)], value: 10 * Foundation.log10(frontEnd.amin))
-            }
+            // A recording shorter than a CNN's pooling: padded with the front end's silence, as every clip is.
+            if scored < 64 { x = try pipeline.padOrCut(x, to: 64) }
             // The pipeline's normalisation, as clip scoring and training apply it (after padding).
             if let mean = pipeline.mean, let std = pipeline.std { x = FeatureFrames.normalize(x, mean: mean, std: std) }
             let scores = try GradMode.noGrad { try model.framewise(x.unsqueeze(0)).squeeze(0) }
