@@ -18,6 +18,9 @@ struct WindowedPass {
     /// What a shorter clip is padded to (`Classifier.minimumFrames`: a one-pass model's minimum); nil: one window.
     var minimumFrames: Int? = nil
 
+    /// Clips at least this long (82 s of 10 ms frames) run one-pass after the buffer pool is emptied.
+    static let longClipFrames = 8192
+
     /// Window starts for `frames` frames: [0] when the clip fits, else every `hop` and the last window.
     static func starts(frames: Int, window: Int, hop: Int) -> [Int] {
         guard frames > window, window > 0 else { return [0] }
@@ -92,7 +95,12 @@ struct WindowedPass {
                 }
             }
             let means = try GradMode.noGrad {
-                onePass ? try clips.map { try f($0.unsqueeze(0)).squeeze(0) }
+                onePass ? try clips.map { x in
+                            // A long recording's feature buffers (waveform, spectrogram: ~100 MB for ten
+                            // minutes) would sit in the engine's pool through the model pass; give them back first.
+                            if x.shape[0] >= WindowedPass.longClipFrames { Memory.releaseCachedBuffers() }
+                            return try f(x.unsqueeze(0)).squeeze(0)
+                        }
                         : try WindowedPass.windowMeans(clips, window: window, batchSize: batchSize, f)
             }
             for (i, m) in zip(kept, means) { try body(i, m) }

@@ -130,7 +130,7 @@ func contrastiveAudioTower(_ cfg: ContrastiveConfig, log: (String) -> Void) thro
     let classifier: any AudioClassifierModel
     var pipeline: FeaturePipeline?
     if let initFrom = cfg.initFrom {
-        let start = try ModelRegistry.start(URL(fileURLWithPath: initFrom))
+        let start = try ModelRegistry.start(ShippedModels.resolve(initFrom))
         do { classifier = try start.build(shape) } catch { throw NNError("contrastive: \(error)") }
         pipeline = start.pipeline.map { var p = $0; p.targetFrames = cfg.inputTdim; return p }
         log("initialised the audio tower from \(start.file.path) (\(start.kind))")

@@ -151,7 +151,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         }
         model = try ModelRegistry.classifier(arch, dropPath: cfg.dropPath)
     } else if let initFrom = cfg.initFrom {
-        let start = try ModelRegistry.start(URL(fileURLWithPath: initFrom), shape: cfg.releaseShape ?? ReleaseShape())
+        let start = try ModelRegistry.start(ShippedModels.resolve(initFrom), shape: cfg.releaseShape ?? ReleaseShape())
         do { model = try start.build(shape) } catch { throw NNError("finetune: \(error)") }
         if let name = start.modelName { (cfg.model, cfg.depth) = (name, start.depth) }
         startFile = start.file
@@ -215,7 +215,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
 
     if let peft = cfg.peft, peft.method != .full, let initFrom = cfg.initFrom {
         // A resumed run did not read its start: only then is it found again.
-        let base = try startFile ?? ModelRegistry.start(URL(fileURLWithPath: initFrom), shape: cfg.releaseShape ?? ReleaseShape()).file
+        let base = try startFile ?? ModelRegistry.start(ShippedModels.resolve(initFrom), shape: cfg.releaseShape ?? ReleaseShape()).file
         try writeDelta(run: run, model: model, base: base, releaseShape: cfg.releaseShape)
         log("wrote \(run.delta.lastPathComponent): the \(model.parameterCount(trainableOnly: true)) trained parameters, to load with --base \(initFrom)")
     }

@@ -11,6 +11,9 @@ public struct KeywordDemoOptions: Sendable {
     public var finetuneEpochs = 8
     public var batchSize = 16
     public var seed: UInt64 = 0
+    /// A shipped encoder (`ShippedModels`) fine-tuned the same way beside the demo's own pretraining;
+    /// nil or a name whose file is absent skips that row.
+    public var shippedEncoder: String? = "earshot-ssast-tiny"
     public init() {}
 }
 
@@ -59,6 +62,22 @@ public func runKeywordDemo(_ o: KeywordDemoOptions, log: @escaping (String) -> V
     let tuned = try fineTune(ft, data: data, run: ftRun, overwrite: true, log: log)
     let result = tuned.test
 
+    // The same fine-tuning from the encoder shipped in pretrained/ (hours of real recorded audio instead of
+    // minutes of synthetic speech), on the features it was pretrained with.
+    var shipped: (name: String, result: FineTuneResult)?
+    if let name = o.shippedEncoder, let entry = ShippedModels.entry(named: name), let file = try? ShippedModels.file(entry) {
+        let start = try ModelRegistry.start(file)
+        var from = ft
+        from.initFrom = file.path
+        (from.mean, from.std) = (start.pipeline?.mean ?? mean, start.pipeline?.std ?? std)
+        from.lr = 1e-4   // a pretrained encoder keeps more of its pretraining at 1e-4 (docs/RESULTS.md, ESC-10)
+        log("4b/5 the same fine-tuning from the shipped encoder \(name) (\(file.lastPathComponent))")
+        let run = try RunDirectory(o.workdir.appendingPathComponent("finetune-\(name)"))
+        shipped = (name, try fineTune(from, data: data, run: run, overwrite: true, log: log))
+    } else if let name = o.shippedEncoder {
+        log("4b/5 skipped: no shipped encoder \(name) found (set EARSHOT_PRETRAINED)")
+    }
+
     log("5/5 classifying one clip with the chosen checkpoint")
     let clf = try Classifier.load(ftRun.url)
     log("")
@@ -70,6 +89,11 @@ public func runKeywordDemo(_ o: KeywordDemoOptions, log: @escaping (String) -> V
     log(String(format: "| | test accuracy (unseen voices, scored once) | %.3f |", result.accuracy))
     log(String(format: "| | macro F1 | %.3f |", result.macroF1))
     log(String(format: "| | clips (train / validation / test) | %d / %d / %d |", tuned.trainClips, tuned.validationClips, result.clips))
+    if let (name, r) = shipped {
+        log(String(format: "| fine-tuning from %@ (shipped) | checkpoint chosen on validation voices: epoch %d | accuracy %.3f |",
+                   name, r.bestEpoch, r.validationAccuracy))
+        log(String(format: "| | test accuracy (unseen voices, scored once) | %.3f |", r.test.accuracy))
+    }
     log(String(format: "| total | wall time | %.0f s |", elapsed()))
     if let clip = data.split("test").records.first {
         var top: [String] = []

@@ -13,10 +13,13 @@ struct Keywords: ParsableCommand {
     @Option(name: .customLong("pretrain-epochs")) var pretrainEpochs = 3
     @Option(name: .customLong("finetune-epochs")) var finetuneEpochs = 8
     @Option var seed: UInt64 = 0
+    @Option(name: .customLong("shipped-encoder"), help: "Also fine-tune from this shipped encoder (earshot models); \"\" skips it.")
+    var shippedEncoder = "earshot-ssast-tiny"
 
     func run() throws {
         var o = KeywordDemoOptions()
         (o.workdir, o.pretrainEpochs, o.finetuneEpochs, o.seed) = (URL(fileURLWithPath: workdir), pretrainEpochs, finetuneEpochs, seed)
+        o.shippedEncoder = shippedEncoder.isEmpty ? nil : shippedEncoder
         try runKeywordDemo(o)
     }
 }

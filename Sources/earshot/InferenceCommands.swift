@@ -36,7 +36,7 @@ struct Evaluate: ParsableCommand {
             return try evaluateRetrieval(model: model, tokenizer: tokenizer, data: data, split: split, json: json)
         default: throw ValidationError("--task \(task): expected classification or retrieval")
         }
-        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
+        let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         precision.apply(to: clf.model)
         var ds = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         if let split { ds = ds.split(split) }
@@ -73,7 +73,7 @@ struct Classify: ParsableCommand {
     @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
-        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
+        let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         precision.apply(to: clf.model)
         let paths = try audioFiles(files)
         var done = 0
@@ -107,7 +107,7 @@ struct Embed: ParsableCommand {
     @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
-        let clf = try Classifier.loadEmbedder(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
+        let clf = try Classifier.loadEmbedder(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         precision.apply(to: clf.model)
         let paths = try audioFiles(inputs)
         let (tensors, report) = try clf.embeddings(of: paths, progress: progressLine)
@@ -127,7 +127,7 @@ struct Embed: ParsableCommand {
 }
 
 struct ModelsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "models", abstract: "The named model configs, with parameter counts.")
+    static let configuration = CommandConfiguration(commandName: "models", abstract: "The named model configs, with parameter counts, and the pretrained encoders shipped here.")
     @Flag(help: "One JSON object per model.") var json = false
 
     func run() throws {
@@ -139,6 +139,16 @@ struct ModelsCommand: ParsableCommand {
             } else {
                 print(entry.name.padding(toLength: 20, withPad: " ", startingAt: 0)
                       + String(format: "%7.1fM  ", Double(count) / 1e6) + entry.summary + (pretrain ? " [pretrain]" : ""))
+            }
+        }
+        // Pretrained encoders shipped in the repository, by name (their file need not be present to list them).
+        for shipped in ShippedModels.all {
+            let file = try? ShippedModels.file(shipped)
+            if json {
+                try printJSONLine(["name": shipped.name, "shipped": true, "file": file?.path ?? NSNull(), "summary": shipped.summary])
+            } else {
+                print(shipped.name.padding(toLength: 20, withPad: " ", startingAt: 0) + "shipped   " + shipped.summary
+                      + (file == nil ? " [file not found: set EARSHOT_PRETRAINED]" : ""))
             }
         }
     }
@@ -188,7 +198,7 @@ struct ReleasedCheckpointArguments: ParsableArguments {
     @Option(help: "With a delta checkpoint (a parameter-efficient run's delta.safetensors): the checkpoint it was trained from.")
     var base: String?
 
-    var baseURL: URL? { base.map { URL(fileURLWithPath: $0) } }
+    var baseURL: URL? { get throws { try base.map { try ShippedModels.resolve($0) } } }
 
     var options: ReleasedCheckpointOptions {
         var o = ReleasedCheckpointOptions()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Audio
 import Foundation
 import Inference
+import Models
 
 /// `earshot tag`: multi-label tags of whole clips, or with `--frames` the sound events in recordings of
 /// any length (onset and offset times, from a frame-scoring model such as PANNs' Cnn14_DecisionLevelMax).
@@ -32,7 +33,7 @@ struct Tag: ParsableCommand {
     }
 
     func run() throws {
-        let clf = try Classifier.load(URL(fileURLWithPath: model), released: released.options, base: released.baseURL)
+        let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         let paths = try audioFiles(files)
         var skipped: [(String, String)] = [], done = 0
         if frames {

@@ -17,6 +17,37 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(leftovers, ["model.safetensors"], "no temporary files left behind")
     }
 
+    func testFloat16FilesRoundWeightsToHalfAndKeepIntegersAndMetadata() throws {
+        let model = Sequential([Linear(64, 48), BatchNorm(48)])
+        _ = try model(Tensor.randn([4, 64]))
+        let state = model.stateDict()
+        let ints = Set(state.keys.filter { $0.hasSuffix("num_batches_tracked") })
+        XCTAssertFalse(ints.isEmpty)
+        let url = tempDir().appendingPathComponent("half.safetensors")
+        try SafeTensors.write(state, to: url, metadata: ["config": "{}"], integerKeys: ints, float16: true)
+        let full = try SafeTensors.serialize(state, integerKeys: ints)
+        let size = try FileManager.default.attributesOfItem(atPath: url.path)[.size] as! Int
+        XCTAssertLessThan(Double(size), 0.75 * Double(full.count), "float16 should roughly halve the data")
+        let file = try SafeTensors.read(url)
+        XCTAssertEqual(file.metadata["config"], "{}")
+        for (key, t) in state {
+            let back = file.tensors[key]!.toArray()
+            for (a, b) in zip(t.toArray(), back) {
+                if ints.contains(key) { XCTAssertEqual(a, b, key) } else {
+                    // Round to nearest: within half a float16 step (2^-11 relative), exactly Float16(a).
+                    XCTAssertEqual(b, Float(Float16(a)), key)
+                    XCTAssertLessThanOrEqual(abs(a - b), abs(a) * 0x1p-11 + 0x1p-25, key)
+                }
+            }
+        }
+        let other = Sequential([Linear(64, 48), BatchNorm(48)])
+        try other.load(from: url)   // loads as any checkpoint does
+        let tooLarge = ["w": Tensor([1, 70_000])]
+        XCTAssertThrowsError(try SafeTensors.serialize(tooLarge, float16: true)) { error in
+            XCTAssertTrue("\(error)".contains("'w'") && "\(error)".contains("float16"), "\(error)")
+        }
+    }
+
     func testReadsHalfAndIntegerDTypesFromPyTorch() throws {
         // A hand-built file: F16 [1, -2, 0.5] and I64 [7].
         var header = "{\"a\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,6]},\"n\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[6,14]}}"

@@ -135,5 +135,5 @@ public func probeEmbedder(_ model: String, frames: Int = 128, seed: UInt64 = 0,
                           released options: ReleasedCheckpointOptions = ReleasedCheckpointOptions(), base: URL? = nil) throws -> any ClipEmbedder {
     if model == "logmel-stats" { return LogMelStatsEmbedder() }
     if model.hasPrefix("random:") { return try ModelEmbedder.random(String(model.dropFirst("random:".count)), frames: frames, seed: seed) }
-    return try ModelEmbedder.load(URL(fileURLWithPath: model), released: options, base: base)
+    return try ModelEmbedder.load(ShippedModels.resolve(model), released: options, base: base)
 }

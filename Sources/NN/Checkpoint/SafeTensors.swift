@@ -117,16 +117,20 @@ public enum SafeTensors {
     }
 
     /// Serialises tensors (F32; keys in `integerKeys` as I64, e.g. BatchNorm's num_batches_tracked).
+    /// `float16` stores the floating-point tensors as IEEE half (F16, round to nearest even): half the
+    /// bytes, for weights that ship (`pretrained/`); readers widen them back to Float32.
     public static func serialize(_ tensors: [String: Tensor], metadata: [String: String] = [:],
-                                 integerKeys: Set<String> = []) throws -> Data {
+                                 integerKeys: Set<String> = [], float16: Bool = false) throws -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         let keys = tensors.keys.sorted()
+        let floatType = float16 ? "F16" : "F32", floatSize = float16 ? 2 : 4
         for key in keys {
             let t = tensors[key]!
-            let size = t.count * (integerKeys.contains(key) ? 8 : 4)
-            header[key] = ["dtype": integerKeys.contains(key) ? "I64" : "F32", "shape": t.shape, "data_offsets": [offset, offset + size]] as [String: Any]
+            let integer = integerKeys.contains(key)
+            let size = t.count * (integer ? 8 : floatSize)
+            header[key] = ["dtype": integer ? "I64" : floatType, "shape": t.shape, "data_offsets": [offset, offset + size]] as [String: Any]
             offset += size
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
@@ -138,6 +142,13 @@ public enum SafeTensors {
             let t = tensors[key]!
             if integerKeys.contains(key) {
                 for i in 0..<t.count { withUnsafeBytes(of: Int64(t.data[i]).littleEndian) { out.append(contentsOf: $0) } }
+            } else if float16 {
+                for i in 0..<t.count {
+                    guard t.data[i].isNaN || abs(t.data[i]) <= Float(Float16.greatestFiniteMagnitude) else {
+                        throw NNError("tensor '\(key)': value \(t.data[i]) at \(i) does not fit in float16 (largest 65504)")
+                    }
+                    withUnsafeBytes(of: Float16(t.data[i]).bitPattern.littleEndian) { out.append(contentsOf: $0) }
+                }
             } else {
                 out.append(UnsafeBufferPointer(start: t.data, count: t.count))
             }
@@ -148,8 +159,8 @@ public enum SafeTensors {
     /// Writes atomically: a temporary file in the same folder, fsync, then rename over the target, so
     /// a crash leaves either the old file or the new one, never a torn one.
     public static func write(_ tensors: [String: Tensor], to url: URL, metadata: [String: String] = [:],
-                             integerKeys: Set<String> = []) throws {
-        let data = try serialize(tensors, metadata: metadata, integerKeys: integerKeys)
+                             integerKeys: Set<String> = [], float16: Bool = false) throws {
+        let data = try serialize(tensors, metadata: metadata, integerKeys: integerKeys, float16: float16)
         try AtomicFile.write(data, to: url)
     }
 }
