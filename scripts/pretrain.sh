@@ -93,7 +93,7 @@ table)
   echo "| embedding | FSDD digits | FSDD speakers | ESC-10 fold 1 | drums | language |"
   echo "|---|---|---|---|---|---|"
   for f in runs/probe-baselines/*.jsonl; do [ -e "$f" ] && row "$f" "$(basename "$f" .jsonl)"; done
-  for f in $(ls "$OUT"/probe-stage-*.jsonl 2>/dev/null | sort -t- -k3 -n); do
+  for f in $(ls "$OUT"/probe-stage-*.jsonl 2>/dev/null | sort -V); do   # stage order: 2, 4, ..., 12
     e=$(basename "$f" .jsonl); e=${e#probe-stage-}
     minutes=$(jq -s --argjson e "$e" '[.[] | select(.epoch <= $e) | .train_seconds // 0] | add / 60 | floor' "$OUT/metrics.jsonl")
     row "$f" "$(basename "$OUT") epoch $e ($minutes min)"

@@ -42,4 +42,12 @@ final class PublicAPITests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(embeddings[clip]).shape, [classifier.model.embeddingWidth])
         XCTAssertTrue(ModelRegistry.entries.contains { $0.name == "ast-base" })
     }
+
+    func testShippedEncoderByName() throws {
+        // An app embeds with the encoder shipped in pretrained/ by its name.
+        let file = try ShippedModels.resolve("earshot-ssast-tiny")
+        let embedder = try Classifier.loadEmbedder(file)
+        XCTAssertEqual(embedder.model.embeddingWidth, 192)
+        XCTAssertNotNil(ShippedModels.entry(named: "earshot-ssast-tiny"))
+    }
 }
