@@ -1,8 +1,10 @@
 import ArgumentParser
 import Audio
+import CLAP
 import Engine
 import Foundation
 import Inference
+import Models
 import NN
 import Training
 
@@ -22,7 +24,8 @@ struct PairsMake: ParsableCommand {
         discussion: """
         Pairs are within a class. salience: a metadata column, the lower value winning by default (UrbanSound8K: 1 \
         foreground beats 2 background), equal values tie. votes: a votes file, the higher fraction for the clip's class \
-        winning. teacher: an Earshot classifier's probability of the clip's class, within --tie-margin a tie. snr: each \
+        winning. teacher: an Earshot classifier's probability of the clip's class, within --tie-margin a tie; with --clap, \
+        a CLAP's zero-shot probability of the clip's class among the data's classes (--keywords, --prompt). snr: each \
         clip mixed over another class's clip at --snr-high and --snr-low dB into --audio-out, the high SNR winning, plus \
         pairs of different clips; --manifest gets the data's clips and the mixtures, to fine-tune on. Clips in \
         --exclude-split (default test) are left out so no held-out clip informs training.
@@ -40,6 +43,11 @@ struct PairsMake: ParsableCommand {
     @Option(name: .customLong("votes"), help: "votes: the votes file (clip,<class>,...).") var votesFile: String?
     @Option(help: "teacher: an Earshot classifier (best.safetensors of a run) whose classes include the data's.") var model: String?
     @Option(name: .customLong("tie-margin"), help: "teacher: probability gaps up to this tie.") var tieMargin: Double = 0.05
+    @Flag(help: "teacher: --model is a CLAP (a Hugging Face ClapModel folder, a LAION .pt, or an Earshot-trained CLAP folder), scored zero-shot.")
+    var clap = false
+    @Option(help: "teacher --clap: a CSV label,keyword naming the classes in the prompts (default: the class names).") var keywords: String?
+    @Option(help: "teacher --clap: a prompt template with {} or {label}; repeat for an ensemble (default LAION's).") var prompt: [String] = []
+    @Option(help: "teacher --clap: tokenizer folder, as for zeroshot.") var tokenizer: String?
     @Option(name: .customLong("audio-out"), help: "snr: the folder for the mixtures.") var audioOut: String?
     @Option(help: "snr: the manifest to write (the data's clips and the mixtures).") var manifest: String?
     @Option(name: .customLong("snr-high"), help: "snr: the preferred mixture's SNR in dB.") var snrHigh: Float = 20
@@ -75,10 +83,20 @@ struct PairsMake: ParsableCommand {
         case .teacher:
             guard let model else { throw ValidationError("--from teacher needs --model") }
             guard tieMargin >= 0 else { throw ValidationError("--tie-margin must not be negative") }
-            let classifier = try Classifier.load(URL(fileURLWithPath: model))
             let report = SkipReport()
-            let scored = try PreferenceSources.teacher(Dataset(records: eligible, layout: dataset.layout, classes: dataset.classes),
-                                                       classifier: classifier, report: report, progress: { print($0) })
+            let subset = Dataset(records: eligible, layout: dataset.layout, classes: dataset.classes)
+            let scored: [PreferenceSources.Scored]
+            if clap {
+                let teacher = try CLAP.load(model: URL(fileURLWithPath: model), tokenizer: tokenizer.map { URL(fileURLWithPath: $0) })
+                let names = try keywords.map { try KeywordCaptioner.labelTable(from: URL(fileURLWithPath: $0), valueColumn: "keyword") } ?? [:]
+                var meter = Progress(total: eligible.count, label: "teacher", onlyIfSlow: true, log: { print($0) })
+                scored = try PreferenceSources.clapTeacher(subset, clap: teacher, prompts: names.compactMapValues(\.first),
+                                                           templates: prompt.isEmpty ? [ZeroShotClassifier.defaultTemplate] : prompt,
+                                                           report: report, progress: { done, _ in meter.update(done) })
+            } else {
+                let classifier = try Classifier.load(ShippedModels.resolve(model))
+                scored = try PreferenceSources.teacher(subset, classifier: classifier, report: report, progress: { print($0) })
+            }
             if !report.isEmpty { print(report.summary) }
             notes["clips_scored"] = scored.count
             pairs = PreferenceSources.pairs(scored, partnersPerClip: partners, tieMargin: tieMargin, seed: seed)

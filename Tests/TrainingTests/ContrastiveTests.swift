@@ -129,6 +129,41 @@ final class ContrastiveTests: XCTestCase {
         XCTAssertEqual(result.trainClips + result.validationClips, 12)
     }
 
+    /// A trained CLAP as P2C's teacher: each clip's zero-shot probability of its own class, equal to the
+    /// zero-shot classifier's on the clip's features; unreadable clips are reported, not scored.
+    func testCLAPTeacherScoresEachClipsOwnClassZeroShot() throws {
+        let dir = try temporaryFolder("clap-teacher")
+        let csv = try writeToneSet(dir, perClass: 3, captions: true)
+        let text = dir.appendingPathComponent("text")
+        try writeTinyTextFolder(text, words: Self.vocabulary)
+        var c = config(text: text)
+        (c.epochs, c.valFraction) = (1, 0.25)
+        let result = try trainContrastive(c, data: Dataset.load(csv), run: RunDirectory(dir.appendingPathComponent("run")), log: { _ in })
+        let clap = try CLAP.load(result.exported)
+
+        try Data("not audio".utf8).write(to: dir.appendingPathComponent("broken.wav"))
+        var records = try Dataset.load(csv).records
+        records.append(ClipRecord(path: dir.appendingPathComponent("broken.wav").path, labels: ["low"]))
+        let data = Dataset(records: records, layout: "test")
+        let prompts = Dictionary(uniqueKeysWithValues: Self.tones.map { ($0.label, $0.caption) })
+        let report = SkipReport()
+        let scored = try PreferenceSources.clapTeacher(data, clap: clap, prompts: prompts, templates: ["{}"], report: report)
+        XCTAssertEqual(report.skipped.map(\.path), [dir.appendingPathComponent("broken.wav").path])
+        XCTAssertEqual(scored.count, 12, "one score per readable clip (captions grouped by path)")
+        let zeroShot = try ZeroShotClassifier(clap: clap, labels: data.classes.map { prompts[$0]! }, templates: ["{}"])
+        for s in scored.prefix(4) {
+            let features = try clap.features(ofFile: URL(fileURLWithPath: s.record.path)).unsqueeze(0)
+            let p = try zeroShot.probabilities(features: features).toArray()
+            let k = try XCTUnwrap(data.classes.firstIndex(of: s.record.labels[0]))
+            XCTAssertEqual(s.score, Double(p[k]), accuracy: 1e-5, s.record.path)
+            XCTAssertTrue(s.score > 0 && s.score < 1)
+        }
+        let pairs = PreferenceSources.pairs(scored, partnersPerClip: 2, tieMargin: 0.01, seed: 0)
+        XCTAssertFalse(pairs.isEmpty)
+        let label = Dictionary(scored.map { ($0.record.path, $0.record.labels[0]) }, uniquingKeysWith: { a, _ in a })
+        XCTAssertTrue(pairs.allSatisfy { label[$0.a] == label[$0.b] }, "pairs stay within a class")
+    }
+
     /// Captions grouped per clip; keyword-to-caption fills only clips without one.
     func testCaptionedClipsGroupRows() throws {
         let rows = [ClipRecord(path: "/a.wav", labels: ["dog"], caption: "a dog barks"),
