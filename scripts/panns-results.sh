@@ -13,7 +13,7 @@ out=${OUT:-runs/panns}
 model=${MODEL:-cnn6}
 fsdd_epochs=${FSDD_EPOCHS:-4}
 esc_epochs=${ESC_EPOCHS:-5}
-fsdd_shots=${FSDD_SHOTS:-40}   # training clips per class drawn from FSDD's training split (all: FSDD_SHOTS=)
+fsdd_shots=${FSDD_SHOTS-40}    # training clips per class drawn from FSDD's training split (all: FSDD_SHOTS=, set and empty)
 mkdir -p "$out/bin"
 if [ -z "${EARSHOT:-}" ]; then
     if [ ! -x "$out/bin/earshot" ]; then

@@ -65,15 +65,22 @@ final class ContrastiveTests: XCTestCase {
         return c
     }
 
-    /// The loss falls on a tiny synthetic caption set, the run exports a folder `CLAP.load` reads, and
-    /// that folder embeds as the model did.
-    func testLossFallsAndExportLoads() throws {
-        let dir = try temporaryFolder("clap-train")
-        let csv = try writeToneSet(dir, perClass: 6, captions: true)
+    /// The tone set with captions in `dir`, a tiny text tower for its words, and a config training on both
+    /// with a quarter of the clips for validation.
+    func captionedToneSet(_ dir: URL, perClass: Int) throws -> (csv: URL, config: ContrastiveConfig) {
+        let csv = try writeToneSet(dir, perClass: perClass, captions: true)
         let text = dir.appendingPathComponent("text")
         try writeTinyTextFolder(text, words: Self.vocabulary)
         var c = config(text: text)
         c.valFraction = 0.25
+        return (csv, c)
+    }
+
+    /// The loss falls on a tiny synthetic caption set, the run exports a folder `CLAP.load` reads, and
+    /// that folder embeds as the model did.
+    func testLossFallsAndExportLoads() throws {
+        let dir = try temporaryFolder("clap-train")
+        var (csv, c) = try captionedToneSet(dir, perClass: 6)
         // Small batches, many steps: 18 training clips give 5 steps an epoch.
         (c.batchSize, c.epochs, c.lr) = (4, 15, 3e-4)
         let run = try RunDirectory(dir.appendingPathComponent("run"))
@@ -133,11 +140,8 @@ final class ContrastiveTests: XCTestCase {
     /// zero-shot classifier's on the clip's features; unreadable clips are reported, not scored.
     func testCLAPTeacherScoresEachClipsOwnClassZeroShot() throws {
         let dir = try temporaryFolder("clap-teacher")
-        let csv = try writeToneSet(dir, perClass: 3, captions: true)
-        let text = dir.appendingPathComponent("text")
-        try writeTinyTextFolder(text, words: Self.vocabulary)
-        var c = config(text: text)
-        (c.epochs, c.valFraction) = (1, 0.25)
+        var (csv, c) = try captionedToneSet(dir, perClass: 3)
+        c.epochs = 1
         let result = try trainContrastive(c, data: Dataset.load(csv), run: RunDirectory(dir.appendingPathComponent("run")), log: { _ in })
         let clap = try CLAP.load(result.exported)
 
