@@ -14,16 +14,23 @@ final class LowPrecisionMatmulTests: XCTestCase {
         return Double(Float(bitPattern: (b &+ 0x7FFF &+ ((b >> 16) & 1)) & 0xFFFF_0000))
     }
 
+    /// Random inputs, weights and bias of one shape through the oneDNN kernel of `precision` (never the
+    /// reference fallback): the operands and the output.
+    func run(_ precision: Precision, m: Int, k: Int, n: Int) throws -> (x: Tensor, w: Tensor, b: Tensor, y: Tensor) {
+        let x = Tensor.randn([m, k]), w = Tensor.randn([n, k], std: 0.1), b = Tensor.randn([n])
+        let mm = try LowPrecisionMatmul(weight: w, bias: b, precision: precision)
+        XCTAssertFalse(mm.implementation.hasPrefix("ref"), mm.implementation)
+        let y = Tensor.empty([m, n])
+        try mm.apply(rows: m, x: x.data, out: y.data)
+        return (x, w, b, y)
+    }
+
     func testBF16IsTheExactProductOfRoundedOperandsWithFP32Accumulation() throws {
         let cpu = CPUFeatures.host
         try XCTSkipUnless(cpu.hasAVX512BF16 || cpu.hasAMX, "no avx512_bf16 or AMX on this CPU: a bf16 kernel cannot run")
         Random.seed(7)
         for (m, k, n) in Self.shapes {
-            let x = Tensor.randn([m, k]), w = Tensor.randn([n, k], std: 0.1), b = Tensor.randn([n])
-            let mm = try LowPrecisionMatmul(weight: w, bias: b, precision: .bf16)
-            XCTAssertFalse(mm.implementation.hasPrefix("ref"), mm.implementation)
-            let y = Tensor.empty([m, n])
-            try mm.apply(rows: m, x: x.data, out: y.data)
+            let (x, w, b, y) = try run(.bf16, m: m, k: k, n: n)
             var worstExact = 0.0, worstFP32 = 0.0
             for r in 0..<m {
                 for j in 0..<n {
@@ -51,11 +58,7 @@ final class LowPrecisionMatmulTests: XCTestCase {
         try XCTSkipUnless(Precision.int8.unavailability(on: cpu) == nil, "no VNNI on this CPU: an int8 kernel cannot run")
         Random.seed(8)
         for (m, k, n) in Self.shapes {
-            let x = Tensor.randn([m, k]), w = Tensor.randn([n, k], std: 0.1), b = Tensor.randn([n])
-            let mm = try LowPrecisionMatmul(weight: w, bias: b, precision: .int8)
-            XCTAssertFalse(mm.implementation.hasPrefix("ref"), mm.implementation)
-            let y = Tensor.empty([m, n])
-            try mm.apply(rows: m, x: x.data, out: y.data)
+            let (x, w, b, y) = try run(.int8, m: m, k: k, n: n)
             var qx = [Int8](repeating: 0, count: m * k), qw = [Int8](repeating: 0, count: n * k)
             let sx = qx.withUnsafeMutableBufferPointer { q in
                 (0..<m).map { r in LowPrecisionMatmul.quantizeRow(x.data + r * k, k, into: q.baseAddress! + r * k) }

@@ -143,12 +143,15 @@ public enum SafeTensors {
             if integerKeys.contains(key) {
                 for i in 0..<t.count { withUnsafeBytes(of: Int64(t.data[i]).littleEndian) { out.append(contentsOf: $0) } }
             } else if float16 {
+                // Converted into one buffer and appended once, as the F32 path appends its tensor whole.
+                var half = [UInt16](repeating: 0, count: t.count)
                 for i in 0..<t.count {
                     guard t.data[i].isNaN || abs(t.data[i]) <= Float(Float16.greatestFiniteMagnitude) else {
                         throw NNError("tensor '\(key)': value \(t.data[i]) at \(i) does not fit in float16 (largest 65504)")
                     }
-                    withUnsafeBytes(of: Float16(t.data[i]).bitPattern.littleEndian) { out.append(contentsOf: $0) }
+                    half[i] = Float16(t.data[i]).bitPattern.littleEndian
                 }
+                half.withUnsafeBytes { out.append(contentsOf: $0) }
             } else {
                 out.append(UnsafeBufferPointer(start: t.data, count: t.count))
             }
