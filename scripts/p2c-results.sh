@@ -5,16 +5,85 @@
 # preferences (the high-SNR mixture of a clip preferred), labels plus a speaker head. Validation (10% of the
 # training clips) chooses each run's checkpoint; the official test split (300 clips) is scored once.
 #   START=runs/results/pretrain OUT=runs/p2c bash scripts/p2c-results.sh
+# SETTING=fsdd10: FSDD 10-shot (10 training clips per digit, a draw per seed) and their SNR mixtures, from the
+# shipped encoder, three arms on each draw's manifest: labels only, + P2C SNR pairs, + P2C teacher pairs
+# (TEACHER: an Earshot classifier, by default the shipped encoder fine-tuned on the whole FSDD training split,
+# so that arm uses more labels than ten a class: a stronger model's judgments, as P2C's model-generated
+# preferences are).
+#   SETTING=fsdd10 TEACHER=runs/results/fsdd-digits-shipped/best.safetensors OUT=runs/p2c-10shot bash scripts/p2c-results.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared/data}
+setting=${SETTING:-fsdd200}
 out=${OUT:-runs/p2c}
+if [ -n "${EARSHOT:-}" ]; then earshot=$EARSHOT; else   # EARSHOT: a binary to use instead of building one
+    flags=$(bash scripts/build-flags.sh)
+    swift build $flags --product earshot >/dev/null
+    earshot="$(swift build $flags --show-bin-path)/earshot"
+fi
+mkdir -p "$out"
+
+summary() {  # summary <arm>...: mean ± population std over the seeds' test lines, one table row per arm
+    python3 - "$out" "$@" <<'PY'
+import json, glob, os, statistics, sys
+out = sys.argv[1]
+for name in sys.argv[2:]:
+    accs, f1s, eces = [], [], []
+    for d in sorted(glob.glob(f'{out}/{name}-seed*')):
+        if not os.path.isdir(d) or not os.path.exists(f'{d}/done'): continue
+        lines = [json.loads(l) for l in open(f'{d}/metrics.jsonl')]
+        t = [l for l in lines if l.get('split') == 'test'][-1]
+        accs.append(t['test_accuracy']); f1s.append(t['test_macro_f1']); eces.append(t['test_ece'])
+    if accs:
+        sd = lambda v: statistics.pstdev(v) if len(v) > 1 else 0
+        print(f"| {name} | {len(accs)} | {statistics.mean(accs):.3f} ± {sd(accs):.3f} | {statistics.mean(f1s):.3f} ± {sd(f1s):.3f} | {statistics.mean(eces):.3f} ± {sd(eces):.3f} | {' '.join(f'{a:.3f}' for a in accs)} |")
+PY
+}
+
+if [ "$setting" = fsdd10 ]; then
+    start=${START:-earshot-ssast-tiny}
+    teacher=${TEACHER:?SETTING=fsdd10 needs TEACHER=<an FSDD digit classifier, best.safetensors>}
+    epochs=${EPOCHS:-30}
+    for seed in ${SEEDS:-"0 1 2"}; do
+        draw="$out/draw$seed"
+        mkdir -p "$draw"
+        if [ ! -f "$draw/mixed.csv" ]; then
+            # Ten training clips a digit (this seed's draw) and the whole test split, absolute paths.
+            python3 - "$shared/fsdd" "$seed" "$draw/fs10.csv" <<'PY'
+import csv, os, random, sys
+root, seed, dest = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rows = list(csv.DictReader(open(f'{root}/metadata.csv')))
+rng = random.Random(seed)
+keep = [r for r in rows if r['split'] == 'test']
+for digit in sorted({r['digit'] for r in rows}):
+    keep += rng.sample([r for r in rows if r['split'] == 'train' and r['digit'] == digit], 10)
+with open(dest, 'w', newline='') as f:
+    w = csv.writer(f); w.writerow(['path', 'label', 'speaker', 'fold', 'split'])
+    for r in keep: w.writerow([os.path.abspath(os.path.join(root, r['path'])), r['digit'], r['speaker'], '', r['split']])
+PY
+            "$earshot" pairs make --from snr --data "$draw/fs10.csv" --out "$draw/snr-pairs.csv" --audio-out "$draw/mixed" \
+                --manifest "$draw/mixed.csv.tmp" --seed "$seed"
+            mv "$draw/mixed.csv.tmp" "$draw/mixed.csv"
+        fi
+        [ -f "$draw/teacher-pairs.csv" ] || "$earshot" pairs make --from teacher --model "$teacher" --data "$draw/mixed.csv" \
+            --out "$draw/teacher-pairs.csv" --seed "$seed"
+        common=(--model ssast-tiny-frame --init-from "$start" --data "$draw/mixed.csv" --epochs "$epochs" --batch-size 16 --lr 5e-4
+                --target-length 64 --freqm 12 --timem 8 --mean=-6.8 --std 5.6 --seed "$seed")
+        for entry in "base|" "p2c-snr|--pairs $draw/snr-pairs.csv" "p2c-teacher|--pairs $draw/teacher-pairs.csv"; do
+            name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
+            dir="$out/$name-seed$seed"
+            [ -f "$dir/done" ] && continue
+            "$earshot" finetune "${common[@]}" "${opts[@]}" --out "$dir" --overwrite > "$dir.log" 2>&1
+            touch "$dir/done"
+        done
+    done
+    echo "| arm | seeds | test accuracy | test macro F1 | test ECE | per seed |"
+    summary base p2c-snr p2c-teacher
+    exit 0
+fi
 start=${START:-runs/results/pretrain}
 epochs=${EPOCHS:-5}
 seeds=${SEEDS:-"0 1"}
-flags=$(bash scripts/build-flags.sh)
-earshot="$(swift build $flags --show-bin-path)/earshot"
-mkdir -p "$out"
 
 # 200 training clips, each mixed at 20 and 0 dB: pairs and a manifest of every FSDD clip and the mixtures,
 # cut to the test split, the 200 sources and their mixtures.
@@ -44,17 +113,4 @@ for seed in $seeds; do
         touch "$dir/done"
     done
 done
-python3 - "$out" <<'PY'
-import json, glob, os, statistics, sys
-out = sys.argv[1]
-for name in ['base', 'p2c-snr', 'aux-speaker']:
-    accs, f1s, eces = [], [], []
-    for d in sorted(glob.glob(f'{out}/{name}-seed*')):
-        if not os.path.isdir(d): continue
-        lines = [json.loads(l) for l in open(f'{d}/metrics.jsonl')]
-        t = [l for l in lines if l.get('split') == 'test'][-1]
-        accs.append(t['test_accuracy']); f1s.append(t['test_macro_f1']); eces.append(t['test_ece'])
-    if accs:
-        sd = lambda v: statistics.pstdev(v) if len(v) > 1 else 0
-        print(f"| {name} | {len(accs)} | {statistics.mean(accs):.3f} ± {sd(accs):.3f} | {statistics.mean(f1s):.3f} ± {sd(f1s):.3f} | {statistics.mean(eces):.3f} ± {sd(eces):.3f} | {' '.join(f'{a:.3f}' for a in accs)} |")
-PY
+summary base p2c-snr aux-speaker

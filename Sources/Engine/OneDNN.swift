@@ -19,6 +19,10 @@ enum DNNL {
     /// `EARSHOT_CONV=im2col` turns the oneDNN path off (to compare, or to rule it out).
     static let enabled: Bool = ProcessInfo.processInfo.environment["EARSHOT_CONV"] != "im2col" && context != nil
 
+    /// `EARSHOT_CONV_WINOGRAD=on`: inference chains use Winograd where it pays (`ConvChainAlgorithm.winograd`)
+    /// unless the caller asks for `.direct`.
+    static let winogradByDefault = ["on", "1", "yes"].contains(ProcessInfo.processInfo.environment["EARSHOT_CONV_WINOGRAD"]?.lowercased() ?? "")
+
     /// libgomp's `omp_set_num_threads`, found in the process (oneDNN loads it) rather than linked, so the
     /// module map names only oneDNN.
     private typealias SetThreads = @convention(c) (Int32) -> Void

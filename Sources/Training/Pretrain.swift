@@ -21,6 +21,8 @@ public struct PretrainConfig: Codable, Sendable {
     /// InfoNCE temperature τ (nil: SSAST's 1).
     public var nceTemperature: Float?
     public var epochs = 10
+    /// Minutes of training after which the run stops (`TrainerSettings.timeBudgetSeconds`); nil: all epochs.
+    public var timeBudgetMinutes: Double?
     public var batchSize = 8
     public var lr: Float = 1e-4
     public var warmupSteps = 100
@@ -76,7 +78,9 @@ public struct PretrainReport: Sendable, CustomStringConvertible {
 public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory, resume: Bool = false, overwrite: Bool = false,
                      log: @escaping (String) -> Void = { print($0) }) throws -> PretrainReport {
     let resuming = run.canResume(resume)
-    let config = run.settings(config, resuming: resuming, epochs: \.epochs, log: log)
+    let requestedBudget = config.timeBudgetMinutes   // like the epochs, a resumed run may be given a new budget
+    var config = run.settings(config, resuming: resuming, epochs: \.epochs, log: log)
+    if let budget = requestedBudget { config.timeBudgetMinutes = budget }
     if let crop = config.cropFrames, crop <= 0 || crop > config.inputTdim {
         throw NNError("pretrain: crop of \(crop) frames must be in 1...\(config.inputTdim) (the target length)")
     }
@@ -85,6 +89,9 @@ public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory,
     guard let makePretrainer = entry.pretrainer else { throw NNError("pretrain: \(entry.name) has no self-supervised objective") }
     guard config.epochs >= 1 else { throw NNError("pretrain: epochs \(config.epochs) must be at least 1") }
     guard config.lr > 0 && config.lr.isFinite else { throw NNError("pretrain: learning rate \(config.lr) must be positive") }
+    if let budget = config.timeBudgetMinutes, !(budget > 0 && budget.isFinite) {
+        throw NNError("pretrain: time budget of \(budget) minutes (--time-budget) must be positive")
+    }
     Random.seed(config.seed)
     let model: any MaskedPatchModel
     do { model = try makePretrainer(ModelShape(frames: config.cropFrames ?? config.inputTdim, depth: config.depth)) } catch {
@@ -112,8 +119,9 @@ public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory,
     var settings = TrainerSettings(epochs: config.epochs, lr: config.lr)
     (settings.seed, settings.warmupSteps, settings.label) = (config.seed, config.warmupSteps, "pretrain")
     settings.plateau = ReduceOnPlateau(mode: .max, factor: 0.5, patience: 2)
+    settings.timeBudgetSeconds = config.timeBudgetMinutes.map { $0 * 60 }
     let report = try Trainer(run: run, settings: settings, log: log).fit(task, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
-    let last = run.metricsHistory(throughEpoch: config.epochs).last ?? [:]
+    let last = run.metricsHistory(throughEpoch: report.epochsRun).last ?? [:]
     if !skips.isEmpty { log(skips.summary) }
     return PretrainReport(epochs: report.epochsRun, heldOutAccuracy: Float(last["validation_pretext_accuracy"] as? Double ?? .nan),
                           heldOutLoss: Float(last["validation_loss"] as? Double ?? .nan), skipped: skips.skipped.count)

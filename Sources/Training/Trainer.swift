@@ -97,6 +97,11 @@ public struct TrainerSettings: Sendable {
     public var plateau: ReduceOnPlateau? = nil
     /// Label for progress lines (`finetune`, `pretrain`).
     public var label = "train"
+    /// Seconds of training (the metrics' `train_seconds`, summed over the run, a resumed run's earlier
+    /// epochs included) after which the run stops, nil for none: "the same budget" for two models whose
+    /// epochs cost different times. The step that crosses it ends the epoch early; that partial epoch is
+    /// validated and checkpointed like a whole one, so the budget costs at most one step more.
+    public var timeBudgetSeconds: Double? = nil
 
     public init(epochs: Int, lr: Float) { self.epochs = epochs; self.lr = lr }
 }
@@ -145,7 +150,13 @@ public final class Trainer {
         }
         let warmup = WarmupSchedule(warmupSteps: s.warmupSteps, startFactor: s.warmupStart)
         var step = firstEpoch * loader.batchesPerEpoch
+        var spent = run.metricsHistory(throughEpoch: firstEpoch).reduce(0) { $0 + ($1["train_seconds"] as? Double ?? 0) }
+        var epochsRun = firstEpoch
         for epoch in firstEpoch..<s.epochs {
+            if let budget = s.timeBudgetSeconds, spent >= budget {
+                log(String(format: "%@: the time budget of %.0f s is spent (%.0f s over %d epochs)", s.label, budget, spent, epochsRun))
+                break
+            }
             var generator = RandomGenerator(seed: s.seed &+ UInt64(epoch) &* 104_729)
             let epochLR = s.lr * s.epochFactor(epoch) * lrScale
             var progress = Progress(total: loader.batchesPerEpoch, label: "\(s.label) epoch \(epoch + 1)/\(s.epochs)", log: log)
@@ -154,6 +165,8 @@ public final class Trainer {
             task.trainingOnlyModule?.train()
             try task.beginEpoch(epoch)
             let started = Date()
+            var budgetEnded = false
+            do {
             try loader.forEachBatch(epoch: epoch) { batch in
                 optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
                 step += 1
@@ -166,7 +179,9 @@ public final class Trainer {
                 sums["loss", default: 0] += Double(value)
                 for (k, v) in metrics { sums[k, default: 0] += v }
                 progress.update(batches + nonFinite, String(format: "loss %.4f", sums["loss"]! / Double(batches)))
+                if let budget = s.timeBudgetSeconds, spent + Date().timeIntervalSince(started) >= budget { throw TimeBudgetSpent() }
             }
+            } catch is TimeBudgetSpent { budgetEnded = true }
             if nonFinite > 0 {
                 guard batches > 0 else {
                     throw NNError("\(s.label): every batch of epoch \(epoch + 1) gave a non-finite loss; lower the learning rate (\(s.lr))")
@@ -174,6 +189,8 @@ public final class Trainer {
                 log("\(s.label) epoch \(epoch + 1): \(nonFinite) batches with a non-finite loss were skipped")
             }
             let trainSeconds = Date().timeIntervalSince(started)
+            spent += trainSeconds
+            epochsRun = epoch + 1
             task.module.eval()
             task.trainingOnlyModule?.eval()
             let validation = try task.validate()
@@ -191,14 +208,26 @@ public final class Trainer {
             for (k, v) in task.epochSummary() { line["train_" + k] = v }
             for (k, v) in validation { line["validation_" + k] = v }
             for (k, v) in task.endEpoch() { line[k] = v }
+            if budgetEnded {   // how much of the epoch the budget allowed (the next epoch is not started)
+                line["time_budget_spent"] = true
+                line["train_epoch_fraction"] = Double(batches + nonFinite) / Double(max(loader.batchesPerEpoch, 1))
+            }
             if isBest { (best, bestEpoch, bestValidation) = (score, epoch + 1, line) }
             try run.appendMetrics(line)
             try run.saveCheckpoint(model: task.module, optimizer: optimizer, epoch: epoch, metadata: task.checkpointMetadata, isBest: isBest)
             try task.trainingOnlyModule?.save(to: run.lastTrainingHeads, metadata: ["epoch": String(epoch)])
             log(String(format: "epoch %d: train loss %.4f, validation %@ %.3f%@", epoch + 1, sums["loss", default: .nan] / Double(max(batches, 1)),
                        task.selectionMetric, score, isBest ? " (best so far)" : ""))
+            if budgetEnded {
+                log(String(format: "%@: the time budget of %.0f s is spent, in epoch %d after %d of %d steps", s.label,
+                           s.timeBudgetSeconds ?? 0, epoch + 1, batches + nonFinite, loader.batchesPerEpoch))
+                break
+            }
         }
-        return TrainingReport(epochsRun: s.epochs, bestEpoch: bestEpoch, bestScore: best, validation: bestValidation,
+        return TrainingReport(epochsRun: epochsRun, bestEpoch: bestEpoch, bestScore: best, validation: bestValidation,
                               skipped: loader.report.skipped.count)
     }
 }
+
+/// Thrown out of a batch loop when `TrainerSettings.timeBudgetSeconds` is spent; caught by `fit`.
+private struct TimeBudgetSpent: Error {}

@@ -7,10 +7,12 @@ import Training
 
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Self-supervised masked patch pretraining on unlabelled audio, or (--task contrastive) a CLAP on captioned audio.")
-    @Option(help: "A model with a pretraining objective (earshot models): ssast-{tiny,small,base}-{patch,frame}.") var model = "ssast-tiny-patch"
+    @Option(help: "A model with a pretraining objective (earshot models): ssast-{tiny,small,base}-{patch,frame} or ssamba-{tiny,small,base}-{patch,frame}.") var model = "ssast-tiny-patch"
     @Option(help: "A manifest or dataset folder; repeat to pretrain on several (labels are never used).") var data: [String]
     @Option(help: "Run folder.") var out: String
-    @Option var epochs = 10
+    @Option(help: "Epochs (the most, with --time-budget).") var epochs = 10
+    @Option(name: .customLong("time-budget"), help: "Stop after this many minutes of training (summed over a resumed run; the epoch it ends in is validated and kept): the same budget for models whose epochs cost different times.")
+    var timeBudget: Double?
     @Option(name: .customLong("batch-size")) var batchSize = 8
     @Option var lr: Float = 1e-4
     @Option(name: .customLong("target-length"), help: "Frames per clip (10 ms each).") var targetLength = 1024
@@ -38,6 +40,7 @@ struct Pretrain: ParsableCommand {
         (c.model, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =
             (model, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, mean, std)
         (c.cropFrames, c.generativeWeight, c.nceTemperature) = (cropFrames, generativeWeight, nceTemperature)
+        c.timeBudgetMinutes = timeBudget
         let sets = try data.map { try Dataset.load(URL(fileURLWithPath: $0)) }
         // Clips marked test/validation stay out of training and score the pretext task (see heldOutSplit).
         let all = Dataset(records: sets.flatMap(\.records), layout: sets.map(\.layout).joined(separator: " + "))

@@ -64,6 +64,46 @@ final class ConvDNNLTests: XCTestCase {
         assertClose(try x.conv2dReLUInference(weight: w1, bias: b1, p1), try GradMode.noGrad { try x.conv2d(weight: w1, bias: b1, p1).relu() })
     }
 
+    /// With `.winograd`, 3x3 stride-1 stages of 16 channels or more run as Winograd (oneDNN's F(4x4, 3x3)
+    /// or, on small shapes, F(2x2, 3x3)) where the CPU has it (AVX-512); the result is the direct chain's to
+    /// fp32 rounding (Winograd's transforms add a little: the bound is relative to the output's scale),
+    /// and the stages it does not take (one channel, 5x5) stay direct in the same chain, with the layout
+    /// reorders between them.
+    func testWinogradChainMatchesTheDirectOne() throws {
+        try XCTSkipIf(ProcessInfo.processInfo.environment["EARSHOT_CONV"] == "im2col", "oneDNN turned off by EARSHOT_CONV")
+        let x = rnd([2, 1, 40, 24], seed: 70)
+        let p1 = Conv2dGeometry(padding: (1, 1)), p2 = Conv2dGeometry(padding: (2, 2))
+        let w = [rnd([16, 1, 3, 3], seed: 71), rnd([32, 16, 3, 3], seed: 72), rnd([32, 32, 3, 3], seed: 73), rnd([16, 32, 5, 5], seed: 74)]
+        let b = (0..<4).map { rnd([w[$0].shape[0]], seed: UInt64(80 + $0)) }
+        let stages: [ConvChainStage] = [.convReLU(weight: w[0], bias: b[0], geometry: p1), .convReLU(weight: w[1], bias: b[1], geometry: p1),
+                                        .avgPool(2), .convReLU(weight: w[2], bias: b[2], geometry: p1), .convReLU(weight: w[3], bias: b[3], geometry: p2)]
+        let direct = try x.convChainInference(stages, algorithm: .direct)
+        let automatic = try x.convChainInference(stages, algorithm: .winograd)
+        let scale = direct.toArray().map(abs).max() ?? 1
+        let worst = zip(direct.toArray(), automatic.toArray()).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThan(worst, 1e-5 * scale, "Winograd against direct, relative to the output's largest value \(scale)")
+        guard CPUFeatures.host.hasAVX512 else { return }   // oneDNN 2.6's Winograd is AVX-512 only
+        let shapes: [DNNLConvChain.StageShape] = try {
+            var out: [DNNLConvChain.StageShape] = [], shape = x.shape
+            for stage in stages {
+                switch stage {
+                case .convReLU(let weight, _, let g):
+                    let s = try Tensor.empty(shape).convShape(weight: weight, bias: nil, g)
+                    out.append(.init(conv: s, pool: 1, inShape: shape, outShape: [s.n, s.o, s.oh, s.ow], bias: true))
+                    shape = [s.n, s.o, s.oh, s.ow]
+                case .avgPool(let k):
+                    let next = [shape[0], shape[1], shape[2] / k, shape[3] / k]
+                    out.append(.init(conv: nil, pool: k, inShape: shape, outShape: next, bias: false)); shape = next
+                default: break
+                }
+            }
+            return out
+        }()
+        let used = try XCTUnwrap(DNNLConvChain.chain(shapes, algorithm: .winograd)).convImplementations
+        XCTAssertEqual(used.map { $0.contains("wino") }, [false, true, true, false], "\(used)")   // 1 channel and 5x5 stay direct
+        XCTAssertFalse(try XCTUnwrap(DNNLConvChain.chain(shapes, algorithm: .direct)).convImplementations.contains { $0.contains("wino") })
+    }
+
     func testChainNamesBadShapes() throws {
         let x = rnd([1, 2, 4, 4], seed: 60)
         XCTAssertThrowsError(try x.convChainInference([.convReLU(weight: rnd([3, 5, 3, 3], seed: 61), bias: nil, geometry: .init())])) {

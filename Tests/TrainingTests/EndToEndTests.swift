@@ -268,6 +268,43 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(try String(contentsOf: split.metricsURL, encoding: .utf8).split(separator: "\n").count, 1)
     }
 
+    /// A time budget ends the run inside the epoch where it is spent (that partial epoch validated and
+    /// kept, the next not started); a resumed run counts the time already spent and may get a new budget.
+    func testPretrainingStopsWhenItsTimeBudgetIsSpent() throws {
+        let (dir, data) = try makeData()
+        var pre = PretrainConfig()
+        (pre.depth, pre.inputTdim, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps) = (1, 64, 8, 4, 6, 5e-4, 1)
+        pre.timeBudgetMinutes = 1e-9   // spent by the first step
+        let run = try RunDirectory(dir.appendingPathComponent("budget"))
+        var lines: [String] = []
+        let first = try pretrain(pre, data: data, run: run) { lines.append($0) }
+        XCTAssertEqual(first.epochs, 1)
+        let history = run.metricsHistory(throughEpoch: 99)
+        XCTAssertEqual(history.count, 1)
+        XCTAssertEqual(history[0]["time_budget_spent"] as? Bool, true)
+        XCTAssertEqual(history[0]["train_epoch_fraction"] as! Double, 1.0 / 3, accuracy: 1e-9, "one of the 18 training clips' 3 batches")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.best.path))
+        XCTAssertTrue(lines.contains { $0.contains("time budget") && $0.contains("after 1 of 3 steps") }, "\(lines)")
+        // Resumed with the budget already spent: nothing more is trained.
+        lines = []
+        let again = try pretrain(pre, data: data, run: run, resume: true) { lines.append($0) }
+        XCTAssertEqual(again.epochs, 1)
+        XCTAssertEqual(run.metricsHistory(throughEpoch: 99).count, 1)
+        XCTAssertTrue(lines.contains { $0.contains("is spent") }, "\(lines)")
+        // A new, larger budget on resume: the remaining epochs run whole.
+        pre.timeBudgetMinutes = 60
+        pre.epochs = 3
+        let more = try pretrain(pre, data: data, run: run, resume: true, log: { _ in })
+        XCTAssertEqual(more.epochs, 3)
+        let after = run.metricsHistory(throughEpoch: 99)
+        XCTAssertEqual(after.count, 3)
+        XCTAssertNil(after[2]["time_budget_spent"])
+        pre.timeBudgetMinutes = -1
+        XCTAssertThrowsError(try pretrain(pre, data: data, run: try RunDirectory(dir.appendingPathComponent("bad")), log: { _ in })) {
+            XCTAssertTrue("\($0)".contains("--time-budget"), "\($0)")
+        }
+    }
+
     /// A class that only the test split has ("aaa", sorting first) must not shift the training labels'
     /// ids; and `shotsPerClass` trains on that many clips per class (recorded in the metrics log).
     func testClassesMissingFromTrainingAndFewShot() throws {
