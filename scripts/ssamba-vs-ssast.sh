@@ -47,20 +47,25 @@ if [ -n "${SSAST_INIT:-}" ]; then ssast_init=$SSAST_INIT; else
 fi
 ssamba_init=$out/pretrain-ssamba
 
-probe() {  # probe <encoder> <file>: the pretraining recipe's quick probe tasks (scripts/pretrain.sh QUICK=1)
-    [ -s "$2" ] && return 0
-    { "$earshot" probe --model "$1" --data "$shared/fsdd" --data "$corpus/tasks/esc10-fold1" --data "$corpus/tasks/drums" --json
-      "$earshot" probe --model "$1" --data "$shared/fsdd" --label-field speaker --json; } > "$2.tmp"
-    mv "$2.tmp" "$2"
+probe() {  # probe <encoder> <file> [args]: the pretraining recipe's quick probe tasks (scripts/pretrain.sh QUICK=1)
+    local m=$1 file=$2; shift 2
+    [ -s "$file" ] && return 0
+    { "$earshot" probe --model "$m" "$@" --data "$shared/fsdd" --data "$corpus/tasks/esc10-fold1" --data "$corpus/tasks/drums" --json
+      "$earshot" probe --model "$m" "$@" --data "$shared/fsdd" --label-field speaker --json; } > "$file.tmp"
+    mv "$file.tmp" "$file"
 }
 probe "$ssamba_init" "$out/probe-ssamba.jsonl"
 probe "$ssast_init" "$out/probe-ssast.jsonl"
+probe random:ssamba-tiny-frame "$out/probe-random-ssamba.jsonl" --frames 128   # the untrained control
 
 for arch in ssamba ssast; do
     init=$ssamba_init; [ $arch = ssast ] && init=$ssast_init
     stage "$out/fsdd-digits-$arch" finetune --model $arch-tiny-frame --init-from "$init" --data "$shared/fsdd" \
         --epochs 14 --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
 done
+# The control: SSAMBA-tiny from scratch on FSDD digits (SSAST-tiny's from-scratch rows: scripts/results.sh).
+stage "$out/fsdd-digits-ssamba-scratch" finetune --model ssamba-tiny-frame --data "$shared/fsdd" \
+    --epochs 14 --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
 for arch in ssamba ssast; do
     init=$ssamba_init; [ $arch = ssast ] && init=$ssast_init
     stage "$out/esc10-$arch" finetune --model $arch-tiny-frame --init-from "$init" --data "$shared/esc10" --test 1 \
