@@ -16,11 +16,8 @@ cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared/data}
 setting=${SETTING:-fsdd200}
 out=${OUT:-runs/p2c}
-if [ -n "${EARSHOT:-}" ]; then earshot=$EARSHOT; else   # EARSHOT: a binary to use instead of building one
-    flags=$(bash scripts/build-flags.sh)
-    swift build $flags --product earshot >/dev/null
-    earshot="$(swift build $flags --show-bin-path)/earshot"
-fi
+source scripts/lib.sh
+earshot=$(earshot_binary)   # EARSHOT: a binary to use instead of building one
 mkdir -p "$out"
 
 summary() {  # summary <arm>...: mean ± population std over the seeds' test lines, one table row per arm

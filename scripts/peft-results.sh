@@ -66,23 +66,17 @@ fi
 [ -f "$start/best.safetensors" ] || [ -f "$start/last.safetensors" ] || { echo "no pretrained encoder at $start: run scripts/results.sh first (or set START)"; exit 1; }
 swift build $flags --product earshot >/dev/null
 mkdir -p "$out"
-run() {  # run <folder> <command...>: skip a finished stage, resume an interrupted one
-    local dir=$1; shift
-    if [ -f "$dir/done" ]; then echo "== $dir: done"; return; fi
-    echo "== $dir"
-    "$earshot" "$@" --out "$dir" $( [ -d "$dir" ] && echo --resume ) 2>&1 | tr '\r' '\n' | grep -v "elapsed" | tee "$dir.log"
-    touch "$dir/done"
-}
+source scripts/lib.sh   # stage
 
 for entry in "${methods[@]}"; do
     name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
-    run "$out/fsdd-$name" finetune --model ssast-tiny-frame --init-from "$start" "${opts[@]}" --data "$shared/fsdd" \
+    stage "$out/fsdd-$name" finetune --model ssast-tiny-frame --init-from "$start" "${opts[@]}" --data "$shared/fsdd" \
         --label-field label --epochs "$fsdd_epochs" --batch-size 16 --lr "$(lr_for "$name" 5e-4)" --target-length 64 \
         --freqm 12 --timem 8 "${norm[@]}"
 done
 for entry in "${methods[@]}"; do
     name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
-    run "$out/esc10-$name" finetune --model ssast-tiny-frame --init-from "$start" "${opts[@]}" --data "$shared/esc10" \
+    stage "$out/esc10-$name" finetune --model ssast-tiny-frame --init-from "$start" "${opts[@]}" --data "$shared/esc10" \
         --test 1 --epochs "$esc_epochs" --batch-size 16 --lr "$(lr_for "$name" 1e-4)" --target-length 256 \
         --freqm 24 --timem 48 --mixup 0.5 "${norm[@]}"
 done
@@ -91,7 +85,7 @@ for k in 1 5 10; do
     for entry in "${methods[@]}"; do
         name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
         case " ${SHOT_METHODS:-full linear adapter-standard lora} " in *" $name "*) ;; *) continue;; esac
-        run "$out/shots$k-$name-e$shot_epochs" finetune --model ssast-tiny-frame --init-from "$start" "${opts[@]}" --data "$shared/fsdd" \
+        stage "$out/shots$k-$name-e$shot_epochs" finetune --model ssast-tiny-frame --init-from "$start" "${opts[@]}" --data "$shared/fsdd" \
             --label-field label --shots "$k" --repeats 5 --epochs "$shot_epochs" --batch-size "$(( k < 2 ? 8 : 16 ))" \
             --lr "$(lr_for "$name" 5e-4)" --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
     done

@@ -13,30 +13,19 @@ shared=${SHARED:-../shared/data}
 out=${OUT:-runs/results}
 esc_frames=${ESC_FRAMES:-256}   # AST's ESC-50 recipe uses 512 (5 s); 256 halves the cost
 esc_folds=${ESC_FOLDS:-5}       # 5 = the full cross-validation protocol (--cross-validate); 1 = fold 1 only
-if [ -n "${EARSHOT:-}" ]; then earshot=$EARSHOT; else   # EARSHOT: a binary to use instead of building one
-    flags=$(bash scripts/build-flags.sh)
-    swift build $flags --product earshot >/dev/null
-    earshot="$(swift build $flags --show-bin-path)/earshot"
-fi
+source scripts/lib.sh
+earshot=$(earshot_binary)   # EARSHOT: a binary to use instead of building one
 norm=(--mean=-6.8 --std 5.6)    # `earshot dataset stats` on both sets, padded clips included
 mkdir -p "$out"
 
-run() {  # run <folder> <command...>: skip a finished stage, resume an interrupted one
-    local dir=$1; shift
-    if [ -f "$dir/done" ]; then echo "== $dir: done"; return; fi
-    echo "== $dir"
-    "$earshot" "$@" --out "$dir" $( [ -d "$dir" ] && echo --resume ) 2>&1 | tr '\r' '\n' | grep -v "elapsed" | tee "$dir.log"
-    touch "$dir/done"
-}
-
-run "$out/pretrain" pretrain --model ssast-tiny-frame --data "$shared/fsdd" --data "$shared/esc10" \
+stage "$out/pretrain" pretrain --model ssast-tiny-frame --data "$shared/fsdd" --data "$shared/esc10" \
     --epochs 6 --batch-size 16 --lr 1e-4 --target-length 64 --mask-patches 16 "${norm[@]}"
 
 for task in digits speaker; do
     field=label epochs=14; [ $task = speaker ] && field=speaker epochs=8
     for init in scratch pretrained shipped; do
         from=(); [ $init = pretrained ] && from=(--init-from "$out/pretrain"); [ $init = shipped ] && from=(--init-from earshot-ssast-tiny)
-        run "$out/fsdd-$task-$init" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/fsdd" --label-field $field \
+        stage "$out/fsdd-$task-$init" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/fsdd" --label-field $field \
             --epochs $epochs --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
     done
 done
@@ -48,14 +37,14 @@ for init in scratch pretrained shipped; do
     if [ "$esc_folds" = 5 ]; then split=(--cross-validate); else split=(--test 1); fi
     # Mixup 0.5 and a long decay: 60 epochs, x0.92 a epoch from 30 (5-fold 82.0% pretrained and 75.5% from
     # scratch at the best epoch, 78.3 / 71.3% at the last; 71.0% from scratch for 20 epochs decaying from 10).
-    run "$out/esc10-$init" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/esc10" "${split[@]}" \
+    stage "$out/esc10-$init" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/esc10" "${split[@]}" \
         --epochs 60 --batch-size 16 --lr "$lr" --lr-decay-start 30 --lr-decay 0.92 --target-length "$esc_frames" \
         --freqm 24 --timem 48 --mixup 0.5 "${norm[@]}"
 done
 # The 16-epoch pretraining: the 6-epoch run continued (its schedule does not depend on the total).
 [ "${MAIN_ONLY:-0}" = 1 ] && { echo "main table's runs under $out"; exit 0; }
 if [ ! -d "$out/pretrain16" ]; then cp -r "$out/pretrain" "$out/pretrain16"; rm -f "$out/pretrain16/done"; fi
-run "$out/pretrain16" pretrain --model ssast-tiny-frame --data "$shared/fsdd" --data "$shared/esc10" \
+stage "$out/pretrain16" pretrain --model ssast-tiny-frame --data "$shared/fsdd" --data "$shared/esc10" \
     --epochs 16 --batch-size 16 --lr 1e-4 --target-length 64 --mask-patches 16 "${norm[@]}"
 
 # FSDD over three seeds (speakers at lr 1e-4, digits at 5e-4) for every start, and ESC-10's five folds with the
@@ -63,25 +52,25 @@ run "$out/pretrain16" pretrain --model ssast-tiny-frame --data "$shared/fsdd" --
 for seed in ${SEEDS-0 1 2}; do
     for init in scratch pretrain pretrain16; do
         from=(); [ $init != scratch ] && from=(--init-from "$out/$init")
-        run "$out/seeds-speaker-$init-s$seed" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/fsdd" \
+        stage "$out/seeds-speaker-$init-s$seed" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/fsdd" \
             --label-field speaker --seed "$seed" --epochs 8 --batch-size 16 --lr 1e-4 --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
         # Seed 0's digits runs from scratch and from the 6-epoch pretraining are the main table's.
         [ "$seed" = 0 ] && [ $init != pretrain16 ] && continue
-        run "$out/seeds-digits-$init-s$seed" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/fsdd" \
+        stage "$out/seeds-digits-$init-s$seed" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/fsdd" \
             --label-field label --seed "$seed" --epochs 14 --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
     done
 done
 if [ "$esc_folds" = 5 ]; then split=(--cross-validate); else split=(--test 1); fi
-run "$out/esc10-pretrain16" finetune --model ssast-tiny-frame --init-from "$out/pretrain16" --data "$shared/esc10" "${split[@]}" \
+stage "$out/esc10-pretrain16" finetune --model ssast-tiny-frame --init-from "$out/pretrain16" --data "$shared/esc10" "${split[@]}" \
     --epochs 60 --batch-size 16 --lr 1e-4 --lr-decay-start 30 --lr-decay 0.92 --target-length "$esc_frames" \
     --freqm 24 --timem 48 --mixup 0.5 "${norm[@]}"
 
 # The 32-epoch pretraining: the 16-epoch run continued (few-shot at lr 1e-4 below, and ESC-10 folds 1-2).
 if [ ! -d "$out/pretrain32" ]; then cp -r "$out/pretrain16" "$out/pretrain32"; rm -f "$out/pretrain32/done"; fi
-run "$out/pretrain32" pretrain --model ssast-tiny-frame --data "$shared/fsdd" --data "$shared/esc10" \
+stage "$out/pretrain32" pretrain --model ssast-tiny-frame --data "$shared/fsdd" --data "$shared/esc10" \
     --epochs 32 --batch-size 16 --lr 1e-4 --target-length 64 --mask-patches 16 "${norm[@]}"
 for fold in 1 2; do
-    run "$out/esc10-pretrain32-fold$fold" finetune --model ssast-tiny-frame --init-from "$out/pretrain32" --data "$shared/esc10" \
+    stage "$out/esc10-pretrain32-fold$fold" finetune --model ssast-tiny-frame --init-from "$out/pretrain32" --data "$shared/esc10" \
         --test $fold --epochs 60 --batch-size 16 --lr 1e-4 --lr-decay-start 30 --lr-decay 0.92 --target-length "$esc_frames" \
         --freqm 24 --timem 48 --mixup 0.5 "${norm[@]}"
 done
@@ -94,7 +83,7 @@ for task in label speaker; do
             for init in scratch pretrain pretrain16 pretrain32; do
                 [ $init = pretrain32 ] && [ $lr != 1e-4 ] && continue   # the 32-epoch one at lr 1e-4 only
                 from=(); [ $init != scratch ] && from=(--init-from "$out/$init")
-                run "$out/few-$task-$init-lr$lr-s$seed" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/fsdd" \
+                stage "$out/few-$task-$init-lr$lr-s$seed" finetune --model ssast-tiny-frame "${from[@]}" --data "$shared/fsdd" \
                     --label-field $task --shots 10 --seed "$seed" --epochs 60 --batch-size 16 --lr $lr --lr-decay-start 30 \
                     --lr-decay 0.92 --target-length 64 --freqm 12 --timem 8 "${norm[@]}"
             done

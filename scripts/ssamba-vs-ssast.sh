@@ -7,7 +7,7 @@
 #
 #   bash scripts/corpus.sh                                  # once: the corpus
 #   OUT=runs/ssamba-vs-ssast bash scripts/ssamba-vs-ssast.sh
-#   BUDGET=26.5                 # minutes of pretraining for each model (run on a quiet machine: it is wall time)
+#   BUDGET=26.6                 # minutes of pretraining for each model (run on a quiet machine: it is wall time)
 #   SSAST_INIT=<checkpoint>     # reuse an SSAST pretraining of that budget instead of running one
 #   EARSHOT=<binary>            # a built earshot (default: build one)
 # Every stage resumes after a kill and is skipped once done, so re-running picks up where it stopped.
@@ -17,23 +17,12 @@ cd "$repo"
 corpus=${EARSHOT_CORPUS:-$HOME/.cache/earshot-corpus}
 shared=$(cd "${EARSHOT_SHARED_DATA:-$repo/../shared/data}" && pwd)
 out=${OUT:-runs/ssamba-vs-ssast}
-budget=${BUDGET:-26.5}
-if [ -n "${EARSHOT:-}" ]; then earshot=$EARSHOT; else
-    flags=$(bash scripts/build-flags.sh)
-    swift build $flags --product earshot >/dev/null
-    earshot="$(swift build $flags --show-bin-path)/earshot"
-fi
+budget=${BUDGET:-26.6}
+source scripts/lib.sh   # earshot_binary, stage
+earshot=$(earshot_binary)
 [ -f "$corpus/pretrain/metadata.csv" ] || { echo "ssamba-vs-ssast.sh: no corpus at $corpus (bash scripts/corpus.sh)" >&2; exit 1; }
 norm=(--mean=-6.8 --std 5.6)   # the FSDD + ESC-10 statistics every recipe here uses
 mkdir -p "$out"
-
-stage() {  # stage <folder> <command...>: skip a finished stage, resume an interrupted one
-    local dir=$1; shift
-    if [ -f "$dir/done" ]; then echo "== $dir: done"; return; fi
-    echo "== $dir"
-    "$earshot" "$@" --out "$dir" $( [ -d "$dir" ] && echo --resume ) 2>&1 | tr '\r' '\n' | grep -v "elapsed" | tee "$dir.log"
-    touch "$dir/done"
-}
 
 # The corpus recipe (scripts/pretrain.sh): 512-frame clips, random 128-frame windows, half the 64 frame
 # tokens masked, batch 16, lr 1e-4; --epochs is only a cap, the budget ends the run.

@@ -14,11 +14,6 @@ public enum ConvChainStage {
     case avgPool(Int)
 }
 
-/// A chain of convolutions (ReLU fused) and average poolings run by oneDNN in its blocked layout from the
-/// first stage to the last: the NCHW input is reordered once on the way in and the result once on the
-/// way out, instead of around every convolution (ENGINE-NOTES: the reorders cost 25-40% of a blocked
-/// convolution). Intermediates are malloc'd and freed as soon as the next stage has read them, so peak
-/// memory is two feature maps, not the whole chain's.
 /// The convolution algorithm a chain's stages use.
 public enum ConvChainAlgorithm: Sendable {
     /// Direct convolution, unless `EARSHOT_CONV_WINOGRAD=on` makes it `.winograd`.

@@ -138,9 +138,11 @@ public final class Trainer {
         let scoreKey = "validation_" + task.selectionMetric
         var best = -Double.infinity, bestEpoch = 0, bestValidation: [String: Any] = [:]
         var plateau = s.plateau, lrScale: Float = 1
+        var spent = 0.0   // training seconds so far, against `timeBudgetSeconds`
         // A resumed run replays its validation history: the best score (so a worse epoch cannot
-        // overwrite best.safetensors) and the plateau schedule's state.
+        // overwrite best.safetensors), the plateau schedule's state and the training time spent.
         for line in run.metricsHistory(throughEpoch: firstEpoch) {
+            spent += line["train_seconds"] as? Double ?? 0
             guard let score = line[scoreKey] as? Double else { continue }
             if score > best { (best, bestEpoch, bestValidation) = (score, line["epoch"] as? Int ?? 0, line) }
             if plateau != nil { lrScale = plateau!.observe(Float(score), base: 1) }
@@ -150,7 +152,6 @@ public final class Trainer {
         }
         let warmup = WarmupSchedule(warmupSteps: s.warmupSteps, startFactor: s.warmupStart)
         var step = firstEpoch * loader.batchesPerEpoch
-        var spent = run.metricsHistory(throughEpoch: firstEpoch).reduce(0) { $0 + ($1["train_seconds"] as? Double ?? 0) }
         var epochsRun = firstEpoch
         for epoch in firstEpoch..<s.epochs {
             if let budget = s.timeBudgetSeconds, spent >= budget {
@@ -167,20 +168,20 @@ public final class Trainer {
             let started = Date()
             var budgetEnded = false
             do {
-            try loader.forEachBatch(epoch: epoch) { batch in
-                optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
-                step += 1
-                optimizer.zeroGrad()
-                let (value, metrics) = try task.accumulateGradients(TrainingBatch(batch), generator: &generator)
-                // NaN guard: a non-finite loss skips its step instead of poisoning the weights.
-                guard value.isFinite else { nonFinite += 1; return }
-                try optimizer.step()
-                batches += 1
-                sums["loss", default: 0] += Double(value)
-                for (k, v) in metrics { sums[k, default: 0] += v }
-                progress.update(batches + nonFinite, String(format: "loss %.4f", sums["loss"]! / Double(batches)))
-                if let budget = s.timeBudgetSeconds, spent + Date().timeIntervalSince(started) >= budget { throw TimeBudgetSpent() }
-            }
+                try loader.forEachBatch(epoch: epoch) { batch in
+                    optimizer.setLearningRate(warmup.lr(step: step, base: epochLR))
+                    step += 1
+                    optimizer.zeroGrad()
+                    let (value, metrics) = try task.accumulateGradients(TrainingBatch(batch), generator: &generator)
+                    // NaN guard: a non-finite loss skips its step instead of poisoning the weights.
+                    guard value.isFinite else { nonFinite += 1; return }
+                    try optimizer.step()
+                    batches += 1
+                    sums["loss", default: 0] += Double(value)
+                    for (k, v) in metrics { sums[k, default: 0] += v }
+                    progress.update(batches + nonFinite, String(format: "loss %.4f", sums["loss"]! / Double(batches)))
+                    if let budget = s.timeBudgetSeconds, spent + Date().timeIntervalSince(started) >= budget { throw TimeBudgetSpent() }
+                }
             } catch is TimeBudgetSpent { budgetEnded = true }
             if nonFinite > 0 {
                 guard batches > 0 else {

@@ -78,9 +78,9 @@ final class ConvDNNLTests: XCTestCase {
         let stages: [ConvChainStage] = [.convReLU(weight: w[0], bias: b[0], geometry: p1), .convReLU(weight: w[1], bias: b[1], geometry: p1),
                                         .avgPool(2), .convReLU(weight: w[2], bias: b[2], geometry: p1), .convReLU(weight: w[3], bias: b[3], geometry: p2)]
         let direct = try x.convChainInference(stages, algorithm: .direct)
-        let automatic = try x.convChainInference(stages, algorithm: .winograd)
+        let winograd = try x.convChainInference(stages, algorithm: .winograd)
         let scale = direct.toArray().map(abs).max() ?? 1
-        let worst = zip(direct.toArray(), automatic.toArray()).map { abs($0 - $1) }.max() ?? .infinity
+        let worst = zip(direct.toArray(), winograd.toArray()).map { abs($0 - $1) }.max() ?? .infinity
         XCTAssertLessThan(worst, 1e-5 * scale, "Winograd against direct, relative to the output's largest value \(scale)")
         guard CPUFeatures.host.hasAVX512 else { return }   // oneDNN 2.6's Winograd is AVX-512 only
         let shapes: [DNNLConvChain.StageShape] = try {
