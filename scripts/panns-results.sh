@@ -5,6 +5,7 @@
 # Runs are short on purpose (a 2-core host shared with other sessions): few epochs, 1 s inputs and 40 training
 # clips per class (FSDD; the official test split whole), 1.28 s random crops of ESC-10's 5 s clips. Finished runs (a `done` marker) are skipped.
 #   OUT=runs/panns bash scripts/panns-results.sh [fsdd|esc10|table]   (no argument: both, one after the other)
+# MODEL=cnn10 trains Cnn10 instead of Cnn6; ESC_FOLDS="1 2 3 4 5" runs every ESC-10 fold as the test fold in turn.
 # EARSHOT names the binary (default: a copy of the release build under $OUT/bin, so rebuilds leave runs alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ out=${OUT:-runs/panns}
 model=${MODEL:-cnn6}
 fsdd_epochs=${FSDD_EPOCHS:-4}
 esc_epochs=${ESC_EPOCHS:-5}
+esc_folds=${ESC_FOLDS:-1}      # ESC-10 test folds, one run each ("1 2 3 4 5" for the whole protocol)
 fsdd_shots=${FSDD_SHOTS-40}    # training clips per class drawn from FSDD's training split (all: FSDD_SHOTS=, set and empty)
 mkdir -p "$out/bin"
 if [ -z "${EARSHOT:-}" ]; then
@@ -54,6 +56,8 @@ if [ "$stage" = fsdd ] || [ "$stage" = all ]; then
         --target-length 100 ${fsdd_shots:+--shots "$fsdd_shots"}
 fi
 if [ "$stage" = esc10 ] || [ "$stage" = all ]; then
-    run "$out/esc10-fold1" "$esc_epochs" "1.28 s crops of 5 s" --data "$shared/esc10" --test 1 --batch-size 16 --lr 1e-3 \
-        --target-length 501 --crop-frames 128
+    for fold in $esc_folds; do
+        run "$out/esc10-fold$fold" "$esc_epochs" "1.28 s crops of 5 s" --data "$shared/esc10" --test "$fold" --batch-size 16 \
+            --lr 1e-3 --target-length 501 --crop-frames 128
+    done
 fi

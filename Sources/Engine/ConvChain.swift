@@ -3,12 +3,13 @@ import Foundation
 
 /// One step of an inference chain of convolutions (`Tensor.convChainInference`).
 public enum ConvChainStage {
-    /// ReLU(conv2d(x, weight) + bias) (a batch norm may be folded into weight and bias).
+    /// ReLU(conv2d(x, weight) + bias).
     case convReLU(weight: Tensor, bias: Tensor?, geometry: Conv2dGeometry)
-    /// The same with the weight ([O, C, kh, kw]) and bias made only when the stage runs and dropped after:
-    /// a batch norm folded into each convolution then holds one layer's folded copy at a time, not the
-    /// whole network's.
-    case lazyConvReLU(weightShape: [Int], bias: Bool, geometry: Conv2dGeometry, parameters: () throws -> (weight: Tensor, bias: Tensor?))
+    /// ReLU(conv2d(x, scale ⊙ weight) + bias), `scale` [O] multiplying each output channel's filter: a batch
+    /// norm folded into the convolution (`BatchNorm.foldingScale(into:)`) without a folded copy of the
+    /// weight, since the chain applies the scale as oneDNN reorders the weight into its layout (Cnn14's
+    /// last layer: 151 MB less at the peak, and no single-threaded pass over 80 M weights per call).
+    case scaledConvReLU(weight: Tensor, scale: Tensor, bias: Tensor?, geometry: Conv2dGeometry)
     /// Average pooling over k x k windows with stride k (PyTorch's `avg_pool2d(x, k)`; a trailing row or
     /// column that does not fill a window is dropped).
     case avgPool(Int)
@@ -16,12 +17,12 @@ public enum ConvChainStage {
 
 /// The convolution algorithm a chain's stages use.
 public enum ConvChainAlgorithm: Sendable {
-    /// Direct convolution, unless `EARSHOT_CONV_WINOGRAD=on` makes it `.winograd`.
+    /// `.winograd`, unless `EARSHOT_CONV_WINOGRAD=off` makes it `.direct`.
     case automatic
     /// Direct convolution everywhere (what PyTorch's oneDNN path runs).
     case direct
     /// Winograd F(4x4, 3x3) for the 3x3 stride-1 convolutions it pays on (`DNNLConvChain`), direct elsewhere:
-    /// faster, with more memory.
+    /// Cnn14 1.3x faster than `.direct`, keeping 75 MB of transformed weights (docs/PANNS.md).
     case winograd
 }
 
@@ -32,18 +33,23 @@ public enum ConvChainAlgorithm: Sendable {
 /// memory is two feature maps, not the whole chain's.
 ///
 /// With `.winograd`, 3x3 stride-1 convolutions of at least 16 channels whose transformed weights take at
-/// most 16 MB run as oneDNN's `jit_wino_4x3` (F(4x4, 3x3): 36 multiplies per 4x4 output tile instead of
-/// 144; AVX-512 only, elsewhere they stay direct). Measured on Zen 4 (docs/PANNS.md): 1.8-2.3x faster per
-/// Cnn14 layer of 64-256 channels; but the weights are transformed on every call by a slow reorder (64 ms
-/// for 512x512, more than the convolution), which is why larger layers stay direct, and oneDNN keeps a
-/// scratchpad for the transformed tiles resident (357 MB for Cnn14's first block at batch 8 x 10 s), which
-/// is why it is not the default. Fewer than 16 channels stay direct (oneDNN pads them to 16: Cnn14's
-/// one-channel first convolution took 89 ms as Winograd, 37 ms direct). Where a stage wants another
-/// activation layout than the previous one wrote (Winograd's nChw16c after brgconv's channels-last), a
-/// reorder step sits between them.
+/// most `winogradWeightLimit` run as oneDNN's `jit_wino_4x3` (F(4x4, 3x3): 36 multiplies per 4x4 output
+/// tile instead of 144; AVX-512 only, elsewhere they stay direct). Measured on Zen 4 (docs/PANNS.md), one
+/// Cnn14 layer of 64-512 channels at a time: 2.5-2.9x faster than direct. Two costs come with it, and
+/// each is bounded here:
+/// - the weight transform (`wino_reorder`) is slower than the convolution (64 ms for 512x512 against
+///   54 ms), so the transformed weights are kept between calls (`WinogradWeights`: transformed again only
+///   when the weights' content changes), which is why the limit is per layer (36 MB for 512x512; the
+///   1024-channel layers would keep 144 MB and stay direct);
+/// - oneDNN's scratchpad holds a whole layer's transformed tiles (289 MB for Cnn14's 128x128 layer at
+///   batch 8 x 10 s, and oneDNN keeps it), so a layer runs on slices of the batch small enough that its
+///   scratchpad stays under `winogradScratchpadLimit` (one clip at a time there: 43 MB, as fast).
+/// Fewer than 16 channels stay direct (oneDNN pads them to 16: Cnn14's one-channel first convolution took
+/// 89 ms as Winograd, 37 ms direct). Where a stage wants another activation layout than the previous one
+/// wrote (Winograd's nChw16c after brgconv's channels-last), a reorder step sits between them.
 final class DNNLConvChain: @unchecked Sendable {
     private enum Step {
-        case conv(DNNLPrimitive, weights: DNNLStaging, bias: dnnl_memory_desc_t?, stage: Int)
+        case conv(ConvStep)
         case pool(DNNLPrimitive)
         case reorder(DNNLPrimitive)
     }
@@ -54,19 +60,34 @@ final class DNNLConvChain: @unchecked Sendable {
     let outputShape: [Int]
     /// The implementation of each convolution stage, in order (`brgconv:avx512_core`, `jit_wino_4x3:avx512_core`).
     let convImplementations: [String]
-    /// The most bytes of transformed weights a Winograd stage may stage on every call.
-    static let winogradWeightLimit = 16 << 20
+    /// How many slices of the batch each convolution stage runs on (1: the whole batch at once).
+    let convChunks: [Int]
+    /// The most bytes of transformed weights a Winograd stage may keep.
+    static let winogradWeightLimit = 40 << 20
+    /// The most bytes of scratchpad a Winograd stage may ask for (it runs on smaller slices of the batch until
+    /// it fits, or one clip at a time).
+    nonisolated(unsafe) static var winogradScratchpadLimit = 64 << 20
 
-    /// A stage's shapes: a convolution (with or without bias) or a k x k pooling, input and output [N, C, H, W].
+    /// A stage's shapes: a convolution (with or without bias, its weight scaled per output channel or
+    /// not) or a k x k pooling, input and output [N, C, H, W].
     struct StageShape {
         let conv: ConvShape?, pool: Int, inShape: [Int], outShape: [Int], bias: Bool
-        var key: String { conv.map { "\($0.key) b\(bias)" } ?? "pool\(pool) \(inShape)" }
+        var scaled = false
+        var key: String { conv.map { "\($0.key) b\(bias) s\(scaled)" } ?? "pool\(pool) \(inShape)" }
     }
 
-    /// A forward-inference convolution with ReLU post-op, its source layout left to oneDNN.
-    private static func convolution(_ stage: StageShape, _ s: ConvShape, algorithm: dnnl_alg_kind_t) -> DNNLPrimitive? {
+    /// One convolution stage's weights and bias as the caller holds them.
+    struct StageWeights {
+        let weight: Tensor, scale: Tensor?, bias: Tensor?
+    }
+
+    /// A forward-inference convolution with ReLU post-op over `batch` clips, its layouts left to oneDNN;
+    /// with `userScratchpad` only to ask how much scratchpad it needs.
+    private static func convolutionDesc(_ stage: StageShape, _ s: ConvShape, algorithm: dnnl_alg_kind_t, batch: Int,
+                                        userScratchpad: Bool = false) -> dnnl_primitive_desc_t? {
         guard let ctx = DNNL.context, let p = DNNLConvPlan.spatial(s) else { return nil }
-        var src = DNNL.desc(stage.inShape, dnnl_format_tag_any), dst = DNNL.desc(stage.outShape, dnnl_format_tag_any)
+        func batched(_ shape: [Int]) -> [Int] { [batch] + shape.dropFirst() }
+        var src = DNNL.desc(batched(stage.inShape), dnnl_format_tag_any), dst = DNNL.desc(batched(stage.outShape), dnnl_format_tag_any)
         var w = DNNL.desc([s.o, s.c, s.kh, s.kw], dnnl_format_tag_any)
         var b = stage.bias ? DNNL.desc([s.o], dnnl_x) : dnnl_memory_desc_t()
         var d = dnnl_convolution_desc_t(), pd: dnnl_primitive_desc_t?
@@ -76,37 +97,53 @@ final class DNNLConvChain: @unchecked Sendable {
         guard dnnl_primitive_attr_create(&attr) == dnnl_success, dnnl_post_ops_create(&postOps) == dnnl_success else { return nil }
         _ = dnnl_post_ops_append_eltwise(postOps, 1, dnnl_eltwise_relu, 0, 0)
         _ = dnnl_primitive_attr_set_post_ops(attr, postOps)
+        if userScratchpad { _ = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) }
         dnnl_post_ops_destroy(postOps)
         defer { dnnl_primitive_attr_destroy(attr) }
         guard dnnl_primitive_desc_create(&pd, &d, attr, ctx.engine, nil) == dnnl_success else { return nil }
-        return DNNLPrimitive(pd)
+        return pd
+    }
+
+    /// The stage as Winograd, on the largest slice of the batch (a divisor of it) whose scratchpad fits
+    /// `winogradScratchpadLimit`; nil where oneDNN has no Winograd for it or its weights would not fit.
+    private static func winograd(_ stage: StageShape, _ s: ConvShape) -> (DNNLPrimitive, chunk: Int)? {
+        let n = stage.inShape[0]
+        for chunk in stride(from: n, through: 1, by: -1) where n % chunk == 0 {
+            guard let probe = convolutionDesc(stage, s, algorithm: dnnl_convolution_winograd, batch: chunk, userScratchpad: true) else { return nil }
+            let scratchpad = DNNL.bytes(dnnl_primitive_desc_query_md(probe, dnnl_query_scratchpad_md, 0).pointee)
+            dnnl_primitive_desc_destroy(probe)
+            guard scratchpad <= winogradScratchpadLimit || chunk == 1 else { continue }
+            guard let prim = DNNLPrimitive(convolutionDesc(stage, s, algorithm: dnnl_convolution_winograd, batch: chunk)),
+                  DNNL.bytes(prim.desc(dnnl_query_weights_md)) <= winogradWeightLimit else { return nil }
+            return (prim, chunk)
+        }
+        return nil
     }
 
     private init?(_ stages: [StageShape], algorithm: ConvChainAlgorithm) {
         guard let ctx = DNNL.context, let first = stages.first, let last = stages.last else { return nil }
         let winograd = algorithm == .winograd || (algorithm == .automatic && DNNL.winogradByDefault)
-        var steps: [Step] = [], layouts: [dnnl_memory_desc_t] = [], implementations: [String] = []
+        var steps: [Step] = [], layouts: [dnnl_memory_desc_t] = [], implementations: [String] = [], chunks: [Int] = []
         var current: dnnl_memory_desc_t? = nil        // the previous step's chosen output layout
         for (index, stage) in stages.enumerated() {
             if let s = stage.conv {
-                var prim: DNNLPrimitive? = nil
-                if winograd, s.kh == 3, s.kw == 3, s.g.stride == (1, 1), s.g.dilation == (1, 1), s.c >= 16, s.o >= 16,
-                   let wino = Self.convolution(stage, s, algorithm: dnnl_convolution_winograd),
-                   DNNL.bytes(wino.desc(dnnl_query_weights_md)) <= Self.winogradWeightLimit {
-                    prim = wino
+                var chosen: (DNNLPrimitive, chunk: Int)? = nil
+                if winograd, s.kh == 3, s.kw == 3, s.g.stride == (1, 1), s.g.dilation == (1, 1), s.c >= 16, s.o >= 16 {
+                    chosen = Self.winograd(stage, s)
                 }
-                guard let prim = prim ?? Self.convolution(stage, s, algorithm: dnnl_convolution_direct) else { return nil }
-                let wanted = prim.desc(dnnl_query_src_md)
-                if let from = current, !DNNL.same(from, wanted) {
-                    guard let move = DNNLPrimitive.reorder(from, wanted) else { return nil }
-                    steps.append(.reorder(move)); layouts.append(wanted)
+                if chosen == nil, let direct = DNNLPrimitive(Self.convolutionDesc(stage, s, algorithm: dnnl_convolution_direct, batch: s.n)) {
+                    chosen = (direct, s.n)
                 }
-                if current == nil { layouts.append(wanted) }
-                let weights = DNNLStaging(plain: DNNL.desc([s.o, s.c, s.kh, s.kw], dnnl_oihw), chosen: prim.desc(dnnl_query_weights_md),
-                                          input: true, output: false)
-                steps.append(.conv(prim, weights: weights, bias: stage.bias ? DNNL.desc([s.o], dnnl_x) : nil, stage: index))
-                implementations.append(prim.implementation)
-                current = prim.desc(dnnl_query_dst_md)
+                guard let (prim, chunk) = chosen else { return nil }
+                guard let step = ConvStep(prim, chunks: s.n / chunk, stage: index, shape: stage) else { return nil }
+                if let from = current, !DNNL.same(from, step.batchSrc) {
+                    guard let move = DNNLPrimitive.reorder(from, step.batchSrc) else { return nil }
+                    steps.append(.reorder(move)); layouts.append(step.batchSrc)
+                }
+                if current == nil { layouts.append(step.batchSrc) }
+                steps.append(.conv(step))
+                implementations.append(prim.implementation); chunks.append(step.chunks)
+                current = step.batchDst
             } else {
                 var src = current ?? DNNL.desc(stage.inShape, dnnl_format_tag_any)
                 var dst = DNNL.desc(stage.outShape, dnnl_format_tag_any)
@@ -121,7 +158,7 @@ final class DNNLConvChain: @unchecked Sendable {
             }
             layouts.append(current!)
         }
-        self.steps = steps; self.layouts = layouts; convImplementations = implementations
+        self.steps = steps; self.layouts = layouts; convImplementations = implementations; convChunks = chunks
         input = DNNLStaging(plain: DNNL.desc(first.inShape, dnnl_nchw), chosen: layouts[0], input: true, output: false)
         output = DNNLStaging(plain: DNNL.desc(last.outShape, dnnl_nchw), chosen: layouts[layouts.count - 1], input: false, output: true)
         outputShape = last.outShape
@@ -133,16 +170,16 @@ final class DNNLConvChain: @unchecked Sendable {
     static func chain(_ stages: [StageShape], algorithm: ConvChainAlgorithm = .automatic) -> DNNLConvChain? {
         guard DNNL.enabled, stages.allSatisfy({ $0.conv?.g.groups ?? 1 == 1 }) else { return nil }
         lock.lock(); defer { lock.unlock() }
-        let key = "\(algorithm) " + stages.map(\.key).joined(separator: " | ")
+        let key = "\(algorithm) \(winogradScratchpadLimit) " + stages.map(\.key).joined(separator: " | ")
         if let cached = chains[key] { return cached }
         let built = DNNLConvChain(stages, algorithm: algorithm)
         chains[key] = .some(built)
         return built
     }
 
-    /// Runs the chain on plain NCHW `x`, writing plain NCHW `out`; `params` are the stages' (weight, bias).
-    func run(_ x: UnsafeMutablePointer<Float>, params: [(() throws -> (weight: Tensor, bias: Tensor?))?],
-             _ out: UnsafeMutablePointer<Float>) throws {
+    /// Runs the chain on plain NCHW `x`, writing plain NCHW `out`; `params` are the convolution stages'
+    /// weights (nil for poolings).
+    func run(_ x: UnsafeMutablePointer<Float>, params: [StageWeights?], _ out: UnsafeMutablePointer<Float>) throws {
         func allocate(_ md: dnnl_memory_desc_t) -> UnsafeMutableRawPointer {
             UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(md), 64), alignment: 64)
         }
@@ -159,16 +196,9 @@ final class DNNLConvChain: @unchecked Sendable {
             let next = isLast && !output.needsReorder ? UnsafeMutableRawPointer(out) : allocate(layouts[i + 1])
             do {
                 switch step {
-                case .conv(let prim, let weights, let biasDesc, let stage):
-                    guard let make = params[stage] else { throw EngineError("conv chain: stage \(stage) has no weights") }
-                    let (w, b) = try make()
-                    try withExtendedLifetime((w, b)) {
-                        try weights.input(w.data, pooled: false) { ws in
-                            var args = [(DNNL_ARG_SRC, layouts[i], current), (DNNL_ARG_WEIGHTS, weights.chosen, ws), (DNNL_ARG_DST, layouts[i + 1], next)]
-                            if let biasDesc, let b { args.append((DNNL_ARG_BIAS, biasDesc, UnsafeMutableRawPointer(b.data))) }
-                            try prim.execute(args)
-                        }
-                    }
+                case .conv(let conv):
+                    guard let p = params[conv.stage] else { throw EngineError("conv chain: stage \(conv.stage) has no weights") }
+                    try conv.run(src: current, dst: next, p)
                 case .pool(let prim):
                     try prim.execute([(DNNL_ARG_SRC, layouts[i], current), (DNNL_ARG_DST, layouts[i + 1], next)])
                 case .reorder(let prim):
@@ -187,25 +217,164 @@ final class DNNLConvChain: @unchecked Sendable {
     }
 }
 
+/// One convolution of a chain: its primitive over `chunks` equal slices of the batch (consecutive in the
+/// layouts used here, the batch being their outermost dimension), and how its weights reach the
+/// primitive's layout: reordered on every call (direct layouts: cheap), the per-output-channel scale applied
+/// by the reorder, or transformed once and kept (`WinogradWeights`).
+private final class ConvStep {
+    let primitive: DNNLPrimitive
+    let chunks: Int, stage: Int
+    /// One slice's layouts, and the whole batch's (what the chain's neighbouring steps read and write).
+    let src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, batchSrc: dnnl_memory_desc_t, batchDst: dnnl_memory_desc_t
+    let srcSliceBytes: Int, dstSliceBytes: Int
+    let plainWeights: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, scales: dnnl_memory_desc_t
+    let bias: dnnl_memory_desc_t?
+    /// plain → the primitive's weight layout, with runtime per-output-channel scales for a scaled stage;
+    /// nil when the layouts are the same and there is no scale.
+    let reorder: DNNLPrimitive?
+    /// Winograd: the transformed weights come from `WinogradWeights`.
+    let kept: Bool
+
+    init?(_ primitive: DNNLPrimitive, chunks: Int, stage: Int, shape: DNNLConvChain.StageShape) {
+        guard let s = shape.conv else { return nil }
+        self.primitive = primitive; self.chunks = chunks; self.stage = stage
+        src = primitive.desc(dnnl_query_src_md); dst = primitive.desc(dnnl_query_dst_md)
+        guard let batchSrc = Self.batch(of: src, slices: chunks), let batchDst = Self.batch(of: dst, slices: chunks) else { return nil }
+        self.batchSrc = batchSrc; self.batchDst = batchDst
+        srcSliceBytes = DNNL.bytes(src); dstSliceBytes = DNNL.bytes(dst)
+        plainWeights = DNNL.desc([s.o, s.c, s.kh, s.kw], dnnl_oihw); weights = primitive.desc(dnnl_query_weights_md)
+        scales = DNNL.desc([s.o], dnnl_x)
+        bias = shape.bias ? DNNL.desc([s.o], dnnl_x) : nil
+        if primitive.implementation.contains("wino") {
+            kept = true; reorder = nil
+        } else {
+            kept = false
+            if shape.scaled {
+                guard let r = DNNLPrimitive.reorder(plainWeights, weights, runtimeScalesMask: 1) else { return nil }
+                reorder = r
+            } else {
+                reorder = DNNLPrimitive.reorder(plainWeights, weights)
+            }
+        }
+    }
+
+    /// The layout of `slices` consecutive copies of `slice` along the batch: the slice's descriptor with the
+    /// batch dimension multiplied, provided the batch is its outermost dimension (nil otherwise).
+    private static func batch(of slice: dnnl_memory_desc_t, slices: Int) -> dnnl_memory_desc_t? {
+        if slices == 1 { return slice }
+        guard slice.format_kind == dnnl_blocked, slice.offset0 == 0,
+              Int(slice.format_desc.blocking.strides.0) * Int(slice.dims.0) * 4 == DNNL.bytes(slice) else { return nil }
+        var whole = slice
+        whole.dims.0 *= Int64(slices); whole.padded_dims.0 *= Int64(slices)
+        return DNNL.bytes(whole) == slices * DNNL.bytes(slice) ? whole : nil
+    }
+
+    func run(src x: UnsafeMutableRawPointer, dst y: UnsafeMutableRawPointer, _ p: DNNLConvChain.StageWeights) throws {
+        try withWeights(p) { w in
+            for c in 0..<chunks {
+                var args = [(DNNL_ARG_SRC, src, x + c * srcSliceBytes), (DNNL_ARG_WEIGHTS, weights, w), (DNNL_ARG_DST, dst, y + c * dstSliceBytes)]
+                if let bias, let b = p.bias { args.append((DNNL_ARG_BIAS, bias, UnsafeMutableRawPointer(b.data))) }
+                try primitive.execute(args)
+            }
+        }
+    }
+
+    private func withWeights(_ p: DNNLConvChain.StageWeights, _ body: (UnsafeMutableRawPointer) throws -> Void) throws {
+        if kept {
+            let entry = try WinogradWeights.entry(p.weight, scale: p.scale, plain: plainWeights, chosen: weights)
+            return try withExtendedLifetime(entry) { try body(entry.data) }
+        }
+        guard let reorder else { return try withExtendedLifetime(p) { try body(UnsafeMutableRawPointer(p.weight.data)) } }
+        let staged = UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(weights), 64), alignment: 64)
+        defer { staged.deallocate() }
+        var args = [(DNNL_ARG_FROM, plainWeights, UnsafeMutableRawPointer(p.weight.data)), (DNNL_ARG_TO, weights, staged)]
+        if let scale = p.scale { args.append((DNNL_ARG_ATTR_OUTPUT_SCALES, scales, UnsafeMutableRawPointer(scale.data))) }
+        try withExtendedLifetime(p) { try reorder.execute(args) }
+        try body(staged)
+    }
+}
+
+/// Convolution weights transformed into a Winograd layout, kept between calls for every chain in the
+/// process, each under a fingerprint of the weight and scale it came from, with its layout: a call whose
+/// weights differ in content (loaded, trained, another model of the same shapes) transforms them again, and
+/// chains of other input shapes that choose the same layout share one copy. The transform (oneDNN's
+/// `wino_reorder`, 64 ms for 512x512) is slower than the Winograd convolution it feeds; the fingerprint reads
+/// the plain weights once (about 1 ms for those 9 MB). At most `capBytes` are kept (Cnn14's four Winograd
+/// blocks take 75 MB), the least recently used dropped first.
+enum WinogradWeights {
+    final class Entry: @unchecked Sendable {
+        let data: UnsafeMutableRawPointer, bytes: Int, layout: dnnl_memory_desc_t
+        var lastUse = 0
+        init(layout: dnnl_memory_desc_t) {
+            self.layout = layout; bytes = DNNL.bytes(layout)
+            data = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        }
+        deinit { data.deallocate() }
+    }
+    static let capBytes = 128 << 20
+    nonisolated(unsafe) private static var entries: [UInt64: Entry] = [:]
+    nonisolated(unsafe) private static var keptBytes = 0, uses = 0
+    private static let lock = NSLock()
+
+    /// The weights (times the per-output-channel scale) in the `chosen` layout.
+    static func entry(_ weight: Tensor, scale: Tensor?, plain: dnnl_memory_desc_t, chosen: dnnl_memory_desc_t) throws -> Entry {
+        var key = Fingerprint.of(UnsafeRawPointer(weight.data), bytes: weight.count * 4, seed: UInt64(DNNL.bytes(chosen)))
+        if let scale { key = Fingerprint.of(UnsafeRawPointer(scale.data), bytes: scale.count * 4, seed: key) }
+        lock.lock(); defer { lock.unlock() }
+        uses += 1
+        if let kept = entries[key], DNNL.same(kept.layout, chosen) { kept.lastUse = uses; return kept }
+        // The scale goes into a plain copy first: oneDNN 2.6's Winograd weight transform takes no runtime
+        // scales, and with fixed ones its result was wrong here (off by the output's whole scale).
+        var source = weight
+        if let scale {
+            let o = weight.shape[0], perOutput = weight.count / o
+            source = Tensor.empty(weight.shape)
+            for c in 0..<o {
+                let s = scale.data[c], from = weight.data + c * perOutput, to = source.data + c * perOutput
+                for i in 0..<perOutput { to[i] = from[i] * s }
+            }
+        }
+        guard let transform = DNNLPrimitive.reorder(plain, chosen) else {
+            throw EngineError("conv chain: oneDNN cannot transform \(weight.shape) weights into the Winograd layout")
+        }
+        let made = Entry(layout: chosen)
+        try withExtendedLifetime(source) {
+            try transform.execute([(DNNL_ARG_FROM, plain, UnsafeMutableRawPointer(source.data)), (DNNL_ARG_TO, chosen, made.data)])
+        }
+        made.lastUse = uses
+        while keptBytes + made.bytes > capBytes, let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
+            entries[oldest.key] = nil; keptBytes -= oldest.value.bytes   // a chain running with it holds it until done
+        }
+        if made.bytes <= capBytes {
+            if let replaced = entries.updateValue(made, forKey: key) { keptBytes -= replaced.bytes }   // same weights, another layout
+            keptBytes += made.bytes
+        }
+        return made
+    }
+
+    /// Bytes kept now (for tests).
+    static var kept: Int { lock.lock(); defer { lock.unlock() }; return keptBytes }
+}
+
 extension Tensor {
     /// Runs `stages` on x [N, C, H, W] for inference (no graph): in one oneDNN chain in its blocked layout
     /// where oneDNN takes every stage, else stage by stage (`conv2dReLUInference`, `avgPool2d`).
-    /// `algorithm`: `.automatic` (direct unless `EARSHOT_CONV_WINOGRAD=on`), `.direct` or `.winograd`
-    /// (faster, more memory: `DNNLConvChain`).
+    /// `algorithm`: `.automatic` (Winograd where it pays unless `EARSHOT_CONV_WINOGRAD=off`), `.direct` or
+    /// `.winograd` (`DNNLConvChain`).
     public func convChainInference(_ stages: [ConvChainStage], algorithm: ConvChainAlgorithm = .automatic) throws -> Tensor {
         var shapes: [DNNLConvChain.StageShape] = [], inShape = shape
-        var params: [(() throws -> (weight: Tensor, bias: Tensor?))?] = []
+        var params: [DNNLConvChain.StageWeights?] = []
         for stage in stages {
             switch stage {
-            case .convReLU(let w, let b, let g):
+            case .convReLU(let w, let b, let g), .scaledConvReLU(let w, _, let b, let g):
                 let s = try ConvShape.checked(input: inShape, weight: w, bias: b, g)
-                shapes.append(.init(conv: s, pool: 1, inShape: inShape, outShape: [s.n, s.o, s.oh, s.ow], bias: b != nil))
-                params.append({ (w, b) }); inShape = [s.n, s.o, s.oh, s.ow]
-            case .lazyConvReLU(let ws, let hasBias, let g, let make):
-                let s = try ConvShape.checked(input: inShape, weight: ws, bias: hasBias ? [ws.first ?? 0] : nil, g)
-                shapes.append(.init(conv: s, pool: 1, inShape: inShape, outShape: [s.n, s.o, s.oh, s.ow], bias: hasBias))
-                params.append({ try Self.made(ws, hasBias, make) })
-                inShape = [s.n, s.o, s.oh, s.ow]
+                var scale: Tensor? = nil
+                if case .scaledConvReLU(_, let sc, _, _) = stage {
+                    try check(sc.shape == [s.o], "convChainInference: a scale of \(sc.shape) for a convolution of \(s.o) output channels")
+                    scale = sc
+                }
+                shapes.append(.init(conv: s, pool: 1, inShape: inShape, outShape: [s.n, s.o, s.oh, s.ow], bias: b != nil, scaled: scale != nil))
+                params.append(.init(weight: w, scale: scale, bias: b)); inShape = [s.n, s.o, s.oh, s.ow]
             case .avgPool(let k):
                 if k == 1 { continue }
                 try check(inShape.count == 4 && k >= 1 && inShape[2] >= k && inShape[3] >= k,
@@ -224,21 +393,12 @@ extension Tensor {
             for stage in stages {
                 switch stage {
                 case .convReLU(let w, let b, let g): x = try x.conv2dReLUInference(weight: w, bias: b, g)
-                case .lazyConvReLU(let ws, let hasBias, let g, let make):
-                    let (w, b) = try Self.made(ws, hasBias, make)
-                    x = try x.conv2dReLUInference(weight: w, bias: b, g)
+                case .scaledConvReLU(let w, let scale, let b, let g):
+                    x = try x.conv2dReLUInference(weight: w * scale.reshape([scale.count, 1, 1, 1]), bias: b, g)
                 case .avgPool(let k): if k > 1 { x = try x.avgPool2d(kernel: (k, k)) }
                 }
             }
             return x
         }
-    }
-
-    /// A lazy stage's weights, checked against the shape it declared.
-    private static func made(_ shape: [Int], _ hasBias: Bool, _ make: () throws -> (weight: Tensor, bias: Tensor?)) throws -> (weight: Tensor, bias: Tensor?) {
-        let (w, b) = try make()
-        try check(w.shape == shape && (b?.shape == [shape[0]]) == hasBias,
-                  "convChainInference: a stage made weights \(w.shape) and bias \(b?.shape ?? []), declared \(shape)\(hasBias ? " with bias" : "")")
-        return (w, b)
     }
 }

@@ -19,9 +19,9 @@ enum DNNL {
     /// `EARSHOT_CONV=im2col` turns the oneDNN path off (to compare, or to rule it out).
     static let enabled: Bool = ProcessInfo.processInfo.environment["EARSHOT_CONV"] != "im2col" && context != nil
 
-    /// `EARSHOT_CONV_WINOGRAD=on`: inference chains use Winograd where it pays (`ConvChainAlgorithm.winograd`)
-    /// unless the caller asks for `.direct`.
-    static let winogradByDefault = ["on", "1", "yes"].contains(ProcessInfo.processInfo.environment["EARSHOT_CONV_WINOGRAD"]?.lowercased() ?? "")
+    /// Inference chains use Winograd where it pays (`ConvChainAlgorithm.automatic`) unless
+    /// `EARSHOT_CONV_WINOGRAD=off` (to compare, or to rule it out) or the caller asks for `.direct`.
+    static let winogradByDefault = !["off", "0", "no"].contains(ProcessInfo.processInfo.environment["EARSHOT_CONV_WINOGRAD"]?.lowercased() ?? "")
 
     /// libgomp's `omp_set_num_threads`, found in the process (oneDNN loads it) rather than linked, so the
     /// module map names only oneDNN.
@@ -68,9 +68,26 @@ final class DNNLPrimitive: @unchecked Sendable {
 
     /// A reorder between two layouts of the same tensor; nil when they are the same layout.
     static func reorder(_ from: dnnl_memory_desc_t, _ to: dnnl_memory_desc_t) -> DNNLPrimitive? {
-        guard let ctx = DNNL.context, !DNNL.same(from, to) else { return nil }
+        guard !DNNL.same(from, to) else { return nil }
+        return reorder(from, to, attributes: nil)
+    }
+
+    /// A reorder that also multiplies by per-index scales along the dimensions in `runtimeScalesMask` (bit
+    /// i: dimension i), given at each execution as `DNNL_ARG_ATTR_OUTPUT_SCALES` (f32, one per index);
+    /// made even between equal layouts.
+    static func reorder(_ from: dnnl_memory_desc_t, _ to: dnnl_memory_desc_t, runtimeScalesMask: Int32) -> DNNLPrimitive? {
+        var attr: dnnl_primitive_attr_t?
+        guard dnnl_primitive_attr_create(&attr) == dnnl_success else { return nil }
+        defer { dnnl_primitive_attr_destroy(attr) }
+        var runtime = Float(bitPattern: 0x7fc0_00d0)   // DNNL_RUNTIME_F32_VAL
+        guard dnnl_primitive_attr_set_output_scales(attr, 1, runtimeScalesMask, &runtime) == dnnl_success else { return nil }
+        return reorder(from, to, attributes: attr)
+    }
+
+    private static func reorder(_ from: dnnl_memory_desc_t, _ to: dnnl_memory_desc_t, attributes: dnnl_primitive_attr_t?) -> DNNLPrimitive? {
+        guard let ctx = DNNL.context else { return nil }
         var pd: dnnl_primitive_desc_t?, a = from, b = to
-        guard dnnl_reorder_primitive_desc_create(&pd, &a, ctx.engine, &b, ctx.engine, nil) == dnnl_success else { return nil }
+        guard dnnl_reorder_primitive_desc_create(&pd, &a, ctx.engine, &b, ctx.engine, attributes) == dnnl_success else { return nil }
         return DNNLPrimitive(pd)
     }
 

@@ -63,6 +63,9 @@ final class BufferPool: @unchecked Sendable {
 
     func resetPeak() { lock.lock(); peakLiveBytes = liveBytes; lock.unlock() }
 
+    /// Bytes held in the pool, free for the next request of their size.
+    var heldBytes: Int { lock.lock(); defer { lock.unlock() }; return pooledBytes }
+
     /// Counts storages' own page mappings (`Storage(pagesFor:)`) as live, like buffers handed out.
     func noteMapped(_ bytes: Int) {
         lock.lock()

@@ -52,15 +52,19 @@ final class ConvDNNLTests: XCTestCase {
         let w2 = rnd([16, 8, 3, 3], seed: 53), b2 = rnd([16], seed: 54)
         let w3 = rnd([16, 16, 5, 5], seed: 55), b3 = rnd([16], seed: 56)
         let p1 = Conv2dGeometry(padding: (1, 1)), p2 = Conv2dGeometry(padding: (2, 2))
+        let s3 = rnd([16], seed: 57), s1 = rnd([8], seed: 58)
         let expected = try GradMode.noGrad {
             var y = try x.conv2d(weight: w1, bias: b1, p1).relu()
             y = try y.conv2d(weight: w2, bias: b2, p1).relu().avgPool2d(kernel: (2, 2))
-            return try y.conv2d(weight: w3, bias: b3, p2).relu().avgPool2d(kernel: (2, 2))
+            return try y.conv2d(weight: w3 * s3.reshape([16, 1, 1, 1]), bias: b3, p2).relu().avgPool2d(kernel: (2, 2))
         }
         let chained = try x.convChainInference([.convReLU(weight: w1, bias: b1, geometry: p1), .convReLU(weight: w2, bias: b2, geometry: p1),
-                                                .avgPool(2), .lazyConvReLU(weightShape: w3.shape, bias: true, geometry: p2) { (w3, b3 as Tensor?) },
+                                                .avgPool(2), .scaledConvReLU(weight: w3, scale: s3, bias: b3, geometry: p2),
                                                 .avgPool(2), .avgPool(1)])
         assertClose(chained, expected)
+        // A scaled first stage (one input channel: oneDNN may keep the plain weight layout, and still has to scale).
+        assertClose(try x.convChainInference([.scaledConvReLU(weight: w1, scale: s1, bias: nil, geometry: p1)]),
+                    try GradMode.noGrad { try x.conv2d(weight: w1 * s1.reshape([8, 1, 1, 1]), bias: nil, p1).relu() })
         assertClose(try x.conv2dReLUInference(weight: w1, bias: b1, p1), try GradMode.noGrad { try x.conv2d(weight: w1, bias: b1, p1).relu() })
     }
 
@@ -104,15 +108,64 @@ final class ConvDNNLTests: XCTestCase {
         XCTAssertFalse(try XCTUnwrap(DNNLConvChain.chain(shapes, algorithm: .direct)).convImplementations.contains { $0.contains("wino") })
     }
 
+    /// The Winograd stages keep their transformed weights between calls; a call with other weights (or another
+    /// scale) in the same tensors transforms them again, so the result always follows the weights as they are.
+    func testWinogradKeptWeightsFollowChanges() throws {
+        try XCTSkipIf(ProcessInfo.processInfo.environment["EARSHOT_CONV"] == "im2col", "oneDNN turned off by EARSHOT_CONV")
+        let x = rnd([2, 16, 20, 12], seed: 90), g = Conv2dGeometry(padding: (1, 1))
+        let w = rnd([32, 16, 3, 3], seed: 91), scale = rnd([32], seed: 92), b = rnd([32], seed: 93)
+        let stages: [ConvChainStage] = [.scaledConvReLU(weight: w, scale: scale, bias: b, geometry: g)]
+        func expected() throws -> Tensor { try GradMode.noGrad { try x.conv2d(weight: w * scale.reshape([32, 1, 1, 1]), bias: b, g).relu() } }
+        func check(_ what: String) throws {
+            let y = try x.convChainInference(stages, algorithm: .winograd), e = try expected()
+            let worst = zip(y.toArray(), e.toArray()).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThan(worst, 1e-5 * (e.toArray().map(abs).max() ?? 1), what)
+        }
+        try check("first call")
+        try check("second call, weights kept")
+        w.data[5] += 0.5                       // one weight changed in place
+        try check("after a weight changed")
+        scale.data[3] *= -2                    // the scale changed
+        try check("after the scale changed")
+        XCTAssertLessThanOrEqual(WinogradWeights.kept, WinogradWeights.capBytes)
+    }
+
+    /// A Winograd stage whose scratchpad would pass `winogradScratchpadLimit` runs on slices of the batch
+    /// (one clip at a time with a limit of 0), with the same result as the whole batch at once.
+    func testWinogradRunsOnSlicesOfTheBatch() throws {
+        try XCTSkipIf(ProcessInfo.processInfo.environment["EARSHOT_CONV"] == "im2col", "oneDNN turned off by EARSHOT_CONV")
+        let x = rnd([3, 16, 24, 20], seed: 94), g = Conv2dGeometry(padding: (1, 1))
+        let w1 = rnd([32, 16, 3, 3], seed: 95), w2 = rnd([32, 32, 3, 3], seed: 96), b = rnd([32], seed: 97)
+        let stages: [ConvChainStage] = [.convReLU(weight: w1, bias: b, geometry: g), .avgPool(2), .convReLU(weight: w2, bias: b, geometry: g)]
+        let whole = try x.convChainInference(stages, algorithm: .winograd)
+        let saved = DNNLConvChain.winogradScratchpadLimit
+        DNNLConvChain.winogradScratchpadLimit = 0
+        defer { DNNLConvChain.winogradScratchpadLimit = saved }
+        let sliced = try x.convChainInference(stages, algorithm: .winograd)
+        let direct = try x.convChainInference(stages, algorithm: .direct)
+        let scale = direct.toArray().map(abs).max() ?? 1
+        XCTAssertLessThan(zip(sliced.toArray(), direct.toArray()).map { abs($0 - $1) }.max() ?? .infinity, 1e-5 * scale)
+        XCTAssertLessThan(zip(sliced.toArray(), whole.toArray()).map { abs($0 - $1) }.max() ?? .infinity, 1e-5 * scale)
+        guard CPUFeatures.host.hasAVX512 else { return }   // oneDNN 2.6's Winograd is AVX-512 only
+        let shapes: [DNNLConvChain.StageShape] = [
+            .init(conv: try x.convShape(weight: w1, bias: b, g), pool: 1, inShape: [3, 16, 24, 20], outShape: [3, 32, 24, 20], bias: true),
+            .init(conv: nil, pool: 2, inShape: [3, 32, 24, 20], outShape: [3, 32, 12, 10], bias: false),
+            .init(conv: try Tensor.empty([3, 32, 12, 10]).convShape(weight: w2, bias: b, g), pool: 1, inShape: [3, 32, 12, 10],
+                  outShape: [3, 32, 12, 10], bias: true)]
+        let chain = try XCTUnwrap(DNNLConvChain.chain(shapes, algorithm: .winograd))
+        XCTAssertEqual(chain.convChunks, [3, 3], "\(chain.convImplementations)")   // one clip at a time
+    }
+
     func testChainNamesBadShapes() throws {
         let x = rnd([1, 2, 4, 4], seed: 60)
         XCTAssertThrowsError(try x.convChainInference([.convReLU(weight: rnd([3, 5, 3, 3], seed: 61), bias: nil, geometry: .init())])) {
             XCTAssertTrue("\($0)".contains("input channels"), "\($0)")
         }
         XCTAssertThrowsError(try x.convChainInference([.avgPool(8)])) { XCTAssertTrue("\($0)".contains("pooling"), "\($0)") }
-        // A lazy stage that makes other weights than it declared is named.
-        XCTAssertThrowsError(try x.convChainInference([.lazyConvReLU(weightShape: [3, 2, 3, 3], bias: false, geometry: .init()) {
-            (rnd([3, 2, 1, 1], seed: 62), nil)
-        }])) { XCTAssertTrue("\($0)".contains("declared"), "\($0)") }
+        // A per-channel scale of the wrong length is named.
+        XCTAssertThrowsError(try x.convChainInference([.scaledConvReLU(weight: rnd([3, 2, 3, 3], seed: 62), scale: rnd([2], seed: 63),
+                                                                       bias: nil, geometry: .init())])) {
+            XCTAssertTrue("\($0)".contains("a scale of [2]"), "\($0)")
+        }
     }
 }

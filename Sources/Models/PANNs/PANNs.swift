@@ -26,22 +26,20 @@ public final class PANNsConvBlock: Module, UnaryLayer {
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         // Inference folds each batch norm into its convolution and the ReLU into its output (one pass
         // over the activations instead of four); training and graph-recording calls go layer by layer.
-        if !training && !GradMode.isEnabled { return try x.convChainInference(inferenceStages()) }
+        if !training && !GradMode.isEnabled { return try x.convChainInference(try inferenceStages()) }
         var y = try bn1(conv1(x)).relu()
         if let conv2, let bn2 { y = try bn2(conv2(y)).relu() }
         return pool > 1 ? try y.avgPool2d(kernel: (pool, pool)) : y
     }
 
-    /// The block for inference: each batch norm folded into its convolution (`BatchNorm.folded(into:)`,
-    /// done as the stage runs), the ReLU fused, then the pooling.
-    func inferenceStages() -> [ConvChainStage] {
+    /// The block for inference: each batch norm folded into its convolution (`BatchNorm.foldingScale(into:)`:
+    /// the chain scales the weights as it reorders them), the ReLU fused, then the pooling.
+    func inferenceStages() throws -> [ConvChainStage] {
         var stages: [ConvChainStage] = []
         for (conv, bn) in [(conv1, bn1), (conv2, bn2)] {
             guard let conv, let bn else { continue }
-            stages.append(.lazyConvReLU(weightShape: conv.weight.shape, bias: true, geometry: conv.geometry) {
-                let (w, b) = try bn.folded(into: conv)
-                return (w, b as Tensor?)
-            })
+            let (scale, bias) = try bn.foldingScale(into: conv)
+            stages.append(.scaledConvReLU(weight: conv.weight, scale: scale, bias: bias, geometry: conv.geometry))
         }
         return stages + [.avgPool(pool)]
     }
@@ -83,7 +81,7 @@ public final class PANNsEncoder: Module, AudioEncoder {
         if training && config.specAugment { x = try x * Self.dropStripes(x.shape, generator: &Random.global) }
         if !training && !GradMode.isEnabled {
             // Inference: the whole trunk as one oneDNN chain in its blocked layout (dropout is off).
-            x = try x.convChainInference(blocks.flatMap { $0.inferenceStages() })
+            x = try x.convChainInference(try blocks.flatMap { try $0.inferenceStages() })
         } else {
             for block in blocks { x = try block(x).dropout(p: 0.2, training: training) }
         }

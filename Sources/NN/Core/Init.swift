@@ -23,8 +23,8 @@ public enum Init {
     public static func xavierUniform(_ weight: Tensor) {
         guard !Random.initialisationSkipped, weight.rank >= 2 else { return }
         let receptive = weight.shape.dropFirst(2).reduce(1, *)
-        let w = xavierUniform(weight.shape, fanIn: weight.shape[1] * receptive, fanOut: weight.shape[0] * receptive)
-        weight.data.update(from: w.data, count: w.count)
+        let bound = (6 / Float(weight.shape[1] * receptive + weight.shape[0] * receptive)).squareRoot()
+        weight.fillUniform(low: -bound, high: bound, generator: &Random.global)   // in place: no pooled temporary
     }
 
     /// timm's ViT initialisation (`_init_weights`), which AST and SSAST inherit: every Linear inside
@@ -37,8 +37,7 @@ public enum Init {
         guard !Random.initialisationSkipped else { return }
         for (_, m) in module.namedModules() {
             guard let linear = m as? Linear else { continue }
-            let w = truncatedNormal(linear.weight.shape, std: 0.02)
-            linear.weight.data.update(from: w.data, count: w.count)
+            linear.weight.fillTruncatedNormal(std: 0.02, a: -0.04, b: 0.04)   // truncatedNormal(std: 0.02) in place
             if let b = linear.bias { b.data.update(repeating: 0, count: b.count) }
         }
     }
