@@ -131,6 +131,11 @@ public enum Memory {
         return BufferPool.shared.peakLiveBytes - start
     }
 
+    /// The most bytes of tensors and pooled kernel scratch held at once so far (the buffer pool's count).
+    package static var peakTensorBytes: Int { BufferPool.shared.peakLiveBytes }
+    /// Bytes the buffer pool holds free for reuse now.
+    package static var pooledBytes: Int { BufferPool.shared.heldBytes }
+
     /// Peak resident set size of this process in MiB (VmHWM on Linux).
     package static func peakRSSMegabytes() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }

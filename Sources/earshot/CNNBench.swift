@@ -42,6 +42,7 @@ struct CNNBench: ParsableCommand {
         }
         printJSON([("bench", "cnn"), ("model", model), ("mode", train ? "train" : "inference"), ("seconds", seconds), ("frames", frames),
                    ("batch", batch), ("threads", options.threads), ("parameters", net.parameterCount()),
-                   ("ms_per_batch", t * 1e3), ("clips_per_s", Double(batch) / t), ("peak_rss_mb", Memory.peakRSSMegabytes())])
+                   ("ms_per_batch", t * 1e3), ("clips_per_s", Double(batch) / t), ("peak_rss_mb", Memory.peakRSSMegabytes()),
+                   ("peak_tensor_mb", Double(Memory.peakTensorBytes) / 1048576), ("pooled_mb", Double(Memory.pooledBytes) / 1048576)])
     }
 }
