@@ -67,12 +67,18 @@ def cnn_bench(a, median_time, peak_rss_mb):
         t = median_time(step, a.iters, a.warmup)
     else:
         net.eval()
+        # --precision bf16: PyTorch's CPU autocast, which runs convolutions and linear layers in bf16 (as
+        # `earshot bench cnn --precision bf16` does its direct convolutions and linear layers).
+        if a.precision == "int8":
+            raise SystemExit("cnn: --precision int8 is not benchmarked (Earshot runs PANNs' convolutions fp32 at int8)")
+        autocast = a.precision == "bf16"
 
         def infer():
-            with torch.inference_mode():
-                torch.sigmoid(net(x))
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                torch.sigmoid(net(x).float())
         t = median_time(infer, a.iters, a.warmup)
     print(json.dumps({"bench": "cnn", "impl": "torch", "model": a.model, "mode": "train" if a.train else "inference",
+                      "precision": "fp32" if a.train else a.precision,
                       "seconds": a.seconds, "frames": frames, "batch": a.batch, "threads": a.threads,
                       "parameters": sum(p.numel() for p in net.parameters()), "ms_per_batch": t * 1e3,
                       "clips_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))

@@ -84,11 +84,12 @@ final class DNNLConvChain: @unchecked Sendable {
     /// A forward-inference convolution with ReLU post-op over `batch` clips, its layouts left to oneDNN;
     /// with `userScratchpad` only to ask how much scratchpad it needs.
     private static func convolutionDesc(_ stage: StageShape, _ s: ConvShape, algorithm: dnnl_alg_kind_t, batch: Int,
-                                        userScratchpad: Bool = false) -> dnnl_primitive_desc_t? {
+                                        type: dnnl_data_type_t = dnnl_f32, userScratchpad: Bool = false) -> dnnl_primitive_desc_t? {
         guard let ctx = DNNL.context, let p = DNNLConvPlan.spatial(s) else { return nil }
         func batched(_ shape: [Int]) -> [Int] { [batch] + shape.dropFirst() }
-        var src = DNNL.desc(batched(stage.inShape), dnnl_format_tag_any), dst = DNNL.desc(batched(stage.outShape), dnnl_format_tag_any)
-        var w = DNNL.desc([s.o, s.c, s.kh, s.kw], dnnl_format_tag_any)
+        var src = DNNL.desc(batched(stage.inShape), dnnl_format_tag_any, type: type)
+        var dst = DNNL.desc(batched(stage.outShape), dnnl_format_tag_any, type: type)
+        var w = DNNL.desc([s.o, s.c, s.kh, s.kw], dnnl_format_tag_any, type: type)
         var b = stage.bias ? DNNL.desc([s.o], dnnl_x) : dnnl_memory_desc_t()
         var d = dnnl_convolution_desc_t(), pd: dnnl_primitive_desc_t?
         guard dnnl_dilated_convolution_forward_desc_init(&d, dnnl_forward_inference, algorithm, &src, &w, &b, &dst,
@@ -120,7 +121,7 @@ final class DNNLConvChain: @unchecked Sendable {
         return nil
     }
 
-    private init?(_ stages: [StageShape], algorithm: ConvChainAlgorithm) {
+    private init?(_ stages: [StageShape], algorithm: ConvChainAlgorithm, precision: Precision) {
         guard let ctx = DNNL.context, let first = stages.first, let last = stages.last else { return nil }
         let winograd = algorithm == .winograd || (algorithm == .automatic && DNNL.winogradByDefault)
         var steps: [Step] = [], layouts: [dnnl_memory_desc_t] = [], implementations: [String] = [], chunks: [Int] = []
@@ -130,6 +131,11 @@ final class DNNLConvChain: @unchecked Sendable {
                 var chosen: (DNNLPrimitive, chunk: Int)? = nil
                 if winograd, s.kh == 3, s.kw == 3, s.g.stride == (1, 1), s.g.dilation == (1, 1), s.c >= 16, s.o >= 16 {
                     chosen = Self.winograd(stage, s)
+                }
+                if chosen == nil, precision == .bf16,
+                   let direct = DNNLPrimitive(Self.convolutionDesc(stage, s, algorithm: dnnl_convolution_direct, batch: s.n, type: dnnl_bf16)),
+                   direct.implementation.contains("bf16") {
+                    chosen = (direct, s.n)
                 }
                 if chosen == nil, let direct = DNNLPrimitive(Self.convolutionDesc(stage, s, algorithm: dnnl_convolution_direct, batch: s.n)) {
                     chosen = (direct, s.n)
@@ -146,7 +152,7 @@ final class DNNLConvChain: @unchecked Sendable {
                 current = step.batchDst
             } else {
                 var src = current ?? DNNL.desc(stage.inShape, dnnl_format_tag_any)
-                var dst = DNNL.desc(stage.outShape, dnnl_format_tag_any)
+                var dst = DNNL.desc(stage.outShape, dnnl_format_tag_any, type: src.data_type)   // pooled in the type it comes in
                 let k = Int64(stage.pool)
                 var d = dnnl_pooling_desc_t(), pd: dnnl_primitive_desc_t?
                 guard dnnl_pooling_forward_desc_init(&d, dnnl_forward_inference, dnnl_pooling_avg_include_padding, &src, &dst,
@@ -167,12 +173,12 @@ final class DNNLConvChain: @unchecked Sendable {
     nonisolated(unsafe) private static var chains: [String: DNNLConvChain?] = [:]
     private static let lock = NSLock()
 
-    static func chain(_ stages: [StageShape], algorithm: ConvChainAlgorithm = .automatic) -> DNNLConvChain? {
+    static func chain(_ stages: [StageShape], algorithm: ConvChainAlgorithm = .automatic, precision: Precision = .fp32) -> DNNLConvChain? {
         guard DNNL.enabled, stages.allSatisfy({ $0.conv?.g.groups ?? 1 == 1 }) else { return nil }
         lock.lock(); defer { lock.unlock() }
-        let key = "\(algorithm) \(winogradScratchpadLimit) " + stages.map(\.key).joined(separator: " | ")
+        let key = "\(algorithm) \(precision) \(winogradScratchpadLimit) " + stages.map(\.key).joined(separator: " | ")
         if let cached = chains[key] { return cached }
-        let built = DNNLConvChain(stages, algorithm: algorithm)
+        let built = DNNLConvChain(stages, algorithm: algorithm, precision: precision)
         chains[key] = .some(built)
         return built
     }
@@ -262,8 +268,9 @@ private final class ConvStep {
     /// batch dimension multiplied, provided the batch is its outermost dimension (nil otherwise).
     private static func batch(of slice: dnnl_memory_desc_t, slices: Int) -> dnnl_memory_desc_t? {
         if slices == 1 { return slice }
+        let elementBytes = slice.data_type == dnnl_bf16 ? 2 : 4
         guard slice.format_kind == dnnl_blocked, slice.offset0 == 0,
-              Int(slice.format_desc.blocking.strides.0) * Int(slice.dims.0) * 4 == DNNL.bytes(slice) else { return nil }
+              Int(slice.format_desc.blocking.strides.0) * Int(slice.dims.0) * elementBytes == DNNL.bytes(slice) else { return nil }
         var whole = slice
         whole.dims.0 *= Int64(slices); whole.padded_dims.0 *= Int64(slices)
         return DNNL.bytes(whole) == slices * DNNL.bytes(slice) ? whole : nil
@@ -361,7 +368,13 @@ extension Tensor {
     /// where oneDNN takes every stage, else stage by stage (`conv2dReLUInference`, `avgPool2d`).
     /// `algorithm`: `.automatic` (Winograd where it pays unless `EARSHOT_CONV_WINOGRAD=off`), `.direct` or
     /// `.winograd` (`DNNLConvChain`).
-    public func convChainInference(_ stages: [ConvChainStage], algorithm: ConvChainAlgorithm = .automatic) throws -> Tensor {
+    ///
+    /// `precision: .bf16` runs the direct convolutions (and the poolings after them) in bf16 where oneDNN has
+    /// a bf16 kernel for this CPU (AVX512-BF16, AMX), weights rounded as they are reordered, activations
+    /// between stages in bf16, fp32 accumulation, bias and output; Winograd stages stay fp32 (oneDNN has no
+    /// bf16 Winograd, and on Zen 4 its fp32 Winograd is the faster of the two). Elsewhere, and for `.int8`, fp32.
+    public func convChainInference(_ stages: [ConvChainStage], algorithm: ConvChainAlgorithm = .automatic,
+                                   precision: Precision = .fp32) throws -> Tensor {
         var shapes: [DNNLConvChain.StageShape] = [], inShape = shape
         var params: [DNNLConvChain.StageWeights?] = []
         for stage in stages {
@@ -384,7 +397,7 @@ extension Tensor {
                 params.append(nil); inShape = out
             }
         }
-        if let chain = DNNLConvChain.chain(shapes, algorithm: algorithm) {
+        if let chain = DNNLConvChain.chain(shapes, algorithm: algorithm, precision: precision) {
             let out = Tensor.empty(chain.outputShape)
             if (try? chain.run(data, params: params, out.data)) != nil { return out }
         }

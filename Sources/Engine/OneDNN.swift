@@ -37,11 +37,11 @@ enum DNNL {
         if n != ompThreads, let set = ompSetNumThreads { set(Int32(n)); ompThreads = n }
     }
 
-    /// A plain fp32 memory descriptor (`tag` e.g. `dnnl_nchw`, `dnnl_oihw`, `dnnl_x`) or `dnnl_format_tag_any`.
-    static func desc(_ dims: [Int], _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t {
+    /// A plain memory descriptor (`tag` e.g. `dnnl_nchw`, `dnnl_oihw`, `dnnl_x`) or `dnnl_format_tag_any`, fp32 unless `type` says.
+    static func desc(_ dims: [Int], _ tag: dnnl_format_tag_t, type: dnnl_data_type_t = dnnl_f32) -> dnnl_memory_desc_t {
         var md = dnnl_memory_desc_t()
         let d = dims.map { Int64($0) }
-        _ = dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, dnnl_f32, tag)
+        _ = dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, type, tag)
         return md
     }
 

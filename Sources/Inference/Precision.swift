@@ -3,12 +3,15 @@ import NN
 
 extension Classifier {
     /// Runs this classifier's linear layers in `precision` from now on (bf16 or int8 through oneDNN,
-    /// weights converted here, once; docs/PRECISION.md). Returns the precision that runs: fp32 where the
+    /// weights converted here, once; docs/PRECISION.md); with bf16 also PANNs' convolutions. Returns the precision that runs: fp32 where the
     /// CPU lacks the instructions, said once on standard error. The model is changed in place, and
     /// every copy of this `Classifier` shares it; converted, it is inference only (its fp32 weights are
     /// released: training, saving or loading it is refused, naming the layer; `convertLinearLayers`).
     @discardableResult
     public func use(_ precision: Precision, notice: ((String) -> Void)? = nil) -> Precision {
-        precision == .fp32 ? .fp32 : model.convertLinearLayers(to: precision, notice: notice)
+        guard precision != .fp32 else { return .fp32 }
+        let runs = model.convertLinearLayers(to: precision, notice: notice)
+        model.convertConvolutions(to: runs)
+        return runs
     }
 }

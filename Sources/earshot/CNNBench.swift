@@ -16,6 +16,7 @@ struct CNNBench: ParsableCommand {
     @Option(help: "Output classes (AudioSet: 527).") var labels = 527
     @Flag var train = false
     @OptionGroup var options: BenchOptions
+    @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
         Threading.setThreads(options.threads)
@@ -38,9 +39,10 @@ struct CNNBench: ParsableCommand {
             }
         } else {
             net.eval()
+            precision.apply(to: net)
             t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try GradMode.noGrad { try net.logits(x).sigmoid() } }
         }
-        printJSON([("bench", "cnn"), ("model", model), ("mode", train ? "train" : "inference"), ("seconds", seconds), ("frames", frames),
+        printJSON([("bench", "cnn"), ("model", model), ("mode", train ? "train" : "inference"), ("precision", train ? "fp32" : precision.precision.rawValue), ("seconds", seconds), ("frames", frames),
                    ("batch", batch), ("threads", options.threads), ("parameters", net.parameterCount()),
                    ("ms_per_batch", t * 1e3), ("clips_per_s", Double(batch) / t), ("peak_rss_mb", Memory.peakRSSMegabytes()),
                    ("peak_tensor_mb", Double(Memory.peakTensorBytes) / 1048576), ("pooled_mb", Double(Memory.pooledBytes) / 1048576)])

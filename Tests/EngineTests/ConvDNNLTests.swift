@@ -156,6 +156,33 @@ final class ConvDNNLTests: XCTestCase {
         XCTAssertEqual(chain.convChunks, [3, 3], "\(chain.convImplementations)")   // one clip at a time
     }
 
+    /// `precision: .bf16` runs the direct stages in bf16 where oneDNN has a bf16 kernel for this CPU (and the
+    /// Winograd ones fp32): the result is the fp32 chain's to bf16 rounding (8 bits of mantissa in the weights
+    /// and activations, fp32 accumulation), and without bf16 units the chain is the fp32 one.
+    func testBF16ChainMatchesFP32WithinBF16Rounding() throws {
+        try XCTSkipIf(ProcessInfo.processInfo.environment["EARSHOT_CONV"] == "im2col", "oneDNN turned off by EARSHOT_CONV")
+        let x = rnd([2, 1, 32, 24], seed: 100), p1 = Conv2dGeometry(padding: (1, 1)), p2 = Conv2dGeometry(padding: (2, 2))
+        let w = [rnd([16, 1, 3, 3], seed: 101), rnd([32, 16, 5, 5], seed: 102), rnd([32, 32, 3, 3], seed: 103)]
+        let scale = rnd([32], seed: 104), b = (0..<3).map { rnd([w[$0].shape[0]], seed: UInt64(105 + $0)) }
+        let stages: [ConvChainStage] = [.convReLU(weight: w[0], bias: b[0], geometry: p1), .avgPool(2),
+                                        .scaledConvReLU(weight: w[1], scale: scale, bias: b[1], geometry: p2), .avgPool(2),
+                                        .convReLU(weight: w[2], bias: b[2], geometry: p1)]
+        for algorithm in [ConvChainAlgorithm.direct, .winograd] {
+            let fp32 = try x.convChainInference(stages, algorithm: algorithm)
+            let bf16 = try x.convChainInference(stages, algorithm: algorithm, precision: .bf16)
+            let top = fp32.toArray().map(abs).max() ?? 1
+            let worst = zip(fp32.toArray(), bf16.toArray()).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThan(worst, 0.03 * top, "\(algorithm): bf16 against fp32, relative to the output's largest value \(top)")
+        }
+        let shapes: [DNNLConvChain.StageShape] = [
+            .init(conv: try x.convShape(weight: w[0], bias: b[0], p1), pool: 1, inShape: [2, 1, 32, 24], outShape: [2, 16, 32, 24], bias: true),
+            .init(conv: nil, pool: 2, inShape: [2, 16, 32, 24], outShape: [2, 16, 16, 12], bias: false),
+            .init(conv: try Tensor.empty([2, 16, 16, 12]).convShape(weight: w[1], bias: b[1], p2), pool: 1, inShape: [2, 16, 16, 12],
+                  outShape: [2, 32, 16, 12], bias: true, scaled: true)]
+        let used = try XCTUnwrap(DNNLConvChain.chain(shapes, algorithm: .direct, precision: .bf16)).convImplementations
+        XCTAssertEqual(used.allSatisfy { $0.contains("bf16") }, CPUFeatures.host.hasAVX512BF16, "\(used)")
+    }
+
     func testChainNamesBadShapes() throws {
         let x = rnd([1, 2, 4, 4], seed: 60)
         XCTAssertThrowsError(try x.convChainInference([.convReLU(weight: rnd([3, 5, 3, 3], seed: 61), bias: nil, geometry: .init())])) {

@@ -67,6 +67,29 @@ final class PANNsParityTests: XCTestCase {
         }
     }
 
+    /// `convertConvolutions(to: .bf16)` (what `--precision bf16` adds to the linear layers) runs Cnn6's 5x5
+    /// convolutions in bf16 where the CPU has a bf16 kernel: the reference's probabilities to bf16 rounding,
+    /// the weights untouched (still fp32, so the model still saves and trains).
+    func testCnn6WithBF16ConvolutionsStaysCloseToTheReference() throws {
+        let fx = try SafeTensors.read(modelFixtures.appendingPathComponent("panns_cnn6.safetensors")).tensors
+        let file = URL(fileURLWithPath: "cnn6")
+        var state = fx.filter { !["logmel", "clipwise", "embedding"].contains($0.key) }
+        let config = try PANNsCheckpoint.config(of: state, file: file, decisionLevelMax: false, frames: 96)
+        let model = Random.withoutInitialisation { PANNs(config) }
+        try PANNsCheckpoint.load(consuming: &state, into: model, file: file)
+        model.eval()
+        let before = model.stateDict().mapValues { $0.toArray() }
+        XCTAssertEqual(model.convertConvolutions(to: .bf16), 1, "the encoder's trunk")
+        let probs = try GradMode.noGrad { try model.logits(try XCTUnwrap(fx["logmel"])).sigmoid() }
+        let drift = maxAbs(probs, try XCTUnwrap(fx["clipwise"]))
+        XCTAssertLessThanOrEqual(drift, 1e-2)
+        if !CPUFeatures.host.hasAVX512BF16 { XCTAssertLessThanOrEqual(drift, 1e-4, "no bf16 units: fp32") }
+        XCTAssertEqual(model.stateDict().mapValues { $0.toArray() }, before, "the weights are unchanged")
+        XCTAssertEqual(model.convertConvolutions(to: .int8), 1)
+        XCTAssertLessThanOrEqual(maxAbs(try GradMode.noGrad { try model.logits(try XCTUnwrap(fx["logmel"])).sigmoid() },
+                                        try XCTUnwrap(fx["clipwise"])), 1e-4, "int8 leaves the convolutions fp32")
+    }
+
     func testAModelOfAnotherSampleRateOrSizeIsNamed() throws {
         var state = PANNsCheckpoint.unwrapped(try TorchCheckpoint.read(pth))
         var config = try PANNsCheckpoint.config(of: state, file: pth, decisionLevelMax: false)

@@ -48,10 +48,13 @@ public final class PANNsConvBlock: Module, UnaryLayer {
 /// The PANNs convolutional trunk on log-mel features [B, T, mels]: `bn0` over the mel bins, SpecAugment
 /// drop stripes in training, the conv blocks with dropout 0.2 after each. Its tokens are the time steps
 /// of the last feature map averaged over frequency, [B, T / timeRatio, channels], with no prefix tokens.
-public final class PANNsEncoder: Module, AudioEncoder {
+public final class PANNsEncoder: Module, AudioEncoder, ReducedPrecisionConvolutions {
     @Child public private(set) var bn0: BatchNorm
     @Child public private(set) var blocks: [PANNsConvBlock]
     public let config: PANNsConfig
+    /// The trunk's number format at inference (`convertConvolutions(to:)`): fp32, or bf16 for its direct
+    /// convolutions where the CPU has a bf16 kernel (docs/PRECISION.md).
+    public var convolutionPrecision: Precision = .fp32
 
     public init(_ c: PANNsConfig) {
         config = c
@@ -81,7 +84,7 @@ public final class PANNsEncoder: Module, AudioEncoder {
         if training && config.specAugment { x = try x * Self.dropStripes(x.shape, generator: &Random.global) }
         if !training && !GradMode.isEnabled {
             // Inference: the whole trunk as one oneDNN chain in its blocked layout (dropout is off).
-            x = try x.convChainInference(try blocks.flatMap { try $0.inferenceStages() })
+            x = try x.convChainInference(try blocks.flatMap { try $0.inferenceStages() }, precision: convolutionPrecision)
         } else {
             for block in blocks { x = try block(x).dropout(p: 0.2, training: training) }
         }
