@@ -1,5 +1,5 @@
 /// A 64-bit fingerprint of a buffer's bytes, to notice that weights kept in a transformed layout no longer
-/// match the ones they came from (`WinogradWeights` in ConvChain.swift). Not cryptographic: it guards against stale caches, not
+/// match the ones they came from (`WinogradWeights` in ConvChainStep.swift). Not cryptographic: it guards against stale caches, not
 /// against crafted collisions. Eight FNV-1a-style lanes over 64-byte blocks (xor, then multiply by the
 /// 64-bit FNV prime), folded and finished with SplitMix64's mixer so every input bit reaches every output bit;
 /// memory-bound (about 1 ms for 9 MB on the Zen 4 host).
