@@ -128,27 +128,33 @@ final class DNNLConvChain: @unchecked Sendable {
         var current: dnnl_memory_desc_t? = nil        // the previous step's chosen output layout
         for (index, stage) in stages.enumerated() {
             if let s = stage.conv {
-                var chosen: (DNNLPrimitive, chunk: Int)? = nil
+                // Candidates in order of preference; the first oneDNN builds a step for is taken (a Winograd
+                // whose layout cannot be sliced by batch, or a bf16 kernel this CPU lacks, falls through).
+                var candidates: [() -> (DNNLPrimitive, chunk: Int)?] = []
                 if winograd, s.kh == 3, s.kw == 3, s.g.stride == (1, 1), s.g.dilation == (1, 1), s.c >= 16, s.o >= 16 {
-                    chosen = Self.winograd(stage, s)
+                    candidates.append { Self.winograd(stage, s) }
                 }
-                if chosen == nil, precision == .bf16,
-                   let direct = DNNLPrimitive(Self.convolutionDesc(stage, s, algorithm: dnnl_convolution_direct, batch: s.n, type: dnnl_bf16)),
-                   direct.implementation.contains("bf16") {
-                    chosen = (direct, s.n)
+                if precision == .bf16 {
+                    candidates.append {
+                        guard let direct = DNNLPrimitive(Self.convolutionDesc(stage, s, algorithm: dnnl_convolution_direct, batch: s.n, type: dnnl_bf16)),
+                              direct.implementation.contains("bf16") else { return nil }
+                        return (direct, s.n)
+                    }
                 }
-                if chosen == nil, let direct = DNNLPrimitive(Self.convolutionDesc(stage, s, algorithm: dnnl_convolution_direct, batch: s.n)) {
-                    chosen = (direct, s.n)
+                candidates.append { DNNLPrimitive(Self.convolutionDesc(stage, s, algorithm: dnnl_convolution_direct, batch: s.n)).map { ($0, s.n) } }
+                var built: ConvChainStep? = nil
+                for candidate in candidates {
+                    guard let (prim, chunk) = candidate() else { continue }
+                    if let step = ConvChainStep(prim, chunks: s.n / chunk, stage: index, shape: stage) { built = step; break }
                 }
-                guard let (prim, chunk) = chosen else { return nil }
-                guard let step = ConvChainStep(prim, chunks: s.n / chunk, stage: index, shape: stage) else { return nil }
+                guard let step = built else { return nil }
                 if let from = current, !DNNL.same(from, step.batchSrc) {
                     guard let move = DNNLPrimitive.reorder(from, step.batchSrc) else { return nil }
                     steps.append(.reorder(move)); layouts.append(step.batchSrc)
                 }
                 if current == nil { layouts.append(step.batchSrc) }
                 steps.append(.conv(step))
-                implementations.append(prim.implementation); chunks.append(step.chunks)
+                implementations.append(step.primitive.implementation); chunks.append(step.chunks)
                 current = step.batchDst
             } else {
                 var src = current ?? DNNL.desc(stage.inShape, dnnl_format_tag_any)
