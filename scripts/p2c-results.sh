@@ -11,6 +11,9 @@
 # so that arm uses more labels than ten a class: a stronger model's judgments, as P2C's model-generated
 # preferences are).
 #   SETTING=fsdd10 TEACHER=runs/results/fsdd-digits-shipped/best.safetensors OUT=runs/p2c-10shot bash scripts/p2c-results.sh
+# SETTING=fsddfull: the whole FSDD training split and MIX (default 500) of its clips' SNR mixtures, from the shipped
+# encoder, labels only against + P2C SNR pairs (+ teacher pairs with TEACHER=...), EPOCHS (8), SEEDS ("0 1").
+#   SETTING=fsddfull OUT=runs/p2c-full bash scripts/p2c-results.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared/data}
@@ -41,7 +44,7 @@ if [ "$setting" = fsdd10 ]; then
     start=${START:-earshot-ssast-tiny}
     teacher=${TEACHER:?SETTING=fsdd10 needs TEACHER=<an FSDD digit classifier, best.safetensors>}
     epochs=${EPOCHS:-30}
-    for seed in ${SEEDS:-"0 1 2"}; do
+    for seed in ${SEEDS:-0 1 2}; do
         draw="$out/draw$seed"
         mkdir -p "$draw"
         if [ ! -f "$draw/mixed.csv" ]; then
@@ -76,6 +79,38 @@ PY
     done
     echo "| arm | seeds | test accuracy | test macro F1 | test ECE | per seed |"
     summary base p2c-snr p2c-teacher
+    exit 0
+fi
+if [ "$setting" = fsddfull ]; then
+    # The whole FSDD training split, MIX of its clips (a seeded draw) mixed at 20 and 0 dB over another digit's
+    # clip, from the shipped encoder: labels only against + P2C SNR pairs (and + P2C teacher pairs when TEACHER
+    # names a classifier), the same manifest for every arm.
+    start=${START:-earshot-ssast-tiny}
+    epochs=${EPOCHS:-8}
+    if [ ! -f "$out/all.csv" ]; then
+        "$earshot" pairs make --from snr --data "$shared/fsdd" --out "$out/snr-pairs.csv" --audio-out "$out/mixed" \
+            --manifest "$out/all.csv.tmp" --max-clips "${MIX:-500}" --seed 7
+        mv "$out/all.csv.tmp" "$out/all.csv"
+    fi
+    arms=("base|" "p2c-snr|--pairs $out/snr-pairs.csv")
+    if [ -n "${TEACHER:-}" ]; then
+        [ -f "$out/teacher-pairs.csv" ] || "$earshot" pairs make --from teacher --model "$TEACHER" --data "$out/all.csv" \
+            --out "$out/teacher-pairs.csv" --seed 7
+        arms+=("p2c-teacher|--pairs $out/teacher-pairs.csv")
+    fi
+    for seed in ${SEEDS:-0 1}; do
+        for entry in "${arms[@]}"; do
+            name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
+            dir="$out/$name-seed$seed"
+            [ -f "$dir/done" ] && continue
+            nice "$earshot" finetune --model ssast-tiny-frame --init-from "$start" --data "$out/all.csv" --epochs "$epochs" \
+                --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 --mean=-6.8 --std 5.6 --seed "$seed" \
+                "${opts[@]}" --out "$dir" --overwrite > "$dir.log" 2>&1
+            touch "$dir/done"
+        done
+    done
+    echo "| arm | seeds | test accuracy | test macro F1 | test ECE | per seed |"
+    summary "${arms[@]%%|*}"
     exit 0
 fi
 start=${START:-runs/results/pretrain}
