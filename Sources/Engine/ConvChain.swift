@@ -273,11 +273,28 @@ extension Tensor {
                 switch stage {
                 case .convReLU(let w, let b, let g): x = try x.conv2dReLUInference(weight: w, bias: b, g)
                 case .scaledConvReLU(let w, let scale, let b, let g):
-                    x = try x.conv2dReLUInference(weight: w * scale.reshape([scale.count, 1, 1, 1]), bias: b, g)
+                    x = try x.conv2dReLUInference(weight: w.scaledPerOutputChannel(scale), bias: b, g)
                 case .avgPool(let k): if k > 1 { x = try x.avgPool2d(kernel: (k, k)) }
                 }
             }
             return x
         }
+    }
+}
+
+extension Tensor {
+    /// W'_o = scale_o · W_o for a weight [O, ...] and scale [O], in pages of its own (returned to the system when
+    /// dropped: the pool would keep every layer's size), no graph: a batch norm folded into a copy of a
+    /// convolution's weight where no oneDNN reorder can apply the scale (`BatchNorm.folded(into:)`, the
+    /// Winograd transform, the chain's stage-by-stage fallback).
+    public func scaledPerOutputChannel(_ scale: Tensor) -> Tensor {
+        let o = shape[0], perOutput = count / o
+        precondition(scale.count == o, "scaledPerOutputChannel: \(scale.count) scales for \(o) outputs")
+        let w = Tensor.pageBacked(shape)
+        for c in 0..<o {
+            let s = scale.data[c], from = data + c * perOutput, to = w.data + c * perOutput
+            for i in 0..<perOutput { to[i] = from[i] * s }
+        }
+        return w
     }
 }

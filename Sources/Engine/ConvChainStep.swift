@@ -11,13 +11,11 @@ final class ConvChainStep {
     /// One slice's layouts, and the whole batch's (what the chain's neighbouring steps read and write).
     let src: dnnl_memory_desc_t, dst: dnnl_memory_desc_t, batchSrc: dnnl_memory_desc_t, batchDst: dnnl_memory_desc_t
     let srcSliceBytes: Int, dstSliceBytes: Int
-    let plainWeights: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, scales: dnnl_memory_desc_t
-    let bias: dnnl_memory_desc_t?
-    /// plain → the primitive's weight layout, with runtime per-output-channel scales for a scaled stage;
-    /// nil when the layouts are the same and there is no scale.
-    let reorder: DNNLPrimitive?
-    /// Winograd: the transformed weights come from `WinogradWeights`.
+    /// The weights' plain and chosen layouts; for a direct stage also the reorder between them (with the
+    /// per-output-channel scale of a scaled stage), for a Winograd one none: those come from `WinogradWeights`.
+    let weights: DNNLStaging
     let kept: Bool
+    let bias: dnnl_memory_desc_t?
 
     init?(_ primitive: DNNLPrimitive, chunks: Int, stage: Int, shape: DNNLConvChain.StageShape) {
         guard let s = shape.conv else { return nil }
@@ -26,19 +24,14 @@ final class ConvChainStep {
         guard let batchSrc = Self.batch(of: src, slices: chunks), let batchDst = Self.batch(of: dst, slices: chunks) else { return nil }
         self.batchSrc = batchSrc; self.batchDst = batchDst
         srcSliceBytes = DNNL.bytes(src); dstSliceBytes = DNNL.bytes(dst)
-        plainWeights = DNNL.desc([s.o, s.c, s.kh, s.kw], dnnl_oihw); weights = primitive.desc(dnnl_query_weights_md)
-        scales = DNNL.desc([s.o], dnnl_x)
+        let plain = DNNL.desc([s.o, s.c, s.kh, s.kw], dnnl_oihw), chosen = primitive.desc(dnnl_query_weights_md)
         bias = shape.bias ? DNNL.desc([s.o], dnnl_x) : nil
-        if primitive.implementation.contains("wino") {
-            kept = true; reorder = nil
+        kept = primitive.implementation.contains("wino")
+        if kept || !shape.scaled {
+            weights = DNNLStaging(plain: plain, chosen: chosen, input: !kept, output: false)
         } else {
-            kept = false
-            if shape.scaled {
-                guard let r = DNNLPrimitive.reorder(plainWeights, weights, runtimeScalesMask: 1) else { return nil }
-                reorder = r
-            } else {
-                reorder = DNNLPrimitive.reorder(plainWeights, weights)
-            }
+            guard let scaled = DNNLStaging.scaledInput(plain: plain, chosen: chosen) else { return nil }
+            weights = scaled
         }
     }
 
@@ -57,7 +50,7 @@ final class ConvChainStep {
     func run(src x: UnsafeMutableRawPointer, dst y: UnsafeMutableRawPointer, _ p: DNNLConvChain.StageWeights) throws {
         try withWeights(p) { w in
             for c in 0..<chunks {
-                var args = [(DNNL_ARG_SRC, src, x + c * srcSliceBytes), (DNNL_ARG_WEIGHTS, weights, w), (DNNL_ARG_DST, dst, y + c * dstSliceBytes)]
+                var args = [(DNNL_ARG_SRC, src, x + c * srcSliceBytes), (DNNL_ARG_WEIGHTS, weights.chosen, w), (DNNL_ARG_DST, dst, y + c * dstSliceBytes)]
                 if let bias, let b = p.bias { args.append((DNNL_ARG_BIAS, bias, UnsafeMutableRawPointer(b.data))) }
                 try primitive.execute(args)
             }
@@ -66,16 +59,10 @@ final class ConvChainStep {
 
     private func withWeights(_ p: DNNLConvChain.StageWeights, _ body: (UnsafeMutableRawPointer) throws -> Void) throws {
         if kept {
-            let entry = try WinogradWeights.entry(p.weight, scale: p.scale, plain: plainWeights, chosen: weights)
+            let entry = try WinogradWeights.entry(p.weight, scale: p.scale, plain: weights.plain, chosen: weights.chosen)
             return try withExtendedLifetime(entry) { try body(entry.data) }
         }
-        guard let reorder else { return try withExtendedLifetime(p) { try body(UnsafeMutableRawPointer(p.weight.data)) } }
-        let staged = UnsafeMutableRawPointer.allocate(byteCount: max(DNNL.bytes(weights), 64), alignment: 64)
-        defer { staged.deallocate() }
-        var args = [(DNNL_ARG_FROM, plainWeights, UnsafeMutableRawPointer(p.weight.data)), (DNNL_ARG_TO, weights, staged)]
-        if let scale = p.scale { args.append((DNNL_ARG_ATTR_OUTPUT_SCALES, scales, UnsafeMutableRawPointer(scale.data))) }
-        try withExtendedLifetime(p) { try reorder.execute(args) }
-        try body(staged)
+        try withExtendedLifetime(p) { try weights.input(p.weight.data, pooled: false, scales: p.scale, body) }
     }
 }
 
@@ -110,15 +97,7 @@ enum WinogradWeights {
         if let kept = entries[key], DNNL.same(kept.layout, chosen) { kept.lastUse = uses; return kept }
         // The scale goes into a plain copy first: oneDNN 2.6's Winograd weight transform takes no runtime
         // scales, and with fixed ones its result was wrong here (off by the output's whole scale).
-        var source = weight
-        if let scale {
-            let o = weight.shape[0], perOutput = weight.count / o
-            source = Tensor.empty(weight.shape)
-            for c in 0..<o {
-                let s = scale.data[c], from = weight.data + c * perOutput, to = source.data + c * perOutput
-                for i in 0..<perOutput { to[i] = from[i] * s }
-            }
-        }
+        let source = scale.map { weight.scaledPerOutputChannel($0) } ?? weight
         guard let transform = DNNLPrimitive.reorder(plain, chosen) else {
             throw EngineError("conv chain: oneDNN cannot transform \(weight.shape) weights into the Winograd layout")
         }

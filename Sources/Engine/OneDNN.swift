@@ -142,19 +142,35 @@ struct DNNLStaging {
         toPlain = output ? DNNLPrimitive.reorder(chosen, plain) : nil
     }
 
+    /// An input staging whose reorder also multiplies dimension 0 by per-index scales given to each
+    /// `input(_:pooled:scales:_:)` (a batch norm's scale folded in as the weights are staged); it reorders
+    /// even between equal layouts. Nil where oneDNN cannot build such a reorder.
+    static func scaledInput(plain: dnnl_memory_desc_t, chosen: dnnl_memory_desc_t) -> DNNLStaging? {
+        guard let reorder = DNNLPrimitive.reorder(plain, chosen, runtimeScalesMask: 1) else { return nil }
+        return DNNLStaging(plain: plain, chosen: chosen, toChosen: reorder)
+    }
+
+    private init(plain: dnnl_memory_desc_t, chosen: dnnl_memory_desc_t, toChosen: DNNLPrimitive) {
+        self.plain = plain; self.chosen = chosen; self.toChosen = toChosen; toPlain = nil
+    }
+
     var needsReorder: Bool { !DNNL.same(plain, chosen) }
 
     /// Runs `body` with the data at `plain` in the chosen layout (reordered into a temporary when they differ).
     /// The temporary comes from the buffer pool (`pooled`: training reuses the same sizes every step) or is
     /// malloc'd and freed at once (inference: a model's worth of differently sized weight copies would
     /// otherwise stay pooled).
-    func input<R>(_ plainData: UnsafeMutablePointer<Float>, pooled: Bool = true, _ body: (UnsafeMutableRawPointer) throws -> R) throws -> R {
+    /// `scales`: dimension 0's scales for a staging made by `scaledInput`.
+    func input<R>(_ plainData: UnsafeMutablePointer<Float>, pooled: Bool = true, scales: Tensor? = nil,
+                  _ body: (UnsafeMutableRawPointer) throws -> R) throws -> R {
         guard let toChosen else { return try body(plainData) }
         let bytes = DNNL.bytes(chosen)
         let tensor = pooled ? Tensor.empty([(bytes + 3) / 4]) : nil
         let staged = tensor.map { UnsafeMutableRawPointer($0.data) } ?? UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
         defer { if tensor == nil { staged.deallocate() } }
-        try toChosen.execute([(DNNL_ARG_FROM, plain, UnsafeMutableRawPointer(plainData)), (DNNL_ARG_TO, chosen, staged)])
+        var args = [(DNNL_ARG_FROM, plain, UnsafeMutableRawPointer(plainData)), (DNNL_ARG_TO, chosen, staged)]
+        if let scales { args.append((DNNL_ARG_ATTR_OUTPUT_SCALES, DNNL.desc([scales.count], dnnl_x), UnsafeMutableRawPointer(scales.data))) }
+        try withExtendedLifetime(scales) { try toChosen.execute(args) }
         return try withExtendedLifetime(tensor) { try body(staged) }
     }
 

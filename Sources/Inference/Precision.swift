@@ -9,9 +9,6 @@ extension Classifier {
     /// released: training, saving or loading it is refused, naming the layer; `convertLinearLayers`).
     @discardableResult
     public func use(_ precision: Precision, notice: ((String) -> Void)? = nil) -> Precision {
-        guard precision != .fp32 else { return .fp32 }
-        let runs = model.convertLinearLayers(to: precision, notice: notice)
-        model.convertConvolutions(to: runs)
-        return runs
+        model.convertForInference(to: precision, notice: notice)
     }
 }

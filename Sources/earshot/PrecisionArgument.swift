@@ -14,9 +14,6 @@ struct PrecisionArguments: ParsableArguments {
     /// Converts `model`'s linear layers (and with bf16 its convolution chains, PANNs'); returns the precision that runs.
     @discardableResult
     func apply(to model: Module) -> Precision {
-        guard precision != .fp32 else { return .fp32 }
-        let runs = model.convertLinearLayers(to: precision)
-        model.convertConvolutions(to: runs)
-        return runs
+        model.convertForInference(to: precision)
     }
 }

@@ -8,6 +8,17 @@ public protocol ReducedPrecisionConvolutions: AnyObject {
 }
 
 extension Module {
+    /// `precision` for inference wherever this model has it: its linear layers (`convertLinearLayers`) and,
+    /// with the precision that runs there, its convolution chains (`convertConvolutions`). Returns the
+    /// precision that runs: fp32 where the CPU lacks the instructions, said once on standard error.
+    @discardableResult
+    public func convertForInference(to precision: Precision, notice: ((String) -> Void)? = nil) -> Precision {
+        guard precision != .fp32 else { return .fp32 }
+        let runs = convertLinearLayers(to: precision, notice: notice)
+        convertConvolutions(to: runs)
+        return runs
+    }
+
     /// Sets the inference precision of every module below this one (itself included) whose convolutions
     /// can take it; returns how many were set. Only bf16 is taken: int8 convolutions are not built here,
     /// so `.int8` (like `.fp32`) leaves them fp32.

@@ -14,7 +14,7 @@ public enum Init {
 
     /// Xavier/Glorot uniform: U(±√(6 / (fanIn + fanOut))).
     public static func xavierUniform(_ shape: [Int], fanIn: Int, fanOut: Int) -> Tensor {
-        let bound = (6 / Float(fanIn + fanOut)).squareRoot()
+        let bound = xavierBound(fanIn: fanIn, fanOut: fanOut)
         return Tensor.uniform(shape, low: -bound, high: bound)
     }
 
@@ -23,9 +23,11 @@ public enum Init {
     public static func xavierUniform(_ weight: Tensor) {
         guard !Random.initialisationSkipped, weight.rank >= 2 else { return }
         let receptive = weight.shape.dropFirst(2).reduce(1, *)
-        let bound = (6 / Float(weight.shape[1] * receptive + weight.shape[0] * receptive)).squareRoot()
+        let bound = xavierBound(fanIn: weight.shape[1] * receptive, fanOut: weight.shape[0] * receptive)
         weight.fillUniform(low: -bound, high: bound, generator: &Random.global)   // in place: no pooled temporary
     }
+
+    private static func xavierBound(fanIn: Int, fanOut: Int) -> Float { (6 / Float(fanIn + fanOut)).squareRoot() }
 
     /// timm's ViT initialisation (`_init_weights`), which AST and SSAST inherit: every Linear inside
     /// `module` gets weight ~ truncated normal (std 0.02) and a zero bias, where PyTorch's Linear

@@ -7,14 +7,7 @@ extension BatchNorm {
     /// instead of one over the activations; used for inference only (no graph).
     public func folded(into conv: Conv2d) throws -> (weight: Tensor, bias: Tensor) {
         let (scale, b) = try foldingScale(into: conv)
-        let o = scale.count, perOutput = conv.weight.count / o
-        // Own pages, returned to the system when dropped (the pool would keep every layer's size).
-        let w = Tensor.pageBacked(conv.weight.shape)
-        for c in 0..<o {
-            let src = conv.weight.data + c * perOutput, dst = w.data + c * perOutput
-            for i in 0..<perOutput { dst[i] = src[i] * scale.data[c] }
-        }
-        return (w, b)
+        return (conv.weight.scaledPerOutputChannel(scale), b)
     }
 
     /// The fold without the folded weight: scale [O] and b' [O] as in `folded(into:)`, for callers that apply
