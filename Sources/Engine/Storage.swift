@@ -44,8 +44,9 @@ package final class Storage: @unchecked Sendable {
     }
 }
 
-/// Size-bucketed free lists with a cap on pooled bytes. Buffers are bucketed by exact element count,
-/// which is what training loops produce: the same shapes every step.
+/// Reused buffers with a cap on the bytes kept free. Buffers of 64 KB and more come from `BufferArena` (best
+/// fit with splitting and merging, so a freed buffer can serve a request of another size); smaller ones are
+/// kept in free lists by exact element count, which is what training loops produce: the same shapes every step.
 final class BufferPool: @unchecked Sendable {
     static let shared = BufferPool()
     private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
@@ -53,6 +54,10 @@ final class BufferPool: @unchecked Sendable {
     private let lock = NSLock()
     /// Small buffers are cheap to malloc; pooling them only adds lock traffic.
     private let minPooledCount = 1024
+    /// From here (64 KB) buffers come from the arena: a page of rounding is at most 6% of them.
+    static let arenaMinimumCount = 16_384
+    /// Address space for the arena: twice the machine's memory (at least 16 GB), reserved, not committed.
+    private let arena = BufferArena(reserving: max(16 << 30, 2 * Int(ProcessInfo.processInfo.physicalMemory)))
     /// Training steps free and re-request the same activation sizes every step; pooling them avoids
     /// the kernel zeroing fresh pages (15% of a training step when the pool was capped at 1 GiB).
     var capBytes = max(1 << 30, Int(ProcessInfo.processInfo.physicalMemory / 4))
@@ -63,8 +68,11 @@ final class BufferPool: @unchecked Sendable {
 
     func resetPeak() { lock.lock(); peakLiveBytes = liveBytes; lock.unlock() }
 
-    /// Bytes held in the pool, free for the next request of their size.
-    var heldBytes: Int { lock.lock(); defer { lock.unlock() }; return pooledBytes }
+    /// The arena's high-water mark in bytes (nil without an arena): what its buffers have ever spanned.
+    var arenaTop: Int? { lock.lock(); defer { lock.unlock() }; return arena?.top }
+
+    /// Bytes held free for later requests (the arena's free blocks, resident or not, and the free lists).
+    var heldBytes: Int { lock.lock(); defer { lock.unlock() }; return pooledBytes + (arena?.freeBytes ?? 0) }
 
     /// Counts storages' own page mappings (`Storage(pagesFor:)`) as live, like buffers handed out.
     func noteMapped(_ bytes: Int) {
@@ -80,6 +88,10 @@ final class BufferPool: @unchecked Sendable {
         liveBytes += n * 4
         peakLiveBytes = max(peakLiveBytes, liveBytes)
         // Popped in place: binding the list to a local first copied the whole array on every take.
+        if n >= BufferPool.arenaMinimumCount, let arena, let p = arena.take(n * MemoryLayout<Float>.stride) {
+            lock.unlock()
+            return p.bindMemory(to: Float.self, capacity: n)
+        }
         if n >= minPooledCount, let p = free[n]?.popLast() {
             pooledBytes -= n * 4
             lock.unlock()
@@ -96,6 +108,13 @@ final class BufferPool: @unchecked Sendable {
         let n = max(count, 1)
         lock.lock()
         liveBytes -= n * 4
+        if let arena, arena.contains(UnsafeMutableRawPointer(p)) {
+            // Past the cap the block's pages go back to the system, as a malloc'd buffer would.
+            let release = pooledBytes + arena.freeBytes + n * 4 > capBytes
+            arena.give(UnsafeMutableRawPointer(p), bytes: n * MemoryLayout<Float>.stride, release: release)
+            lock.unlock()
+            return
+        }
         if n >= minPooledCount, pooledBytes + n * 4 <= capBytes {
             free[n, default: []].append(p)
             pooledBytes += n * 4
@@ -106,12 +125,13 @@ final class BufferPool: @unchecked Sendable {
         free_(p)
     }
 
-    /// Returns every pooled buffer to the system (for memory measurements and long-lived processes).
+    /// Returns every pooled buffer's memory to the system (for memory measurements and long-lived processes).
     func drain() {
         lock.lock()
         for (_, list) in free { for p in list { free_(p) } }
         free.removeAll()
         pooledBytes = 0
+        arena?.trim()
         lock.unlock()
     }
 
