@@ -8,7 +8,10 @@ extension CLAP {
     /// names another folder) or a LAION-CLAP `.pt` file, whose tokenizer (roberta-base's vocab.json +
     /// merges.txt, or a tokenizer.json) comes from `tokenizer` or else the `.pt`'s own folder; or a folder an
     /// Earshot contrastive run exported (`TrainedCLAP`).
-    public static func load(model url: URL, tokenizer: URL? = nil, textHeads: Int? = nil, maxLength: Int = 77) throws -> CLAP {
+    public static func load(model given: URL, tokenizer: URL? = nil, textHeads: Int? = nil, maxLength: Int = 77) throws -> CLAP {
+        // A contrastive run's folder holds the model it exported in clap/: what a user names after training.
+        let exported = given.appendingPathComponent("clap")
+        let url = !TrainedCLAP.isTrained(given) && TrainedCLAP.isTrained(exported) ? exported : given
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
             throw CLAPError("\(url.path): no such model folder or file")

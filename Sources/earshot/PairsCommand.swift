@@ -43,7 +43,7 @@ struct PairsMake: ParsableCommand {
     @Option(name: .customLong("votes"), help: "votes: the votes file (clip,<class>,...).") var votesFile: String?
     @Option(help: "teacher: an Earshot classifier (best.safetensors of a run) whose classes include the data's.") var model: String?
     @Option(name: .customLong("tie-margin"), help: "teacher: probability gaps up to this tie.") var tieMargin: Double = 0.05
-    @Flag(help: "teacher: --model is a CLAP (a Hugging Face ClapModel folder, a LAION .pt, or an Earshot-trained CLAP folder), scored zero-shot.")
+    @Flag(help: "teacher: --model is a CLAP (a Hugging Face ClapModel folder, a LAION .pt, or an Earshot contrastive run or its clap/ export), scored zero-shot.")
     var clap = false
     @Option(help: "teacher --clap: a CSV label,keyword naming the classes in the prompts (default: the class names).") var keywords: String?
     @Option(help: "teacher --clap: a prompt template with {} or {label}; repeat for an ensemble (default LAION's).") var prompt: [String] = []

@@ -85,4 +85,15 @@ final class BufferArenaTests: XCTestCase {
         XCTAssertEqual(BufferPool.shared.arenaTop, top)
         XCTAssertEqual(a.data[n / 2 - 1], 0); XCTAssertEqual(b.data[0], 1)
     }
+
+    func testBatchesOfVaryingSizeDoNotEachKeepABuffer() throws {
+        // A P2C step's batch is its clips plus a varying number of partners, so every activation size varies
+        // from step to step; exact-size pooling kept a buffer per size (an ESC-10 P2C epoch: 4.1 GB, 734 MB now).
+        let rows = 4096, width = 64
+        let before = try XCTUnwrap(BufferPool.shared.arenaTop)
+        for extra in 0..<24 { _ = Tensor.zeros([rows + extra * 97, width]) }
+        let grown = try XCTUnwrap(BufferPool.shared.arenaTop) - before
+        XCTAssertLessThanOrEqual(grown, (rows + 23 * 97) * width * 4 + BufferArena.granule,
+                                 "at most the largest buffer's worth of new pages, not the sum of all 24")
+    }
 }

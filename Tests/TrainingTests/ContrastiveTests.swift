@@ -109,6 +109,9 @@ final class ContrastiveTests: XCTestCase {
         XCTAssertEqual(t.shape, [1, 16])
         let zs = try ZeroShotClassifier(clap: clap, labels: ["low", "high"])
         XCTAssertEqual(try zs.probabilities(features: features).shape, [1, 2])
+        // The run's folder names the same model (its clap/ export).
+        let fromRun = try CLAP.load(model: run.url)
+        XCTAssertEqual(try fromRun.embed(features: features).toArray(), try clap.embed(features: features).toArray())
     }
 
     /// Label-only data with keyword-to-caption, one class held out: the run scores zero-shot on it.
