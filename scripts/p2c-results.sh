@@ -14,6 +14,11 @@
 # SETTING=fsddfull: the whole FSDD training split and MIX (default 500) of its clips' SNR mixtures, from the shipped
 # encoder, labels only against + P2C SNR pairs (+ teacher pairs with TEACHER=...), EPOCHS (8), SEEDS ("0 1").
 #   SETTING=fsddfull OUT=runs/p2c-full bash scripts/p2c-results.sh
+# SETTING=esc10: ESC-10 with fold 5 as the test fold, folds 1-4 and MIX (default 160) of their clips' SNR mixtures
+# (20 and 0 dB over another class's clip), from the shipped encoder, no mixup (it cannot go with pairs, so no arm uses
+# it): labels only, + P2C SNR pairs, + P2C teacher pairs from a CLAP scored zero-shot (CLAP: an Earshot-trained CLAP
+# folder that never trained on fold 5, KEYWORDS its label,keyword CSV), EPOCHS (15), SEEDS ("0 1").
+#   SETTING=esc10 CLAP=runs/clap-k2c/run/clap KEYWORDS=runs/clap-k2c/keywords.csv OUT=runs/p2c-esc10 bash scripts/p2c-results.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared/data}
@@ -106,6 +111,36 @@ if [ "$setting" = fsddfull ]; then
             nice "$earshot" finetune --model ssast-tiny-frame --init-from "$start" --data "$out/all.csv" --epochs "$epochs" \
                 --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 --mean=-6.8 --std 5.6 --seed "$seed" \
                 "${opts[@]}" --out "$dir" --overwrite > "$dir.log" 2>&1
+            touch "$dir/done"
+        done
+    done
+    echo "| arm | seeds | test accuracy | test macro F1 | test ECE | per seed |"
+    summary "${arms[@]%%|*}"
+    exit 0
+fi
+if [ "$setting" = esc10 ]; then
+    start=${START:-earshot-ssast-tiny}
+    epochs=${EPOCHS:-15}
+    if [ ! -f "$out/all.csv" ]; then
+        "$earshot" pairs make --from snr --data "$shared/esc10" --exclude-split 5 --out "$out/snr-pairs.csv" \
+            --audio-out "$out/mixed" --manifest "$out/all.csv.tmp" --max-clips "${MIX:-160}" --seed 7
+        mv "$out/all.csv.tmp" "$out/all.csv"
+    fi
+    arms=("base|" "p2c-snr|--pairs $out/snr-pairs.csv")
+    if [ -n "${CLAP:-}" ]; then
+        keywords=(); [ -n "${KEYWORDS:-}" ] && keywords=(--keywords "$KEYWORDS")
+        [ -f "$out/teacher-pairs.csv" ] || "$earshot" pairs make --from teacher --clap --model "$CLAP" "${keywords[@]}" \
+            --data "$out/all.csv" --exclude-split 5 --out "$out/teacher-pairs.csv" --seed 7
+        arms+=("p2c-teacher|--pairs $out/teacher-pairs.csv")
+    fi
+    for seed in ${SEEDS:-0 1}; do
+        for entry in "${arms[@]}"; do
+            name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
+            dir="$out/$name-seed$seed"
+            [ -f "$dir/done" ] && continue
+            nice "$earshot" finetune --model ssast-tiny-frame --init-from "$start" --data "$out/all.csv" --test 5 \
+                --epochs "$epochs" --batch-size 16 --lr 1e-4 --target-length 256 --freqm 24 --timem 48 --mean=-6.8 --std 5.6 \
+                --seed "$seed" "${opts[@]}" --out "$dir" --overwrite > "$dir.log" 2>&1
             touch "$dir/done"
         done
     done
