@@ -6,6 +6,8 @@
 # clips per class (FSDD; the official test split whole), 1.28 s random crops of ESC-10's 5 s clips. Finished runs (a `done` marker) are skipped.
 #   OUT=runs/panns bash scripts/panns-results.sh [fsdd|esc10|table]   (no argument: both, one after the other)
 # MODEL=cnn10 trains Cnn10 instead of Cnn6; ESC_FOLDS="1 2 3 4 5" runs every ESC-10 fold as the test fold in turn.
+# FROM=<run folder> starts the ESC-10 runs from that run's weights instead of random ones (transfer: the encoder
+# kept, a new head for ESC-10's classes), into esc10-fold<k>-from-<run's name>; e.g. FROM=runs/panns-cnn10/fsdd.
 # EARSHOT names the binary (default: a copy of the release build under $OUT/bin, so rebuilds leave runs alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,8 +58,10 @@ if [ "$stage" = fsdd ] || [ "$stage" = all ]; then
         --target-length 100 ${fsdd_shots:+--shots "$fsdd_shots"}
 fi
 if [ "$stage" = esc10 ] || [ "$stage" = all ]; then
+    from=(); suffix=""
+    [ -n "${FROM:-}" ] && from=(--init-from "$FROM") suffix="-from-$(basename "$FROM")"
     for fold in $esc_folds; do
-        run "$out/esc10-fold$fold" "$esc_epochs" "1.28 s crops of 5 s" --data "$shared/esc10" --test "$fold" --batch-size 16 \
-            --lr 1e-3 --target-length 501 --crop-frames 128
+        run "$out/esc10-fold$fold$suffix" "$esc_epochs" "1.28 s crops of 5 s" --data "$shared/esc10" --test "$fold" --batch-size 16 \
+            --lr 1e-3 --target-length 501 --crop-frames 128 "${from[@]}"
     done
 fi
