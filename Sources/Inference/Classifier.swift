@@ -123,15 +123,30 @@ public struct Classifier {
         return report
     }
 
-    /// Embeddings [width] of audio files keyed by path, each clip covered from start to end.
-    public func embeddings(of paths: [String], batchSize: Int = 8,
+    /// Embeddings of audio files keyed by path, each clip covered from start to end: [width] with the model's
+    /// own pooling, [2·width] with `.meanStd`.
+    public func embeddings(of paths: [String], batchSize: Int = 8, pooling: EmbeddingPooling = .model,
                            progress: ((String) -> Void)? = nil) throws -> (embeddings: [String: Tensor], report: SkipReport) {
         var out: [String: Tensor] = [:]
         let report = SkipReport()
-        try pass(batchSize).run(paths, report: report, label: "embed", progress: progress, { try model.embedding($0) }) { i, e in
+        let pool: (Tensor) throws -> Tensor = pooling == .model ? { try self.model.embedding($0) } : { try self.tokenMeanStd($0) }
+        try pass(batchSize).run(paths, report: report, label: "embed", progress: progress, pool) { i, e in
             out[paths[i]] = e
         }
         return (out, report)
+    }
+
+    /// [mean_t h_t, sqrt(mean_t (h_t - mean)²)] over a window's content tokens h_t (prefix tokens left out):
+    /// [B, 2·width] of features [B, T, F].
+    func tokenMeanStd(_ features: Tensor) throws -> Tensor {
+        try GradMode.noGrad {
+            let tokens = try model.encoder.tokens(features)
+            let content = try tokens.slice(axis: 1, start: model.encoder.prefixTokens, end: tokens.shape[1])
+            let mean = try content.mean(axis: 1, keepDim: true)
+            let centred = try content - mean
+            let std = try (centred * centred).mean(axis: 1).sqrt()
+            return try Tensor.concat([mean.squeeze(1), std], axis: 1)
+        }
     }
 
     func pass(_ batchSize: Int) -> WindowedPass {
@@ -176,4 +191,14 @@ public struct ClassScores: Sendable, CustomStringConvertible {
     public var description: String {
         ranked.prefix(5).map { String(format: "%@ %.3f", $0.label, $0.score) }.joined(separator: ", ")
     }
+}
+
+/// How a clip's embedding is pooled from an encoder's output.
+public enum EmbeddingPooling: String, Sendable, CaseIterable {
+    /// The model's own pooled embedding, its head's input (SSAST: mean of tokens; AST: cls and distillation
+    /// tokens; PANNs: max + mean over time, then fc1).
+    case model
+    /// Mean and standard deviation over each window's content tokens, concatenated (twice the width): the
+    /// statistics `logmel-stats` takes of the spectrogram, taken of the encoder's output.
+    case meanStd = "mean-std"
 }

@@ -104,17 +104,19 @@ struct Embed: ParsableCommand {
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option var out: String
     @Flag(help: "One JSON object per clip (file and its embedding's key in --out), then a summary line.") var json = false
+    @Option(help: "model (the model's own pooled embedding) or mean-std (mean and std over each window's tokens, twice the width).")
+    var pooling: EmbeddingPooling = .model
     @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
         let clf = try Classifier.loadEmbedder(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         precision.apply(to: clf.model)
         let paths = try audioFiles(inputs)
-        let (tensors, report) = try clf.embeddings(of: paths, progress: progressLine)
+        let (tensors, report) = try clf.embeddings(of: paths, pooling: pooling, progress: progressLine)
         // An empty file would read as a successful run; nothing is written instead.
         if tensors.isEmpty { throw AudioError("no clip could be read (\(report.skipped.count) skipped); \(out) not written") }
         try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))
-        let width = clf.model.embeddingWidth
+        let width = clf.model.embeddingWidth * (pooling == .model ? 1 : 2)
         if json {
             for path in paths where tensors[path] != nil { try printJSONLine(["file": path, "embedding": path, "dim": width]) }
             try printJSONLine(["summary": ["clips": tensors.count, "dim": width, "out": out,

@@ -22,6 +22,8 @@ struct ProbeCommand: ParsableCommand {
     @Option(help: "A dataset folder or manifest (repeat for several).") var data: [String]
     @Option(name: .customLong("label-field"), help: "label, or speaker.") var labelField = "label"
     @Option(help: "Frames per window of a random: encoder.") var frames = 128
+    @Option(help: "model (the model's own pooled embedding) or mean-std (mean and std over each window's tokens).")
+    var pooling: EmbeddingPooling = .model
     @Option(help: "Seed of a random: encoder, of the cross-validation folds and of held-out test clips.") var seed: UInt64 = 0
     @Option(help: "Cross-validation folds inside a training split.") var folds = 5
     @Option(help: "L-BFGS iterations per fit.") var iterations = 100
@@ -32,7 +34,7 @@ struct ProbeCommand: ParsableCommand {
     func run() throws {
         guard !data.isEmpty else { throw ValidationError("give at least one --data") }
         let started = Date()
-        let embedder = try probeEmbedder(model, frames: frames, seed: seed, released: released.options, base: released.baseURL)
+        let embedder = try probeEmbedder(model, frames: frames, seed: seed, pooling: pooling, released: released.options, base: released.baseURL)
         let store = noCache ? nil : try EmbeddingCache(directory: cache.map { URL(fileURLWithPath: $0) } ?? EmbeddingCache.defaultDirectory)
         var settings = ProbeSettings()
         (settings.seed, settings.folds, settings.iterations) = (seed, folds, iterations)
@@ -89,3 +91,5 @@ struct ProbeCommand: ParsableCommand {
         }.joined(separator: "\n")
     }
 }
+
+extension EmbeddingPooling: ExpressibleByArgument {}

@@ -110,5 +110,10 @@ final class ProbeEndToEndTests: XCTestCase {
         XCTAssertEqual(out[url.path]?.count, e.classifier.model.embeddingWidth)
         XCTAssertTrue(out[url.path]!.allSatisfy(\.isFinite))
         XCTAssertNotEqual(try ModelEmbedder.random("ssast-tiny-frame", frames: 32, seed: 2).cacheKey, e.cacheKey)
+        // Pooled as token mean and std: twice the width, its own cache entries; logmel-stats refuses the option.
+        let meanStd = e.pooled(.meanStd)
+        XCTAssertEqual(try meanStd.embed([url.path], progress: nil).embeddings[url.path]?.count, 2 * e.classifier.model.embeddingWidth)
+        XCTAssertNotEqual(meanStd.cacheKey, e.cacheKey)
+        XCTAssertThrowsError(try probeEmbedder("logmel-stats", pooling: .meanStd)) { XCTAssertTrue("\($0)".contains("--pooling"), "\($0)") }
     }
 }

@@ -63,11 +63,26 @@ public struct LogMelStatsEmbedder: ClipEmbedder {
 /// whole clip (`Classifier.embeddings`).
 public struct ModelEmbedder: ClipEmbedder {
     public let classifier: Classifier
+    public let pooling: EmbeddingPooling
     public let cacheKey: String
     public let summary: String
 
     public init(classifier: Classifier, cacheKey: String, summary: String) {
-        self.classifier = classifier; self.cacheKey = cacheKey; self.summary = summary
+        self.init(classifier: classifier, pooling: .model, cacheKey: cacheKey, summary: summary)
+    }
+
+    init(classifier: Classifier, pooling: EmbeddingPooling, cacheKey: String, summary: String) {
+        self.classifier = classifier; self.pooling = pooling
+        // Model-pooled keys stay as they were, so existing caches still serve them.
+        self.cacheKey = pooling == .model ? cacheKey : cacheKey + " pooling \(pooling.rawValue)"
+        self.summary = pooling == .model ? summary : summary + ", pooled as token mean and std"
+    }
+
+    /// The same model pooled another way.
+    public func pooled(_ pooling: EmbeddingPooling) -> ModelEmbedder {
+        guard pooling != self.pooling else { return self }
+        precondition(self.pooling == .model, "re-pool a model-pooled embedder")
+        return ModelEmbedder(classifier: classifier, pooling: pooling, cacheKey: cacheKey, summary: summary)
     }
 
     /// A model at `path`, keyed by the content of its weights (FNV-1a of the checkpoint file, or of
@@ -118,7 +133,7 @@ public struct ModelEmbedder: ClipEmbedder {
     }
 
     public func embed(_ paths: [String], progress: ((String) -> Void)?) throws -> (embeddings: [String: [Float]], report: SkipReport) {
-        let (tensors, report) = try classifier.embeddings(of: paths, progress: progress)
+        let (tensors, report) = try classifier.embeddings(of: paths, pooling: pooling, progress: progress)
         return (tensors.mapValues { $0.toArray() }, report)
     }
 }
@@ -131,9 +146,14 @@ func pipelineKey(_ p: FeaturePipeline) -> String {
 }
 
 /// The embedder `--model` names: `logmel-stats`, `random:<registry name>`, or a path.
-public func probeEmbedder(_ model: String, frames: Int = 128, seed: UInt64 = 0,
+public func probeEmbedder(_ model: String, frames: Int = 128, seed: UInt64 = 0, pooling: EmbeddingPooling = .model,
                           released options: ReleasedCheckpointOptions = ReleasedCheckpointOptions(), base: URL? = nil) throws -> any ClipEmbedder {
-    if model == "logmel-stats" { return LogMelStatsEmbedder() }
-    if model.hasPrefix("random:") { return try ModelEmbedder.random(String(model.dropFirst("random:".count)), frames: frames, seed: seed) }
-    return try ModelEmbedder.load(ShippedModels.resolve(model), released: options, base: base)
+    if model == "logmel-stats" {
+        guard pooling == .model else { throw AudioError("--pooling \(pooling.rawValue) is for encoders; logmel-stats is already a mean and std") }
+        return LogMelStatsEmbedder()
+    }
+    if model.hasPrefix("random:") {
+        return try ModelEmbedder.random(String(model.dropFirst("random:".count)), frames: frames, seed: seed).pooled(pooling)
+    }
+    return try ModelEmbedder.load(ShippedModels.resolve(model), released: options, base: base).pooled(pooling)
 }
