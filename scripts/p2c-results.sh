@@ -45,6 +45,20 @@ for name in sys.argv[2:]:
 PY
 }
 
+run_arms() {  # run_arms <finetune options...>: each arm of $arms ("name|its options") for each seed of SEEDS, then the table
+    for seed in ${SEEDS:-0 1}; do
+        for entry in "${arms[@]}"; do
+            name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
+            dir="$out/$name-seed$seed"
+            [ -f "$dir/done" ] && continue
+            nice "$earshot" finetune "$@" --seed "$seed" "${opts[@]}" --out "$dir" --overwrite > "$dir.log" 2>&1
+            touch "$dir/done"
+        done
+    done
+    echo "| arm | seeds | test accuracy | test macro F1 | test ECE | per seed |"
+    summary "${arms[@]%%|*}"
+}
+
 if [ "$setting" = fsdd10 ]; then
     start=${START:-earshot-ssast-tiny}
     teacher=${TEACHER:?SETTING=fsdd10 needs TEACHER=<an FSDD digit classifier, best.safetensors>}
@@ -103,19 +117,8 @@ if [ "$setting" = fsddfull ]; then
             --out "$out/teacher-pairs.csv" --seed 7
         arms+=("p2c-teacher|--pairs $out/teacher-pairs.csv")
     fi
-    for seed in ${SEEDS:-0 1}; do
-        for entry in "${arms[@]}"; do
-            name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
-            dir="$out/$name-seed$seed"
-            [ -f "$dir/done" ] && continue
-            nice "$earshot" finetune --model ssast-tiny-frame --init-from "$start" --data "$out/all.csv" --epochs "$epochs" \
-                --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 --mean=-6.8 --std 5.6 --seed "$seed" \
-                "${opts[@]}" --out "$dir" --overwrite > "$dir.log" 2>&1
-            touch "$dir/done"
-        done
-    done
-    echo "| arm | seeds | test accuracy | test macro F1 | test ECE | per seed |"
-    summary "${arms[@]%%|*}"
+    run_arms --model ssast-tiny-frame --init-from "$start" --data "$out/all.csv" --epochs "$epochs" \
+        --batch-size 16 --lr 5e-4 --target-length 64 --freqm 12 --timem 8 --mean=-6.8 --std 5.6
     exit 0
 fi
 if [ "$setting" = esc10 ]; then
@@ -133,19 +136,8 @@ if [ "$setting" = esc10 ]; then
             --data "$out/all.csv" --exclude-split 5 --out "$out/teacher-pairs.csv" --seed 7
         arms+=("p2c-teacher|--pairs $out/teacher-pairs.csv")
     fi
-    for seed in ${SEEDS:-0 1}; do
-        for entry in "${arms[@]}"; do
-            name=${entry%%|*}; read -r -a opts <<< "${entry#*|}"
-            dir="$out/$name-seed$seed"
-            [ -f "$dir/done" ] && continue
-            nice "$earshot" finetune --model ssast-tiny-frame --init-from "$start" --data "$out/all.csv" --test 5 \
-                --epochs "$epochs" --batch-size 16 --lr 1e-4 --target-length 256 --freqm 24 --timem 48 --mean=-6.8 --std 5.6 \
-                --seed "$seed" "${opts[@]}" --out "$dir" --overwrite > "$dir.log" 2>&1
-            touch "$dir/done"
-        done
-    done
-    echo "| arm | seeds | test accuracy | test macro F1 | test ECE | per seed |"
-    summary "${arms[@]%%|*}"
+    run_arms --model ssast-tiny-frame --init-from "$start" --data "$out/all.csv" --test 5 --epochs "$epochs" \
+        --batch-size 16 --lr 1e-4 --target-length 256 --freqm 24 --timem 48 --mean=-6.8 --std 5.6
     exit 0
 fi
 start=${START:-runs/results/pretrain}
