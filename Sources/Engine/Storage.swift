@@ -87,11 +87,11 @@ final class BufferPool: @unchecked Sendable {
         lock.lock()
         liveBytes += n * 4
         peakLiveBytes = max(peakLiveBytes, liveBytes)
-        // Popped in place: binding the list to a local first copied the whole array on every take.
         if n >= BufferPool.arenaMinimumCount, let arena, let p = arena.take(n * MemoryLayout<Float>.stride) {
             lock.unlock()
             return p.bindMemory(to: Float.self, capacity: n)
         }
+        // Popped in place: binding the list to a local first copied the whole array on every take.
         if n >= minPooledCount, let p = free[n]?.popLast() {
             pooledBytes -= n * 4
             lock.unlock()

@@ -137,16 +137,14 @@ public struct Classifier {
     }
 
     /// [mean_t h_t, sqrt(mean_t (h_t - mean)²)] over a window's content tokens h_t (prefix tokens left out):
-    /// [B, 2·width] of features [B, T, F].
+    /// [B, 2·width] of features [B, T, F] (run, as `model.embedding` is, inside the pass's no-grad scope).
     func tokenMeanStd(_ features: Tensor) throws -> Tensor {
-        try GradMode.noGrad {
-            let tokens = try model.encoder.tokens(features)
-            let content = try tokens.slice(axis: 1, start: model.encoder.prefixTokens, end: tokens.shape[1])
-            let mean = try content.mean(axis: 1, keepDim: true)
-            let centred = try content - mean
-            let std = try (centred * centred).mean(axis: 1).sqrt()
-            return try Tensor.concat([mean.squeeze(1), std], axis: 1)
-        }
+        let tokens = try model.encoder.tokens(features)
+        let content = try tokens.slice(axis: 1, start: model.encoder.prefixTokens, end: tokens.shape[1])
+        let mean = try content.mean(axis: 1, keepDim: true)
+        let centred = try content - mean
+        let std = try (centred * centred).mean(axis: 1).sqrt()
+        return try Tensor.concat([mean.squeeze(1), std], axis: 1)
     }
 
     func pass(_ batchSize: Int) -> WindowedPass {
