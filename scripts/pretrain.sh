@@ -34,6 +34,10 @@ MASK=${MASK:-}                # masked patches; default: half the window's patch
 GEN_WEIGHT=${GEN_WEIGHT:-}    # generative weight (default SSAST's 10)
 TEMP=${TEMP:-}                # InfoNCE temperature (default 1)
 DEPTH=${DEPTH:-}              # encoder depth override
+CLIP=${CLIP:-}                # weight of the clip-level contrastive term between two views (default off)
+CLIP_TEMP=${CLIP_TEMP:-}      # its temperature (default 0.1)
+VIEW_MIX=${VIEW_MIX:-}        # largest share of another clip mixed into each view (default 0.4)
+POOLING=${POOLING:-model}     # the probe's pooling: model, or mean-std (earshot probe --pooling)
 # The FSDD + ESC-10 statistics of RESULTS.md (earshot dataset stats).
 MEAN=${MEAN:--6.8}
 STD=${STD:-5.6}
@@ -53,6 +57,8 @@ probe() {
   mv "$file.tmp" "$file"
 }
 
+suffix=""; [ "$POOLING" = model ] || suffix="-$POOLING"   # probe files of another pooling sit beside the default's
+
 window_patches() {   # patches in a CROP-frame window: 8 frequency rows x CROP/16 for patches, CROP/2 frames
   case "$MODEL" in *-frame) echo $((CROP / 2)) ;; *) echo $((8 * (CROP / 16))) ;; esac
 }
@@ -66,6 +72,9 @@ run)
   [ -n "$GEN_WEIGHT" ] && args+=(--generative-weight "$GEN_WEIGHT")
   [ -n "$TEMP" ] && args+=(--nce-temperature "$TEMP")
   [ -n "$DEPTH" ] && args+=(--depth "$DEPTH")
+  [ -n "$CLIP" ] && args+=(--clip-contrast "$CLIP")
+  [ -n "$CLIP_TEMP" ] && args+=(--clip-temperature "$CLIP_TEMP")
+  [ -n "$VIEW_MIX" ] && args+=(--view-mix "$VIEW_MIX")
   for ((e = STAGE; e <= EPOCHS; e += STAGE)); do
     if [ ! -e "$OUT/stage-$e.done" ]; then
       resume=(); [ -e "$OUT/last.safetensors" ] && resume=(--resume)
@@ -73,13 +82,13 @@ run)
       cp "$OUT/best.safetensors" "$OUT/best-stage-$e.safetensors"
       touch "$OUT/stage-$e.done"
     fi
-    probe "$OUT/best-stage-$e.safetensors" "$OUT/probe-stage-$e.jsonl"
+    probe "$OUT/best-stage-$e.safetensors" "$OUT/probe-stage-$e$suffix.jsonl" --pooling "$POOLING"
   done
   ;;
 baselines)
   mkdir -p runs/probe-baselines
   probe logmel-stats runs/probe-baselines/logmel-stats.jsonl
-  probe "random:$MODEL" "runs/probe-baselines/random-$MODEL-$CROP.jsonl" --frames "$CROP"
+  probe "random:$MODEL" "runs/probe-baselines/random-$MODEL-$CROP$suffix.jsonl" --frames "$CROP" --pooling "$POOLING"
   ;;
 table)
   command -v jq >/dev/null || { echo "pretrain.sh: table needs jq (apt-get install jq)" >&2; exit 1; }
@@ -94,9 +103,10 @@ table)
   echo "|---|---|---|---|---|---|"
   for f in runs/probe-baselines/*.jsonl; do [ -e "$f" ] && row "$f" "$(basename "$f" .jsonl)"; done
   for f in $(ls "$OUT"/probe-stage-*.jsonl 2>/dev/null | sort -V); do   # stage order: 2, 4, ..., 12
-    e=$(basename "$f" .jsonl); e=${e#probe-stage-}
+    e=$(basename "$f" .jsonl); e=${e#probe-stage-}; pooled=""
+    case "$e" in *-mean-std) e=${e%-mean-std}; pooled=", mean-std" ;; esac
     minutes=$(jq -s --argjson e "$e" '[.[] | select(.epoch <= $e) | .train_seconds // 0] | add / 60 | floor' "$OUT/metrics.jsonl")
-    row "$f" "$(basename "$OUT") epoch $e ($minutes min)"
+    row "$f" "$(basename "$OUT") epoch $e ($minutes min$pooled)"
   done
   ;;
 *) echo "pretrain.sh: unknown command '$1' (run, baselines, table)" >&2; exit 1 ;;

@@ -55,6 +55,28 @@ public enum Augment {
         return try x.slice(axis: 0, start: start, end: start + frames)
     }
 
+    /// Mixes `background` into features `x` (both [frames, bins] of normalised log energies) in the energy
+    /// domain, as BYOL-A's mixup does: with e(v) = exp(v·scale + μ) (undoing the normalisation
+    /// (log E − μ)/scale), the result is (log((1 − λ)·e(x) + λ·e(bg)) − μ)/scale. μ cancels, so only the
+    /// scale is needed; computed as a log-sum-exp so that no energy overflows. λ = 0 returns x; λ in [0, 1).
+    public static func mixEnergies(_ x: Tensor, _ background: Tensor, ratio lambda: Float, scale: Float) throws -> Tensor {
+        guard x.rank == 2, x.shape == background.shape else {
+            throw AudioError("mix: features \(x.shape) and background \(background.shape) must be the same [frames, bins]")
+        }
+        guard lambda >= 0 && lambda < 1 else { throw AudioError("mix: ratio \(lambda) must be in [0, 1)") }
+        guard scale > 0 && scale.isFinite else { throw AudioError("mix: scale \(scale) must be positive") }
+        guard lambda > 0 else { return x.copy() }
+        let out = x.copy()
+        let (keep, add) = (Foundation.log(1 - lambda), Foundation.log(lambda))
+        let src = background.data, dst = out.data
+        for i in 0..<x.count {
+            let a = dst[i] * scale + keep, b = src[i] * scale + add
+            let m = max(a, b)
+            dst[i] = (m + Foundation.log(Foundation.exp(a - m) + Foundation.exp(b - m))) / scale
+        }
+        return out
+    }
+
     public static func frequencyMask(_ x: Tensor, param: Int, generator: inout RandomGenerator) throws -> Tensor {
         try mask(x, axis: 1, param: param, generator: &generator)
     }

@@ -20,6 +20,13 @@ public struct PretrainConfig: Codable, Sendable {
     public var generativeWeight: Float?
     /// InfoNCE temperature τ (nil: SSAST's 1).
     public var nceTemperature: Float?
+    /// Weight of the clip-level contrastive term between two views of each clip (nil or 0: off, SSAST's
+    /// objective; `SSAST.setClipContrast`).
+    public var clipContrastWeight: Float?
+    /// Its temperature (nil: 0.1).
+    public var clipTemperature: Float?
+    /// Largest share of another clip mixed into each view (nil: BYOL-A's 0.4; `ViewAugmentation`).
+    public var viewMixRatio: Float?
     public var epochs = 10
     /// Minutes of training after which the run stops (`TrainerSettings.timeBudgetSeconds`); nil: all epochs.
     public var timeBudgetMinutes: Double?
@@ -34,10 +41,14 @@ public struct PretrainConfig: Codable, Sendable {
 
 /// Sets the joint objective's weights on the model; an error for a model that has no such knobs.
 func applyPretextWeights(_ config: PretrainConfig, to model: any MaskedPatchModel) throws {
-    guard config.generativeWeight != nil || config.nceTemperature != nil else { return }
+    guard config.generativeWeight != nil || config.nceTemperature != nil || config.clipContrastWeight != nil else { return }
     guard let ssast = model as? SSAST else {
-        throw NNError("pretrain: --generative-weight and --nce-temperature need an SSAST-style objective (\(config.model) has none)")
+        throw NNError("pretrain: --generative-weight, --nce-temperature and --clip-contrast need an SSAST-style objective (\(config.model) has none)")
     }
+    if let c = config.clipContrastWeight {
+        do { try ssast.setClipContrast(weight: c, temperature: config.clipTemperature ?? 0.1) } catch { throw NNError("pretrain: \(error)") }
+    }
+    if let r = config.viewMixRatio, !(r >= 0 && r < 1) { throw NNError("pretrain: view mix ratio \(r) (--view-mix) must be in [0, 1)") }
     if let w = config.generativeWeight {
         guard w >= 0 && w.isFinite else { throw NNError("pretrain: generative weight \(w) must be finite and at least 0") }
         ssast.generativeWeight = w
@@ -115,7 +126,8 @@ public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory,
                 "pretrain_config": String(data: try enc.encode(config), encoding: .utf8)!]
     let task = MaskedPatchTask(model: model, maskCount: config.maskCount, cropFrames: config.cropFrames,
                                padValue: (0 - config.mean) / (2 * config.std),   // padding is 0 in the log domain
-                               heldOut: evalLoader, metadata: meta)
+                               heldOut: evalLoader, metadata: meta,
+                               mixRatio: config.viewMixRatio ?? 0.4, scale: 2 * config.std)
     var settings = TrainerSettings(epochs: config.epochs, lr: config.lr)
     (settings.seed, settings.warmupSteps, settings.label) = (config.seed, config.warmupSteps, "pretrain")
     settings.plateau = ReduceOnPlateau(mode: .max, factor: 0.5, patience: 2)

@@ -22,6 +22,10 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("generative-weight"), help: "Weight w of the generative term, nce + w·mse (default SSAST's 10; 0 skips that pass).")
     var generativeWeight: Float?
     @Option(name: .customLong("nce-temperature"), help: "InfoNCE temperature (default SSAST's 1).") var nceTemperature: Float?
+    @Option(name: .customLong("clip-contrast"), help: "Weight of a clip-level contrastive term between two views of each clip (other windows, another clip mixed in); default 0, off.")
+    var clipContrast: Float?
+    @Option(name: .customLong("clip-temperature"), help: "Temperature of the clip-level term (default 0.1).") var clipTemperature: Float?
+    @Option(name: .customLong("view-mix"), help: "Largest share of another clip mixed into each view (default 0.4; 0: windows only).") var viewMix: Float?
     @Option(help: "Encoder depth override (quick runs).") var depth: Int?
     @Option(help: "Feature mean (earshot dataset stats).") var mean: Float = -4.2677393
     @Option(help: "Feature std.") var std: Float = 4.5689974
@@ -40,6 +44,7 @@ struct Pretrain: ParsableCommand {
         (c.model, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =
             (model, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, mean, std)
         (c.cropFrames, c.generativeWeight, c.nceTemperature) = (cropFrames, generativeWeight, nceTemperature)
+        (c.clipContrastWeight, c.clipTemperature, c.viewMixRatio) = (clipContrast, clipTemperature, viewMix)
         c.timeBudgetMinutes = timeBudget
         let sets = try data.map { try Dataset.load(URL(fileURLWithPath: $0)) }
         // Clips marked test/validation stay out of training and score the pretext task (see heldOutSplit).

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import Engine
 @testable import Audio
@@ -128,5 +129,26 @@ final class AugmentTests: XCTestCase {
         var g1 = RandomGenerator(seed: 5), g2 = RandomGenerator(seed: 5)
         XCTAssertEqual(try Augment.astNoise(x, generator: &g1).toArray(), try Augment.astNoise(x, generator: &g2).toArray())
         XCTAssertThrowsError(try Augment.astNoise(Tensor.empty([2, 3, 4]), generator: &g1))
+    }
+
+    /// Mixing in the energy domain: (log((1 − λ)e^{x·s} + λe^{b·s}))/s element by element (the
+    /// normalisation's mean cancels), λ = 0 the clip itself, a loud background dominating, and shapes
+    /// and ratios checked.
+    func testMixEnergiesAddsEnergiesNotLogs() throws {
+        var g = RandomGenerator(seed: 8)
+        let x = Tensor.randn([6, 4], generator: &g), b = Tensor.randn([6, 4], generator: &g)
+        let scale: Float = 11.2, lambda: Float = 0.3
+        let y = try Augment.mixEnergies(x, b, ratio: lambda, scale: scale)
+        for i in 0..<x.count {
+            let e = (1 - Double(lambda)) * Foundation.exp(Double(x.data[i] * scale)) + Double(lambda) * Foundation.exp(Double(b.data[i] * scale))
+            XCTAssertEqual(Double(y.data[i]), Foundation.log(e) / Double(scale), accuracy: 1e-4)
+        }
+        XCTAssertEqual(try Augment.mixEnergies(x, b, ratio: 0, scale: scale).toArray(), x.toArray())
+        // A background 100 log units louder (overflowing exp in Float) gives about its own level plus log λ.
+        let loud = try Augment.mixEnergies(Tensor.zeros([1, 2]), Tensor.full([1, 2], 100), ratio: 0.5, scale: 1)
+        XCTAssertEqual(loud.data[0], 100 + Foundation.log(Float(0.5)), accuracy: 1e-3)
+        XCTAssertThrowsError(try Augment.mixEnergies(x, Tensor.zeros([5, 4]), ratio: 0.1, scale: 1))
+        XCTAssertThrowsError(try Augment.mixEnergies(x, b, ratio: 1, scale: 1))
+        XCTAssertThrowsError(try Augment.mixEnergies(x, b, ratio: 0.1, scale: 0))
     }
 }

@@ -138,6 +138,39 @@ final class EndToEndTests: XCTestCase {
         }
     }
 
+    /// Pretraining with the clip-level term (`clipContrastWeight`): the run records its clip accuracy,
+    /// keeps the projection head in its checkpoints, resumes with it, repeats exactly with the same seed,
+    /// and its encoder embeds clips and starts a fine-tuning run like any pretraining run's.
+    func testPretrainWithClipContrastResumesAndLoads() throws {
+        let (dir, data) = try makeData()
+        var pre = PretrainConfig()
+        (pre.depth, pre.inputTdim, pre.cropFrames, pre.maskCount, pre.epochs, pre.batchSize, pre.lr, pre.warmupSteps) =
+            (1, 64, 32, 4, 1, 6, 5e-4, 2)
+        pre.clipContrastWeight = 1
+        let run = try RunDirectory(dir.appendingPathComponent("runs/clip"))
+        let first = try pretrain(pre, data: data, run: run) { _ in }
+        let again = try pretrain(pre, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/clip2"))) { _ in }
+        XCTAssertEqual(again.heldOutLoss, first.heldOutLoss, "same seed, same views and masks")
+        let epoch1 = try XCTUnwrap(run.metricsHistory(throughEpoch: 1).last)
+        let clipAccuracy = try XCTUnwrap(epoch1["validation_clip_accuracy"] as? Double)
+        XCTAssertTrue((0...1).contains(clipAccuracy))
+        XCTAssertNotNil(epoch1["train_clip_accuracy"])
+        XCTAssertNotNil(try SafeTensors.read(run.best).tensors["clip_projection.2.weight"])
+        pre.epochs = 2
+        XCTAssertEqual(try pretrain(pre, data: data, run: run, resume: true) { _ in }.epochs, 2)
+        XCTAssertEqual(try run.readConfig(PretrainConfig.self).clipContrastWeight, 1)
+        let embedder = try Classifier.loadEmbedder(run.url, released: .init())
+        let clip = try embedder.pipeline.features(of: URL(fileURLWithPath: data.records[0].path)).unsqueeze(0)
+        XCTAssertTrue(try embedder.embedding(clip).toArray().allSatisfy(\.isFinite))
+        var ft = FineTuneConfig()
+        (ft.initFrom, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr) = (run.url.path, 64, 1, 8, 3e-4)
+        XCTAssertEqual(try fineTune(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/ft")), log: { _ in }).bestEpoch, 1)
+        pre.viewMixRatio = 1
+        XCTAssertThrowsError(try pretrain(pre, data: data, run: try RunDirectory(dir.appendingPathComponent("runs/bad"))) { _ in }) {
+            XCTAssertTrue("\($0)".contains("view mix ratio 1.0"), "\($0)")
+        }
+    }
+
     func testCrossValidationRunsEveryFold() throws {
         let (dir, data) = try makeData()
         var ft = FineTuneConfig()

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Engine
 import Models
 import NN
 @testable import Training
@@ -41,5 +42,41 @@ final class PretextKnobsTests: XCTestCase {
         XCTAssertNil(decoded.generativeWeight)
         XCTAssertNil(decoded.nceTemperature)
         XCTAssertEqual(decoded.maskCount, PretrainConfig().maskCount)
+    }
+
+    /// `clipContrastWeight` turns the model's clip-level term on with its temperature; a model without
+    /// such a term is refused by name.
+    func testClipContrastReachesTheModel() throws {
+        let model = try makeModel()
+        var config = PretrainConfig()
+        (config.clipContrastWeight, config.clipTemperature) = (2, 0.3)
+        try applyPretextWeights(config, to: model)
+        XCTAssertEqual([model.clipContrastWeight, model.clipTemperature], [2, 0.3])
+        XCTAssertTrue(model.wantsTwoViews)
+        config.clipTemperature = -1
+        XCTAssertThrowsError(try applyPretextWeights(config, to: try makeModel())) { XCTAssertTrue("\($0)".contains("temperature -1.0"), "\($0)") }
+    }
+
+    /// Views: windows of the crop length; with no mixing each view of a clip that is one constant is
+    /// that constant; mixed, every value lies between the batch's quietest and loudest clip (energies
+    /// are averaged) and clip i's view moves off its own level; seeded; a batch of one is not mixed.
+    func testTwoViewsAreWindowsMixedWithOtherClips() throws {
+        let levels: [Float] = [-1, 0, 0.5, 2]
+        let features = try Tensor.stack(levels.map { Tensor.full([40, 8], $0) })
+        var g = RandomGenerator(seed: 1)
+        let plain = PretextViews(cropFrames: 16, padValue: -9, mixRatio: 0)
+        let (a, b) = try plain.twoViews(features, &g)
+        XCTAssertEqual(a.shape, [4, 16, 8])
+        XCTAssertEqual(a.toArray(), b.toArray())
+        XCTAssertEqual(a.toArray(), levels.flatMap { Array(repeating: $0, count: 16 * 8) })
+        let views = PretextViews(cropFrames: 16, padValue: -9, mixRatio: 0.4, scale: 3)
+        var g1 = RandomGenerator(seed: 2), g2 = RandomGenerator(seed: 2)
+        let (m1, m2) = try views.twoViews(features, &g1)
+        XCTAssertEqual(m1.toArray(), try views.twoViews(features, &g2).0.toArray())
+        XCTAssertNotEqual(m1.toArray(), m2.toArray(), "each view draws its own background and ratio")
+        XCTAssertTrue(m1.toArray().allSatisfy { $0 >= -1 - 1e-5 && $0 <= 2 + 1e-5 })
+        for i in 0..<4 { XCTAssertNotEqual(m1.data[i * 128], levels[i], accuracy: 1e-4, "clip \(i) mixed with another") }
+        let single = try views.twoViews(try features.slice(axis: 0, start: 2, end: 3), &g1)
+        XCTAssertEqual(single.0.toArray(), Array(repeating: 0.5, count: 128))
     }
 }

@@ -26,6 +26,16 @@ public final class SSAST: Module, MaskedPatchModel {
     /// Temperature τ of the discriminative InfoNCE, softmax(pred·targetᵀ/τ) (SSAST: 1; raw patches
     /// as targets, so the logits' scale is the features' own).
     public var nceTemperature: Float = 1
+    /// Weight c of the clip-level contrastive term (0: off, SSAST's own objective). When on, the two
+    /// masked passes take two views of each clip (`MaskedPatchTask` draws them: other windows, each mixed
+    /// with another clip) and the loss gains c · InfoNCE between the views' projected token means, so a
+    /// clip's embedding is pulled towards its other view and away from the batch's other clips.
+    public private(set) var clipContrastWeight: Float = 0
+    /// Temperature τ of the clip-level InfoNCE on unit vectors (SimCLR's 0.1 by default).
+    public private(set) var clipTemperature: Float = 0.1
+    /// The clip-level term's projection head, MLP D → D → 128 (SimCLR's: the probe reads the encoder
+    /// below it). Present only when the term is on; checkpoint keys `clip_projection.0/2.*`.
+    @Child public private(set) var clipProjection: Sequential? = nil
 
     /// Patch-based (16 x 16) or frame-based (128 x 2) pretraining; stride equals the patch shape.
     public enum Variant: String, Codable, Sendable { case patch, frame }
@@ -77,9 +87,23 @@ public final class SSAST: Module, MaskedPatchModel {
         }
     }
 
+    /// Turns the clip-level contrastive term on (c > 0) with a new projection head, or off (c = 0).
+    public func setClipContrast(weight: Float, temperature: Float = 0.1, projection: Int = 128) throws {
+        guard weight >= 0 && weight.isFinite else { throw ModelError("SSAST: clip contrast weight \(weight) must be finite and at least 0") }
+        guard temperature > 0 && temperature.isFinite else { throw ModelError("SSAST: clip contrast temperature \(temperature) must be positive") }
+        (clipContrastWeight, clipTemperature) = (weight, temperature)
+        if weight > 0 && clipProjection == nil {
+            clipProjection = Sequential([Linear(config.dim, config.dim), ReLU(), Linear(config.dim, projection)])
+        }
+    }
+
     /// Encoder outputs at the masked positions, [B, M, D]; `mask[i]` lists clip i's masked patches
     /// (every clip masks the same number).
-    public func maskedHidden(_ x: Tensor, mask: [[Int]]) throws -> Tensor {
+    public func maskedHidden(_ x: Tensor, mask: [[Int]]) throws -> Tensor { try maskedPass(x, mask: mask).masked }
+
+    /// One masked pass: the outputs at the masked positions [B, M, D] and the mean of all content
+    /// tokens [B, D] (what the clip-level term compares; prefix tokens left out, as the probe's pooling).
+    func maskedPass(_ x: Tensor, mask: [[Int]]) throws -> (masked: Tensor, pooled: Tensor) {
         let c = config
         guard x.rank == 3, x.shape[1] == c.inputTdim, x.shape[2] == c.inputFdim else {
             throw ModelError("SSAST: expected features [B, \(c.inputTdim), \(c.inputFdim)], got \(x.shape)")
@@ -96,11 +120,12 @@ public final class SSAST: Module, MaskedPatchModel {
             }
         }
         let tokens = try v.patchTokens(x)                                            // [B, N, D]
-        let masked = try tokens * (1 - indicator) + indicator * maskEmbed
-        let h = try v.transform(masked)                                              // [B, prefix + N, D]
+        let input = try tokens * (1 - indicator) + indicator * maskEmbed
+        let h = try v.transform(input)                                               // [B, prefix + N, D]
         let p = v.prefixTokens
         let rows = mask.enumerated().flatMap { i, ids in ids.map { i * (n + p) + $0 + p } }
-        return try h.reshape([b * (n + p), c.dim]).indexSelect(axis: 0, indices: rows).reshape([b, m, c.dim])
+        let atMasks = try h.reshape([b * (n + p), c.dim]).indexSelect(axis: 0, indices: rows).reshape([b, m, c.dim])
+        return (atMasks, try h.slice(axis: 1, start: p, end: p + n).mean(axis: 1))
     }
 
     func maskedTargets(_ x: Tensor, mask: [[Int]]) throws -> Tensor {
@@ -114,29 +139,69 @@ public final class SSAST: Module, MaskedPatchModel {
     /// (softmax over predictions for each target, the reference's dim −1), and its accuracy (argmax
     /// over targets for each prediction, the reference's dim 0).
     public func mpc(_ x: Tensor, mask: [[Int]]) throws -> (nce: Tensor, accuracy: Float) {
-        let pred = try cpredlayer(maskedHidden(x, mask: mask))
+        let r = try mpcPass(x, mask: mask)
+        return (r.nce, r.accuracy)
+    }
+
+    func mpcPass(_ x: Tensor, mask: [[Int]]) throws -> (nce: Tensor, accuracy: Float, pooled: Tensor) {
+        let pass = try maskedPass(x, mask: mask)
+        let pred = try cpredlayer(pass.masked)
         let target = try maskedTargets(x, mask: mask)
-        return (try Losses.infoNCE(target, pred, temperature: nceTemperature), try Losses.infoNCEAccuracy(pred, target))
+        return (try Losses.infoNCE(target, pred, temperature: nceTemperature), try Losses.infoNCEAccuracy(pred, target), pass.pooled)
     }
 
     /// Generative pretext task: MSE between `gpredlayer`'s reconstructions and the masked patches.
-    public func mpg(_ x: Tensor, mask: [[Int]]) throws -> Tensor {
-        let pred = try gpredlayer(maskedHidden(x, mask: mask))
-        return try Losses.mse(pred, maskedTargets(x, mask: mask))
+    public func mpg(_ x: Tensor, mask: [[Int]]) throws -> Tensor { try mpgPass(x, mask: mask).mse }
+
+    func mpgPass(_ x: Tensor, mask: [[Int]]) throws -> (mse: Tensor, pooled: Tensor) {
+        let pass = try maskedPass(x, mask: mask)
+        return (try Losses.mse(gpredlayer(pass.masked), maskedTargets(x, mask: mask)), pass.pooled)
+    }
+
+    /// The clip-level term on two views' token means [B, D]: z = normalize(P(pooled)), logits z₁z₂ᵀ/τ,
+    /// the mean of the cross-entropies against the diagonal both ways (view 1 finds its view 2 among the
+    /// batch's and the reverse), and the fraction of clips whose other view is the most similar (view 1's side).
+    public func clipContrast(_ a: Tensor, _ b: Tensor) throws -> (loss: Tensor, accuracy: Float) {
+        guard let head = clipProjection else { throw ModelError("SSAST: the clip contrast is off (setClipContrast)") }
+        guard a.rank == 2, a.shape == b.shape, a.shape[0] > 0 else {
+            throw ModelError("SSAST: clip contrast needs two [B, D] views, got \(a.shape) and \(b.shape)")
+        }
+        func unit(_ x: Tensor) throws -> Tensor {
+            let z = try head(x)
+            return try z / (z.square().sum(axis: 1, keepDim: true) + 1e-12).sqrt()
+        }
+        let logits = try unit(a).matmul(unit(b).transpose(0, 1)) * (1 / clipTemperature)   // [B, B]
+        let diagonal = Array(0..<a.shape[0])
+        let loss = try (logits.crossEntropy(targets: diagonal) + logits.transpose(0, 1).crossEntropy(targets: diagonal)) * 0.5
+        let best = try GradMode.noGrad { try logits.argmax(axis: -1) }
+        return (loss, Float(best.enumerated().filter { $0.element == $0.offset }.count) / Float(best.count))
     }
 
     /// The joint objective nce + w·mse (w = `generativeWeight`, SSAST's 10), from two forward passes
     /// with independently drawn masks; with w = 0 the generative pass is not run (mse reported as NaN).
-    public func jointLoss(_ x: Tensor, maskCount: Int, generator: inout RandomGenerator) throws
-        -> (loss: Tensor, nce: Float, accuracy: Float, mse: Float) {
+    /// With the clip-level term on (`setClipContrast`), the generative pass takes `secondView` (a second
+    /// view of the same clips; `x` itself when nil), always runs, and the loss adds
+    /// c · `clipContrast` of the two passes' token means (`clip`: its accuracy; NaN when off).
+    public func jointLoss(_ x: Tensor, secondView: Tensor? = nil, maskCount: Int, generator: inout RandomGenerator) throws
+        -> (loss: Tensor, nce: Float, accuracy: Float, mse: Float, clip: Float) {
         let b = x.shape[0]
+        if let y = secondView, y.shape != x.shape {
+            throw ModelError("SSAST: the second view \(y.shape) must have the first's shape \(x.shape)")
+        }
         let m1 = try (0..<b).map { _ in try maskIndices(count: maskCount, generator: &generator) }
         let m2 = try (0..<b).map { _ in try maskIndices(count: maskCount, generator: &generator) }
-        let (nce, acc) = try mpc(x, mask: m1)
-        guard generativeWeight != 0 else { return (nce, try nce.item(), acc, .nan) }
-        let mse = try mpg(x, mask: m2)
-        let loss = try nce + mse * generativeWeight
-        return (loss, try nce.item(), acc, try mse.item())
+        let first = try mpcPass(x, mask: m1)
+        let contrast = clipContrastWeight > 0
+        guard generativeWeight != 0 || contrast else { return (first.nce, try first.nce.item(), first.accuracy, .nan, .nan) }
+        let second = try mpgPass(secondView ?? x, mask: m2)
+        var loss = generativeWeight != 0 ? try first.nce + second.mse * generativeWeight : first.nce
+        var clip = Float.nan
+        if contrast {
+            let c = try clipContrast(first.pooled, second.pooled)
+            loss = try loss + c.loss * clipContrastWeight
+            clip = c.accuracy
+        }
+        return (loss, try first.nce.item(), first.accuracy, try second.mse.item(), clip)
     }
 
     public var inputFrames: Int { config.inputTdim }
@@ -145,6 +210,14 @@ public final class SSAST: Module, MaskedPatchModel {
     public func pretextLoss(_ features: Tensor, maskCount: Int, generator: inout RandomGenerator) throws -> (loss: Tensor, accuracy: Float) {
         let r = try jointLoss(features, maskCount: maskCount, generator: &generator)
         return (r.loss, r.accuracy)
+    }
+
+    public var wantsTwoViews: Bool { clipContrastWeight > 0 }
+
+    public func pretextLoss(_ features: Tensor, secondView: Tensor?, maskCount: Int, generator: inout RandomGenerator) throws
+        -> (loss: Tensor, accuracy: Float, metrics: [String: Double]) {
+        let r = try jointLoss(features, secondView: secondView, maskCount: maskCount, generator: &generator)
+        return (r.loss, r.accuracy, r.clip.isNaN ? [:] : ["clip_accuracy": Double(r.clip)])
     }
 
     /// The reference's masks: cluster masking for patches, uniform sampling for frames.

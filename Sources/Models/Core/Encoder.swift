@@ -102,6 +102,23 @@ public protocol MaskedPatchModel: Module {
     var patchCount: Int { get }
     /// The joint pretext loss on features [B, inputFrames, bins] and its accuracy.
     func pretextLoss(_ features: Tensor, maskCount: Int, generator: inout RandomGenerator) throws -> (loss: Tensor, accuracy: Float)
+    /// Whether the objective compares two views of each clip (a clip-level term), so the caller should
+    /// pass `secondView` to the two-view `pretextLoss`.
+    var wantsTwoViews: Bool { get }
+    /// The pretext loss with an optional second view of the same clips; `metrics` adds what the
+    /// objective measures beyond the masked-token accuracy.
+    func pretextLoss(_ features: Tensor, secondView: Tensor?, maskCount: Int, generator: inout RandomGenerator) throws
+        -> (loss: Tensor, accuracy: Float, metrics: [String: Double])
+}
+
+extension MaskedPatchModel {
+    public var wantsTwoViews: Bool { false }
+
+    public func pretextLoss(_ features: Tensor, secondView: Tensor?, maskCount: Int, generator: inout RandomGenerator) throws
+        -> (loss: Tensor, accuracy: Float, metrics: [String: Double]) {
+        let r = try pretextLoss(features, maskCount: maskCount, generator: &generator)
+        return (r.loss, r.accuracy, [:])
+    }
 }
 
 /// What a checkpoint says it holds: a registry family and that family's config as JSON. Written as the

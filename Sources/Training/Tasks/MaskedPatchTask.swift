@@ -10,44 +10,52 @@ import NN
 public final class MaskedPatchTask: TrainingTask {
     public let model: any MaskedPatchModel
     let maskCount: Int
-    /// Train on random windows of this many frames (nil: the whole input).
-    let cropFrames: Int?
-    let padValue: Float
+    /// The windows (and, for a two-view objective, views) the model is given.
+    let views: PretextViews
     let heldOut: FeatureLoader
     let metadata: [String: String]
 
+    /// `cropFrames`: train on random windows of this many frames (nil: the whole input); `mixRatio` and
+    /// `scale`: how a two-view objective's views are mixed (`PretextViews`).
     public init(model: any MaskedPatchModel, maskCount: Int, cropFrames: Int?, padValue: Float, heldOut: FeatureLoader,
-                metadata: [String: String]) {
-        self.model = model; self.maskCount = maskCount; self.cropFrames = cropFrames; self.padValue = padValue
+                metadata: [String: String], mixRatio: Float = 0.4, scale: Float = 1) {
+        self.model = model; self.maskCount = maskCount
+        self.views = PretextViews(cropFrames: cropFrames, padValue: padValue, mixRatio: mixRatio, scale: scale)
         self.heldOut = heldOut; self.metadata = metadata
+    }
+
+    /// The model's input: one window per clip, or two views when the objective wants them.
+    func inputs(_ features: Tensor, _ g: inout RandomGenerator) throws -> (Tensor, Tensor?) {
+        guard model.wantsTwoViews else { return (try views.crops(features, &g), nil) }
+        let (a, b) = try views.twoViews(features, &g)
+        return (a, b)
+    }
+
+    func pretext(_ x: (Tensor, Tensor?), masks g: inout RandomGenerator) throws -> (loss: Tensor, accuracy: Float, metrics: [String: Double]) {
+        try model.pretextLoss(x.0, secondView: x.1, maskCount: maskCount, generator: &g)
     }
 
     public var module: Module { model }
     public var selectionMetric: String { "pretext_accuracy" }
     public var checkpointMetadata: [String: String] { model.architecture.metadata.merging(metadata) { a, _ in a } }
 
-    func crops(_ features: Tensor, _ g: inout RandomGenerator) throws -> Tensor {
-        guard let crop = cropFrames, crop < features.shape[1] else { return features }
-        return try Tensor.stack((0..<features.shape[0]).map { i in
-            try Augment.randomCrop(try features.slice(axis: 0, start: i, end: i + 1).squeeze(0), frames: crop,
-                                   padValue: padValue, generator: &g)
-        })
-    }
-
     public func loss(_ batch: TrainingBatch, generator: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
-        let r = try model.pretextLoss(try crops(batch.features, &generator), maskCount: maskCount, generator: &generator)
-        return (r.loss, ["pretext_accuracy": Double(r.accuracy)])
+        let r = try pretext(try inputs(batch.features, &generator), masks: &generator)
+        return (r.loss, r.metrics.merging(["pretext_accuracy": Double(r.accuracy)]) { a, _ in a })
     }
 
     public func validate() throws -> [String: Any] {
         var maskGen = RandomGenerator(seed: 12345), cropGen = RandomGenerator(seed: 54321)
-        var loss = 0.0, acc = 0.0, batches = 0
+        var loss = 0.0, acc = 0.0, clip = 0.0, batches = 0
         try heldOut.forEachBatch(epoch: 0) { batch in
-            let x = try crops(batch.features, &cropGen)
-            let r = try GradMode.noGrad { try model.pretextLoss(x, maskCount: maskCount, generator: &maskGen) }
+            let x = try inputs(batch.features, &cropGen)
+            let r = try GradMode.noGrad { try pretext(x, masks: &maskGen) }
             loss += Double(try r.loss.item()); acc += Double(r.accuracy); batches += 1
+            if let c = r.metrics["clip_accuracy"] { clip += c }
         }
         let n = Double(max(batches, 1))
-        return ["pretext_accuracy": acc / n, "loss": loss / n]
+        var out: [String: Any] = ["pretext_accuracy": acc / n, "loss": loss / n]
+        if model.wantsTwoViews { out["clip_accuracy"] = clip / n }
+        return out
     }
 }
