@@ -10,6 +10,8 @@
 #   bash scripts/pretrain.sh baselines        # the same probe tasks on logmel-stats and random:$MODEL
 #   bash scripts/pretrain.sh table            # the curve: minutes of pretraining against probe accuracy
 #   QUICK=1 ...                               # probes without the language task (quicker)
+#   CLIP=1 ...                                # adds the clip-level contrastive term (two mixed views a clip)
+#   POOLING=mean-std ...                      # probes the token mean and std (files *-mean-std.jsonl)
 #
 # The recipe's settings are environment variables (defaults in the block below). The run folder keeps
 # what it started with (a resumed run ignores changed settings but EPOCHS).
