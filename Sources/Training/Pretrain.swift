@@ -25,7 +25,7 @@ public struct PretrainConfig: Codable, Sendable {
     public var clipContrastWeight: Float?
     /// Its temperature (nil: 0.1).
     public var clipTemperature: Float?
-    /// Largest share of another clip mixed into each view (nil: BYOL-A's 0.4; `ViewAugmentation`).
+    /// Largest share of another clip mixed into each view (nil: BYOL-A's 0.4; `PretextViews`).
     public var viewMixRatio: Float?
     public var epochs = 10
     /// Minutes of training after which the run stops (`TrainerSettings.timeBudgetSeconds`); nil: all epochs.
