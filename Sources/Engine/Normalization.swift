@@ -291,6 +291,13 @@ extension Tensor {
         return y
     }
 
+    /// x / max(‖x‖₂, 1e-12) along the last axis (`torch.nn.functional.normalize`, sentence-transformers'
+    /// Normalize module): CLAP's embeddings, SSAST's clip-level term.
+    public func l2Normalized() throws -> Tensor {
+        let norm = try square().sum(axis: rank - 1, keepDim: true).sqrt().clamp(min: 1e-12)
+        return try self / norm
+    }
+
     /// Inverted dropout: zeroes elements with probability p and scales the rest by 1 / (1 − p).
     public func dropout(p: Float, training: Bool, generator: inout RandomGenerator) throws -> Tensor {
         try check(p >= 0 && p < 1, "dropout: probability must be in [0, 1), got \(p)")

@@ -23,13 +23,6 @@ extension Tensor {
         }
         return try (self * mask).sum(axis: 1) / counts
     }
-
-    /// x / max(‖x‖₂, 1e-12) along the last axis (`torch.nn.functional.normalize`, sentence-transformers'
-    /// Normalize module).
-    public func l2Normalized() throws -> Tensor {
-        let norm = try square().sum(axis: rank - 1, keepDim: true).sqrt().clamp(min: 1e-12)
-        return try self / norm
-    }
 }
 
 extension BertModel {

@@ -98,7 +98,8 @@ final class ClipContrastTests: XCTestCase {
         masks = RandomGenerator(seed: 9)
         let m1 = try (0..<3).map { _ in try model.maskIndices(count: 3, generator: &masks) }
         let m2 = try (0..<3).map { _ in try model.maskIndices(count: 3, generator: &masks) }
-        let term = try model.clipContrast(model.maskedPass(x, mask: m1).pooled, model.maskedPass(y, mask: m2).pooled)
+        let term = try model.clipContrast(model.tokenMean(model.maskedPass(x, mask: m1).hidden),
+                                            model.tokenMean(model.maskedPass(y, mask: m2).hidden))
         XCTAssertEqual(try on.loss.item(), on.nce + 10 * on.mse + 0.5 * (try term.loss.item()), accuracy: 1e-4)
         XCTAssertEqual(on.clip, term.accuracy)
         let viaProtocol = try model.pretextLoss(x, secondView: y, maskCount: 3, generator: &masks)
@@ -121,7 +122,8 @@ final class ClipContrastTests: XCTestCase {
             let a = try clips + Tensor.randn([6, 16, 32], generator: &g) * 0.5
             let b = try clips + Tensor.randn([6, 16, 32], generator: &g) * 0.5
             let m = try (0..<6).map { _ in try model.maskIndices(count: 3, generator: &g) }
-            let r = try model.clipContrast(model.maskedPass(a, mask: m).pooled, model.maskedPass(b, mask: m).pooled)
+            let r = try model.clipContrast(model.tokenMean(model.maskedPass(a, mask: m).hidden),
+                                           model.tokenMean(model.maskedPass(b, mask: m).hidden))
             if step == 0 { first = try r.loss.item() }
             last = try r.loss.item()
             opt.zeroGrad(); try r.loss.backward(); try opt.step()

@@ -101,9 +101,9 @@ public final class SSAST: Module, MaskedPatchModel {
     /// (every clip masks the same number).
     public func maskedHidden(_ x: Tensor, mask: [[Int]]) throws -> Tensor { try maskedPass(x, mask: mask).masked }
 
-    /// One masked pass: the outputs at the masked positions [B, M, D] and the mean of all content
-    /// tokens [B, D] (what the clip-level term compares; prefix tokens left out, as the probe's pooling).
-    func maskedPass(_ x: Tensor, mask: [[Int]]) throws -> (masked: Tensor, pooled: Tensor) {
+    /// One masked pass: the outputs at the masked positions [B, M, D] and all of them [B, prefix + N, D]
+    /// (the clip-level term pools them: `tokenMean`).
+    func maskedPass(_ x: Tensor, mask: [[Int]]) throws -> (masked: Tensor, hidden: Tensor) {
         let c = config
         guard x.rank == 3, x.shape[1] == c.inputTdim, x.shape[2] == c.inputFdim else {
             throw ModelError("SSAST: expected features [B, \(c.inputTdim), \(c.inputFdim)], got \(x.shape)")
@@ -125,8 +125,11 @@ public final class SSAST: Module, MaskedPatchModel {
         let p = v.prefixTokens
         let rows = mask.enumerated().flatMap { i, ids in ids.map { i * (n + p) + $0 + p } }
         let atMasks = try h.reshape([b * (n + p), c.dim]).indexSelect(axis: 0, indices: rows).reshape([b, m, c.dim])
-        return (atMasks, try h.slice(axis: 1, start: p, end: p + n).mean(axis: 1))
+        return (atMasks, h)
     }
+
+    /// The mean of a pass's content tokens [B, D] (prefix tokens left out, as the probe's pooling).
+    func tokenMean(_ hidden: Tensor) throws -> Tensor { try hidden.slice(axis: 1, start: v.prefixTokens).mean(axis: 1) }
 
     func maskedTargets(_ x: Tensor, mask: [[Int]]) throws -> Tensor {
         let t = try unfoldTargets(x)
@@ -143,19 +146,19 @@ public final class SSAST: Module, MaskedPatchModel {
         return (r.nce, r.accuracy)
     }
 
-    func mpcPass(_ x: Tensor, mask: [[Int]]) throws -> (nce: Tensor, accuracy: Float, pooled: Tensor) {
+    func mpcPass(_ x: Tensor, mask: [[Int]]) throws -> (nce: Tensor, accuracy: Float, hidden: Tensor) {
         let pass = try maskedPass(x, mask: mask)
         let pred = try cpredlayer(pass.masked)
         let target = try maskedTargets(x, mask: mask)
-        return (try Losses.infoNCE(target, pred, temperature: nceTemperature), try Losses.infoNCEAccuracy(pred, target), pass.pooled)
+        return (try Losses.infoNCE(target, pred, temperature: nceTemperature), try Losses.infoNCEAccuracy(pred, target), pass.hidden)
     }
 
     /// Generative pretext task: MSE between `gpredlayer`'s reconstructions and the masked patches.
     public func mpg(_ x: Tensor, mask: [[Int]]) throws -> Tensor { try mpgPass(x, mask: mask).mse }
 
-    func mpgPass(_ x: Tensor, mask: [[Int]]) throws -> (mse: Tensor, pooled: Tensor) {
+    func mpgPass(_ x: Tensor, mask: [[Int]]) throws -> (mse: Tensor, hidden: Tensor) {
         let pass = try maskedPass(x, mask: mask)
-        return (try Losses.mse(gpredlayer(pass.masked), maskedTargets(x, mask: mask)), pass.pooled)
+        return (try Losses.mse(gpredlayer(pass.masked), maskedTargets(x, mask: mask)), pass.hidden)
     }
 
     /// The clip-level term on two views' token means [B, D]: z = normalize(P(pooled)), logits z₁z₂ᵀ/τ,
@@ -166,11 +169,7 @@ public final class SSAST: Module, MaskedPatchModel {
         guard a.rank == 2, a.shape == b.shape, a.shape[0] > 0 else {
             throw ModelError("SSAST: clip contrast needs two [B, D] views, got \(a.shape) and \(b.shape)")
         }
-        func unit(_ x: Tensor) throws -> Tensor {
-            let z = try head(x)
-            return try z / (z.square().sum(axis: 1, keepDim: true) + 1e-12).sqrt()
-        }
-        let logits = try unit(a).matmul(unit(b).transpose(0, 1)) * (1 / clipTemperature)   // [B, B]
+        let logits = try head(a).l2Normalized().matmul(head(b).l2Normalized().transpose(0, 1)) * (1 / clipTemperature)   // [B, B]
         let diagonal = Array(0..<a.shape[0])
         let loss = try (logits.crossEntropy(targets: diagonal) + logits.transpose(0, 1).crossEntropy(targets: diagonal)) * 0.5
         let best = try GradMode.noGrad { try logits.argmax(axis: -1) }
@@ -197,7 +196,7 @@ public final class SSAST: Module, MaskedPatchModel {
         var loss = generativeWeight != 0 ? try first.nce + second.mse * generativeWeight : first.nce
         var clip = Float.nan
         if contrast {
-            let c = try clipContrast(first.pooled, second.pooled)
+            let c = try clipContrast(tokenMean(first.hidden), tokenMean(second.hidden))
             loss = try loss + c.loss * clipContrastWeight
             clip = c.accuracy
         }
