@@ -12,6 +12,7 @@
 #   QUICK=1 ...                               # probes without the language task (quicker)
 #   CLIP=1 ...                                # adds the clip-level contrastive term (two mixed views a clip)
 #   POOLING=mean-std ...                      # probes the token mean and std (files *-mean-std.jsonl)
+#   INIT=earshot-ssast-tiny ...               # continues pretraining from a run, checkpoint or shipped encoder
 #
 # The recipe's settings are environment variables (defaults in the block below). The run folder keeps
 # what it started with (a resumed run ignores changed settings but EPOCHS).
@@ -39,6 +40,7 @@ DEPTH=${DEPTH:-}              # encoder depth override
 CLIP=${CLIP:-}                # weight of the clip-level contrastive term between two views (default off)
 CLIP_TEMP=${CLIP_TEMP:-}      # its temperature (default 0.1)
 VIEW_MIX=${VIEW_MIX:-}        # largest share of another clip mixed into each view (default 0.4)
+INIT=${INIT:-}                # a pretraining run, checkpoint or shipped encoder to continue from (default: scratch)
 POOLING=${POOLING:-model}     # the probe's pooling: model, or mean-std (earshot probe --pooling)
 # The FSDD + ESC-10 statistics of RESULTS.md (earshot dataset stats).
 MEAN=${MEAN:--6.8}
@@ -77,6 +79,7 @@ run)
   [ -n "$CLIP" ] && args+=(--clip-contrast "$CLIP")
   [ -n "$CLIP_TEMP" ] && args+=(--clip-temperature "$CLIP_TEMP")
   [ -n "$VIEW_MIX" ] && args+=(--view-mix "$VIEW_MIX")
+  [ -n "$INIT" ] && args+=(--init-from "$INIT")
   for ((e = STAGE; e <= EPOCHS; e += STAGE)); do
     if [ ! -e "$OUT/stage-$e.done" ]; then
       resume=(); [ -e "$OUT/last.safetensors" ] && resume=(--resume)

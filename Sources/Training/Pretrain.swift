@@ -36,6 +36,9 @@ public struct PretrainConfig: Codable, Sendable {
     public var seed: UInt64 = 0
     public var mean: Float = -4.2677393
     public var std: Float = 4.5689974
+    /// A pretraining run, checkpoint or shipped encoder to continue from (`PretrainStart`); its model,
+    /// depth and window replace this config's. nil: from scratch.
+    public var initFrom: String?
     public init() {}
 }
 
@@ -95,14 +98,30 @@ public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory,
     if let crop = config.cropFrames, crop <= 0 || crop > config.inputTdim {
         throw NNError("pretrain: crop of \(crop) frames must be in 1...\(config.inputTdim) (the target length)")
     }
-    let entry: ModelEntry
-    do { entry = try ModelRegistry.entry(named: config.model) } catch { throw NNError("pretrain: \(error)") }
-    guard let makePretrainer = entry.pretrainer else { throw NNError("pretrain: \(entry.name) has no self-supervised objective") }
     guard config.epochs >= 1 else { throw NNError("pretrain: epochs \(config.epochs) must be at least 1") }
     guard config.lr > 0 && config.lr.isFinite else { throw NNError("pretrain: learning rate \(config.lr) must be positive") }
     if let budget = config.timeBudgetMinutes, !(budget > 0 && budget.isFinite) {
         throw NNError("pretrain: time budget of \(budget) minutes (--time-budget) must be positive")
     }
+    // A start (continued pretraining) keeps its own architecture; a resumed run has its weights already.
+    var start = resuming ? nil : try config.initFrom.map(PretrainStart.read)
+    if let s = start {
+        if (config.model, config.depth) != (s.settings.model, s.settings.depth) {
+            log("pretrain: continuing \(s.settings.model)\(s.settings.depth.map { " (depth \($0))" } ?? "") from \(s.file.path)")
+        }
+        (config.model, config.depth) = (s.settings.model, s.settings.depth)
+        guard (config.cropFrames ?? config.inputTdim) == s.frames else {
+            throw NNError("pretrain: \(s.file.path) was pretrained on \(s.frames)-frame windows and its positions cover those; "
+                          + "continue it with --crop-frames \(s.frames) (or --target-length \(s.frames)), not \(config.cropFrames ?? config.inputTdim)")
+        }
+        if (config.mean, config.std) != (s.settings.mean, s.settings.std) {
+            log(String(format: "pretrain: note: features normalised with mean %g, std %g; the start was pretrained with %g, %g",
+                       config.mean, config.std, s.settings.mean, s.settings.std))
+        }
+    }
+    let entry: ModelEntry
+    do { entry = try ModelRegistry.entry(named: config.model) } catch { throw NNError("pretrain: \(error)") }
+    guard let makePretrainer = entry.pretrainer else { throw NNError("pretrain: \(entry.name) has no self-supervised objective") }
     Random.seed(config.seed)
     let model: any MaskedPatchModel
     do { model = try makePretrainer(ModelShape(frames: config.cropFrames ?? config.inputTdim, depth: config.depth)) } catch {
@@ -112,6 +131,11 @@ public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory,
         throw NNError("pretrain: masking \(config.maskCount) patches (--mask-patches) needs 1 to \(model.patchCount - 1): a \(model.inputFrames)-frame clip has \(model.patchCount) patches")
     }
     try applyPretextWeights(config, to: model)
+    if start != nil {
+        try start!.load(into: model, log: log)
+        log("pretrain: initialised from \(start!.file.path) (its encoder and pretext heads; the optimiser starts afresh)")
+        start = nil   // its tensors are in the model now
+    }
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: config.lr, weightDecay: 5e-7)], betas: (0.95, 0.999))
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: config, epochs: config.epochs,
                                    model: model, optimizer: optimizer, log: log)

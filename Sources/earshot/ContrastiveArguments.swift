@@ -10,8 +10,6 @@ struct ContrastiveArguments: ParsableArguments {
     var task = "masked-patch"
     @Option(name: .customLong("audio-model"), help: "Contrastive: the audio tower, a registry name (earshot models) or htsat-tiny / htsat-base.")
     var audioModel = "ssast-tiny-frame"
-    @Option(name: .customLong("init-from"), help: "Contrastive: a pretraining run, checkpoint or release the audio tower starts from.")
-    var initFrom: String?
     @Option(name: .customLong("text-model"), help: "Contrastive: the text tower, a BERT/RoBERTa folder (config.json, model.safetensors, tokenizer files), e.g. all-MiniLM-L6-v2.")
     var textModel: String?
     @Flag(name: .customLong("keyword-to-caption"), help: "Contrastive: captions from labels for clips without one (templates; see docs/CLAP.md).")
@@ -43,7 +41,7 @@ struct ContrastiveArguments: ParsableArguments {
     }
 
     /// Runs the contrastive task with Pretrain's shared options.
-    func run(data: [String], out: String, epochs: Int, batchSize: Int, lr: Float, frames: Int, depth: Int?, mean: Float, std: Float,
+    func run(data: [String], out: String, initFrom: String?, epochs: Int, batchSize: Int, lr: Float, frames: Int, depth: Int?, mean: Float, std: Float,
              seed: UInt64, resume: Bool, overwrite: Bool) throws {
         var c = ContrastiveConfig()
         (c.audioModel, c.initFrom, c.textModel, c.depth, c.inputTdim, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =

@@ -14,7 +14,8 @@ struct ProbeCommand: ParsableCommand {
         Splits: the dataset's folds as k-fold cross-validation (ESC-10), else its test split (FSDD's official one), else \
         20% held out; cross-validation inside training is by the dataset's folds, whole speakers where clips name a \
         speaker other than their label, else stratified. Standard errors: binomial for accuracy and bootstrap for \
-        macro-F1 on one test split; s/√k over k folds. docs/PROBE.md has the details.
+        macro-F1 on one test split, clustered by speaker where its clips name one other than their label (drum kits, \
+        voices: clips of one group are not independent); s/√k over k folds. docs/PROBE.md has the details.
         """)
     @Option(help: "logmel-stats, random:<registry name> (an untrained encoder, see earshot models), or a run, checkpoint or release.")
     var model: String

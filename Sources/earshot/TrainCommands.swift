@@ -27,8 +27,10 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("clip-temperature"), help: "Temperature of the clip-level term (default 0.1).") var clipTemperature: Float?
     @Option(name: .customLong("view-mix"), help: "Largest share of another clip mixed into each view (default 0.4; 0: windows only).") var viewMix: Float?
     @Option(help: "Encoder depth override (quick runs).") var depth: Int?
-    @Option(help: "Feature mean (earshot dataset stats).") var mean: Float = -4.2677393
-    @Option(help: "Feature std.") var std: Float = 4.5689974
+    @Option(name: .customLong("init-from"), help: "Masked patch: continue pretraining from a pretraining run, checkpoint or shipped encoder (its model, depth and window; e.g. earshot-ssast-tiny on your own audio). Contrastive: a pretraining run, checkpoint or release the audio tower starts from.")
+    var initFrom: String?
+    @Option(help: "Feature mean (earshot dataset stats; default -4.2677393, or the --init-from start's own).") var mean: Float?
+    @Option(help: "Feature std (default 4.5689974, or the --init-from start's own).") var std: Float?
     @Option var seed: UInt64 = 0
     @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
     var resume = false
@@ -37,12 +39,16 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         if contrastive.isContrastive {
-            return try contrastive.run(data: data, out: out, epochs: epochs, batchSize: batchSize, lr: lr, frames: targetLength, depth: depth,
-                                       mean: mean, std: std, seed: seed, resume: resume, overwrite: overwrite)
+            return try contrastive.run(data: data, out: out, initFrom: initFrom, epochs: epochs, batchSize: batchSize, lr: lr, frames: targetLength,
+                                       depth: depth, mean: mean ?? PretrainConfig().mean, std: std ?? PretrainConfig().std, seed: seed,
+                                       resume: resume, overwrite: overwrite)
         }
         var c = PretrainConfig()
-        (c.model, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.mean, c.std) =
-            (model, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, mean, std)
+        // A start's own normalisation unless one is given: the encoder was trained on features scaled so.
+        let start = try initFrom.map(PretrainStart.read)
+        (c.mean, c.std) = (mean ?? start?.settings.mean ?? c.mean, std ?? start?.settings.std ?? c.std)
+        (c.model, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.initFrom) =
+            (model, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, initFrom)
         (c.cropFrames, c.generativeWeight, c.nceTemperature) = (cropFrames, generativeWeight, nceTemperature)
         (c.clipContrastWeight, c.clipTemperature, c.viewMixRatio) = (clipContrast, clipTemperature, viewMix)
         c.timeBudgetMinutes = timeBudget

@@ -64,9 +64,14 @@ final class ProbeEndToEndTests: XCTestCase {
         }
         XCTAssertEqual(Set(q.rounds[0].innerFold).count, 4, "4 speakers: 4 folds")
         XCTAssertTrue(q.description.contains("speaker-disjoint"))
+        // Its test clips are grouped by speaker for the standard errors.
+        XCTAssertEqual(q.rounds[0].testGroups, q.rounds[0].test.map { fsdd[$0].speaker! })
+        XCTAssertTrue(q.description.contains("clustered by speaker (4 in the test split)"), q.description)
         // Labelled by speaker: speakers cannot be held out, so the folds are stratified.
         let bySpeaker = fsdd.map { r -> ClipRecord in var c = r; c.labels = [r.speaker!]; return c }
         XCTAssertTrue(try ProbeSplits.plan(bySpeaker).description.contains("stratified"))
+        XCTAssertNil(try ProbeSplits.plan(bySpeaker).rounds[0].testGroups, "labelled by speaker: clips are not grouped by their label")
+        XCTAssertNil(try ProbeSplits.plan(esc).rounds[0].testGroups)
     }
 
     /// Two classes of tones (low and high, varied in pitch, level and length) in class folders:

@@ -123,4 +123,34 @@ final class ProbeMathTests: XCTestCase {
         XCTAssertGreaterThan(se, 0.03)
         XCTAssertLessThan(se, 0.08)
     }
+
+    func testClusteredStandardErrors() {
+        // Two kits of four clips, one all right and one all wrong: p = 0.5, group residuals +2 and -2,
+        // √(2/1 · 8)/8 = 0.5 (the binomial SE would say 0.177: the clips are not independent).
+        let correct = [true, true, true, true, false, false, false, false], kits = ["a", "a", "a", "a", "b", "b", "b", "b"]
+        XCTAssertEqual(ProbeStatistics.clusteredSE(correct: correct, groups: kits), 0.5, accuracy: 1e-12)
+        // Each kit half right: nothing between groups, so nothing to cluster: 0.
+        XCTAssertEqual(ProbeStatistics.clusteredSE(correct: [true, false, true, false], groups: ["a", "a", "b", "b"]), 0, accuracy: 1e-12)
+        // One clip a group: the binomial SE with the small-sample factor √(n/(n − 1)).
+        let many = (0..<50).map { $0 % 5 != 0 }
+        XCTAssertEqual(ProbeStatistics.clusteredSE(correct: many, groups: (0..<50).map(String.init)),
+                       ProbeStatistics.binomialSE(accuracy: 0.8, n: 50) * (50.0 / 49).squareRoot(), accuracy: 1e-12)
+        XCTAssertTrue(ProbeStatistics.clusteredSE(correct: correct, groups: Array(repeating: "a", count: 8)).isNaN, "one group")
+        XCTAssertTrue(ProbeStatistics.clusteredSE(correct: correct, groups: ["a"]).isNaN, "misaligned")
+
+        // Macro-F1 by a cluster bootstrap: for clustered errors it is wider than the clip bootstrap,
+        // for one clip a group about the same.
+        let target = (0..<120).map { $0 % 2 }
+        let byKit = (0..<120).map { String($0 / 30) }   // 4 kits of 30 clips: kits 0 and 1 right, 2 and 3 mostly wrong
+        let predicted: [Int] = (0..<120).map { (i: Int) -> Int in
+            let right = i < 60 || i % 7 == 0
+            return right ? target[i] : 1 - target[i]
+        }
+        let clustered = ProbeStatistics.clusterBootstrapMacroF1SE(predicted: predicted, target: target, groups: byKit, classes: 2)
+        let plain = ProbeStatistics.bootstrapMacroF1SE(predicted: predicted, target: target, classes: 2)
+        XCTAssertGreaterThan(clustered, 2 * plain)
+        let single = ProbeStatistics.clusterBootstrapMacroF1SE(predicted: predicted, target: target, groups: (0..<120).map(String.init), classes: 2)
+        XCTAssertEqual(single, plain, accuracy: 0.3 * plain)
+        XCTAssertTrue(ProbeStatistics.clusterBootstrapMacroF1SE(predicted: predicted, target: target, groups: Array(repeating: "k", count: 120), classes: 2).isNaN)
+    }
 }

@@ -20,7 +20,8 @@ public struct ProbeSettings: Codable, Sendable {
 public struct ProbeScore: Sendable {
     /// Accuracy and macro-F1: of the one test split, or the mean over folds.
     public var accuracy: Double, macroF1: Double
-    /// Binomial and bootstrap SEs for one split; s/√k over k folds.
+    /// Binomial and bootstrap SEs for one split (clustered by speaker where the plan has test groups,
+    /// `ProbeRound.testGroups`); s/√k over k folds.
     public var accuracySE: Double, macroF1SE: Double
     /// λ or k that cross-validation chose, per round.
     public var chosen: [Double]
@@ -37,7 +38,7 @@ public struct ProbeScore: Sendable {
 public enum LinearProbe {
     public static func run(_ x: FeatureMatrix, labels: [Int], classes: Int, plan: ProbePlan,
                            settings: ProbeSettings = ProbeSettings()) -> (logistic: ProbeScore, knn: ProbeScore) {
-        var lr: [(predicted: [Int], target: [Int], chosen: Double)] = [], nn: [(predicted: [Int], target: [Int], chosen: Double)] = []
+        var lr: [ScoredRound] = [], nn: [ScoredRound] = []
         for round in plan.rounds {
             let yTrain = round.train.map { labels[$0] }, yTest = round.test.map { labels[$0] }
             let xTrain = x.rows(round.train), xTest = x.rows(round.test)
@@ -45,16 +46,22 @@ public enum LinearProbe {
             let scaler = Standardizer(fitting: xTrain)
             let (sTrain, sTest) = (scaler.apply(xTrain), scaler.apply(xTest))
             let model = fitPath(sTrain, yTrain, classes: classes, lambdas: settings.lambdas.filter { $0 >= lambda }, iterations: settings.iterations)
-            lr.append((model.predict(sTest), yTest, lambda))
+            lr.append(ScoredRound(predicted: model.predict(sTest), target: yTest, chosen: lambda, groups: round.testGroups))
             let k = chooseK(xTrain, yTrain, folds: round.innerFold, classes: classes, ks: settings.ks)
             let knn = CosineNeighbours(train: sTrain, labels: yTrain, classes: classes)
-            nn.append((knn.predict(sTest, ks: [k])[k]!, yTest, Double(k)))
+            nn.append(ScoredRound(predicted: knn.predict(sTest, ks: [k])[k]!, target: yTest, chosen: Double(k), groups: round.testGroups))
         }
         return (score(lr, classes: classes, kFold: plan.kFold, seed: settings.seed),
                 score(nn, classes: classes, kFold: plan.kFold, seed: settings.seed))
     }
 
-    static func score(_ rounds: [(predicted: [Int], target: [Int], chosen: Double)], classes: Int, kFold: Bool, seed: UInt64) -> ProbeScore {
+    /// One round's test predictions, what cross-validation chose, and the test clips' groups if known.
+    struct ScoredRound {
+        var predicted: [Int], target: [Int], chosen: Double
+        var groups: [String]? = nil
+    }
+
+    static func score(_ rounds: [ScoredRound], classes: Int, kFold: Bool, seed: UInt64) -> ProbeScore {
         let acc = rounds.map { Metrics.accuracy($0.predicted, $0.target) }
         let f1 = rounds.map { Metrics.macroF1($0.predicted, $0.target, classes: classes) }
         let mean: ([Double]) -> Double = { $0.reduce(0, +) / Double(max($0.count, 1)) }
@@ -64,8 +71,13 @@ public enum LinearProbe {
             (aSE, fSE) = (ProbeStatistics.foldSE(acc), ProbeStatistics.foldSE(f1))
         } else {
             let r = rounds[0]
-            aSE = ProbeStatistics.binomialSE(accuracy: a, n: r.target.count)
-            fSE = ProbeStatistics.bootstrapMacroF1SE(predicted: r.predicted, target: r.target, classes: classes, seed: seed)
+            if let groups = r.groups {
+                aSE = ProbeStatistics.clusteredSE(correct: zip(r.predicted, r.target).map { $0 == $1 }, groups: groups)
+                fSE = ProbeStatistics.clusterBootstrapMacroF1SE(predicted: r.predicted, target: r.target, groups: groups, classes: classes, seed: seed)
+            } else {
+                aSE = ProbeStatistics.binomialSE(accuracy: a, n: r.target.count)
+                fSE = ProbeStatistics.bootstrapMacroF1SE(predicted: r.predicted, target: r.target, classes: classes, seed: seed)
+            }
         }
         return ProbeScore(accuracy: a, macroF1: f, accuracySE: aSE, macroF1SE: fSE, chosen: rounds.map(\.chosen),
                           roundAccuracy: acc, roundMacroF1: f1)

@@ -11,6 +11,10 @@ public struct ProbeRound: Sendable {
     public var test: [Int]
     /// The cross-validation fold of each training clip, aligned with `train`.
     public var innerFold: [Int]
+    /// The group of each test clip (its speaker, or a drum kit in the speaker column), aligned with
+    /// `test`, where every test clip names one that is not its label: the standard errors are then
+    /// clustered by group (`ProbeStatistics.clusteredSE`). nil: clips counted as independent.
+    public var testGroups: [String]? = nil
 }
 
 /// How a dataset is scored: one round (its test split) or one per fold.
@@ -52,8 +56,18 @@ public enum ProbeSplits {
         }
         let train = records.indices.filter { !records[$0].isIn(split: "test") }, test = records.indices.filter { records[$0].isIn(split: "test") }
         let (inner, innerHow) = try innerFolds(train.map { records[$0] }, folds: folds, seed: seed)
-        return ProbePlan(rounds: [ProbeRound(name: "test", train: train, test: test, innerFold: inner)], kFold: false,
-                         description: "\(how); inside training: \(innerHow)")
+        let groups = testGroups(test.map { records[$0] })
+        let se = groups.map { "standard errors clustered by speaker (\(Set($0).count) in the test split)" } ?? "binomial standard errors"
+        return ProbePlan(rounds: [ProbeRound(name: "test", train: train, test: test, innerFold: inner, testGroups: groups)], kFold: false,
+                         description: "\(how); inside training: \(innerHow); \(se)")
+    }
+
+    /// Each test clip's speaker where every one names a speaker other than its label and there are at
+    /// least two (the same rule that makes inner folds speaker-disjoint); else nil.
+    static func testGroups(_ records: [ClipRecord]) -> [String]? {
+        guard records.allSatisfy({ r in r.speaker.map { !$0.isEmpty && r.labels != [$0] } ?? false }),
+              Set(records.compactMap(\.speaker)).count >= 2 else { return nil }
+        return records.map { $0.speaker! }
     }
 
     /// Cross-validation folds for training clips: the dataset's own folds where every clip has one

@@ -23,6 +23,23 @@ public enum ProbeStatistics {
         return (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (k - 1)).squareRoot()
     }
 
+    /// Cluster-robust standard error of an accuracy whose test clips come in groups that share more
+    /// than their label (a drum kit's samples, a speaker's recordings), so are not independent:
+    /// √(G/(G − 1) · Σ_g (Σ_{i∈g} (c_i − p))²) / n over G groups, c_i 1 for a correct clip, p the
+    /// accuracy (the sandwich variance of a mean with the small-sample factor G/(G − 1)). With one clip a
+    /// group it is the binomial SE times √(n/(n − 1)); with a few large groups whose accuracies differ it
+    /// is much larger, as it should be. NaN for fewer than two groups.
+    public static func clusteredSE(correct: [Bool], groups: [String]) -> Double {
+        let n = correct.count
+        let g = Set(groups).count
+        guard n > 0, groups.count == n, g >= 2 else { return .nan }
+        let p = Double(correct.filter { $0 }.count) / Double(n)
+        var residual: [String: Double] = [:]
+        for (c, group) in zip(correct, groups) { residual[group, default: 0] += (c ? 1 : 0) - p }
+        let sum = residual.values.reduce(0) { $0 + $1 * $1 }
+        return (Double(g) / Double(g - 1) * sum).squareRoot() / Double(n)
+    }
+
     /// Bootstrap standard error of macro-F1 on one test set (macro-F1 has no closed form): the sample
     /// standard deviation of macro-F1 over `resamples` draws of n clips with replacement, seeded.
     public static func bootstrapMacroF1SE(predicted: [Int], target: [Int], classes: Int, resamples: Int = 1000, seed: UInt64 = 0) -> Double {
@@ -40,6 +57,28 @@ public enum ProbeStatistics {
             scores.append(Metrics.macroF1(p, t, classes: classes))
         }
         // A bootstrap's standard error is the spread of its draws itself (not divided by √draws).
+        return sampleStandardDeviation(scores)
+    }
+
+    /// `bootstrapMacroF1SE` for grouped test clips: each draw takes G whole groups with replacement (a
+    /// cluster bootstrap), so the spread counts how much the score depends on which groups were tested.
+    /// NaN for fewer than two groups.
+    public static func clusterBootstrapMacroF1SE(predicted: [Int], target: [Int], groups: [String], classes: Int,
+                                                 resamples: Int = 1000, seed: UInt64 = 0) -> Double {
+        var members: [String: [Int]] = [:]
+        for (i, g) in groups.enumerated() { members[g, default: []].append(i) }
+        let clusters = members.keys.sorted().map { members[$0]! }
+        guard predicted.count == target.count, groups.count == target.count, clusters.count >= 2, resamples >= 2 else { return .nan }
+        var generator = RandomGenerator(seed: seed)
+        var scores: [Double] = []
+        scores.reserveCapacity(resamples)
+        for _ in 0..<resamples {
+            var p: [Int] = [], t: [Int] = []
+            for _ in clusters.indices {
+                for i in clusters[Int(generator.next() % UInt64(clusters.count))] { p.append(predicted[i]); t.append(target[i]) }
+            }
+            scores.append(Metrics.macroF1(p, t, classes: classes))
+        }
         return sampleStandardDeviation(scores)
     }
 }
