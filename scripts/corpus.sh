@@ -13,6 +13,8 @@
 #                                    test = every 5th prompt name in sorted order, in all five languages
 #   tasks/drums/metadata.csv         drum type (kick, snare, hihat, tom, cymbal, clap) from sample file names
 #                                    of Hydrogen's kits; speaker = kit (kit-disjoint CV), test = whole kits
+#   tasks/drums-kits/metadata.csv    the same drum clips in 4 folds of whole kits (every kit tested once: far less
+#                                    noise than 3 test kits; the 9 training kits were pretraining audio, unlabelled)
 #   tasks/esc10-fold1/metadata.csv   ESC-10 with fold 1 as the test split (the fold pretraining never sees)
 # Every manifest has absolute paths: `earshot probe --data $EARSHOT_CORPUS/tasks/drums` reads it.
 set -euo pipefail
@@ -39,7 +41,7 @@ share="$cache/root/usr/share"
 audio='\.(wav|flac|aiff|ogg|oga)$'
 
 # Language: every prompt but the silence/ folder (silences carry no language).
-mkdir -p "$cache/tasks/language" "$cache/tasks/drums" "$cache/tasks/esc10-fold1" "$cache/pretrain"
+mkdir -p "$cache/tasks/language" "$cache/tasks/drums" "$cache/tasks/drums-kits" "$cache/tasks/esc10-fold1" "$cache/pretrain"
 lang_list=$(cd "$share/asterisk/sounds" && find . -type f | grep -E "$audio" | grep -v '/silence/' | sed 's|^\./||' | LC_ALL=C sort)
 test_prompts=$(echo "$lang_list" | cut -d/ -f2- | LC_ALL=C sort -u | awk 'NR % 5 == 0')
 {
@@ -66,6 +68,18 @@ test_prompts=$(echo "$lang_list" | cut -d/ -f2- | LC_ALL=C sort -u | awk 'NR % 5
       if (label != "") printf "%s/%s,%s,%s,%s\n", root, $0, label, kit, (kit ~ tk) ? "test" : "train" }'
 } > "$cache/tasks/drums/metadata.csv"
 
+# Drums by kit folds: kits largest first, each into the fold with the fewest clips so far (ties: the lower
+# fold), so the four folds hold about 100 clips each and every kit is a test kit once.
+{
+  echo "path,label,speaker,fold"
+  awk -F, 'NR > 1 { n[$3]++; line[NR] = $1 "," $2 "," $3; kit[NR] = $3 }
+    END { m = 0; for (k in n) { m++; name[m] = k }
+          for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++)   # by size, then name: the same on every machine
+            if (n[name[j]] > n[name[i]] || (n[name[j]] == n[name[i]] && name[j] < name[i])) { t = name[i]; name[i] = name[j]; name[j] = t }
+          for (i = 1; i <= m; i++) { f = 1; for (g = 2; g <= 4; g++) if (size[g] < size[f]) f = g; fold[name[i]] = f; size[f] += n[name[i]] }
+          for (r = 2; r <= NR; r++) print line[r] "," fold[kit[r]] }' "$cache/tasks/drums/metadata.csv"
+} > "$cache/tasks/drums-kits/metadata.csv"
+
 # ESC-10 with fold 1 as test (pretraining uses folds 2-5 only).
 awk -F, -v root="$shared/esc10" 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; print "path,label,fold_of_esc10,split"; next }
   { printf "%s/%s,%s,%s,%s\n", root, $col["path"], $col["category"], $col["fold"], ($col["fold"] == 1) ? "test" : "train" }' \
@@ -82,7 +96,7 @@ awk -F, -v root="$shared/esc10" 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i
   awk -F, 'NR > 1 && $NF == "train" { print $1 }' "$cache/tasks/esc10-fold1/metadata.csv"
 } > "$cache/pretrain/metadata.csv"
 
-for m in pretrain tasks/language tasks/drums tasks/esc10-fold1; do
+for m in pretrain tasks/language tasks/drums tasks/drums-kits tasks/esc10-fold1; do
   echo "$m: $(($(wc -l < "$cache/$m/metadata.csv") - 1)) clips ($cache/$m/metadata.csv)"
 done
 echo "drum classes (train/test):"

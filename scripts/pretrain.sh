@@ -49,6 +49,8 @@ STD=${STD:-5.6}
 [ -x "$earshot" ] || { echo "pretrain.sh: no binary at $earshot (swift build \$(bash scripts/build-flags.sh) --product earshot, or EARSHOT=...)" >&2; exit 1; }
 [ -f "$corpus/pretrain/metadata.csv" ] || { echo "pretrain.sh: no corpus at $corpus (bash scripts/corpus.sh)" >&2; exit 1; }
 tasks=(--data "$shared/fsdd" --data "$corpus/tasks/esc10-fold1" --data "$corpus/tasks/drums")
+# The drum clips again in four folds of whole kits (every kit tested once), where a corpus has them.
+[ -f "$corpus/tasks/drums-kits/metadata.csv" ] && tasks+=(--data "$corpus/tasks/drums-kits")
 # QUICK=1 leaves out the language task (2,781 clips of 2.7 s: most of the embedding time; logmel-stats is at 98%).
 [ "${QUICK:-0}" = 1 ] || tasks+=(--data "$corpus/tasks/language")
 
@@ -101,11 +103,11 @@ table)
   row() {
     jq -r 'select(.dataset) | "\(.dataset)\t\(.logistic.accuracy)\t\(.knn.accuracy)"' "$1" |
       awk -F'\t' -v name="$2" '{ acc[$1] = sprintf("%.3f / %.3f", $2, $3) }
-        END { printf "| %s |", name; n = split("fsdd|fsdd (speaker)|esc10-fold1|drums|language", t, "|")
+        END { printf "| %s |", name; n = split("fsdd|fsdd (speaker)|esc10-fold1|drums|drums-kits|language", t, "|")
               for (i = 1; i <= n; i++) printf " %s |", (t[i] in acc) ? acc[t[i]] : "-"; print "" }'
   }
-  echo "| embedding | FSDD digits | FSDD speakers | ESC-10 fold 1 | drums | language |"
-  echo "|---|---|---|---|---|---|"
+  echo "| embedding | FSDD digits | FSDD speakers | ESC-10 fold 1 | drums | drums, kit folds | language |"
+  echo "|---|---|---|---|---|---|---|"
   for f in runs/probe-baselines/*.jsonl; do [ -e "$f" ] && row "$f" "$(basename "$f" .jsonl)"; done
   for f in $(ls "$OUT"/probe-stage-*.jsonl 2>/dev/null | sort -V); do   # stage order: 2, 4, ..., 12
     e=$(basename "$f" .jsonl); e=${e#probe-stage-}; pooled=""
