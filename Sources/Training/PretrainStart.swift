@@ -54,9 +54,9 @@ public struct PretrainStart {
         let unexpected = state.keys.filter { !mine.contains($0) }.sorted()
         let required = missing.filter { !Self.isOptionalHead($0) }, extra = unexpected.filter { !Self.isOptionalHead($0) }
         guard required.isEmpty && extra.isEmpty else {
-            throw NNError("pretrain: \(file.path) does not match \(settings.model): "
-                          + (required.isEmpty ? "" : "missing \(required.prefix(5).joined(separator: ", "))\(required.count > 5 ? ", ..." : "") ")
-                          + (extra.isEmpty ? "" : "unexpected \(extra.prefix(5).joined(separator: ", "))\(extra.count > 5 ? ", ..." : "")"))
+            func named(_ keys: [String]) -> String { keys.prefix(5).joined(separator: ", ") + (keys.count > 5 ? ", ... (\(keys.count))" : "") }
+            let parts = (required.isEmpty ? [] : ["missing \(named(required))"]) + (extra.isEmpty ? [] : ["unexpected \(named(extra))"])
+            throw NNError("pretrain: \(file.path) does not match \(settings.model): " + parts.joined(separator: "; "))
         }
         for key in unexpected { state[key] = nil }
         do { try model.load(consuming: &state, strict: false) } catch { throw NNError("pretrain: \(file.path): \(error)") }

@@ -45,8 +45,9 @@ struct Pretrain: ParsableCommand {
         }
         var c = PretrainConfig()
         // A start's own normalisation unless one is given: the encoder was trained on features scaled so.
-        let start = try initFrom.map(PretrainStart.read)
-        (c.mean, c.std) = (mean ?? start?.settings.mean ?? c.mean, std ?? start?.settings.std ?? c.std)
+        // An unreadable start is left to `pretrain`, which names the problem (and ignores the start on --resume).
+        let startSettings = mean == nil || std == nil ? (try? initFrom.map(PretrainStart.read))??.settings : nil
+        (c.mean, c.std) = (mean ?? startSettings?.mean ?? c.mean, std ?? startSettings?.std ?? c.std)
         (c.model, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.initFrom) =
             (model, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, initFrom)
         (c.cropFrames, c.generativeWeight, c.nceTemperature) = (cropFrames, generativeWeight, nceTemperature)
