@@ -131,10 +131,10 @@ public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory,
         throw NNError("pretrain: masking \(config.maskCount) patches (--mask-patches) needs 1 to \(model.patchCount - 1): a \(model.inputFrames)-frame clip has \(model.patchCount) patches")
     }
     try applyPretextWeights(config, to: model)
-    if start != nil {
-        try start!.load(into: model, log: log)
-        log("pretrain: initialised from \(start!.file.path) (its encoder and pretext heads; the optimiser starts afresh)")
-        start = nil   // its tensors are in the model now
+    if var s = start {
+        start = nil   // `s` alone holds the tensors, so each is freed as the model takes it
+        try s.load(into: model, log: log)
+        log("pretrain: initialised from \(s.file.path) (its encoder and pretext heads; the optimiser starts afresh)")
     }
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: config.lr, weightDecay: 5e-7)], betas: (0.95, 0.999))
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: config, epochs: config.epochs,

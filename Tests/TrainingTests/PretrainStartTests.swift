@@ -11,9 +11,7 @@ import XCTest
 final class PretrainStartTests: XCTestCase {
     /// 16 short tones, alternately high and low (only the audio matters: pretraining uses no labels).
     func makeData() throws -> (URL, Dataset) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-start-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryFolder("start")
         var g = RandomGenerator(seed: 5)
         var records: [ClipRecord] = []
         for i in 0..<16 {

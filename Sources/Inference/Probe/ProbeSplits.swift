@@ -65,9 +65,13 @@ public enum ProbeSplits {
     /// Each test clip's speaker where every one names a speaker other than its label and there are at
     /// least two (the same rule that makes inner folds speaker-disjoint); else nil.
     static func testGroups(_ records: [ClipRecord]) -> [String]? {
-        guard records.allSatisfy({ r in r.speaker.map { !$0.isEmpty && r.labels != [$0] } ?? false }),
-              Set(records.compactMap(\.speaker)).count >= 2 else { return nil }
+        guard records.allSatisfy(namesSpeakerBesideLabel), Set(records.compactMap(\.speaker)).count >= 2 else { return nil }
         return records.map { $0.speaker! }
+    }
+
+    /// Whether a clip names a speaker that is not its label (so its speaker groups clips of several labels).
+    static func namesSpeakerBesideLabel(_ r: ClipRecord) -> Bool {
+        r.speaker.map { !$0.isEmpty && r.labels != [$0] } ?? false
     }
 
     /// Cross-validation folds for training clips: the dataset's own folds where every clip has one
@@ -81,7 +85,7 @@ public enum ProbeSplits {
             return (records.map { own.firstIndex(of: $0.fold!)! }, "\(own.count) folds by the dataset's folds")
         }
         var generator = RandomGenerator(seed: seed &+ 0xC7)
-        let speakerKnown = records.allSatisfy { r in r.speaker.map { !$0.isEmpty && r.labels != [$0] } ?? false }
+        let speakerKnown = records.allSatisfy(namesSpeakerBesideLabel)
         let speakers = Array(Set(records.compactMap(\.speaker))).sorted()
         if speakerKnown && speakers.count >= 2 {
             let folds = min(k, speakers.count)

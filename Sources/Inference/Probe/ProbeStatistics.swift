@@ -43,21 +43,9 @@ public enum ProbeStatistics {
     /// Bootstrap standard error of macro-F1 on one test set (macro-F1 has no closed form): the sample
     /// standard deviation of macro-F1 over `resamples` draws of n clips with replacement, seeded.
     public static func bootstrapMacroF1SE(predicted: [Int], target: [Int], classes: Int, resamples: Int = 1000, seed: UInt64 = 0) -> Double {
-        let n = predicted.count
-        guard n > 0, resamples >= 2 else { return .nan }
-        var generator = RandomGenerator(seed: seed)
-        var scores: [Double] = []
-        scores.reserveCapacity(resamples)
-        var p = [Int](repeating: 0, count: n), t = [Int](repeating: 0, count: n)
-        for _ in 0..<resamples {
-            for i in 0..<n {
-                let j = Int(generator.next() % UInt64(n))
-                (p[i], t[i]) = (predicted[j], target[j])
-            }
-            scores.append(Metrics.macroF1(p, t, classes: classes))
-        }
-        // A bootstrap's standard error is the spread of its draws itself (not divided by √draws).
-        return sampleStandardDeviation(scores)
+        guard predicted.count == target.count else { return .nan }
+        return bootstrapMacroF1SE(clusters: predicted.indices.map { [$0] }, predicted: predicted, target: target, classes: classes,
+                                  resamples: resamples, seed: seed)
     }
 
     /// `bootstrapMacroF1SE` for grouped test clips: each draw takes G whole groups with replacement (a
@@ -67,18 +55,27 @@ public enum ProbeStatistics {
                                                  resamples: Int = 1000, seed: UInt64 = 0) -> Double {
         var members: [String: [Int]] = [:]
         for (i, g) in groups.enumerated() { members[g, default: []].append(i) }
-        let clusters = members.keys.sorted().map { members[$0]! }
-        guard predicted.count == target.count, groups.count == target.count, clusters.count >= 2, resamples >= 2 else { return .nan }
+        guard predicted.count == target.count, groups.count == target.count, members.count >= 2 else { return .nan }
+        return bootstrapMacroF1SE(clusters: members.keys.sorted().map { members[$0]! }, predicted: predicted, target: target,
+                                  classes: classes, resamples: resamples, seed: seed)
+    }
+
+    /// Each of `resamples` draws takes as many clusters (lists of clip indices) as there are, with
+    /// replacement; one clip a cluster is the plain bootstrap.
+    static func bootstrapMacroF1SE(clusters: [[Int]], predicted: [Int], target: [Int], classes: Int, resamples: Int, seed: UInt64) -> Double {
+        guard !clusters.isEmpty, resamples >= 2 else { return .nan }
         var generator = RandomGenerator(seed: seed)
         var scores: [Double] = []
         scores.reserveCapacity(resamples)
+        var p: [Int] = [], t: [Int] = []
         for _ in 0..<resamples {
-            var p: [Int] = [], t: [Int] = []
+            p.removeAll(keepingCapacity: true); t.removeAll(keepingCapacity: true)
             for _ in clusters.indices {
                 for i in clusters[Int(generator.next() % UInt64(clusters.count))] { p.append(predicted[i]); t.append(target[i]) }
             }
             scores.append(Metrics.macroF1(p, t, classes: classes))
         }
+        // A bootstrap's standard error is the spread of its draws itself (not divided by √draws).
         return sampleStandardDeviation(scores)
     }
 }
