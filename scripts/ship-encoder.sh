@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ship a pretrained encoder (issue 25): convert a pretraining run's validation-chosen checkpoint
 # (best.safetensors: held-out pretext loss, never a probe's test split) to float16 under pretrained/,
-# probe the shipped file itself on the recipe's tasks, and print the lines its card needs.
+# probe the shipped file itself on the recipe's tasks with both poolings (the model's own, and the token
+# mean and std that the card recommends), and print the lines its card needs.
 #
 #   bash scripts/ship-encoder.sh runs/pretrain-corpus-ssast-tiny-frame [name]
 #
@@ -15,14 +16,22 @@ shared=$(cd "${EARSHOT_SHARED_DATA:-$repo/../shared/data}" && pwd)
 out=$repo/pretrained/$name.safetensors
 [ -f "$run/best.safetensors" ] || { echo "ship-encoder.sh: no $run/best.safetensors" >&2; exit 1; }
 "$earshot" convert "$run/best.safetensors" --out "$out"
-probes=$run/probe-shipped.jsonl
-if [ ! -s "$probes" ] || [ "$probes" -ot "$out" ]; then
-  { "$earshot" probe --model "$out" --data "$shared/fsdd" --data "$corpus/tasks/esc10-fold1" --data "$corpus/tasks/drums" --json
-    "$earshot" probe --model "$out" --data "$shared/fsdd" --label-field speaker --json
-    "$earshot" probe --model "$out" --data "$shared/esc10" --json; } > "$probes.tmp"
-  mv "$probes.tmp" "$probes"
-fi
+# The drum task's kit folds (every kit tested once) when corpus.sh made them.
+kits=(); [ -d "$corpus/tasks/drums-kits" ] && kits=(--data "$corpus/tasks/drums-kits")
+for pooling in model mean-std; do
+  probes=$run/probe-shipped.jsonl; [ $pooling = model ] || probes=$run/probe-shipped-$pooling.jsonl
+  if [ ! -s "$probes" ] || [ "$probes" -ot "$out" ]; then
+    { "$earshot" probe --model "$out" --pooling $pooling --json --data "$shared/fsdd" --data "$corpus/tasks/esc10-fold1" \
+          --data "$corpus/tasks/drums" "${kits[@]}"
+      "$earshot" probe --model "$out" --pooling $pooling --json --data "$shared/fsdd" --label-field speaker
+      "$earshot" probe --model "$out" --pooling $pooling --json --data "$shared/esc10"; } > "$probes.tmp"
+    mv "$probes.tmp" "$probes"
+  fi
+done
 echo "recipe commit: $(git -C "$repo" rev-parse --short HEAD) ($(jq -r .model "$run/config.json"), $(jq -s 'length' "$run/metrics.jsonl") epochs)"
 echo "sha256: $(sha256sum "$out" | cut -d' ' -f1)"
-echo "probe (logistic / kNN accuracy):"
-jq -r 'select(.dataset) | "  \(.dataset): \(.logistic.accuracy) / \(.knn.accuracy)"' "$probes"
+for pooling in model mean-std; do
+  probes=$run/probe-shipped.jsonl; [ $pooling = model ] || probes=$run/probe-shipped-$pooling.jsonl
+  echo "probe, $pooling pooling (logistic / kNN accuracy):"
+  jq -r 'select(.dataset) | "  \(.dataset): \(.logistic.accuracy) / \(.knn.accuracy)"' "$probes"
+done

@@ -24,8 +24,9 @@ enum AttentionKernel {
     // Block sizes measured on the encoder benchmark's shape (1212 tokens, head dim 64). Forward: a
     // 12-query strip's scores (12 x 1216 floats, 58 KB) stay near L1 through max, exp and the P·V
     // product, while K and V panels stream from L2 (12 x 1216 beat 128 x 768 by ~5% on two threads).
-    // Backward: larger blocks amortise the transposed products. Variables only so tests can shrink
-    // them to exercise the multi-block paths on small inputs.
+    // Backward: larger blocks amortise the transposed products (128 x 128 to 256 x 256 measured within
+    // noise of 128 x 512 on Zen 3, whose 512 KB L2 does not hold the two 256 KB blocks). Variables only
+    // so tests can shrink them to exercise the multi-block paths on small inputs.
     nonisolated(unsafe) static var queryBlock = 12
     nonisolated(unsafe) static var keyBlockMax = 1216
     nonisolated(unsafe) static var backwardQueryBlock = 128
@@ -223,24 +224,37 @@ enum AttentionKernel {
             let dqp = dQ.at(b, h), dkp = dK.at(b, h), dvp = dV.at(b, h)
             let lseRow = lse + (b * heads + h) * nq
             let pool = BufferPool.shared
+            // On the micro-kernel every B operand is packed panel-major (`cols`-wide panels, contiguous), as
+            // the forward's are: Kᵀ and Vᵀ for the score products and K for dQ once per head, Q and dO once
+            // per query block (reused by every key block). Read in place, their rows sit 3·H·Dh floats apart
+            // in the packed qkv; Kᵀ and Vᵀ were [D, N] row-major. Panel-major, the tiny encoder's attention
+            // layer (fwd + bwd, `earshot bench attention --train`) ran 206-277 ms against 272-285 ms and its
+            // training step 1.17x → 1.25x PyTorch on Zen 3 (docs/BENCHMARKS.md, session 24).
             let blockCount = backwardQueryBlock * keyBlock, kCount = d * nkPadded, vCount = dv * nkPadded
-            let p = pool.take(blockCount), dp = pool.take(blockCount)
-            let kT = pool.take(kCount), vT = pool.take(vCount)
+            let packCount = tiled ? 2 * kCount + vCount + backwardQueryBlock * (d + dv) : 0
+            let p = pool.take(blockCount), dp = pool.take(blockCount), packs = pool.take(packCount)
+            let kT = packs, vT = kT + kCount, kPanels = vT + vCount
+            let qPanels = kPanels + kCount, gPanels = qPanels + backwardQueryBlock * d
             var delta = [Float](repeating: 0, count: nq)
             defer {
-                pool.give(p, count: blockCount); pool.give(dp, count: blockCount)
-                pool.give(kT, count: kCount); pool.give(vT, count: vCount)
+                pool.give(p, count: blockCount); pool.give(dp, count: blockCount); pool.give(packs, count: packCount)
             }
             for r in 0..<nq { delta[r] = Kernels.dot(gp + r * dO.rowStride, op + r * o.rowStride, dv) }
+            let cols = MicroKernel.cols
             if tiled {
-                MicroKernel.packTransposed(kp, ld: k.rowStride, n: nk, d: d, into: kT, nPadded: nkPadded)
-                MicroKernel.packTransposed(vp, ld: v.rowStride, n: nk, d: dv, into: vT, nPadded: nkPadded)
+                MicroKernel.packTransposedPanels(kp, ld: k.rowStride, n: nk, d: d, into: kT)
+                MicroKernel.packTransposedPanels(vp, ld: v.rowStride, n: nk, d: dv, into: vT)
+                MicroKernel.packPanels(kp, ld: k.rowStride, n: nk, w: d, rows: nkPadded, into: kPanels)
             }
             let keys = keyLengths?[b] ?? nk
             var i0 = 0
             while i0 < nq {
                 let bq = min(backwardQueryBlock, nq - i0)
                 let qi = qp + i0 * q.rowStride, gi = gp + i0 * dO.rowStride, dqi = dqp + i0 * dQ.rowStride
+                if tiled {
+                    MicroKernel.packPanels(qi, ld: q.rowStride, n: bq, w: d, rows: bq, into: qPanels)
+                    MicroKernel.packPanels(gi, ld: dO.rowStride, n: bq, w: dv, rows: bq, into: gPanels)
+                }
                 var j0 = 0
                 while j0 < keys {
                     let bk = min(keyBlock, keys - j0), bkp = tiled ? roundUp(bk, MicroKernel.cols) : bk
@@ -248,7 +262,8 @@ enum AttentionKernel {
                     let dkj = dkp + j0 * dK.rowStride, dvj = dvp + j0 * dV.rowStride
                     if tiled {
                         MicroKernel.gemm(m: bq, n: bkp, k: d, alpha: scale, a: qi, rowStride: q.rowStride,
-                                         b: kT + j0, ldb: nkPadded, c: p, ldc: bkp, accumulate: false)
+                                         b: kT + (j0 / cols) * d * cols, ldb: cols, panelStride: d * cols,
+                                         c: p, ldc: bkp, accumulate: false)
                     } else {
                         Kernels.gemmSerial(transA: false, transB: true, m: bq, n: bk, k: d, alpha: scale, a: qi, lda: q.rowStride,
                                            b: kj, ldb: k.rowStride, c: p, ldc: bkp)
@@ -270,9 +285,10 @@ enum AttentionKernel {
                     }
                     if tiled {
                         MicroKernel.gemm(m: bk, n: dv, k: bq, alpha: 1, a: p, rowStride: 1, kStride: bkp,
-                                         b: gi, ldb: dO.rowStride, c: dvj, ldc: dV.rowStride, accumulate: true)
+                                         b: gPanels, ldb: cols, panelStride: bq * cols, c: dvj, ldc: dV.rowStride, accumulate: true)
                         MicroKernel.gemm(m: bq, n: bkp, k: dv, alpha: 1, a: gi, rowStride: dO.rowStride,
-                                         b: vT + j0, ldb: nkPadded, c: dp, ldc: bkp, accumulate: false)
+                                         b: vT + (j0 / cols) * dv * cols, ldb: cols, panelStride: dv * cols,
+                                         c: dp, ldc: bkp, accumulate: false)
                     } else {
                         Kernels.gemmSerial(transA: true, transB: false, m: bk, n: dv, k: bq, a: p, lda: bkp,
                                            b: gi, ldb: dO.rowStride, beta: 1, c: dvj, ldc: dV.rowStride)
@@ -289,9 +305,10 @@ enum AttentionKernel {
                     }
                     if tiled {
                         MicroKernel.gemm(m: bq, n: d, k: bk, alpha: scale, a: dp, rowStride: bkp,
-                                         b: kj, ldb: k.rowStride, c: dqi, ldc: dQ.rowStride, accumulate: true)
+                                         b: kPanels + j0 * cols, ldb: cols, panelStride: nkPadded * cols,
+                                         c: dqi, ldc: dQ.rowStride, accumulate: true)
                         MicroKernel.gemm(m: bk, n: d, k: bq, alpha: scale, a: dp, rowStride: 1, kStride: bkp,
-                                         b: qi, ldb: q.rowStride, c: dkj, ldc: dK.rowStride, accumulate: true)
+                                         b: qPanels, ldb: cols, panelStride: bq * cols, c: dkj, ldc: dK.rowStride, accumulate: true)
                     } else {
                         Kernels.gemmSerial(transA: false, transB: false, m: bq, n: d, k: bk, alpha: scale, a: dp, lda: bkp,
                                            b: kj, ldb: k.rowStride, beta: 1, c: dqi, ldc: dQ.rowStride)

@@ -189,14 +189,4 @@ enum MicroKernel {
             if rows > n { (panel + n * cols).update(repeating: 0, count: (rows - n) * cols) }
         }
     }
-
-    /// Packs rows `0..<n` of a row-major [n, d] matrix (stride ld) transposed into [d, nPadded]
-    /// (nPadded a multiple of `cols`, zero-filled), so Xᵀ can be the B operand.
-    static func packTransposed(_ x: UnsafePointer<Float>, ld: Int, n: Int, d: Int, into out: UnsafeMutablePointer<Float>, nPadded: Int) {
-        for kk in 0..<d {
-            let row = out + kk * nPadded
-            for j in 0..<n { row[j] = x[j * ld + kk] }
-            for j in n..<nPadded { row[j] = 0 }
-        }
-    }
 }
