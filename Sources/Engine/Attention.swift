@@ -229,7 +229,7 @@ enum AttentionKernel {
             // per query block (reused by every key block). Read in place, their rows sit 3·H·Dh floats apart
             // in the packed qkv; Kᵀ and Vᵀ were [D, N] row-major. Panel-major, the tiny encoder's attention
             // layer (fwd + bwd, `earshot bench attention --train`) ran 206-277 ms against 272-285 ms and its
-            // training step 1.17x → 1.25x PyTorch on Zen 3 (docs/BENCHMARKS.md, session 24).
+            // training step 1.16x → 1.26x PyTorch on Zen 3 (medians of rounds; docs/BENCHMARKS.md, session 24).
             let blockCount = backwardQueryBlock * keyBlock, kCount = d * nkPadded, vCount = dv * nkPadded
             let packCount = tiled ? 2 * kCount + vCount + backwardQueryBlock * (d + dv) : 0
             let p = pool.take(blockCount), dp = pool.take(blockCount), packs = pool.take(packCount)
