@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Ship a pretrained encoder (issue 25): convert a pretraining run's validation-chosen checkpoint
 # (best.safetensors: held-out pretext loss, never a probe's test split) to float16 under pretrained/,
-# probe the shipped file itself on the recipe's tasks with both poolings (the model's own, and the token
-# mean and std that the card recommends), and print the lines its card needs.
+# probe the shipped file itself on the recipe's tasks with both poolings (the model's own, and the tokens'
+# mean and std: `--pooling mean-std`), and print the lines its card needs. Before replacing a shipped encoder,
+# also fine-tune from the candidate against scratch and rerun the demo (docs/PROBE.md, "Shipped encoders").
 #
 #   bash scripts/ship-encoder.sh runs/pretrain-corpus-ssast-tiny-frame [name]
 #
