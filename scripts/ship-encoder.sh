@@ -18,9 +18,11 @@ out=$repo/pretrained/$name.safetensors
 [ -f "$run/best.safetensors" ] || { echo "ship-encoder.sh: no $run/best.safetensors" >&2; exit 1; }
 "$earshot" convert "$run/best.safetensors" --out "$out"
 # The drum task's kit folds (every kit tested once) when corpus.sh made them.
-kits=(); [ -d "$corpus/tasks/drums-kits" ] && kits=(--data "$corpus/tasks/drums-kits")
+kits=(); [ -f "$corpus/tasks/drums-kits/metadata.csv" ] && kits=(--data "$corpus/tasks/drums-kits")
+# probe_file POOLING: where the shipped file's probe with that pooling goes (the model's own unsuffixed).
+probe_file() { if [ "$1" = model ]; then echo "$run/probe-shipped.jsonl"; else echo "$run/probe-shipped-$1.jsonl"; fi; }
 for pooling in model mean-std; do
-  probes=$run/probe-shipped.jsonl; [ $pooling = model ] || probes=$run/probe-shipped-$pooling.jsonl
+  probes=$(probe_file $pooling)
   if [ ! -s "$probes" ] || [ "$probes" -ot "$out" ]; then
     { "$earshot" probe --model "$out" --pooling $pooling --json --data "$shared/fsdd" --data "$corpus/tasks/esc10-fold1" \
           --data "$corpus/tasks/drums" "${kits[@]}"
@@ -32,7 +34,6 @@ done
 echo "recipe commit: $(git -C "$repo" rev-parse --short HEAD) ($(jq -r .model "$run/config.json"), $(jq -s 'length' "$run/metrics.jsonl") epochs)"
 echo "sha256: $(sha256sum "$out" | cut -d' ' -f1)"
 for pooling in model mean-std; do
-  probes=$run/probe-shipped.jsonl; [ $pooling = model ] || probes=$run/probe-shipped-$pooling.jsonl
   echo "probe, $pooling pooling (logistic / kNN accuracy):"
-  jq -r 'select(.dataset) | "  \(.dataset): \(.logistic.accuracy) / \(.knn.accuracy)"' "$probes"
+  jq -r 'select(.dataset) | "  \(.dataset): \(.logistic.accuracy) / \(.knn.accuracy)"' "$(probe_file $pooling)"
 done
