@@ -15,7 +15,9 @@ struct ProbeCommand: ParsableCommand {
         20% held out; cross-validation inside training is by the dataset's folds, whole speakers where clips name a \
         speaker other than their label, else stratified. Standard errors: binomial for accuracy and bootstrap for \
         macro-F1 on one test split, clustered by speaker where its clips name one other than their label (drum kits, \
-        voices: clips of one group are not independent); s/√k over k folds. docs/PROBE.md has the details.
+        voices: clips of one group are not independent); s/√k over k folds. With --against, a second model is probed on \
+        the same clips and splits, and the difference in accuracy is given with a paired standard error (per clip on one \
+        test split, clustered likewise; per fold over folds). docs/PROBE.md has the details.
         """)
     @Option(help: "logmel-stats, random:<registry name> (an untrained encoder, see earshot models), or a run, checkpoint or release.")
     var model: String
@@ -31,49 +33,99 @@ struct ProbeCommand: ParsableCommand {
     @Option(help: "Embedding cache folder (default $XDG_CACHE_HOME/earshot/probe or ~/.cache/earshot/probe).") var cache: String?
     @Flag(name: .customLong("no-cache"), help: "Embed every clip again and store nothing.") var noCache = false
     @Flag(help: "One JSON object per dataset, then a summary line.") var json = false
+    @Option(help: "A second model (as --model) probed on the same clips, splits and seed: its scores and the difference in accuracy (model − against) with a paired standard error.")
+    var against: String?
+    @Option(name: .customLong("against-pooling"), help: "Pooling of --against (default: --pooling's; logmel-stats has its own).")
+    var againstPooling: EmbeddingPooling?
 
     func run() throws {
         guard !data.isEmpty else { throw ValidationError("give at least one --data") }
         let started = Date()
         let embedder = try probeEmbedder(model, frames: frames, seed: seed, pooling: pooling, released: released.options, base: released.baseURL)
+        let other = try against.map { name -> any ClipEmbedder in
+            if name == "logmel-stats", let p = againstPooling, p != .model {
+                throw ValidationError("--against-pooling \(p.rawValue) is for encoders; logmel-stats is already a mean and std")
+            }
+            let own = againstPooling ?? (name == "logmel-stats" ? .model : pooling)
+            return try probeEmbedder(name, frames: frames, seed: seed, pooling: own, released: released.options, base: released.baseURL)
+        }
         let store = noCache ? nil : try EmbeddingCache(directory: cache.map { URL(fileURLWithPath: $0) } ?? EmbeddingCache.defaultDirectory)
         var settings = ProbeSettings()
         (settings.seed, settings.folds, settings.iterations) = (seed, folds, iterations)
-        if !json { print("model: \(embedder.summary)") }
-        var results: [ProbeResult] = []
+        if !json {
+            print("model: \(embedder.summary)")
+            if let other { print("against: \(other.summary)") }
+        }
+        var results: [ProbeResult] = [], againstResults: [ProbeResult] = [], comparisons: [ProbeComparison] = []
         for path in data {
             let ds = try Dataset.load(URL(fileURLWithPath: path)).labelled(by: labelField)
             let paths = ds.records.filter { $0.labels.count == 1 }.map(\.path)
-            let t0 = Date()
-            let (embeddings, report, computed): ([String: [Float]], SkipReport, Int)
-            if let store {
-                (embeddings, report, computed) = try store.embeddings(of: paths, with: embedder, progress: progressLine)
-            } else {
-                let (e, r) = try embedder.embed(paths, progress: progressLine)
-                (embeddings, report, computed) = (e, r, paths.count)
-            }
-            let embedSeconds = Date().timeIntervalSince(t0)
-            for (file, reason) in report.skipped { progressLine("skipped \(file): \(reason)") }
             let name = URL(fileURLWithPath: path).lastPathComponent + (labelField == "label" ? "" : " (\(labelField))")
+            let mine = try embed(paths, with: embedder, store: store)
             let t1 = Date()
-            let result = try Probe.run(ds, name: name, labelField: labelField, embeddings: embeddings, skipped: report.skipped.count, settings: settings)
-            results.append(result)
+            var object: [String: Any]
+            if let other {
+                let theirs = try embed(paths, with: other, store: store)
+                let (result, r, comparison, shared) = try Probe.compare(ds, name: name, labelField: labelField, embeddings: mine.embeddings,
+                                                                        against: theirs.embeddings, skipped: (mine.skipped, theirs.skipped),
+                                                                        settings: settings)
+                if shared < max(mine.embeddings.count, theirs.embeddings.count) {
+                    progressLine("\(name): the \(shared) clips both models embedded are compared (\(mine.embeddings.count) and \(theirs.embeddings.count))")
+                }
+                results.append(result); againstResults.append(r); comparisons.append(comparison)
+                object = result.json
+                (object["against"], object["difference"], object["compared_clips"]) = (r.json, comparison.json, shared)
+            } else {
+                let result = try Probe.run(ds, name: name, labelField: labelField, embeddings: mine.embeddings, skipped: mine.skipped, settings: settings)
+                results.append(result)
+                object = result.json
+            }
+            let probeSeconds = Date().timeIntervalSince(t1)
             if json {
-                var object = result.json
-                (object["embedded"], object["embed_seconds"], object["probe_seconds"]) = (computed, embedSeconds, Date().timeIntervalSince(t1))
+                (object["embedded"], object["embed_seconds"], object["probe_seconds"]) = (mine.computed, mine.seconds, probeSeconds)
                 try printJSONLine(object)
             } else {
-                progressLine(String(format: "%@: %d clips embedded (%d from the cache) in %.1f s, probed in %.1f s", name, embeddings.count,
-                                    embeddings.count - min(computed, embeddings.count), embedSeconds, Date().timeIntervalSince(t1)))
+                progressLine(String(format: "%@: %d clips embedded (%d from the cache) in %.1f s, probed in %.1f s", name, mine.embeddings.count,
+                                    mine.embeddings.count - min(mine.computed, mine.embeddings.count), mine.seconds, probeSeconds))
             }
         }
         if json {
-            try printJSONLine(["summary": ["model": model, "embedder": embedder.summary, "cache_key": embedder.cacheKey,
-                                           "seconds": Date().timeIntervalSince(started)]])
+            var summary: [String: Any] = ["model": model, "embedder": embedder.summary, "cache_key": embedder.cacheKey,
+                                          "seconds": Date().timeIntervalSince(started)]
+            if let other, let against { (summary["against"], summary["against_embedder"]) = (against, other.summary) }
+            try printJSONLine(["summary": summary])
             return
         }
         print(Self.table(results))
         for r in results { print("\(r.dataset): \(r.plan)") }
+        if !comparisons.isEmpty {
+            print("\nagainst \(against!):")
+            print(Self.table(againstResults))
+            print("\nmodel − against, accuracy (paired SE; clips only the model / only against got right):")
+            print(Self.differenceTable(comparisons))
+        }
+    }
+
+    /// Embeddings of `paths` (through the cache unless --no-cache), reporting skipped clips.
+    private func embed(_ paths: [String], with embedder: any ClipEmbedder, store: EmbeddingCache?) throws
+        -> (embeddings: [String: [Float]], skipped: Int, computed: Int, seconds: Double) {
+        let t0 = Date()
+        let (embeddings, report, computed): ([String: [Float]], SkipReport, Int)
+        if let store {
+            (embeddings, report, computed) = try store.embeddings(of: paths, with: embedder, progress: progressLine)
+        } else {
+            let (e, r) = try embedder.embed(paths, progress: progressLine)
+            (embeddings, report, computed) = (e, r, paths.count)
+        }
+        for (file, reason) in report.skipped { progressLine("skipped \(file): \(reason)") }
+        return (embeddings, report.skipped.count, computed, Date().timeIntervalSince(t0))
+    }
+
+    /// One row per dataset: Δ accuracy ± paired SE and the discordant clips, for both classifiers.
+    static func differenceTable(_ comparisons: [ProbeComparison]) -> String {
+        func cell(_ d: ProbeDifference) -> String { String(format: "%+.3f±%.3f (%d/%d)", d.difference, d.differenceSE, d.onlyA, d.onlyB) }
+        return alignedTable(header: ["dataset", "logreg Δacc", "kNN Δacc"],
+                            rows: comparisons.map { [$0.dataset, cell($0.logistic), cell($0.knn)] })
     }
 
     /// A fixed-width table: one row per dataset, mean ± standard error.
@@ -86,6 +138,11 @@ struct ProbeCommand: ParsableCommand {
              pm(r.logistic.macroF1, r.logistic.macroF1SE), chosen(r.logistic.chosen, "%g"),
              pm(r.knn.accuracy, r.knn.accuracySE), pm(r.knn.macroF1, r.knn.macroF1SE), chosen(r.knn.chosen, "%.0f")]
         }
+        return alignedTable(header: header, rows: rows)
+    }
+
+    /// Columns padded to their widest cell, two spaces apart.
+    static func alignedTable(header: [String], rows: [[String]]) -> String {
         let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max()! }
         return ([header] + rows).map { row in
             row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")

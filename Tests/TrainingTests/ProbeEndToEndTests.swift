@@ -104,6 +104,40 @@ final class ProbeEndToEndTests: XCTestCase {
         XCTAssertEqual(try cache.embeddings(of: ds.records.map(\.path), with: LogMelStatsEmbedder()).computed, 0)
     }
 
+    /// Two embeddings of the same clips, one that knows the class and one that does not: the paired
+    /// comparison finds the first ahead, per fold and on one held-out split, and a model against itself even.
+    func testComparingTwoEmbeddingsOfTheSameClips() throws {
+        var g = RandomGenerator(seed: 4)
+        for folds in [true, false] {
+            let records = (0..<100).map { ClipRecord(path: "clip\($0)", labels: [String($0 % 2)], fold: folds ? 1 + $0 % 5 : nil) }
+            var informative: [String: [Float]] = [:], noise: [String: [Float]] = [:]
+            for (i, r) in records.enumerated() {
+                informative[r.path] = [Float(i % 2) * 2 + 0.6 * g.nextNormal(), g.nextNormal()]
+                noise[r.path] = [g.nextNormal(), g.nextNormal()]
+            }
+            let ds = Dataset(records: records, layout: "test")
+            let a = try Probe.run(ds, name: "toy", embeddings: informative), b = try Probe.run(ds, name: "toy", embeddings: noise)
+            let c = try ProbeComparison.compare(a, against: b)
+            XCTAssertEqual(c.logistic.difference, a.logistic.accuracy - b.logistic.accuracy, accuracy: 1e-12)
+            XCTAssertGreaterThan(c.logistic.difference, 0.25, "class-aware features ahead of noise (folds: \(folds))")
+            XCTAssertGreaterThan(c.logistic.differenceSE, 0)
+            XCTAssertLessThan(c.logistic.differenceSE, c.logistic.difference / 2)
+            XCTAssertGreaterThan(c.knn.onlyA, c.knn.onlyB)
+            XCTAssertEqual(a.testClips.count, folds ? 5 : 1)
+            let itself = try ProbeComparison.compare(a, against: try Probe.run(ds, name: "toy", embeddings: informative))
+            XCTAssertEqual([itself.logistic.difference, itself.knn.difference, Double(itself.logistic.onlyA + itself.logistic.onlyB)], [0, 0, 0])
+            // A probe of fewer clips has another plan: refused rather than paired wrongly; `Probe.compare`
+            // probes both on the clips both have instead.
+            let fewer = noise.filter { $0.key != "clip3" }
+            XCTAssertThrowsError(try ProbeComparison.compare(a, against: try Probe.run(ds, name: "toy", embeddings: fewer)))
+            let both = try Probe.compare(ds, name: "toy", embeddings: informative, against: fewer)
+            XCTAssertEqual([both.shared, both.model.clips, both.against.clips], [99, 99, 99])
+            XCTAssertEqual(both.model.testClips, both.against.testClips)
+            XCTAssertFalse(both.model.testClips.joined().contains("clip3"))
+            XCTAssertGreaterThan(both.comparison.logistic.difference, 0.25)
+        }
+    }
+
     /// An untrained registry encoder embeds through the same path as a checkpoint (windows averaged).
     func testRandomEncoderEmbedsWholeClips() throws {
         let dir = try temporaryFolder("probe-random")

@@ -153,4 +153,48 @@ final class ProbeMathTests: XCTestCase {
         XCTAssertEqual(single, plain, accuracy: 0.3 * plain)
         XCTAssertTrue(ProbeStatistics.clusterBootstrapMacroF1SE(predicted: predicted, target: target, groups: Array(repeating: "k", count: 120), classes: 2).isNaN)
     }
+
+    func testPairedDifferenceOfTwoProbes() throws {
+        // One test split of 10 independent clips: A right on 8, B on 6; A alone right on 3, B alone on 1.
+        let a = [true, true, true, true, true, true, true, true, false, false]
+        let b = [true, true, true, true, true, false, false, false, true, false]
+        func result(_ correct: [[Bool]], groups: [String]? = nil, clips: [[String]]? = nil) -> ProbeResult {
+            let acc = correct.map { Double($0.filter { $0 }.count) / Double($0.count) }
+            let score = ProbeScore(accuracy: acc.reduce(0, +) / Double(acc.count), macroF1: 0, accuracySE: 0, macroF1SE: 0, chosen: [],
+                                   roundAccuracy: acc, roundMacroF1: acc, roundCorrect: correct)
+            return ProbeResult(dataset: "toy", layout: "test", labelField: "label", clips: 10, classes: 2, dims: 1, plan: "", rounds: [],
+                               logistic: score, knn: score, testClips: clips ?? correct.map { $0.indices.map { "c\($0)" } },
+                               testGroups: correct.map { _ in groups }, leftOut: 0, skipped: 0)
+        }
+        let c = try ProbeComparison.compare(result([a]), against: result([b]))
+        XCTAssertEqual(c.logistic.difference, 0.2, accuracy: 1e-12)
+        XCTAssertEqual([c.logistic.onlyA, c.logistic.onlyB], [3, 1])
+        // d = (0,0,0,0,0,1,1,1,-1,0), mean 0.2: Σ(d − 0.2)² = 6·0.04 + 3·0.64 + 1.44 = 3.6, SE √3.6/10.
+        XCTAssertEqual(c.logistic.differenceSE, 3.6.squareRoot() / 10, accuracy: 1e-12)
+        // Against itself: no difference and no noise in it.
+        let same = try ProbeComparison.compare(result([a]), against: result([a]))
+        XCTAssertEqual([same.logistic.difference, same.logistic.differenceSE, Double(same.logistic.onlyA)], [0, 0, 0])
+        // Clustered: A's gain all in one of two speakers' clips is less certain than spread evenly.
+        let speakers = (0..<10).map { $0 < 5 ? "s1" : "s2" }
+        let clustered = try ProbeComparison.compare(result([a], groups: speakers), against: result([b], groups: speakers))
+        XCTAssertEqual(clustered.logistic.differenceSE, ProbeStatistics.clusteredSE(values: [0, 0, 0, 0, 0, 1, 1, 1, -1, 0], groups: speakers))
+        XCTAssertGreaterThan(clustered.logistic.differenceSE, c.logistic.differenceSE)
+        // Folds: s/√k of the per-fold differences (0.2 and 0.0: mean 0.1, s 0.1414, SE 0.1).
+        let folds = try ProbeComparison.compare(result([a, a]), against: result([b, a]))
+        XCTAssertEqual(folds.logistic.difference, 0.1, accuracy: 1e-12)
+        XCTAssertEqual(folds.logistic.differenceSE, 0.1, accuracy: 1e-12)
+        // Other test clips cannot be paired.
+        XCTAssertThrowsError(try ProbeComparison.compare(result([a]), against: result([b], clips: [(0..<10).map { "other\($0)" }]))) {
+            XCTAssertTrue("\($0)".contains("toy"), "names the dataset: \($0)")
+        }
+    }
+
+    func testMeanAndClusteredSEOfValues() {
+        XCTAssertEqual(ProbeStatistics.meanSE([1, 1, 1, 0]), ProbeStatistics.binomialSE(accuracy: 0.75, n: 4), accuracy: 1e-12)
+        XCTAssertTrue(ProbeStatistics.meanSE([]).isNaN)
+        let correct = [true, false, true, true, false, true]
+        let groups = ["a", "a", "b", "b", "c", "c"]
+        XCTAssertEqual(ProbeStatistics.clusteredSE(values: correct.map { $0 ? 1 : 0 }, groups: groups),
+                       ProbeStatistics.clusteredSE(correct: correct, groups: groups))
+    }
 }

@@ -26,6 +26,9 @@ public struct ProbeScore: Sendable {
     /// λ or k that cross-validation chose, per round.
     public var chosen: [Double]
     public var roundAccuracy: [Double], roundMacroF1: [Double]
+    /// Whether each test clip was classified right, per round, in the plan's test order: what a paired
+    /// comparison of two encoders on the same clips reads (`ProbeComparison`).
+    public var roundCorrect: [[Bool]] = []
 
     public var json: [String: Any] {
         ["accuracy": accuracy, "accuracy_se": accuracySE, "macro_f1": macroF1, "macro_f1_se": macroF1SE,
@@ -80,7 +83,7 @@ public enum LinearProbe {
             }
         }
         return ProbeScore(accuracy: a, macroF1: f, accuracySE: aSE, macroF1SE: fSE, chosen: rounds.map(\.chosen),
-                          roundAccuracy: acc, roundMacroF1: f1)
+                          roundAccuracy: acc, roundMacroF1: f1, roundCorrect: rounds.map { zip($0.predicted, $0.target).map { $0 == $1 } })
     }
 
     /// Fits along `lambdas` from the largest down, each fit warm-started from the last: small λ (slow

@@ -13,6 +13,10 @@ public struct ProbeResult: Sendable {
     public var rounds: [(name: String, train: Int, test: Int)]
     public var logistic: ProbeScore
     public var knn: ProbeScore
+    /// Each round's test clips (paths) and, where the plan clusters its SEs, their groups: two probes
+    /// can be compared clip by clip only where these agree.
+    public var testClips: [[String]] = []
+    public var testGroups: [[String]?] = []
     /// Clips without exactly one label (not scored) and clips that could not be embedded.
     public var leftOut: Int, skipped: Int
 
@@ -48,6 +52,7 @@ public enum Probe {
         let (lr, knn) = LinearProbe.run(x, labels: records.map { index[$0.labels[0]]! }, classes: classes.count, plan: plan, settings: settings)
         return ProbeResult(dataset: name, layout: dataset.layout, labelField: labelField, clips: records.count, classes: classes.count,
                            dims: dims, plan: plan.description, rounds: plan.rounds.map { ($0.name, $0.train.count, $0.test.count) },
-                           logistic: lr, knn: knn, leftOut: dataset.records.count - single.count, skipped: skipped)
+                           logistic: lr, knn: knn, testClips: plan.rounds.map { $0.test.map { records[$0].path } },
+                           testGroups: plan.rounds.map(\.testGroups), leftOut: dataset.records.count - single.count, skipped: skipped)
     }
 }

@@ -25,19 +25,35 @@ public enum ProbeStatistics {
 
     /// Cluster-robust standard error of an accuracy whose test clips come in groups that share more
     /// than their label (a drum kit's samples, a speaker's recordings), so are not independent:
-    /// √(G/(G − 1) · Σ_g (Σ_{i∈g} (c_i − p))²) / n over G groups, c_i 1 for a correct clip, p the
-    /// accuracy (the sandwich variance of a mean with the small-sample factor G/(G − 1)). With one clip a
-    /// group it is the binomial SE times √(n/(n − 1)); with a few large groups whose accuracies differ it
-    /// is much larger, as it should be. NaN for fewer than two groups.
+    /// `clusteredSE(values:groups:)` of c_i, 1 for a correct clip. With one clip a group it is the
+    /// binomial SE times √(n/(n − 1)); with a few large groups whose accuracies differ it is much
+    /// larger, as it should be. NaN for fewer than two groups.
     public static func clusteredSE(correct: [Bool], groups: [String]) -> Double {
-        let n = correct.count
+        clusteredSE(values: correct.map { $0 ? 1 : 0 }, groups: groups)
+    }
+
+    /// Cluster-robust standard error of the mean v̄ of n per-clip values in G groups:
+    /// √(G/(G − 1) · Σ_g (Σ_{i∈g} (v_i − v̄))²) / n, the sandwich variance of a mean with the
+    /// small-sample factor G/(G − 1). NaN for fewer than two groups or misaligned groups.
+    public static func clusteredSE(values: [Double], groups: [String]) -> Double {
+        let n = values.count
         let g = Set(groups).count
         guard n > 0, groups.count == n, g >= 2 else { return .nan }
-        let p = Double(correct.filter { $0 }.count) / Double(n)
+        let mean = values.reduce(0, +) / Double(n)
         var residual: [String: Double] = [:]
-        for (c, group) in zip(correct, groups) { residual[group, default: 0] += (c ? 1 : 0) - p }
+        for (v, group) in zip(values, groups) { residual[group, default: 0] += v - mean }
         let sum = residual.values.reduce(0) { $0 + $1 * $1 }
         return (Double(g) / Double(g - 1) * sum).squareRoot() / Double(n)
+    }
+
+    /// Standard error of the mean of n independent per-clip values, √(Σ(v − v̄)²)/n: for 0/1 values
+    /// the binomial SE, for paired differences c_A − c_B ∈ {−1, 0, 1} the SE of a difference in
+    /// accuracy on the same clips. NaN for no values.
+    public static func meanSE(_ values: [Double]) -> Double {
+        guard !values.isEmpty else { return .nan }
+        let n = Double(values.count)
+        let mean = values.reduce(0, +) / n
+        return values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }.squareRoot() / n
     }
 
     /// Bootstrap standard error of macro-F1 on one test set (macro-F1 has no closed form): the sample
