@@ -47,7 +47,8 @@ public struct ProbeComparison: Sendable {
         }
         let perClip = zip(a.roundCorrect, b.roundCorrect).map { zip($0, $1).map { ($0 ? 1.0 : 0) - ($1 ? 1.0 : 0) } }
         let onlyA = perClip.joined().filter { $0 > 0 }.count, onlyB = perClip.joined().filter { $0 < 0 }.count
-        let rounds = perClip.map { $0.reduce(0, +) / Double(max($0.count, 1)) }
+        // Each round's difference is the difference of the rounds' accuracies the scores already hold.
+        let rounds = zip(a.roundAccuracy, b.roundAccuracy).map { $0 - $1 }
         let se: Double
         if rounds.count > 1 {
             se = ProbeStatistics.foldSE(rounds)
@@ -56,7 +57,7 @@ public struct ProbeComparison: Sendable {
         } else {
             se = ProbeStatistics.meanSE(perClip[0])
         }
-        return ProbeDifference(difference: rounds.reduce(0, +) / Double(rounds.count), differenceSE: se, onlyA: onlyA, onlyB: onlyB)
+        return ProbeDifference(difference: a.accuracy - b.accuracy, differenceSE: se, onlyA: onlyA, onlyB: onlyB)
     }
 }
 
