@@ -62,10 +62,11 @@ struct ProbeCommand: ParsableCommand {
             let paths = ds.records.filter { $0.labels.count == 1 }.map(\.path)
             let name = URL(fileURLWithPath: path).lastPathComponent + (labelField == "label" ? "" : " (\(labelField))")
             let mine = try embed(paths, with: embedder, store: store)
+            // Both models embed before the clock for the probe starts, so probe_seconds is the fits alone.
+            let theirs = try other.map { try embed(paths, with: $0, store: store) }
             let t1 = Date()
             var object: [String: Any]
-            if let other {
-                let theirs = try embed(paths, with: other, store: store)
+            if let theirs {
                 let (result, r, comparison, shared) = try Probe.compare(ds, name: name, labelField: labelField, embeddings: mine.embeddings,
                                                                         against: theirs.embeddings, skipped: (mine.skipped, theirs.skipped),
                                                                         settings: settings)
@@ -74,7 +75,9 @@ struct ProbeCommand: ParsableCommand {
                 }
                 results.append(result); againstResults.append(r); comparisons.append(comparison)
                 object = result.json
-                (object["against"], object["difference"], object["compared_clips"]) = (r.json, comparison.json, shared)
+                var theirObject = r.json
+                (theirObject["embedded"], theirObject["embed_seconds"]) = (theirs.computed, theirs.seconds)
+                (object["against"], object["difference"], object["compared_clips"]) = (theirObject, comparison.json, shared)
             } else {
                 let result = try Probe.run(ds, name: name, labelField: labelField, embeddings: mine.embeddings, skipped: mine.skipped, settings: settings)
                 results.append(result)
@@ -87,6 +90,10 @@ struct ProbeCommand: ParsableCommand {
             } else {
                 progressLine(String(format: "%@: %d clips embedded (%d from the cache) in %.1f s, probed in %.1f s", name, mine.embeddings.count,
                                     mine.embeddings.count - min(mine.computed, mine.embeddings.count), mine.seconds, probeSeconds))
+                if let theirs {
+                    progressLine(String(format: "%@: against, %d clips embedded (%d from the cache) in %.1f s", name, theirs.embeddings.count,
+                                        theirs.embeddings.count - min(theirs.computed, theirs.embeddings.count), theirs.seconds))
+                }
             }
         }
         if json {
