@@ -88,12 +88,8 @@ struct ProbeCommand: ParsableCommand {
                 (object["embedded"], object["embed_seconds"], object["probe_seconds"]) = (mine.computed, mine.seconds, probeSeconds)
                 try printJSONLine(object)
             } else {
-                progressLine(String(format: "%@: %d clips embedded (%d from the cache) in %.1f s, probed in %.1f s", name, mine.embeddings.count,
-                                    mine.embeddings.count - min(mine.computed, mine.embeddings.count), mine.seconds, probeSeconds))
-                if let theirs {
-                    progressLine(String(format: "%@: against, %d clips embedded (%d from the cache) in %.1f s", name, theirs.embeddings.count,
-                                        theirs.embeddings.count - min(theirs.computed, theirs.embeddings.count), theirs.seconds))
-                }
+                progressLine("\(name): \(Self.embedded(mine)), probed in \(String(format: "%.1f", probeSeconds)) s")
+                if let theirs { progressLine("\(name): against, \(Self.embedded(theirs))") }
             }
         }
         if json {
@@ -111,6 +107,12 @@ struct ProbeCommand: ParsableCommand {
             print("\nmodel − against, accuracy (paired SE; clips only the model / only against got right):")
             print(Self.differenceTable(comparisons))
         }
+    }
+
+    /// "N clips embedded (M from the cache) in S s", for the progress lines of either model.
+    private static func embedded(_ e: (embeddings: [String: [Float]], skipped: Int, computed: Int, seconds: Double)) -> String {
+        String(format: "%d clips embedded (%d from the cache) in %.1f s", e.embeddings.count,
+               e.embeddings.count - min(e.computed, e.embeddings.count), e.seconds)
     }
 
     /// Embeddings of `paths` (through the cache unless --no-cache), reporting skipped clips.
