@@ -9,11 +9,15 @@ earshot_binary() {
 }
 
 # stage <folder> <command...>: runs `$earshot <command...> --out <folder>` into <folder>.log, skipped once the
-# folder has its `done` marker, resumed (--resume) when the folder exists from an interrupted run.
+# folder has its `done` marker (set only when the run succeeds), resumed (--resume) when the folder exists from an
+# interrupted or failed run.
 stage() {
     local dir=$1; shift
     if [ -f "$dir/done" ]; then echo "== $dir: done"; return; fi
     echo "== $dir"
     "$earshot" "$@" --out "$dir" $( [ -d "$dir" ] && echo --resume ) 2>&1 | tr '\r' '\n' | grep -v "elapsed" | tee "$dir.log"
+    local status=${PIPESTATUS[0]}
+    # A failed run is not done: the next call resumes it (and a script under `set -e` stops here).
+    if [ "$status" -ne 0 ]; then echo "== $dir: failed (exit $status), see $dir.log" >&2; return "$status"; fi
     touch "$dir/done"
 }

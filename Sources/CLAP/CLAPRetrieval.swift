@@ -41,7 +41,7 @@ public enum CLAPRetrieval {
                                 progress: ((Int, Int) -> Void)? = nil) throws -> Report {
         let (clips, captions, owners) = try captionedClips(data)
         let embedded = try CLAPFileEmbedder(clap: clap).embed(files: clips, progress: progress)
-        guard !embedded.paths.isEmpty else { throw CLAPError("no clip could be read (\(embedded.skipped.count) skipped)") }
+        guard !embedded.paths.isEmpty else { throw CLAPError(noClipReadMessage(embedded.skipped, total: clips.count)) }
         // Keep the captions of the clips that were read, re-indexed to the embedded clips.
         let row = Dictionary(uniqueKeysWithValues: embedded.paths.enumerated().map { ($1, $0) })
         var kept: [String] = [], keptOwners: [Int] = []

@@ -91,32 +91,36 @@ struct Classify: ParsableCommand {
         } else {
             for (file, reason) in report.skipped { print("\(file): skipped (\(reason))") }
         }
-        if report.skipped.count == paths.count { throw AudioError("no clip could be read (\(paths.count) skipped)") }
+        if report.skipped.count == paths.count { throw AudioError(noClipReadMessage(report.skipped, total: paths.count)) }
     }
 }
 
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Clip embeddings (pooled encoder outputs) of audio, into safetensors (one key per file).",
-                                                    discussion: wholeClipHelp)
+                                                    discussion: wholeClipHelp + """
+
+        Besides models, the probe's two reference embeddings: `logmel-stats` (mean and std over time of AST's 128-bin \
+        fbank, 256 dims) and `random:<registry name>` (an untrained encoder, seeded, reading windows of --frames).
+        """)
     @Argument(help: "Audio files, folders or manifests.") var inputs: [String]
-    @Option(help: "A classifier (as for classify), or a self-supervised pretraining run, checkpoint or release .pth.")
+    @Option(help: "A classifier (as for classify), a self-supervised pretraining run, checkpoint or release .pth, logmel-stats, or random:<registry name>.")
     var model: String
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option var out: String
     @Flag(help: "One JSON object per clip (file and its embedding's key in --out), then a summary line.") var json = false
     @Option(help: "model (the model's own pooled embedding) or mean-std (mean and std over each window's tokens, twice the width).")
     var pooling: EmbeddingPooling = .model
+    @Option(help: "random:<name> only: its window in frames (as probe's --frames).") var frames = 128
+    @Option(help: "random:<name> only: the seed of its initialisation.") var seed: UInt64 = 0
     @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
-        let clf = try Classifier.loadEmbedder(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
-        precision.apply(to: clf.model)
         let paths = try audioFiles(inputs)
-        let (tensors, report) = try clf.embeddings(of: paths, pooling: pooling, progress: progressLine)
+        let (tensors, report) = try embeddings(of: paths)
         // An empty file would read as a successful run; nothing is written instead.
-        if tensors.isEmpty { throw AudioError("no clip could be read (\(report.skipped.count) skipped); \(out) not written") }
+        if tensors.isEmpty { throw AudioError(noClipReadMessage(report.skipped, total: paths.count) + "; \(out) not written") }
         try SafeTensors.write(tensors, to: URL(fileURLWithPath: out))
-        let width = clf.model.embeddingWidth * (pooling == .model ? 1 : 2)
+        let width = tensors.values.first?.shape.last ?? 0
         if json {
             for path in paths where tensors[path] != nil { try printJSONLine(["file": path, "embedding": path, "dim": width]) }
             try printJSONLine(["summary": ["clips": tensors.count, "dim": width, "out": out,
@@ -125,6 +129,20 @@ struct Embed: ParsableCommand {
         }
         for (path, reason) in report.skipped { print("skipped \(path): \(reason)") }
         print("wrote \(tensors.count) embeddings of dimension \(width) to \(out) (\(report.skipped.count) skipped)")
+    }
+
+    /// The reference embeddings through the probe's embedders (the same numbers `probe` fits), models through
+    /// the classifier's windowed pass at the chosen precision.
+    func embeddings(of paths: [String]) throws -> (embeddings: [String: Tensor], report: SkipReport) {
+        if model == "logmel-stats" || model.hasPrefix("random:") {
+            if precision.precision != .fp32 { throw ValidationError("--precision is for models; \(model) runs in fp32") }
+            let embedder = try probeEmbedder(model, frames: frames, seed: seed, pooling: pooling)
+            let (rows, report) = try embedder.embed(paths, progress: progressLine)
+            return (rows.mapValues { Tensor($0) }, report)
+        }
+        let clf = try Classifier.loadEmbedder(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
+        precision.apply(to: clf.model)
+        return try clf.embeddings(of: paths, pooling: pooling, progress: progressLine)
     }
 }
 

@@ -22,7 +22,7 @@ private func embedInto(_ index: EmbeddingIndex, _ paths: [String], clap: CLAP, h
     var progress = Progress(total: paths.count, label: "index", onlyIfSlow: true, log: progressLine)
     let embedded = try CLAPFileEmbedder(clap: clap).embed(files: paths) { done, _ in progress.update(done) }
     let added = try index.add(paths: embedded.paths, embeddings: embedded.embeddings, modelHash: hash)
-    if embedded.paths.isEmpty && !paths.isEmpty { throw AudioError("no clip could be read (\(paths.count) skipped); \(out) not written") }
+    if embedded.paths.isEmpty && !paths.isEmpty { throw AudioError(noClipReadMessage(embedded.skipped, total: paths.count) + "; \(out) not written") }
     try index.save(to: URL(fileURLWithPath: out))
     let summary: [String: Any] = ["index": out, "items": index.count, "added": added, "updated": embedded.paths.count - added,
                                   "dim": index.dim, "model_hash": index.modelHash,

@@ -35,7 +35,7 @@ struct Tag: ParsableCommand {
     func run() throws {
         let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         let paths = try audioFiles(files)
-        var skipped: [(String, String)] = [], done = 0
+        var skipped: [(path: String, reason: String)] = [], done = 0
         if frames {
             for path in paths {
                 do {
@@ -71,7 +71,7 @@ struct Tag: ParsableCommand {
         } else {
             for (file, reason) in skipped { print("\(file): skipped (\(reason))") }
         }
-        if done == 0 && !paths.isEmpty { throw AudioError("no clip could be read (\(paths.count) skipped)") }
+        if done == 0 && !paths.isEmpty { throw AudioError(noClipReadMessage(skipped, total: paths.count)) }
     }
 
     /// Detections against the truth: every true event with its match (or a miss), the false alarms, and the

@@ -97,6 +97,6 @@ struct ZeroShot: ParsableCommand {
             for (file, reason) in embedded.skipped { print("\(file): skipped (\(reason))") }
             if !embedded.skipped.isEmpty { print("\(embedded.skipped.count) of \(paths.count) clips skipped") }
         }
-        if embedded.paths.isEmpty && !paths.isEmpty { throw AudioError("no clip could be read (\(paths.count) skipped)") }
+        if embedded.paths.isEmpty && !paths.isEmpty { throw AudioError(noClipReadMessage(embedded.skipped, total: paths.count)) }
     }
 }

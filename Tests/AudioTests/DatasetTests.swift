@@ -270,6 +270,15 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual("\(report)", "no clips skipped\nused 1 truncated clip (decoded as far as they go):\n  x.wav: the header promises 10 frames, 4 read")
     }
 
+    /// A command that read no clip says which file failed first and why, and how many others did.
+    func testNoClipReadMessageNamesTheFirstFileAndItsReason() {
+        XCTAssertEqual(noClipReadMessage([("a.wav", "empty file (0 bytes)")], total: 1),
+                       "no clip could be read (1 skipped; a.wav: empty file (0 bytes))")
+        XCTAssertEqual(noClipReadMessage([("a.wav", "empty file (0 bytes)"), ("b.ogg", "cannot decode audio")], total: 2),
+                       "no clip could be read (2 skipped; a.wav: empty file (0 bytes), and 1 more)")
+        XCTAssertEqual(noClipReadMessage([], total: 3), "no clip could be read (3 skipped)")
+    }
+
     /// `earshot dataset inspect` lists truncated files with both lengths (run where the binary is built beside the tests).
     func testInspectListsTruncatedFiles() throws {
         // The test bundle (Linux: an executable; macOS: a .xctest folder) lies in the products folder.

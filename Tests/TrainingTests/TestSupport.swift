@@ -16,3 +16,26 @@ extension XCTestCase {
 func writeTone(_ url: URL, frequency: Double, samples: Int) throws {
     try AudioFile.writeWAV((0..<samples).map { Float(0.3 * sin(2 * Double.pi * frequency * Double($0) / 16000)) }, sampleRate: 16000, to: url)
 }
+
+extension XCTestCase {
+    /// Runs the `earshot` built beside the tests (skips where it is not built) and returns its exit status and
+    /// standard output and error together.
+    func runEarshot(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        // The test bundle (Linux: an executable; macOS: a .xctest folder) lies in the products folder.
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        let candidates = [runner.deletingLastPathComponent(), Bundle(for: Self.self).bundleURL.deletingLastPathComponent()]
+            .map { $0.appendingPathComponent("earshot") }
+        guard let earshot = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw XCTSkip("earshot is not built beside the tests (looked for \(candidates.map(\.path).joined(separator: ", ")))")
+        }
+        let p = Process(), pipe = Pipe()
+        p.executableURL = earshot
+        p.arguments = arguments
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, output)
+    }
+}
