@@ -110,8 +110,8 @@ struct Embed: ParsableCommand {
     @Flag(help: "One JSON object per clip (file and its embedding's key in --out), then a summary line.") var json = false
     @Option(help: "model (the model's own pooled embedding) or mean-std (mean and std over each window's tokens, twice the width).")
     var pooling: EmbeddingPooling = .model
-    @Option(help: "random:<name> only: its window in frames (as probe's --frames).") var frames = 128
-    @Option(help: "random:<name> only: the seed of its initialisation.") var seed: UInt64 = 0
+    @Option(help: "random:<name> only: its window in frames (as probe's --frames; default 128).") var frames: Int?
+    @Option(help: "random:<name> only: the seed of its initialisation (default 0).") var seed: UInt64?
     @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
@@ -134,9 +134,12 @@ struct Embed: ParsableCommand {
     /// The reference embeddings through the probe's embedders (the same numbers `probe` fits), models through
     /// the classifier's windowed pass at the chosen precision.
     func embeddings(of paths: [String]) throws -> (embeddings: [String: Tensor], report: SkipReport) {
+        if !model.hasPrefix("random:"), frames != nil || seed != nil {
+            throw ValidationError("--frames and --seed are for random:<name> (an untrained encoder's window and initialisation), not \(model)")
+        }
         if model == "logmel-stats" || model.hasPrefix("random:") {
             if precision.precision != .fp32 { throw ValidationError("--precision is for models; \(model) runs in fp32") }
-            let embedder = try probeEmbedder(model, frames: frames, seed: seed, pooling: pooling)
+            let embedder = try probeEmbedder(model, frames: frames ?? 128, seed: seed ?? 0, pooling: pooling)
             let (rows, report) = try embedder.embed(paths, progress: progressLine)
             return (rows.mapValues { Tensor($0) }, report)
         }

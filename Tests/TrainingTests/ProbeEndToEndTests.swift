@@ -126,6 +126,11 @@ final class ProbeEndToEndTests: XCTestCase {
         XCTAssertNotEqual(failed.status, 0)
         XCTAssertTrue(failed.output.contains("no clip could be read (1 skipped; \(empty.path): empty file"), failed.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: none.path))
+
+        // A window or seed means something only for an untrained encoder.
+        let misplaced = try runEarshot(["embed", "--model", "logmel-stats", tone.path, "--frames", "64", "--out", none.path])
+        XCTAssertNotEqual(misplaced.status, 0)
+        XCTAssertTrue(misplaced.output.contains("--frames and --seed are for random:<name>"), misplaced.output)
     }
 
     /// Two embeddings of the same clips, one that knows the class and one that does not: the paired
