@@ -1,7 +1,6 @@
 import Audio
 import Engine
 import Foundation
-import NN
 import XCTest
 @testable import Inference
 
@@ -103,34 +102,6 @@ final class ProbeEndToEndTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(result.knn.accuracy, 0.99)
         XCTAssertEqual(result.logistic.accuracySE, 0)
         XCTAssertEqual(try cache.embeddings(of: ds.records.map(\.path), with: LogMelStatsEmbedder()).computed, 0)
-    }
-
-    /// `earshot embed --model logmel-stats` writes the probe's own reference vectors, one key per readable file,
-    /// and a run that can read no file fails, writes nothing and names the first file with its reason.
-    func testEmbedCommandWritesTheProbesReferenceEmbedding() throws {
-        let dir = try temporaryFolder("embed-logmel")
-        let tone = dir.appendingPathComponent("tone.wav"), empty = dir.appendingPathComponent("empty.wav")
-        try writeTone(tone, frequency: 440, samples: 8000)
-        try Data().write(to: empty)
-        let out = dir.appendingPathComponent("e.safetensors")
-        let run = try runEarshot(["embed", "--model", "logmel-stats", tone.path, empty.path, "--out", out.path])
-        XCTAssertEqual(run.status, 0, run.output)
-        XCTAssertTrue(run.output.contains("skipped \(empty.path): empty file"), run.output)
-        let written = try SafeTensors.read(out).tensors
-        XCTAssertEqual(Array(written.keys), [tone.path])
-        let expected = try XCTUnwrap(LogMelStatsEmbedder().embed([tone.path], progress: nil).embeddings[tone.path])
-        XCTAssertEqual(try XCTUnwrap(written[tone.path]).toArray(), expected)
-
-        let none = dir.appendingPathComponent("none.safetensors")
-        let failed = try runEarshot(["embed", "--model", "logmel-stats", empty.path, "--out", none.path])
-        XCTAssertNotEqual(failed.status, 0)
-        XCTAssertTrue(failed.output.contains("no clip could be read (1 skipped; \(empty.path): empty file"), failed.output)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: none.path))
-
-        // A window or seed means something only for an untrained encoder.
-        let misplaced = try runEarshot(["embed", "--model", "logmel-stats", tone.path, "--frames", "64", "--out", none.path])
-        XCTAssertNotEqual(misplaced.status, 0)
-        XCTAssertTrue(misplaced.output.contains("--frames and --seed are for random:<name>"), misplaced.output)
     }
 
     /// Two embeddings of the same clips, one that knows the class and one that does not: the paired
