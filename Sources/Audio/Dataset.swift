@@ -159,7 +159,7 @@ enum DatasetReaders {
 
     /// Generic CSV manifests and the CSVs of known datasets (ESC-50, UrbanSound8K, ESC-10, FSDD).
     static func csv(_ url: URL, root: URL? = nil, layout: String? = nil) throws -> Dataset {
-        let (header, rows) = CSV.records(try read(url))
+        let (header, rows) = try CSV.records(try read(url), file: url.path)
         let base = root ?? url.deletingLastPathComponent()
         let pathKeys = ["path", "filename", "slice_file_name", "file", "wav"].filter { header.contains($0) }
         guard let firstKey = pathKeys.first else {

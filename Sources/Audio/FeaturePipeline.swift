@@ -18,6 +18,29 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
         self.kind = kind; self.targetFrames = targetFrames; self.mean = mean; self.std = std
     }
 
+    /// Throws, naming the field, when a recorded pipeline cannot give usable features: a checkpoint's
+    /// metadata can say anything, and a std of 0 or a NaN mean turns every score into NaN without an error.
+    public func validate() throws {
+        func need(_ ok: Bool, _ what: String) throws { if !ok { throw AudioError("feature pipeline: \(what)") } }
+        if let targetFrames { try need(targetFrames >= 1, "target length \(targetFrames) frames must be at least 1") }
+        if let mean { try need(mean.isFinite, "mean \(mean) must be finite") }
+        if let std { try need(std.isFinite && std > 0, "std \(std) must be positive and finite") }
+        try need(sampleRate > 0, "sample rate \(sampleRate) Hz must be positive")
+        try need(bins >= 1, "\(bins) mel bins (at least 1)")
+    }
+
+    /// The pipeline a checkpoint's metadata records under `pipeline`, checked (`validate`); nil where the
+    /// key is absent. A value that does not decode throws with the decoder's reason, prefixed by `file`.
+    public static func recorded(in metadata: [String: String], file: String) throws -> FeaturePipeline? {
+        guard let text = metadata["pipeline"] else { return nil }
+        let pipeline: FeaturePipeline
+        do { pipeline = try JSONDecoder().decode(FeaturePipeline.self, from: Data(text.utf8)) } catch {
+            throw AudioError("\(file): metadata 'pipeline' is not a feature pipeline (\(error))")
+        }
+        do { try pipeline.validate() } catch let e as AudioError { throw AudioError("\(file): metadata 'pipeline': \(e.message)") }
+        return pipeline
+    }
+
     public var sampleRate: Int {
         switch kind { case .kaldiFbank(let c): c.sampleRate; case .logMel(let c): c.sampleRate }
     }

@@ -79,7 +79,7 @@ public final class KaldiFbank: @unchecked Sendable {
         let finish: @Sendable (UnsafeMutablePointer<Float>, Int) -> Void = { row, count in
             if useLog { VectorLog.logFloored(row, count, floor: Float.ulpOfOne) }
         }
-        return samples.withUnsafeBufferPointer { wave in window.withUnsafeBufferPointer { win in
+        let out = samples.withUnsafeBufferPointer { wave in window.withUnsafeBufferPointer { win in
             let (src, w) = (UnsafeSendable(value: wave.baseAddress!), UnsafeSendable(value: win.baseAddress!))
             return projection.apply(frames: frames, spectrum: fft, magnitude: !c.usePower, parallel: parallel, finish: finish) { t, frame in
                 let x = src.value + t * shift, w = w.value
@@ -99,5 +99,7 @@ public final class KaldiFbank: @unchecked Sendable {
                 for i in n..<c.fftSize { frame[i] = 0 }
             }
         } }
+        try FrontEndOverflow.check(out, samples, "kaldi fbank")
+        return out
     }
 }

@@ -21,7 +21,7 @@ public struct Batch: @unchecked Sendable {
 /// The error text of a command that could read none of its clips: how many were skipped and the first one with
 /// its reason, so that the message alone says what went wrong (a run that read nothing has no table to print it).
 public func noClipReadMessage(_ skipped: [(path: String, reason: String)], total: Int) -> String {
-    guard let first = skipped.first else { return "no clip could be read (\(total) skipped)" }
+    guard let first = skipped.first else { return total == 0 ? "no clips given (the inputs list no audio)" : "no clip could be read (\(total) skipped)" }
     let more = skipped.count > 1 ? ", and \(skipped.count - 1) more" : ""
     return "no clip could be read (\(total) skipped; \(first.path): \(first.reason)\(more))"
 }

@@ -90,6 +90,7 @@ public final class LogMel: @unchecked Sendable {
                 }
             }
         }
+        try FrontEndOverflow.check(out, samples, "log-mel")
         if let topDB = c.topDB {
             var peak = -Float.infinity
             for i in 0..<out.count { peak = max(peak, out.data[i]) }

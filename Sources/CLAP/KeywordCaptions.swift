@@ -80,7 +80,7 @@ public struct KeywordCaptioner: Sendable, Equatable {
     public static func labelTable(from url: URL, valueColumn: String) throws -> [String: [String]] {
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw CLAPError("\(url.path): cannot read (\(error.localizedDescription))") }
-        let (header, rows) = CSV.records(text)
+        let (header, rows) = try CSV.records(text, file: url.path)
         guard header.contains("label"), header.contains(valueColumn) else {
             throw CLAPError("\(url.path): needs columns label and \(valueColumn) (found \(header.joined(separator: ", ")))")
         }

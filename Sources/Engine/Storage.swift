@@ -20,9 +20,12 @@ package final class Storage: @unchecked Sendable {
     /// weights before the checkpoint fills them, and the checkpoint's parsed tensors, dropped one by one
     /// as they are copied (`Module.load(consuming:)`). Pooled, either would keep a model's size of memory
     /// resident (zeroing touches every page; a freed buffer stays in the pool for a size never asked again).
+    /// `MAP_NORESERVE`: a model built from a damaged config (a clip length with extra digits) reserves
+    /// pages it never touches, so the checkpoint's own shapes can refuse it with a named error, where the
+    /// kernel's overcommit heuristic would refuse the mapping and leave nothing to do but crash.
     init(pagesFor count: Int) {
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
+        guard let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), raw != MAP_FAILED else {
             fatalError("Earshot: out of memory mapping \(count) floats")
         }
         self.count = count

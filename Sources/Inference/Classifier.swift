@@ -49,17 +49,18 @@ public struct Classifier {
                 throw NNError("\(file.path): a delta checkpoint (only the tensors a parameter-efficient run trained); "
                               + "give the checkpoint it was trained from with --base (\(st.metadata["base_file"] ?? "?"))")
             }
-            guard let (classes, pipeline) = labelling(st.metadata) else {
+            guard let (classes, pipeline) = try labelling(st.metadata, file: file) else {
                 throw NNError("\(file.path): a delta without classes or pipeline metadata")
             }
             let model = try DeltaCheckpoint.model(file, metadata: st.metadata, tensors: st.takeTensors(), base: base)
+            try checkOutputs(model, classes, file)
             model.eval()
             return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")
         }
         guard let arch = ModelRegistry.architecture(st.metadata) else {
             throw NNError("\(file.path): not an Earshot checkpoint (no architecture in its metadata)")
         }
-        guard let (classes, pipeline) = labelling(st.metadata) else {
+        guard let (classes, pipeline) = try labelling(st.metadata, file: file) else {
             if (try? ModelRegistry.encoderOnly(file, options: options)) != nil {
                 throw NNError("\(file.path): a self-supervised pretraining checkpoint (\(arch.family)) has no classifier head; fine-tune it first "
                               + "(earshot finetune --init-from \(path.path) ...), or embed with it (earshot embed --model)")
@@ -73,16 +74,28 @@ public struct Classifier {
         var weights = st.takeTensors()
         do { try model.load(consuming: &weights) } catch { throw NNError("\(file.path): \(error)") }
         if peft?.method == .lora { PEFTConfig.mergeLoRA(model) }
+        try checkOutputs(model, classes, file)
         model.eval()
         return Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: st.metadata["multi_label"] == "true")
     }
 
-    /// The classes and feature pipeline a checkpoint's metadata records, nil where either is missing.
-    static func labelling(_ metadata: [String: String]) -> (classes: [String], pipeline: FeaturePipeline)? {
-        let d = JSONDecoder()
-        guard let k = metadata["classes"], let classes = try? d.decode([String].self, from: Data(k.utf8)),
-              let p = metadata["pipeline"], let pipeline = try? d.decode(FeaturePipeline.self, from: Data(p.utf8)) else { return nil }
-        return (classes, pipeline)
+    /// The classes and feature pipeline a checkpoint's metadata records, nil where either key is missing;
+    /// a value that is there but does not decode, or a pipeline that cannot work, throws naming the key.
+    static func labelling(_ metadata: [String: String], file: URL) throws -> (classes: [String], pipeline: FeaturePipeline)? {
+        guard let k = metadata["classes"], metadata["pipeline"] != nil else { return nil }
+        guard let classes = try? JSONDecoder().decode([String].self, from: Data(k.utf8)) else {
+            throw NNError("\(file.path): metadata 'classes' is not a JSON list of class names")
+        }
+        let pipeline: FeaturePipeline?
+        do { pipeline = try FeaturePipeline.recorded(in: metadata, file: file.path) } catch let e as AudioError { throw NNError(e.message) }
+        return pipeline.map { (classes, $0) }
+    }
+
+    /// A head whose width differs from the class list would score some classes under others' names.
+    static func checkOutputs(_ model: any AudioClassifierModel, _ classes: [String], _ file: URL) throws {
+        guard model.outputs == classes.count else {
+            throw NNError("\(file.path): metadata 'classes' names \(classes.count) classes but the model has \(model.outputs) outputs")
+        }
     }
 
     /// A model for embeddings: whatever `load` takes, or a self-supervised encoder (a pretraining run or

@@ -131,6 +131,10 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     }
     if cfg.classes.isEmpty { cfg.classes = data.classes }
     cfg.multiLabel = cfg.multiLabel || data.multiLabel
+    // One class gives a softmax that is always 1: every clip "right", validation accuracy 1.0, nothing learnt.
+    guard cfg.multiLabel || cfg.classes.count >= 2 else {
+        throw NNError("finetune: the labels name only one class (\(cfg.classes.first ?? "none")); a classifier needs at least two")
+    }
     if let crop = cfg.cropFrames, crop <= 0 || crop > cfg.inputTdim {
         throw NNError("finetune: crop-frames \(crop) must be between 1 and the target length \(cfg.inputTdim)")
     }

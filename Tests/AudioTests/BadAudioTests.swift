@@ -165,6 +165,23 @@ final class BadAudioTests: XCTestCase {
         XCTAssertThrowsError(try LogMel(.panns)([]))
     }
 
+    /// Finite samples far outside ±1 (a damaged float WAV) overflow the power spectrum: both front ends
+    /// refuse the clip naming its peak, and a file's pipeline names the file; a loud but real clip passes.
+    func testOverflowingSamplesAreRefusedNotTurnedIntoInfiniteFeatures() throws {
+        let damaged = (0..<16000).map { Float(sin(Double($0) * 0.3)) * 1e30 }
+        XCTAssertThrowsError(try KaldiFbank()(damaged)) { XCTAssertTrue("\($0)".contains("kaldi fbank: the features are not finite"), "\($0)") }
+        XCTAssertThrowsError(try LogMel(.panns)(damaged)) { XCTAssertTrue("\($0)".contains("log-mel: the features are not finite"), "\($0)") }
+        let url = dir.appendingPathComponent("damaged.wav")
+        try AudioFile.writeWAV(damaged, sampleRate: 16000, to: url, float: true)
+        XCTAssertThrowsError(try FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: 100).features(of: url)) {
+            XCTAssertTrue("\($0)".contains("damaged.wav") && "\($0)".contains("the samples reach 1e+30"), "\($0)")
+        }
+        let loud = (0..<16000).map { Float(sin(Double($0) * 0.3)) * 8 }
+        let features = try KaldiFbank()(loud)
+        XCTAssertTrue(features.toArray().allSatisfy(\.isFinite))
+        XCTAssertTrue(try LogMel(.panns)(loud).toArray().allSatisfy(\.isFinite))
+    }
+
     func testShortClipGivesNoFramesAndPadsToTarget() throws {
         let fbank = try KaldiFbank()
         let feats = try fbank([Float](repeating: 0.1, count: 300))   // shorter than one 400-sample frame

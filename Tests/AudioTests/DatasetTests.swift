@@ -279,6 +279,30 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(noClipReadMessage([], total: 3), "no clip could be read (3 skipped)")
     }
 
+    /// A quote never closed, or a row with more fields than the header (an unquoted comma in a path),
+    /// would silently shift or swallow rows: both are errors naming the file and line. Quoted commas,
+    /// quoted newlines, CRLF, short rows and trailing empty fields read as pandas reads them.
+    func testMalformedCSVsNameTheLineAndWellFormedOnesRead() throws {
+        XCTAssertThrowsError(try CSV.records("path,label\na.wav,x\n\"b.wav,y\nc.wav,z\n", file: "m.csv")) {
+            XCTAssertEqual("\($0)", "m.csv: line 3: a quoted field opens here and is never closed")
+        }
+        XCTAssertThrowsError(try CSV.records("path,label\na.wav,x\nmy,file.wav,y\n", file: "m.csv")) {
+            XCTAssertEqual("\($0)", "m.csv: line 3 has 3 fields but the header has 2 (quote a field that holds a comma)")
+        }
+        let (header, rows) = try CSV.records("path,label\r\n\"my, file.wav\",\"two\nlines\"\r\nb.wav,y,\r\nc.wav\r\n", file: "m.csv")
+        XCTAssertEqual(header, ["path", "label"])
+        XCTAssertEqual(rows, [["path": "my, file.wav", "label": "two\nlines"], ["path": "b.wav", "label": "y"], ["path": "c.wav"]])
+        let lines = try CSV.parseLines("a\n\"x\ny\"\nb\n").map(\.line)
+        XCTAssertEqual(lines, [1, 2, 4], "a row's line counts the newlines inside quoted fields before it")
+
+        let folder = dir.appendingPathComponent("ragged")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let manifest = folder.appendingPathComponent("manifest.csv")
+        try "path,label\na.wav,x\nb,c.wav,y\n".write(to: manifest, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Dataset.load(manifest)) { XCTAssertTrue("\($0)".contains("manifest.csv: line 3 has 3 fields"), "\($0)") }
+        XCTAssertEqual(noClipReadMessage([], total: 0), "no clips given (the inputs list no audio)")
+    }
+
     func testLoaderSkipsBadFilesCachesAndIsStrictOnRequest() throws {
         let root = dir.appendingPathComponent("mixed")
         for i in 0..<5 { try tone(root.appendingPathComponent("\(i % 2 == 0 ? "hi" : "lo")/\(i).wav"), freq: Double(i % 2 == 0 ? 2000 : 300) + Double(10 * i), rate: 8000) }  // distinct content, distinct cache keys

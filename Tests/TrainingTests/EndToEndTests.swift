@@ -378,6 +378,15 @@ final class EndToEndTests: XCTestCase {
                                              run: try RunDirectory(dir.appendingPathComponent("unlabelled")), log: { _ in })) { error in
             XCTAssertTrue("\(error)".contains("1 of 24 clips have no label (first: \(unlabelled[5].path))"), "\(error)")
         }
+        // Data of one class would train a softmax that is always right: refused, naming the class.
+        var oneClass = data.records
+        for i in oneClass.indices { oneClass[i].labels = [oneClass[0].labels[0]] }
+        var single = ft
+        single.shotsPerClass = nil
+        XCTAssertThrowsError(try fineTune(single, data: Dataset(records: oneClass, layout: data.layout),
+                                             run: try RunDirectory(dir.appendingPathComponent("one-class")), log: { _ in })) { error in
+            XCTAssertTrue("\(error)".contains("the labels name only one class (\(oneClass[0].labels[0])); a classifier needs at least two"), "\(error)")
+        }
 
         ft.shotsPerClass = 2
         var lines: [String] = []

@@ -128,8 +128,10 @@ public struct ASTFamily: ModelFamily {
 
     /// The features a pretraining checkpoint records: its `pipeline` metadata, or the `pretrain_config`
     /// of checkpoints written before it (Kaldi fbank, its clip length and statistics).
-    static func recordedPipeline(_ metadata: [String: String]) -> FeaturePipeline? {
-        if let p = metadata["pipeline"], let pipeline = try? JSONDecoder().decode(FeaturePipeline.self, from: Data(p.utf8)) { return pipeline }
+    static func recordedPipeline(_ metadata: [String: String], file: URL) throws -> FeaturePipeline? {
+        do { if let pipeline = try FeaturePipeline.recorded(in: metadata, file: file.path) { return pipeline } } catch let e as AudioError {
+            throw ModelError(e.message)
+        }
         guard let p = metadata["pretrain_config"],
               let json = (try? JSONSerialization.jsonObject(with: Data(p.utf8))) as? [String: Any],
               let frames = (json["inputTdim"] as? NSNumber)?.intValue else { return nil }

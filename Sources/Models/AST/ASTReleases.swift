@@ -142,7 +142,7 @@ extension ASTFamily {
             throw ModelError("\(url.path): cannot read class names (\(error.localizedDescription))")
         }
         var names: [String]
-        let (header, rows) = CSV.records(text)
+        let (header, rows) = try CSV.records(text, file: url.path)
         if header.contains("display_name") {
             names = [String](repeating: "", count: rows.count)
             for (n, row) in rows.enumerated() {

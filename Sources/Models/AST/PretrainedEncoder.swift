@@ -40,7 +40,7 @@ public struct PretrainedEncoder {
             return PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: encoder)
         }
         var pre = PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
-        pre.pipeline = ASTFamily.recordedPipeline(st.metadata)
+        pre.pipeline = try ASTFamily.recordedPipeline(st.metadata, file: file)
         return pre
     }
 

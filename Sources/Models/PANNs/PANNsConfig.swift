@@ -59,6 +59,9 @@ public struct PANNsConfig: CheckpointConfig, Sendable, Equatable {
         guard frames >= timeRatio, frontEnd.nMels >= timeRatio else {
             throw ModelError("PANNs \(variant.rawValue): windows of \(frames) frames x \(frontEnd.nMels) bins are too small for its \(timeRatio)x pooling")
         }
+        let widest = channels.max() ?? 1
+        try ConfigLimits.check([("the widest convolution", [widest, widest, 3, 3]), ("the embedding", [widest, embeddingWidth]),
+                                ("the head", [embeddingWidth, classes]), ("a block's activations", [frames, frontEnd.nMels, widest])])
     }
 
 

@@ -95,7 +95,7 @@ public enum MetadataColumn {
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
             throw NNError("\(url.path): cannot read (\(error.localizedDescription))")
         }
-        let (header, rows) = CSV.records(text)
+        let (header, rows) = try CSV.records(text, file: url.path)
         guard let pathKey = pathColumns.first(where: header.contains) else {
             throw NNError("\(url.path): no path column (one of \(pathColumns.joined(separator: ", ")))")
         }

@@ -49,7 +49,7 @@ public enum PreferenceFile {
 
     /// Reads and checks a pairs file against `data`; the pairs name the data's record paths.
     public static func readPairs(_ url: URL, data: Dataset) throws -> [PreferencePair] {
-        let (header, rows) = CSV.records(try read(url))
+        let (header, rows) = try CSV.records(try read(url), file: url.path)
         for column in Self.header where !header.contains(column) {
             throw PreferenceFileError("\(url.path): no '\(column)' column (a pairs file has the header \(Self.header.joined(separator: ",")); found \(header.joined(separator: ",")))")
         }
@@ -79,7 +79,7 @@ public enum PreferenceFile {
     /// Reads and checks a votes file: each clip's fractions in the data's class order. Fractions must
     /// lie in [0, 1] and sum to one within `tolerance`.
     public static func readVotes(_ url: URL, data: Dataset, tolerance: Float = 1e-3) throws -> [String: [Float]] {
-        let (header, rows) = CSV.records(try read(url))
+        let (header, rows) = try CSV.records(try read(url), file: url.path)
         guard header.first == "clip" else {
             throw PreferenceFileError("\(url.path): the first column must be 'clip' (a votes file has the header clip,<class>,<class>,...; found \(header.joined(separator: ",")))")
         }
