@@ -87,8 +87,10 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
     /// frames that remain).
     public func featuresNotingTruncation(of url: URL) throws -> (features: Tensor, truncated: AudioTruncation?) {
         let audio = try AudioFile.read(url)
-        let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: sampleRate)
-        do { return (try features(wave), audio.truncated) } catch let e as AudioError { throw AudioError("\(url.path): \(e.message)") }
+        do {
+            let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: sampleRate)
+            return (try features(wave), audio.truncated)
+        } catch let e as AudioError { throw AudioError("\(url.path): \(e.message)") }
     }
 
     /// A stable key for the feature cache: the config as sorted JSON.

@@ -230,7 +230,9 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     line.removeValue(forKey: "confusion_matrix")
     var testLine: [String: Any] = ["split": "test", "scored_once_on_epoch": report.bestEpoch, "selected_on": "validation"]
     for (k, v) in line { testLine["test_" + k] = v }
-    try run.appendMetrics(testLine)
+    // A resume of a finished run trains nothing: its test line, on the same checkpoint, is already the
+    // history's last; a second copy would read as a second scoring.
+    if run.closingTestLine?["scored_once_on_epoch"] as? Int != report.bestEpoch { try run.appendMetrics(testLine) }
     // AudioSet-style evaluation reports every class: AP, AUC and d' per class beside metrics.jsonl.
     let perClass = try JSONSerialization.data(withJSONObject: jsonSafe(["split": "test", "classes": result.perClassJSON(classes: chosen.classes)]),
                                               options: [.prettyPrinted, .sortedKeys])

@@ -79,6 +79,20 @@ public struct RunDirectory: Sendable {
         return done + 1
     }
 
+    /// The epochs a run folder's settings record, for a resume that does not name them: its own
+    /// `config.json`, else the first of its immediate subfolders that has one (the folds of a
+    /// cross-validation, the draws of repeated few-shot runs share their settings). Nil where none is readable.
+    public static func recordedEpochs(_ root: URL) -> Int? {
+        func epochs(_ folder: URL) -> Int? {
+            guard let data = try? Data(contentsOf: folder.appendingPathComponent("config.json")),
+                  let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+            return (json["epochs"] as? NSNumber)?.intValue
+        }
+        if let own = epochs(root) { return own }
+        let children = (try? FileManager.default.contentsOfDirectory(at: root, includingPropertiesForKeys: nil)) ?? []
+        return children.sorted { $0.lastPathComponent < $1.lastPathComponent }.lazy.compactMap(epochs).first
+    }
+
     public func readConfig<T: Decodable>(_ type: T.Type) throws -> T {
         do { return try JSONDecoder().decode(type, from: Data(contentsOf: configURL)) } catch {
             throw NNError("\(configURL.path): cannot read run config (\(error))")
@@ -99,6 +113,16 @@ public struct RunDirectory: Sendable {
     /// The metrics lines of epochs 1...`epochs` (1-based, as written), in order; where an epoch was
     /// logged twice (a run killed between its metrics line and its checkpoint, then resumed) the later
     /// line wins. Unreadable lines are skipped: the history informs a resume, it must not block one.
+    /// The history's last line where it is a test result (`split` test): a finished run's. Nil after an
+    /// epoch line, or with no history.
+    public var closingTestLine: [String: Any]? {
+        guard let text = try? String(contentsOf: metricsURL, encoding: .utf8),
+              let last = text.split(separator: "\n").last(where: { !$0.allSatisfy(\.isWhitespace) }),
+              let object = try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any],
+              object["split"] as? String == "test" else { return nil }
+        return object
+    }
+
     public func metricsHistory(throughEpoch epochs: Int) -> [[String: Any]] {
         guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return [] }
         var byEpoch: [Int: [String: Any]] = [:]

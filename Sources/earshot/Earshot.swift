@@ -1,5 +1,9 @@
 import ArgumentParser
 import Engine
+import Foundation
+// C's `stdout` is a mutable global, which Swift 6 refuses to name unless its module (SwiftGlibc, the
+// clang module under Glibc) is imported @preconcurrency; `main` touches it once, before any thread starts.
+@preconcurrency import SwiftGlibc
 
 @main
 struct Earshot: ParsableCommand {
@@ -14,6 +18,9 @@ struct Earshot: ParsableCommand {
     /// runs SSE kernels. Restart once with OPENBLAS_CORETYPE chosen from the CPU's features (`BLASCore`).
     static func main() {
         BLASCore.reexecIfOpenBLASFallsBack()
+        // Line-buffered even into a file: a run logged with `> run.log` shows each epoch as it ends, and a
+        // killed run's log keeps every line it printed (block buffering held up to 4 KB back).
+        setvbuf(stdout, nil, _IOLBF, 0)
         main(nil)
     }
 }

@@ -19,6 +19,9 @@ struct Features: ParsableCommand {
     @Flag(help: "Stop at the first unreadable file instead of skipping it.") var strict = false
 
     func run() throws {
+        if let sampleRate, !(1000...1_000_000).contains(sampleRate) {
+            throw ValidationError("--sample-rate \(sampleRate) Hz is outside 1000-1000000")
+        }
         let pipeline: FeaturePipeline
         switch kind {
         case .kaldiFbank:
@@ -30,25 +33,26 @@ struct Features: ParsableCommand {
             if let sr = sampleRate { c.sampleRate = sr; c.fMax = min(c.fMax, Double(sr) / 2) }
             pipeline = FeaturePipeline(kind: .logMel(c))
         }
+        try pipeline.validate()
         var tensors: [String: Tensor] = [:]
-        var skipped: [String] = []
-        for file in try audioFiles(files) {
+        let report = SkipReport()
+        let paths = try audioFiles(files)
+        for file in paths {
             do {
                 let key = (file as NSString).lastPathComponent
-                guard tensors[key] == nil else { throw AudioError("\(file): another input has the same file name \(key)") }
+                guard tensors[key] == nil else { throw AudioError("another input has the same file name \(key)") }
                 tensors[key] = try pipeline.features(of: URL(fileURLWithPath: file))
             } catch {
                 if strict { throw error }
-                skipped.append("\(error)")
+                report.recordSkip(file, "\(error)")
             }
         }
+        // An empty file would read as a successful run; nothing is written instead.
+        if tensors.isEmpty { throw AudioError(noClipReadMessage(report.skipped, total: paths.count) + "; \(out) not written") }
         let config = String(data: try JSONEncoder().encode(pipeline), encoding: .utf8) ?? ""
         try SafeTensors.write(tensors, to: URL(fileURLWithPath: out), metadata: ["pipeline": config])
         print("wrote \(tensors.count) feature tensors to \(out)")
-        if !skipped.isEmpty {
-            print("skipped \(skipped.count):")
-            for s in skipped { print("  \(s)") }
-        }
+        if !report.skipped.isEmpty { print(report.summary) }
     }
 }
 
@@ -106,17 +110,23 @@ struct DatasetCommand: ParsableCommand {
         @Option(help: "Use at most this many clips (evenly spaced).") var limit: Int?
 
         func run() throws {
+            if let targetLength, targetLength < 1 { throw ValidationError("--target-length \(targetLength) must be at least 1") }
+            if let limit, limit < 1 { throw ValidationError("--limit \(limit) must be at least 1") }
             let ds = try Dataset.load(URL(fileURLWithPath: path))
             let pipeline = FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: targetLength)
             var records = ds.records
             if let limit, limit < records.count { records = (0..<limit).map { records[$0 * records.count / limit] } }
-            var sum = 0.0, sumSq = 0.0, n = 0, skipped = 0
+            var sum = 0.0, sumSq = 0.0, n = 0
+            let report = SkipReport()
             for r in records {
-                guard let f = try? pipeline.features(of: URL(fileURLWithPath: r.path)) else { skipped += 1; continue }
+                let f: Tensor
+                do { f = try pipeline.features(of: URL(fileURLWithPath: r.path)) } catch { report.recordSkip(r.path, "\(error)"); continue }
                 for i in 0..<f.count { let v = Double(f.data[i]); sum += v; sumSq += v * v }
                 n += f.count
             }
-            guard n > 0 else { throw AudioError("\(path): no readable clips") }
+            guard n > 0 else { throw AudioError("\(path): " + noClipReadMessage(report.skipped, total: records.count)) }
+            if !report.skipped.isEmpty { FileHandle.standardError.write(Data((report.summary + "\n").utf8)) }
+            let skipped = report.skipped.count
             let mean = sum / Double(n), std = (sumSq / Double(n) - mean * mean).squareRoot()
             print(String(format: "{\"mean\": %.7f, \"std\": %.7f, \"clips\": %d, \"skipped\": %d}", mean, std, records.count - skipped, skipped))
         }

@@ -5,12 +5,18 @@ import Models
 import NN
 import Training
 
+/// Epochs for a run: the command's, else on --resume the run's own (a resume without --epochs continues
+/// the run as it was set up, not to the command's default), else 10.
+func resolvedEpochs(_ given: Int?, resume: Bool, out: String) -> Int {
+    given ?? (resume ? RunDirectory.recordedEpochs(URL(fileURLWithPath: out)) : nil) ?? 10
+}
+
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Self-supervised masked patch pretraining on unlabelled audio, or (--task contrastive) a CLAP on captioned audio.")
     @Option(help: "A model with a pretraining objective (earshot models): ssast-{tiny,small,base}-{patch,frame} or ssamba-{tiny,small,base}-{patch,frame}.") var model = "ssast-tiny-patch"
     @Option(help: "A manifest or dataset folder; repeat to pretrain on several (labels are never used).") var data: [String]
     @Option(help: "Run folder.") var out: String
-    @Option(help: "Epochs (the most, with --time-budget).") var epochs = 10
+    @Option(help: "Epochs (the most, with --time-budget; default 10, or on --resume the run's own).") var epochs: Int?
     @Option(name: .customLong("time-budget"), help: "Stop after this many minutes of training (summed over a resumed run; the epoch it ends in is validated and kept): the same budget for models whose epochs cost different times.")
     var timeBudget: Double?
     @Option(name: .customLong("batch-size")) var batchSize = 8
@@ -38,6 +44,7 @@ struct Pretrain: ParsableCommand {
     @OptionGroup(title: "Contrastive (CLAP) pretraining") var contrastive: ContrastiveArguments
 
     func run() throws {
+        let epochs = resolvedEpochs(epochs, resume: resume, out: out)
         if contrastive.isContrastive {
             return try contrastive.run(data: data, out: out, initFrom: initFrom, epochs: epochs, batchSize: batchSize, lr: lr, frames: targetLength,
                                        depth: depth, mean: mean ?? PretrainConfig().mean, std: std ?? PretrainConfig().std, seed: seed,
@@ -77,7 +84,7 @@ struct Finetune: ParsableCommand {
     @Option(help: "Model to train from scratch (earshot models lists them); a start keeps its own architecture.") var model = "ssast-tiny-patch"
     @Option(help: "A manifest or dataset folder.") var data: String
     @Option var out: String
-    @Option var epochs = 10
+    @Option(help: "Epochs (default 10, or on --resume the run's own).") var epochs: Int?
     @Option(name: .customLong("batch-size")) var batchSize = 8
     @Option var lr: Float = 1e-4
     @Option(name: .customLong("target-length")) var targetLength = 1024
@@ -120,6 +127,7 @@ struct Finetune: ParsableCommand {
     @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
 
     func run() throws {
+        let epochs = resolvedEpochs(epochs, resume: resume, out: out)
         var c = FineTuneConfig()
         c.peft = try peft.config()
         c.auxiliary = try auxiliary.config(data: data)

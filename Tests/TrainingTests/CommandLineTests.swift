@@ -56,4 +56,57 @@ final class CommandLineTests: XCTestCase {
         XCTAssertNotEqual(misplaced.status, 0)
         XCTAssertTrue(misplaced.output.contains("--frames and --seed are for random:<name>"), misplaced.output)
     }
+
+    /// `finetune --resume` without --epochs continues the run to its own epochs (it went on to the
+    /// option's default of 10), and a resume of a finished run records no second test line.
+    func testResumeWithoutEpochsKeepsTheRunsOwn() throws {
+        let dir = try temporaryFolder("resume-epochs")
+        var manifest = "path,label\n"
+        for i in 0..<6 {
+            for (label, frequency) in [("low", 300.0), ("high", 2500.0)] {
+                let url = dir.appendingPathComponent("\(label)\(i).wav")
+                try writeTone(url, frequency: frequency + 20 * Double(i), samples: 8000)
+                manifest += "\(url.lastPathComponent),\(label)\n"
+            }
+        }
+        try manifest.write(to: dir.appendingPathComponent("manifest.csv"), atomically: true, encoding: .utf8)
+        let data = dir.appendingPathComponent("manifest.csv").path, out = dir.appendingPathComponent("run").path
+        let first = try runEarshot(["finetune", "--model", "ast-tiny", "--depth", "1", "--target-length", "64", "--data", data,
+                                    "--out", out, "--epochs", "2"])
+        XCTAssertEqual(first.status, 0, first.output)
+        let resumed = try runEarshot(["finetune", "--resume", "--data", data, "--out", out])
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertTrue(resumed.output.contains("resuming after epoch 2"), resumed.output)
+        XCTAssertTrue(resumed.output.contains("only the epochs (2)"), resumed.output)
+        let lines = try String(contentsOf: URL(fileURLWithPath: out).appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.filter { $0.contains("\"epoch\":") }.count, 2, lines.joined(separator: "\n"))
+        XCTAssertEqual(lines.filter { $0.contains("\"split\":\"test\"") }.count, 1, lines.joined(separator: "\n"))
+    }
+
+    /// `features` with no readable input fails and writes nothing (it wrote an empty file and exited 0),
+    /// an implausible --sample-rate is refused before any file is read, and `dataset stats` names the
+    /// clips it skipped and why (it only counted them, or said "no readable clips").
+    func testFeaturesAndStatsNameWhatTheySkip() throws {
+        let dir = try temporaryFolder("features-skips")
+        let tone = dir.appendingPathComponent("tone.wav"), empty = dir.appendingPathComponent("empty.wav")
+        try writeTone(tone, frequency: 440, samples: 8000)
+        try Data().write(to: empty)
+        let out = dir.appendingPathComponent("f.safetensors")
+        let none = try runEarshot(["features", empty.path, "--out", out.path])
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.output.contains("no clip could be read (1 skipped; \(empty.path): empty file"), none.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
+        let rate = try runEarshot(["features", tone.path, "--kind", "logmel", "--sample-rate", "0", "--out", out.path])
+        XCTAssertNotEqual(rate.status, 0)
+        XCTAssertTrue(rate.output.contains("--sample-rate 0 Hz is outside 1000-1000000"), rate.output)
+        let some = try runEarshot(["features", tone.path, empty.path, "--out", out.path])
+        XCTAssertEqual(some.status, 0, some.output)
+        XCTAssertTrue(some.output.contains("\(empty.path): empty file"), some.output)
+        XCTAssertEqual(Array(try SafeTensors.read(out).tensors.keys), ["tone.wav"])
+
+        try "path,label\ntone.wav,a\nempty.wav,b\n".write(to: dir.appendingPathComponent("m.csv"), atomically: true, encoding: .utf8)
+        let stats = try runEarshot(["dataset", "stats", dir.appendingPathComponent("m.csv").path, "--target-length", "64"])
+        XCTAssertEqual(stats.status, 0, stats.output)
+        XCTAssertTrue(stats.output.contains("\(empty.path): empty file") && stats.output.contains("\"skipped\": 1"), stats.output)
+    }
 }

@@ -470,6 +470,12 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(again.test.confusion, first.test.confusion)
         XCTAssertEqual(again.bestEpoch, first.bestEpoch)
         XCTAssertEqual(try Data(contentsOf: run.best), bestBytes, "best.safetensors is left alone")
+        let testLines = try String(contentsOf: run.metricsURL, encoding: .utf8).split(separator: "\n").filter { $0.contains("\"split\":\"test\"") }
+        XCTAssertEqual(testLines.count, 1, "a resume that trains nothing does not record a second test scoring")
+        // What `earshot finetune --resume` without --epochs continues to: the run's own epochs.
+        XCTAssertEqual(RunDirectory.recordedEpochs(run.url), 3)
+        XCTAssertEqual(RunDirectory.recordedEpochs(dir), 3, "a subfolder's (folds, few-shot draws)")
+        XCTAssertNil(RunDirectory.recordedEpochs(try temporaryFolder("no-run")))
         // A damaged config.json does not block a resume: the caller's settings stand in, and it says so.
         try Data("{".utf8).write(to: run.configURL)
         var lines: [String] = []
