@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import NN
 import Text
 
 /// Errors of CLAP loading and use; the message names the file, key or argument.
@@ -7,6 +8,12 @@ public struct CLAPError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+
+    /// `error` about the files in `folder`, prefixed with the folder unless it already names a path there.
+    static func inFolder(_ folder: URL, _ error: any Error, hint: String = "") -> CLAPError {
+        let text = "\(error)"
+        return CLAPError((text.hasPrefix(folder.path) ? text : "\(folder.path): \(text)") + hint)
+    }
 }
 
 /// The sizes of a CLAP model: the HTSAT audio tower, the RoBERTa/BERT text tower, the joint space.
@@ -45,6 +52,10 @@ public struct CLAPConfig: Codable, Sendable, Equatable {
         let dim = (json["projection_dim"] as? NSNumber)?.intValue ?? 512
         let scale = (json["logit_scale_init_value"] as? NSNumber)?.floatValue ?? 1 / 0.07
         guard dim > 0 else { throw CLAPError("projection_dim \(dim) must be positive") }
+        if let what = ConfigLimits.oversized([("the audio projection", [audio.width, dim]), ("the text projection", [text.hiddenSize, dim]),
+                                              ("the projections' second layers", [dim, dim])]) {
+            throw CLAPError("projection_dim: \(what)")
+        }
         return CLAPConfig(audio: audio, text: text, projectionDim: dim, logitScaleInit: scale)
     }
 }

@@ -116,7 +116,7 @@ public enum TrainedCLAP {
         model.eval()
         let tokenizer: any TextTokenizer
         do { tokenizer = try TokenizerFiles.load(folder: folder, maxLength: min(maxLength, config.maxTextTokens)) } catch {
-            throw CLAPError("\(folder.path): \(error)")
+            throw CLAPError.inFolder(folder, error)
         }
         return try CLAP(model: model, tokenizer: tokenizer, frontEnd: config.frontEnd)
     }

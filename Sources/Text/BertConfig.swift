@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// The sizes of a BERT or RoBERTa encoder, as Hugging Face `config.json` names them.
 public struct BertConfig: Codable, Sendable, Equatable {
@@ -34,7 +35,14 @@ public struct BertConfig: Codable, Sendable, Equatable {
         guard vocabSize > 0, layers > 0, heads > 0, maxTokens > 0, typeVocabSize > 0 else {
             throw TextError("text encoder config: sizes must be positive (vocab \(vocabSize), layers \(layers), heads \(heads), positions \(maxPositions))")
         }
-        guard hiddenSize % heads == 0 else { throw TextError("text encoder config: width \(hiddenSize) does not split into \(heads) heads") }
+        guard hiddenSize > 0, hiddenSize % heads == 0 else { throw TextError("text encoder config: width \(hiddenSize) does not split into \(heads) heads") }
+        if let what = ConfigLimits.oversized([("the token embedding", [vocabSize, hiddenSize]), ("the position table", [maxPositions, hiddenSize]),
+                                              ("the MLP", [hiddenSize, intermediateSize]),
+                                              ("the attention", [hiddenSize, 3, hiddenSize]),
+                                              ("the layers' attention", [layers, 4, hiddenSize, hiddenSize]),
+                                              ("the layers' MLPs", [layers, 2, hiddenSize, intermediateSize]), ("the token types", [typeVocabSize, hiddenSize])]) {
+            throw TextError("text encoder config: \(what)")
+        }
     }
 
     /// A Hugging Face `config.json` of model_type bert, roberta, xlm-roberta, camembert or

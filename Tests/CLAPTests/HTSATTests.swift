@@ -3,6 +3,7 @@ import XCTest
 import Engine
 import NN
 @testable import Models
+import Text
 
 let clapFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 let clapFolder = clapFixtures.appendingPathComponent("clap_tiny")
@@ -129,6 +130,12 @@ final class HTSATTests: XCTestCase {
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("windows"), "\($0)") }
         c = .tiny; c.heads = [4, 8, 16, 30]
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("heads"), "\($0)") }
+        c = .tiny; c.depths = [2, 2, 1 << 40, 2]
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("the blocks of 1099511627782 x 12 x 768 x 768 is beyond"), "\($0)") }
+        var text = BertConfig(vocabSize: 100, hiddenSize: 16, layers: 2, heads: 2, intermediateSize: 32)
+        XCTAssertNoThrow(try text.validate())
+        text.vocabSize = 1 << 40
+        XCTAssertThrowsError(try text.validate()) { XCTAssertTrue("\($0)".contains("the token embedding of 1099511627776 x 16 is beyond"), "\($0)") }
         XCTAssertThrowsError(try HTSATConfig.fromHuggingFace(["enable_fusion": true, "fusion_type": "channel_map"])) { XCTAssertTrue("\($0)".contains("fusion"), "\($0)") }
         XCTAssertTrue(try HTSATConfig.fromHuggingFace(["enable_fusion": true]).fusion)
         XCTAssertThrowsError(try HTSATConfig.fromHuggingFace(["hidden_size": 512])) { XCTAssertTrue("\($0)".contains("768"), "\($0)") }

@@ -65,7 +65,11 @@ final class ASTParityTests: XCTestCase {
                                    ({ $0.depth = 0 }, "depth 0 must be at least 1"),
                                    ({ $0.heads = 5 }, "width 192 does not split into 5 heads"),
                                    ({ $0.inputFdim = 10 }, "10 mel bins are fewer than the patch height 16"),
-                                   ({ $0.tstride = 0 }, "strides 10x0 must be positive")] as [((inout ASTConfig) -> Void, String)] {
+                                   ({ $0.tstride = 0 }, "strides 10x0 must be positive"),
+                                   // A damaged digit: refused before a tensor beyond the address space is asked for.
+                                   ({ $0.inputTdim = 1 << 50 }, "the positional table of 12 x 112589990684261 x 192 is beyond any model's size"),
+                                   ({ $0.depth = 1 << 30 }, "the blocks' attention of 1073741824 x 4 x 192 x 192 is beyond"),
+                                   ({ $0.mlpHidden = Int.max }, "the MLP of 192 x 9223372036854775807 is beyond")] as [((inout ASTConfig) -> Void, String)] {
             var bad = c
             change(&bad)
             XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains(fragment), "\($0)") }

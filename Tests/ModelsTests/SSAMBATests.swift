@@ -126,6 +126,9 @@ final class SSAMBATests: XCTestCase {
         for (rate, expected) in zip(deep.layers.map(\.dropPath.p), [0, 0, 0.1, 0.2] as [Float]) { XCTAssertEqual(rate, expected, accuracy: 1e-6) }
         XCTAssertEqual(deep.dropPath.p, 0.3)
         XCTAssertThrowsError(try { var odd = c; odd.depth = 3; try odd.validate() }()) { XCTAssertTrue("\($0)".contains("even"), "\($0)") }
+        XCTAssertThrowsError(try { var wide = c; wide.dim = 1 << 20; try wide.validate() }()) {
+            XCTAssertTrue("\($0)".contains("is beyond any model's size"), "\($0)")
+        }
     }
 
     /// The reference script's model as a released DataParallel `.pth`: read by the family (config from

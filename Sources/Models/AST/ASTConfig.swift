@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// Audio Spectrogram Transformer configuration (YuanGongND/ast, HF `ASTConfig`).
 public struct ASTConfig: CheckpointConfig, Sendable, Equatable {
@@ -52,8 +53,11 @@ public struct ASTConfig: CheckpointConfig, Sendable, Equatable {
         try need(fshape > 0 && tshape > 0 && fstride > 0 && tstride > 0, "patch \(fshape)x\(tshape) and strides \(fstride)x\(tstride) must be positive")
         try need(inputFdim >= fshape, "\(inputFdim) mel bins are fewer than the patch height \(fshape)")
         try need(inputTdim >= tshape, "clips of \(inputTdim) frames are shorter than the patch width \(tshape) (target length)")
-        try ConfigLimits.check([("the positional table", [fGrid, tGrid, dim]), ("the MLP", [dim, mlpHidden]),
-                                ("the patch embedding", [dim, fshape, tshape]), ("the head", [dim, labelDim])])
+        if let what = ConfigLimits.oversized([("the positional table", [fGrid, tGrid, dim]), ("the MLP", [dim, mlpHidden]),
+                                              ("the blocks' attention", [depth, 4, dim, dim]), ("the blocks' MLPs", [depth, 2, dim, mlpHidden]),
+                                              ("the patch embedding", [dim, fshape, tshape]), ("the head", [dim, labelDim])]) {
+            throw ModelError("model config: \(what)")
+        }
     }
 
 

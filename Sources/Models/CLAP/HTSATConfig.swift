@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// HTSAT (Chen et al., 2022), the Swin-transformer audio tower of LAION-CLAP, as Hugging Face
 /// `ClapAudioConfig` describes it. Defaults are HTSAT-tiny, LAION-CLAP's default audio encoder.
@@ -92,6 +93,12 @@ public struct HTSATConfig: Codable, Sendable, Equatable {
                      "stage \(i): a \(r)x\(c) grid does not divide into \(window)x\(window) windows (padding is not modelled)")
         }
         try need(frames >= 1 && frames <= specWidth, "\(frames) frames per clip, more than the \(specWidth) the image holds")
+        if let what = ConfigLimits.oversized([("the patch grid", [specSize, specSize, patchDim]),
+                                              // The total depth saturates: a wrapped sum could pass as small.
+                                              ("the blocks", [depths.reduce(0) { let (s, o) = $0.addingReportingOverflow(max($1, 0)); return o ? .max : s },
+                                                              12, width, width]), ("the last stage's MLP", [width, width, Int(min(mlpRatio, 1e9).rounded(.up))])]) {
+            throw ModelError("HTSAT config: \(what)")
+        }
         if fusion {
             try need(affRatio > 0 && patchDim / affRatio >= 1, "aff_block_r \(affRatio) leaves no channels of \(patchDim)")
             // mel_conv2d: kernel patch × 3·patch, stride × 3 in time; three crops side by side must fit the grid.

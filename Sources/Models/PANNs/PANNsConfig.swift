@@ -1,5 +1,6 @@
 import Audio
 import Foundation
+import NN
 
 /// A PANNs CNN (Kong et al., 2020): which network, its widths, its front end and its head. Written
 /// into every checkpoint as the `panns` architecture's config.
@@ -60,8 +61,10 @@ public struct PANNsConfig: CheckpointConfig, Sendable, Equatable {
             throw ModelError("PANNs \(variant.rawValue): windows of \(frames) frames x \(frontEnd.nMels) bins are too small for its \(timeRatio)x pooling")
         }
         let widest = channels.max() ?? 1
-        try ConfigLimits.check([("the widest convolution", [widest, widest, 3, 3]), ("the embedding", [widest, embeddingWidth]),
-                                ("the head", [embeddingWidth, classes]), ("a block's activations", [frames, frontEnd.nMels, widest])])
+        if let what = ConfigLimits.oversized([("the widest convolution", [widest, widest, 3, 3]), ("the embedding", [widest, embeddingWidth]),
+                                              ("the head", [embeddingWidth, classes]), ("a block's activations", [frames, frontEnd.nMels, widest])]) {
+            throw ModelError("PANNs config: \(what)")
+        }
     }
 
 

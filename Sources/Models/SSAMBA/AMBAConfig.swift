@@ -107,9 +107,13 @@ public struct AMBAConfig: CheckpointConfig, Sendable, Equatable {
         try need(fshape > 0 && tshape > 0 && fstride > 0 && tstride > 0, "patch \(fshape)x\(tshape) and strides \(fstride)x\(tstride) must be positive")
         try need(inputFdim >= fshape, "\(inputFdim) mel bins are fewer than the patch height \(fshape)")
         try need(inputTdim >= tshape, "clips of \(inputTdim) frames are shorter than the patch width \(tshape) (target length)")
-        try ConfigLimits.check([("the positional table", [fGrid, tGrid, dim]), ("the mixer", [dim, expand, 2 * dim]),
-                                ("the state", [dim, expand, stateSize]), ("the patch embedding", [dim, fshape, tshape]),
-                                ("the head", [dim, labelDim])])
+        if let what = ConfigLimits.oversized([("the positional table", [fGrid, tGrid, dim]), ("the mixer", [dim, expand, 2, dim]),
+                                              ("the blocks' projections", [depth, 3, dim, expand, dim]), ("the blocks' states", [depth, 2, dim, expand, stateSize]),
+                                              ("the blocks' step sizes", [depth, dim, expand, dtRank]),
+                                              ("the state", [dim, expand, stateSize]), ("the patch embedding", [dim, fshape, tshape]),
+                                              ("the head", [dim, labelDim])]) {
+            throw ModelError("model config: \(what)")
+        }
     }
 
 
