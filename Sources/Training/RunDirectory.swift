@@ -73,7 +73,7 @@ public struct RunDirectory: Sendable {
             try writeConfig(settings)
             return 0
         }
-        let done = try self.resume(model: model, optimizer: optimizer)
+        let done = try self.resume(model: model, optimizer: optimizer, log: log)
         log("resuming after epoch \(done + 1)")
         log("  with the run's own settings (\(configURL.lastPathComponent)); from this command only the epochs (\(epochs))")
         return done + 1
@@ -138,18 +138,27 @@ public struct RunDirectory: Sendable {
     public func saveCheckpoint(model: Module, optimizer: (any Optimizer)?, epoch: Int, metadata: [String: String], isBest: Bool) throws {
         var meta = metadata
         meta["epoch"] = String(epoch)
+        // `last` is the resume point, so it is written last: a write that fails (a full disk) leaves the
+        // run resumable from the epoch before, its optimizer state and best checkpoint no newer than it
+        // unless this epoch's were written whole (an optimizer state of another epoch is not used, below).
         if let optimizer { try SafeTensors.write(optimizer.stateTensors(), to: lastOptimizer, metadata: ["epoch": String(epoch)]) }
-        try model.save(to: last, metadata: meta)
         if isBest { try model.save(to: best, metadata: meta) }
+        try model.save(to: last, metadata: meta)
     }
 
-    /// Restores model and optimizer from the last checkpoint; returns the epoch it finished.
-    public func resume(model: Module, optimizer: (any Optimizer)?) throws -> Int {
+    /// Restores model and optimizer from the last checkpoint; returns the epoch it finished. An optimizer
+    /// state recorded for another epoch (a save that stopped between the two files) is left out, and said.
+    public func resume(model: Module, optimizer: (any Optimizer)?, log: (String) -> Void = { _ in }) throws -> Int {
         let meta = try model.load(from: last)
-        if let optimizer, FileManager.default.fileExists(atPath: lastOptimizer.path) {
-            try optimizer.loadState(SafeTensors.read(lastOptimizer).tensors)
-        }
         guard let e = meta["epoch"].flatMap(Int.init) else { throw NNError("\(last.path): no epoch in the checkpoint metadata") }
+        if let optimizer, FileManager.default.fileExists(atPath: lastOptimizer.path) {
+            let state = try SafeTensors.read(lastOptimizer)
+            if let saved = state.metadata["epoch"].flatMap(Int.init), saved != e {
+                log("\(lastOptimizer.lastPathComponent) is from epoch \(saved), the model from epoch \(e): the optimizer starts afresh")
+            } else {
+                try optimizer.loadState(state.tensors)
+            }
+        }
         return e
     }
 }

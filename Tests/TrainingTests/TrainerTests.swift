@@ -59,4 +59,40 @@ final class TrainerTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("every batch of epoch 1 gave a non-finite loss"), "\($0)")
         }
     }
+
+    /// A checkpoint save that stopped between its files (a full disk) leaves an optimizer state of another
+    /// epoch beside `last`: a resume restores the model and starts the optimizer afresh, saying so,
+    /// instead of pairing the weights with moments from another step.
+    func testResumeLeavesOutAnOptimizerStateOfAnotherEpoch() throws {
+        let run = try RunDirectory(try temporaryFolder("resume-optimizer"))
+        Random.seed(1)
+        let model = Linear(4, 2)
+        let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: 1e-2)])
+        let x = Tensor.randn([3, 4])
+        for _ in 0..<2 {
+            optimizer.zeroGrad()
+            let y = try model(x)
+            try (try (y * y).mean()).backward()
+            try optimizer.step()
+        }
+        try run.saveCheckpoint(model: model, optimizer: optimizer, epoch: 1, metadata: [:], isBest: true)
+        func resumed() throws -> (epoch: Int, moments: [Float], lines: [String]) {
+            let fresh = Linear(4, 2)
+            let adam = Adam([ParameterGroup(fresh.trainableParameters(), lr: 1e-2)])
+            var lines: [String] = []
+            let epoch = try run.resume(model: fresh, optimizer: adam) { lines.append($0) }
+            XCTAssertEqual(fresh.weight.toArray(), model.weight.toArray())
+            return (epoch, adam.stateTensors().values.flatMap { $0.toArray() }, lines)
+        }
+        let matched = try resumed()
+        XCTAssertEqual(matched.epoch, 1)
+        XCTAssertTrue(matched.lines.isEmpty, "\(matched.lines)")
+        XCTAssertTrue(matched.moments.contains { $0 != 0 }, "the saved moments are restored")
+        // The optimizer file of an epoch whose model never reached `last`.
+        try SafeTensors.write(optimizer.stateTensors(), to: run.lastOptimizer, metadata: ["epoch": "2"])
+        let mismatched = try resumed()
+        XCTAssertEqual(mismatched.epoch, 1)
+        XCTAssertEqual(mismatched.lines, ["last-optimizer.safetensors is from epoch 2, the model from epoch 1: the optimizer starts afresh"])
+        XCTAssertTrue(mismatched.moments.allSatisfy { $0 == 0 }, "no moments from another epoch")
+    }
 }
