@@ -151,13 +151,32 @@ public enum AudioFile {
         }
         if truncated != nil { truncated!.read = Int(got) }
         let n = Int(got)
-        var out = [[Float]](repeating: [Float](repeating: 0, count: n), count: channels)
-        for c in 0..<channels { for i in 0..<n { out[c][i] = interleaved[i * channels + c] } }
-        for c in 0..<channels where out[c].contains(where: { !$0.isFinite }) {
+        for c in 0..<channels where stride(from: c, to: n * channels, by: channels).contains(where: { !interleaved[$0].isFinite }) {
             throw AudioError("\(path): channel \(c) contains NaN or infinite samples")
         }
-        var buffer = AudioBuffer(channels: out, sampleRate: Int(info.samplerate))
-        if mono { buffer = AudioBuffer(mono: buffer.mono, sampleRate: buffer.sampleRate) }
+        // No copy more than needed: a long recording's samples are the largest thing a command holds (a
+        // 30-minute mono file is 115 MB). One channel is the decoded array itself; a downmix reads the
+        // interleaved frames directly (adding the channels in order, then scaling, as `AudioBuffer.mono`).
+        var buffer: AudioBuffer
+        if channels == 1 {
+            if n < interleaved.count { interleaved.removeSubrange(n...) }
+            buffer = AudioBuffer(mono: interleaved, sampleRate: Int(info.samplerate))
+        } else if mono {
+            let scale = 1 / Float(channels)
+            var out = [Float](repeating: 0, count: n)
+            interleaved.withUnsafeBufferPointer { src in
+                for i in 0..<n {
+                    var sum: Float = 0
+                    for c in 0..<channels { sum += src[i * channels + c] }
+                    out[i] = sum * scale
+                }
+            }
+            buffer = AudioBuffer(mono: out, sampleRate: Int(info.samplerate))
+        } else {
+            var out = [[Float]](repeating: [Float](repeating: 0, count: n), count: channels)
+            for c in 0..<channels { for i in 0..<n { out[c][i] = interleaved[i * channels + c] } }
+            buffer = AudioBuffer(channels: out, sampleRate: Int(info.samplerate))
+        }
         buffer.truncated = truncated
         return buffer
     }

@@ -15,8 +15,14 @@ public enum FeatureFrames {
         return try features.pad([(0, target - frames)], value: value)
     }
 
-    /// (x − mean) / (2·std).
+    /// (x − mean) / (2·std), as (x − mean) · (1 / (2·std)). One pass into one new tensor: features of
+    /// long recordings are hundreds of MB, and `(x - mean) * s` held a temporary of their size besides.
+    /// Front-end output takes no gradient, so nothing is recorded on the tape.
     public static func normalize(_ x: Tensor, mean: Float, std: Float) -> Tensor {
-        (x - mean) * (1 / (2 * std))
+        let scale = 1 / (2 * std)
+        let out = Tensor.empty(x.shape)
+        let (src, dst) = (x.data, out.data)
+        for i in 0..<x.count { dst[i] = (src[i] - mean) * scale }
+        return out
     }
 }

@@ -149,6 +149,22 @@ final class BadAudioTests: XCTestCase {
         let info = try AudioFile.info(url)
         XCTAssertEqual(info.frames, 800)
         XCTAssertEqual(AudioBuffer(channels: [[1, 0], [0, 1]], sampleRate: 8000).mono, [0.5, 0.5])
+        // Three channels read downmixed straight from the interleaved frames equal the channels read
+        // apart and averaged, bit for bit; a NaN names its channel either way.
+        let three = dir.appendingPathComponent("three.wav")
+        var channels: [[Float]] = []
+        for c in 0..<3 {
+            let rate = 0.07 * Double(c + 1)
+            channels.append((0..<800).map { (i: Int) -> Float in Float(0.3 * sin(Double(i) * rate)) })
+        }
+        try AudioFile.write(channels, sampleRate: 8000, to: three, encoding: .wavFloat)
+        let apart = try AudioFile.read(three, mono: false)
+        XCTAssertEqual(apart.channels, channels)
+        XCTAssertEqual(try AudioFile.read(three).channels, [apart.mono])
+        var bad = channels
+        bad[2][400] = Float.nan
+        try AudioFile.write(bad, sampleRate: 8000, to: three, encoding: .wavFloat)
+        expectError(three, "channel 2 contains NaN or infinite samples")
     }
 
     func testNaNWaveformsAndBadConfigsAreErrors() throws {
