@@ -57,7 +57,10 @@ public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int 
     try classifier.pass(batchSize).run(known.map(\.path), report: report, label: "evaluate", progress: progress, classifier.scores) { i, p in
         let row = p.toArray()
         let labels = known[i].labels.compactMap(classifier.classes.firstIndex(of:))
-        predicted.append(row.indices.max { row[$0] < row[$1] } ?? 0); target.append(labels.first ?? -1)
+        // Scores with a NaN or infinity (a diverged model) predict no class: the clip counts as wrong. The
+        // largest of such a row would be whichever comparison NaN happened to lose.
+        let finite = row.allSatisfy(\.isFinite)
+        predicted.append(finite ? row.indices.max { row[$0] < row[$1] } ?? 0 : -1); target.append(labels.first ?? -1)
         scores.append(row)
         truth.append((0..<k).map(labels.contains))
         try perClip?(known[i], ClassScores(classes: classifier.classes, scores: row))

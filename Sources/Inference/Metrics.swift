@@ -36,7 +36,8 @@ public enum Metrics {
     public static func expectedCalibrationError(confidences: [Float], correct: [Bool], bins: Int = 15) -> Double {
         guard !confidences.isEmpty, confidences.count == correct.count, bins > 0 else { return 0 }
         var count = [Int](repeating: 0, count: bins), hits = [Int](repeating: 0, count: bins), sum = [Double](repeating: 0, count: bins)
-        for (c, ok) in zip(confidences, correct) {
+        for (confidence, ok) in zip(confidences, correct) {
+            let c = confidence.isFinite ? confidence : 0   // a diverged model's NaN: no confidence (Int(NaN) traps)
             let m = Swift.min(Swift.max(Int((Double(c) * Double(bins)).rounded(.up)) - 1, 0), bins - 1)
             count[m] += 1; sum[m] += Double(c); if ok { hits[m] += 1 }
         }
@@ -56,12 +57,14 @@ public enum Metrics {
         var tp = 0, fp = 0, ap = 0.0, previousRecall = 0.0
         var i = 0
         while i < order.count {
-            // Tied scores form one threshold.
+            // Tied scores form one threshold. The group always takes its first element: a NaN equals
+            // nothing, itself included, and a group that could be empty never ended (a diverged model's
+            // validation hung here).
             var j = i
-            while j < order.count && scores[order[j]] == scores[order[i]] {
+            repeat {
                 if labels[order[j]] { tp += 1 } else { fp += 1 }
                 j += 1
-            }
+            } while j < order.count && scores[order[j]] == scores[order[i]]
             let recall = Double(tp) / Double(positives), precision = Double(tp) / Double(tp + fp)
             ap += (recall - previousRecall) * precision
             previousRecall = recall
@@ -77,7 +80,7 @@ public enum Metrics {
         let order = scores.indices.sorted { scores[$0] < scores[$1] }
         var rankSum = 0.0, i = 0
         while i < order.count {
-            var j = i
+            var j = i + 1   // at least one element: NaN == NaN is false (see averagePrecision)
             while j < order.count && scores[order[j]] == scores[order[i]] { j += 1 }
             let rank = Double(i + j + 1) / 2   // average 1-based rank of the tie group
             for k in i..<j where labels[order[k]] { rankSum += rank }

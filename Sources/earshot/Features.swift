@@ -114,6 +114,7 @@ struct DatasetCommand: ParsableCommand {
             if let limit, limit < 1 { throw ValidationError("--limit \(limit) must be at least 1") }
             let ds = try Dataset.load(URL(fileURLWithPath: path))
             let pipeline = FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: targetLength)
+            try pipeline.validate()
             var records = ds.records
             if let limit, limit < records.count { records = (0..<limit).map { records[$0 * records.count / limit] } }
             var sum = 0.0, sumSq = 0.0, n = 0

@@ -68,11 +68,12 @@ struct Classify: ParsableCommand {
     @Argument(help: "Audio files, folders (as datasets: their manifest, class folders or plain clips) or manifests.") var files: [String]
     @Option(help: "Classifier: a fine-tuning run folder or checkpoint, a Hugging Face folder, or an original .pth.") var model: String
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
-    @Option var top = 5
+    @Option(help: "Classes shown per clip.") var top = 5
     @Flag(help: "One JSON object per clip (file, labels, scores), then a summary line.") var json = false
     @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
+        guard top > 0 else { throw ValidationError("--top \(top) must be positive") }
         let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         precision.apply(to: clf.model)
         let paths = try audioFiles(files)

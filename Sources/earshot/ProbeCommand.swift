@@ -40,6 +40,9 @@ struct ProbeCommand: ParsableCommand {
 
     func run() throws {
         guard !data.isEmpty else { throw ValidationError("give at least one --data") }
+        guard folds >= 2 else { throw ValidationError("--folds \(folds) must be at least 2") }
+        guard iterations >= 1 else { throw ValidationError("--iterations \(iterations) must be at least 1") }
+        guard frames >= 1 else { throw ValidationError("--frames \(frames) must be at least 1") }
         let started = Date()
         let embedder = try probeEmbedder(model, frames: frames, seed: seed, pooling: pooling, released: released.options, base: released.baseURL)
         let other = try against.map { name -> any ClipEmbedder in

@@ -127,6 +127,7 @@ struct Finetune: ParsableCommand {
     @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
 
     func run() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats \(repeats) must be at least 1") }
         let epochs = resolvedEpochs(epochs, resume: resume, out: out)
         var c = FineTuneConfig()
         c.peft = try peft.config()

@@ -63,4 +63,25 @@ final class DamagedCheckpointTests: XCTestCase {
             try editConfig(&$0, "inputTdim", 100_000)
         }
     }
+
+    /// A model whose outputs are NaN (weights a diverged run left) is scored as wrong on every clip,
+    /// and the evaluation ends: the largest score of a NaN row was class 0, counted right for class-0 clips.
+    func testNaNScoresCountAsWrongAndEvaluationEnds() throws {
+        let dir = try temporaryFolder("nan-scores")
+        Random.seed(4)
+        let model = try ModelRegistry.entry(named: "ast-tiny").classifier(ModelShape(frames: 32, outputs: 2, depth: 1))
+        let bias = try XCTUnwrap(model.namedParameters().first { $0.0.hasSuffix("bias") && model.isHead($0.0) }?.1)
+        for i in 0..<bias.count { bias.data[i] = .nan }
+        model.eval()
+        let classifier = Classifier(model: model, classes: ["a", "b"], pipeline: .astFbank(targetFrames: 32, mean: -5, std: 4), multiLabel: false)
+        var records: [ClipRecord] = []
+        for i in 0..<4 {
+            let url = dir.appendingPathComponent("\(i).wav")
+            try writeTone(url, frequency: 300 + 200 * Double(i), samples: 8000)
+            records.append(ClipRecord(path: url.path, labels: [i % 2 == 0 ? "a" : "b"]))
+        }
+        let (result, _) = try evaluate(classifier, on: Dataset(records: records, layout: "tones"))
+        XCTAssertEqual(result.clips, 4)
+        XCTAssertEqual(result.accuracy, 0)
+    }
 }

@@ -25,4 +25,19 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(m.mAP, 1, accuracy: 1e-12)
         XCTAssertEqual(m.auc, 1, accuracy: 1e-12)
     }
+
+    /// Scores of a diverged model (NaN) end: the tie groups of AP and AUC hung on NaN == NaN being false
+    /// (a fine-tuning run at a learning rate of 1e30 stopped in its first validation), and a NaN
+    /// confidence trapped in the calibration bins. Finite scores keep their sklearn values.
+    func testNonFiniteScoresTerminateAndCountAsWrong() {
+        let s: [Float] = [.nan, 0.8, .nan, .infinity, 0.2], l = [true, false, true, true, false]
+        let ap = Metrics.averagePrecision(scores: s, labels: l), auc = Metrics.rocAUC(scores: s, labels: l)
+        XCTAssertNotNil(ap)
+        XCTAssertNotNil(auc)
+        XCTAssertEqual(Metrics.expectedCalibrationError(confidences: [.nan, 0.95], correct: [false, true]), 0.5 * 0 + 0.5 * 0.05, accuracy: 1e-6)
+        let allNaN = [Float](repeating: .nan, count: 4)
+        let apNaN = Metrics.averagePrecision(scores: allNaN, labels: [true, false, true, false])!
+        XCTAssertTrue(apNaN >= 0 && apNaN <= 1, "every NaN its own threshold, in whatever order the sort left them: \(apNaN)")
+        XCTAssertNotNil(Metrics.rocAUC(scores: allNaN, labels: [true, false, true, false]))
+    }
 }

@@ -20,7 +20,7 @@ public enum LBFGS {
         var x = x0
         var (value, g) = f(x)
         var ss: [[Double]] = [], ys: [[Double]] = [], rhos: [Double] = []
-        for k in 0..<iterations {
+        for k in 0..<max(iterations, 0) {   // a negative count is no iterations, not a trap
             if g.lazy.map(abs).max() ?? 0 < tolerance { return Result(x: x, value: value, iterations: k, converged: true) }
             // Two-loop recursion: d = −H g.
             var q = g

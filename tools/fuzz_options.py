@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Every numeric option of the `earshot` commands at 0, -1, 10^12, nan and 1e30, looking for crashes.
+
+For each command below, the options its --help lists (those taking a value, minus paths, names and
+choices) are given each value in turn on top of a small working invocation; a signal, an exit code of
+128 or more, "Fatal error" or a run past the time limit is reported. A refusal (exit 1 or 64) is the
+expected outcome, as is a run that simply works. Standard library only:
+
+    python3 tools/fuzz_options.py --earshot .build/release/earshot
+
+Inputs are made here: a tone clip and a 12-clip two-class manifest, a tiny classifier trained on it;
+the CLAP and PANNs commands use the repository's test fixtures. docs/ROBUSTNESS.md lists what it found.
+"""
+import argparse, math, os, re, shutil, struct, subprocess, tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VALUES = ["0", "-1", "1000000000000", "nan", "1e30"]
+# Options naming files, models, choices or free text: not numbers.
+NOT_NUMERIC = {"--help", "--out", "--model", "--data", "--labels", "--init-from", "--init", "--base", "--tokenizer",
+               "--test", "--label-field", "--labels-file", "--prompt", "--pooling", "--precision", "--kind", "--against",
+               "--against-pooling", "--truth", "--pairs", "--votes", "--aux-data", "--aux-head", "--bandit", "--sampling",
+               "--peft", "--adapter", "--adapter-placement", "--adapter-init", "--lora-targets", "--task", "--text-model",
+               "--captions", "--keywords", "--cache", "--from", "--text-heads", "--split", "--like"}
+# Options whose huge values only make a run long (epochs, repeats, minutes), not wrong.
+LONG_RUNS = {"--epochs", "--repeats", "--time-budget"}
+
+
+def write_wav(path, seconds, frequency, rate=16000):
+    n = int(seconds * rate)
+    data = b"".join(struct.pack("<h", int(9000 * math.sin(2 * math.pi * frequency * i / rate))) for i in range(n))
+    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, 2 * rate, 2, 16)
+    open(path, "wb").write(header + b"data" + struct.pack("<I", len(data)) + data)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--earshot", default=os.path.join(ROOT, ".build/release/earshot"))
+    ap.add_argument("--timeout", type=float, default=90)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="earshot-options-")
+    clip = os.path.join(work, "clip.wav")
+    write_wav(clip, 1.0, 440)
+    data = os.path.join(work, "data")
+    os.makedirs(data)
+    with open(os.path.join(data, "manifest.csv"), "w") as f:
+        f.write("path,label\n")
+        for i in range(6):
+            for label, hz in (("low", 300), ("high", 2500)):
+                write_wav(os.path.join(data, f"{label}{i}.wav"), 0.5 + 0.1 * i, hz + 20 * i)
+                f.write(f"{label}{i}.wav,{label}\n")
+    manifest = os.path.join(data, "manifest.csv")
+    model = os.path.join(work, "run")
+    subprocess.run([args.earshot, "finetune", "--model", "ast-tiny", "--depth", "1", "--target-length", "64", "--epochs", "1",
+                    "--data", manifest, "--out", model], check=True, capture_output=True)
+    clap = os.path.join(ROOT, "Tests/CLAPTests/Fixtures/clap_tiny")
+    out = lambda name: os.path.join(work, name)
+    commands = {
+        "classify": [clip, "--model", model],
+        "embed": [clip, "--model", model, "--out", out("e.safetensors")],
+        "evaluate": ["--model", model, "--data", manifest],
+        "tag": [clip, "--model", os.path.join(ROOT, "Tests/ModelsTests/Fixtures/panns_cnn14_8k.pth")],
+        "zeroshot": [clip, "--model", clap, "--labels", "dog,cat"],
+        "probe": ["--model", "random:ast-tiny", "--data", manifest, "--no-cache"],
+        "features": [clip, "--out", out("f.safetensors")],
+        "dataset stats": [manifest],
+        "dataset events": ["--data", manifest, "--out", out("events")],
+        "index build": [data, "--model", clap, "--out", out("index")],
+        "pretrain": ["--model", "ssast-tiny-frame", "--depth", "1", "--target-length", "64", "--data", manifest,
+                     "--out", out("pre"), "--epochs", "1", "--overwrite"],
+        "finetune": ["--model", "ast-tiny", "--depth", "1", "--target-length", "64", "--data", manifest,
+                     "--out", out("ft"), "--epochs", "1", "--overwrite"],
+    }
+    crashes = runs = 0
+    for command, base in commands.items():
+        words = command.split()
+        help_text = subprocess.run([args.earshot] + words + ["--help"], capture_output=True, text=True).stdout
+        options = sorted(set(re.findall(r"(--[a-z][a-z0-9-]*) <", help_text)) - NOT_NUMERIC)
+        for option in options:
+            for value in VALUES:
+                if option in LONG_RUNS and value in ("1000000000000", "1e30"):
+                    continue
+                runs += 1
+                try:
+                    r = subprocess.run([args.earshot] + words + base + [f"{option}={value}"], capture_output=True, text=True,
+                                       timeout=args.timeout)
+                    code, text = r.returncode, r.stdout + r.stderr
+                except subprocess.TimeoutExpired:
+                    code, text = "timeout", ""
+                if code == "timeout" or code < 0 or code >= 128 or "Fatal error" in text:
+                    crashes += 1
+                    where = [l.strip() for l in text.splitlines() if "Fatal error" in l or " at /" in l][:2]
+                    print(f"CRASH earshot {command} {option}={value}: exit {code}", *where, sep="\n  ", flush=True)
+        print(f"{command}: {len(options)} options", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"{runs} runs, {crashes} crashes")
+    raise SystemExit(1 if crashes else 0)
+
+
+if __name__ == "__main__":
+    main()
