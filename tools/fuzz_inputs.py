@@ -90,7 +90,34 @@ def main():
         (os.path.join(CLAP, "clap_tiny/config.json"), os.path.join(clap, "config.json"), lambda p: ["zeroshot", clip, "--labels", "dog,cat", "--model", clap]),
         (os.path.join(model, "best.safetensors"), "m.safetensors", lambda p: ["classify", clip, "--model", p]),
         (clip, "m.wav", lambda p: ["classify", p, "--model", model]),
+        (os.path.join(CLAP, "clap_tiny/vocab.json"), os.path.join(clap, "vocab.json"), lambda p: ["zeroshot", clip, "--labels", "dog,cat", "--model", clap]),
+        (os.path.join(CLAP, "clap_tiny/merges.txt"), os.path.join(clap, "merges.txt"), lambda p: ["zeroshot", clip, "--labels", "dog,cat", "--model", clap]),
     ]
+    if args.model is None:
+        # Files of the run and data made above: a manifest as CSV and JSON Lines, the run's own settings and
+        # history (read by a resume), and a search index's two files.
+        csv_manifest = os.path.join(data, "manifest.csv")
+        jsonl = os.path.join(work, "jsonl")
+        os.makedirs(jsonl)
+        with open(os.path.join(jsonl, "manifest.jsonl"), "w") as f:
+            for line in open(csv_manifest).read().splitlines()[1:]:
+                path, label = line.split(",")
+                f.write('{"path": "%s", "label": "%s"}\n' % (os.path.join(data, path), label))
+        index = os.path.join(work, "index")
+        subprocess.run([args.earshot, "index", "build", data, "--model", clap, "--out", index], check=True, capture_output=True)
+        rows = [f for f in os.listdir(index) if f.endswith(".safetensors")][0]
+        for name in ("config.json", "metrics.jsonl"):
+            shutil.copy(os.path.join(model, name), os.path.join(work, "run-" + name))
+        targets += [
+            (csv_manifest, csv_manifest, lambda p: ["dataset", "inspect", p]),
+            (os.path.join(jsonl, "manifest.jsonl"), os.path.join(jsonl, "manifest.jsonl"), lambda p: ["dataset", "inspect", p]),
+            (os.path.join(index, "index.json"), os.path.join(index, "index.json"), lambda p: ["search", index, "a tone", "--model", clap]),
+            (os.path.join(index, rows), os.path.join(index, rows), lambda p: ["search", index, "a tone", "--model", clap]),
+            (os.path.join(work, "run-config.json"), os.path.join(model, "config.json"),
+             lambda p: ["finetune", "--resume", "--data", csv_manifest, "--out", model]),
+            (os.path.join(work, "run-metrics.jsonl"), os.path.join(model, "metrics.jsonl"),
+             lambda p: ["finetune", "--resume", "--data", csv_manifest, "--out", model]),
+        ]
     rng = random.Random(args.seed)
     crashes = runs = 0
     for seed_file, target, command in targets:
