@@ -52,10 +52,11 @@ def main():
     ap.add_argument("--model", help="classifier for the audio targets (default: train a tiny one here)")
     ap.add_argument("--keep", default="fuzz-crashes", help="folder for crashing inputs")
     args = ap.parse_args()
+    args.earshot = os.path.abspath(args.earshot)   # the commands run in a scratch folder (paths they make stay there)
     work = tempfile.mkdtemp(prefix="earshot-fuzz-")
     clip = os.path.join(work, "clip.wav")
     write_wav(clip)
-    model = args.model
+    model = os.path.abspath(args.model) if args.model else None
     if model is None:
         data = os.path.join(work, "data")
         os.makedirs(data)
@@ -67,7 +68,7 @@ def main():
                     f.write(f"{label}{i}.wav,{label}\n")
         model = os.path.join(work, "run")
         subprocess.run([args.earshot, "finetune", "--model", "ast-tiny", "--depth", "1", "--target-length", "64",
-                        "--epochs", "1", "--data", data, "--out", model], check=True, capture_output=True)
+                        "--epochs", "1", "--data", data, "--out", model], check=True, capture_output=True, cwd=work)
 
     def folder_copy(src, name):
         dst = os.path.join(work, name)
@@ -104,7 +105,7 @@ def main():
                 path, label = line.split(",")
                 f.write('{"path": "%s", "label": "%s"}\n' % (os.path.join(data, path), label))
         index = os.path.join(work, "index")
-        subprocess.run([args.earshot, "index", "build", data, "--model", clap, "--out", index], check=True, capture_output=True)
+        subprocess.run([args.earshot, "index", "build", data, "--model", clap, "--out", index], check=True, capture_output=True, cwd=work)
         rows = [f for f in os.listdir(index) if f.endswith(".safetensors")][0]
         for name in ("config.json", "metrics.jsonl"):
             shutil.copy(os.path.join(model, name), os.path.join(work, "run-" + name))
@@ -128,7 +129,7 @@ def main():
             open(path, "wb").write(damaged)
             runs += 1
             try:
-                r = subprocess.run([args.earshot] + command(path), capture_output=True, timeout=args.timeout)
+                r = subprocess.run([args.earshot] + command(path), capture_output=True, cwd=work, timeout=args.timeout)
                 code, out = r.returncode, (r.stdout + r.stderr).decode(errors="replace")
             except subprocess.TimeoutExpired:
                 code, out = "timeout", ""

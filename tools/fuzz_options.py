@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--earshot", default=os.path.join(ROOT, ".build/release/earshot"))
     ap.add_argument("--timeout", type=float, default=90)
     args = ap.parse_args()
+    args.earshot = os.path.abspath(args.earshot)   # the commands run in a scratch folder (paths they make stay there)
     work = tempfile.mkdtemp(prefix="earshot-options-")
     clip = os.path.join(work, "clip.wav")
     write_wav(clip, 1.0, 440)
@@ -51,7 +52,7 @@ def main():
     manifest = os.path.join(data, "manifest.csv")
     model = os.path.join(work, "run")
     subprocess.run([args.earshot, "finetune", "--model", "ast-tiny", "--depth", "1", "--target-length", "64", "--epochs", "1",
-                    "--data", manifest, "--out", model], check=True, capture_output=True)
+                    "--data", manifest, "--out", model], check=True, capture_output=True, cwd=work)
     clap = os.path.join(ROOT, "Tests/CLAPTests/Fixtures/clap_tiny")
     out = lambda name: os.path.join(work, name)
     commands = {
@@ -73,7 +74,7 @@ def main():
     crashes = runs = 0
     for command, base in commands.items():
         words = command.split()
-        help_text = subprocess.run([args.earshot] + words + ["--help"], capture_output=True, text=True).stdout
+        help_text = subprocess.run([args.earshot] + words + ["--help"], capture_output=True, cwd=work, text=True).stdout
         options = sorted(set(re.findall(r"(--[a-z][a-z0-9-]*) <", help_text)) - NOT_NUMERIC)
         for option in options:
             for value in VALUES:
@@ -81,7 +82,7 @@ def main():
                     continue
                 runs += 1
                 try:
-                    r = subprocess.run([args.earshot] + words + base + [f"{option}={value}"], capture_output=True, text=True,
+                    r = subprocess.run([args.earshot] + words + base + [f"{option}={value}"], capture_output=True, cwd=work, text=True,
                                        timeout=args.timeout)
                     code, text = r.returncode, r.stdout + r.stderr
                 except subprocess.TimeoutExpired:

@@ -110,9 +110,6 @@ public struct RunDirectory: Sendable {
         try handle.write(contentsOf: line)
     }
 
-    /// The metrics lines of epochs 1...`epochs` (1-based, as written), in order; where an epoch was
-    /// logged twice (a run killed between its metrics line and its checkpoint, then resumed) the later
-    /// line wins. Unreadable lines are skipped: the history informs a resume, it must not block one.
     /// The history's last line where it is a test result (`split` test): a finished run's. Nil after an
     /// epoch line, or with no history.
     public var closingTestLine: [String: Any]? {
@@ -123,6 +120,9 @@ public struct RunDirectory: Sendable {
         return object
     }
 
+    /// The metrics lines of epochs 1...`epochs` (1-based, as written), in order; where an epoch was
+    /// logged twice (a run killed between its metrics line and its checkpoint, then resumed) the later
+    /// line wins. Unreadable lines are skipped: the history informs a resume, it must not block one.
     public func metricsHistory(throughEpoch epochs: Int) -> [[String: Any]] {
         guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return [] }
         var byEpoch: [Int: [String: Any]] = [:]

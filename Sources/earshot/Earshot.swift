@@ -3,7 +3,9 @@ import Engine
 import Foundation
 // C's `stdout` is a mutable global, which Swift 6 refuses to name unless its module (SwiftGlibc, the
 // clang module under Glibc) is imported @preconcurrency; `main` touches it once, before any thread starts.
+#if canImport(SwiftGlibc)
 @preconcurrency import SwiftGlibc
+#endif
 
 @main
 struct Earshot: ParsableCommand {
@@ -20,7 +22,9 @@ struct Earshot: ParsableCommand {
         BLASCore.reexecIfOpenBLASFallsBack()
         // Line-buffered even into a file: a run logged with `> run.log` shows each epoch as it ends, and a
         // killed run's log keeps every line it printed (block buffering held up to 4 KB back).
+        #if canImport(SwiftGlibc)
         setvbuf(stdout, nil, _IOLBF, 0)
+        #endif
         main(nil)
     }
 }
