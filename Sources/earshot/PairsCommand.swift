@@ -144,6 +144,8 @@ struct PairsCheck: ParsableCommand {
         let dataset = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)
         let read = try PreferenceFile.readPairs(URL(fileURLWithPath: pairs), data: dataset)
         let votesRead = try votes.map { try PreferenceFile.readVotes(URL(fileURLWithPath: $0), data: dataset) }
+        // A header and no rows passed the check and then stopped fine-tuning: the check is for that.
+        guard !read.isEmpty else { throw ValidationError("\(pairs): no pairs (only a header); finetune --pairs needs at least one") }
         var bySplit: [String: Int] = [:]
         let splitOf = Dictionary(dataset.records.map { ($0.path, $0.split ?? $0.fold.map { "fold \($0)" } ?? "none") }, uniquingKeysWith: { a, _ in a })
         for p in read {

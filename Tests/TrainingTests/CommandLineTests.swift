@@ -109,4 +109,25 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(stats.status, 0, stats.output)
         XCTAssertTrue(stats.output.contains("\(empty.path): empty file") && stats.output.contains("\"skipped\": 1"), stats.output)
     }
+
+    /// `pairs check` on a pairs file with a header and no rows fails (it reported "0 valid pairs" and
+    /// exited 0, and fine-tuning then stopped on it).
+    func testPairsCheckRefusesAFileWithNoPairs() throws {
+        let dir = try temporaryFolder("pairs-empty")
+        var manifest = "path,label\n"
+        for i in 0..<4 {
+            try writeTone(dir.appendingPathComponent("\(i).wav"), frequency: 300 + 100 * Double(i), samples: 4000)
+            manifest += "\(i).wav,\(i % 2 == 0 ? "a" : "b")\n"
+        }
+        try manifest.write(to: dir.appendingPathComponent("m.csv"), atomically: true, encoding: .utf8)
+        let pairs = dir.appendingPathComponent("pairs.csv")
+        try "clip_a,clip_b,class,preference\n".write(to: pairs, atomically: true, encoding: .utf8)
+        let run = try runEarshot(["pairs", "check", "--data", dir.appendingPathComponent("m.csv").path, "--pairs", pairs.path])
+        XCTAssertNotEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("no pairs (only a header)"), run.output)
+        try "clip_a,clip_b,class,preference\n0.wav,2.wav,a,a\n".write(to: pairs, atomically: true, encoding: .utf8)
+        let one = try runEarshot(["pairs", "check", "--data", dir.appendingPathComponent("m.csv").path, "--pairs", pairs.path])
+        XCTAssertEqual(one.status, 0, one.output)
+        XCTAssertTrue(one.output.contains("1 valid pairs"), one.output)
+    }
 }

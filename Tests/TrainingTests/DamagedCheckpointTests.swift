@@ -84,4 +84,18 @@ final class DamagedCheckpointTests: XCTestCase {
         XCTAssertEqual(result.clips, 4)
         XCTAssertEqual(result.accuracy, 0)
     }
+
+    /// A path that is not there, or an audio file given where the model belongs (arguments swapped), is
+    /// named as such: the WAV was reported as a safetensors header claiming 137594751306066 bytes.
+    func testMissingPathsAndAudioGivenAsAModelAreNamed() throws {
+        let dir = try temporaryFolder("not-a-model")
+        let wav = dir.appendingPathComponent("clip.wav")
+        try writeTone(wav, frequency: 440, samples: 4000)
+        XCTAssertThrowsError(try Classifier.load(wav)) { XCTAssertTrue("\($0)".contains("clip.wav: a WAV audio file, not a model"), "\($0)") }
+        let flac = dir.appendingPathComponent("clip.flac")
+        try AudioFile.write([[Float](repeating: 0.1, count: 4000)], sampleRate: 16000, to: flac, encoding: .flac)
+        XCTAssertThrowsError(try Classifier.loadEmbedder(flac)) { XCTAssertTrue("\($0)".contains("a FLAC audio file, not a model"), "\($0)") }
+        let missing = dir.appendingPathComponent("no-such-run")
+        XCTAssertThrowsError(try Classifier.load(missing)) { XCTAssertTrue("\($0)".contains("no-such-run: no such file or folder"), "\($0)") }
+    }
 }
