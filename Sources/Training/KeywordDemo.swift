@@ -83,7 +83,8 @@ public func runKeywordDemo(_ o: KeywordDemoOptions, log: @escaping (String) -> V
     log("")
     log("| stage | metric | value |")
     log("|---|---|---|")
-    log(String(format: "| pretraining (%d epochs) | held-out pretext accuracy | %.3f |", preReport.epochs, preReport.heldOutAccuracy))
+    log(String(format: "| pretraining (%d epochs) | held-out pretext accuracy (epoch %d, the checkpoint used) | %.3f |",
+               preReport.epochs, preReport.bestEpoch, preReport.heldOutAccuracy))
     log(String(format: "| fine-tuning (%d epochs) | checkpoint chosen on validation voices: epoch %d | accuracy %.3f |",
                o.finetuneEpochs, tuned.bestEpoch, tuned.validationAccuracy))
     log(String(format: "| | test accuracy (unseen voices, scored once) | %.3f |", result.accuracy))

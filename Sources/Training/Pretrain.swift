@@ -77,12 +77,16 @@ func heldOutSplit(_ ds: Dataset) -> (train: Dataset, heldOut: Dataset) {
 
 public struct PretrainReport: Sendable, CustomStringConvertible {
     public var epochs: Int
+    /// The epoch (1-based) whose checkpoint is best.safetensors, what a run folder stands for; the held-out
+    /// numbers are that epoch's (the last epoch's were reported before, beside the best epoch's checkpoint).
+    public var bestEpoch: Int
     public var heldOutAccuracy: Float
     public var heldOutLoss: Float
     public var skipped: Int
 
     public var description: String {
-        String(format: "%d epochs: held-out pretext accuracy %.3f, loss %.4f (%d clips skipped)", epochs, heldOutAccuracy, heldOutLoss, skipped)
+        String(format: "%d epochs: held-out pretext accuracy %.3f, loss %.4f at epoch %d (best.safetensors) (%d clips skipped)",
+               epochs, heldOutAccuracy, heldOutLoss, bestEpoch, skipped)
     }
 }
 
@@ -157,8 +161,10 @@ public func pretrain(_ config: PretrainConfig, data: Dataset, run: RunDirectory,
     settings.plateau = ReduceOnPlateau(mode: .max, factor: 0.5, patience: 2)
     settings.timeBudgetSeconds = config.timeBudgetMinutes.map { $0 * 60 }
     let report = try Trainer(run: run, settings: settings, log: log).fit(task, loader: loader, optimizer: optimizer, firstEpoch: firstEpoch)
-    let last = run.metricsHistory(throughEpoch: report.epochsRun).last ?? [:]
+    let history = run.metricsHistory(throughEpoch: report.epochsRun)
+    let best = history.first { $0["epoch"] as? Int == report.bestEpoch } ?? history.last ?? [:]
     if !skips.isEmpty { log(skips.summary) }
-    return PretrainReport(epochs: report.epochsRun, heldOutAccuracy: Float(last["validation_pretext_accuracy"] as? Double ?? .nan),
-                          heldOutLoss: Float(last["validation_loss"] as? Double ?? .nan), skipped: skips.skipped.count)
+    return PretrainReport(epochs: report.epochsRun, bestEpoch: best["epoch"] as? Int ?? report.epochsRun,
+                          heldOutAccuracy: Float(best["validation_pretext_accuracy"] as? Double ?? .nan),
+                          heldOutLoss: Float(best["validation_loss"] as? Double ?? .nan), skipped: skips.skipped.count)
 }

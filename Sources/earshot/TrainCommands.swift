@@ -64,8 +64,8 @@ struct Pretrain: ParsableCommand {
         // Clips marked test/validation stay out of training and score the pretext task (see heldOutSplit).
         let all = Dataset(records: sets.flatMap(\.records), layout: sets.map(\.layout).joined(separator: " + "))
         let report = try Training.pretrain(c, data: all, run: RunDirectory(URL(fileURLWithPath: out)), resume: resume, overwrite: overwrite)
-        print(String(format: "pretrained %d epochs: held-out pretext accuracy %.3f, loss %.4f (%d clips skipped) -> %@",
-                     report.epochs, report.heldOutAccuracy, report.heldOutLoss, report.skipped, out))
+        print(String(format: "pretrained %d epochs: held-out pretext accuracy %.3f, loss %.4f at epoch %d, the checkpoint the run stands for (%d clips skipped) -> %@",
+                     report.epochs, report.heldOutAccuracy, report.heldOutLoss, report.bestEpoch, report.skipped, out))
     }
 }
 

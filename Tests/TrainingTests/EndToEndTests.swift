@@ -43,6 +43,12 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.contains("resuming after epoch 2") })
         let history = try String(contentsOf: preRun.metricsURL, encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(history.count, 3, "two epochs, then one more after resuming")
+        // The report describes the epoch best.safetensors holds (the checkpoint the run stands for), not the last.
+        let lines3 = preRun.metricsHistory(throughEpoch: 3)
+        let bestLine = try XCTUnwrap(lines3.max { ($0["validation_pretext_accuracy"] as? Double ?? -1) < ($1["validation_pretext_accuracy"] as? Double ?? -1) })
+        XCTAssertEqual(r2.bestEpoch, bestLine["epoch"] as? Int)
+        XCTAssertEqual(r2.heldOutAccuracy, Float(bestLine["validation_pretext_accuracy"] as? Double ?? .nan))
+        XCTAssertEqual(try SafeTensors.read(preRun.best).metadata["epoch"], String(r2.bestEpoch - 1), "best.safetensors is that epoch (0-based)")
         // The pretrained encoder embeds clips by itself, on the features it was trained on.
         let encoderOnly = try Classifier.loadEmbedder(preRun.url, released: .init())
         XCTAssertEqual(encoderOnly.pipeline, FeaturePipeline(kind: .kaldiFbank(.ast), targetFrames: 64, mean: pre.mean, std: pre.std))
