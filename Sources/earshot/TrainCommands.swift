@@ -13,7 +13,7 @@ func resolvedEpochs(_ given: Int?, resume: Bool, out: String) -> Int {
 
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Self-supervised masked patch pretraining on unlabelled audio, or (--task contrastive) a CLAP on captioned audio.")
-    @Option(help: "A model with a pretraining objective (earshot models): ssast-{tiny,small,base}-{patch,frame} or ssamba-{tiny,small,base}-{patch,frame}.") var model = "ssast-tiny-patch"
+    @Option(help: "A model with a pretraining objective (earshot models): ssast-{tiny,small,base}-{patch,frame} or ssamba-{tiny,small,base}-{patch,frame} (default ssast-tiny-patch; with --task contrastive the tower is --audio-model).") var model: String?
     @Option(help: "A manifest or dataset folder; repeat to pretrain on several (labels are never used).") var data: [String]
     @Option(help: "Run folder.") var out: String
     @Option(help: "Epochs (the most, with --time-budget; default 10, or on --resume the run's own).") var epochs: Int?
@@ -45,6 +45,10 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         let epochs = resolvedEpochs(epochs, resume: resume, out: out)
+        if contrastive.isContrastive, let model {
+            // It named the masked-patch model and was ignored: the run trained another tower than asked.
+            throw ValidationError("--model \(model) is the masked-patch model; a contrastive run's audio tower is --audio-model")
+        }
         if contrastive.isContrastive {
             return try contrastive.run(data: data, out: out, initFrom: initFrom, epochs: epochs, batchSize: batchSize, lr: lr, frames: targetLength,
                                        depth: depth, mean: mean ?? PretrainConfig().mean, std: std ?? PretrainConfig().std, seed: seed,
@@ -56,7 +60,7 @@ struct Pretrain: ParsableCommand {
         let startSettings = mean == nil || std == nil ? (try? initFrom.map(PretrainStart.read))??.settings : nil
         (c.mean, c.std) = (mean ?? startSettings?.mean ?? c.mean, std ?? startSettings?.std ?? c.std)
         (c.model, c.depth, c.inputTdim, c.maskCount, c.epochs, c.batchSize, c.lr, c.seed, c.initFrom) =
-            (model, depth, targetLength, maskPatches, epochs, batchSize, lr, seed, initFrom)
+            (model ?? "ssast-tiny-patch", depth, targetLength, maskPatches, epochs, batchSize, lr, seed, initFrom)
         (c.cropFrames, c.generativeWeight, c.nceTemperature) = (cropFrames, generativeWeight, nceTemperature)
         (c.clipContrastWeight, c.clipTemperature, c.viewMixRatio) = (clipContrast, clipTemperature, viewMix)
         c.timeBudgetMinutes = timeBudget

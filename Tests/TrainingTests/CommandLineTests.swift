@@ -130,4 +130,14 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(one.status, 0, one.output)
         XCTAssertTrue(one.output.contains("1 valid pairs"), one.output)
     }
+
+    /// `pretrain --task contrastive --model X` trained the default tower and ignored X; it is refused,
+    /// pointing at --audio-model.
+    func testContrastivePretrainingRefusesTheMaskedPatchModelOption() throws {
+        let dir = try temporaryFolder("contrastive-model")
+        let run = try runEarshot(["pretrain", "--task", "contrastive", "--model", "ast-tiny", "--text-model", dir.path,
+                                  "--data", dir.path, "--out", dir.appendingPathComponent("run").path])
+        XCTAssertNotEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("--model ast-tiny is the masked-patch model; a contrastive run's audio tower is --audio-model"), run.output)
+    }
 }
