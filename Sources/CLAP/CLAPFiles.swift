@@ -20,6 +20,11 @@ extension CLAP {
         if isDir.boolValue && tokenizer == nil && TrainedCLAP.isTrained(url) { return try TrainedCLAP.load(url, maxLength: maxLength) }
         let model: CLAPModel, tokenizerFolder: URL
         if isDir.boolValue {
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("best.safetensors").path) {
+                // An Earshot classifier or pretraining run: its config.json is the run's, not a ClapModel's.
+                throw CLAPError("\(url.path): an Earshot run folder with no exported CLAP in clap/; a CLAP is a Hugging Face ClapModel folder, "
+                                + "a LAION-CLAP .pt, or the run folder of earshot pretrain --task contrastive")
+            }
             model = try CLAPCheckpoint.loadHuggingFace(url)
             tokenizerFolder = tokenizer ?? url
         } else {

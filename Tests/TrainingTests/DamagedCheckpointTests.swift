@@ -5,6 +5,7 @@ import Engine
 @testable import Inference
 @testable import Models
 import NN
+import CLAP
 
 /// A checkpoint whose metadata was damaged or edited loads as an error naming the file and the key, never
 /// as a crash or as scores that are silently wrong (class names shifted onto other outputs, NaN from a
@@ -97,5 +98,23 @@ final class DamagedCheckpointTests: XCTestCase {
         XCTAssertThrowsError(try Classifier.loadEmbedder(flac)) { XCTAssertTrue("\($0)".contains("a FLAC audio file, not a model"), "\($0)") }
         let missing = dir.appendingPathComponent("no-such-run")
         XCTAssertThrowsError(try Classifier.load(missing)) { XCTAssertTrue("\($0)".contains("no-such-run: no such file or folder"), "\($0)") }
+    }
+
+    /// One family's model given where another's belongs: a ClapModel folder as a fine-tuning start read as
+    /// an AST folder missing 'num_attention_heads'; a classifier's run folder given to zeroshot read as a
+    /// ClapModel config without model_type. Each is named for what it is.
+    func testAnotherFamilysModelIsNamedForWhatItIs() throws {
+        let clapFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CLAPTests/Fixtures/clap_tiny")
+        XCTAssertThrowsError(try ASTConfig.fromHuggingFace(clapFolder.appendingPathComponent("config.json"))) {
+            XCTAssertTrue("\($0)".contains("model_type 'clap' is not an Audio Spectrogram Transformer"), "\($0)")
+        }
+        let run = try temporaryFolder("classifier-run")
+        let classifier = try ModelRegistry.entry(named: "ast-tiny").classifier(ModelShape(frames: 32, outputs: 2, depth: 1))
+        try classifier.save(to: run.appendingPathComponent("best.safetensors"), metadata: classifier.architecture.metadata)
+        try Data("{}".utf8).write(to: run.appendingPathComponent("config.json"))
+        XCTAssertThrowsError(try CLAP.load(model: run)) {
+            XCTAssertTrue("\($0)".contains("an Earshot run folder with no exported CLAP in clap/"), "\($0)")
+        }
     }
 }

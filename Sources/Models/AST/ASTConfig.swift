@@ -73,6 +73,10 @@ public struct ASTConfig: CheckpointConfig, Sendable, Equatable {
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ModelError("\(url.path): not a JSON object")
         }
+        // Another Hugging Face model (a ClapModel folder given to finetune) would fail on a missing field.
+        if let type = json["model_type"] as? String, type != "audio-spectrogram-transformer" {
+            throw ModelError("\(url.path): model_type '\(type)' is not an Audio Spectrogram Transformer (audio-spectrogram-transformer)")
+        }
         func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
             if let v = json[key] as? NSNumber { return v.intValue }
             if let fallback { return fallback }
