@@ -44,11 +44,11 @@ def main():
     data = os.path.join(work, "data")
     os.makedirs(data)
     with open(os.path.join(data, "manifest.csv"), "w") as f:
-        f.write("path,label\n")
+        f.write("path,label,split\n")
         for i in range(6):
             for label, hz in (("low", 300), ("high", 2500)):
                 write_wav(os.path.join(data, f"{label}{i}.wav"), 0.5 + 0.1 * i, hz + 20 * i)
-                f.write(f"{label}{i}.wav,{label}\n")
+                f.write(f"{label}{i}.wav,{label},{'test' if i == 5 else 'train'}\n")
     manifest = os.path.join(data, "manifest.csv")
     model = os.path.join(work, "run")
     subprocess.run([args.earshot, "finetune", "--model", "ast-tiny", "--depth", "1", "--target-length", "64", "--epochs", "1",
@@ -64,9 +64,9 @@ def main():
         "probe": ["--model", "random:ast-tiny", "--data", manifest, "--no-cache"],
         "features": [clip, "--out", out("f.safetensors")],
         "dataset stats": [manifest],
-        "dataset events": ["--data", manifest, "--out", out("events")],
+        "dataset events": ["--data", manifest, "--split", "test", "--seconds", "10", "--out", out("events.wav")],
         "index build": [data, "--model", clap, "--out", out("index")],
-        "pretrain": ["--model", "ssast-tiny-frame", "--depth", "1", "--target-length", "64", "--data", manifest,
+        "pretrain": ["--model", "ssast-tiny-frame", "--depth", "1", "--target-length", "64", "--mask-patches", "8", "--data", manifest,
                      "--out", out("pre"), "--epochs", "1", "--overwrite"],
         "finetune": ["--model", "ast-tiny", "--depth", "1", "--target-length", "64", "--data", manifest,
                      "--out", out("ft"), "--epochs", "1", "--overwrite"],
@@ -74,6 +74,12 @@ def main():
     crashes = runs = 0
     for command, base in commands.items():
         words = command.split()
+        # The invocation must work as it is, or every variation only meets the same refusal.
+        plain = subprocess.run([args.earshot] + words + base, capture_output=True, cwd=work, text=True, timeout=args.timeout)
+        if plain.returncode != 0:
+            print(f"SETUP earshot {command} fails by itself: {(plain.stdout + plain.stderr).strip().splitlines()[-1:]}", flush=True)
+            crashes += 1
+            continue
         help_text = subprocess.run([args.earshot] + words + ["--help"], capture_output=True, cwd=work, text=True).stdout
         options = sorted(set(re.findall(r"(--[a-z][a-z0-9-]*) <", help_text)) - NOT_NUMERIC)
         for option in options:

@@ -140,4 +140,16 @@ final class CommandLineTests: XCTestCase {
         XCTAssertNotEqual(run.status, 0, run.output)
         XCTAssertTrue(run.output.contains("--model ast-tiny is the masked-patch model; a contrastive run's audio tower is --audio-model"), run.output)
     }
+
+    /// `dataset events` refuses sizes no WAV holds and gaps longer than the recording (they trapped
+    /// converting to Int, or asked for 128 PB), before reading any data.
+    func testEventRecordingSizesAreChecked() throws {
+        let dir = try temporaryFolder("events-sizes")
+        for (option, fragment) in [("--seconds=1000000000000", "more than a WAV holds"), ("--max-gap=1e30", "within --seconds"),
+                                   ("--sample-rate=1000000000000", "outside 1000-1000000")] {
+            let run = try runEarshot(["dataset", "events", "--data", dir.path, "--split", "test", "--out", dir.appendingPathComponent("e.wav").path, option])
+            XCTAssertNotEqual(run.status, 0, run.output)
+            XCTAssertTrue(run.output.contains(fragment), "\(option): \(run.output)")
+        }
+    }
 }
