@@ -108,6 +108,12 @@ public struct SNRMixer {
     /// silent clips are skipped and named in `report`.
     public func make(sources: [ClipRecord], noisePool: [ClipRecord], folder: URL, report: SkipReport,
                      log: (String) -> Void = { _ in }) throws -> (records: [ClipRecord], pairs: [PreferencePair]) {
+        // SNRs name the mixture files (as whole dB) and cross pairs count partners: values outside these
+        // trapped converting to Int or taking a negative prefix.
+        guard highSNR.isFinite, lowSNR.isFinite, abs(highSNR) <= 200, abs(lowSNR) <= 200 else {
+            throw NNError("pairs make --from snr: SNRs \(highSNR) and \(lowSNR) dB must be finite, within ±200 dB")
+        }
+        guard crossPairs >= 0 else { throw NNError("pairs make --from snr: --cross-pairs \(crossPairs) must not be negative") }
         guard highSNR - lowSNR >= minGap else {
             throw NNError("pairs make --from snr: the SNR gap \(highSNR - lowSNR) dB is below --min-gap \(minGap) dB")
         }

@@ -62,6 +62,7 @@ struct PairsMake: ParsableCommand {
         let eligible = dataset.records.filter { !$0.labels.isEmpty && (excludeSplit.isEmpty || !$0.isIn(split: excludeSplit)) }
         guard !eligible.isEmpty else { throw ValidationError("\(data): no labelled clip outside split '\(excludeSplit)'") }
         guard partners >= 1 else { throw ValidationError("--partners must be at least 1") }
+        if let maxClips, maxClips < 1 { throw ValidationError("--max-clips \(maxClips) must be at least 1") }
         let pairs: [PreferencePair]
         var notes: [String: Any] = [:]
         switch source {

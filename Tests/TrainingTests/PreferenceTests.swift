@@ -134,6 +134,16 @@ final class PreferenceTests: XCTestCase {
         XCTAssertThrowsError(try mixer.make(sources: sources, noisePool: sources, folder: dir, report: report)) {
             XCTAssertTrue("\($0)".contains("below --min-gap"), "\($0)")
         }
+        // Values that trapped (an SNR naming a file as Int, a negative prefix) are refused by name.
+        mixer.minGap = 10
+        mixer.highSNR = 1e30
+        XCTAssertThrowsError(try mixer.make(sources: sources, noisePool: sources, folder: dir, report: report)) {
+            XCTAssertTrue("\($0)".contains("must be finite, within ±200 dB"), "\($0)")
+        }
+        (mixer.highSNR, mixer.crossPairs) = (20, -1)
+        XCTAssertThrowsError(try mixer.make(sources: sources, noisePool: sources, folder: dir, report: report)) {
+            XCTAssertTrue("\($0)".contains("--cross-pairs -1 must not be negative"), "\($0)")
+        }
     }
 
     func testPartnerSampling() throws {
