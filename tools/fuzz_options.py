@@ -67,16 +67,21 @@ def main():
         "dataset events": ["--data", manifest, "--split", "test", "--seconds", "10", "--out", out("events.wav")],
         "index build": [data, "--model", clap, "--out", out("index")],
         "pairs make": ["--from", "teacher", "--model", model, "--data", manifest, "--out", out("pairs.csv")],
-        "pairs make ": ["--from", "snr", "--data", manifest, "--out", out("pairs-snr.csv"), "--audio-out", out("mixtures"),
-                        "--manifest", out("mixed.csv")],
         "pretrain": ["--model", "ssast-tiny-frame", "--depth", "1", "--target-length", "64", "--mask-patches", "8", "--data", manifest,
                      "--out", out("pre"), "--epochs", "1", "--overwrite"],
         "finetune": ["--model", "ast-tiny", "--depth", "1", "--target-length", "64", "--data", manifest,
                      "--out", out("ft"), "--epochs", "1", "--overwrite"],
     }
+    # (subcommand words, working arguments, label); the same subcommand may appear in several forms.
+    forms = [(name.split(), base, name) for name, base in commands.items()]
+    forms.append((["pairs", "make"], ["--from", "snr", "--data", manifest, "--out", out("pairs-snr.csv"),
+                                      "--audio-out", out("mixtures"), "--manifest", out("mixed.csv")], "pairs make --from snr"))
+    # The parameter-efficient methods read their own options (rank, reduction, prefix and prompt counts).
+    for method in ("lora", "adapter", "prefix", "prompt"):
+        forms.append((["finetune"], ["--init-from", model, "--peft", method, "--data", manifest, "--out", out("peft-" + method),
+                                     "--epochs", "1", "--overwrite"], f"finetune --peft {method}"))
     crashes = runs = 0
-    for command, base in commands.items():
-        words = command.split()
+    for words, base, command in forms:
         # The invocation must work as it is, or every variation only meets the same refusal.
         plain = subprocess.run([args.earshot] + words + base, capture_output=True, cwd=work, text=True, timeout=args.timeout)
         if plain.returncode != 0:

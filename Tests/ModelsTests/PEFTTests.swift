@@ -95,6 +95,13 @@ final class PEFTTests: XCTestCase {
         peft = PEFTConfig(method: .lora)
         peft.loraTargets = ["q", "gate"]
         XCTAssertThrowsError(try peft.apply(to: model)) { XCTAssertTrue("\($0)".contains("--lora-targets: 'gate'"), "\($0)") }
+        // Counts of learned tokens that were allocations of 10^12 (drawn at random, so a crash) are refused.
+        peft = PEFTConfig(method: .prefix)
+        peft.prefixTokens = 1_000_000_000_000
+        XCTAssertThrowsError(try peft.apply(to: model)) { XCTAssertTrue("\($0)".contains("--prefix-tokens 1000000000000 must be an even number from 2 to 65536"), "\($0)") }
+        peft = PEFTConfig(method: .prompt)
+        peft.promptTokens = 1_000_000_000_000
+        XCTAssertThrowsError(try peft.apply(to: model)) { XCTAssertTrue("\($0)".contains("--prompts 1000000000000 must be from 1 to 65536"), "\($0)") }
         XCTAssertEqual(model.parameterCount(trainableOnly: true), model.parameterCount(), "a refused method leaves the model as it was")
     }
 }

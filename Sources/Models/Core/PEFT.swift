@@ -53,6 +53,10 @@ public struct PEFTConfig: Codable, Sendable, Equatable, CustomStringConvertible 
     public var loraScaleByRank = false
     /// Prefix tuning's N: N/2 learned keys and N/2 learned values per layer (PETL_AST: 24, so 12 + 12).
     public var prefixTokens = 24
+    /// The most prefix or prompt tokens a layer takes: 54 times the longest sequence here (AST-base's 1214
+    /// at 1024 frames). These weights are drawn at random when made, so a count of 10^12 was an allocation
+    /// that crashed, not a refusal.
+    public static let maxLearnedTokens = 1 << 16
     /// Prompt tuning: this many prompts, one set for every block (deep, PETL_AST's default) or the first only.
     public var promptTokens = 25
     /// Dense-MoA's number of adapters (PETL_AST: 7, at reduction rate 128).
@@ -202,8 +206,8 @@ extension PEFTConfig {
             try applyLoRA(to: model)
             trained = [".lora."]
         case .prefix:
-            guard prefixTokens >= 2, prefixTokens % 2 == 0 else {
-                throw ModelError("--prefix-tokens \(prefixTokens) must be an even number of at least 2 (half keys, half values)")
+            guard prefixTokens >= 2, prefixTokens % 2 == 0, prefixTokens <= Self.maxLearnedTokens else {
+                throw ModelError("--prefix-tokens \(prefixTokens) must be an even number from 2 to \(Self.maxLearnedTokens) (half keys, half values)")
             }
             try model.replaceModules(matching: model.blockPattern + ".attn", as: MultiHeadAttention.self) { _, attn in
                 PrefixAttention(wrapping: attn, tokens: prefixTokens / 2, dim: model.embeddingWidth)
@@ -213,7 +217,9 @@ extension PEFTConfig {
             guard let encoder = model.encoder as? any PromptableEncoder else {
                 throw ModelError("--peft prompt: the \(model.architecture.family) encoder has no prompt slots")
             }
-            guard promptTokens >= 1 else { throw ModelError("--prompts \(promptTokens) must be at least 1") }
+            guard promptTokens >= 1, promptTokens <= Self.maxLearnedTokens else {
+                throw ModelError("--prompts \(promptTokens) must be from 1 to \(Self.maxLearnedTokens)")
+            }
             encoder.usePrompts(PromptTokens(count: promptTokens, dim: model.embeddingWidth, sets: deepPrompts ? max(encoder.depth, 1) : 1))
             trained = [".prompts."]
         }
