@@ -7,6 +7,15 @@ import XCTest
 
 /// The `earshot` command line itself, run as a user runs it (skipped where the binary is not built beside the tests).
 final class CommandLineTests: XCTestCase {
+    /// A fresh folder holding a half-second tone and an empty file named .wav: one readable clip, one not.
+    func toneAndEmptyClip(_ prefix: String) throws -> (dir: URL, tone: URL, empty: URL) {
+        let dir = try temporaryFolder(prefix)
+        let tone = dir.appendingPathComponent("tone.wav"), empty = dir.appendingPathComponent("empty.wav")
+        try writeTone(tone, frequency: 440, samples: 8000)
+        try Data().write(to: empty)
+        return (dir, tone, empty)
+    }
+
     /// `earshot dataset inspect` lists truncated files with both lengths.
     func testInspectListsTruncatedFiles() throws {
         let root = try temporaryFolder("inspect")
@@ -32,10 +41,7 @@ final class CommandLineTests: XCTestCase {
     /// `earshot embed --model logmel-stats` writes the probe's own reference vectors, one key per readable file,
     /// and a run that can read no file fails, writes nothing and names the first file with its reason.
     func testEmbedCommandWritesTheProbesReferenceEmbedding() throws {
-        let dir = try temporaryFolder("embed-logmel")
-        let tone = dir.appendingPathComponent("tone.wav"), empty = dir.appendingPathComponent("empty.wav")
-        try writeTone(tone, frequency: 440, samples: 8000)
-        try Data().write(to: empty)
+        let (dir, tone, empty) = try toneAndEmptyClip("embed-logmel")
         let out = dir.appendingPathComponent("e.safetensors")
         let run = try runEarshot(["embed", "--model", "logmel-stats", tone.path, empty.path, "--out", out.path])
         XCTAssertEqual(run.status, 0, run.output)
@@ -87,10 +93,7 @@ final class CommandLineTests: XCTestCase {
     /// an implausible --sample-rate is refused before any file is read, and `dataset stats` names the
     /// clips it skipped and why (it only counted them, or said "no readable clips").
     func testFeaturesAndStatsNameWhatTheySkip() throws {
-        let dir = try temporaryFolder("features-skips")
-        let tone = dir.appendingPathComponent("tone.wav"), empty = dir.appendingPathComponent("empty.wav")
-        try writeTone(tone, frequency: 440, samples: 8000)
-        try Data().write(to: empty)
+        let (dir, tone, empty) = try toneAndEmptyClip("features-skips")
         let out = dir.appendingPathComponent("f.safetensors")
         let none = try runEarshot(["features", empty.path, "--out", out.path])
         XCTAssertNotEqual(none.status, 0)
