@@ -24,9 +24,8 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
         func need(_ ok: Bool, _ what: String) throws { if !ok { throw AudioError("feature pipeline: \(what)") } }
         if let targetFrames {
             try need(targetFrames >= 1, "target length \(targetFrames) frames must be at least 1")
-            // As the model configs' limit (NN's ConfigLimits): no clip of 2^36 features exists to pad to.
-            let (features, overflow) = targetFrames.multipliedReportingOverflow(by: max(bins, 1))
-            try need(!overflow && features <= 1 << 36, "target length \(targetFrames) frames of \(bins) bins is beyond any clip")
+            // The model configs' limit: no clip of that many features exists to pad to.
+            try need(ConfigLimits.oversized([("", [targetFrames, bins])]) == nil, "target length \(targetFrames) frames of \(bins) bins is beyond any clip")
         }
         if let mean { try need(mean.isFinite, "mean \(mean) must be finite") }
         if let std { try need(std.isFinite && std > 0, "std \(std) must be positive and finite") }

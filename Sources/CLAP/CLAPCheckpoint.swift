@@ -90,7 +90,7 @@ public struct CLAP {
         let model = try CLAPCheckpoint.loadHuggingFace(folder)
         let tokenizer: any TextTokenizer
         do { tokenizer = try TokenizerFiles.load(folder: folder, maxLength: min(maxLength, model.config.text.maxTokens)) } catch {
-            throw CLAPError.inFolder(folder, error)
+            throw CLAPError(describing(error, under: folder))
         }
         return try CLAP(model: model, tokenizer: tokenizer)
     }

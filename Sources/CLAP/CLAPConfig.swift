@@ -1,6 +1,6 @@
+import Engine
 import Foundation
 import Models
-import NN
 import Text
 
 /// Errors of CLAP loading and use; the message names the file, key or argument.
@@ -8,12 +8,6 @@ public struct CLAPError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
-
-    /// `error` about the files in `folder`, prefixed with the folder unless it already names a path there.
-    static func inFolder(_ folder: URL, _ error: any Error, hint: String = "") -> CLAPError {
-        let text = "\(error)"
-        return CLAPError((text.hasPrefix(folder.path) ? text : "\(folder.path): \(text)") + hint)
-    }
 }
 
 /// The sizes of a CLAP model: the HTSAT audio tower, the RoBERTa/BERT text tower, the joint space.

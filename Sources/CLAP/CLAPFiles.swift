@@ -37,7 +37,7 @@ extension CLAP {
         let tok: any TextTokenizer
         do { tok = try TokenizerFiles.load(folder: tokenizerFolder, maxLength: min(maxLength, model.config.text.maxTokens)) } catch {
             let hint = isDir.boolValue || tokenizer != nil ? "" : " (a LAION .pt carries no tokenizer: pass roberta-base's vocab.json and merges.txt with --tokenizer)"
-            throw CLAPError.inFolder(tokenizerFolder, error, hint: hint)
+            throw CLAPError(describing(error, under: tokenizerFolder) + hint)
         }
         return try CLAP(model: model, tokenizer: tok, origin: isDir.boolValue ? .huggingFace : .laion)
     }

@@ -116,7 +116,7 @@ public enum TrainedCLAP {
         model.eval()
         let tokenizer: any TextTokenizer
         do { tokenizer = try TokenizerFiles.load(folder: folder, maxLength: min(maxLength, config.maxTextTokens)) } catch {
-            throw CLAPError.inFolder(folder, error)
+            throw CLAPError(describing(error, under: folder))
         }
         return try CLAP(model: model, tokenizer: tokenizer, frontEnd: config.frontEnd)
     }

@@ -1,5 +1,5 @@
+import Engine
 import Foundation
-import NN
 
 /// The sizes of a BERT or RoBERTa encoder, as Hugging Face `config.json` names them.
 public struct BertConfig: Codable, Sendable, Equatable {

@@ -7,6 +7,13 @@ public struct TextError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
+/// `error` from loading the files in `folder` (a tokenizer or text model), prefixed with the folder unless
+/// its message already begins with a path there: the loaders name the file they failed on.
+package func describing(_ error: any Error, under folder: URL) -> String {
+    let text = "\(error)"
+    return text.hasPrefix(folder.path) ? text : "\(folder.path): \(text)"
+}
+
 /// One text as a model reads it: `[CLS] … [SEP]` (BERT) or `<s> … </s>` (RoBERTa), already truncated.
 public struct Encoding: Equatable, Sendable {
     public var ids: [Int]

@@ -194,10 +194,7 @@ public func trainContrastive(_ config: ContrastiveConfig, data: Dataset, run: Ru
         // Captions are cut at maxTextTokens, or at the tower's positions where it has fewer.
         let positions = try BertConfig.fromHuggingFace(textFolder.appendingPathComponent("config.json")).maxTokens
         text = try TextEncoder.load(textFolder, maxLength: min(cfg.maxTextTokens, positions))
-    } catch {
-        let text = "\(error)"   // the loaders' errors name their file, under the folder already
-        throw NNError("contrastive: text model " + (text.hasPrefix(textFolder.path) ? text : "\(textFolder.path): \(text)"))
-    }
+    } catch { throw NNError("contrastive: text model " + describing(error, under: textFolder)) }
     let model = AudioTextModel(audioTower: tower, textModel: text.model, textPooling: text.pooling, projectionDim: cfg.projectionDim)
     let clapConfig = TrainedCLAPConfig(audioTower: spec, text: text.model.config, textPooling: text.pooling, textPooler: text.model.pooler != nil,
                                        projectionDim: cfg.projectionDim, maxTextTokens: text.tokenizer.maxLength, frontEnd: pipeline)

@@ -28,7 +28,7 @@ extension DatasetCommand {
 
         func validate() throws {
             guard seconds > 0, sampleRate > 0 else { throw ValidationError("--seconds and --sample-rate must be positive") }
-            guard (1000...1_000_000).contains(sampleRate) else { throw ValidationError("--sample-rate \(sampleRate) Hz is outside 1000-1000000") }
+            try checkSampleRate(sampleRate)
             // The recording is held in memory and written as one WAV, whose sizes are 32-bit: 2^30 samples at most.
             guard seconds * Double(sampleRate) <= Double(1 << 30) else {
                 throw ValidationError("--seconds \(seconds) at \(sampleRate) Hz is more than a WAV holds (2^30 samples: \(Int(Double(1 << 30) / Double(sampleRate))) s)")

@@ -8,6 +8,12 @@ enum FeatureKind: String, ExpressibleByArgument, CaseIterable {
     case kaldiFbank = "kaldi-fbank", logmel
 }
 
+/// A --sample-rate the decoder would accept in a file (`AudioFile.plausibleSampleRates`).
+func checkSampleRate(_ rate: Int) throws {
+    let range = AudioFile.plausibleSampleRates
+    guard range.contains(rate) else { throw ValidationError("--sample-rate \(rate) Hz is outside \(range.lowerBound)-\(range.upperBound)") }
+}
+
 struct Features: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compute Kaldi fbank or log-mel features of audio files into one safetensors file (a key per file).")
@@ -19,9 +25,7 @@ struct Features: ParsableCommand {
     @Flag(help: "Stop at the first unreadable file instead of skipping it.") var strict = false
 
     func run() throws {
-        if let sampleRate, !(1000...1_000_000).contains(sampleRate) {
-            throw ValidationError("--sample-rate \(sampleRate) Hz is outside 1000-1000000")
-        }
+        if let sampleRate { try checkSampleRate(sampleRate) }
         let pipeline: FeaturePipeline
         switch kind {
         case .kaldiFbank:

@@ -1,5 +1,5 @@
+import Engine
 import Foundation
-import NN
 
 /// Audio Spectrogram Transformer configuration (YuanGongND/ast, HF `ASTConfig`).
 public struct ASTConfig: CheckpointConfig, Sendable, Equatable {

@@ -1,5 +1,5 @@
+import Engine
 import Foundation
-import NN
 
 /// HTSAT (Chen et al., 2022), the Swin-transformer audio tower of LAION-CLAP, as Hugging Face
 /// `ClapAudioConfig` describes it. Defaults are HTSAT-tiny, LAION-CLAP's default audio encoder.

@@ -1,3 +1,4 @@
+import Audio
 import Foundation
 import NN
 
@@ -18,7 +19,10 @@ public enum ModelFiles {
         if file != path && !FileManager.default.fileExists(atPath: file.path) {
             throw NNError("\(path.path): not a model folder: no best.safetensors (an Earshot run) and no config.json (a Hugging Face model)")
         }
-        if let kind = audioKind(file) {
+        // Audio given where a model belongs (arguments swapped) is named as such, not as a safetensors header
+        // of 10^14 bytes: libsndfile recognises it from its header ("WAV (Microsoft)" gives "WAV").
+        if let audio = try? AudioFile.info(file) {
+            let kind = audio.format.split(separator: " ").first.map(String.init) ?? audio.format
             throw NNError("\(file.path): a \(kind) audio file, not a model (a run folder, a checkpoint or a released model)")
         }
         if ["pth", "pt", "bin", "ckpt"].contains(file.pathExtension.lowercased()) && !isZipArchive(file) {
@@ -26,22 +30,6 @@ public enum ModelFiles {
                           + "this one is not: damaged, or the legacy format (load and re-save it with a current torch.save)")
         }
         return file
-    }
-
-    /// The container an audio file starts with (its magic bytes), nil for anything else: audio given where a
-    /// model belongs (arguments swapped) is named as such, not as a safetensors header of 10^14 bytes.
-    static func audioKind(_ url: URL) -> String? {
-        guard let handle = try? FileHandle(forReadingFrom: url) else { return nil }
-        defer { try? handle.close() }
-        guard let head = try? handle.read(upToCount: 12), head.count >= 4 else { return nil }
-        let bytes = [UInt8](head)
-        func starts(_ s: String) -> Bool { bytes.starts(with: Array(s.utf8)) }
-        if starts("RIFF"), bytes.count >= 12, Array(bytes[8..<12]) == Array("WAVE".utf8) { return "WAV" }
-        if starts("fLaC") { return "FLAC" }
-        if starts("OggS") { return "Ogg" }
-        if starts("ID3") || (bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0) { return "MP3" }
-        if starts("FORM") { return "AIFF" }
-        return nil
     }
 
     /// Whether `url` is a file that starts like a zip archive (`torch.save`'s format); false for folders.

@@ -1,6 +1,6 @@
 import Audio
+import Engine
 import Foundation
-import NN
 
 /// A PANNs CNN (Kong et al., 2020): which network, its widths, its front end and its head. Written
 /// into every checkpoint as the `panns` architecture's config.

@@ -2,7 +2,7 @@
 /// number (a damaged digit in a clip length or a width); a model built from it without this check asks
 /// for a tensor beyond the address space, and the allocator has no error to give but a crash. 2^36
 /// floats (256 GiB) is more than any model here needs by a factor of a thousand and still far inside
-/// what mmap can reserve.
+/// what mmap can reserve. In Engine, below every module that reads a config or a feature pipeline.
 package enum ConfigLimits {
     package static let maxElements = 1 << 36
 
