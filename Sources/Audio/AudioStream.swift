@@ -8,8 +8,14 @@ public final class AudioStream {
     public let sampleRate: Int
     public let frames: Int
     let channels: Int
+    let isMPEG: Bool
     private var handle: OpaquePointer?
     private var interleaved: [Float] = []
+    /// Frames decoded so far.
+    public private(set) var framesRead = 0
+    /// Set at the end when fewer frames decoded than the header promised (a cut FLAC loses sync in its
+    /// last frame): the stream ends there, as `AudioFile.read` decodes a truncated file as far as it goes.
+    public private(set) var truncated: AudioTruncation?
 
     public init(_ url: URL) throws {
         let info = try AudioFile.info(url)   // names empty, missing and undecodable files
@@ -19,6 +25,10 @@ public final class AudioStream {
             throw AudioError("\(url.path): cannot decode audio (\(String(cString: sf_strerror(nil))))")
         }
         (self.url, handle, sampleRate, frames, channels) = (url, h, Int(sf.samplerate), Int(sf.frames), Int(sf.channels))
+        isMPEG = AudioFile.isMPEG(sf)
+        guard AudioFile.plausibleSampleRates.contains(sampleRate), channels > 0 else {
+            throw AudioError("\(url.path): implausible sample rate \(sampleRate) Hz or \(channels) channels (a damaged header?)")
+        }
     }
 
     deinit { if let handle { sf_close(handle) } }
@@ -30,10 +40,15 @@ public final class AudioStream {
         if interleaved.count < count * channels { interleaved = [Float](repeating: 0, count: count * channels) }
         let got = Int(interleaved.withUnsafeMutableBufferPointer { sf_readf_float(handle, $0.baseAddress, sf_count_t(count)) })
         if got <= 0 {
-            if sf_error(handle) != 0 { throw AudioError("\(url.path): decoding failed (\(String(cString: sf_strerror(handle))))") }
+            let failed = sf_error(handle) != 0
+            if failed && framesRead == 0 { throw AudioError("\(url.path): decoding failed (\(String(cString: sf_strerror(handle))))") }
+            // `AudioFile.read`'s rule: fewer frames than the header promised is a truncation, except
+            // for MP3, whose header only estimates the length, unless its decoder stopped on an error.
+            if framesRead < frames && (!isMPEG || failed) { truncated = AudioTruncation(promised: frames, read: framesRead) }
             sf_close(handle); self.handle = nil
             return nil
         }
+        framesRead += Int(got)
         var mono = [Float](repeating: 0, count: got)
         let scale = 1 / Float(channels)
         for i in 0..<got {
@@ -43,5 +58,45 @@ public final class AudioStream {
             mono[i] = s * scale
         }
         return mono
+    }
+}
+
+/// A recording's mono samples at `sampleRate`, block by block: an `AudioStream` through a
+/// `StreamingResampler` where the rates differ, so a long recording is never whole in memory. The
+/// samples are those `Resampler.resample` gives for the whole recording (`AudioStreamTests`).
+public final class ResampledStream {
+    public let url: URL
+    public let sampleRate: Int
+    let stream: AudioStream
+    let resampler: StreamingResampler?
+    private var ended = false
+
+    public init(_ url: URL, rate: Int) throws {
+        stream = try AudioStream(url)
+        resampler = stream.sampleRate == rate ? nil : try StreamingResampler(from: stream.sampleRate, to: rate)
+        (self.url, sampleRate) = (url, rate)
+    }
+
+    /// The next samples (from about `sourceFrames` frames of the file), never empty; nil at the end.
+    public func next(_ sourceFrames: Int = 1 << 16) throws -> [Float]? {
+        while !ended {
+            if let block = try stream.next(sourceFrames) {
+                let out = try resampler?.process(block) ?? block
+                if !out.isEmpty { return out }
+            } else {
+                ended = true
+                if let tail = try resampler?.process(nil), !tail.isEmpty { return tail }
+            }
+        }
+        return nil
+    }
+
+    /// The first `count` samples at `rate` (all of a shorter recording), reading no further than they need.
+    public static func prefix(of url: URL, rate: Int, count: Int) throws -> [Float] {
+        let stream = try ResampledStream(url, rate: rate)
+        var out: [Float] = []
+        while out.count < count, let block = try stream.next() { out += block }
+        if out.count > count { out.removeSubrange(count...) }
+        return out
     }
 }

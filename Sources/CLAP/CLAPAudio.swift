@@ -86,8 +86,15 @@ public enum CLAPAudio {
             return (try Tensor.stack([m, m, m, m]), false)
         }
         let whole = try mel(samples)   // [T, F]
+        return (try fusedViews(of: whole, chunkFrames: chunk, cropStarts: cropStarts, antialias: antialias), whole.shape[0] != chunk)
+    }
+
+    /// The four views of a clip longer than `clipSamples` from the log-mel of the whole clip [T, F]
+    /// (`fusedFeatures`, which documents them; `CLAP.features(ofFile:)` streams the mel of a long file
+    /// instead of holding its waveform): [4, C, F] for C = `chunkFrames`, the mel four times where T = C.
+    public static func fusedViews(of whole: Tensor, chunkFrames chunk: Int, cropStarts: [Int]? = nil, antialias: Bool = false) throws -> Tensor {
         let (total, bins) = (whole.shape[0], whole.shape[1])
-        if total == chunk { return (try Tensor.stack([whole, whole, whole, whole]), false) }
+        if total == chunk { return try Tensor.stack([whole, whole, whole, whole]) }
         let ranges = fusionCropRanges(totalFrames: total, chunkFrames: chunk)
         let starts = cropStarts ?? ranges.map { $0.lowerBound + ($0.count - 1) / 2 }
         guard starts.count == 3 else { throw CLAPError("CLAP audio: \(starts.count) crop starts, 3 expected (front, middle, back)") }
@@ -97,7 +104,7 @@ public enum CLAPAudio {
         let global = try whole.reshape([1, 1, total, bins]).interpolate(size: (chunk, bins), mode: .bilinear, alignCorners: false, antialias: antialias)
             .reshape([chunk, bins])
         let crops = try starts.map { try whole.slice(axis: 0, start: $0, end: $0 + chunk) }
-        return (try Tensor.stack([global] + crops), true)
+        return try Tensor.stack([global] + crops)
     }
 
     /// Random crop starts for `fusedFeatures`, one drawn uniformly from each third (training).

@@ -101,11 +101,29 @@ public struct CLAP {
     /// Features of an audio file as the audio tower takes them: the front end's [T, F], else the
     /// released CLAPs' at 48 kHz: unfused the first 10 s, repeat-padded (`CLAPAudio.features`, [T, F]);
     /// fused the global view and three local crops of the whole clip (`CLAPAudio.fusedFeatures`, [4, T, F]).
+    ///
+    /// The file is streamed: unfused, only its first 10 s are read; fused, a file longer than a clip
+    /// goes block by block through the log-mel (`LogMelStream`), so only its mel (1/7 of the 48 kHz
+    /// waveform's size) is ever whole.
     public func features(ofFile url: URL) throws -> Tensor {
         if let frontEnd { return try frontEnd.features(of: url) }
-        let audio = try AudioFile.read(url)
-        let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: 48_000)
-        do { return try features(waveform: wave) } catch let e as CLAPError { throw CLAPError("\(url.path): \(e.message)") }
+        let clip = CLAPAudio.clipSamples
+        do {
+            guard isFused else { return try features(waveform: ResampledStream.prefix(of: url, rate: 48_000, count: clip)) }
+            let stream = try ResampledStream(url, rate: 48_000)
+            let laion = origin == .laion
+            var head: [Float] = []
+            while head.count <= clip, let block = try stream.next() { head += block }
+            guard head.count > clip else { return try features(waveform: head) }
+            var mel = LogMelStream(try LogMel(.clapFusion)), frames: [Tensor] = []
+            var block: [Float]? = head
+            while let b = block {
+                if let f = try mel.push(laion ? CLAPAudio.int16RoundTrip(b) : b) { frames.append(f) }
+                block = try stream.next()
+            }
+            if let f = try mel.finish() { frames.append(f) }
+            return try CLAPAudio.fusedViews(of: Tensor.concat(frames, axis: 0), chunkFrames: clip / LogMelConfig.clapFusion.hop + 1, antialias: laion)
+        } catch let e as CLAPError { throw CLAPError("\(url.path): \(e.message)") }
     }
 
     /// The released front end on a 48 kHz waveform, as `origin` computes it: LAION's hook rounds the

@@ -72,11 +72,14 @@ extension CLAP {
 /// Unit audio embeddings of audio files: decoded, down-mixed, resampled to 48 kHz. A file no longer
 /// than a clip is repeat-padded to it (`CLAPAudio.features`); a longer one is cut into clips half a
 /// clip apart, the last ending at the file's end, whose unit embeddings are averaged and renormalised
-/// (deterministic where LAION draws one random crop).
+/// (deterministic where LAION draws one random crop). A file is read and embedded a few clips at a
+/// time, so an hour of audio needs the memory of `batchSize` clips, not of the hour.
 public struct CLAPFileEmbedder {
     public let clap: CLAP
     public let melConfig: LogMelConfig
     public let clipSamples: Int
+    /// Clips embedded at once: the audio tower's activations for this many clips are what a long file costs.
+    public var batchSize = 8
 
     public init(clap: CLAP) {
         self.clap = clap; melConfig = clap.melConfig; clipSamples = clap.clipSamples
@@ -92,12 +95,12 @@ public struct CLAPFileEmbedder {
 
     /// The unit embedding [P] of a 48 kHz mono waveform.
     public func embed(waveform x: [Float]) throws -> [Float] {
-        let mels = try Self.clipStarts(samples: x.count, clip: clipSamples).map {
-            try CLAPAudio.features(x, config: melConfig, clipSamples: clipSamples, start: $0, int16: clap.origin == .laion)
+        guard !x.isEmpty else { throw CLAPError("CLAP audio: an empty waveform") }
+        var mean = ClipEmbeddingMean(self)
+        for start in Self.clipStarts(samples: x.count, clip: clipSamples) {
+            try mean.add(x.count > clipSamples ? Array(x[start..<(start + clipSamples)]) : x)
         }
-        let e = try clap.embed(features: Tensor.stack(mels))
-        guard mels.count > 1 else { return e.toArray() }
-        return try GradMode.noGrad { try e.mean(axis: 0, keepDim: true).l2Normalized().toArray() }
+        return try mean.finish()
     }
 
     /// The unit embedding of one file; an unreadable or empty file throws `AudioError`/`CLAPError`.
@@ -108,10 +111,24 @@ public struct CLAPFileEmbedder {
             let features = try clap.features(ofFile: URL(fileURLWithPath: path))
             return try clap.embed(features: features.unsqueeze(0)).toArray()
         }
-        let audio = try AudioFile.read(URL(fileURLWithPath: path))
-        let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: melConfig.sampleRate)
-        guard !wave.isEmpty else { throw CLAPError("\(path): no audio samples") }
-        return try embed(waveform: wave)
+        // The clips of `clipStarts`, cut as the file streams in: clip k once a sample past its end has
+        // arrived (so it is not the last), the last clip (the final `clipSamples`) at the end. The held
+        // samples start at the next clip's start or `clipSamples` before the newest, whichever is earlier.
+        let stream = try ResampledStream(URL(fileURLWithPath: path), rate: melConfig.sampleRate)
+        let (clip, step) = (clipSamples, max(1, clipSamples / 2))
+        var held: [Float] = [], first = 0, next = 0, mean = ClipEmbeddingMean(self)
+        while let block = try stream.next() {
+            held += block
+            while first + held.count > next + clip {
+                try mean.add(Array(held[(next - first)..<(next - first + clip)]))
+                next += step
+            }
+            let keepFrom = min(next, first + held.count - clip)
+            if keepFrom > first { held.removeFirst(keepFrom - first); first = keepFrom }
+        }
+        guard first + held.count > 0 else { throw CLAPError("\(path): no audio samples") }
+        try mean.add(held.count > clip ? Array(held.suffix(clip)) : held)
+        return try mean.finish()
     }
 
     /// Embeddings of files, row-major [embedded.count, P]; files that cannot be read are skipped and
@@ -131,5 +148,42 @@ public struct CLAPFileEmbedder {
             progress?(i + 1, files.count)
         }
         return (paths, out, skipped)
+    }
+}
+
+/// The mean of the unit embeddings of a file's clips, renormalised: clips are added one at a time and
+/// embedded `batchSize` at a time.
+struct ClipEmbeddingMean {
+    let embedder: CLAPFileEmbedder
+    private var pending: [Tensor] = []
+    private var sum: [Float] = []
+    private var count = 0
+
+    init(_ embedder: CLAPFileEmbedder) { self.embedder = embedder }
+
+    /// A clip's waveform: `clipSamples` long, or shorter for a file no longer than one (repeat-padded).
+    mutating func add(_ wave: [Float]) throws {
+        let e = embedder
+        pending.append(try CLAPAudio.features(wave, config: e.melConfig, clipSamples: e.clipSamples, int16: e.clap.origin == .laion))
+        if pending.count >= max(e.batchSize, 1) { try flush() }
+    }
+
+    private mutating func flush() throws {
+        guard !pending.isEmpty else { return }
+        let rows = try embedder.clap.embed(features: Tensor.stack(pending)).toArray()
+        let width = rows.count / pending.count
+        if sum.isEmpty { sum = [Float](repeating: 0, count: width) }
+        for r in 0..<pending.count { for j in 0..<width { sum[j] += rows[r * width + j] } }
+        count += pending.count
+        pending.removeAll()
+    }
+
+    /// The unit embedding: one clip's own, or the renormalised mean of several.
+    mutating func finish() throws -> [Float] {
+        try flush()
+        guard count > 0 else { throw CLAPError("CLAP audio: no clips to embed") }
+        if count == 1 { return sum }
+        let norm = max(sum.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+        return sum.map { $0 / norm }
     }
 }

@@ -92,8 +92,7 @@ extension Classifier {
         let keep = max(window / 2 / step, 1) * step, context = window / 4 / step * step
         let secondsPerFrame = Double(hop) / Double(frontEnd.sampleRate)
         let logMel = try LogMel(frontEnd)
-        let stream = try AudioStream(url)
-        let resampler = stream.sampleRate == frontEnd.sampleRate ? nil : try StreamingResampler(from: stream.sampleRate, to: frontEnd.sampleRate)
+        let stream = try ResampledStream(url, rate: frontEnd.sampleRate)
         var samples: [Float] = [], first = 0          // samples[0] is sample `first` of the recording
         var ended = false, next = 0                   // next: the first frame not yet handed on
         while true {
@@ -101,12 +100,7 @@ extension Classifier {
             let c0 = max(0, next - context), c1 = next + keep + context
             let needed = (c1 - 1) * hop + half + 1
             while !ended && first + samples.count < needed {
-                if let block = try stream.next(1 << 16) {
-                    samples += try resampler?.process(block) ?? block
-                } else {
-                    if let resampler { samples += try resampler.process(nil) }
-                    ended = true
-                }
+                if let block = try stream.next() { samples += block } else { ended = true }
             }
             let total = first + samples.count
             let frames = 1 + total / hop                 // the recording's frame count, once it has ended

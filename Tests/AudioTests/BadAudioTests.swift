@@ -123,6 +123,12 @@ final class BadAudioTests: XCTestCase {
         XCTAssertEqual(verified.truncated, truncation)
         XCTAssertEqual(verified.frames, part.frameCount)
         XCTAssertNil(try AudioFile.info(url, verifyLength: true).truncated)
+        // Streamed in blocks, the cut file gives the same samples and says so at its end.
+        let stream = try AudioStream(cut)
+        var streamed: [Float] = []
+        while let block = try stream.next(1000) { streamed += block }
+        XCTAssertEqual(streamed, part.mono)
+        XCTAssertEqual(stream.truncated, truncation)
     }
 
     /// A rate no recorder uses (a damaged header) is refused by name; the ends of the range still decode.
@@ -135,6 +141,7 @@ final class BadAudioTests: XCTestCase {
                 XCTAssertEqual(try AudioFile.read(url).sampleRate, rate)
             } else {
                 expectError(url, "rate\(rate).wav: implausible sample rate \(rate) Hz")
+                XCTAssertThrowsError(try AudioStream(url)) { XCTAssertTrue("\($0)".contains("implausible sample rate \(rate) Hz"), "\($0)") }
             }
         }
     }

@@ -89,6 +89,31 @@ final class CLAPFilesTests: XCTestCase {
         for j in 0..<16 { XCTAssertEqual(out.embeddings[16 + j], mean[j] / norm, accuracy: 1e-5) }
     }
 
+    /// A long file is streamed and embedded a few clips at a time: the same embedding as its whole
+    /// waveform's clips at once, for a 48 kHz file and a 22.05 kHz stereo one (resampled as it streams),
+    /// whatever the batch size.
+    func testLongFilesStreamedInBatchesEmbedAsTheirWholeWaveform() throws {
+        let clap = try CLAP.load(model: clapFolder)
+        let dir = try temporaryFolder()
+        for (rate, channels) in [(48000, 1), (22050, 2)] {
+            let wave = zip(tone(523, seconds: 21.3, rate: rate), tone(97, seconds: 21.3, rate: rate)).map { $0 + 0.5 * $1 }
+            let file = dir.appendingPathComponent("long\(rate).wav")
+            try AudioFile.write(Array(repeating: wave, count: channels), sampleRate: rate, to: file, encoding: .wavFloat)
+            let whole = try Resampler.resample(AudioFile.read(file).mono, from: rate, to: 48000)
+            XCTAssertEqual(CLAPFileEmbedder.clipStarts(samples: whole.count, clip: clap.clipSamples).count, 8)
+            var oneBatch = CLAPFileEmbedder(clap: clap)
+            oneBatch.batchSize = 100
+            let expected = try oneBatch.embed(waveform: whole)
+            for batch in [1, 3, 8] {
+                var embedder = CLAPFileEmbedder(clap: clap)
+                embedder.batchSize = batch
+                let got = try embedder.embed(file: file.path)
+                XCTAssertEqual(got.count, 16)
+                XCTAssertLessThan(zip(got, expected).map { abs($0 - $1) }.max()!, 2e-5, "\(rate) Hz, batches of \(batch)")
+            }
+        }
+    }
+
     func testZeroShotOverFilesEqualsTheFeaturePath() throws {
         let clap = try CLAP.load(model: clapFolder)
         let dir = try temporaryFolder()

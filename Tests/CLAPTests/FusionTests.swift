@@ -53,6 +53,25 @@ final class FusionTests: XCTestCase {
         XCTAssertEqual(HTSAT.longerClips(feats), [false, true], "the features say which clip was longer")
     }
 
+    /// A fused model's features of a file come from its streamed log-mel: the same views as the whole
+    /// waveform's, for a long 48 kHz file, a long 44.1 kHz one (resampled as it streams) and a short one.
+    func testFusedFeaturesOfAFileStreamAsTheWholeWaveform() throws {
+        let clap = try CLAP.load(folder)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-fused-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (seconds, rate) in [(13.7, 48000), (31.0, 44100), (4.2, 48000)] {
+            let wave = Self.clip(seconds: seconds, f0: 700).enumerated().filter { rate == 48000 || $0.offset % 160 < 147 }.map(\.element)
+            let file = dir.appendingPathComponent("clip\(rate)-\(seconds).wav")
+            try AudioFile.writeWAV(wave, sampleRate: rate, to: file, float: true)
+            let expected = try clap.features(waveform: Resampler.resample(AudioFile.read(file).mono, from: rate, to: 48000))
+            let got = try clap.features(ofFile: file)
+            XCTAssertEqual(got.shape, [4, 1001, 64])
+            XCTAssertLessThan(maxAbs(got, expected), 1e-4, "\(seconds) s at \(rate) Hz")
+            XCTAssertEqual(HTSAT.longerClips(try got.unsqueeze(0)), [seconds > 10], "\(seconds) s")
+        }
+    }
+
     func testFusedEmbeddingsMatchTransformers() throws {
         let fx = try outputs()
         let clap = try CLAP.load(folder)

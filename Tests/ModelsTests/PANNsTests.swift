@@ -95,4 +95,94 @@ final class PANNsTests: XCTestCase {
         XCTAssertThrowsError(try tiny(.cnn10).framewise(x))
         XCTAssertThrowsError(try model.logits(Tensor.randn([1, 8, 32]))) { XCTAssertTrue("\($0)".contains("8 frames"), "\($0)") }
     }
+
+    /// A tiny model in eval mode whose batch norms have random running statistics and affine terms, so
+    /// every layer shifts and scales as a trained one does.
+    /// Wider than `tiny` (8-16 channels) so that a change to the input survives Cnn14's six blocks of
+    /// ReLUs; biases mostly positive for the same reason.
+    func trained(_ variant: PANNsConfig.Variant, dlm: Bool = false) throws -> PANNs {
+        var c = try tiny(variant, dlm: dlm).config
+        c.channels = variant == .cnn14 ? [8, 8, 16, 16, 16, 16] : [8, 8, 16, 16]
+        try c.validate()
+        let model = PANNs(c)
+        for (key, t) in model.namedTensors() where key.contains("bn") && !key.contains("num_batches") {
+            let value: Tensor
+            if key.contains("running_var") { value = Tensor.uniform(t.shape, low: 0.5, high: 1.5) }
+            else if key.hasSuffix("weight") { value = Tensor.uniform(t.shape, low: 0.5, high: 1.5) }
+            else { value = Tensor.uniform(t.shape, low: -0.1, high: 0.5) }
+            try t.assign(from: value)
+        }
+        model.eval()
+        return model
+    }
+
+    /// A long input run through the trunk in chunks gives what one whole pass gives: the time map, the
+    /// clip logits and embedding of every variant, the decision-level model's frame-wise output, with an
+    /// input whose length is not a whole number of chunks or of output steps.
+    func testChunkedInferenceOfALongInputIsTheWholePass() throws {
+        Random.seed(5)
+        for (variant, dlm) in [(PANNsConfig.Variant.cnn6, false), (.cnn10, false), (.cnn14, false), (.cnn14, true)] {
+            let model = try trained(variant, dlm: dlm)
+            let x = Tensor.randn([2, 1237, 32])
+            model.trunk.chunkFrames = 1 << 20
+            let whole = try GradMode.noGrad { (try model.trunk.timeMap(x), try model.logits(x), try model.embedding(x)) }
+            model.trunk.chunkFrames = 100    // 96 frames kept a chunk, context either side: a dozen chunks
+            let chunked = try GradMode.noGrad { (try model.trunk.timeMap(x), try model.logits(x), try model.embedding(x)) }
+            XCTAssertEqual(whole.0.shape, [2, model.config.channels.last!, 1237 / model.config.timeRatio])
+            for (a, b, what) in [(whole.0, chunked.0, "time map"), (whole.1, chunked.1, "logits"), (whole.2, chunked.2, "embedding")] {
+                XCTAssertEqual(a.shape, b.shape, "\(variant) \(what)")
+                let scale = a.toArray().map(abs).max()!
+                XCTAssertGreaterThan(scale, 0)
+                XCTAssertLessThan(zip(a.toArray(), b.toArray()).map { abs($0 - $1) }.max()!, 1e-4 * scale, "\(variant) dlm \(dlm) \(what)")
+            }
+        }
+    }
+
+    /// The context each chunk computes is what makes it exact: with one output step less than the
+    /// receptive radius rounded up, the steps at the edges of the kept spans differ from a whole pass.
+    func testTooLittleContextChangesTheStepsAtChunkEdges() throws {
+        Random.seed(6)
+        let trunk = try trained(.cnn14).trunk
+        let x = try trunk.bn0(Tensor.randn([1, 1000, 32]).transpose(1, 2)).transpose(1, 2).unsqueeze(1)
+        let stages = try trunk.blocks.flatMap { try $0.inferenceStages() }
+        func run(keep: Int, context: Int) throws -> [Float] {
+            try GradMode.noGrad {
+                try PANNsEncoder.chunkedOverTime(x, keep: keep, context: context, step: 32) { try $0.convChainInference(stages).mean(axis: 3) }.toArray()
+            }
+        }
+        XCTAssertEqual(trunk.chunkContext, 128)
+        let whole = try run(keep: 4096, context: 128)
+        let exact = try run(keep: 128, context: 128), short = try run(keep: 128, context: 96)
+        let scale = whole.map(abs).max()!
+        let exactError = zip(whole, exact).map { abs($0 - $1) }.max()!, shortError = zip(whole, short).map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(exactError, 1e-5 * scale)
+        XCTAssertGreaterThan(shortError, 1e-4 * scale)
+    }
+
+    /// `receptiveRadius` measured: a change to one input frame reaches only the output steps whose span
+    /// widened by the radius holds that frame, and (for some frame) every one of them.
+    func testReceptiveRadiusIsTheFarthestAFrameReaches() throws {
+        Random.seed(7)
+        for variant in PANNsConfig.Variant.allCases {
+            let model = try trained(variant)
+            let (radius, step, frames) = (model.trunk.receptiveRadius, model.config.timeRatio, 640)
+            model.trunk.chunkFrames = 1 << 20
+            let x = Tensor.randn([1, frames, 32])
+            let base = try GradMode.noGrad { try model.trunk.timeMap(x) }.toArray()
+            let channels = model.config.channels.last!, steps = frames / step
+            var tight = false
+            for frame in [300, 301, 317, 320, 331] {
+                let y = x.toArray()
+                var z = y
+                for m in 0..<32 { z[frame * 32 + m] += 3 }
+                let moved = try GradMode.noGrad { try model.trunk.timeMap(Tensor(z, shape: [1, frames, 32])) }.toArray()
+                var reached = Set<Int>()
+                for c in 0..<channels { for j in 0..<steps where abs(moved[c * steps + j] - base[c * steps + j]) > 1e-6 { reached.insert(j) } }
+                let within = Set((0..<steps).filter { j in j * step - radius <= frame && frame <= (j + 1) * step - 1 + radius })
+                XCTAssertTrue(reached.isSubset(of: within), "\(variant) frame \(frame): reached \(reached.sorted()), radius allows \(within.sorted())")
+                if reached == within { tight = true }
+            }
+            XCTAssertTrue(tight, "\(variant): no frame reached every step the radius \(radius) allows")
+        }
+    }
 }

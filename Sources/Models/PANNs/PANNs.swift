@@ -83,12 +83,57 @@ public final class PANNsEncoder: Module, AudioEncoder, ReducedPrecisionConvoluti
         var x = try bn0(features.transpose(1, 2)).transpose(1, 2).unsqueeze(1)
         if training && config.specAugment { x = try x * Self.dropStripes(x.shape, generator: &Random.global) }
         if !training && !GradMode.isEnabled {
-            // Inference: the whole trunk as one oneDNN chain in its blocked layout (dropout is off).
-            x = try x.convChainInference(try blocks.flatMap { try $0.inferenceStages() }, precision: convolutionPrecision)
-        } else {
-            for block in blocks { x = try block(x).dropout(p: 0.2, training: training) }
+            // Inference: the whole trunk as one oneDNN chain in its blocked layout (dropout is off), in
+            // chunks of time when the input is long.
+            let stages = try blocks.flatMap { try $0.inferenceStages() }
+            return try Self.chunkedOverTime(x, keep: chunkFrames, context: chunkContext, step: config.timeRatio) {
+                try $0.convChainInference(stages, precision: self.convolutionPrecision).mean(axis: 3)
+            }
         }
+        for block in blocks { x = try block(x).dropout(p: 0.2, training: training) }
         return try x.mean(axis: 3)
+    }
+
+    /// Inference runs inputs longer than about this many frames (41 s at the released 100 frames a
+    /// second) through the trunk in chunks, so memory is that of one chunk, not of the recording: a
+    /// 30-minute clip's first block alone holds 64 x 180,000 x 64 activations (2.9 GB) per layer at
+    /// once. Rounded down to whole output steps.
+    public var chunkFrames = 4096
+
+    /// Input frames either side of an output step that it depends on: each convolution of kernel k at a
+    /// stride of s input frames per position widens it by (k / 2)·s; average pooling p x p widens the
+    /// span a position covers (to p·s frames) but adds no frames beyond it. Cnn14: 2 + 4 + ... + 64 = 126.
+    public var receptiveRadius: Int {
+        var radius = 0, stride = 1
+        for pool in config.pools {
+            radius += (config.variant.doubleConv ? 2 : 1) * (config.variant.kernel / 2) * stride
+            stride *= pool
+        }
+        return radius
+    }
+
+    /// The context a chunk computes and drops on each side: the receptive radius rounded up to whole
+    /// output steps, so the steps kept see exactly the frames a whole-input pass gives them.
+    var chunkContext: Int { (receptiveRadius + config.timeRatio - 1) / config.timeRatio * config.timeRatio }
+
+    /// `f` (input [B, 1, t, M] → time map [B, C, t / step]) over `x` [B, 1, T, M] in chunks: each keeps
+    /// `keep` frames' steps (rounded down to whole steps) and computes `context` frames (a multiple of
+    /// `step`) on either side, which it drops. Chunks start on multiples of `step`, so each pooling stage
+    /// pools the same frames together as a whole-input pass, and with `context` at least the receptive
+    /// radius the result is that pass's. One call when the input fits in a chunk.
+    static func chunkedOverTime(_ x: Tensor, keep: Int, context: Int, step: Int, _ f: (Tensor) throws -> Tensor) throws -> Tensor {
+        let frames = x.shape[2], keep = max(keep / step, 1) * step
+        guard frames > keep + 2 * context else { return try f(x) }
+        let steps = frames / step
+        var parts: [Tensor] = [], next = 0
+        while next < steps * step {
+            let end = min(next + keep, steps * step)
+            let c0 = max(0, next - context), c1 = min(frames, end + context)
+            let y = try f(x.slice(axis: 2, start: c0, end: c1))
+            parts.append(try y.slice(axis: 2, start: (next - c0) / step, end: (end - c0) / step))
+            next = end
+        }
+        return try Tensor.concat(parts, axis: 2)
     }
 
     public func tokens(_ features: Tensor) throws -> Tensor { try timeMap(features).transpose(1, 2) }
