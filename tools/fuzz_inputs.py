@@ -18,6 +18,8 @@ import argparse, math, os, random, shutil, struct, subprocess, sys, tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "Tests/ModelsTests/Fixtures")
 CLAP = os.path.join(ROOT, "Tests/CLAPTests/Fixtures")
+# A real OGG/Vorbis recording, where ../shared is there.
+ESC10_CLIP = os.path.join(ROOT, "../shared/data/esc10/audio/dog/1-100032-A.ogg")
 
 
 def write_wav(path, seconds=1.0, rate=16000):
@@ -51,6 +53,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--model", help="classifier for the audio targets (default: train a tiny one here)")
     ap.add_argument("--keep", default="fuzz-crashes", help="folder for crashing inputs")
+    ap.add_argument("--only", help="comma-separated commands (zeroshot,tag,...): fuzz only the targets they read")
     args = ap.parse_args()
     args.earshot = os.path.abspath(args.earshot)   # the commands run in a scratch folder (paths they make stay there)
     work = tempfile.mkdtemp(prefix="earshot-fuzz-")
@@ -78,6 +81,9 @@ def main():
     hf = folder_copy(os.path.join(MODELS, "hf_ast_tiny"), "hf")
     hf_bin = folder_copy(os.path.join(MODELS, "hf_ast_tiny_bin"), "hf_bin")
     clap = folder_copy(os.path.join(CLAP, "clap_tiny"), "clap")
+    # The tiny Cnn14 read as a decision-level model (the file name says so, as the releases' do).
+    dlm = os.path.join(work, "Cnn14_DecisionLevelMax_tiny.pth")
+    shutil.copy(os.path.join(MODELS, "panns_cnn14_8k.pth"), dlm)
     # (seed file, where the damaged copy goes, the command that reads it)
     targets = [
         (os.path.join(MODELS, "ast_original.pth"), "m.pth", lambda p: ["classify", clip, "--model", p]),
@@ -93,7 +99,15 @@ def main():
         (clip, "m.wav", lambda p: ["classify", p, "--model", model]),
         (os.path.join(CLAP, "clap_tiny/vocab.json"), os.path.join(clap, "vocab.json"), lambda p: ["zeroshot", clip, "--labels", "dog,cat", "--model", clap]),
         (os.path.join(CLAP, "clap_tiny/merges.txt"), os.path.join(clap, "merges.txt"), lambda p: ["zeroshot", clip, "--labels", "dog,cat", "--model", clap]),
+        # Damaged audio through the streaming readers (decoded and resampled block by block): CLAP's clips,
+        # a fused CLAP's streamed log-mel, and PANNs' frame-wise sound events.
+        (clip, "z.wav", lambda p: ["zeroshot", p, "--labels", "dog,cat", "--model", clap]),
+        (clip, "zf.wav", lambda p: ["zeroshot", p, "--labels", "dog,cat", "--model", os.path.join(CLAP, "clap_fused_tiny")]),
+        (clip, "t.wav", lambda p: ["tag", p, "--frames", "--model", dlm]),
     ]
+    if os.path.exists(ESC10_CLIP):
+        targets += [(ESC10_CLIP, "o.ogg", lambda p: ["zeroshot", p, "--labels", "dog,cat", "--model", clap]),
+                    (ESC10_CLIP, "o.ogg", lambda p: ["tag", p, "--frames", "--model", dlm])]
     if args.model is None:
         # Files of the run and data made above: a manifest as CSV and JSON Lines, the run's own settings and
         # history (read by a resume), and a search index's two files.
@@ -119,6 +133,9 @@ def main():
             (os.path.join(work, "run-metrics.jsonl"), os.path.join(model, "metrics.jsonl"),
              lambda p: ["finetune", "--resume", "--data", csv_manifest, "--out", model]),
         ]
+    if args.only:
+        wanted = set(args.only.split(","))
+        targets = [t for t in targets if t[2]("x")[0] in wanted]
     rng = random.Random(args.seed)
     crashes = runs = 0
     for seed_file, target, command in targets:
