@@ -197,6 +197,36 @@ def hf_ast(a):
     return ASTForAudioClassification(cfg)
 
 
+def htsat_bench(a):
+    """transformers' ClapAudioModel (HTSAT; ClapAudioConfig's defaults are the released CLAPs' tiny tower) on
+    [batch, 1, 1001, 64] log-mel: the pooled output, or a step of AdamW on its mean square. `earshot bench htsat`."""
+    from transformers import ClapAudioConfig, ClapAudioModel
+    cfg = ClapAudioConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0.0)
+    if a.size == "base":
+        cfg.patch_embeds_hidden_size, cfg.hidden_size, cfg.depths = 128, 1024, [2, 2, 12, 2]
+    model = ClapAudioModel(cfg)
+    x = torch.randn(a.batch, 1, 1001, 64) * 15 - 40
+    if a.train:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            loss = model(input_features=x).pooler_output.square().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        t = median_time(step, a.iters, a.warmup)
+    else:
+        model.eval()
+
+        def infer():
+            with torch.inference_mode():
+                model(input_features=x)
+        t = median_time(infer, a.iters, a.warmup)
+    print(json.dumps({"bench": "htsat", "impl": "transformers", "size": a.size, "mode": "train" if a.train else "inference",
+                      "batch": a.batch, "threads": a.threads, "parameters": sum(p.numel() for p in model.parameters()),
+                      "ms_per_step": t * 1e3, "items_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))
+
+
 def finetune_bench(a):
     """`earshot bench finetune`'s twin: one fine-tuning step (CE, Adam on the trainable parameters) of a
     transformers AST under a PETL_AST method written the reference's way (LoRA on query and value with
@@ -259,7 +289,7 @@ def finetune_bench(a):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast", "finetune", "scan", "cnn"])
+    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast", "htsat", "finetune", "scan", "cnn"])
     p.add_argument("--model", default="cnn14", choices=["cnn6", "cnn10", "cnn14"])
     p.add_argument("--arch", default="ast", choices=["ast", "mamba"])
     p.add_argument("--length", type=int, default=2048)
@@ -331,6 +361,10 @@ def main():
                           "precision": a.precision, "size": a.size,
                           "frames": a.frames, "batch": a.batch, "threads": a.threads, "ms_per_step": t * 1e3,
                           "items_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))
+        return
+
+    if a.bench == "htsat":
+        htsat_bench(a)
         return
 
     if a.bench == "finetune":

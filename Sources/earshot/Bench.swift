@@ -9,7 +9,7 @@ import Models
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (JSON lines). Compare with tools/bench_torch.py on the same machine.",
-        subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self, FbankBench.self, ASTBench.self, FinetuneBench.self,
+        subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self, FbankBench.self, ASTBench.self, HTSATBench.self, FinetuneBench.self,
                       ScanBench.self, CNNBench.self, BackwardGemmBench.self, SearchBench.self])
 }
 

@@ -114,6 +114,34 @@ final class CLAPFilesTests: XCTestCase {
         }
     }
 
+    /// Clips of consecutive files share batches, whatever the batch size each file's embedding is its own;
+    /// a file that fails after some of its clips were batched (NaN samples 7 s in) is skipped.
+    func testFilesShareBatchesAndAFileFailingMidwayIsSkipped() throws {
+        let clap = try CLAP.load(model: clapFolder)
+        let dir = try temporaryFolder()
+        var bad = tone(300, seconds: 9)
+        bad[7 * 48000] = .nan
+        let waves = [tone(440, seconds: 0.7), tone(550, seconds: 12), bad, tone(660, seconds: 2), tone(770, seconds: 6)]
+        let files = try waves.enumerated().map { i, w in
+            let url = dir.appendingPathComponent("f\(i).wav")
+            try AudioFile.writeWAV(w, sampleRate: 48000, to: url, float: true)
+            return url.path
+        }
+        for batch in [1, 3, 8] {
+            var embedder = CLAPFileEmbedder(clap: clap)
+            embedder.batchSize = batch
+            let out = try embedder.embed(files: files)
+            XCTAssertEqual(out.paths, [files[0], files[1], files[3], files[4]], "batches of \(batch)")
+            XCTAssertEqual(out.skipped.map(\.path), [files[2]])
+            XCTAssertTrue(out.skipped[0].reason.contains("NaN"), out.skipped[0].reason)
+            for (r, i) in [0, 1, 3, 4].enumerated() {
+                let alone = try CLAPFileEmbedder(clap: clap).embed(waveform: waves[i])
+                let got = Array(out.embeddings[(r * 16)..<(r * 16 + 16)])
+                XCTAssertLessThan(zip(got, alone).map { abs($0 - $1) }.max()!, 2e-5, "file \(i), batches of \(batch)")
+            }
+        }
+    }
+
     func testZeroShotOverFilesEqualsTheFeaturePath() throws {
         let clap = try CLAP.load(model: clapFolder)
         let dir = try temporaryFolder()
