@@ -17,9 +17,23 @@ public final class AudioStream {
     /// last frame): the stream ends there, as `AudioFile.read` decodes a truncated file as far as it goes.
     public private(set) var truncated: AudioTruncation?
 
+    /// Whether the source is a pipe or a device (standard input: `arecord ... | earshot tag --frames -`),
+    /// read once from its start: no length known in advance, nothing to check it against.
+    public let isPipe: Bool
+
+    /// What `-` names on the command line: the standard input, read as a stream.
+    public static let standardInput = URL(fileURLWithPath: "/dev/stdin")
+
     public init(_ url: URL) throws {
-        let info = try AudioFile.info(url)   // names empty, missing and undecodable files
-        guard info.frames > 0 else { throw AudioError("\(url.path): no audio frames") }
+        // stat follows links (/dev/stdin is one to /proc/self/fd/0): a FIFO, socket or character device is a pipe.
+        var st = stat()
+        let kind = stat(url.path, &st) == 0 ? st.st_mode & S_IFMT : 0
+        isPipe = kind == S_IFIFO || kind == S_IFSOCK || kind == S_IFCHR
+        if !isPipe {
+            // Names empty, missing and undecodable files. (A pipe cannot be opened twice: its header would be gone.)
+            let info = try AudioFile.info(url)
+            guard info.frames > 0 else { throw AudioError("\(url.path): no audio frames") }
+        }
         var sf = SF_INFO()
         guard let h = sf_open(url.path, Int32(SFM_READ), &sf) else {
             throw AudioError("\(url.path): cannot decode audio (\(String(cString: sf_strerror(nil))))")
@@ -44,7 +58,7 @@ public final class AudioStream {
             if failed && framesRead == 0 { throw AudioError("\(url.path): decoding failed (\(String(cString: sf_strerror(handle))))") }
             // `AudioFile.read`'s rule: fewer frames than the header promised is a truncation, except
             // for MP3, whose header only estimates the length, unless its decoder stopped on an error.
-            if framesRead < frames && (!isMPEG || failed) { truncated = AudioTruncation(promised: frames, read: framesRead) }
+            if !isPipe && framesRead < frames && (!isMPEG || failed) { truncated = AudioTruncation(promised: frames, read: framesRead) }
             sf_close(handle); self.handle = nil
             return nil
         }

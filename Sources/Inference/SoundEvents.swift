@@ -31,8 +31,16 @@ public struct EventDetector {
         open = Array(repeating: nil, count: classes.count)
     }
 
-    /// Consumes probabilities [T, K] of the frames that follow those already seen.
-    public mutating func consume(_ scores: Tensor) {
+    /// Consumes probabilities [T, K] of the frames that follow those already seen; returns the events
+    /// that ended in them (in the order they ended), which `events` now holds too.
+    @discardableResult
+    public mutating func consume(_ scores: Tensor) -> ArraySlice<SoundEvent> {
+        let before = events.count
+        consumeFrames(scores)
+        return events[before...]
+    }
+
+    private mutating func consumeFrames(_ scores: Tensor) {
         let k = classes.count, t = scores.count / max(k, 1)
         for f in 0..<t {
             for c in 0..<k {
@@ -63,15 +71,22 @@ public struct EventDetector {
 extension Classifier {
     /// Sound events in a recording of any length (see `framewise(in:_:)`), at or above `threshold` for
     /// at least `minDuration` seconds.
-    public func soundEvents(in url: URL, threshold: Float = 0.5, minDuration: Double = 0.1) throws -> [SoundEvent] {
+    /// `ended` gets each event as soon as it ends (a live stream's events while it plays: a chunk's
+    /// scores come once its context has arrived, about 3/4 of the model's window after its last frame).
+    public func soundEvents(in url: URL, threshold: Float = 0.5, minDuration: Double = 0.1,
+                            ended: ((SoundEvent) throws -> Void)? = nil) throws -> [SoundEvent] {
         var detector: EventDetector?
         try framewise(in: url) { secondsPerFrame, scores in
             if detector == nil {
                 detector = EventDetector(classes: classes, secondsPerFrame: secondsPerFrame, threshold: threshold, minDuration: minDuration)
             }
-            detector!.consume(scores)
+            for event in detector!.consume(scores) { try ended?(event) }
         }
-        return detector?.finish() ?? []
+        guard var detector else { return [] }
+        let before = detector.events.count
+        let all = detector.finish()
+        for event in detector.events[before...] { try ended?(event) }
+        return all
     }
 
     /// Frame-wise probabilities of a recording of any length, handed to `body` in order as [n, K]

@@ -14,7 +14,9 @@ struct Tag: ParsableCommand {
         the classes at or above --threshold are printed. With --frames the model must score frames (a decision-level \
         max PANNs: cnn14-dlm, Cnn14_DecisionLevelMax_*.pth): each recording is read and scored in chunks, so an hour \
         of audio needs the memory of one window, and every run of frames at or above --threshold that lasts at least \
-        --min-duration seconds is an event.
+        --min-duration seconds is an event. `-` reads the standard input as a live stream (WAV or another format \
+        libsndfile reads from a pipe: `arecord -f S16_LE -r 32000 -c 1 | earshot tag --frames - --model ...`) and prints \
+        each event as soon as it ends (JSON: one line per event).
         """)
     @Argument(help: "Audio files, folders or manifests.") var files: [String]
     @Option(help: "A tagger: a run folder or checkpoint, a Hugging Face folder, or an original .pth (PANNs, AST).") var model: String
@@ -30,18 +32,32 @@ struct Tag: ParsableCommand {
         guard (0...1).contains(threshold) else { throw ValidationError("--threshold \(threshold) must be between 0 and 1") }
         guard minDuration >= 0 else { throw ValidationError("--min-duration \(minDuration) must not be negative") }
         if truth != nil && !frames { throw ValidationError("--truth scores sound events: add --frames") }
+        if files.contains("-") && !frames { throw ValidationError("- (the standard input) is read as a live stream by --frames only") }
+        if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("- (the standard input) can be read once") }
     }
 
     func run() throws {
         let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
-        let paths = try audioFiles(files)
+        let paths = try files.flatMap { $0 == "-" ? ["-"] : try audioFiles([$0]) }
         var skipped: [(path: String, reason: String)] = [], done = 0
         if frames {
             for path in paths {
                 do {
-                    let events = try clf.soundEvents(in: URL(fileURLWithPath: path), threshold: threshold, minDuration: minDuration)
+                    let live = path == "-"
+                    if live && !json { print("-: (standard input; each event as it ends)") }
+                    let events = try clf.soundEvents(in: live ? AudioStream.standardInput : URL(fileURLWithPath: path),
+                                                     threshold: threshold, minDuration: minDuration) { e in
+                        guard live else { return }
+                        if json {
+                            try printJSONLine(["file": path, "label": e.label, "onset": e.onset, "offset": e.offset, "peak": Double(e.peak)])
+                        } else {
+                            print(String(format: "  %8.2f - %8.2f s  %@ (peak %.3f)", e.onset, e.offset, e.label, e.peak))
+                        }
+                    }
                     done += 1
-                    if json {
+                    if live {
+                        if events.isEmpty && !json { print("  no events") }
+                    } else if json {
                         try printJSONLine(["file": path, "events": events.map { ["label": $0.label, "onset": $0.onset, "offset": $0.offset, "peak": Double($0.peak)] }])
                     } else {
                         print(path + ":" + (events.isEmpty ? " no events" : ""))

@@ -12,8 +12,10 @@ final class SoundEventTests: XCTestCase {
         let dog: [Float] = [0, 0.2, 0.6, 0.9, 0.7, 0.5, 0.1, 0, 0, 0]
         let bird: [Float] = [0, 0.8, 0, 0, 0, 0, 0, 0.6, 0.95, 0.7]
         let scores = try Tensor(zip(dog, bird).flatMap { [$0, $1] }, shape: [10, 2])
-        d.consume(try scores.slice(axis: 0, start: 0, end: 4))   // in two blocks, as a stream arrives
-        d.consume(try scores.slice(axis: 0, start: 4, end: 10))
+        // In two blocks, as a stream arrives: each returns the events that ended in it (the bird's first
+        // run ends in the first block but is too short).
+        XCTAssertEqual(d.consume(try scores.slice(axis: 0, start: 0, end: 4)).count, 0)
+        XCTAssertEqual(d.consume(try scores.slice(axis: 0, start: 4, end: 10)).map(\.label), ["dog"])
         let events = d.finish()
         XCTAssertEqual(events.count, 2)
         XCTAssertEqual(events[0].label, "dog")
@@ -65,6 +67,43 @@ final class SoundEventTests: XCTestCase {
         XCTAssertLessThan(worst, 2e-3)
         let events = try clf.soundEvents(in: url, threshold: 0.5, minDuration: 0)
         XCTAssertTrue(events.allSatisfy { $0.onset < $0.offset && $0.offset <= 13.32 })
+    }
+
+    /// `tag --frames -` reads a WAV from a pipe as a live stream and prints each event as it ends: the same
+    /// events, to the microsecond, as the file read by name. `-` is refused where it cannot stream.
+    func testLiveStandardInputGivesTheEventsOfTheFile() throws {
+        let dir = try temporaryFolder("live")
+        // The tiny Cnn14 (8 kHz) read as a decision-level model, as its file name says.
+        let model = dir.appendingPathComponent("Cnn14_DecisionLevelMax_tiny.pth")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ModelsTests/Fixtures/panns_cnn14_8k.pth"), to: model)
+        // 40 s at 16 kHz (resampled as it streams): a tone that comes and goes, over noise.
+        var g = RandomGenerator(seed: 9)
+        let wave = (0..<640_000).map { i -> Float in
+            let t = Float(i) / 16000
+            return (Int(t / 3) % 2 == 0 ? 0.4 * sin(2 * .pi * 700 * t) : 0) + 0.03 * g.nextNormal()
+        }
+        let file = dir.appendingPathComponent("rec.wav")
+        try AudioFile.writeWAV(wave, sampleRate: 16000, to: file)
+        let common = ["--frames", "--model", model.path, "--threshold", "0.45", "--min-duration", "0", "--json"]
+        let byName = try runEarshot(["tag", file.path] + common)
+        XCTAssertEqual(byName.status, 0, byName.output)
+        let live = try runEarshot(["tag", "-"] + common, input: try Data(contentsOf: file))
+        XCTAssertEqual(live.status, 0, live.output)
+        func lines(_ output: String) throws -> [[String: Any]] {
+            try output.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        }
+        let expected = try XCTUnwrap(try lines(byName.output).first?["events"] as? [[String: Any]])
+        let streamed = try lines(live.output).filter { $0["label"] != nil }
+        XCTAssertGreaterThan(expected.count, 2, "the tone's comings and goings are events")
+        func key(_ e: [String: Any]) -> String {
+            String(format: "%@ %.6f %.6f %.6f", e["label"] as! String, e["onset"] as! Double, e["offset"] as! Double, e["peak"] as! Double)
+        }
+        XCTAssertEqual(streamed.map(key).sorted(), expected.map(key).sorted())
+        XCTAssertTrue(streamed.allSatisfy { $0["file"] as? String == "-" })
+        let refused = try runEarshot(["tag", "-", "--model", model.path], input: Data())
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.output.contains("--frames only"), refused.output)
     }
 
     func testAClipScoringModelIsRefusedForFrames() throws {

@@ -19,8 +19,9 @@ func writeTone(_ url: URL, frequency: Double, samples: Int) throws {
 
 extension XCTestCase {
     /// Runs the `earshot` built beside the tests (skips where it is not built) and returns its exit status and
-    /// standard output and error together.
-    func runEarshot(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// standard output and error together; `input`, when given, is written to its standard input through a
+    /// pipe (from another thread, so a reader slower than the pipe's buffer is fed as it reads).
+    func runEarshot(_ arguments: [String], input: Data? = nil) throws -> (status: Int32, output: String) {
         // The test bundle (Linux: an executable; macOS: a .xctest folder) lies in the products folder.
         let runner = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
         let candidates = [runner.deletingLastPathComponent(), Bundle(for: Self.self).bundleURL.deletingLastPathComponent()]
@@ -33,7 +34,15 @@ extension XCTestCase {
         p.arguments = arguments
         p.standardOutput = pipe
         p.standardError = pipe
+        let stdin = input.map { _ in Pipe() }
+        if let stdin { p.standardInput = stdin }
         try p.run()
+        if let stdin, let input {
+            Thread.detachNewThread {
+                stdin.fileHandleForWriting.write(input)
+                try? stdin.fileHandleForWriting.close()
+            }
+        }
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         return (p.terminationStatus, output)
