@@ -4,6 +4,17 @@ import Engine
 /// normalise with dataset statistics as (x − mean) / (2·std), as AST's recipes and the models that
 /// follow them do.
 public enum FeatureFrames {
+    /// "repeatpad" (LAION-CLAP's and Hugging Face's `ClapFeatureExtractor`): a waveform shorter than n
+    /// samples is tiled ⌊n / count⌋ times, then zero-padded to n (one of n or more is returned as it is).
+    public static func repeatPad(_ x: [Float], to n: Int) -> [Float] {
+        guard !x.isEmpty, x.count < n else { return x }
+        var out: [Float] = []
+        out.reserveCapacity(n)
+        for _ in 0..<(n / x.count) { out += x }
+        out += [Float](repeating: 0, count: n - out.count)
+        return out
+    }
+
     /// Pads (with `value` frames) or cuts features [frames, bins] to [target, bins] (log domain, before
     /// normalisation). The pad value is the front end's: AST's recipe zero-pads Kaldi fbank features
     /// (its `ZeroPad2d`), the log-mel front ends pad with silence (`FeaturePipeline.paddingValue`).

@@ -13,9 +13,20 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
     /// (x − mean) / (2·std) after padding, as AST; nil leaves features unnormalised.
     public var mean: Float?
     public var std: Float?
+    /// CLAP's "repeatpad" (log-mel only): a waveform shorter than `targetFrames` is tiled ⌊n / count⌋
+    /// times before its features are taken, then zero-padded, n the samples of `targetFrames` frames;
+    /// nil or false pads the features with silence. Absent from older checkpoints' metadata (nil).
+    public var repeatPad: Bool?
 
-    public init(kind: Kind, targetFrames: Int? = nil, mean: Float? = nil, std: Float? = nil) {
-        self.kind = kind; self.targetFrames = targetFrames; self.mean = mean; self.std = std
+    public init(kind: Kind, targetFrames: Int? = nil, mean: Float? = nil, std: Float? = nil, repeatPad: Bool? = nil) {
+        self.kind = kind; self.targetFrames = targetFrames; self.mean = mean; self.std = std; self.repeatPad = repeatPad
+    }
+
+    /// `samples` repeat-padded to fill `frames` frames of the log-mel (n = (frames − 1)·hop samples)
+    /// where `repeatPad` is on and the clip is shorter; otherwise as they are.
+    public func repeatPadded(_ samples: [Float], toFrames frames: Int?) -> [Float] {
+        guard repeatPad == true, let frames, case .logMel(let c) = kind else { return samples }
+        return FeatureFrames.repeatPad(samples, to: (frames - 1) * c.hop)
     }
 
     /// Throws, naming the field, when a recorded pipeline cannot give usable features: a checkpoint's
@@ -29,6 +40,9 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
         }
         if let mean { try need(mean.isFinite, "mean \(mean) must be finite") }
         if let std { try need(std.isFinite && std > 0, "std \(std) must be positive and finite") }
+        if repeatPad == true {
+            guard case .logMel = kind else { throw AudioError("feature pipeline: repeat padding is for log-mel front ends") }
+        }
         try need(sampleRate > 0, "sample rate \(sampleRate) Hz must be positive")
         try need(bins >= 1, "\(bins) mel bins (at least 1)")
     }
@@ -76,7 +90,7 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
 
     /// Features of a waveform already at `sampleRate`.
     public func features(_ samples: [Float]) throws -> Tensor {
-        var x = try Extractors.shared.extractor(for: kind)(samples)
+        var x = try Extractors.shared.extractor(for: kind)(repeatPadded(samples, toFrames: targetFrames))
         if let t = targetFrames { x = try padOrCut(x, to: t) }
         if let mean, let std { x = FeatureFrames.normalize(x, mean: mean, std: std) }
         return x
@@ -89,10 +103,13 @@ public struct FeaturePipeline: Codable, Sendable, Equatable {
 
     /// Features of an audio file, and whether it was cut short (its features are then those of the
     /// frames that remain).
-    public func featuresNotingTruncation(of url: URL) throws -> (features: Tensor, truncated: AudioTruncation?) {
+    /// `repeatPadTo`: with `targetFrames` nil (a natural-length pass), the frames a short clip is
+    /// repeat-padded to where `repeatPad` is on (a windowed pass's window).
+    public func featuresNotingTruncation(of url: URL, repeatPadTo: Int? = nil) throws -> (features: Tensor, truncated: AudioTruncation?) {
         let audio = try AudioFile.read(url)
         do {
-            let wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: sampleRate)
+            var wave = try Resampler.resample(audio.mono, from: audio.sampleRate, to: sampleRate)
+            if targetFrames == nil { wave = repeatPadded(wave, toFrames: repeatPadTo) }
             return (try features(wave), audio.truncated)
         } catch let e as AudioError { throw AudioError("\(url.path): \(e.message)") }
     }

@@ -11,14 +11,7 @@ public enum CLAPAudio {
 
     /// "repeatpad": a clip shorter than n samples is tiled ⌊n / count⌋ times, then zero-padded to n
     /// (a clip of n or more is returned as it is).
-    public static func repeatPad(_ x: [Float], to n: Int) -> [Float] {
-        guard !x.isEmpty, x.count < n else { return x }
-        var out: [Float] = []
-        out.reserveCapacity(n)
-        for _ in 0..<(n / x.count) { out += x }
-        out += [Float](repeating: 0, count: n - out.count)
-        return out
-    }
+    public static func repeatPad(_ x: [Float], to n: Int) -> [Float] { FeatureFrames.repeatPad(x, to: n) }
 
     /// LAION's hook quantises to int16 and back before its features: clamp to [−1, 1], ×32767
     /// truncated toward zero (numpy `astype(int16)`), ÷32767. Hugging Face does not.

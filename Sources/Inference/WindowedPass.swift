@@ -33,7 +33,7 @@ struct WindowedPass {
     static func clipFeatures(_ url: URL, pipeline: FeaturePipeline, window: Int) throws -> (Tensor, AudioTruncation?) {
         var raw = pipeline
         (raw.targetFrames, raw.mean, raw.std) = (nil, nil, nil)
-        var (x, truncated) = try raw.featuresNotingTruncation(of: url)
+        var (x, truncated) = try raw.featuresNotingTruncation(of: url, repeatPadTo: window)
         // Padding comes before normalisation, as in the pipeline, with the front end's pad value.
         if x.shape[0] < window { x = try pipeline.padOrCut(x, to: window) }
         if let mean = pipeline.mean, let std = pipeline.std { x = FeatureFrames.normalize(x, mean: mean, std: std) }

@@ -1,4 +1,5 @@
 import Audio
+import CLAP
 import Engine
 import Foundation
 import Inference
@@ -272,9 +273,12 @@ public func repeatedRuns(_ config: FineTuneConfig, data: Dataset, root: URL, rep
 
 /// SpecAugment widths where the run names none: AST's (24 bins; 96 frames per 1024 of the training
 /// window, so a short crop is not blanked by one mask), none for a model that masks its own input
-/// (PANNs' drop stripes: its recipe has no second SpecAugment, and the two together kept Cnn6 at chance on FSDD).
+/// (PANNs' drop stripes: its recipe has no second SpecAugment, and the two together kept Cnn6 at chance on FSDD),
+/// and none for CLAP's audio tower: its log-mel is not normalised (HTSAT's batch norm does that inside),
+/// so a mask filled with 0 would be a block of loud sound, not silence or the mean.
 func defaultMasks(for model: any AudioClassifierModel, frames: Int) -> (freqm: Int, timem: Int) {
     if let own = model as? any SelfAugmentingModel, own.augmentsInTraining { return (0, 0) }
+    if model is CLAPAudioClassifier { return (0, 0) }
     return (24, max(Int((96 * Double(frames) / 1024).rounded()), 0))
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLAP
 import Engine
 import Foundation
 // C's `stdout` is a mutable global, which Swift 6 refuses to name unless its module (SwiftGlibc, the
@@ -25,6 +26,8 @@ struct Earshot: ParsableCommand {
         #if canImport(SwiftGlibc)
         setvbuf(stdout, nil, _IOLBF, 0)
         #endif
+        // A released CLAP is a fine-tuning start and an encoder like any model (its loaders live in CLAP).
+        CLAPAudioFamily.register()
         main(nil)
     }
 }

@@ -82,7 +82,23 @@ public protocol ModelFamily: Sendable {
 /// Every family and named config Earshot knows; the only place that lists them.
 public enum ModelRegistry {
     /// PANNs first: it claims only `.pth` files holding its keys, where AST's readers take any `.pth`.
-    public static let families: [any ModelFamily] = [PANNsFamily(), SSAMBAFamily(), ASTFamily()]
+    static let builtIn: [any ModelFamily] = [PANNsFamily(), SSAMBAFamily(), ASTFamily()]
+
+    /// Families a module above this one adds when a program starts (`CLAPAudioFamily.register()`: CLAP's
+    /// audio tower as a classifier, whose loaders live in the CLAP module), asked before the built-in ones.
+    nonisolated(unsafe) private static var added: [any ModelFamily] = []
+    private static let addedLock = NSLock()
+
+    /// Adds `family` (once per architecture name; a second call is a no-op).
+    public static func register(_ family: any ModelFamily) {
+        addedLock.lock(); defer { addedLock.unlock() }
+        if !added.contains(where: { $0.architectures == family.architectures }) { added.append(family) }
+    }
+
+    public static var families: [any ModelFamily] {
+        addedLock.lock(); defer { addedLock.unlock() }
+        return added + builtIn
+    }
 
     public static var entries: [ModelEntry] { families.flatMap(\.entries) }
 

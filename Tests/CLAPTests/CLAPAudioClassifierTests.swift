@@ -1,0 +1,118 @@
+import Foundation
+import XCTest
+import Audio
+import Engine
+import Inference
+import Models
+import NN
+@testable import CLAP
+
+/// CLAP's audio tower as a registry family: a released CLAP (Hugging Face folder, LAION .pt) as an
+/// encoder and as a fine-tuning start, the model's gradients, a fused CLAP refused.
+final class CLAPAudioClassifierTests: XCTestCase {
+    override func setUp() { CLAPAudioFamily.register() }
+
+    func features(_ bins: Int, frames: Int, batch: Int = 2, seed: UInt64 = 1) -> Tensor {
+        var g = RandomGenerator(seed: seed)
+        return Tensor.randn([batch, frames, bins], mean: -30, std: 12, generator: &g)
+    }
+
+    /// The encoder a CLAP gives `embed` and `probe` is its audio tower and projection: normalised, its
+    /// embedding is the CLAP's audio embedding, for a Hugging Face folder and for LAION's .pt.
+    func testEncoderIsTheCLAPsAudioTowerAndProjection() throws {
+        let pt = clapFixtures.appendingPathComponent("laion_tiny.pt")
+        for (path, clap) in [(clapFolder, try CLAP.load(model: clapFolder)), (pt, try CLAP.load(model: pt, tokenizer: clapFolder, textHeads: 2))] {
+            let loaded = try XCTUnwrap(try ModelRegistry.encoderOnly(path, options: ReleasedCheckpointOptions()), path.lastPathComponent)
+            XCTAssertTrue(loaded.classes.isEmpty)
+            XCTAssertEqual(loaded.model.architecture.family, CLAPAudioFamily.architectureName)
+            guard case .logMel(let mel) = loaded.pipeline.kind else { return XCTFail("\(loaded.pipeline.kind)") }
+            XCTAssertEqual(mel, clap.melConfig)
+            XCTAssertNil(loaded.pipeline.mean, "HTSAT normalises with its own batch norm")
+            let x = features(loaded.model.inputBins, frames: loaded.model.inputFrames)
+            let ours = try GradMode.noGrad { try loaded.model.embedding(x).l2Normalized() }
+            let theirs = try clap.embed(features: x)
+            XCTAssertEqual(ours.shape, theirs.shape)
+            XCTAssertLessThan(zip(ours.toArray(), theirs.toArray()).map { abs($0 - $1) }.max()!, 1e-5, path.lastPathComponent)
+        }
+        // Another family's files are not claimed.
+        XCTAssertNil(try CLAPAudioFamily().start(clapFixtures.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ModelsTests/Fixtures/panns_cnn10.safetensors"), shape: ReleaseShape()))
+    }
+
+    /// A fine-tuning start keeps the tower and projection, adds a new head of the run's classes, and cuts
+    /// a clip length beyond the image's width to it; a fused CLAP is refused by name.
+    func testStartFromAReleasedCLAP() throws {
+        let clap = try CLAPCheckpoint.loadHuggingFace(clapFolder)
+        let start = try ModelRegistry.start(clapFolder)
+        XCTAssertEqual(start.kind, "CLAP audio tower (HTSAT)")
+        let model = try XCTUnwrap(try start.build(ModelShape(frames: 4096, outputs: 3)) as? CLAPAudioClassifier)
+        XCTAssertEqual(model.inputFrames, clap.config.audio.specWidth)
+        XCTAssertEqual(model.outputs, 3)
+        let tower = clap.audioEncoder.stateDict(), projection = clap.audioProjection.stateDict()
+        for (k, t) in model.stateDict() {
+            if k.hasPrefix("audio_encoder.") { XCTAssertEqual(t.toArray(), tower[String(k.dropFirst("audio_encoder.".count))]?.toArray(), k) }
+            else if k.hasPrefix("audio_projection.") { XCTAssertEqual(t.toArray(), projection[String(k.dropFirst("audio_projection.".count))]?.toArray(), k) }
+            else { XCTAssertTrue(k.hasPrefix("head."), k) }
+        }
+        XCTAssertEqual(model.head.weight.shape, [3, clap.config.projectionDim])
+        XCTAssertThrowsError(try ModelRegistry.start(clapFixtures.appendingPathComponent("clap_fused_tiny")).build(ModelShape(frames: 1001, outputs: 2))) {
+            XCTAssertTrue("\($0)".contains("fused CLAP"), "\($0)")
+        }
+    }
+
+    /// Finite differences against backprop through the head, the projection, the tower's attention,
+    /// its patch embedding and its first batch norm (eval mode).
+    func testGradientsMatchFiniteDifferences() throws {
+        Random.seed(3)
+        let model = try XCTUnwrap(try ModelRegistry.start(clapFolder).build(ModelShape(frames: 64, outputs: 2)) as? CLAPAudioClassifier)
+        model.eval()
+        let x = features(model.inputBins, frames: 64, seed: 4)
+        let r = Tensor.randn([2, 2])
+        func value() throws -> Float { try (model.logits(x) * r).sum().item() }
+        model.zeroGrad()
+        try (model.logits(x) * r).sum().backward()
+        let named = Dictionary(uniqueKeysWithValues: model.namedTensors())
+        for key in ["head.weight", "audio_projection.linear1.weight", "audio_encoder.layers.0.blocks.0.attention.self.query.weight",
+                    "audio_encoder.patch_embed.proj.weight", "audio_encoder.batch_norm.weight"] {
+            let t = try XCTUnwrap(named[key], key)
+            let grad = try XCTUnwrap(t.grad, "\(key) got no gradient")
+            for i in stride(from: 0, to: t.count, by: max(1, t.count / 4)) {
+                let saved = t.data[i], eps: Float = 1e-3
+                t.data[i] = saved + eps; let up = try GradMode.noGrad { try value() }
+                t.data[i] = saved - eps; let down = try GradMode.noGrad { try value() }
+                t.data[i] = saved
+                let numeric = (up - down) / (2 * eps)
+                XCTAssertEqual(grad.data[i], numeric, accuracy: 1e-2 + 3e-2 * abs(numeric), "\(key)[\(i)]")
+            }
+        }
+    }
+
+    /// `embed` of a clip shorter than CLAP's input repeat-pads its waveform as CLAP's extractor does, so
+    /// its normalised embedding is the one `zeroshot` and `index` compute for the file (a 48 kHz clip and
+    /// a 16 kHz one, resampled).
+    func testShortClipsAreRepeatPaddedAsCLAPPadsThem() throws {
+        let clap = try CLAP.load(model: clapFolder)
+        let embedder = try Classifier.loadEmbedder(clapFolder)
+        XCTAssertEqual(embedder.pipeline.repeatPad, true)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-clapcls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for rate in [48000, 16000] {
+            let url = dir.appendingPathComponent("tone\(rate).wav")
+            let wave = (0..<(rate * 13 / 10)).map { Float(0.3 * sin(2 * Double.pi * 440 * Double($0) / Double(rate)) + 0.1 * sin(Double($0) * 0.01)) }
+            try AudioFile.writeWAV(wave, sampleRate: rate, to: url, float: true)
+            let (rows, report) = try embedder.embeddings(of: [url.path])
+            XCTAssertTrue(report.skipped.isEmpty)
+            let ours = try GradMode.noGrad { try XCTUnwrap(rows[url.path]).unsqueeze(0).l2Normalized() }.toArray()
+            let theirs = try CLAPFileEmbedder(clap: clap).embed(file: url.path)
+            XCTAssertLessThan(zip(ours, theirs).map { abs($0 - $1) }.max()!, 1e-5, "\(rate) Hz")
+        }
+        // Without repeat padding (silence), the same clip embeds elsewhere: the test can tell.
+        var silent = embedder.pipeline
+        silent.repeatPad = nil
+        let url = dir.appendingPathComponent("tone48000.wav")
+        let padded = try embedder.pipeline.features(of: url), quiet = try silent.features(of: url)
+        XCTAssertEqual(padded.shape, quiet.shape)
+        XCTAssertNotEqual(padded.toArray(), quiet.toArray())
+    }
+}

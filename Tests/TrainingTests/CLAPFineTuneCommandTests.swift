@@ -1,0 +1,44 @@
+import Foundation
+import XCTest
+import Audio
+
+/// The command line with a released CLAP (the tiny Hugging Face fixture): fine-tuning its audio tower,
+/// classifying with the run, training the run further, and embedding and probing with the CLAP itself.
+final class CLAPFineTuneCommandTests: XCTestCase {
+    func testFineTuneClassifyAndEmbedWithACLAP() throws {
+        let clap = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CLAPTests/Fixtures/clap_tiny").path
+        let dir = try temporaryFolder("clap-ft")
+        // Two classes of tones at 48 kHz (CLAP's rate) and 16 kHz (resampled), 8 clips each.
+        for (label, hz) in [("low", 300.0), ("high", 2500.0)] {
+            let folder = dir.appendingPathComponent("data/\(label)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            for i in 0..<8 {
+                let rate = i % 2 == 0 ? 48000 : 16000
+                let f = hz * (0.9 + 0.03 * Double(i))
+                let wave = (0..<(rate * (1 + i % 3))).map { Float(0.3 * sin(2 * Double.pi * f * Double($0) / Double(rate))) }
+                try AudioFile.writeWAV(wave, sampleRate: rate, to: folder.appendingPathComponent("\(i).wav"))
+            }
+        }
+        let data = dir.appendingPathComponent("data").path, run = dir.appendingPathComponent("run").path
+        let ft = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "2", "--out", run, "--batch-size", "4"])
+        XCTAssertEqual(ft.status, 0, ft.output)
+        XCTAssertTrue(ft.output.contains("CLAP audio tower (HTSAT)"), ft.output)
+        XCTAssertTrue(ft.output.contains("test accuracy"), ft.output)
+        let one = dir.appendingPathComponent("data/low/0.wav").path
+        let classified = try runEarshot(["classify", one, "--model", run])
+        XCTAssertEqual(classified.status, 0, classified.output)
+        XCTAssertTrue(classified.output.contains("low") && classified.output.contains("high"), classified.output)
+        // The run is a start too (its tower and projection; a new head).
+        let further = try runEarshot(["finetune", "--data", data, "--init-from", run, "--epochs", "1", "--out", dir.appendingPathComponent("run2").path])
+        XCTAssertEqual(further.status, 0, further.output)
+        XCTAssertTrue(further.output.contains("CLAP audio classifier"), further.output)
+        // The CLAP as an encoder: its projected audio embeddings (16 wide in the fixture).
+        let out = dir.appendingPathComponent("e.safetensors").path
+        let embedded = try runEarshot(["embed", data, "--model", clap, "--out", out])
+        XCTAssertEqual(embedded.status, 0, embedded.output)
+        XCTAssertTrue(embedded.output.contains("16 embeddings of dimension 16"), embedded.output)
+        let probed = try runEarshot(["probe", "--model", clap, "--data", data, "--json"])
+        XCTAssertEqual(probed.status, 0, probed.output)
+    }
+}
