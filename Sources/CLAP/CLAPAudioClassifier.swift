@@ -88,16 +88,25 @@ public struct CLAPAudioFamily: ModelFamily {
     public func legacyArchitecture(_ metadata: [String: String]) -> ModelArchitecture? { nil }
     public func releasedClassifier(_ path: URL, options: ReleasedCheckpointOptions) throws -> LoadedClassifier? { nil }
 
-    /// The CLAP at `path` where it is one: a folder whose config.json says `model_type` "clap", or a
-    /// `.pt`/`.ckpt` (LAION's releases) holding `audio_branch.` keys. Nil for anything else.
+    /// The CLAP at `path` where it is one: a folder whose config.json says `model_type` "clap" (or its
+    /// weights file, as a delta's `--base` names it), or a `.pt`/`.ckpt` (LAION's releases) holding
+    /// `audio_branch.` keys. Nil for anything else. `file` is the weights file (what a delta's base hash reads).
     static func released(_ path: URL) throws -> (model: CLAPModel, file: URL)? {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir) else { return nil }
-        if isDir.boolValue {
-            let configURL = path.appendingPathComponent("config.json")
-            guard let data = try? Data(contentsOf: configURL),
-                  let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], json["model_type"] as? String == "clap" else { return nil }
-            do { return (try CLAPCheckpoint.loadHuggingFace(path), path) } catch { throw ModelError(describing(error, under: path)) }
+        func isCLAPFolder(_ folder: URL) -> Bool {
+            guard let data = try? Data(contentsOf: folder.appendingPathComponent("config.json")),
+                  let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return false }
+            return json["model_type"] as? String == "clap"
+        }
+        let weightsFile = !isDir.boolValue && ["model.safetensors", "pytorch_model.bin"].contains(path.lastPathComponent)
+        if isDir.boolValue || (weightsFile && isCLAPFolder(path.deletingLastPathComponent())) {
+            let folder = isDir.boolValue ? path : path.deletingLastPathComponent()
+            guard isCLAPFolder(folder) else { return nil }
+            do {
+                let model = try CLAPCheckpoint.loadHuggingFace(folder)
+                return (model, ASTCheckpoint.huggingFaceWeights(in: folder) ?? folder)
+            } catch { throw ModelError(describing(error, under: folder)) }
         }
         guard ["pt", "ckpt"].contains(path.pathExtension.lowercased()), ModelFiles.isZipArchive(path) else { return nil }
         let raw = try TorchCheckpoint.read(path)

@@ -33,6 +33,18 @@ final class CLAPFineTuneCommandTests: XCTestCase {
         let further = try runEarshot(["finetune", "--data", data, "--init-from", run, "--epochs", "1", "--out", dir.appendingPathComponent("run2").path])
         XCTAssertEqual(further.status, 0, further.output)
         XCTAssertTrue(further.output.contains("CLAP audio classifier"), further.output)
+        // Parameter-efficient: a delta of the biases and the head, classified with the CLAP as its base
+        // (the folder, or its weights file); the methods that need AST-style blocks are refused by name.
+        let delta = dir.appendingPathComponent("bitfit").path
+        let bitfit = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", delta, "--peft", "bitfit"])
+        XCTAssertEqual(bitfit.status, 0, bitfit.output)
+        for base in [clap, clap + "/model.safetensors"] {
+            let withBase = try runEarshot(["classify", one, "--model", delta, "--base", base])
+            XCTAssertEqual(withBase.status, 0, withBase.output)
+        }
+        let lora = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", dir.appendingPathComponent("lora").path, "--peft", "lora"])
+        XCTAssertNotEqual(lora.status, 0)
+        XCTAssertTrue(lora.output.contains("use full, linear or bitfit"), lora.output)
         // The CLAP as an encoder: its projected audio embeddings (16 wide in the fixture).
         let out = dir.appendingPathComponent("e.safetensors").path
         let embedded = try runEarshot(["embed", data, "--model", clap, "--out", out])
