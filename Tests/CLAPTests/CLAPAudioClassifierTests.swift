@@ -115,4 +115,37 @@ final class CLAPAudioClassifierTests: XCTestCase {
         XCTAssertEqual(padded.shape, quiet.shape)
         XCTAssertNotEqual(padded.toArray(), quiet.toArray())
     }
+
+    /// LoRA on HTSAT's Swin blocks: the query and value layers of every block wrapped (rank by each
+    /// stage's width), only the factors, the final norm and the head trainable, the output unchanged until
+    /// the factors move, and the merged model equal to the wrapped one.
+    func testLoRAOnSwinBlocks() throws {
+        Random.seed(8)
+        let model = try XCTUnwrap(try ModelRegistry.start(clapFolder).build(ModelShape(frames: 128, outputs: 3)) as? CLAPAudioClassifier)
+        model.eval()
+        let x = features(model.inputBins, frames: 128, seed: 9)
+        let before = try GradMode.noGrad { try model.logits(x) }.toArray()
+        var peft = PEFTConfig(method: .lora)
+        peft.reductionRate = 8
+        let summary = try peft.apply(to: model)
+        let wrapped = model.namedModules().filter { $0.1 is LoRALinear }.map(\.0)
+        let blocks = model.audioEncoder.layers.map(\.blocks.count).reduce(0, +)
+        XCTAssertEqual(wrapped.count, 2 * blocks)
+        XCTAssertTrue(wrapped.allSatisfy { $0.hasSuffix("attention.self.query") || $0.hasSuffix("attention.self.value") }, "\(wrapped)")
+        let trainable = model.namedParameters().filter { $0.1.requiresGrad }.map(\.0)
+        XCTAssertTrue(trainable.allSatisfy { $0.contains(".lora.") || $0.hasPrefix("head.") || $0.hasPrefix("audio_encoder.norm.") }, "\(trainable)")
+        XCTAssertEqual(summary.trainable, model.parameterCount(trainableOnly: true))
+        // The update starts at zero (equal to rounding: the wrapped layers run as their own GEMMs, not one packed).
+        let start = try GradMode.noGrad { try model.logits(x) }.toArray()
+        XCTAssertLessThan(zip(start, before).map { abs($0 - $1) }.max()!, 1e-5, "the update starts at zero")
+        for (k, t) in model.namedParameters() where k.contains(".lora.") && k.hasSuffix("down.weight") {
+            try t.assign(from: Tensor.randn(t.shape) * 0.05)
+        }
+        let adapted = try GradMode.noGrad { try model.logits(x) }.toArray()
+        XCTAssertGreaterThan(zip(adapted, before).map { abs($0 - $1) }.max()!, 1e-4)
+        PEFTConfig.mergeLoRA(model)
+        XCTAssertTrue(model.namedModules().allSatisfy { !($0.1 is LoRALinear) })
+        let merged = try GradMode.noGrad { try model.logits(x) }.toArray()
+        XCTAssertLessThan(zip(adapted, merged).map { abs($0 - $1) }.max()!, 1e-4)
+    }
 }

@@ -34,7 +34,8 @@ final class CLAPFineTuneCommandTests: XCTestCase {
         XCTAssertEqual(further.status, 0, further.output)
         XCTAssertTrue(further.output.contains("CLAP audio classifier"), further.output)
         // Parameter-efficient: a delta of the biases and the head, classified with the CLAP as its base
-        // (the folder, or its weights file); the methods that need AST-style blocks are refused by name.
+        // (the folder, or its weights file); LoRA on the Swin blocks likewise; the methods that need
+        // AST-style blocks are refused by name.
         let delta = dir.appendingPathComponent("bitfit").path
         let bitfit = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", delta, "--peft", "bitfit"])
         XCTAssertEqual(bitfit.status, 0, bitfit.output)
@@ -42,9 +43,14 @@ final class CLAPFineTuneCommandTests: XCTestCase {
             let withBase = try runEarshot(["classify", one, "--model", delta, "--base", base])
             XCTAssertEqual(withBase.status, 0, withBase.output)
         }
-        let lora = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", dir.appendingPathComponent("lora").path, "--peft", "lora"])
-        XCTAssertNotEqual(lora.status, 0)
-        XCTAssertTrue(lora.output.contains("use full, linear or bitfit"), lora.output)
+        let loraRun = dir.appendingPathComponent("lora").path
+        let lora = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", loraRun, "--peft", "lora", "--reduction-rate", "8"])
+        XCTAssertEqual(lora.status, 0, lora.output)
+        let withLoRA = try runEarshot(["classify", one, "--model", loraRun, "--base", clap])
+        XCTAssertEqual(withLoRA.status, 0, withLoRA.output)
+        let adapter = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", dir.appendingPathComponent("adapter").path, "--peft", "adapter"])
+        XCTAssertNotEqual(adapter.status, 0)
+        XCTAssertTrue(adapter.output.contains("use full, linear, bitfit or lora"), adapter.output)
         // The CLAP as an encoder: its projected audio embeddings (16 wide in the fixture).
         let out = dir.appendingPathComponent("e.safetensors").path
         let embedded = try runEarshot(["embed", data, "--model", clap, "--out", out])

@@ -144,8 +144,9 @@ extension PEFTConfig {
         let blocks = model.blockPattern
         let modules = model.namedModules()
         let attention = modules.contains { $0.1 is MultiHeadAttention }, mamba = modules.contains { $0.1 is VimBlock }
-        if [.adapter, .conformer, .moa, .lora, .prefix].contains(method), !attention, !(mamba && method != .prefix) {
-            let fits = mamba ? "full, linear, bitfit, adapter, conformer, moa or lora" : "full, linear or bitfit"
+        let swin = modules.contains { $0.1 is SwinSelfAttention }
+        if [.adapter, .conformer, .moa, .lora, .prefix].contains(method), !attention, !(mamba && method != .prefix), !(swin && method == .lora) {
+            let fits = mamba ? "full, linear, bitfit, adapter, conformer, moa or lora" : swin ? "full, linear, bitfit or lora" : "full, linear or bitfit"
             throw ModelError("--peft \(method.rawValue) adapts \(method == .prefix ? "attention layers" : "transformer or Mamba blocks"); a \(model.architecture.family) model has none: use \(fits)")
         }
         var trained: [String] = []   // key fragments the method trains, beside the head and the final norm
@@ -246,6 +247,7 @@ extension PEFTConfig {
     static let mambaTargets = ["in": ["mixer.in_proj"], "out": ["mixer.out_proj"], "x": ["mixer.x_proj", "mixer.x_proj_b"]]
 
     func applyLoRA(to model: any AudioClassifierModel) throws {
+        if model.namedModules().contains(where: { $0.1 is SwinSelfAttention }) { return try applySwinLoRA(to: model) }
         if !model.namedModules().contains(where: { $0.1 is MultiHeadAttention }) { return try applyMambaLoRA(to: model) }
         let known = ["q", "k", "v", "o", "fc1", "fc2"]
         for t in loraTargets where !known.contains(t) {
@@ -273,6 +275,30 @@ extension PEFTConfig {
 }
 
 extension PEFTConfig {
+    /// LoRA targets in a Swin block (HTSAT), under Hugging Face's names: separate query, key and value
+    /// layers, the attention's output, the MLP's two layers.
+    static let swinTargets = ["q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+                              "o": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense"]
+
+    /// LoRA on Swin blocks, whose width doubles stage by stage (HTSAT-tiny: 96 to 768): each layer's rank
+    /// is round(its input width / reduction rate), at least 1, and the scale alpha / reduction rate (or
+    /// alpha / rank with `loraScaleByRank`) as on a transformer.
+    func applySwinLoRA(to model: any AudioClassifierModel) throws {
+        for t in loraTargets where Self.swinTargets[t] == nil {
+            throw ModelError("--lora-targets: '\(t)' is not one of \(Self.swinTargets.keys.sorted().joined(separator: ", "))")
+        }
+        guard !loraTargets.isEmpty else { throw ModelError("--lora-targets: none given") }
+        guard reductionRate >= 1 else { throw ModelError("--reduction-rate \(reductionRate) must be at least 1") }
+        for t in loraTargets {
+            try model.replaceModules(matching: model.blockPattern + "." + Self.swinTargets[t]!, as: Linear.self) { _, layer in
+                let inputs = layer.weight.shape[1]
+                let rank = max(1, Int((Double(inputs) / Double(reductionRate)).rounded()))
+                return try LoRALinear(wrapping: layer, rows: [0..<layer.weight.shape[0]], rank: rank,
+                                      scale: loraAlpha / Float(loraScaleByRank ? rank : reductionRate))
+            }
+        }
+    }
+
     /// LoRA on Mamba blocks: `--lora-targets` of in, out, x (the default q,v, which a Mamba block does
     /// not have, means in,out).
     func applyMambaLoRA(to model: any AudioClassifierModel) throws {
@@ -304,7 +330,7 @@ extension PEFTConfig {
     /// Folds every LoRA update of `model` into plain `Linear` layers (inference: the stock layers'
     /// fused paths then apply). Outputs are unchanged.
     public static func mergeLoRA(_ model: any AudioClassifierModel) {
-        for child in ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"] + mambaTargets.values.flatMap({ $0 }) {
+        for child in ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"] + mambaTargets.values.flatMap({ $0 }) + swinTargets.values {
             _ = try? model.replaceModules(matching: model.blockPattern + "." + child, as: Linear.self) { _, layer in
                 try (layer as? LoRALinear)?.merged() ?? layer
             }
