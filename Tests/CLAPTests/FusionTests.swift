@@ -128,18 +128,7 @@ final class FusionTests: XCTestCase {
             try (aff(x, residual: y) * r).sum().backward()
             let probes: [(String, Tensor)] = [("x", x), ("y", y), ("local conv", aff.localConv1.weight), ("global conv", aff.globalConv2.weight),
                                               ("local norm", aff.localNorm1.weight)]
-            for (name, t) in probes {
-                let grad = try XCTUnwrap(t.grad, "\(name) got no gradient")
-                for i in stride(from: 0, to: t.count, by: max(1, t.count / 5)) {
-                    // A small step: ReLU kinks lie close to some of the 48 positions a weight moves.
-                    let saved = t.data[i], eps: Float = 1e-3
-                    t.data[i] = saved + eps; let up = try GradMode.noGrad { try value() }
-                    t.data[i] = saved - eps; let down = try GradMode.noGrad { try value() }
-                    t.data[i] = saved
-                    let numeric = (up - down) / (2 * eps)
-                    XCTAssertEqual(grad.data[i], numeric, accuracy: 1e-2 + 2e-2 * abs(numeric), "\(name)[\(i)] training \(training)")
-                }
-            }
+            try assertGradientsMatchFiniteDifferences(probes, samples: 5, relative: 2e-2, "training \(training)", value: value)
         }
     }
 }
