@@ -113,8 +113,19 @@ public enum AudioFile {
     /// Sample rates `read` accepts: telephone-band speech up to ultrasonic recorders.
     public static let plausibleSampleRates = 1_000...1_000_000
 
-    /// Decodes a whole file. With `mono`, channels are averaged into one.
+    /// Decodes a whole file. With `mono`, channels are averaged into one. A pipe (the standard input:
+    /// `ffmpeg ... -f wav - | earshot classify -`) is read to its end as a stream, mono.
     public static func read(_ url: URL, mono: Bool = true) throws -> AudioBuffer {
+        if AudioStream.isPipe(url) {
+            let stream = try AudioStream(url)
+            var samples: [Float] = []
+            while let block = try stream.next(1 << 16) {
+                samples += block
+                guard samples.count < 1 << 31 else { throw AudioError("\(url.path): too long (over 2^31 frames)") }
+            }
+            guard !samples.isEmpty else { throw AudioError("\(url.path): no audio frames") }
+            return AudioBuffer(mono: samples, sampleRate: stream.sampleRate)
+        }
         let path = url.path
         var info = SF_INFO()
         let handle = try open(url, &info)

@@ -24,11 +24,16 @@ public final class AudioStream {
     /// What `-` names on the command line: the standard input, read as a stream.
     public static let standardInput = URL(fileURLWithPath: "/dev/stdin")
 
-    public init(_ url: URL) throws {
-        // stat follows links (/dev/stdin is one to /proc/self/fd/0): a FIFO, socket or character device is a pipe.
+    /// Whether `url` is a FIFO, socket or character device (stat follows links: /dev/stdin is one to
+    /// /proc/self/fd/0); a regular file, folder or missing path is not.
+    public static func isPipe(_ url: URL) -> Bool {
         var st = stat()
         let kind = stat(url.path, &st) == 0 ? st.st_mode & S_IFMT : 0
-        isPipe = kind == S_IFIFO || kind == S_IFSOCK || kind == S_IFCHR
+        return kind == S_IFIFO || kind == S_IFSOCK || kind == S_IFCHR
+    }
+
+    public init(_ url: URL) throws {
+        isPipe = Self.isPipe(url)
         if !isPipe {
             // Names empty, missing and undecodable files. (A pipe cannot be opened twice: its header would be gone.)
             let info = try AudioFile.info(url)

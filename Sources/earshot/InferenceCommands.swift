@@ -188,9 +188,11 @@ func printJSONLine(_ object: [String: Any]) throws {
 }
 
 /// The files behind command-line inputs: a file as itself, a manifest (.csv, .jsonl, .json) or a
-/// folder as the clips of the dataset it holds.
+/// folder as the clips of the dataset it holds, `-` as the standard input (read once, to its end).
 func audioFiles(_ inputs: [String]) throws -> [String] {
-    try inputs.flatMap { input -> [String] in
+    guard inputs.filter({ $0 == "-" }).count <= 1 else { throw ValidationError("- (the standard input) can be read once") }
+    return try inputs.flatMap { input -> [String] in
+        if input == "-" { return [AudioStream.standardInput.path] }
         var isDir: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
         let manifest = ["csv", "jsonl", "json"].contains((input as NSString).pathExtension.lowercased())

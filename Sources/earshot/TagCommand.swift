@@ -32,13 +32,13 @@ struct Tag: ParsableCommand {
         guard (0...1).contains(threshold) else { throw ValidationError("--threshold \(threshold) must be between 0 and 1") }
         guard minDuration >= 0 else { throw ValidationError("--min-duration \(minDuration) must not be negative") }
         if truth != nil && !frames { throw ValidationError("--truth scores sound events: add --frames") }
-        if files.contains("-") && !frames { throw ValidationError("- (the standard input) is read as a live stream by --frames only") }
         if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("- (the standard input) can be read once") }
     }
 
     func run() throws {
         let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
-        let paths = try files.flatMap { $0 == "-" ? ["-"] : try audioFiles([$0]) }
+        // --frames keeps `-` for the live stream; clip tags read it to its end as any file.
+        let paths = try frames ? files.flatMap { $0 == "-" ? ["-"] : try audioFiles([$0]) } : audioFiles(files)
         var skipped: [(path: String, reason: String)] = [], done = 0
         if frames {
             for path in paths {

@@ -29,6 +29,14 @@ final class CLAPFineTuneCommandTests: XCTestCase {
         let classified = try runEarshot(["classify", one, "--model", run])
         XCTAssertEqual(classified.status, 0, classified.output)
         XCTAssertTrue(classified.output.contains("low") && classified.output.contains("high"), classified.output)
+        // The standard input (`-`) reads a piped clip to its end: the file's scores, from the run and zero-shot.
+        let piped = try runEarshot(["classify", "-", "--model", run], input: try Data(contentsOf: URL(fileURLWithPath: one)))
+        XCTAssertEqual(piped.status, 0, piped.output)
+        XCTAssertEqual(piped.output.replacingOccurrences(of: "/dev/stdin", with: one), classified.output)
+        let zeroShot = try runEarshot(["zeroshot", one, "--model", clap, "--labels", "low,high"])
+        let zeroShotPiped = try runEarshot(["zeroshot", "-", "--model", clap, "--labels", "low,high"], input: try Data(contentsOf: URL(fileURLWithPath: one)))
+        XCTAssertEqual(zeroShotPiped.status, 0, zeroShotPiped.output)
+        XCTAssertEqual(zeroShotPiped.output.replacingOccurrences(of: "/dev/stdin", with: one), zeroShot.output)
         // The run is a start too (its tower and projection; a new head).
         let further = try runEarshot(["finetune", "--data", data, "--init-from", run, "--epochs", "1", "--out", dir.appendingPathComponent("run2").path])
         XCTAssertEqual(further.status, 0, further.output)

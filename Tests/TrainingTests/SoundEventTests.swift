@@ -70,7 +70,7 @@ final class SoundEventTests: XCTestCase {
     }
 
     /// `tag --frames -` reads a WAV from a pipe as a live stream and prints each event as it ends: the same
-    /// events, to the microsecond, as the file read by name. `-` is refused where it cannot stream.
+    /// events, to the microsecond, as the file read by name; without --frames the clip's tags are the file's.
     func testLiveStandardInputGivesTheEventsOfTheFile() throws {
         let dir = try temporaryFolder("live")
         // The tiny Cnn14 (8 kHz) read as a decision-level model, as its file name says.
@@ -101,9 +101,15 @@ final class SoundEventTests: XCTestCase {
         }
         XCTAssertEqual(streamed.map(key).sorted(), expected.map(key).sorted())
         XCTAssertTrue(streamed.allSatisfy { $0["file"] as? String == "-" })
-        let refused = try runEarshot(["tag", "-", "--model", model.path], input: Data())
-        XCTAssertNotEqual(refused.status, 0)
-        XCTAssertTrue(refused.output.contains("--frames only"), refused.output)
+        // Without --frames, `-` is read to its end and tagged as a whole, as the file is.
+        let clipTags = try runEarshot(["tag", file.path, "--model", model.path, "--json"])
+        let piped = try runEarshot(["tag", "-", "--model", model.path, "--json"], input: try Data(contentsOf: file))
+        XCTAssertEqual(piped.status, 0, piped.output)
+        XCTAssertEqual(try lines(piped.output).first?["scores"] as? [Double], try lines(clipTags.output).first?["scores"] as? [Double])
+        XCTAssertEqual(try lines(piped.output).first?["file"] as? String, "/dev/stdin")
+        let twice = try runEarshot(["tag", "-", "-", "--frames", "--model", model.path], input: Data())
+        XCTAssertNotEqual(twice.status, 0)
+        XCTAssertTrue(twice.output.contains("can be read once"), twice.output)
     }
 
     func testAClipScoringModelIsRefusedForFrames() throws {
