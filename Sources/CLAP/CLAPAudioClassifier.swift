@@ -33,7 +33,7 @@ public struct CLAPAudioClassifierConfig: CheckpointConfig, Sendable, Equatable {
 /// logits = W · P_a(mean of HTSAT's final tokens) + b. The embedding is the projected vector (not
 /// normalised: the head sees it as the probe does). Keys: `audio_encoder.*` (HTSAT's, as Hugging Face's
 /// `ClapAudioModel`), `audio_projection.linear{1,2}.*`, `head.*`.
-public final class CLAPAudioClassifier: Module, AudioClassifierModel {
+public final class CLAPAudioClassifier: Module, AudioClassifierModel, SelfAugmentingModel {
     @Child public private(set) var audioEncoder: HTSAT
     @Child public private(set) var audioProjection: CLAPProjection
     @Child public private(set) var head: Linear
@@ -56,6 +56,8 @@ public final class CLAPAudioClassifier: Module, AudioClassifierModel {
     public var blockPattern: String { "audio_encoder.layers.*.blocks.*" }
     public var encoder: any AudioEncoder { audioEncoder }
     public var finalNormPrefix: String? { "audio_encoder.norm." }
+    /// HTSAT's own SpecAugment after its batch norm (LAION's recipe), so fine-tuning adds none by default.
+    public var augmentsInTraining: Bool { config.audio.specAugment }
 
     public func embedding(_ features: Tensor) throws -> Tensor { try audioProjection(audioEncoder.embedding(features)) }
     public func logits(_ features: Tensor) throws -> Tensor { try head(embedding(features)) }

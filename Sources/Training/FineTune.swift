@@ -275,7 +275,8 @@ public func repeatedRuns(_ config: FineTuneConfig, data: Dataset, root: URL, rep
 /// window, so a short crop is not blanked by one mask), none for a model that masks its own input
 /// (PANNs' drop stripes: its recipe has no second SpecAugment, and the two together kept Cnn6 at chance on FSDD),
 /// and none for CLAP's audio tower: its log-mel is not normalised (HTSAT's batch norm does that inside),
-/// so a mask filled with 0 would be a block of loud sound, not silence or the mean.
+/// so a mask filled with 0 would be a block of loud sound, not silence or the mean (HTSAT masks after its
+/// batch norm itself, LAION's recipe, unless its config turns that off).
 func defaultMasks(for model: any AudioClassifierModel, frames: Int) -> (freqm: Int, timem: Int) {
     if let own = model as? any SelfAugmentingModel, own.augmentsInTraining { return (0, 0) }
     if model is CLAPAudioClassifier { return (0, 0) }

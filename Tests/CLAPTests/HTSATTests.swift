@@ -47,6 +47,40 @@ final class HTSATTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbs(single, try expected.slice(axis: 0, start: 1, end: 2)), 1e-4)
     }
 
+    /// LAION's SpecAugment after bn0: in training, stripes of exactly zero in the normalised image (the
+    /// same for a fused clip's four views); none in eval mode or with `specAugment` off.
+    func testSpecAugmentStripesOnlyInTraining() throws {
+        Random.seed(12)
+        let model = try HTSATCheckpoint.loadHuggingFace(clapFolder)
+        var g = RandomGenerator(seed: 5)
+        let x = Tensor.randn([3, 512, 32], mean: -30, std: 10, generator: &g)
+        func zeros(_ t: Tensor) -> Int { t.toArray().filter { $0 == 0 }.count }
+        XCTAssertEqual(zeros(try GradMode.noGrad { try model.image(x) }), 0)
+        model.train()
+        let masked = try GradMode.noGrad { try model.image(x) }
+        XCTAssertGreaterThan(zeros(masked), 0)
+        XCTAssertLessThan(zeros(masked), masked.count / 2)
+        var off = model.config
+        off.specAugment = false
+        let plain = Random.withoutInitialisation { HTSAT(off) }
+        var state = model.stateDict()
+        try plain.load(consuming: &state)
+        plain.train()
+        XCTAssertEqual(zeros(try GradMode.noGrad { try plain.image(x) }), 0)
+        // Fused: [B, 4, T, F], one set of stripes per clip across its views.
+        var fusedConfig = model.config
+        fusedConfig.fusion = true
+        let fused = HTSAT(fusedConfig)
+        fused.train()
+        let views = try GradMode.noGrad { try fused.image(Tensor.randn([2, 4, 512, 32], mean: -30, std: 10, generator: &g)) }   // [2, 4, 128, 128]
+        let v = views.toArray(), plane = 128 * 128
+        for clip in 0..<2 {
+            let first = (0..<plane).map { v[(clip * 4) * plane + $0] == 0 }
+            XCTAssertTrue(first.contains(true))
+            for view in 1..<4 { XCTAssertEqual((0..<plane).map { v[(clip * 4 + view) * plane + $0] == 0 }, first, "clip \(clip) view \(view)") }
+        }
+    }
+
     /// The gather that replaces roll + window partition, against both done literally on a small grid.
     func testWindowOrderIsRollThenPartition() {
         let (rows, cols, w, s) = (8, 12, 4, 2)

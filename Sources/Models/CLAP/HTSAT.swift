@@ -84,7 +84,12 @@ public final class HTSAT: Module, AudioEncoder {
         let (b, channels, t, f) = (features.shape[0], fused ? 4 : 1, features.shape[features.rank - 2], c.melBins)
         // BatchNorm over the mel bins: bins as channels, [B·C, F, T].
         let flat = try features.reshape([b * channels, t, f])
-        let normed = try batchNorm(flat.transpose(1, 2)).transpose(1, 2).unsqueeze(1)   // [B·C, 1, T, F]
+        var normed = try batchNorm(flat.transpose(1, 2)).transpose(1, 2).unsqueeze(1)   // [B·C, 1, T, F]
+        if training && c.specAugment {
+            // LAION's SpecAugmentation after bn0, one set of stripes per clip (a fused clip's four views alike).
+            let mask = PANNsEncoder.dropStripes([b, 1, t, f], generator: &Random.global)
+            normed = try (normed.reshape([b, channels, t, f]) * mask).reshape([b * channels, 1, t, f])
+        }
         // The reference interpolates only when shorter (its "avoid bicubic zero error"); bicubic with
         // align_corners maps F → F exactly, so only time changes.
         let stretched = t < c.specWidth ? try normed.interpolate(size: (c.specWidth, f), mode: .bicubic, alignCorners: true) : normed

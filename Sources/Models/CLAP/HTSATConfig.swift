@@ -38,12 +38,16 @@ public struct HTSATConfig: Codable, Sendable, Equatable {
     public var fusion = false
     /// AFF's channel reduction (`aff_block_r`).
     public var affRatio = 4
+    /// LAION's SpecAugmentation in training (2 time stripes up to 64 frames, 2 frequency stripes up to 8
+    /// bins, zeroed after bn0; `htsat.py`'s `spec_augmenter`). Hugging Face's port leaves it out; absent from
+    /// configs written before it existed (true).
+    public var specAugment = true
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case melBins, specSize, patchSize, patchStride, patchDim, depths, heads, window, mlpRatio, qkvBias, patchNorm, layerNormEps
-        case dropPath, frames, fusion, affRatio
+        case dropPath, frames, fusion, affRatio, specAugment
     }
 
     /// Configs written before fusion existed (no `fusion`, `affRatio`) read as unfused.
@@ -58,6 +62,7 @@ public struct HTSATConfig: Codable, Sendable, Equatable {
         dropPath = try c.decode(Float.self, forKey: .dropPath); frames = try c.decode(Int.self, forKey: .frames)
         fusion = try c.decodeIfPresent(Bool.self, forKey: .fusion) ?? false
         affRatio = try c.decodeIfPresent(Int.self, forKey: .affRatio) ?? 4
+        specAugment = try c.decodeIfPresent(Bool.self, forKey: .specAugment) ?? true
     }
 
     /// spec / melBins: how many time chunks are stacked along frequency (4).
