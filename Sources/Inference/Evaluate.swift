@@ -65,9 +65,18 @@ public func evaluate(_ classifier: Classifier, on data: Dataset, batchSize: Int 
         truth.append((0..<k).map(labels.contains))
         try perClip?(known[i], ClassScores(classes: classifier.classes, scores: row))
     }
-    let ml = Metrics.multiLabel(scores: scores, targets: truth)
-    let ece = Metrics.expectedCalibrationError(confidences: scores.map { $0.max() ?? 0 }, correct: zip(predicted, target).map { $0 == $1 })
-    return (EvaluationResult(accuracy: Metrics.accuracy(predicted, target), macroF1: Metrics.macroF1(predicted, target, classes: k),
-                             confusion: Metrics.confusionMatrix(predicted, target, classes: k), mAP: ml.mAP, auc: ml.auc,
-                             dPrime: ml.dPrime, clips: predicted.count, perClass: Metrics.perClass(scores: scores, targets: truth), ece: ece), report)
+    return (EvaluationResult(scores: scores, predicted: predicted, target: target, truth: truth), report)
+}
+
+extension EvaluationResult {
+    /// The metrics of score rows [clips][K] (probabilities), each clip's predicted class (-1 for none),
+    /// its first true class and its true classes as K flags: what `evaluate` and zero-shot evaluation report.
+    public init(scores: [[Float]], predicted: [Int], target: [Int], truth: [[Bool]]) {
+        let k = truth.first?.count ?? 0
+        let ml = Metrics.multiLabel(scores: scores, targets: truth)
+        let ece = Metrics.expectedCalibrationError(confidences: scores.map { $0.max() ?? 0 }, correct: zip(predicted, target).map { $0 == $1 })
+        self.init(accuracy: Metrics.accuracy(predicted, target), macroF1: Metrics.macroF1(predicted, target, classes: k),
+                  confusion: Metrics.confusionMatrix(predicted, target, classes: k), mAP: ml.mAP, auc: ml.auc,
+                  dPrime: ml.dPrime, clips: predicted.count, perClass: Metrics.perClass(scores: scores, targets: truth), ece: ece)
+    }
 }

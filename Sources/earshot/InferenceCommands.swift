@@ -23,9 +23,12 @@ struct Evaluate: ParsableCommand {
     @Option(name: .customLong("label-field"), help: "label, or speaker (as the model was fine-tuned).") var labelField = "label"
     @Flag(help: "One JSON object per clip (file, labels, predicted label and scores), then a summary line with the metrics.")
     var json = false
-    @Option(help: "classification, or retrieval: a CLAP (--model) on a caption manifest (file, caption; a row per caption), R@1/5/10 and mAP@10 both ways.")
+    @Option(help: "classification; retrieval: a CLAP (--model) on a caption manifest (file, caption; a row per caption), R@1/5/10 and mAP@10 both ways; or zeroshot: a CLAP classifies the labelled --data into its class names, no training.")
     var task = "classification"
-    @Option(help: "--task retrieval: the CLAP's tokenizer folder (default: the model folder, or the .pt's).") var tokenizer: String?
+    @Option(help: "--task retrieval|zeroshot: the CLAP's tokenizer folder (default: the model folder, or the .pt's).") var tokenizer: String?
+    @Option(name: .customLong("text-heads"), help: "--task zeroshot: attention heads of a .pt's RoBERTa (default width / 64).") var textHeads: Int?
+    @Option(help: "--task zeroshot: a caption template with {} or {label} (default LAION's \"This is a sound of {label}.\"); repeat for an ensemble.")
+    var prompt: [String] = []
     @OptionGroup var precision: PrecisionArguments
 
     func run() throws {
@@ -34,8 +37,13 @@ struct Evaluate: ParsableCommand {
         case "retrieval":
             if precision.precision != .fp32 { throw ValidationError("--precision applies to --task classification (retrieval runs fp32)") }
             return try evaluateRetrieval(model: model, tokenizer: tokenizer, data: data, split: split, json: json)
-        default: throw ValidationError("--task \(task): expected classification or retrieval")
+        case "zeroshot":
+            if precision.precision != .fp32 { throw ValidationError("--precision applies to --task classification (zero-shot runs fp32)") }
+            return try evaluateZeroShot(model: model, tokenizer: tokenizer, textHeads: textHeads, prompts: prompt, data: data, split: split,
+                                        labelField: labelField, json: json)
+        default: throw ValidationError("--task \(task): expected classification, retrieval or zeroshot")
         }
+        if !prompt.isEmpty || textHeads != nil { throw ValidationError("--prompt and --text-heads are for --task zeroshot") }
         let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         precision.apply(to: clf.model)
         var ds = try Dataset.load(URL(fileURLWithPath: data)).labelled(by: labelField)

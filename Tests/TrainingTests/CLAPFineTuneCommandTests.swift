@@ -10,7 +10,7 @@ final class CLAPFineTuneCommandTests: XCTestCase {
             .appendingPathComponent("CLAPTests/Fixtures/clap_tiny").path
         let dir = try temporaryFolder("clap-ft")
         // Two classes of tones at 48 kHz (CLAP's rate) and 16 kHz (resampled), 8 clips each.
-        for (label, hz) in [("low", 300.0), ("high", 2500.0)] {
+        for (label, hz) in [("low_tone", 300.0), ("high_tone", 2500.0)] {
             let folder = dir.appendingPathComponent("data/\(label)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             for i in 0..<8 {
@@ -25,7 +25,7 @@ final class CLAPFineTuneCommandTests: XCTestCase {
         XCTAssertEqual(ft.status, 0, ft.output)
         XCTAssertTrue(ft.output.contains("CLAP audio tower (HTSAT)"), ft.output)
         XCTAssertTrue(ft.output.contains("test accuracy"), ft.output)
-        let one = dir.appendingPathComponent("data/low/0.wav").path
+        let one = dir.appendingPathComponent("data/low_tone/0.wav").path
         let classified = try runEarshot(["classify", one, "--model", run])
         XCTAssertEqual(classified.status, 0, classified.output)
         XCTAssertTrue(classified.output.contains("low") && classified.output.contains("high"), classified.output)
@@ -37,6 +37,24 @@ final class CLAPFineTuneCommandTests: XCTestCase {
         let zeroShotPiped = try runEarshot(["zeroshot", "-", "--model", clap, "--labels", "low,high"], input: try Data(contentsOf: URL(fileURLWithPath: one)))
         XCTAssertEqual(zeroShotPiped.status, 0, zeroShotPiped.output)
         XCTAssertEqual(zeroShotPiped.output.replacingOccurrences(of: "/dev/stdin", with: one), zeroShot.output)
+        // Zero-shot evaluation of the labelled folder: its class names as captions (underscores as spaces),
+        // the accuracy of the per-clip zero-shot predictions.
+        let evaluated = try runEarshot(["evaluate", "--task", "zeroshot", "--model", clap, "--data", data, "--json"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.output)
+        let evalLines = try evaluated.output.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let summary = try XCTUnwrap(evalLines.last?["summary"] as? [String: Any])
+        XCTAssertEqual(summary["captions"] as? [[String]], [["This is a sound of high tone.", "This is a sound of low tone."]])
+        XCTAssertEqual(summary["clips"] as? Int, 16)
+        let each = try runEarshot(["zeroshot", data, "--model", clap, "--labels", "high tone,low tone", "--json", "--top", "1"])
+        XCTAssertEqual(each.status, 0, each.output)
+        let rows = try each.output.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            .filter { $0["file"] != nil }
+        XCTAssertEqual(rows.count, 16)
+        let right = rows.filter { row in
+            let truth = URL(fileURLWithPath: row["file"] as! String).deletingLastPathComponent().lastPathComponent.replacingOccurrences(of: "_", with: " ")
+            return (row["labels"] as! [String]).first == truth
+        }.count
+        XCTAssertEqual(try XCTUnwrap(summary["accuracy"] as? Double), Double(right) / 16, accuracy: 1e-9)
         // The run is a start too (its tower and projection; a new head).
         let further = try runEarshot(["finetune", "--data", data, "--init-from", run, "--epochs", "1", "--out", dir.appendingPathComponent("run2").path])
         XCTAssertEqual(further.status, 0, further.output)
