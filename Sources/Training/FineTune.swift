@@ -171,6 +171,13 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     if let peft = cfg.peft {
         do { log("\(peft): " + (try peft.apply(to: model)).description) } catch { throw NNError("finetune: \(error)") }
     }
+    // An encoder none of whose parameters train is a fixed feature extractor: eval mode while the head
+    // trains, so its batch norms keep their statistics (PANNs, HTSAT) and no dropout or in-model SpecAugment runs.
+    let encoderParameters = model.encoder.namedParameters()
+    if !encoderParameters.isEmpty && encoderParameters.allSatisfy({ !$0.1.requiresGrad }) {
+        model.encoder.holdInEvalMode()
+        log("the encoder is frozen: it runs in eval mode (batch-norm statistics kept, no dropout) while the head trains")
+    }
     let masks = defaultMasks(for: model, frames: cfg.cropFrames ?? cfg.inputTdim)
     (cfg.freqm, cfg.timem) = (cfg.freqm ?? masks.freqm, cfg.timem ?? masks.timem)
     let pipeline = try ModelRegistry.family(of: model).pipeline(for: model, frames: cfg.inputTdim, mean: cfg.mean, std: cfg.std)

@@ -114,7 +114,8 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("drop-path"), help: "Stochastic depth rate of the last block (rising linearly from 0; timm's drop_path_rate).")
     var dropPath: Float = 0
     @Option(name: .customLong("weight-decay"), help: "Adam weight decay.") var weightDecay: Float = 5e-7
-    @Flag(name: .customLong("freeze-encoder")) var freezeEncoder = false
+    @Flag(name: .customLong("freeze-encoder"), help: "Train the head only; the encoder runs in eval mode (its batch-norm statistics kept, no dropout), as --peft linear.")
+    var freezeEncoder = false
     @Option var depth: Int?
     @Option var mean: Float = -4.2677393
     @Option var std: Float = 4.5689974

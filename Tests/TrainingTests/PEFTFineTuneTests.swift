@@ -10,6 +10,34 @@ import NN
 /// Fine-tuning with a parameter-efficient method: only the method's tensors (and the head, the final
 /// norm) change, the checkpoint records the method so `Classifier.load` rebuilds it, and a run resumes.
 final class PEFTFineTuneTests: XCTestCase {
+    /// A frozen encoder (`--freeze-encoder`, `--peft linear`) runs in eval mode while its head trains: a
+    /// PANNs trunk's batch norms keep their running statistics. Trained in full they move (the control).
+    func testAFrozenEncoderKeepsItsBatchNormStatistics() throws {
+        let dir = try temporaryFolder("frozen-bn")
+        var records: [ClipRecord] = []
+        for i in 0..<12 {
+            let url = dir.appendingPathComponent("c\(i).wav")
+            try writeTone(url, frequency: i % 2 == 0 ? 2500 : 300, samples: 16000)
+            records.append(ClipRecord(path: url.path, labels: [i % 2 == 0 ? "high" : "low"], split: i < 8 ? "train" : (i < 10 ? "validation" : "test")))
+        }
+        let data = Dataset(records: records, layout: "tones")
+        var stats: [String: [Float]] = [:]
+        for (name, frozen, peft) in [("full", false, nil), ("frozen", true, nil), ("linear", false, PEFTConfig(method: .linear))] as [(String, Bool, PEFTConfig?)] {
+            var c = FineTuneConfig()
+            (c.model, c.inputTdim, c.epochs, c.batchSize, c.lr, c.freezeEncoder, c.peft) = ("cnn6", 100, 1, 4, 1e-3, frozen, peft)
+            let run = try RunDirectory(dir.appendingPathComponent(name))
+            var lines: [String] = []
+            _ = try fineTune(c, data: data, run: run) { lines.append($0) }
+            XCTAssertEqual(lines.contains { $0.contains("runs in eval mode") }, name != "full", name)
+            let saved = try SafeTensors.read(run.best).tensors
+            stats[name] = try XCTUnwrap(saved["bn0.running_mean"]).toArray() + XCTUnwrap(saved["blocks.0.bn1.running_var"]).toArray()
+        }
+        let initial = [Float](repeating: 0, count: 64) + [Float](repeating: 1, count: 64)   // BatchNorm's own start
+        XCTAssertEqual(stats["frozen"], initial)
+        XCTAssertEqual(stats["linear"], initial)
+        XCTAssertNotEqual(stats["full"], initial)
+    }
+
     func testLoRAAndAdapterRunsTrainOnlyTheirTensorsAndReload() throws {
         let dir = try temporaryFolder("peft")
         var records: [ClipRecord] = []

@@ -115,8 +115,21 @@ open class Module {
 
     // MARK: Modes
 
-    public func train(_ on: Bool = true) { for (_, m) in namedModules() { m.training = on } }
+    /// Switches training mode (dropout, batch statistics, in-model augmentation) for this module and every
+    /// module under it, except those held in eval mode (`holdInEvalMode`), which stay in eval.
+    public func train(_ on: Bool = true) { for (_, m) in namedModules() { m.training = on && !m.heldInEval } }
     public func eval() { train(false) }
+
+    /// Whether `train()` leaves this module in eval mode.
+    public private(set) var heldInEval = false
+
+    /// Keeps this module and every module under it in eval mode through later `train()` calls: a frozen
+    /// encoder under a head that trains (a linear probe) is a fixed feature extractor, so its batch norms
+    /// keep their running statistics and its dropout and in-model augmentation stay off, as LAION's and
+    /// timm's linear probes run it. `false` releases it.
+    public func holdInEvalMode(_ hold: Bool = true) {
+        for (_, m) in namedModules() { m.heldInEval = hold; if hold { m.training = false } }
+    }
 
     /// Stops gradients for every parameter (optionally only those whose key has `prefix`); see also
     /// `freeze(where:)`.
