@@ -90,10 +90,20 @@ public struct CLAPAudioFamily: ModelFamily {
     public func legacyArchitecture(_ metadata: [String: String]) -> ModelArchitecture? { nil }
     public func releasedClassifier(_ path: URL, options: ReleasedCheckpointOptions) throws -> LoadedClassifier? { nil }
 
+    /// A released CLAP's audio side: its HTSAT and audio projection, the text tower never built (half
+    /// the released model's weights: RoBERTa-base's 125 M parameters).
+    struct AudioSide {
+        let config: CLAPConfig
+        let encoder: HTSAT
+        let projection: CLAPProjection
+        /// The weights file (what a delta's base hash reads).
+        let file: URL
+    }
+
     /// The CLAP at `path` where it is one: a folder whose config.json says `model_type` "clap" (or its
     /// weights file, as a delta's `--base` names it), or a `.pt`/`.ckpt` (LAION's releases) holding
-    /// `audio_branch.` keys. Nil for anything else. `file` is the weights file (what a delta's base hash reads).
-    static func released(_ path: URL) throws -> (model: CLAPModel, file: URL)? {
+    /// `audio_branch.` keys. Nil for anything else.
+    static func released(_ path: URL) throws -> AudioSide? {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path.path, isDirectory: &isDir) else { return nil }
         func isCLAPFolder(_ folder: URL) -> Bool {
@@ -106,15 +116,31 @@ public struct CLAPAudioFamily: ModelFamily {
             let folder = isDir.boolValue ? path : path.deletingLastPathComponent()
             guard isCLAPFolder(folder) else { return nil }
             do {
-                let model = try CLAPCheckpoint.loadHuggingFace(folder)
-                return (model, ASTCheckpoint.huggingFaceWeights(in: folder) ?? folder)
+                let config = try CLAPConfig.fromHuggingFace(folder.appendingPathComponent("config.json"))
+                guard let file = ASTCheckpoint.huggingFaceWeights(in: folder) else { throw ModelError("no model.safetensors or pytorch_model.bin") }
+                // Safetensors are memory-mapped: the text tower's pages are never read.
+                let state = file.pathExtension == "safetensors" ? try SafeTensors.read(file).tensors : try TorchCheckpoint.read(file)
+                do { return try audioSide(state, config: config, file: file) } catch { throw ModelError("\(file.path): \(error)") }
             } catch { throw ModelError(describing(error, under: folder)) }
         }
         guard ["pt", "ckpt"].contains(path.pathExtension.lowercased()), ModelFiles.isZipArchive(path) else { return nil }
         let raw = try TorchCheckpoint.read(path)
         guard raw.keys.contains(where: { $0.hasSuffix("audio_branch.patch_embed.proj.weight") }) else { return nil }
-        // The text tower's head count is not in the weights and plays no part here: any divisor of its width loads.
-        do { return (try LAIONCheckpoint.load(state: raw, textHeads: 1), path) } catch { throw ModelError("\(path.path): \(error)") }
+        // The text tower's head count is not in the weights and plays no part here: any divisor of its width reads.
+        do {
+            let (state, config) = try LAIONCheckpoint.convert(raw, textHeads: 1)
+            return try audioSide(state, config: config, file: path)
+        } catch { throw ModelError("\(path.path): \(error)") }
+    }
+
+    /// The HTSAT and audio projection of a state under Hugging Face `ClapModel` keys.
+    static func audioSide(_ state: [String: Tensor], config: CLAPConfig, file: URL) throws -> AudioSide {
+        let encoder = try HTSATCheckpoint.load(state, config: config.audio)
+        let projection = Random.withoutInitialisation { CLAPProjection(config.audio.width, config.projectionDim) }
+        var own: [String: Tensor] = [:]
+        for (k, v) in state where k.hasPrefix("audio_projection.") { own[String(k.dropFirst("audio_projection.".count))] = v }
+        try projection.load(consuming: &own, strict: true)
+        return AudioSide(config: config, encoder: encoder, projection: projection, file: file)
     }
 
     /// The front end a CLAP's audio tower reads: LAION's 48 kHz log-mel with the tower's mel bins,
@@ -128,31 +154,30 @@ public struct CLAPAudioFamily: ModelFamily {
 
     /// A released CLAP's tower and projection under a new head of `classes` outputs, reading `frames`
     /// frames a clip (HTSAT stretches up to its image width).
-    static func classifier(from clap: CLAPModel, classes: Int, frames: Int? = nil) throws -> CLAPAudioClassifier {
+    static func classifier(from clap: AudioSide, classes: Int, frames: Int? = nil) throws -> CLAPAudioClassifier {
         var audio = clap.config.audio
         // HTSAT folds at most its image's width of frames (1024 for the released: 1001 a clip); a longer
         // --target-length is cut to that.
         if let frames { audio.frames = min(frames, audio.specWidth) }
         let c = CLAPAudioClassifierConfig(audio: audio, projectionDim: clap.config.projectionDim, classes: classes)
         try c.validate()
-        let encoder = clap.audioEncoder
-        let model = CLAPAudioClassifier(c, encoder: Random.withoutInitialisation { HTSAT(audio) }, projection: clap.audioProjection)
-        var state = encoder.stateDict()
+        let model = CLAPAudioClassifier(c, encoder: Random.withoutInitialisation { HTSAT(audio) }, projection: clap.projection)
+        var state = clap.encoder.stateDict()
         try model.audioEncoder.load(consuming: &state, strict: true)
         return model
     }
 
     public func encoderOnly(_ path: URL, options: ReleasedCheckpointOptions) throws -> LoadedClassifier? {
-        guard let (clap, _) = try Self.released(path) else { return nil }
+        guard let clap = try Self.released(path) else { return nil }
         let model = try Self.classifier(from: clap, classes: 1)   // the head is unused: embeddings only
         model.eval()
         return LoadedClassifier(model: model, classes: [], pipeline: Self.pipeline(clap.config.audio, frames: clap.config.audio.frames), multiLabel: false)
     }
 
     public func start(_ path: URL, shape: ReleaseShape) throws -> ClassifierStart? {
-        if let (clap, file) = try Self.released(path) {
+        if let clap = try Self.released(path) {
             let audio = clap.config.audio
-            return ClassifierStart(file: file, kind: "CLAP audio tower (HTSAT)", modelName: nil, pipeline: Self.pipeline(audio, frames: audio.frames),
+            return ClassifierStart(file: clap.file, kind: "CLAP audio tower (HTSAT)", modelName: nil, pipeline: Self.pipeline(audio, frames: audio.frames),
                                    bins: audio.melBins, depth: audio.depths.reduce(0, +)) { shape in
                 try Self.classifier(from: clap, classes: shape.outputs, frames: shape.frames)
             }
