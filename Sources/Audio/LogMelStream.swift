@@ -31,7 +31,7 @@ public struct LogMelStream {
         received += samples.count
         // Frames i with i·hop + half ≤ received are final.
         guard received >= half else { return nil }
-        return try frames(upTo: (received - half) / hop + 1, atEnd: false)
+        return try frames(upTo: (received - half) / hop + 1)
     }
 
     /// The frames still to come, up to the recording's last (`LogMelConfig.frameCount`); nil when none.
@@ -39,15 +39,15 @@ public struct LogMelStream {
         precondition(!finished, "LogMelStream: finish twice")
         finished = true
         guard received > 0 else { throw AudioError("log-mel: empty waveform") }
-        return try frames(upTo: logMel.config.frameCount(samples: received), atEnd: true)
+        return try frames(upTo: logMel.config.frameCount(samples: received))
     }
 
-    /// Frames [next, end) from the held samples (which run to the last received one).
-    private mutating func frames(upTo end: Int, atEnd: Bool) throws -> Tensor? {
+    /// Frames [next, end) from the held samples (which run to the last received one). At the true end
+    /// the segment's own end reflection is the recording's; before it, `end` leaves out every frame whose
+    /// window reaches past the held samples.
+    private mutating func frames(upTo end: Int) throws -> Tensor? {
         guard end > next else { return nil }
         let c0 = max(0, next - leadIn), start = c0 * hop
-        // At the true end the segment's own end reflection is the recording's; before it, only the
-        // frames whose window lies inside the held samples are kept.
         let segment = Array(held[(start - first)...])
         let x = try logMel(segment)
         let out = try x.slice(axis: 0, start: next - c0, end: end - c0)

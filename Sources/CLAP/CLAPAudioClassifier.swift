@@ -90,11 +90,13 @@ public struct CLAPAudioFamily: ModelFamily {
     public func legacyArchitecture(_ metadata: [String: String]) -> ModelArchitecture? { nil }
     public func releasedClassifier(_ path: URL, options: ReleasedCheckpointOptions) throws -> LoadedClassifier? { nil }
 
-    /// A released CLAP's audio side: its HTSAT and audio projection, the text tower never built (half
-    /// the released model's weights: RoBERTa-base's 125 M parameters).
+    /// A released CLAP's audio side: its HTSAT's weights and audio projection, the text tower never built
+    /// (half the released model's weights: RoBERTa-base's 125 M parameters). The HTSAT is built once,
+    /// for the clip length its classifier reads (`classifier(from:classes:frames:)`).
     struct AudioSide {
         let config: CLAPConfig
-        let encoder: HTSAT
+        /// HTSAT's tensors under its own keys (`HTSATCheckpoint.encoderState`).
+        let encoderState: [String: Tensor]
         let projection: CLAPProjection
         /// The weights file (what a delta's base hash reads).
         let file: URL
@@ -135,12 +137,12 @@ public struct CLAPAudioFamily: ModelFamily {
 
     /// The HTSAT and audio projection of a state under Hugging Face `ClapModel` keys.
     static func audioSide(_ state: [String: Tensor], config: CLAPConfig, file: URL) throws -> AudioSide {
-        let encoder = try HTSATCheckpoint.load(state, config: config.audio)
+        let encoderState = try HTSATCheckpoint.encoderState(state, window: config.audio.window)
         let projection = Random.withoutInitialisation { CLAPProjection(config.audio.width, config.projectionDim) }
         var own: [String: Tensor] = [:]
         for (k, v) in state where k.hasPrefix("audio_projection.") { own[String(k.dropFirst("audio_projection.".count))] = v }
         try projection.load(consuming: &own, strict: true)
-        return AudioSide(config: config, encoder: encoder, projection: projection, file: file)
+        return AudioSide(config: config, encoderState: encoderState, projection: projection, file: file)
     }
 
     /// The front end a CLAP's audio tower reads: LAION's 48 kHz log-mel with the tower's mel bins,
@@ -162,7 +164,7 @@ public struct CLAPAudioFamily: ModelFamily {
         let c = CLAPAudioClassifierConfig(audio: audio, projectionDim: clap.config.projectionDim, classes: classes)
         try c.validate()
         let model = CLAPAudioClassifier(c, encoder: Random.withoutInitialisation { HTSAT(audio) }, projection: clap.projection)
-        var state = clap.encoder.stateDict()
+        var state = clap.encoderState
         try model.audioEncoder.load(consuming: &state, strict: true)
         return model
     }

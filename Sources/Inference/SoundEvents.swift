@@ -36,11 +36,6 @@ public struct EventDetector {
     @discardableResult
     public mutating func consume(_ scores: Tensor) -> ArraySlice<SoundEvent> {
         let before = events.count
-        consumeFrames(scores)
-        return events[before...]
-    }
-
-    private mutating func consumeFrames(_ scores: Tensor) {
         let k = classes.count, t = scores.count / max(k, 1)
         for f in 0..<t {
             for c in 0..<k {
@@ -53,6 +48,7 @@ public struct EventDetector {
             }
             frame += 1
         }
+        return events[before...]
     }
 
     private mutating func close(_ c: Int, _ run: (start: Int, peak: Float), end: Int) {

@@ -30,12 +30,12 @@ func evaluateZeroShot(model: String, tokenizer: String?, textHeads: Int?, prompt
     var scores: [[Float]] = [], predicted: [Int] = [], target: [Int] = [], truth: [[Bool]] = []
     for (i, path) in embedded.paths.enumerated() {
         let row = Array(probabilities[(i * classes.count)..<((i + 1) * classes.count)])
-        let true_ = byPath[path]!.labels.compactMap(classes.firstIndex(of:))
+        let clipLabels = byPath[path]!.labels, true_ = clipLabels.compactMap(classes.firstIndex(of:))
         let top = row.allSatisfy(\.isFinite) ? row.indices.max { row[$0] < row[$1] } ?? -1 : -1
         scores.append(row); predicted.append(top); target.append(true_.first ?? -1)
         truth.append((0..<classes.count).map(true_.contains))
         if json {
-            try printJSONLine(["file": path, "labels": byPath[path]!.labels, "predicted": top >= 0 ? classes[top] : "",
+            try printJSONLine(["file": path, "labels": clipLabels, "predicted": top >= 0 ? classes[top] : "",
                                "scores": Dictionary(uniqueKeysWithValues: zip(classes, row.map(Double.init)))])
         }
     }
@@ -48,9 +48,5 @@ func evaluateZeroShot(model: String, tokenizer: String?, textHeads: Int?, prompt
     summary["skipped"] = embedded.skipped.map { "\($0.path): \($0.reason)" }
     if json { try printJSONLine(["summary": summary]); return }
     try printJSONLine(summary)
-    let w = max(6, (classes.map(\.count).max() ?? 6) + 1)
-    print("confusion matrix (rows: true, columns: predicted)")
-    for (i, row) in r.confusion.enumerated() {
-        print(classes[i].padding(toLength: w, withPad: " ", startingAt: 0) + row.map { String(format: "%5d", $0) }.joined())
-    }
+    printConfusion(r.confusion, classes: classes)
 }

@@ -63,11 +63,16 @@ struct Evaluate: ParsableCommand {
             return
         }
         try printJSONLine(summary)
-        let width = max(6, (clf.classes.map(\.count).max() ?? 6) + 1)
-        print("confusion matrix (rows: true, columns: predicted)")
-        for (i, row) in r.confusion.enumerated() {
-            print(clf.classes[i].padding(toLength: width, withPad: " ", startingAt: 0) + row.map { String(format: "%5d", $0) }.joined())
-        }
+        printConfusion(r.confusion, classes: clf.classes)
+    }
+}
+
+/// The confusion matrix as a table, a row per true class, a column per predicted one.
+func printConfusion(_ confusion: [[Int]], classes: [String]) {
+    let width = max(6, (classes.map(\.count).max() ?? 6) + 1)
+    print("confusion matrix (rows: true, columns: predicted)")
+    for (i, row) in confusion.enumerated() {
+        print(classes[i].padding(toLength: width, withPad: " ", startingAt: 0) + row.map { String(format: "%5d", $0) }.joined())
     }
 }
 
