@@ -205,11 +205,12 @@ public struct CLAPAudioFamily: ModelFamily {
         }
     }
 
-    /// The model's own clip length, whatever `frames` asks (it was cut to the image's width when built).
+    /// The model's own clip length, whatever `frames` asks (it was cut to the image's width when built),
+    /// and no dataset normalisation, whatever `mean` and `std` say: HTSAT's batch norm was fitted to
+    /// CLAP's raw dB, and a fine-tuning run's default statistics (AudioSet's, AST's recipe) would scale
+    /// its input by a ninth.
     public func pipeline(for model: any AudioClassifierModel, frames: Int, mean: Float?, std: Float?) -> FeaturePipeline {
         let audio = (model as? CLAPAudioClassifier)?.config.audio ?? HTSATConfig()
-        var p = Self.pipeline(audio, frames: audio.frames)
-        (p.mean, p.std) = (mean, std)
-        return p
+        return Self.pipeline(audio, frames: audio.frames)
     }
 }

@@ -57,6 +57,9 @@ public struct FineTuneConfig: Codable, Sendable {
     public var releaseShape: ReleaseShape?
     /// A parameter-efficient method (adapters, LoRA, BitFit, linear probe); nil trains every weight.
     public var peft: PEFTConfig?
+    /// Whether the frozen encoder runs in eval mode while the head trains, decided when the run starts
+    /// (and kept for a resume; nil in runs from before it existed, which trained it in train mode).
+    public var encoderHeldInEval: Bool?
     /// Preference pairs (P2C) and auxiliary heads trained beside the classifier (`AuxiliaryTask`).
     public var auxiliary: AuxiliaryConfig?
     /// Auxiliary datasets mixed into the training, one batch a step, chosen by a bandit (FLAD); nil for none.
@@ -150,6 +153,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     let model: any AudioClassifierModel
     Random.seed(cfg.seed)
     var startFile: URL?   // the weights file the start was read from (a delta records its hash)
+    var startPipeline: FeaturePipeline?   // the features the start's encoder was trained on, where it records them
     if resuming {
         guard let arch = ModelRegistry.architecture(try SafeTensors.read(run.last).metadata) else {
             throw NNError("\(run.last.path): no architecture in the checkpoint metadata")
@@ -159,7 +163,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         let start = try ModelRegistry.start(ShippedModels.resolve(initFrom), shape: cfg.releaseShape ?? ReleaseShape())
         do { model = try start.build(shape) } catch { throw NNError("finetune: \(error)") }
         if let name = start.modelName { (cfg.model, cfg.depth) = (name, start.depth) }
-        startFile = start.file
+        (startFile, startPipeline) = (start.file, start.pipeline)
         log("initialised the encoder from \(start.file.path) (\(start.kind))")
     } else {
         do { model = try ModelRegistry.entry(named: cfg.model).classifier(shape) } catch { throw NNError("finetune: \(error)") }
@@ -171,16 +175,26 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     if let peft = cfg.peft {
         do { log("\(peft): " + (try peft.apply(to: model)).description) } catch { throw NNError("finetune: \(error)") }
     }
-    // An encoder none of whose parameters train is a fixed feature extractor: eval mode while the head
-    // trains, so its batch norms keep their statistics (PANNs, HTSAT) and no dropout or in-model SpecAugment runs.
-    let encoderParameters = model.encoder.namedParameters()
-    if !encoderParameters.isEmpty && encoderParameters.allSatisfy({ !$0.1.requiresGrad }) {
-        model.encoder.holdInEvalMode()
-        log("the encoder is frozen: it runs in eval mode (batch-norm statistics kept, no dropout) while the head trains")
-    }
     let masks = defaultMasks(for: model, frames: cfg.cropFrames ?? cfg.inputTdim)
     (cfg.freqm, cfg.timem) = (cfg.freqm ?? masks.freqm, cfg.timem ?? masks.timem)
     let pipeline = try ModelRegistry.family(of: model).pipeline(for: model, frames: cfg.inputTdim, mean: cfg.mean, std: cfg.std)
+    // An encoder none of whose parameters train is a fixed feature extractor: eval mode while the head
+    // trains, so its batch norms keep their statistics (PANNs, HTSAT) and no dropout or in-model SpecAugment
+    // runs. Only where the run feeds it the features its start was trained on: a released PANNs read raw
+    // dB, and with the run's dataset normalisation its batch norms have to adapt in train mode.
+    let encoderParameters = model.encoder.namedParameters()
+    let frozen = !encoderParameters.isEmpty && encoderParameters.allSatisfy { !$0.1.requiresGrad }
+    if cfg.encoderHeldInEval == nil && !resuming {
+        let sameFeatures = startPipeline.map { $0.mean == pipeline.mean && $0.std == pipeline.std } ?? true
+        cfg.encoderHeldInEval = frozen && sameFeatures
+        if frozen && !sameFeatures {
+            log("the encoder is frozen, but its start read features without this run's normalisation: it stays in train mode so its batch norms adapt")
+        }
+    }
+    if frozen && cfg.encoderHeldInEval == true {
+        model.encoder.holdInEvalMode()
+        log("the encoder is frozen: it runs in eval mode (batch-norm statistics kept, no dropout) while the head trains")
+    }
     if cfg.auxiliary != nil && cfg.flad != nil {
         throw NNError("finetune: --aux-data (FLAD) does not combine with --pairs or --aux-head in one run yet")
     }

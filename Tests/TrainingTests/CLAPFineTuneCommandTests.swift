@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Audio
+import NN
 
 /// The command line with a released CLAP (the tiny Hugging Face fixture): fine-tuning its audio tower,
 /// classifying with the run, training the run further, and embedding and probing with the CLAP itself.
@@ -25,6 +26,11 @@ final class CLAPFineTuneCommandTests: XCTestCase {
         XCTAssertEqual(ft.status, 0, ft.output)
         XCTAssertTrue(ft.output.contains("CLAP audio tower (HTSAT)"), ft.output)
         XCTAssertTrue(ft.output.contains("test accuracy"), ft.output)
+        // The run reads CLAP's raw log-mel, as the released tower was trained on: no dataset normalisation.
+        let recorded = try XCTUnwrap(try FeaturePipeline.recorded(in: SafeTensors.read(URL(fileURLWithPath: run + "/best.safetensors")).metadata, file: run))
+        XCTAssertNil(recorded.mean)
+        XCTAssertNil(recorded.std)
+        XCTAssertEqual(recorded.repeatPad, true)
         let one = dir.appendingPathComponent("data/low_tone/0.wav").path
         let classified = try runEarshot(["classify", one, "--model", run])
         XCTAssertEqual(classified.status, 0, classified.output)

@@ -36,6 +36,23 @@ final class PEFTFineTuneTests: XCTestCase {
         XCTAssertEqual(stats["frozen"], initial)
         XCTAssertEqual(stats["linear"], initial)
         XCTAssertNotEqual(stats["full"], initial)
+        // A released PANNs read raw dB; this run normalises its features, so its frozen trunk stays in train
+        // mode and its batch norms adapt to them (as before eval mode existed), and a resume keeps that.
+        let release = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ModelsTests/Fixtures/panns_cnn14_8k.pth")
+        var c = FineTuneConfig()
+        (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.freezeEncoder) = (release.path, 100, 1, 4, 1e-3, true)
+        let run = try RunDirectory(dir.appendingPathComponent("release"))
+        var lines: [String] = []
+        _ = try fineTune(c, data: data, run: run) { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.contains("stays in train mode") }, "\(lines)")
+        XCTAssertFalse(lines.contains { $0.contains("runs in eval mode") })
+        let start = try PANNsCheckpoint.unwrapped(TorchCheckpoint.read(release))
+        XCTAssertNotEqual(try SafeTensors.read(run.best).tensors["bn0.running_mean"]?.toArray(), start["bn0.running_mean"]?.toArray())
+        c.epochs = 2
+        lines = []
+        _ = try fineTune(c, data: data, run: run, resume: true) { lines.append($0) }
+        XCTAssertFalse(lines.contains { $0.contains("runs in eval mode") }, "\(lines)")
     }
 
     func testLoRAAndAdapterRunsTrainOnlyTheirTensorsAndReload() throws {
