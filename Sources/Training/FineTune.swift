@@ -39,8 +39,15 @@ public struct FineTuneConfig: Codable, Sendable {
     public var lrDecayStart = 5
     public var lrDecay: Float = 0.85
     public var seed: UInt64 = 0
-    public var mean: Float = -4.2677393
-    public var std: Float = 4.5689974
+    /// Feature normalisation `(x − mean) / (2·std)`; nil (both) leaves the features as the front end
+    /// gives them (a released PANNs or CLAP reads raw dB). Default: AudioSet's Kaldi-fbank statistics, AST's.
+    public var mean: Float? = -4.2677393
+    public var std: Float? = 4.5689974
+    /// Take the start's own normalisation instead of `mean`/`std`, where the start records the features
+    /// its encoder was trained on (an Earshot run's statistics; none for a released PANNs; a Hugging Face
+    /// AST folder's preprocessor config): `earshot finetune` without `--mean`/`--std`. Applied when the run
+    /// begins, so `mean`/`std` in its settings are what it used (and what a resume uses).
+    public var normalisationFromStart: Bool?
     /// Test split name, or a fold number for k-fold datasets; scored once, on the checkpoint validation chose.
     public var testSplit = "test"
     /// Where the data has no clip in `testSplit` (and it is "test"): this fraction becomes the test split.
@@ -165,6 +172,11 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         if let name = start.modelName { (cfg.model, cfg.depth) = (name, start.depth) }
         (startFile, startPipeline) = (start.file, start.pipeline)
         log("initialised the encoder from \(start.file.path) (\(start.kind))")
+        if cfg.normalisationFromStart == true, let features = start.pipeline {
+            (cfg.mean, cfg.std) = (features.mean, features.std)
+            log(features.mean.map { String(format: "features normalised as the start's were: mean %g, std %g", $0, features.std ?? .nan) }
+                ?? "features left unnormalised, as the start read them")
+        }
     } else {
         do { model = try ModelRegistry.entry(named: cfg.model).classifier(shape) } catch { throw NNError("finetune: \(error)") }
     }
@@ -222,7 +234,8 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     var augmentation = ClassificationAugmentation()
     (augmentation.cropFrames, augmentation.freqm, augmentation.timem, augmentation.noise, augmentation.mixup, augmentation.labelSmoothing) =
         (cfg.cropFrames, cfg.freqm ?? 0, cfg.timem ?? 0, cfg.noise, cfg.mixup, cfg.labelSmoothing)
-    augmentation.padValue = (0 - cfg.mean) / (2 * cfg.std)   // SpecAugment fills 0 in the log domain, before normalisation
+    // SpecAugment fills 0 in the log domain, before normalisation.
+    if let mean = pipeline.mean, let std = pipeline.std { augmentation.padValue = (0 - mean) / (2 * std) }
     let classification = ClassificationTask(model: model, classes: cfg.classes, multiLabel: cfg.multiLabel, pipeline: pipeline,
                                             augmentation: augmentation, peft: cfg.peft, validation: validation, batchSize: cfg.batchSize, report: skips)
     let task: TrainingTask = try auxiliary?.task(wrapping: classification, loader: loader, validation: validation, seed: cfg.seed, log: log)

@@ -117,8 +117,8 @@ struct Finetune: ParsableCommand {
     @Flag(name: .customLong("freeze-encoder"), help: "Train the head only; the encoder runs in eval mode (its batch-norm statistics kept, no dropout), as --peft linear.")
     var freezeEncoder = false
     @Option var depth: Int?
-    @Option var mean: Float = -4.2677393
-    @Option var std: Float = 4.5689974
+    @Option(help: "Feature mean (default: the --init-from start's own, none for a released PANNs; else AudioSet's -4.2677393).") var mean: Float?
+    @Option(help: "Feature std (default: the --init-from start's own; else AudioSet's 4.5689974).") var std: Float?
     @Option var seed: UInt64 = 0
     @Option(help: "Train on at most this many clips per class, drawn with --seed from the training split (few-shot / label efficiency).")
     var shots: Int?
@@ -141,8 +141,11 @@ struct Finetune: ParsableCommand {
         // With --init-from, the start's architecture wins over --model.
         (c.model, c.depth) = (model, depth)
         if initFrom != nil && release.shape != ReleaseShape() { c.releaseShape = release.shape }
-        (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.mixup, c.freezeEncoder, c.mean, c.std, c.seed) =
-            (initFrom, targetLength, epochs, batchSize, lr, test, mixup, freezeEncoder, mean, std, seed)
+        (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.testSplit, c.mixup, c.freezeEncoder, c.seed) =
+            (initFrom, targetLength, epochs, batchSize, lr, test, mixup, freezeEncoder, seed)
+        // Unless given, the features are normalised as the start's encoder read them (AudioSet's where it records nothing).
+        (c.mean, c.std) = (mean ?? c.mean, std ?? c.std)
+        if initFrom != nil && mean == nil && std == nil { c.normalisationFromStart = true }
         c.balancedSampling = balanced
         // Unset widths are the model's (`defaultMasks`): AST's scaled to the window, none for PANNs.
         (c.freqm, c.timem) = (freqm, timem)

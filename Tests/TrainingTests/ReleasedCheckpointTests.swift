@@ -161,6 +161,12 @@ final class ReleasedCheckpointTests: XCTestCase {
             XCTAssertNil(pre.ssastShape)
             XCTAssertEqual([pre.config.fstride, pre.config.tstride, pre.config.fGrid, pre.config.tGrid], [12, 12, 3, 9])
         }
+        // The features each was trained on, for `finetune` without --mean/--std: the folder's preprocessor
+        // config, the .pth recipe's (AudioSet's unless its name says Speech Commands).
+        XCTAssertEqual(hf.pipeline?.mean, -5.5)
+        XCTAssertEqual(hf.pipeline?.std, 3.25)
+        XCTAssertEqual(pth.pipeline?.mean, ASTInputConfig.audioset.mean)
+        XCTAssertEqual(pth.pipeline?.bins, 40)
         let c = pth.classifierConfig(inputTdim: 64, labelDim: 2)
         XCTAssertEqual([c.tGrid, c.labelDim, c.inputFdim], [5, 2, 40])
         XCTAssertEqual(c.pooling, .clsPair)

@@ -80,6 +80,20 @@ public enum ASTRelease {
 }
 
 extension ASTFamily {
+    /// The features a Hugging Face AST folder's `preprocessor_config.json` describes (sample rate,
+    /// statistics, whether it normalises; AST's AudioSet statistics where it says nothing); `mean`/`std`
+    /// override its statistics.
+    static func huggingFacePipeline(_ folder: URL, bins: Int, frames: Int, mean: Float? = nil, std: Float? = nil) -> FeaturePipeline {
+        let pre = (try? JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("preprocessor_config.json")))) as? [String: Any] ?? [:]
+        var fbank = KaldiFbankConfig.ast
+        fbank.numMelBins = bins
+        if let rate = (pre["sampling_rate"] as? NSNumber)?.intValue { fbank.sampleRate = rate }
+        let normalise = (pre["do_normalize"] as? Bool) ?? true
+        let mean = mean ?? (pre["mean"] as? NSNumber)?.floatValue ?? ASTInputConfig.audioset.mean
+        let std = std ?? (pre["std"] as? NSNumber)?.floatValue ?? ASTInputConfig.audioset.std
+        return FeaturePipeline(kind: .kaldiFbank(fbank), targetFrames: frames, mean: normalise ? mean : nil, std: normalise ? std : nil)
+    }
+
     /// A Hugging Face folder: architecture and classes from config.json, features from
     /// preprocessor_config.json where present (AST's AudioSet statistics where not).
     static func huggingFace(_ folder: URL, _ options: ReleasedCheckpointOptions) throws -> LoadedClassifier {
@@ -96,15 +110,8 @@ extension ASTFamily {
             }
         }
         if let labels = options.labels { classes = try readClassNames(labels, count: classes.count) }
-        let pre = (try? JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("preprocessor_config.json")))) as? [String: Any] ?? [:]
-        var fbank = KaldiFbankConfig.ast
-        fbank.numMelBins = model.config.inputFdim
-        if let rate = (pre["sampling_rate"] as? NSNumber)?.intValue { fbank.sampleRate = rate }
-        let normalise = (pre["do_normalize"] as? Bool) ?? true
-        let mean = options.mean ?? (pre["mean"] as? NSNumber)?.floatValue ?? ASTInputConfig.audioset.mean
-        let std = options.std ?? (pre["std"] as? NSNumber)?.floatValue ?? ASTInputConfig.audioset.std
-        let pipeline = FeaturePipeline(kind: .kaldiFbank(fbank), targetFrames: model.config.inputTdim,
-                                       mean: normalise ? mean : nil, std: normalise ? std : nil)
+        let pipeline = huggingFacePipeline(folder, bins: model.config.inputFdim, frames: model.config.inputTdim,
+                                           mean: options.mean, std: options.std)
         let problem = json["problem_type"] as? String
         let multiLabel = options.multiLabel ?? (problem.map { $0 == "multi_label_classification" } ?? true)
         return LoadedClassifier(model: model, classes: classes, pipeline: pipeline, multiLabel: multiLabel)

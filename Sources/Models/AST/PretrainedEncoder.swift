@@ -36,10 +36,9 @@ public struct PretrainedEncoder {
             throw NNError("\(file.path): neither an SSAST pretraining nor an AST classifier checkpoint (no architecture ssast or ast in its metadata)")
         }
         let config = try ASTConfig.decode(arch.config, file.path)
-        guard arch.family == ASTFamily.pretrainingFamily else {
-            return PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: encoder)
-        }
-        var pre = PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
+        var pre = arch.family == ASTFamily.pretrainingFamily
+            ? PretrainedEncoder(file: file, source: .ssast, config: config, ssastShape: try ssastShape(of: config, file), encoder: encoder)
+            : PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: encoder)
         pre.pipeline = try ASTFamily.recordedPipeline(st.metadata, file: file)
         return pre
     }
@@ -47,11 +46,17 @@ public struct PretrainedEncoder {
     static func huggingFace(_ folder: URL) throws -> PretrainedEncoder {
         let config = try ASTConfig.fromHuggingFace(folder.appendingPathComponent("config.json"))
         let (file, state) = try ASTCheckpoint.readHuggingFace(folder)
-        return PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: state.filter { $0.key.hasPrefix("v.") })
+        var pre = PretrainedEncoder(file: file, source: .ast, config: config, ssastShape: nil, encoder: state.filter { $0.key.hasPrefix("v.") })
+        pre.pipeline = ASTFamily.huggingFacePipeline(folder, bins: config.inputFdim, frames: config.inputTdim)
+        return pre
     }
 
     static func release(_ file: URL, shape: ReleaseShape) throws -> PretrainedEncoder {
-        try release(ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file)), file: file, shape: shape)
+        var pre = try release(ASTCheckpoint.fromOriginal(try TorchCheckpoint.read(file)), file: file, shape: shape)
+        // Released AST and SSAST models read Kaldi fbank normalised with their recipe's statistics.
+        let statistics = ASTRelease.statistics(file)
+        pre.pipeline = .astFbank(bins: pre.config.inputFdim, targetFrames: pre.config.inputTdim, mean: statistics.mean, std: statistics.std)
+        return pre
     }
 
     /// A release's state dict, already read (keys as `ASTCheckpoint.fromOriginal` leaves them).

@@ -34,7 +34,7 @@ struct AMBAPretrained {
         let pretraining = arch.family == SSAMBAFamily.pretrainingFamily
         var pre = AMBAPretrained(file: file, config: config, selfSupervised: pretraining,
                                  encoder: SSAMBACheckpoint.encoderWeights(st.tensors))
-        if pretraining { pre.pipeline = try ASTFamily.recordedPipeline(st.metadata, file: file) }
+        pre.pipeline = try ASTFamily.recordedPipeline(st.metadata, file: file)
         return pre
     }
 
