@@ -350,11 +350,15 @@ public func crossValidate(_ config: FineTuneConfig, data: Dataset, root: URL, re
     return (results, mean, std)
 }
 
-/// The best checkpoint's trainable tensors as `delta.safetensors` (`DeltaCheckpoint`), beside it;
-/// `base` is the weights file the run started from.
+/// The best checkpoint's trainable tensors and its buffers as `delta.safetensors` (`DeltaCheckpoint`),
+/// beside it; `base` is the weights file the run started from. Buffers are batch-norm statistics (a
+/// few kilobytes): an encoder in train mode moves them though no weight of theirs trains, and a delta
+/// without them would score otherwise than the run.
 func writeDelta(run: RunDirectory, model: any AudioClassifierModel, base: URL, releaseShape: ReleaseShape?) throws {
     let best = try SafeTensors.read(run.best)
-    let trained = Set(model.namedParameters().filter(\.1.requiresGrad).map(\.0))
+    let parameters = Set(model.namedParameters().map(\.0))
+    let buffers = model.namedTensors().map(\.0).filter { !parameters.contains($0) }
+    let trained = Set(model.namedParameters().filter(\.1.requiresGrad).map(\.0) + buffers)
     let tensors = best.tensors.filter { trained.contains($0.key) }
     try DeltaCheckpoint.write(tensors, metadata: best.metadata, model: model, base: base, releaseShape: releaseShape, to: run.delta)
 }

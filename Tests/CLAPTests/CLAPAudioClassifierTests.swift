@@ -138,4 +138,57 @@ final class CLAPAudioClassifierTests: XCTestCase {
         let merged = try GradMode.noGrad { try model.logits(x) }.toArray()
         XCTAssertLessThan(zip(adapted, merged).map { abs($0 - $1) }.max()!, 1e-4)
     }
+
+    /// Adapters on HTSAT's Swin blocks: every block wrapped (Houlsby: two adapters, each as wide as its
+    /// stage), only the adapters, the norms before them, the final norm and the head trainable, the output
+    /// unchanged while the up projections are zero, and gradients equal to finite differences through
+    /// both adapters and the wrapped block's attention.
+    func testAdaptersOnSwinBlocks() throws {
+        Random.seed(11)
+        let model = try XCTUnwrap(try ModelRegistry.start(clapFolder).build(ModelShape(frames: 64, outputs: 2)) as? CLAPAudioClassifier)
+        model.eval()
+        let x = features(model.inputBins, frames: 64, seed: 12)
+        let before = try GradMode.noGrad { try model.logits(x) }.toArray()
+        var peft = PEFTConfig(method: .adapter)
+        (peft.reductionRate, peft.adapterKind, peft.adapterInit) = (8, .houlsby, .standard)
+        let summary = try peft.apply(to: model)
+        let blocks = model.audioEncoder.layers.flatMap(\.blocks)
+        XCTAssertEqual(blocks.count, model.audioEncoder.layers.map(\.blocks.count).reduce(0, +))
+        for block in blocks {
+            let adapted = try XCTUnwrap(block as? AdaptedSwinLayer)
+            for adapter in [adapted.mlpAdapter, try XCTUnwrap(adapted.attentionAdapter)] {
+                let down = try XCTUnwrap(adapter as? BottleneckAdapter).down.weight
+                XCTAssertEqual(down.shape, [max(1, Int((Double(block.width) / 8).rounded())), block.width])
+            }
+        }
+        let trainable = model.namedParameters().filter { $0.1.requiresGrad }.map(\.0)
+        let allowed = ["_adapter.", ".layernorm_before.", ".layernorm_after."]
+        XCTAssertTrue(trainable.allSatisfy { k in allowed.contains { k.contains($0) } || k.hasPrefix("head.") || k.hasPrefix("audio_encoder.norm.") }, "\(trainable)")
+        XCTAssertTrue(trainable.contains { $0.hasSuffix("blocks.0.attention_adapter.down.weight") }, "\(trainable)")
+        XCTAssertEqual(summary.trainable, model.parameterCount(trainableOnly: true))
+        XCTAssertLessThan(zip(try GradMode.noGrad { try model.logits(x) }.toArray(), before).map { abs($0 - $1) }.max()!, 1e-6,
+                          "zero up projections leave the block as it was")
+        for (k, t) in model.namedParameters() where k.contains("_adapter.up.weight") { try t.assign(from: Tensor.randn(t.shape) * 0.1) }
+        XCTAssertGreaterThan(zip(try GradMode.noGrad { try model.logits(x) }.toArray(), before).map { abs($0 - $1) }.max()!, 1e-4)
+
+        let r = Tensor.randn([2, 2])
+        func value() throws -> Float { try (model.logits(x) * r).sum().item() }
+        model.zeroGrad()
+        try (model.logits(x) * r).sum().backward()
+        let named = Dictionary(uniqueKeysWithValues: model.namedTensors())
+        let last = "audio_encoder.layers.\(model.audioEncoder.layers.count - 1).blocks.0"
+        let probes = try ["audio_encoder.layers.0.blocks.1.mlp_adapter.down.weight", "audio_encoder.layers.0.blocks.0.attention_adapter.up.weight",
+                          "\(last).mlp_adapter.up.bias", "audio_encoder.layers.0.blocks.1.layernorm_after.weight"]
+            .map { ($0, try XCTUnwrap(named[$0], $0)) }
+        try assertGradientsMatchFiniteDifferences(probes, samples: 4, relative: 3e-2, value: value)
+        XCTAssertNil(try XCTUnwrap(named["audio_encoder.layers.0.blocks.0.attention.self.query.weight"]).grad, "frozen weights get no gradient")
+
+        // A checkpoint records the method: the same wrappers are rebuilt before its weights load.
+        let rebuilt = try XCTUnwrap(try ModelRegistry.start(clapFolder).build(ModelShape(frames: 64, outputs: 2)) as? CLAPAudioClassifier)
+        try peft.apply(to: rebuilt, freezing: false)
+        var state = model.stateDict()
+        try rebuilt.load(consuming: &state)
+        rebuilt.eval()
+        XCTAssertEqual(try GradMode.noGrad { try rebuilt.logits(x) }.toArray(), try GradMode.noGrad { try model.logits(x) }.toArray())
+    }
 }

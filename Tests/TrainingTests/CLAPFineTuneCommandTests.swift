@@ -67,7 +67,7 @@ final class CLAPFineTuneCommandTests: XCTestCase {
         XCTAssertTrue(further.output.contains("CLAP audio classifier"), further.output)
         // Parameter-efficient: a delta of the biases and the head, classified with the CLAP as its base
         // (the folder, or its weights file); LoRA on the Swin blocks likewise; the methods that need
-        // AST-style blocks are refused by name.
+        // AST-style attention layers or prompt slots are refused by name.
         let delta = dir.appendingPathComponent("bitfit").path
         let bitfit = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", delta, "--peft", "bitfit"])
         XCTAssertEqual(bitfit.status, 0, bitfit.output)
@@ -80,9 +80,19 @@ final class CLAPFineTuneCommandTests: XCTestCase {
         XCTAssertEqual(lora.status, 0, lora.output)
         let withLoRA = try runEarshot(["classify", one, "--model", loraRun, "--base", clap])
         XCTAssertEqual(withLoRA.status, 0, withLoRA.output)
-        let adapter = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", dir.appendingPathComponent("adapter").path, "--peft", "adapter"])
-        XCTAssertNotEqual(adapter.status, 0)
-        XCTAssertTrue(adapter.output.contains("use full, linear, bitfit or lora"), adapter.output)
+        // Houlsby adapters on the Swin blocks: the delta on its base classifies as the run's own checkpoint.
+        let adapterRun = dir.appendingPathComponent("adapter").path
+        let adapter = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", adapterRun, "--peft", "adapter",
+                                      "--adapter", "houlsby", "--adapter-init", "standard", "--reduction-rate", "8"])
+        XCTAssertEqual(adapter.status, 0, adapter.output)
+        XCTAssertTrue(adapter.output.contains("parameters trainable"), adapter.output)
+        let fromDelta = try runEarshot(["classify", one, "--model", adapterRun + "/delta.safetensors", "--base", clap, "--json"])
+        let fromRun = try runEarshot(["classify", one, "--model", adapterRun, "--json"])
+        XCTAssertEqual(fromDelta.status, 0, fromDelta.output)
+        XCTAssertEqual(fromDelta.output.split(separator: "\n").first, fromRun.output.split(separator: "\n").first)
+        let prefix = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", dir.appendingPathComponent("prefix").path, "--peft", "prefix"])
+        XCTAssertNotEqual(prefix.status, 0)
+        XCTAssertTrue(prefix.output.contains("use full, linear, bitfit, adapter, conformer or lora"), prefix.output)
         // The CLAP as an encoder: its projected audio embeddings (16 wide in the fixture).
         let out = dir.appendingPathComponent("e.safetensors").path
         let embedded = try runEarshot(["embed", data, "--model", clap, "--out", out])

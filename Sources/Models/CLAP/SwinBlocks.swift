@@ -95,7 +95,8 @@ public final class SwinDense: Module {
 /// to their scores (the reference's mask: 3 regions per axis, [0, n−w), [n−w, n−s), [n−s, n)).
 /// Roll and window partition are both permutations of token positions, so they are one gather here
 /// (and its inverse afterwards), with the same result as the reference's roll/partition/reverse.
-public final class SwinLayer: Module {
+/// Not final: `AdaptedSwinLayer` wraps a block (its tensors shared, `init(sharing:)`) to add adapters.
+public class SwinLayer: Module {
     @Child public private(set) var layernormBefore: LayerNorm
     public let attention: SwinAttention
     @Child public private(set) var layernormAfter: LayerNorm
@@ -125,6 +126,22 @@ public final class SwinLayer: Module {
         (order, inverse) = SwinLayer.windowOrder(rows: rows, cols: cols, window: window, shift: shift)
         maskBox = shift > 0 ? ConstantTensor(tensor: SwinLayer.shiftMask(rows: rows, cols: cols, window: window, shift: shift)) : nil
     }
+
+    /// A block holding `other`'s children and constants themselves (same tensors, same keys), for
+    /// wrappers that subclass it.
+    init(sharing other: SwinLayer) {
+        layernormBefore = other.layernormBefore
+        attention = other.attention
+        layernormAfter = other.layernormAfter
+        intermediate = other.intermediate
+        output = other.output
+        dropPath = other.dropPath
+        (rows, cols, window, shift) = (other.rows, other.cols, other.window, other.shift)
+        (order, inverse, maskBox) = (other.order, other.inverse, other.maskBox)
+    }
+
+    /// The block's width D.
+    public var width: Int { attention.output.dense.weight.shape[0] }
 
     /// order[k] = the grid position (row-major) of the k-th token in window order after rolling the grid
     /// by −shift: window (a, b) row-major, then (i, j) within it; that token is the original one at
@@ -157,13 +174,23 @@ public final class SwinLayer: Module {
 
     /// x [B, rows·cols, D] → [B, rows·cols, D].
     func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let (b, l, d) = (x.shape[0], x.shape[1], x.shape[2])
+        let h = try x + dropPath(attend(layernormBefore(x)))
+        return try h + dropPath(feedForward(layernormAfter(h)))
+    }
+
+    /// The attention half on normalised tokens u [B, rows·cols, D] in grid order: the (shifted) window
+    /// attention and its output projection, back in grid order.
+    func attend(_ u: Tensor) throws -> Tensor {
+        let (b, l, d) = (u.shape[0], u.shape[1], u.shape[2])
         let n = window * window
-        let windows = try layernormBefore(x).indexSelect(axis: 1, indices: order).reshape([b * l / n, n, d])
+        let windows = try u.indexSelect(axis: 1, indices: order).reshape([b * l / n, n, d])
         let attended = try attention.output.dense(attention.selfAttention(windows, mask: mask))
-        let back = try attended.reshape([b, l, d]).indexSelect(axis: 1, indices: inverse)
-        let h = try x + dropPath(back)
-        return try h + dropPath(output.dense(intermediate.dense(layernormAfter(h)).gelu()))
+        return try attended.reshape([b, l, d]).indexSelect(axis: 1, indices: inverse)
+    }
+
+    /// The feed-forward half on normalised tokens: W₂ · GELU(W₁ · u).
+    func feedForward(_ u: Tensor) throws -> Tensor {
+        try output.dense(intermediate.dense(u).gelu())
     }
 }
 
@@ -194,7 +221,7 @@ public final class SwinPatchMerging: Module {
 
 /// One stage: its blocks (shift 0, w/2, 0, w/2, …) and the merging after it (none after the last).
 public final class SwinStage: Module {
-    public let blocks: [SwinLayer]
+    @Child public private(set) var blocks: [SwinLayer]
     public let downsample: SwinPatchMerging?
     public let rows: Int, cols: Int
 

@@ -3,7 +3,8 @@ import Engine
 import Foundation
 import NN
 
-/// A parameter-efficient run as a file of kilobytes: only the tensors the method trains, with the
+/// A parameter-efficient run as a file of kilobytes: only the tensors the method trains (and the
+/// batch-norm statistics, which move in training), with the
 /// method, classes and features, and the content hash of the checkpoint it started from. Loading it
 /// needs that base, checked by hash, so a delta is never applied to other weights than its own.
 public enum DeltaCheckpoint {
@@ -28,7 +29,8 @@ public enum DeltaCheckpoint {
         meta["frames"] = String(model.inputFrames)
         meta["outputs"] = String(model.outputs)
         if let releaseShape { meta["release_shape"] = String(data: try JSONEncoder().encode(releaseShape), encoding: .utf8) }
-        try SafeTensors.write(tensors, to: url, metadata: meta)
+        // BatchNorm step counters stay integers, as Module.save writes them.
+        try SafeTensors.write(tensors, to: url, metadata: meta, integerKeys: Set(tensors.keys.filter { $0.hasSuffix("num_batches_tracked") }))
     }
 
     /// Whether a safetensors file's metadata marks it as a delta.

@@ -145,9 +145,13 @@ extension PEFTConfig {
         let modules = model.namedModules()
         let attention = modules.contains { $0.1 is MultiHeadAttention }, mamba = modules.contains { $0.1 is VimBlock }
         let swin = modules.contains { $0.1 is SwinSelfAttention }
-        if [.adapter, .conformer, .moa, .lora, .prefix].contains(method), !attention, !(mamba && method != .prefix), !(swin && method == .lora) {
-            let fits = mamba ? "full, linear, bitfit, adapter, conformer, moa or lora" : swin ? "full, linear, bitfit or lora" : "full, linear or bitfit"
-            throw ModelError("--peft \(method.rawValue) adapts \(method == .prefix ? "attention layers" : "transformer or Mamba blocks"); a \(model.architecture.family) model has none: use \(fits)")
+        if [.adapter, .conformer, .moa, .lora, .prefix].contains(method), !attention, !(mamba && method != .prefix),
+           !(swin && [.lora, .adapter, .conformer].contains(method)) {
+            let fits = mamba ? "full, linear, bitfit, adapter, conformer, moa or lora" : swin ? "full, linear, bitfit, adapter, conformer or lora"
+                : "full, linear or bitfit"
+            let what = method == .prefix ? "attention layers" : method == .moa && swin ? "transformer or Mamba blocks (not yet Swin blocks)"
+                : "transformer or Mamba blocks"
+            throw ModelError("--peft \(method.rawValue) adapts \(what); a \(model.architecture.family) model has none: use \(fits)")
         }
         var trained: [String] = []   // key fragments the method trains, beside the head and the final norm
         switch method {
@@ -167,6 +171,10 @@ extension PEFTConfig {
                     SoftMixture(dim: width, bottleneck: inner, experts: experts, slots: slots, normalize: normalize, initialisation: init_)
                 default: BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
                 }
+            }
+            if swin {
+                trained = try applySwinAdapters(to: model)
+                break
             }
             if mamba && !attention {
                 // A Mamba block has one sub-layer: the adapter sits beside its mixer, the norm before both trains.
@@ -297,6 +305,24 @@ extension PEFTConfig {
                                       scale: loraAlpha / Float(loraScaleByRank ? rank : reductionRate))
             }
         }
+    }
+
+    /// Bottleneck or conformer adapters on Swin blocks (`AdaptedSwinLayer`): one at each block's
+    /// feed-forward half (Pfeiffer), and one at its attention half too (Houlsby), each as wide as its
+    /// block, inner width round(width / reduction rate), at least 1. Returns the key fragments that
+    /// train: the adapters and the norms before the layers they sit beside.
+    func applySwinAdapters(to model: any AudioClassifierModel) throws -> [String] {
+        guard reductionRate >= 1 else { throw ModelError("--reduction-rate \(reductionRate) must be at least 1") }
+        let (conformer, houlsby, init_) = (method == .conformer, adapterKind == .houlsby, adapterInit)
+        let wiring = AdapterWiring(placement: placement, residual: adapterResidual)
+        try model.replaceModules(matching: model.blockPattern, as: SwinLayer.self) { _, block in
+            let width = block.width, inner = max(1, Int((Double(block.width) / Double(reductionRate)).rounded()))
+            func make() -> any UnaryLayer {
+                conformer ? ConformerAdapter(dim: width, bottleneck: inner) : BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
+            }
+            return AdaptedSwinLayer(wrapping: block, mlpAdapter: make(), attentionAdapter: houlsby ? make() : nil, wiring: wiring)
+        }
+        return ["_adapter.", ".layernorm_after."] + (houlsby ? [".layernorm_before."] : [])
     }
 
     /// LoRA on Mamba blocks: `--lora-targets` of in, out, x (the default q,v, which a Mamba block does

@@ -39,13 +39,17 @@ public enum AdapterPlacement: String, Codable, Sendable, CaseIterable {
 
 /// An adapter wrapped around a layer: `parallel` gives layer(x) + adapter(x); `sequential` gives
 /// adapter(layer(x)), plus layer(x) when `residual` (PETL_AST's `apply_residual`, off by default).
-struct AdapterWiring {
-    let placement: AdapterPlacement
-    let residual: Bool
+public struct AdapterWiring: Sendable {
+    public let placement: AdapterPlacement
+    public let residual: Bool
     /// Where a parallel adapter's output also goes (`AdapterEcho`), nil for none.
     var echo: AdapterEcho? = nil
 
-    func callAsFunction(_ x: Tensor, layer: (Tensor) throws -> Tensor, adapter: any UnaryLayer) throws -> Tensor {
+    public init(placement: AdapterPlacement, residual: Bool = false) { (self.placement, self.residual) = (placement, residual) }
+
+    init(placement: AdapterPlacement, residual: Bool, echo: AdapterEcho?) { (self.placement, self.residual, self.echo) = (placement, residual, echo) }
+
+    public func callAsFunction(_ x: Tensor, layer: (Tensor) throws -> Tensor, adapter: any UnaryLayer) throws -> Tensor {
         if placement == .before {
             let a = try adapter(x)
             return try layer(a) + a
