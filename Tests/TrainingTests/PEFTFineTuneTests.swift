@@ -134,4 +134,29 @@ final class PEFTFineTuneTests: XCTestCase {
         _ = try fineTune(ft, data: data, run: try RunDirectory(dir.appendingPathComponent("adapter")), resume: true) { lines.append($0) }
         XCTAssertTrue(lines.contains("resuming after epoch 2"), "\(lines.prefix(5))")
     }
+
+    /// A PANNs trunk trained by BitFit (in train mode) moves its batch-norm statistics though no weight of
+    /// theirs trains: the delta carries them, so delta + base scores exactly as the run's checkpoint.
+    func testABatchNormDeltaOnItsBaseIsTheRun() throws {
+        let dir = try temporaryFolder("bn-delta")
+        var records: [ClipRecord] = []
+        for i in 0..<12 {
+            let url = dir.appendingPathComponent("c\(i).wav")
+            try writeTone(url, frequency: i % 2 == 0 ? 2500 : 300, samples: 16000)
+            records.append(ClipRecord(path: url.path, labels: [i % 2 == 0 ? "high" : "low"], split: i < 8 ? "train" : (i < 10 ? "validation" : "test")))
+        }
+        let release = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ModelsTests/Fixtures/panns_cnn14_8k.pth")
+        var c = FineTuneConfig()
+        (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.peft) = (release.path, 100, 1, 4, 1e-3, PEFTConfig(method: .bitfit))
+        let run = try RunDirectory(dir.appendingPathComponent("run"))
+        _ = try fineTune(c, data: Dataset(records: records, layout: "tones"), run: run) { _ in }
+        let delta = try SafeTensors.read(run.delta).tensors
+        let start = try PANNsCheckpoint.unwrapped(TorchCheckpoint.read(release))
+        XCTAssertNotEqual(try XCTUnwrap(delta["bn0.running_mean"]).toArray(), try XCTUnwrap(start["bn0.running_mean"]).toArray(), "moved in training")
+        XCTAssertNil(delta["blocks.0.conv1.weight"], "frozen weights stay out")
+        let fromRun = try Classifier.load(run.url), fromDelta = try Classifier.load(run.delta, base: release)
+        let x = Tensor.randn([2, 100, fromRun.model.inputBins], mean: -20, std: 10)
+        XCTAssertEqual(try GradMode.noGrad { try fromDelta.model.logits(x) }.toArray(), try GradMode.noGrad { try fromRun.model.logits(x) }.toArray())
+    }
 }
