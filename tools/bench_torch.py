@@ -315,6 +315,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--onnx", default=None, help="ast: run this ONNX model (from `earshot bench ast --onnx FILE`) in onnxruntime instead")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"], help="matmul, encoder (ast), ast: inference precision")
     a = p.parse_args()
     if a.bench == "encoder" and a.size is not None:
@@ -335,6 +336,20 @@ def main():
         t = median_time(run, a.iters, a.warmup)
         print(json.dumps({"bench": "matmul", "impl": "torch", "precision": a.precision, "m": a.m, "k": a.k, "n": a.n, "threads": a.threads,
                           "ms": t * 1e3, "gflops": 2 * a.m * a.k * a.n / t / 1e9}))
+        return
+
+    if a.bench == "ast" and a.onnx:
+        # onnxruntime on the model `earshot bench ast --onnx FILE` wrote (the same size, frames and labels).
+        import numpy as np
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = a.threads, 1
+        session = ort.InferenceSession(a.onnx, options, providers=["CPUExecutionProvider"])
+        x = np.random.RandomState(0).standard_normal([a.batch, a.frames, 128]).astype(np.float32)
+        t = median_time(lambda: session.run(["logits"], {"features": x}), a.iters, a.warmup)
+        print(json.dumps({"bench": "ast", "impl": "onnxruntime " + ort.__version__, "mode": "inference", "precision": "fp32",
+                          "size": a.size, "frames": a.frames, "batch": a.batch, "threads": a.threads, "ms_per_step": t * 1e3,
+                          "items_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))
         return
 
     if a.bench == "ast":

@@ -252,6 +252,7 @@ struct ASTBench: ParsableCommand {
     @Option var frames = 1024
     @Option var batch = 8
     @Option var labels = 527
+    @Option(help: "Also write the model benchmarked as ONNX here (tools/bench_torch.py ast --onnx runs it in onnxruntime).") var onnx: String?
     @Flag var train = false
     @OptionGroup var options: BenchOptions
     @OptionGroup var precision: PrecisionArguments
@@ -261,6 +262,11 @@ struct ASTBench: ParsableCommand {
         Random.seed(0)
         let model = try ModelRegistry.entry(named: "ast-\(size)").classifier(ModelShape(frames: frames, outputs: labels))
         if train && precision.precision != .fp32 { throw ValidationError("--precision applies to inference only (not --train)") }
+        if let onnx {
+            model.eval()
+            try AtomicFile.write(try ONNXExport.model(model, classes: (0..<labels).map(String.init), pipeline: .astFbank(bins: 128, targetFrames: frames, mean: nil, std: nil),
+                                                      multiLabel: true), to: URL(fileURLWithPath: onnx))
+        }
         let runs = precision.apply(to: model)
         let x = Tensor.randn([batch, frames, 128])
         let optimizer = train ? Adam(model.trainableParameters(), lr: 1e-5) : nil

@@ -1,0 +1,46 @@
+import Engine
+import NN
+
+/// AST (and SSAST classifiers, which are ASTs) as ONNX: the same ops as `AST.callAsFunction`, one node
+/// each, in opset 17: features [B, T, F] → [B, 1, F, T] → patch Conv → [B, N, D]; cls and distillation
+/// tokens expanded to the batch and concatenated in front; positions added; the blocks
+/// (`ONNXGraph.vitBlock`); the final norm; cls-pair or mean-token pooling; the head's norm and linear layer.
+extension AST: ONNXExportable {
+    public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
+        guard v.prompts == nil else { throw ModelError("ONNX export: prompt tuning's prompts are not written; export a model without them") }
+        if let wrapped = v.blocks.firstIndex(where: { !$0.isStockForExport }) {
+            throw ModelError("ONNX export: v.blocks.\(wrapped) is wrapped (\(type(of: v.blocks[wrapped]))): adapters and prefixes are not written (LoRA is merged when a run loads)")
+        }
+        let d = config.dim
+        let image = g.node("Transpose", [g.node("Unsqueeze", [features, g.int64s([1])])], [.ints("perm", [0, 1, 3, 2])])
+        let conv = v.patchEmbed.proj
+        let k = [conv.weight.shape[2], conv.weight.shape[3]]
+        var convInputs = [image, g.weight(conv.weight, name: "v.patch_embed.proj.weight")]
+        if let bias = conv.bias { convInputs.append(g.weight(bias, name: "v.patch_embed.proj.bias")) }
+        let patches = g.node("Conv", convInputs, [.ints("kernel_shape", k), .ints("strides", [config.fstride, config.tstride])])
+        let tokens = g.node("Transpose", [g.node("Reshape", [patches, g.int64s([0, d, -1])])], [.ints("perm", [0, 2, 1])])
+        let batch = g.node("Shape", [features], [.int("start", 0), .int("end", 1)])
+        let prefixShape = g.node("Concat", [batch, g.int64s([1, d])], [.int("axis", 0)])
+        let cls = g.node("Expand", [g.weight(v.clsToken, name: "v.cls_token"), prefixShape])
+        let dist = g.node("Expand", [g.weight(v.distToken, name: "v.dist_token"), prefixShape])
+        var h = g.node("Add", [g.node("Concat", [cls, dist, tokens], [.int("axis", 1)]), g.weight(v.posEmbed, name: "v.pos_embed")])
+        for (i, block) in v.blocks.enumerated() { h = try g.vitBlock(h, block, key: "v.blocks.\(i)", width: d) }
+        h = g.layerNorm(h, v.norm, key: "v.norm", width: d)
+        func slice(_ start: Int, _ end: Int) -> String {
+            g.node("Slice", [h, g.int64s([start]), g.int64s([end]), g.int64s([1])])
+        }
+        let embedding: String
+        switch config.pooling {
+        case .clsPair:
+            embedding = g.node("Squeeze", [g.node("Mul", [g.node("Add", [slice(0, 1), slice(1, 2)]), g.scalar(0.5)]), g.int64s([1])])
+        case .meanTokens:
+            embedding = g.node("ReduceMean", [slice(v.prefixTokens, Int(Int32.max))], [.ints("axes", [1]), .int("keepdims", 0)])
+        }
+        guard let headNorm = mlpHead.layers.first as? LayerNorm, let headLinear = mlpHead.layers.last as? Linear, mlpHead.layers.count == 2,
+              type(of: headNorm) == LayerNorm.self, type(of: headLinear) == Linear.self else {
+            throw ModelError("ONNX export: mlp_head is not the stock LayerNorm + Linear")
+        }
+        let logits = try g.linear(g.layerNorm(embedding, headNorm, key: "mlp_head.0", width: d), headLinear, key: "mlp_head.1")
+        return (logits, embedding)
+    }
+}

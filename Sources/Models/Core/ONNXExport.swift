@@ -1,0 +1,44 @@
+import Audio
+import Engine
+import Foundation
+import NN
+
+/// A classifier that can write its forward pass as an ONNX graph (`ONNXGraph`): features in, logits and
+/// the pooled embedding out, for runtimes without Swift (onnxruntime on a phone, a server in another
+/// language). The front end stays outside the graph, as every exporter of these models leaves it (an
+/// STFT is not an ONNX op before opset 17's DFT, and runtimes differ on it): the model's metadata
+/// records the feature pipeline a caller reproduces.
+public protocol ONNXExportable: AudioClassifierModel {
+    /// Appends the nodes from `features` ([batch, frames, bins], already normalised) and returns the
+    /// names of the logits [batch, outputs] and the embedding [batch, width].
+    func writeONNX(_ graph: ONNXGraph, features: String) throws -> (logits: String, embedding: String)
+}
+
+public enum ONNXExport {
+    /// The serialised ONNX model of a loaded classifier, with its classes, feature pipeline and
+    /// architecture as metadata. Throws naming the family where it has no exporter.
+    /// `withMetadata` false leaves the metadata out (it is written last, so the rest is the same bytes):
+    /// what the exporter's fixture hashes.
+    public static func model(_ model: any AudioClassifierModel, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool,
+                             withMetadata: Bool = true) throws -> Data {
+        guard let exportable = model as? any ONNXExportable else {
+            throw ModelError("ONNX export is written for AST and SSAST classifiers; a \(model.architecture.family) model has no exporter yet")
+        }
+        let graph = ONNXGraph()
+        let (logits, embedding) = try exportable.writeONNX(graph, features: "features")
+        graph.output(logits, as: "logits")
+        graph.output(embedding, as: "embedding")
+        var meta = ["architecture": model.architecture.family, "config": model.architecture.config,
+                    "multi_label": multiLabel ? "true" : "false",
+                    "scores": multiLabel ? "sigmoid of the logits" : "softmax of the logits",
+                    "input": "features [batch, \(model.inputFrames), \(model.inputBins)]: the pipeline's features, padded or cut to \(model.inputFrames) frames and normalised as it says"]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        meta["classes"] = String(data: try encoder.encode(classes), encoding: .utf8)
+        meta["pipeline"] = String(data: try encoder.encode(pipeline), encoding: .utf8)
+        return graph.model(name: model.architecture.family,
+                           inputs: [("features", [.named("batch"), .fixed(model.inputFrames), .fixed(model.inputBins)])],
+                           outputs: [("logits", [.named("batch"), .fixed(model.outputs)]), ("embedding", [.named("batch"), .fixed(model.embeddingWidth)])],
+                           metadata: withMetadata ? meta : [:])
+    }
+}

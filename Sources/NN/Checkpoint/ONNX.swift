@@ -1,0 +1,261 @@
+import Engine
+import Foundation
+
+/// Writing ONNX models (the `onnx.proto` wire format, opset 17) without a protobuf library: a model
+/// is a few nested messages of varints, strings and raw little-endian tensors, so an encoder of those
+/// is all it takes. `ONNXGraph` collects nodes and initialisers as a model family's exporter walks its
+/// forward pass; `model(...)` serialises the whole `ModelProto`.
+///
+/// Field numbers are onnx.proto's: ModelProto {ir_version 1, producer_name 2, producer_version 3,
+/// graph 7, opset_import 8, metadata_props 14}; GraphProto {node 1, name 2, initializer 5, input 11,
+/// output 12}; NodeProto {input 1, output 2, name 3, op_type 4, attribute 5}; AttributeProto {name 1,
+/// f 2, i 3, ints 8, type 20}; TensorProto {dims 1, data_type 2, name 8, raw_data 9}; ValueInfoProto
+/// {name 1, type 2}; TypeProto {tensor_type 1}; TypeProto.Tensor {elem_type 1, shape 2};
+/// TensorShapeProto {dim 1}; Dimension {dim_value 1, dim_param 2}; StringStringEntryProto {key 1, value 2}.
+public final class ONNXGraph {
+    /// ONNX's opset this writer's nodes follow (LayerNormalization needs 17; ReduceMean still takes
+    /// `axes` as an attribute there).
+    public static let opset = 17
+    /// IR version 8 goes with opset 17.
+    public static let irVersion = 8
+
+    public enum Attribute {
+        case float(String, Float)
+        case int(String, Int)
+        case ints(String, [Int])
+    }
+
+    /// A dimension of a graph input or output: fixed, or named and free (the batch).
+    public enum Dimension { case fixed(Int), named(String) }
+
+    private var nodes: [Data] = []
+    private var initialisers: [Data] = []
+    private var counter = 0
+    private var names: Set<String> = []
+
+    public init() {}
+
+    /// A fresh value name with `hint` in it.
+    private func fresh(_ hint: String) -> String {
+        counter += 1
+        return "\(hint)_\(counter)"
+    }
+
+    /// A float initialiser holding `tensor`'s values (contiguous, row-major), named `name` where that is
+    /// free (the checkpoint key, so a reader can tell which weight it is), else a fresh name.
+    @discardableResult
+    public func weight(_ tensor: Tensor, name: String) -> String {
+        let n = names.contains(name) ? fresh(name) : name
+        names.insert(n)
+        let raw = Data(bytes: tensor.data, count: tensor.count * MemoryLayout<Float>.size)   // x86 and arm64 are little-endian, as ONNX's raw_data
+        initialisers.append(Self.tensorProto(name: n, dims: tensor.shape, type: 1, raw: raw))
+        return n
+    }
+
+    /// An int64 initialiser (shapes, axes, indices).
+    public func int64s(_ values: [Int], dims: [Int]? = nil, name: String = "const") -> String {
+        let n = fresh(name)
+        names.insert(n)
+        var raw = Data(capacity: values.count * 8)
+        for v in values { withUnsafeBytes(of: Int64(v).littleEndian) { raw.append(contentsOf: $0) } }
+        initialisers.append(Self.tensorProto(name: n, dims: dims ?? [values.count], type: 7, raw: raw))
+        return n
+    }
+
+    /// A float scalar initialiser.
+    public func scalar(_ value: Float, name: String = "scalar") -> String {
+        weight(Tensor.scalar(value), name: fresh(name))
+    }
+
+    /// Appends a node and returns its (first) output's name.
+    @discardableResult
+    public func node(_ op: String, _ inputs: [String], _ attributes: [Attribute] = [], outputs count: Int = 1, name hint: String? = nil) -> String {
+        nodes(op, inputs, attributes, outputs: count, name: hint)[0]
+    }
+
+    /// Appends a node with `count` outputs and returns their names.
+    public func nodes(_ op: String, _ inputs: [String], _ attributes: [Attribute] = [], outputs count: Int, name hint: String? = nil) -> [String] {
+        let outs = (0..<count).map { _ in fresh(hint ?? op.lowercased()) }
+        var m = Data()
+        for i in inputs { m.field(1, string: i) }
+        for o in outs { m.field(2, string: o) }
+        m.field(3, string: fresh("node"))
+        m.field(4, string: op)
+        for a in attributes { m.field(5, message: Self.attributeProto(a)) }
+        nodes.append(m)
+        return outs
+    }
+
+    /// Renames a value by an Identity node (graph outputs get the names a user reads them by).
+    public func output(_ value: String, as name: String) {
+        var m = Data()
+        m.field(1, string: value)
+        m.field(2, string: name)
+        m.field(3, string: fresh("node"))
+        m.field(4, string: "Identity")
+        nodes.append(m)
+    }
+
+    /// The serialised `ModelProto`: float32 inputs and outputs with the given shapes, metadata as
+    /// string pairs (`metadata_props`).
+    public func model(name: String, inputs: [(String, [Dimension])], outputs: [(String, [Dimension])], metadata: [String: String],
+                      producer: String = "earshot") -> Data {
+        var graph = Data()
+        for n in nodes { graph.field(1, message: n) }
+        graph.field(2, string: name)
+        for t in initialisers { graph.field(5, message: t) }
+        for (n, dims) in inputs { graph.field(11, message: Self.valueInfo(n, dims)) }
+        for (n, dims) in outputs { graph.field(12, message: Self.valueInfo(n, dims)) }
+        var opset = Data()
+        opset.field(1, string: "")
+        opset.field(2, varint: UInt64(Self.opset))
+        var model = Data()
+        model.field(1, varint: UInt64(Self.irVersion))
+        model.field(2, string: producer)
+        model.field(3, string: "1")
+        model.field(7, message: graph)
+        model.field(8, message: opset)
+        for (k, v) in metadata.sorted(by: { $0.key < $1.key }) {
+            var entry = Data()
+            entry.field(1, string: k)
+            entry.field(2, string: v)
+            model.field(14, message: entry)
+        }
+        return model
+    }
+
+    static func tensorProto(name: String, dims: [Int], type: Int, raw: Data) -> Data {
+        var t = Data()
+        for d in dims { t.field(1, varint: UInt64(d)) }
+        t.field(2, varint: UInt64(type))
+        t.field(8, string: name)
+        t.field(9, bytes: raw)
+        return t
+    }
+
+    static func attributeProto(_ a: Attribute) -> Data {
+        var m = Data()
+        switch a {
+        case .float(let name, let f):
+            m.field(1, string: name)
+            m.tag(2, wire: 5)
+            withUnsafeBytes(of: f.bitPattern.littleEndian) { m.append(contentsOf: $0) }
+            m.field(20, varint: 1)
+        case .int(let name, let i):
+            m.field(1, string: name)
+            m.field(3, varint: UInt64(bitPattern: Int64(i)))
+            m.field(20, varint: 2)
+        case .ints(let name, let values):
+            m.field(1, string: name)
+            for v in values { m.field(8, varint: UInt64(bitPattern: Int64(v))) }
+            m.field(20, varint: 7)
+        }
+        return m
+    }
+
+    static func valueInfo(_ name: String, _ dims: [Dimension]) -> Data {
+        var shape = Data()
+        for d in dims {
+            var dim = Data()
+            switch d {
+            case .fixed(let n): dim.field(1, varint: UInt64(n))
+            case .named(let s): dim.field(2, string: s)
+            }
+            shape.field(1, message: dim)
+        }
+        var tensorType = Data()
+        tensorType.field(1, varint: 1)   // FLOAT
+        tensorType.field(2, message: shape)
+        var type = Data()
+        type.field(1, message: tensorType)
+        var info = Data()
+        info.field(1, string: name)
+        info.field(2, message: type)
+        return info
+    }
+}
+
+/// Protocol-buffer wire encoding: a key is (field << 3) | wire type; 0 = varint, 2 = length-delimited,
+/// 5 = 32-bit.
+extension Data {
+    mutating func varint(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 { append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
+        append(UInt8(v))
+    }
+
+    mutating func tag(_ field: Int, wire: Int) { varint(UInt64(field << 3 | wire)) }
+
+    mutating func field(_ number: Int, varint value: UInt64) { tag(number, wire: 0); varint(value) }
+
+    mutating func field(_ number: Int, bytes: Data) { tag(number, wire: 2); varint(UInt64(bytes.count)); append(bytes) }
+
+    mutating func field(_ number: Int, string: String) { field(number, bytes: Data(string.utf8)) }
+
+    mutating func field(_ number: Int, message: Data) { field(number, bytes: message) }
+}
+
+// MARK: Stock layers as ONNX nodes
+
+extension ONNXGraph {
+    /// x · Wᵀ + b (`Linear`), the weight stored transposed ([in, out]) for MatMul; `key` names it.
+    public func linear(_ x: String, _ layer: Linear, key: String) throws -> String {
+        let w = weight(try layer.weight.transpose(0, 1), name: key + ".weight")
+        let y = node("MatMul", [x, w])
+        guard let bias = layer.bias else { return y }
+        return node("Add", [y, weight(bias, name: key + ".bias")])
+    }
+
+    /// LayerNormalization over the last axis with the layer's eps.
+    public func layerNorm(_ x: String, _ layer: LayerNorm, key: String, width: Int) -> String {
+        let scale = weight(layer.weight ?? Tensor.ones([width]), name: key + ".weight")
+        let shift = weight(layer.bias ?? Tensor.zeros([width]), name: key + ".bias")
+        return node("LayerNormalization", [x, scale, shift], [.int("axis", -1), .float("epsilon", layer.eps)])
+    }
+
+    /// Exact GELU, x · ½(1 + erf(x / √2)) (ONNX's own Gelu needs opset 20).
+    public func gelu(_ x: String) -> String {
+        let e = node("Erf", [node("Div", [x, scalar(Float(2).squareRoot())])])
+        return node("Mul", [node("Mul", [x, node("Add", [e, scalar(1)])]), scalar(0.5)])
+    }
+
+    /// Multi-head self-attention with a fused qkv projection on x [B, L, D]:
+    /// softmax(Q Kᵀ / √d_head) V, heads concatenated, then the output projection.
+    public func selfAttention(_ x: String, _ attn: MultiHeadAttention, key: String, width: Int) throws -> String {
+        guard let qkv = attn.qkv else { throw NNError("\(key): ONNX export needs a fused qkv projection") }
+        let heads = attn.heads, dh = width / heads
+        let packed = node("Reshape", [try linear(x, qkv, key: key + ".qkv"), int64s([0, 0, 3, heads, dh])])
+        let split = node("Transpose", [packed], [.ints("perm", [2, 0, 3, 1, 4])])   // [3, B, H, L, dh]
+        let (q, k, v) = (node("Gather", [split, int64s([0], dims: [])], [.int("axis", 0)]),
+                         node("Gather", [split, int64s([1], dims: [])], [.int("axis", 0)]),
+                         node("Gather", [split, int64s([2], dims: [])], [.int("axis", 0)]))
+        let scores = node("MatMul", [node("Mul", [q, scalar(1 / Float(dh).squareRoot())]), node("Transpose", [k], [.ints("perm", [0, 1, 3, 2])])])
+        let mixed = node("MatMul", [node("Softmax", [scores], [.int("axis", -1)]), v])
+        let joined = node("Reshape", [node("Transpose", [mixed], [.ints("perm", [0, 2, 1, 3])]), int64s([0, 0, width])])
+        return try linear(joined, attn.proj, key: key + ".proj")
+    }
+
+    /// A pre-LN transformer block (`ViTBlock`): x + attn(LN₁ x), then + MLP(LN₂ ·).
+    public func vitBlock(_ x: String, _ block: ViTBlock, key: String, width: Int) throws -> String {
+        let h = node("Add", [x, try selfAttention(layerNorm(x, block.norm1, key: key + ".norm1", width: width), block.attn, key: key + ".attn", width: width)])
+        let hidden = try linear(layerNorm(h, block.norm2, key: key + ".norm2", width: width), block.mlp.fc1, key: key + ".mlp.fc1")
+        let activated = block.mlp.approximateGELU ? approximateGELU(hidden) : gelu(hidden)
+        return node("Add", [h, try linear(activated, block.mlp.fc2, key: key + ".mlp.fc2")])
+    }
+
+    /// The tanh approximation, ½x(1 + tanh(√(2/π)(x + 0.044715 x³))), as `gelu(approximate: true)`.
+    public func approximateGELU(_ x: String) -> String {
+        let cubic = node("Mul", [node("Mul", [node("Mul", [x, x]), x]), scalar(0.044715)])
+        let inner = node("Mul", [node("Add", [x, cubic]), scalar(Float((2 / Double.pi).squareRoot()))])
+        return node("Mul", [node("Mul", [x, node("Add", [node("Tanh", [inner]), scalar(1)])]), scalar(0.5)])
+    }
+}
+
+extension ViTBlock {
+    /// Whether the block is exactly the stock one (no adapter, prefix or LoRA wrapper): what an
+    /// ONNX export writes; a wrapped block would be exported without its wrapper.
+    public var isStockForExport: Bool {
+        type(of: self) == ViTBlock.self && type(of: attn) == MultiHeadAttention.self && type(of: norm1) == LayerNorm.self
+            && mlpHalfIsStock && attn.qkv.map { type(of: $0) == Linear.self } == true && type(of: attn.proj) == Linear.self
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import Inference
+import Models
+import NN
+
+/// `earshot export`: a classifier as an ONNX model (opset 17) for runtimes without Swift, with its
+/// classes and feature pipeline in the model's metadata.
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a classifier as an ONNX model (features in; logits and embedding out).",
+        discussion: """
+            The graph starts at the features (Kaldi fbank for AST and SSAST, padded or cut to the model's frames and \
+            normalised as its pipeline says); the metadata_props "pipeline", "classes" and "multi_label" say how to make \
+            them and read the scores. tools/check_onnx_export.py runs an export in onnxruntime beside the model in PyTorch.
+            """)
+    @Argument(help: "Classifier: a fine-tuning run folder or checkpoint, a Hugging Face AST folder, an original .pth, or a delta with --base.")
+    var model: String
+    @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
+    @Option(help: "The .onnx file to write (atomically).") var out: String
+
+    func run() throws {
+        let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
+        clf.model.eval()
+        let data = try ONNXExport.model(clf.model, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel)
+        try AtomicFile.write(data, to: URL(fileURLWithPath: out))
+        print(String(format: "wrote %@: %@ with %d outputs, input [batch, %d, %d], %.1f MB", out, clf.model.architecture.family,
+                     clf.model.outputs, clf.model.inputFrames, clf.model.inputBins, Double(data.count) / 1e6))
+    }
+}

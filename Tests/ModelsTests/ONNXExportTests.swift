@@ -1,0 +1,74 @@
+import Foundation
+import XCTest
+import Audio
+import Engine
+import NN
+@testable import Models
+
+/// `earshot export`'s ONNX models against onnxruntime (tools/check_onnx_export.py): the fixture holds
+/// onnxruntime's outputs for two exports (a Hugging Face AST, checked there against transformers within
+/// 1e-4, and an SSAST classifier with mean-token pooling) and the hash of each export. Here the same
+/// models are exported again: the bytes must be those onnxruntime ran (a changed exporter is checked
+/// there again before its fixture is renewed), and the model's own outputs must equal onnxruntime's.
+final class ONNXExportTests: XCTestCase {
+    func fixture() throws -> SafeTensors.File {
+        try SafeTensors.read(modelFixtures.appendingPathComponent("onnx_export.safetensors"))
+    }
+
+    /// The exported models: the HF fixture as `classify` loads it, and an SSAST release's encoder with a
+    /// head set by formula (no random draw, so the export is the same bytes on every run).
+    func models() throws -> [(name: String, model: AST, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool)] {
+        let hf = try ASTFamily.huggingFace(modelFixtures.appendingPathComponent("hf_ast_release"), ReleasedCheckpointOptions())
+        let pre = try PretrainedEncoder.read(modelFixtures.appendingPathComponent("ssast_release_tiny.pth"))
+        var c = try XCTUnwrap(SSAST.config("tiny", variant: .patch, inputTdim: 64))
+        (c.depth, c.labelDim) = (1, 3)
+        Random.seed(5)
+        let ssast = AST(c)
+        try pre.initialise(ssast)
+        for (k, t) in ssast.namedParameters() where k.hasPrefix("mlp_head.") {
+            for i in 0..<t.count { t.data[i] = k.hasSuffix("0.weight") ? 1 + 0.1 * Float(sin(Double(i))) : 0.2 * Float(cos(Double(3 * i + 1))) }
+        }
+        return [("hf_ast", try XCTUnwrap(hf.model as? AST), hf.classes, hf.pipeline, hf.multiLabel),
+                ("ssast_patch", ssast, ["a", "b", "c"], .astFbank(bins: 128, targetFrames: 64, mean: -4.2677393, std: 4.5689974), false)]
+    }
+
+    func testExportsRunInONNXRuntimeAsTheModelDoes() throws {
+        let keep = ProcessInfo.processInfo.environment["EARSHOT_ONNX_FIXTURES"].map { URL(fileURLWithPath: $0) }
+        if let keep {   // regenerating: write the exports for tools/check_onnx_export.py, compare nothing
+            try FileManager.default.createDirectory(at: keep, withIntermediateDirectories: true)
+            for m in try models() {
+                m.model.eval()
+                try ONNXExport.model(m.model, classes: m.classes, pipeline: m.pipeline, multiLabel: m.multiLabel)
+                    .write(to: keep.appendingPathComponent("\(m.name).onnx"))
+            }
+            return
+        }
+        let fixture = try fixture()
+        for (name, model, classes, pipeline, multiLabel) in try models() {
+            model.eval()
+            let full = try ONNXExport.model(model, classes: classes, pipeline: pipeline, multiLabel: multiLabel)
+            let bare = try ONNXExport.model(model, classes: classes, pipeline: pipeline, multiLabel: multiLabel, withMetadata: false)
+            XCTAssertEqual(full.prefix(bare.count), bare, "\(name): the metadata is written last")
+            let hash = String(format: "%016llx", bare.withUnsafeBytes { FeatureCache.fnv1a($0) })
+            XCTAssertEqual(hash, fixture.metadata["\(name).hash"],
+                           "\(name): the export changed since onnxruntime ran it; check it again with tools/check_onnx_export.py (see its usage)")
+            let x = try XCTUnwrap(fixture.tensors["\(name).input"])
+            let (logits, embedding) = try GradMode.noGrad { try model.logitsAndEmbedding(x) }
+            XCTAssertLessThanOrEqual(maxAbs(logits, try XCTUnwrap(fixture.tensors["\(name).logits"])), 1e-4, name)
+            XCTAssertLessThanOrEqual(maxAbs(embedding, try XCTUnwrap(fixture.tensors["\(name).embedding"])), 1e-4, name)
+        }
+    }
+
+    /// What the graph cannot hold is refused by name: a wrapped block (an adapter), prompts, another family.
+    func testWrappedModelsAreRefused() throws {
+        let (_, model, classes, pipeline, multiLabel) = try models()[1]
+        try PEFTConfig(method: .adapter).apply(to: model)
+        XCTAssertThrowsError(try ONNXExport.model(model, classes: classes, pipeline: pipeline, multiLabel: multiLabel)) {
+            XCTAssertTrue("\($0)".contains("v.blocks.0 is wrapped"), "\($0)")
+        }
+        let panns = PANNs(PANNsConfig(.cnn6, classes: 2, frames: 100))
+        XCTAssertThrowsError(try ONNXExport.model(panns, classes: ["a", "b"], pipeline: pipeline, multiLabel: true)) {
+            XCTAssertTrue("\($0)".contains("no exporter"), "\($0)")
+        }
+    }
+}

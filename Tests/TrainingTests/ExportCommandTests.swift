@@ -1,0 +1,25 @@
+import Foundation
+import XCTest
+import Inference
+import Models
+
+/// `earshot export`: the ONNX model the library writes for the classifier `classify` loads (its
+/// correctness against onnxruntime is ONNXExportTests'), and a family without an exporter refused by name.
+final class ExportCommandTests: XCTestCase {
+    func testExportWritesTheClassifiersGraph() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("ModelsTests/Fixtures")
+        let dir = try temporaryFolder("export")
+        let out = dir.appendingPathComponent("ast.onnx")
+        let hf = fixtures.appendingPathComponent("hf_ast_release")
+        let run = try runEarshot(["export", hf.path, "--out", out.path])
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("3 outputs, input [batch, 112, 40]"), run.output)
+        let clf = try Classifier.load(hf)
+        let expected = try ONNXExport.model(clf.model, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel)
+        XCTAssertEqual(try Data(contentsOf: out), expected)
+        let panns = try runEarshot(["export", fixtures.appendingPathComponent("panns_cnn14_8k.pth").path, "--out", dir.appendingPathComponent("p.onnx").path])
+        XCTAssertNotEqual(panns.status, 0)
+        XCTAssertTrue(panns.output.contains("panns model has no exporter"), panns.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("p.onnx").path))
+    }
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Runs ONNX models written by `earshot export` in onnxruntime, beside the reference where there is one.
+
+Usage (CI never runs this):
+  PY=$(bash ../shared/tools/reference-venv.sh); $PY -m pip install onnxruntime onnx
+  # one export, checked against the Hugging Face model it came from:
+  .build/release/earshot export Tests/ModelsTests/Fixtures/hf_ast_release --out /tmp/hf.onnx
+  $PY tools/check_onnx_export.py /tmp/hf.onnx --hf Tests/ModelsTests/Fixtures/hf_ast_release
+  # the committed fixture (Tests/ModelsTests/Fixtures/onnx_export.safetensors): the test writes its exports,
+  # this script runs them in onnxruntime and records the outputs and each export's hash:
+  EARSHOT_ONNX_FIXTURES=/tmp/onnx swift test ... --filter ONNXExportTests
+  $PY tools/check_onnx_export.py /tmp/onnx/hf_ast.onnx /tmp/onnx/ssast_patch.onnx \
+      --hf Tests/ModelsTests/Fixtures/hf_ast_release --fixture Tests/ModelsTests/Fixtures/onnx_export.safetensors
+
+For every model: onnx.checker (full check, shapes inferred), then onnxruntime on seeded features [2, frames, bins]
+(numpy seed 0, standard normal). With --hf, transformers' ASTForAudioClassification on the same features gives the
+logits the first model's must equal (the reference: the export is only as good as this agreement). --fixture
+writes, per model named by its file stem, `<stem>.input`, `<stem>.logits`, `<stem>.embedding` from onnxruntime and
+the metadata `<stem>.hash`: the FNV-1a 64 hash of the export written without its metadata (ONNXExportTests
+re-exports and compares, so a changed exporter must be checked here again before its fixture is renewed).
+"""
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def fnv1a(data: bytes) -> str:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def varint(data: bytes, at: int):
+    value, shift = 0, 0
+    while True:
+        b = data[at]
+        at += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, at
+
+
+def without_metadata(path: pathlib.Path) -> bytes:
+    """The ModelProto's bytes before its first metadata_props field (14): Earshot writes the metadata last."""
+    data = path.read_bytes()
+    at = 0
+    while at < len(data):
+        key, after = varint(data, at)
+        field, wire = key >> 3, key & 7
+        if field == 14:
+            return data[:at]
+        if wire == 0:
+            _, at = varint(data, after)
+        elif wire == 2:
+            length, start = varint(data, after)
+            at = start + length
+        else:
+            sys.exit(f"{path}: unexpected wire type {wire} at the top level")
+    return data
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("onnx", nargs="+", type=pathlib.Path)
+    p.add_argument("--hf", type=pathlib.Path, help="Hugging Face AST folder the first model was exported from")
+    p.add_argument("--fixture", type=pathlib.Path, help="safetensors file of inputs and onnxruntime outputs to write")
+    p.add_argument("--audio", type=pathlib.Path, help="a clip to classify with the first model: features made by torchaudio "
+                   "as its metadata's pipeline says (a Kaldi-fbank pipeline), the first window of the model's frames")
+    a = p.parse_args()
+    if a.audio:
+        classify(a.onnx[0], a.audio)
+    tensors, meta = {}, {}
+    for i, path in enumerate(a.onnx):
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model, full_check=True)
+        props = {e.key: e.value for e in model.metadata_props}
+        dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
+        x = np.random.RandomState(0).standard_normal([2] + dims).astype(np.float32)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        logits, embedding = session.run(["logits", "embedding"], {"features": x})
+        print(f"{path.name}: {props.get('architecture')} input {dims}, logits {list(logits.shape)}, embedding {list(embedding.shape)}, "
+              f"{len(model.graph.node)} nodes")
+        if i == 0 and a.hf:
+            import torch
+            from transformers import ASTForAudioClassification
+            ref = ASTForAudioClassification.from_pretrained(str(a.hf)).eval()
+            with torch.no_grad():
+                expected = ref(torch.from_numpy(x)).logits.numpy()
+            diff = float(np.abs(expected - logits).max())
+            print(f"  transformers ASTForAudioClassification against onnxruntime: max |difference| {diff:.2e}")
+            meta[f"{path.stem}.transformers_max_abs_diff"] = f"{diff:.3e}"
+            if diff > 1e-4:
+                sys.exit(f"{path}: the export differs from transformers by {diff}")
+        tensors[f"{path.stem}.input"] = x
+        tensors[f"{path.stem}.logits"] = logits
+        tensors[f"{path.stem}.embedding"] = embedding
+        meta[f"{path.stem}.hash"] = fnv1a(without_metadata(path))
+    if a.fixture:
+        from safetensors.numpy import save_file
+        save_file(tensors, str(a.fixture), metadata=meta)
+        print(f"wrote {a.fixture}: {sorted(meta.items())}")
+
+
+def classify(path: pathlib.Path, audio: pathlib.Path):
+    """What a user of the export does: features as the metadata's pipeline says, the graph, the scores."""
+    import json
+    import torch
+    import torchaudio
+    props = {e.key: e.value for e in onnx.load(str(path)).metadata_props}
+    pipeline, classes = json.loads(props["pipeline"]), json.loads(props["classes"])
+    kind = pipeline["kind"]
+    if "kaldiFbank" not in kind:
+        sys.exit(f"{path}: --audio makes Kaldi-fbank features only; this model reads {kind}")
+    fbank = kind["kaldiFbank"]["_0"]
+    import soundfile
+    data, rate = soundfile.read(str(audio), dtype="float32", always_2d=True)
+    wave = torch.from_numpy(data.mean(1))[None]
+    if rate != fbank["sampleRate"]:
+        wave = torchaudio.functional.resample(wave, rate, fbank["sampleRate"])
+    x = torchaudio.compliance.kaldi.fbank(wave - wave.mean(), htk_compat=True, sample_frequency=fbank["sampleRate"], use_energy=False,
+                                          window_type="hanning", num_mel_bins=fbank["numMelBins"], dither=0.0, frame_shift=10)
+    frames = pipeline["targetFrames"]
+    x = torch.nn.functional.pad(x, (0, 0, 0, max(0, frames - x.shape[0])))[:frames]
+    if pipeline.get("mean") is not None:
+        x = (x - pipeline["mean"]) / (2 * pipeline["std"])
+    logits = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"features": x[None].numpy()})[0][0]
+    scores = 1 / (1 + np.exp(-logits)) if props.get("multi_label") == "true" else np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    top = np.argsort(-scores)[:3]
+    print(f"{audio}: " + ", ".join(f"{classes[i]} {scores[i]:.3f}" for i in top))
+
+
+if __name__ == "__main__":
+    main()
