@@ -9,8 +9,10 @@ Usage (CI never runs this):
   # the committed fixture (Tests/ModelsTests/Fixtures/onnx_export.safetensors): the test writes its exports,
   # this script runs them in onnxruntime and records the outputs and each export's hash:
   EARSHOT_ONNX_FIXTURES=/tmp/onnx swift test ... --filter ONNXExportTests
-  $PY tools/check_onnx_export.py /tmp/onnx/hf_ast.onnx /tmp/onnx/ssast_patch.onnx \
-      --hf Tests/ModelsTests/Fixtures/hf_ast_release --fixture Tests/ModelsTests/Fixtures/onnx_export.safetensors
+  F=Tests/ModelsTests/Fixtures; $PY tools/check_onnx_export.py /tmp/onnx/{hf_ast,ssast_patch,panns_cnn14,panns_cnn14_dlm,panns_cnn6}.onnx \
+      --hf $F/hf_ast_release --reference panns_cnn14=$F/panns_cnn14_8k_outputs.safetensors:logmel:clipwise:embedding \
+      --reference panns_cnn14_dlm=$F/panns_cnn14_8k_outputs.safetensors:logmel:dlm_clipwise \
+      --reference panns_cnn6=$F/panns_cnn6.safetensors:logmel:clipwise:embedding --fixture $F/onnx_export.safetensors
 
 For every model: onnx.checker (full check, shapes inferred), then onnxruntime on seeded features [2, frames, bins]
 (numpy seed 0, standard normal). With --hf, transformers' ASTForAudioClassification on the same features gives the
@@ -71,6 +73,9 @@ def main():
     p.add_argument("onnx", nargs="+", type=pathlib.Path)
     p.add_argument("--hf", type=pathlib.Path, help="Hugging Face AST folder the first model was exported from")
     p.add_argument("--fixture", type=pathlib.Path, help="safetensors file of inputs and onnxruntime outputs to write")
+    p.add_argument("--reference", action="append", default=[], metavar="STEM=FILE:INPUT:PROBS[:EMBEDDING]",
+                   help="run the model named STEM on INPUT from the safetensors FILE (outputs of the reference PyTorch code, "
+                        "e.g. tools/make_panns_fixtures.py's) and require sigmoid(logits) = PROBS and embedding = EMBEDDING within 1e-4")
     p.add_argument("--audio", type=pathlib.Path, help="a clip to classify with the first model: features made by torchaudio "
                    "as its metadata's pipeline says (a Kaldi-fbank pipeline), the first window of the model's frames")
     a = p.parse_args()
@@ -82,11 +87,27 @@ def main():
         onnx.checker.check_model(model, full_check=True)
         props = {e.key: e.value for e in model.metadata_props}
         dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
-        x = np.random.RandomState(0).standard_normal([2] + dims).astype(np.float32)
+        references = dict(r.split("=", 1) for r in a.reference)
+        if path.stem in references:
+            from safetensors.numpy import load_file
+            file, input_key, probs_key, *embedding_key = references[path.stem].split(":")
+            ref = load_file(file)
+            x = ref[input_key]
+        else:
+            dims = [d if d > 0 else 100 for d in dims]   # a free frames axis (PANNs): 100 frames
+            x = np.random.RandomState(0).standard_normal([2] + dims).astype(np.float32)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         logits, embedding = session.run(["logits", "embedding"], {"features": x})
-        print(f"{path.name}: {props.get('architecture')} input {dims}, logits {list(logits.shape)}, embedding {list(embedding.shape)}, "
+        print(f"{path.name}: {props.get('architecture')} input {list(x.shape)}, logits {list(logits.shape)}, embedding {list(embedding.shape)}, "
               f"{len(model.graph.node)} nodes")
+        if path.stem in references:
+            diffs = [float(np.abs(1 / (1 + np.exp(-logits)) - ref[probs_key]).max())]
+            if embedding_key:
+                diffs.append(float(np.abs(embedding - ref[embedding_key[0]]).max()))
+            print(f"  the reference ({file}) against onnxruntime: max |difference| " + ", ".join(f"{d:.2e}" for d in diffs))
+            meta[f"{path.stem}.reference_max_abs_diff"] = f"{max(diffs):.3e}"
+            if max(diffs) > 1e-4:
+                sys.exit(f"{path}: the export differs from the reference by {max(diffs)}")
         if i == 0 and a.hf:
             import torch
             from transformers import ASTForAudioClassification

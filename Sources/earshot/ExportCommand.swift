@@ -11,7 +11,7 @@ struct Export: ParsableCommand {
         abstract: "Write a classifier as an ONNX model (features in; logits and embedding out).",
         discussion: """
             The graph starts at the features (Kaldi fbank for AST and SSAST, padded or cut to the model's frames and \
-            normalised as its pipeline says); the metadata_props "pipeline", "classes" and "multi_label" say how to make \
+            normalised as its pipeline says; log-mel of any length for PANNs); the metadata_props "pipeline", "classes" and "multi_label" say how to make \
             them and read the scores. tools/check_onnx_export.py runs an export in onnxruntime beside the model in PyTorch.
             """)
     @Argument(help: "Classifier: a fine-tuning run folder or checkpoint, a Hugging Face AST folder, an original .pth, or a delta with --base.")
@@ -24,7 +24,8 @@ struct Export: ParsableCommand {
         clf.model.eval()
         let data = try ONNXExport.model(clf.model, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel)
         try AtomicFile.write(data, to: URL(fileURLWithPath: out))
-        print(String(format: "wrote %@: %@ with %d outputs, input [batch, %d, %d], %.1f MB", out, clf.model.architecture.family,
-                     clf.model.outputs, clf.model.inputFrames, clf.model.inputBins, Double(data.count) / 1e6))
+        let frames = (clf.model as? any VariableLengthClassifier)?.takesAnyLength == true ? "frames" : String(clf.model.inputFrames)
+        print(String(format: "wrote %@: %@ with %d outputs, input [batch, %@, %d], %.1f MB", out, clf.model.architecture.family,
+                     clf.model.outputs, frames, clf.model.inputBins, Double(data.count) / 1e6))
     }
 }

@@ -17,7 +17,7 @@ final class ONNXExportTests: XCTestCase {
 
     /// The exported models: the HF fixture as `classify` loads it, and an SSAST release's encoder with a
     /// head set by formula (no random draw, so the export is the same bytes on every run).
-    func models() throws -> [(name: String, model: AST, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool)] {
+    func models() throws -> [(name: String, model: any ONNXExportable, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool)] {
         let hf = try ASTFamily.huggingFace(modelFixtures.appendingPathComponent("hf_ast_release"), ReleasedCheckpointOptions())
         let pre = try PretrainedEncoder.read(modelFixtures.appendingPathComponent("ssast_release_tiny.pth"))
         var c = try XCTUnwrap(SSAST.config("tiny", variant: .patch, inputTdim: 64))
@@ -28,8 +28,24 @@ final class ONNXExportTests: XCTestCase {
         for (k, t) in ssast.namedParameters() where k.hasPrefix("mlp_head.") {
             for i in 0..<t.count { t.data[i] = k.hasSuffix("0.weight") ? 1 + 0.1 * Float(sin(Double(i))) : 0.2 * Float(cos(Double(3 * i + 1))) }
         }
+        // PANNs: the reference's Cnn14 (8 kHz) as released and read as decision-level max, and its Cnn6.
+        let pth = modelFixtures.appendingPathComponent("panns_cnn14_8k.pth")
+        let cnn14 = try XCTUnwrap(try PANNsFamily().releasedClassifier(pth, options: ReleasedCheckpointOptions()))
+        var state = PANNsCheckpoint.unwrapped(try TorchCheckpoint.read(pth))
+        let dlm = Random.withoutInitialisation { PANNs(try! PANNsCheckpoint.config(of: state, file: pth, decisionLevelMax: true)) }
+        try PANNsCheckpoint.load(consuming: &state, into: dlm, file: pth)
+        var cnn6State = try SafeTensors.read(modelFixtures.appendingPathComponent("panns_cnn6.safetensors")).tensors
+            .filter { !["logmel", "clipwise", "embedding"].contains($0.key) }
+        let cnn6 = Random.withoutInitialisation {
+            PANNs(try! PANNsCheckpoint.config(of: cnn6State, file: URL(fileURLWithPath: "cnn6"), decisionLevelMax: false, frames: 96))
+        }
+        try PANNsCheckpoint.load(consuming: &cnn6State, into: cnn6, file: URL(fileURLWithPath: "cnn6"))
+        let raw = FeaturePipeline(kind: .logMel(.panns), targetFrames: nil)
         return [("hf_ast", try XCTUnwrap(hf.model as? AST), hf.classes, hf.pipeline, hf.multiLabel),
-                ("ssast_patch", ssast, ["a", "b", "c"], .astFbank(bins: 128, targetFrames: 64, mean: -4.2677393, std: 4.5689974), false)]
+                ("ssast_patch", ssast, ["a", "b", "c"], .astFbank(bins: 128, targetFrames: 64, mean: -4.2677393, std: 4.5689974), false),
+                ("panns_cnn14", try XCTUnwrap(cnn14.model as? PANNs), cnn14.classes, cnn14.pipeline, true),
+                ("panns_cnn14_dlm", dlm, cnn14.classes, cnn14.pipeline, true),
+                ("panns_cnn6", cnn6, (0..<cnn6.outputs).map(String.init), raw, true)]
     }
 
     func testExportsRunInONNXRuntimeAsTheModelDoes() throws {
@@ -66,8 +82,8 @@ final class ONNXExportTests: XCTestCase {
         XCTAssertThrowsError(try ONNXExport.model(model, classes: classes, pipeline: pipeline, multiLabel: multiLabel)) {
             XCTAssertTrue("\($0)".contains("v.blocks.0 is wrapped"), "\($0)")
         }
-        let panns = PANNs(PANNsConfig(.cnn6, classes: 2, frames: 100))
-        XCTAssertThrowsError(try ONNXExport.model(panns, classes: ["a", "b"], pipeline: pipeline, multiLabel: true)) {
+        let amba = AMBA(AMBAConfig(dim: 16, depth: 2, labelDim: 2))
+        XCTAssertThrowsError(try ONNXExport.model(amba, classes: ["a", "b"], pipeline: pipeline, multiLabel: true)) {
             XCTAssertTrue("\($0)".contains("no exporter"), "\($0)")
         }
     }

@@ -22,22 +22,27 @@ public enum ONNXExport {
     public static func model(_ model: any AudioClassifierModel, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool,
                              withMetadata: Bool = true) throws -> Data {
         guard let exportable = model as? any ONNXExportable else {
-            throw ModelError("ONNX export is written for AST and SSAST classifiers; a \(model.architecture.family) model has no exporter yet")
+            throw ModelError("ONNX export is written for AST, SSAST and PANNs classifiers; a \(model.architecture.family) model has no exporter yet")
         }
         let graph = ONNXGraph()
         let (logits, embedding) = try exportable.writeONNX(graph, features: "features")
         graph.output(logits, as: "logits")
         graph.output(embedding, as: "embedding")
+        // A model that takes clips of any length (PANNs) gets a free frames axis; the others their window.
+        let anyLength = (model as? any VariableLengthClassifier)?.takesAnyLength == true
+        let frames: ONNXGraph.Dimension = anyLength ? .named("frames") : .fixed(model.inputFrames)
+        let framesText = anyLength ? "frames (any number from \((model as? any VariableLengthClassifier)?.minimumFrames ?? 1))" : "\(model.inputFrames)"
         var meta = ["architecture": model.architecture.family, "config": model.architecture.config,
                     "multi_label": multiLabel ? "true" : "false",
                     "scores": multiLabel ? "sigmoid of the logits" : "softmax of the logits",
-                    "input": "features [batch, \(model.inputFrames), \(model.inputBins)]: the pipeline's features, padded or cut to \(model.inputFrames) frames and normalised as it says"]
+                    "input": "features [batch, \(framesText), \(model.inputBins)]: the pipeline's features"
+                        + (anyLength ? ", normalised as it says" : ", padded or cut to \(model.inputFrames) frames and normalised as it says")]
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         meta["classes"] = String(data: try encoder.encode(classes), encoding: .utf8)
         meta["pipeline"] = String(data: try encoder.encode(pipeline), encoding: .utf8)
         return graph.model(name: model.architecture.family,
-                           inputs: [("features", [.named("batch"), .fixed(model.inputFrames), .fixed(model.inputBins)])],
+                           inputs: [("features", [.named("batch"), frames, .fixed(model.inputBins)])],
                            outputs: [("logits", [.named("batch"), .fixed(model.outputs)]), ("embedding", [.named("batch"), .fixed(model.embeddingWidth)])],
                            metadata: withMetadata ? meta : [:])
     }

@@ -259,3 +259,22 @@ extension ViTBlock {
             && mlpHalfIsStock && attn.qkv.map { type(of: $0) == Linear.self } == true && type(of: attn.proj) == Linear.self
     }
 }
+
+extension ONNXGraph {
+    /// `Conv2d` as Conv (NCHW, its stride, padding, dilation and groups).
+    public func conv2d(_ x: String, _ layer: Conv2d, key: String) -> String {
+        let g = layer.geometry, w = layer.weight
+        var inputs = [x, weight(w, name: key + ".weight")]
+        if let bias = layer.bias { inputs.append(weight(bias, name: key + ".bias")) }
+        return node("Conv", inputs, [.ints("kernel_shape", [w.shape[2], w.shape[3]]), .ints("strides", [g.stride.0, g.stride.1]),
+                                     .ints("pads", [g.padding.0, g.padding.1, g.padding.0, g.padding.1]),
+                                     .ints("dilations", [g.dilation.0, g.dilation.1]), .int("group", g.groups)])
+    }
+
+    /// `BatchNorm` at inference (its running statistics) over axis 1, as BatchNormalization.
+    public func batchNorm(_ x: String, _ layer: BatchNorm, key: String) -> String {
+        node("BatchNormalization", [x, weight(layer.weight, name: key + ".weight"), weight(layer.bias, name: key + ".bias"),
+                                    weight(layer.runningMean, name: key + ".running_mean"), weight(layer.runningVar, name: key + ".running_var")],
+             [.float("epsilon", layer.eps)])
+    }
+}
