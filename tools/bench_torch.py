@@ -315,7 +315,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--onnx", default=None, help="ast: run this ONNX model (from `earshot bench ast --onnx FILE`) in onnxruntime instead")
+    p.add_argument("--onnx", default=None, help="ast, cnn: run this ONNX model (from `earshot bench ast|cnn --onnx FILE`) in onnxruntime instead")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"], help="matmul, encoder (ast), ast: inference precision")
     a = p.parse_args()
     if a.bench == "encoder" and a.size is not None:

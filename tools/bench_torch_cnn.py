@@ -50,6 +50,19 @@ class PANNs(nn.Module):
 
 def cnn_bench(a, median_time, peak_rss_mb):
     frames = 1 + int(a.seconds * 32000) // 320
+    if a.onnx:
+        # onnxruntime on the network `earshot bench cnn --onnx FILE` wrote (same variant, classes), clip scores.
+        import numpy as np
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = a.threads, 1
+        session = ort.InferenceSession(a.onnx, options, providers=["CPUExecutionProvider"])
+        x = (np.random.RandomState(0).standard_normal([a.batch, frames, 64]) * 15 - 40).astype(np.float32)
+        t = median_time(lambda: 1 / (1 + np.exp(-session.run(["logits"], {"features": x})[0])), a.iters, a.warmup)
+        print(json.dumps({"bench": "cnn", "impl": "onnxruntime " + ort.__version__, "model": a.model, "mode": "inference", "precision": "fp32",
+                          "seconds": a.seconds, "frames": frames, "batch": a.batch, "threads": a.threads, "ms_per_batch": t * 1e3,
+                          "clips_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))
+        return
     net = PANNs(a.model, a.labels)
     x = torch.randn(a.batch, frames, 64) * 15 - 40
     if a.train:

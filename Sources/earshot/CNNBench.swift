@@ -15,6 +15,7 @@ struct CNNBench: ParsableCommand {
     @Option var batch = 8
     @Option(help: "Output classes (AudioSet: 527).") var labels = 527
     @Flag var train = false
+    @Option(help: "Also write the network benchmarked as ONNX here (tools/bench_torch.py cnn --onnx runs it in onnxruntime).") var onnx: String?
     @OptionGroup var options: BenchOptions
     @OptionGroup var precision: PrecisionArguments
 
@@ -26,6 +27,11 @@ struct CNNBench: ParsableCommand {
         var c = PANNsConfig(variant, classes: labels, frames: frames)
         c.specAugment = false   // the twin times the network alone
         let net = PANNs(c)
+        if let onnx {
+            net.eval()
+            try AtomicFile.write(try ONNXExport.model(net, classes: (0..<labels).map(String.init), pipeline: FeaturePipeline(kind: .logMel(.panns)),
+                                                      multiLabel: true), to: URL(fileURLWithPath: onnx))
+        }
         let x = Tensor.randn([batch, frames, 64], mean: -40, std: 15)
         let targets = Tensor.zeros([batch, labels])
         for b in 0..<batch { targets.data[b * labels + (b * 37) % labels] = 1 }   // one positive a clip
