@@ -20,6 +20,10 @@ struct Export: ParsableCommand {
     @Option(help: "The .onnx file to write (atomically).") var out: String
 
     func run() throws {
+        // A slip of --out must not replace a checkpoint (a run's best.safetensors, a release's model file).
+        guard URL(fileURLWithPath: out).pathExtension.lowercased() == "onnx" else {
+            throw ValidationError("--out \(out): an ONNX model's file name ends in .onnx (nothing written)")
+        }
         let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         clf.model.eval()
         let data = try ONNXExport.model(clf.model, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel)

@@ -17,6 +17,13 @@ final class ExportCommandTests: XCTestCase {
         let clf = try Classifier.load(hf)
         let expected = try ONNXExport.model(clf.model, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel)
         XCTAssertEqual(try Data(contentsOf: out), expected)
+        // --out that is not an .onnx file (here the model's own weights) is refused, and the file kept.
+        let weights = hf.appendingPathComponent("model.safetensors")
+        let before = try Data(contentsOf: weights)
+        let slip = try runEarshot(["export", hf.path, "--out", weights.path])
+        XCTAssertNotEqual(slip.status, 0)
+        XCTAssertTrue(slip.output.contains("ends in .onnx"), slip.output)
+        XCTAssertEqual(try Data(contentsOf: weights), before)
         // A released PANNs takes any number of frames: so does its graph.
         let panns = try runEarshot(["export", fixtures.appendingPathComponent("panns_cnn14_8k.pth").path, "--out", dir.appendingPathComponent("p.onnx").path])
         XCTAssertEqual(panns.status, 0, panns.output)
