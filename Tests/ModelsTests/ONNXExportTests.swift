@@ -80,7 +80,7 @@ final class ONNXExportTests: XCTestCase {
         let (_, model, classes, pipeline, multiLabel) = try models()[1]
         try PEFTConfig(method: .adapter).apply(to: model)
         XCTAssertThrowsError(try ONNXExport.model(model, classes: classes, pipeline: pipeline, multiLabel: multiLabel)) {
-            XCTAssertTrue("\($0)".contains("v.blocks.0 is wrapped"), "\($0)")
+            XCTAssertTrue("\($0)".contains("v.blocks.0 is wrapped (mlp: AdaptedMLP)"), "\($0)")
         }
         let amba = AMBA(AMBAConfig(dim: 16, depth: 2, labelDim: 2))
         XCTAssertThrowsError(try ONNXExport.model(amba, classes: ["a", "b"], pipeline: pipeline, multiLabel: true)) {

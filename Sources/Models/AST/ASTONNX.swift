@@ -9,7 +9,11 @@ extension AST: ONNXExportable {
     public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
         guard v.prompts == nil else { throw ModelError("ONNX export: prompt tuning's prompts are not written; export a model without them") }
         if let wrapped = v.blocks.firstIndex(where: { !$0.isStockForExport }) {
-            throw ModelError("ONNX export: v.blocks.\(wrapped) is wrapped (\(type(of: v.blocks[wrapped]))): adapters and prefixes are not written (LoRA is merged when a run loads)")
+            let layer = v.blocks[wrapped].namedModules().first { key, module in
+                !key.isEmpty && ![ViTBlock.self, MultiHeadAttention.self, MLP.self, LayerNorm.self, Linear.self, Dropout.self, DropPath.self]
+                    .contains { $0 == type(of: module) }
+            }.map { " (\($0.0): \(type(of: $0.1)))" } ?? ""
+            throw ModelError("ONNX export: v.blocks.\(wrapped) is wrapped\(layer): adapters and prefixes are not written (LoRA is merged when a run loads)")
         }
         let d = config.dim
         let image = g.node("Transpose", [g.node("Unsqueeze", [features, g.int64s([1])])], [.ints("perm", [0, 1, 3, 2])])
