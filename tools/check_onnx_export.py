@@ -9,6 +9,7 @@ Usage (CI never runs this):
   # the committed fixture (Tests/ModelsTests/Fixtures/onnx_export.safetensors): the test writes its exports,
   # this script runs them in onnxruntime and records the outputs and each export's hash:
   EARSHOT_ONNX_FIXTURES=/tmp/onnx swift test ... --filter ONNXExportTests
+  # (CLAPTests' CLAPONNXExportTests likewise: --clap Tests/CLAPTests/Fixtures/clap_tiny --fixture Tests/CLAPTests/Fixtures/onnx_clap.safetensors)
   F=Tests/ModelsTests/Fixtures; $PY tools/check_onnx_export.py /tmp/onnx/{hf_ast,ssast_patch,panns_cnn14,panns_cnn14_dlm,panns_cnn6}.onnx \
       --hf $F/hf_ast_release --reference panns_cnn14=$F/panns_cnn14_8k_outputs.safetensors:logmel:clipwise:embedding \
       --reference panns_cnn14_dlm=$F/panns_cnn14_8k_outputs.safetensors:logmel:dlm_clipwise \
@@ -73,6 +74,8 @@ def main():
     p.add_argument("onnx", nargs="+", type=pathlib.Path)
     p.add_argument("--hf", type=pathlib.Path, help="Hugging Face AST folder the first model was exported from")
     p.add_argument("--fixture", type=pathlib.Path, help="safetensors file of inputs and onnxruntime outputs to write")
+    p.add_argument("--clap", type=pathlib.Path, help="Hugging Face ClapModel folder the models named clap* were exported from: "
+                   "their L2-normalised embedding must equal transformers' get_audio_features")
     p.add_argument("--reference", action="append", default=[], metavar="STEM=FILE:INPUT:PROBS[:EMBEDDING]",
                    help="run the model named STEM on INPUT from the safetensors FILE (outputs of the reference PyTorch code, "
                         "e.g. tools/make_panns_fixtures.py's) and require sigmoid(logits) = PROBS and embedding = EMBEDDING within 1e-4")
@@ -100,6 +103,20 @@ def main():
         logits, embedding = session.run(["logits", "embedding"], {"features": x})
         print(f"{path.name}: {props.get('architecture')} input {list(x.shape)}, logits {list(logits.shape)}, embedding {list(embedding.shape)}, "
               f"{len(model.graph.node)} nodes")
+        if a.clap and path.stem.startswith("clap"):
+            import torch
+            from transformers import ClapModel
+            ref = ClapModel.from_pretrained(str(a.clap)).float().eval()
+            with torch.no_grad():
+                out = ref.get_audio_features(input_features=torch.from_numpy(x)[:, None])
+            expected = (out.pooler_output if hasattr(out, "pooler_output") else out).numpy()
+            expected = expected / np.linalg.norm(expected, axis=-1, keepdims=True)
+            ours = embedding / np.linalg.norm(embedding, axis=-1, keepdims=True)
+            diff = float(np.abs(expected - ours).max())
+            print(f"  transformers ClapModel.get_audio_features against onnxruntime (normalised): max |difference| {diff:.2e}")
+            meta[f"{path.stem}.transformers_max_abs_diff"] = f"{diff:.3e}"
+            if diff > 1e-4:
+                sys.exit(f"{path}: the export differs from transformers by {diff}")
         if path.stem in references:
             diffs = [float(np.abs(1 / (1 + np.exp(-logits)) - ref[probs_key]).max())]
             if embedding_key:

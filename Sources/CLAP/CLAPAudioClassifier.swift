@@ -214,3 +214,14 @@ public struct CLAPAudioFamily: ModelFamily {
         return Self.pipeline(audio, frames: audio.frames)
     }
 }
+
+/// A CLAP audio classifier as ONNX: HTSAT (`HTSAT.writeONNX`), the audio projection (Linear → ReLU →
+/// Linear: the embedding) and the head (the logits), on unnormalised log-mel of the model's frames.
+extension CLAPAudioClassifier: ONNXExportable {
+    public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
+        let pooled = try audioEncoder.writeONNX(g, features: features, key: "audio_encoder.")
+        let hidden = g.node("Relu", [try g.linear(pooled, audioProjection.linear1, key: "audio_projection.linear1")])
+        let embedding = try g.linear(hidden, audioProjection.linear2, key: "audio_projection.linear2")
+        return (try g.linear(embedding, head, key: "head"), embedding)
+    }
+}

@@ -11,7 +11,7 @@ struct Export: ParsableCommand {
         abstract: "Write a classifier as an ONNX model (features in; logits and embedding out).",
         discussion: """
             The graph starts at the features (Kaldi fbank for AST and SSAST, padded or cut to the model's frames and \
-            normalised as its pipeline says; log-mel of any length for PANNs); the metadata_props "pipeline", "classes" and "multi_label" say how to make \
+            normalised as its pipeline says; log-mel of any length for PANNs, unnormalised log-mel for a CLAP classifier); the metadata_props "pipeline", "classes" and "multi_label" say how to make \
             them and read the scores. tools/check_onnx_export.py runs an export in onnxruntime beside the model in PyTorch.
             """)
     @Argument(help: "Classifier: a fine-tuning run folder or checkpoint, a Hugging Face AST folder, an original .pth, or a delta with --base.")

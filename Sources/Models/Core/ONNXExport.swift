@@ -22,7 +22,7 @@ public enum ONNXExport {
     public static func model(_ model: any AudioClassifierModel, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool,
                              withMetadata: Bool = true) throws -> Data {
         guard let exportable = model as? any ONNXExportable else {
-            throw ModelError("ONNX export is written for AST, SSAST and PANNs classifiers; a \(model.architecture.family) model has no exporter yet")
+            throw ModelError("ONNX export is written for AST, SSAST, PANNs and CLAP audio classifiers; a \(model.architecture.family) model has no exporter yet")
         }
         let graph = ONNXGraph()
         let (logits, embedding) = try exportable.writeONNX(graph, features: "features")

@@ -1,0 +1,51 @@
+import Foundation
+import XCTest
+import Audio
+import Engine
+import Models
+import NN
+@testable import CLAP
+
+/// A CLAP audio classifier (the tiny Hugging Face CLAP's tower and projection, a head set by formula)
+/// exported to ONNX and run in onnxruntime by tools/check_onnx_export.py, whose pooled-and-projected
+/// embedding it checked against transformers' `ClapModel.get_audio_features` there. Here: the export must
+/// be the bytes onnxruntime ran, and the model's own outputs must equal onnxruntime's (as ONNXExportTests).
+final class CLAPONNXExportTests: XCTestCase {
+    override func setUp() { CLAPAudioFamily.register() }
+
+    func model(frames: Int) throws -> CLAPAudioClassifier {
+        let model = try XCTUnwrap(try ModelRegistry.start(clapFolder).build(ModelShape(frames: frames, outputs: 3)) as? CLAPAudioClassifier)
+        for (k, t) in model.namedParameters() where k.hasPrefix("head.") {
+            for i in 0..<t.count { t.data[i] = 0.3 * Float(sin(Double(2 * i + 1))) }
+        }
+        model.eval()
+        return model
+    }
+
+    func testTheExportRunsInONNXRuntimeAsTheModelDoes() throws {
+        // 400 frames stretch to the image's 512 (the bicubic matrix); 512 do not.
+        let cases = [("clap_audio", 400), ("clap_audio_full", 512)]
+        let pipeline = FeaturePipeline(kind: .logMel(try CLAP.load(model: clapFolder).melConfig), targetFrames: nil)
+        if let keep = ProcessInfo.processInfo.environment["EARSHOT_ONNX_FIXTURES"].map({ URL(fileURLWithPath: $0) }) {
+            try FileManager.default.createDirectory(at: keep, withIntermediateDirectories: true)
+            for (name, frames) in cases {
+                try ONNXExport.model(try model(frames: frames), classes: ["a", "b", "c"], pipeline: pipeline, multiLabel: false)
+                    .write(to: keep.appendingPathComponent("\(name).onnx"))
+            }
+            return
+        }
+        let fixture = try SafeTensors.read(clapFixtures.appendingPathComponent("onnx_clap.safetensors"))
+        for (name, frames) in cases {
+            let m = try model(frames: frames)
+            let bare = try ONNXExport.model(m, classes: ["a", "b", "c"], pipeline: pipeline, multiLabel: false, withMetadata: false)
+            XCTAssertEqual(String(format: "%016llx", bare.withUnsafeBytes { FeatureCache.fnv1a($0) }), fixture.metadata["\(name).hash"],
+                           "\(name): the export changed since onnxruntime ran it; check it again with tools/check_onnx_export.py")
+            let x = try XCTUnwrap(fixture.tensors["\(name).input"])
+            let (logits, embedding) = try GradMode.noGrad { try m.logitsAndEmbedding(x) }
+            for (ours, key) in [(logits, "logits"), (embedding, "embedding")] {
+                let theirs = try XCTUnwrap(fixture.tensors["\(name).\(key)"])
+                XCTAssertLessThanOrEqual(zip(ours.toArray(), theirs.toArray()).map { abs($0 - $1) }.max()!, 1e-4, "\(name) \(key)")
+            }
+        }
+    }
+}
