@@ -44,6 +44,13 @@ public struct ZeroShotClassifier {
         truncatedCaptions = truncated
     }
 
+    /// A classifier with caption embeddings computed elsewhere ([K, P], unit rows): ONNX export fixtures,
+    /// whose hash must not depend on the host's arithmetic.
+    init(clap: CLAP, labels: [String], templates: [String], textEmbeddings: Tensor) {
+        self.clap = clap; self.labels = labels; self.templates = templates; self.textEmbeddings = textEmbeddings
+        truncatedCaptions = 0
+    }
+
     /// The caption for `label`: `{label}` (or else `{}`) in `template` replaced by it.
     public static func caption(_ label: String, template: String) -> String {
         template.contains("{label}") ? template.replacingOccurrences(of: "{label}", with: label)

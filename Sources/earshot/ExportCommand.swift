@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLAP
 import Foundation
 import Inference
 import Models
@@ -18,11 +19,27 @@ struct Export: ParsableCommand {
     var model: String
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option(help: "The .onnx file to write (atomically).") var out: String
+    @Option(name: .customLong("zeroshot-labels"),
+            help: "With a CLAP as the model: write a zero-shot classifier into these comma-separated labels (their caption embeddings inside).")
+    var zeroShotLabels: String?
+    @Option(help: "Zero-shot caption template with {} or {label}; repeat for an ensemble (default LAION's).") var prompt: [String] = []
+    @Option(help: "Zero-shot: the CLAP's tokenizer folder (default: the model folder, or the .pt's folder).") var tokenizer: String?
+    @Option(name: .customLong("text-heads"), help: "Zero-shot: attention heads of a .pt's RoBERTa (default width / 64).") var textHeads: Int?
 
     func run() throws {
         // A slip of --out must not replace a checkpoint (a run's best.safetensors, a release's model file).
         guard URL(fileURLWithPath: out).pathExtension.lowercased() == "onnx" else {
             throw ValidationError("--out \(out): an ONNX model's file name ends in .onnx (nothing written)")
+        }
+        if let zeroShotLabels {
+            let names = ZeroShotClassifier.labels(list: zeroShotLabels)
+            if names.isEmpty { throw CLAPError("--zeroshot-labels: the label list is empty") }
+            let clap = try CLAP.load(model: URL(fileURLWithPath: model), tokenizer: tokenizer.map { URL(fileURLWithPath: $0) }, textHeads: textHeads)
+            let zeroShot = try ZeroShotClassifier(clap: clap, labels: names, templates: prompt.isEmpty ? [ZeroShotClassifier.defaultTemplate] : prompt)
+            let data = try zeroShot.onnx()
+            try AtomicFile.write(data, to: URL(fileURLWithPath: out))
+            print(String(format: "wrote %@: zero-shot CLAP classifier into %d labels, %.1f MB", out, names.count, Double(data.count) / 1e6))
+            return
         }
         let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         clf.model.eval()

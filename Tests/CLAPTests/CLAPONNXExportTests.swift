@@ -22,6 +22,36 @@ final class CLAPONNXExportTests: XCTestCase {
         return model
     }
 
+    /// Zero-shot classification of the tiny CLAP into three labels (LAION's caption template).
+    func zeroShot() throws -> ZeroShotClassifier {
+        try ZeroShotClassifier(clap: try CLAP.load(model: clapFolder), labels: ["dog", "rain", "siren"])
+    }
+
+    /// The zero-shot export: the CLAP's own logits on the fixture's input equal onnxruntime's (which
+    /// tools/check_onnx_export.py --clap checked against transformers' logits_per_audio, captions through
+    /// its tokenizer and text tower).
+    func testTheZeroShotExportRunsInONNXRuntimeAsTheCLAPDoes() throws {
+        guard ProcessInfo.processInfo.environment["EARSHOT_ONNX_FIXTURES"] == nil else { return }
+        let fixture = try SafeTensors.read(clapFixtures.appendingPathComponent("onnx_clap.safetensors"))
+        let classifier = try zeroShot()
+        // The caption embeddings come from the text tower, whose last bits depend on the host's kernels: the
+        // export is rebuilt with the fixture's (equal to this host's within 1e-5) for the hash.
+        let recorded = try XCTUnwrap(fixture.tensors["clap_zeroshot.label_embeddings"])
+        XCTAssertLessThanOrEqual(zip(classifier.textEmbeddings.toArray(), recorded.toArray()).map { abs($0 - $1) }.max()!, 1e-5)
+        let pinned = ZeroShotClassifier(clap: classifier.clap, labels: classifier.labels, templates: classifier.templates, textEmbeddings: recorded)
+        XCTAssertEqual(String(format: "%016llx", try pinned.onnx(withMetadata: false).withUnsafeBytes { FeatureCache.fnv1a($0) }),
+                       fixture.metadata["clap_zeroshot.hash"], "the export changed since onnxruntime ran it; check it again with tools/check_onnx_export.py")
+        let x = try XCTUnwrap(fixture.tensors["clap_zeroshot.input"])
+        let (unit, logits) = try GradMode.noGrad { () -> (Tensor, Tensor) in
+            let a = try classifier.clap.embed(features: x)
+            return (a, try classifier.logits(audioEmbeddings: a))
+        }
+        for (ours, key) in [(logits, "logits"), (unit, "embedding")] {
+            let theirs = try XCTUnwrap(fixture.tensors["clap_zeroshot.\(key)"])
+            XCTAssertLessThanOrEqual(zip(ours.toArray(), theirs.toArray()).map { abs($0 - $1) }.max()!, 1e-4, key)
+        }
+    }
+
     func testTheExportRunsInONNXRuntimeAsTheModelDoes() throws {
         // 400 frames stretch to the image's 512 (the bicubic matrix); 512 do not.
         let cases = [("clap_audio", 400), ("clap_audio_full", 512)]
@@ -32,6 +62,7 @@ final class CLAPONNXExportTests: XCTestCase {
                 try ONNXExport.model(try model(frames: frames), classes: ["a", "b", "c"], pipeline: pipeline, multiLabel: false)
                     .write(to: keep.appendingPathComponent("\(name).onnx"))
             }
+            try zeroShot().onnx().write(to: keep.appendingPathComponent("clap_zeroshot.onnx"))
             return
         }
         let fixture = try SafeTensors.read(clapFixtures.appendingPathComponent("onnx_clap.safetensors"))

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import CLAP
 import Inference
 import Models
 
@@ -24,6 +25,14 @@ final class ExportCommandTests: XCTestCase {
         XCTAssertNotEqual(slip.status, 0)
         XCTAssertTrue(slip.output.contains("ends in .onnx"), slip.output)
         XCTAssertEqual(try Data(contentsOf: weights), before)
+        // A CLAP with --zeroshot-labels: the zero-shot classifier the library writes for those labels.
+        let clap = fixtures.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("CLAPTests/Fixtures/clap_tiny")
+        let zs = dir.appendingPathComponent("zs.onnx")
+        let zeroShot = try runEarshot(["export", clap.path, "--zeroshot-labels", "dog, rain", "--prompt", "the sound of {}", "--out", zs.path])
+        XCTAssertEqual(zeroShot.status, 0, zeroShot.output)
+        XCTAssertTrue(zeroShot.output.contains("zero-shot CLAP classifier into 2 labels"), zeroShot.output)
+        let library = try ZeroShotClassifier(clap: try CLAP.load(model: clap), labels: ["dog", "rain"], templates: ["the sound of {}"])
+        XCTAssertEqual(try Data(contentsOf: zs), try library.onnx())
         // A released PANNs takes any number of frames: so does its graph.
         let panns = try runEarshot(["export", fixtures.appendingPathComponent("panns_cnn14_8k.pth").path, "--out", dir.appendingPathComponent("p.onnx").path])
         XCTAssertEqual(panns.status, 0, panns.output)
