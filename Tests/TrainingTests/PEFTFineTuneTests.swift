@@ -14,13 +14,7 @@ final class PEFTFineTuneTests: XCTestCase {
     /// PANNs trunk's batch norms keep their running statistics. Trained in full they move (the control).
     func testAFrozenEncoderKeepsItsBatchNormStatistics() throws {
         let dir = try temporaryFolder("frozen-bn")
-        var records: [ClipRecord] = []
-        for i in 0..<12 {
-            let url = dir.appendingPathComponent("c\(i).wav")
-            try writeTone(url, frequency: i % 2 == 0 ? 2500 : 300, samples: 16000)
-            records.append(ClipRecord(path: url.path, labels: [i % 2 == 0 ? "high" : "low"], split: i < 8 ? "train" : (i < 10 ? "validation" : "test")))
-        }
-        let data = Dataset(records: records, layout: "tones")
+        let data = try toneDataset(in: dir)
         var stats: [String: [Float]] = [:]
         for (name, frozen, peft) in [("full", false, nil), ("frozen", true, nil), ("linear", false, PEFTConfig(method: .linear))] as [(String, Bool, PEFTConfig?)] {
             var c = FineTuneConfig()
@@ -139,18 +133,12 @@ final class PEFTFineTuneTests: XCTestCase {
     /// theirs trains: the delta carries them, so delta + base scores exactly as the run's checkpoint.
     func testABatchNormDeltaOnItsBaseIsTheRun() throws {
         let dir = try temporaryFolder("bn-delta")
-        var records: [ClipRecord] = []
-        for i in 0..<12 {
-            let url = dir.appendingPathComponent("c\(i).wav")
-            try writeTone(url, frequency: i % 2 == 0 ? 2500 : 300, samples: 16000)
-            records.append(ClipRecord(path: url.path, labels: [i % 2 == 0 ? "high" : "low"], split: i < 8 ? "train" : (i < 10 ? "validation" : "test")))
-        }
         let release = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("ModelsTests/Fixtures/panns_cnn14_8k.pth")
         var c = FineTuneConfig()
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.peft) = (release.path, 100, 1, 4, 1e-3, PEFTConfig(method: .bitfit))
         let run = try RunDirectory(dir.appendingPathComponent("run"))
-        _ = try fineTune(c, data: Dataset(records: records, layout: "tones"), run: run) { _ in }
+        _ = try fineTune(c, data: try toneDataset(in: dir), run: run) { _ in }
         let delta = try SafeTensors.read(run.delta).tensors
         let start = try PANNsCheckpoint.unwrapped(TorchCheckpoint.read(release))
         XCTAssertNotEqual(try XCTUnwrap(delta["bn0.running_mean"]).toArray(), try XCTUnwrap(start["bn0.running_mean"]).toArray(), "moved in training")

@@ -11,17 +11,6 @@ import NN
 final class StartNormalisationTests: XCTestCase {
     let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 
-    /// Eight training, two validation and two test tones at 16 kHz in two classes.
-    func tones(_ dir: URL) throws -> Dataset {
-        var records: [ClipRecord] = []
-        for i in 0..<12 {
-            let url = dir.appendingPathComponent("c\(i).wav")
-            try writeTone(url, frequency: i % 2 == 0 ? 2500 : 300, samples: 16000)
-            records.append(ClipRecord(path: url.path, labels: [i % 2 == 0 ? "high" : "low"], split: i < 8 ? "train" : (i < 10 ? "validation" : "test")))
-        }
-        return Dataset(records: records, layout: "tones")
-    }
-
     func recorded(_ run: RunDirectory) throws -> FeaturePipeline {
         try XCTUnwrap(try FeaturePipeline.recorded(in: SafeTensors.read(run.best).metadata, file: run.best.path))
     }
@@ -30,7 +19,7 @@ final class StartNormalisationTests: XCTestCase {
     /// extractor (eval mode, its batch norms as released) — and a resume keeps both.
     func testAReleasedPANNsIsFedRawDecibels() throws {
         let dir = try temporaryFolder("start-norm-panns")
-        let data = try tones(dir)
+        let data = try toneDataset(in: dir)
         let release = fixtures.appendingPathComponent("ModelsTests/Fixtures/panns_cnn14_8k.pth")
         var c = FineTuneConfig()
         (c.initFrom, c.inputTdim, c.epochs, c.batchSize, c.lr, c.freezeEncoder, c.normalisationFromStart) = (release.path, 100, 1, 4, 1e-3, true, true)
@@ -54,7 +43,7 @@ final class StartNormalisationTests: XCTestCase {
     /// (no `normalisationFromStart`) win; a start is what decides, not the flag alone.
     func testAnEarshotStartPassesOnItsStatistics() throws {
         let dir = try temporaryFolder("start-norm-ast")
-        let data = try tones(dir)
+        let data = try toneDataset(in: dir)
         var first = FineTuneConfig()
         (first.model, first.depth, first.inputTdim, first.epochs, first.batchSize, first.mean, first.std) = ("ast-tiny", 1, 100, 1, 4, -6.5, 3.25)
         let base = try RunDirectory(dir.appendingPathComponent("base"))
@@ -81,7 +70,7 @@ final class StartNormalisationTests: XCTestCase {
         let dir = try temporaryFolder("start-norm-cli")
         let folder = dir.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let data = try tones(folder)
+        let data = try toneDataset(in: folder)
         let manifest = dir.appendingPathComponent("manifest.csv")
         try ("path,label,split\n" + data.records.map { "\($0.path),\($0.labels[0]),\($0.split!)" }.joined(separator: "\n"))
             .write(to: manifest, atomically: true, encoding: .utf8)

@@ -17,6 +17,18 @@ func writeTone(_ url: URL, frequency: Double, samples: Int) throws {
     try AudioFile.writeWAV((0..<samples).map { Float(0.3 * sin(2 * Double.pi * frequency * Double($0) / 16000)) }, sampleRate: 16000, to: url)
 }
 
+/// Twelve one-second tones in `dir` (2,500 Hz "high", 300 Hz "low", alternating): eight training, two
+/// validation and two test clips.
+func toneDataset(in dir: URL) throws -> Dataset {
+    var records: [ClipRecord] = []
+    for i in 0..<12 {
+        let url = dir.appendingPathComponent("c\(i).wav")
+        try writeTone(url, frequency: i % 2 == 0 ? 2500 : 300, samples: 16000)
+        records.append(ClipRecord(path: url.path, labels: [i % 2 == 0 ? "high" : "low"], split: i < 8 ? "train" : (i < 10 ? "validation" : "test")))
+    }
+    return Dataset(records: records, layout: "tones")
+}
+
 extension XCTestCase {
     /// Runs the `earshot` built beside the tests (skips where it is not built) and returns its exit status and
     /// standard output and error together; `input`, when given, is written to its standard input through a
