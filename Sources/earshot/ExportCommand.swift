@@ -15,7 +15,7 @@ struct Export: ParsableCommand {
             normalised as its pipeline says; log-mel of any length for PANNs, unnormalised log-mel for a CLAP classifier); the metadata_props "pipeline", "classes" and "multi_label" say how to make \
             them and read the scores. tools/check_onnx_export.py runs an export in onnxruntime beside the model in PyTorch.
             """)
-    @Argument(help: "Classifier: a fine-tuning run folder or checkpoint, a Hugging Face AST folder, an original .pth, or a delta with --base.")
+    @Argument(help: "Classifier: a fine-tuning run folder or checkpoint, a Hugging Face AST folder, an original .pth, or a delta with --base; or an encoder (a pretraining run or release, earshot-ssast-tiny): the embedding only.")
     var model: String
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
     @Option(help: "The .onnx file to write (atomically).") var out: String
@@ -41,12 +41,15 @@ struct Export: ParsableCommand {
             print(String(format: "wrote %@: zero-shot CLAP classifier into %d labels, %.1f MB", out, names.count, Double(data.count) / 1e6))
             return
         }
-        let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
+        // A classifier, or an encoder without a head (a pretraining run or release, a shipped encoder): embedding only.
+        let clf = try Classifier.loadEmbedder(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
         clf.model.eval()
-        let data = try ONNXExport.model(clf.model, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel)
+        let encoderOnly = clf.classes.isEmpty
+        let data = try ONNXExport.model(clf.model, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel, embeddingOnly: encoderOnly)
         try AtomicFile.write(data, to: URL(fileURLWithPath: out))
         let frames = (clf.model as? any VariableLengthClassifier)?.takesAnyLength == true ? "frames" : String(clf.model.inputFrames)
-        print(String(format: "wrote %@: %@ with %d outputs, input [batch, %@, %d], %.1f MB", out, clf.model.architecture.family,
-                     clf.model.outputs, frames, clf.model.inputBins, Double(data.count) / 1e6))
+        let what = encoderOnly ? "an encoder (embedding \(clf.model.embeddingWidth) wide)" : "\(clf.model.outputs) outputs"
+        print(String(format: "wrote %@: %@ with %@, input [batch, %@, %d], %.1f MB", out, clf.model.architecture.family,
+                     what, frames, clf.model.inputBins, Double(data.count) / 1e6))
     }
 }

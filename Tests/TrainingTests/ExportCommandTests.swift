@@ -5,7 +5,7 @@ import Inference
 import Models
 
 /// `earshot export`: the ONNX model the library writes for the classifier `classify` loads (its
-/// correctness against onnxruntime is ONNXExportTests'), and a model without a head refused by name.
+/// correctness against onnxruntime is ONNXExportTests'), an encoder's embedding, and what has no exporter refused by name.
 final class ExportCommandTests: XCTestCase {
     func testExportWritesTheClassifiersGraph() throws {
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("ModelsTests/Fixtures")
@@ -33,14 +33,25 @@ final class ExportCommandTests: XCTestCase {
         XCTAssertTrue(zeroShot.output.contains("zero-shot CLAP classifier into 2 labels"), zeroShot.output)
         let library = try ZeroShotClassifier(clap: try CLAP.load(model: clap), labels: ["dog", "rain"], templates: ["the sound of {}"])
         XCTAssertEqual(try Data(contentsOf: zs), try library.onnx())
+        // An encoder without a head (the shipped SSAST-tiny): the embedding is the graph's one output.
+        let encoder = dir.appendingPathComponent("encoder.onnx")
+        let shipped = try runEarshot(["export", "earshot-ssast-tiny", "--out", encoder.path])
+        XCTAssertEqual(shipped.status, 0, shipped.output)
+        XCTAssertTrue(shipped.output.contains("an encoder (embedding 192 wide)"), shipped.output)
+        let embedder = try Classifier.loadEmbedder(ShippedModels.resolve("earshot-ssast-tiny"))
+        embedder.model.eval()
+        XCTAssertEqual(try Data(contentsOf: encoder), try ONNXExport.model(embedder.model, classes: [], pipeline: embedder.pipeline,
+                                                                           multiLabel: false, embeddingOnly: true))
+        let withHead = try ONNXExport.model(embedder.model, classes: [], pipeline: embedder.pipeline, multiLabel: false)
+        XCTAssertGreaterThan(withHead.count, try Data(contentsOf: encoder).count, "the logits output and its identity node are left out")
         // A released PANNs takes any number of frames: so does its graph.
         let panns = try runEarshot(["export", fixtures.appendingPathComponent("panns_cnn14_8k.pth").path, "--out", dir.appendingPathComponent("p.onnx").path])
         XCTAssertEqual(panns.status, 0, panns.output)
         XCTAssertTrue(panns.output.contains("input [batch, frames, 64]"), panns.output)
-        // An SSAMBA release has no classifier head: named, and nothing written.
+        // An SSAMBA release (an encoder) has no exporter (no ONNX op for the selective scan): named, nothing written.
         let ssamba = try runEarshot(["export", fixtures.appendingPathComponent("ssamba_release.pth").path, "--out", dir.appendingPathComponent("s.onnx").path])
         XCTAssertNotEqual(ssamba.status, 0)
-        XCTAssertTrue(ssamba.output.contains("no classifier head"), ssamba.output)
+        XCTAssertTrue(ssamba.output.contains("amba model has no exporter"), ssamba.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("s.onnx").path))
     }
 }

@@ -19,14 +19,16 @@ public enum ONNXExport {
     /// architecture as metadata. Throws naming the family where it has no exporter.
     /// `withMetadata` false leaves the metadata out (it is written last, so the rest is the same bytes):
     /// what the exporter's fixture hashes.
+    /// `embeddingOnly`: an encoder without a trained head (a pretraining run, a shipped encoder): the graph's
+    /// one output is the embedding.
     public static func model(_ model: any AudioClassifierModel, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool,
-                             withMetadata: Bool = true) throws -> Data {
+                             embeddingOnly: Bool = false, withMetadata: Bool = true) throws -> Data {
         guard let exportable = model as? any ONNXExportable else {
             throw ModelError("ONNX export is written for AST, SSAST, PANNs and CLAP audio classifiers; a \(model.architecture.family) model has no exporter yet")
         }
         let graph = ONNXGraph()
         let (logits, embedding) = try exportable.writeONNX(graph, features: "features")
-        graph.output(logits, as: "logits")
+        if !embeddingOnly { graph.output(logits, as: "logits") }
         graph.output(embedding, as: "embedding")
         // A model that takes clips of any length (PANNs) gets a free frames axis; the others their window.
         let anyLength = (model as? any VariableLengthClassifier)?.takesAnyLength == true
@@ -34,16 +36,19 @@ public enum ONNXExport {
         let framesText = anyLength ? "frames (any number from \((model as? any VariableLengthClassifier)?.minimumFrames ?? 1))" : "\(model.inputFrames)"
         var meta = ["architecture": model.architecture.family, "config": model.architecture.config,
                     "multi_label": multiLabel ? "true" : "false",
-                    "scores": multiLabel ? "sigmoid of the logits" : "softmax of the logits",
+                    "scores": embeddingOnly ? "none: an encoder (the embedding only)" : multiLabel ? "sigmoid of the logits" : "softmax of the logits",
                     "input": "features [batch, \(framesText), \(model.inputBins)]: the pipeline's features"
-                        + (anyLength ? ", normalised as it says" : ", padded or cut to \(model.inputFrames) frames and normalised as it says")]
+                        + (anyLength ? ", normalised as it says" : ", padded or cut to \(model.inputFrames) frames and normalised as it says")
+                        + (!anyLength && (pipeline.targetFrames ?? model.inputFrames) > model.inputFrames
+                           ? "; Earshot averages windows of \(model.inputFrames) frames, half a window apart, over the pipeline's \(pipeline.targetFrames!) frames" : "")]
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         meta["classes"] = String(data: try encoder.encode(classes), encoding: .utf8)
         meta["pipeline"] = String(data: try encoder.encode(pipeline), encoding: .utf8)
         return graph.model(name: model.architecture.family,
                            inputs: [("features", [.named("batch"), frames, .fixed(model.inputBins)])],
-                           outputs: [("logits", [.named("batch"), .fixed(model.outputs)]), ("embedding", [.named("batch"), .fixed(model.embeddingWidth)])],
+                           outputs: (embeddingOnly ? [] : [("logits", [.named("batch"), .fixed(model.outputs)])])
+                                + [("embedding", [.named("batch"), .fixed(model.embeddingWidth)])],
                            metadata: withMetadata ? meta : [:])
     }
 }
