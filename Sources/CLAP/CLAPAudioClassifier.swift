@@ -58,6 +58,8 @@ public final class CLAPAudioClassifier: Module, AudioClassifierModel, SelfAugmen
     public var finalNormPrefix: String? { "audio_encoder.norm." }
     /// HTSAT's own SpecAugment after its batch norm (LAION's recipe), so fine-tuning adds none by default.
     public var augmentsInTraining: Bool { config.audio.specAugment }
+    /// Never by default: CLAP's log-mel is not normalised (HTSAT's batch norm does that inside).
+    public var takesDatasetSpecAugment: Bool { false }
 
     public func embedding(_ features: Tensor) throws -> Tensor { try audioProjection(audioEncoder.embedding(features)) }
     public func logits(_ features: Tensor) throws -> Tensor { try head(embedding(features)) }
@@ -220,8 +222,14 @@ public struct CLAPAudioFamily: ModelFamily {
 extension CLAPAudioClassifier: ONNXExportable {
     public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
         let pooled = try audioEncoder.writeONNX(g, features: features, key: "audio_encoder.")
-        let hidden = g.node("Relu", [try g.linear(pooled, audioProjection.linear1, key: "audio_projection.linear1")])
-        let embedding = try g.linear(hidden, audioProjection.linear2, key: "audio_projection.linear2")
+        let embedding = try audioProjection.writeONNX(g, pooled, key: "audio_projection")
         return (try g.linear(embedding, head, key: "head"), embedding)
+    }
+}
+
+extension CLAPProjection {
+    /// Linear → ReLU → Linear as ONNX nodes on `x`, its weights named under `key`.
+    func writeONNX(_ g: ONNXGraph, _ x: String, key: String) throws -> String {
+        try g.linear(g.node("Relu", [try g.linear(x, linear1, key: key + ".linear1")]), linear2, key: key + ".linear2")
     }
 }

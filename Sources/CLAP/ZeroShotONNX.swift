@@ -19,20 +19,15 @@ extension ZeroShotClassifier {
         let audio = model.config.audio
         let g = ONNXGraph()
         let pooled = try model.audioEncoder.writeONNX(g, features: "features", key: "audio_model.audio_encoder.")
-        let hidden = g.node("Relu", [try g.linear(pooled, model.audioProjection.linear1, key: "audio_projection.linear1")])
-        let e = try g.linear(hidden, model.audioProjection.linear2, key: "audio_projection.linear2")
+        let e = try model.audioProjection.writeONNX(g, pooled, key: "audio_projection")
         let unit = g.node("Div", [e, g.node("Sqrt", [g.node("ReduceSumSquare", [e], [.ints("axes", [-1]), .int("keepdims", 1)])])])
         let captions = g.weight(try textEmbeddings.transpose(0, 1), name: "label_embeddings")
         let scale = g.scalar(Foundation.exp(try model.logitScaleA.item()), name: "logit_scale")
         g.output(g.node("Mul", [g.node("MatMul", [unit, captions]), scale]), as: "logits")
         g.output(unit, as: "embedding")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let pipeline = CLAPAudioFamily.pipeline(audio, frames: audio.frames)
         let meta = ["architecture": "clap-zeroshot", "multi_label": "false", "scores": "softmax of the logits",
-                    "classes": String(data: try encoder.encode(labels), encoding: .utf8) ?? "[]",
-                    "templates": String(data: try encoder.encode(templates), encoding: .utf8) ?? "[]",
-                    "pipeline": String(data: try encoder.encode(pipeline), encoding: .utf8) ?? "{}",
+                    "classes": try ONNXExport.metadataJSON(labels), "templates": try ONNXExport.metadataJSON(templates),
+                    "pipeline": try ONNXExport.metadataJSON(CLAPAudioFamily.pipeline(audio, frames: audio.frames)),
                     "input": "features [batch, \(audio.frames), \(audio.melBins)]: CLAP's log-mel (unnormalised) of a clip repeat-padded to \(audio.frames) frames"]
         return g.model(name: "clap-zeroshot",
                        inputs: [("features", [.named("batch"), .fixed(audio.frames), .fixed(audio.melBins)])],

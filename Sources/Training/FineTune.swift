@@ -1,5 +1,4 @@
 import Audio
-import CLAP
 import Engine
 import Foundation
 import Inference
@@ -308,12 +307,10 @@ public func repeatedRuns(_ config: FineTuneConfig, data: Dataset, root: URL, rep
 /// SpecAugment widths where the run names none: AST's (24 bins; 96 frames per 1024 of the training
 /// window, so a short crop is not blanked by one mask), none for a model that masks its own input
 /// (PANNs' drop stripes: its recipe has no second SpecAugment, and the two together kept Cnn6 at chance on FSDD),
-/// and none for CLAP's audio tower: its log-mel is not normalised (HTSAT's batch norm does that inside),
-/// so a mask filled with 0 would be a block of loud sound, not silence or the mean (HTSAT masks after its
-/// batch norm itself, LAION's recipe, unless its config turns that off).
+/// and none for a model that says its input does not take them (`SelfAugmentingModel.takesDatasetSpecAugment`:
+/// CLAP's unnormalised log-mel, where a mask filled with 0 would be a block of loud sound).
 func defaultMasks(for model: any AudioClassifierModel, frames: Int) -> (freqm: Int, timem: Int) {
-    if let own = model as? any SelfAugmentingModel, own.augmentsInTraining { return (0, 0) }
-    if model is CLAPAudioClassifier { return (0, 0) }
+    if let own = model as? any SelfAugmentingModel, !own.takesDatasetSpecAugment { return (0, 0) }
     return (24, max(Int((96 * Double(frames) / 1024).rounded()), 0))
 }
 

@@ -278,13 +278,17 @@ struct ASTBench: ParsableCommand {
             t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try GradMode.noGrad { try model.logits(x) } }
         }
         let peak = Memory.peakRSSMegabytes()   // before the export below, which copies the weights
-        if let onnx {   // after the timing: its copies of the weights stay out of peak_rss_mb
-            model.eval()
-            try AtomicFile.write(try ONNXExport.model(model, classes: (0..<labels).map(String.init), pipeline: .astFbank(bins: 128, targetFrames: frames, mean: nil, std: nil),
-                                                      multiLabel: true), to: URL(fileURLWithPath: onnx))
-        }
+        if let onnx { try writeBenchmarkONNX(model, pipeline: .astFbank(bins: 128, targetFrames: frames, mean: nil, std: nil), to: onnx) }
         printJSON([("bench", "ast"), ("mode", train ? "train" : "inference"), ("precision", runs.rawValue), ("size", size), ("frames", frames), ("batch", batch),
                    ("threads", options.threads), ("ms_per_step", t * 1e3),
                    ("items_per_s", Double(batch) / t), ("peak_rss_mb", peak)])
     }
+}
+
+/// Writes a benchmark's model as ONNX for `tools/bench_torch.py ... --onnx` to time in onnxruntime, after
+/// the timing and the memory reading (the export copies the weights).
+func writeBenchmarkONNX<M: Module & AudioClassifierModel>(_ model: M, pipeline: FeaturePipeline, to path: String) throws {
+    model.eval()
+    let data = try ONNXExport.model(model, classes: (0..<model.outputs).map(String.init), pipeline: pipeline, multiLabel: true)
+    try AtomicFile.write(data, to: URL(fileURLWithPath: path))
 }

@@ -45,11 +45,7 @@ struct CNNBench: ParsableCommand {
             t = try medianTime(iters: options.iters, warmup: options.warmup) { _ = try GradMode.noGrad { try net.logits(x).sigmoid() } }
         }
         let peak = Memory.peakRSSMegabytes()   // before the export below, which copies the weights
-        if let onnx {   // after the timing: its copies of the weights stay out of peak_rss_mb
-            net.eval()
-            try AtomicFile.write(try ONNXExport.model(net, classes: (0..<labels).map(String.init), pipeline: FeaturePipeline(kind: .logMel(.panns)),
-                                                      multiLabel: true), to: URL(fileURLWithPath: onnx))
-        }
+        if let onnx { try writeBenchmarkONNX(net, pipeline: FeaturePipeline(kind: .logMel(.panns)), to: onnx) }
         printJSON([("bench", "cnn"), ("model", model), ("mode", train ? "train" : "inference"), ("precision", train ? "fp32" : precision.precision.rawValue), ("seconds", seconds), ("frames", frames),
                    ("batch", batch), ("threads", options.threads), ("parameters", net.parameterCount()),
                    ("ms_per_batch", t * 1e3), ("clips_per_s", Double(batch) / t), ("peak_rss_mb", peak),

@@ -17,11 +17,7 @@ extension AST: ONNXExportable {
         }
         let d = config.dim
         let image = g.node("Transpose", [g.node("Unsqueeze", [features, g.int64s([1])])], [.ints("perm", [0, 1, 3, 2])])
-        let conv = v.patchEmbed.proj
-        let k = [conv.weight.shape[2], conv.weight.shape[3]]
-        var convInputs = [image, g.weight(conv.weight, name: "v.patch_embed.proj.weight")]
-        if let bias = conv.bias { convInputs.append(g.weight(bias, name: "v.patch_embed.proj.bias")) }
-        let patches = g.node("Conv", convInputs, [.ints("kernel_shape", k), .ints("strides", [config.fstride, config.tstride])])
+        let patches = g.conv2d(image, v.patchEmbed.proj, key: "v.patch_embed.proj")
         let tokens = g.node("Transpose", [g.node("Reshape", [patches, g.int64s([0, d, -1])])], [.ints("perm", [0, 2, 1])])
         let batch = g.node("Shape", [features], [.int("start", 0), .int("end", 1)])
         let prefixShape = g.node("Concat", [batch, g.int64s([1, d])], [.int("axis", 0)])

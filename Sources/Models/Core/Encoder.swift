@@ -79,6 +79,14 @@ extension AudioClassifierModel {
 public protocol SelfAugmentingModel: AudioClassifierModel {
     /// Whether this instance masks its input in training.
     var augmentsInTraining: Bool { get }
+    /// Whether fine-tuning's own SpecAugment (masks filled in the log domain before normalisation) suits
+    /// its input by default: not where the model masks it itself (the default), nor where its features
+    /// are unnormalised dB, in which a mask is a block of loud sound (CLAP's audio tower).
+    var takesDatasetSpecAugment: Bool { get }
+}
+
+extension SelfAugmentingModel {
+    public var takesDatasetSpecAugment: Bool { !augmentsInTraining }
 }
 
 /// A classifier that can score every input frame (sound event detection): PANNs' decision-level

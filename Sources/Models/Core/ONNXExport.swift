@@ -15,6 +15,13 @@ public protocol ONNXExportable: AudioClassifierModel {
 }
 
 public enum ONNXExport {
+    /// A metadata value as JSON with sorted keys (the same bytes on every run).
+    public static func metadataJSON<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
     /// The serialised ONNX model of a loaded classifier, with its classes, feature pipeline and
     /// architecture as metadata. Throws naming the family where it has no exporter.
     /// `withMetadata` false leaves the metadata out (it is written last, so the rest is the same bytes):
@@ -41,10 +48,8 @@ public enum ONNXExport {
                         + (anyLength ? ", normalised as it says" : ", padded or cut to \(model.inputFrames) frames and normalised as it says")
                         + (!anyLength && (pipeline.targetFrames ?? model.inputFrames) > model.inputFrames
                            ? "; Earshot averages windows of \(model.inputFrames) frames, half a window apart, over the pipeline's \(pipeline.targetFrames!) frames" : "")]
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        meta["classes"] = String(data: try encoder.encode(classes), encoding: .utf8)
-        meta["pipeline"] = String(data: try encoder.encode(pipeline), encoding: .utf8)
+        meta["classes"] = try metadataJSON(classes)
+        meta["pipeline"] = try metadataJSON(pipeline)
         return graph.model(name: model.architecture.family,
                            inputs: [("features", [.named("batch"), frames, .fixed(model.inputBins)])],
                            outputs: (embeddingOnly ? [] : [("logits", [.named("batch"), .fixed(model.outputs)])])

@@ -299,13 +299,16 @@ extension PEFTConfig {
         guard reductionRate >= 1 else { throw ModelError("--reduction-rate \(reductionRate) must be at least 1") }
         for t in loraTargets {
             try model.replaceModules(matching: model.blockPattern + "." + Self.swinTargets[t]!, as: Linear.self) { _, layer in
-                let inputs = layer.weight.shape[1]
-                let rank = max(1, Int((Double(inputs) / Double(reductionRate)).rounded()))
+                let rank = stageInnerWidth(layer.weight.shape[1])
                 return try LoRALinear(wrapping: layer, rows: [0..<layer.weight.shape[0]], rank: rank,
                                       scale: loraAlpha / Float(loraScaleByRank ? rank : reductionRate))
             }
         }
     }
+
+    /// The inner width of a LoRA factor or adapter on a Swin layer of `width` inputs: round(width / reduction
+    /// rate), at least 1 (the stages' widths differ, so the narrow first stage keeps a rank of its own).
+    func stageInnerWidth(_ width: Int) -> Int { max(1, Int((Double(width) / Double(reductionRate)).rounded())) }
 
     /// Bottleneck or conformer adapters on Swin blocks (`AdaptedSwinLayer`): one at each block's
     /// feed-forward half (Pfeiffer), and one at its attention half too (Houlsby), each as wide as its
@@ -316,7 +319,7 @@ extension PEFTConfig {
         let (conformer, houlsby, init_) = (method == .conformer, adapterKind == .houlsby, adapterInit)
         let wiring = AdapterWiring(placement: placement, residual: adapterResidual)
         try model.replaceModules(matching: model.blockPattern, as: SwinLayer.self) { _, block in
-            let width = block.width, inner = max(1, Int((Double(block.width) / Double(reductionRate)).rounded()))
+            let width = block.width, inner = stageInnerWidth(block.width)
             func make() -> any UnaryLayer {
                 conformer ? ConformerAdapter(dim: width, bottleneck: inner) : BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
             }
