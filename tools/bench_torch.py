@@ -5,6 +5,7 @@ Usage: $(../shared/tools/reference-venv.sh) tools/bench_torch.py matmul --m 4096
        $(../shared/tools/reference-venv.sh) tools/bench_torch.py encoder --dim 192 --depth 12 --heads 3 --tokens 1212 --batch 8 [--train]
        $(../shared/tools/reference-venv.sh) tools/bench_torch.py encoder --arch mamba --size tiny --tokens 2048 --batch 1 [--train]
        $(../shared/tools/reference-venv.sh) tools/bench_torch.py scan --batch 1 --length 2048 --din 384 --states 16 [--train]
+       $(../shared/tools/reference-venv.sh) tools/bench_torch.py ssamba --onnx FILE --batch 1   (onnxruntime on `earshot bench ssamba --onnx FILE`)
        ... matmul|encoder|ast --precision bf16 (torch.autocast("cpu", dtype=torch.bfloat16)) or int8 (quantize_dynamic
        of the Linear layers, qint8), the twins of `earshot bench ... --precision`.
 """
@@ -12,6 +13,7 @@ import argparse
 import json
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -289,7 +291,7 @@ def finetune_bench(a):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast", "htsat", "finetune", "scan", "cnn"])
+    p.add_argument("bench", choices=["matmul", "encoder", "attention", "fbank", "ast", "htsat", "finetune", "scan", "cnn", "ssamba"])
     p.add_argument("--model", default="cnn14", choices=["cnn6", "cnn10", "cnn14"])
     p.add_argument("--arch", default="ast", choices=["ast", "mamba"])
     p.add_argument("--length", type=int, default=2048)
@@ -315,14 +317,14 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--onnx", default=None, help="ast, cnn: run this ONNX model (from `earshot bench ast|cnn --onnx FILE`) in onnxruntime instead")
+    p.add_argument("--onnx", default=None, help="ast, cnn, ssamba: run this ONNX model (from `earshot bench ast|cnn|ssamba --onnx FILE`) in onnxruntime instead")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"], help="matmul, encoder (ast), ast: inference precision")
     a = p.parse_args()
     if a.bench == "encoder" and a.size is not None:
         a.dim, a.heads = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}[a.size]
     a.size = a.size or "tiny"
     a.depth = a.depth or (24 if a.arch == "mamba" else 12)
-    a.batch = a.batch or (1 if a.bench == "scan" else 8)
+    a.batch = a.batch or (1 if a.bench in ("scan", "ssamba") else 8)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
 
@@ -338,8 +340,10 @@ def main():
                           "ms": t * 1e3, "gflops": 2 * a.m * a.k * a.n / t / 1e9}))
         return
 
-    if a.bench == "ast" and a.onnx:
-        # onnxruntime on the model `earshot bench ast --onnx FILE` wrote (the same size, frames and labels).
+    if a.bench == "ssamba" and not a.onnx:
+        sys.exit("ssamba runs only in onnxruntime, on `earshot bench ssamba --onnx FILE`'s export (mamba_ssm's CPU path is not bidirectional)")
+    if a.bench in ("ast", "ssamba") and a.onnx:
+        # onnxruntime on the model `earshot bench ast|ssamba --onnx FILE` wrote (the same size, frames and labels).
         import numpy as np
         import onnxruntime as ort
         options = ort.SessionOptions()
@@ -347,7 +351,7 @@ def main():
         session = ort.InferenceSession(a.onnx, options, providers=["CPUExecutionProvider"])
         x = np.random.RandomState(0).standard_normal([a.batch, a.frames, 128]).astype(np.float32)
         t = median_time(lambda: session.run(["logits"], {"features": x}), a.iters, a.warmup)
-        print(json.dumps({"bench": "ast", "impl": "onnxruntime " + ort.__version__, "mode": "inference", "precision": "fp32",
+        print(json.dumps({"bench": a.bench, "impl": "onnxruntime " + ort.__version__, "mode": "inference", "precision": "fp32",
                           "size": a.size, "frames": a.frames, "batch": a.batch, "threads": a.threads, "ms_per_step": t * 1e3,
                           "items_per_s": a.batch / t, "peak_rss_mb": peak_rss_mb()}))
         return

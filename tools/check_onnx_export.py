@@ -10,10 +10,11 @@ Usage (CI never runs this):
   # this script runs them in onnxruntime and records the outputs and each export's hash:
   EARSHOT_ONNX_FIXTURES=/tmp/onnx swift test ... --filter ONNXExportTests
   # (CLAPTests' CLAPONNXExportTests likewise: --clap Tests/CLAPTests/Fixtures/clap_tiny --fixture Tests/CLAPTests/Fixtures/onnx_clap.safetensors)
-  F=Tests/ModelsTests/Fixtures; $PY tools/check_onnx_export.py /tmp/onnx/{hf_ast,ssast_patch,panns_cnn14,panns_cnn14_dlm,panns_cnn6}.onnx \
+  F=Tests/ModelsTests/Fixtures; $PY tools/check_onnx_export.py /tmp/onnx/{hf_ast,ssast_patch,panns_cnn14,panns_cnn14_dlm,panns_cnn6,ssamba}.onnx \
       --hf $F/hf_ast_release --reference panns_cnn14=$F/panns_cnn14_8k_outputs.safetensors:logmel:clipwise:embedding \
       --reference panns_cnn14_dlm=$F/panns_cnn14_8k_outputs.safetensors:logmel:dlm_clipwise \
-      --reference panns_cnn6=$F/panns_cnn6.safetensors:logmel:clipwise:embedding --fixture $F/onnx_export.safetensors
+      --reference panns_cnn6=$F/panns_cnn6.safetensors:logmel:clipwise:embedding \
+      --reference ssamba=$F/ssamba_outputs.safetensors:input:logits=logits:embedding --fixture $F/onnx_export.safetensors
 
 For every model: onnx.checker (full check, shapes inferred), then onnxruntime on seeded features [2, frames, bins]
 (numpy seed 0, standard normal). With --hf, transformers' ASTForAudioClassification on the same features gives the
@@ -79,7 +80,8 @@ def main():
                    "their L2-normalised embedding must equal transformers' get_audio_features")
     p.add_argument("--reference", action="append", default=[], metavar="STEM=FILE:INPUT:PROBS[:EMBEDDING]",
                    help="run the model named STEM on INPUT from the safetensors FILE (outputs of the reference PyTorch code, "
-                        "e.g. tools/make_panns_fixtures.py's) and require sigmoid(logits) = PROBS and embedding = EMBEDDING within 1e-4")
+                        "e.g. tools/make_panns_fixtures.py's) and require sigmoid(logits) = PROBS and embedding = EMBEDDING within 1e-4; "
+                        "PROBS written logits=KEY compares the logits themselves with KEY")
     p.add_argument("--audio", type=pathlib.Path, help="a clip to classify with the first model: features made by torchaudio "
                    "as its metadata's pipeline says (a Kaldi-fbank pipeline), the first window of the model's frames")
     a = p.parse_args()
@@ -138,7 +140,10 @@ def main():
             if diff > 1e-4:
                 sys.exit(f"{path}: the export differs from transformers by {diff}")
         if path.stem in references:
-            diffs = [float(np.abs(1 / (1 + np.exp(-logits)) - ref[probs_key]).max())]
+            if probs_key.startswith("logits="):
+                diffs = [float(np.abs(logits - ref[probs_key[len("logits="):]]).max())]
+            else:
+                diffs = [float(np.abs(1 / (1 + np.exp(-logits)) - ref[probs_key]).max())]
             if embedding_key:
                 diffs.append(float(np.abs(embedding - ref[embedding_key[0]]).max()))
             print(f"  the reference ({file}) against onnxruntime: max |difference| " + ", ".join(f"{d:.2e}" for d in diffs))

@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (JSON lines). Compare with tools/bench_torch.py on the same machine.",
         subcommands: [MatmulBench.self, EncoderBench.self, AttentionBench.self, FbankBench.self, ASTBench.self, HTSATBench.self, FinetuneBench.self,
-                      ScanBench.self, CNNBench.self, BackwardGemmBench.self, SearchBench.self])
+                      ScanBench.self, CNNBench.self, BackwardGemmBench.self, SearchBench.self, SSAMBABench.self])
 }
 
 struct BenchOptions: ParsableArguments {

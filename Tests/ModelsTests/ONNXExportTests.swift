@@ -41,11 +41,19 @@ final class ONNXExportTests: XCTestCase {
         }
         try PANNsCheckpoint.load(consuming: &cnn6State, into: cnn6, file: URL(fileURLWithPath: "cnn6"))
         let raw = FeaturePipeline(kind: .logMel(.panns), targetFrames: nil)
+        // SSAMBA: the reference script's release with its head (tools/make_ssamba_fixtures.py).
+        let amba = try XCTUnwrap(try ModelRegistry.start(modelFixtures.appendingPathComponent("ssamba_release.pth"))
+            .build(ModelShape(frames: 80, outputs: 5)) as? AMBA)
+        let ssambaOutputs = try SafeTensors.read(modelFixtures.appendingPathComponent("ssamba_outputs.safetensors")).tensors
+        var ambaState = amba.stateDict()
+        for k in ambaState.keys where k.hasPrefix("mlp_head.") { ambaState[k] = try XCTUnwrap(ssambaOutputs[k]) }
+        try amba.load(stateDict: ambaState)
         return [("hf_ast", try XCTUnwrap(hf.model as? AST), hf.classes, hf.pipeline, hf.multiLabel),
                 ("ssast_patch", ssast, ["a", "b", "c"], .astFbank(bins: 128, targetFrames: 64, mean: -4.2677393, std: 4.5689974), false),
                 ("panns_cnn14", try XCTUnwrap(cnn14.model as? PANNs), cnn14.classes, cnn14.pipeline, true),
                 ("panns_cnn14_dlm", dlm, cnn14.classes, cnn14.pipeline, true),
-                ("panns_cnn6", cnn6, (0..<cnn6.outputs).map(String.init), raw, true)]
+                ("panns_cnn6", cnn6, (0..<cnn6.outputs).map(String.init), raw, true),
+                ("ssamba", amba, ["a", "b", "c", "d", "e"], .astFbank(bins: 32, targetFrames: 80, mean: -4.2677393, std: 4.5689974), false)]
     }
 
     func testExportsRunInONNXRuntimeAsTheModelDoes() throws {
@@ -82,9 +90,43 @@ final class ONNXExportTests: XCTestCase {
         XCTAssertThrowsError(try ONNXExport.model(model, classes: classes, pipeline: pipeline, multiLabel: multiLabel)) {
             XCTAssertTrue("\($0)".contains("v.blocks.0 is wrapped (mlp: AdaptedMLP)"), "\($0)")
         }
-        let amba = AMBA(AMBAConfig(dim: 16, depth: 2, labelDim: 2))
+        let amba = AMBA(AMBAConfig(dim: 64, depth: 2, labelDim: 2))
+        try PEFTConfig(method: .adapter).apply(to: amba)
         XCTAssertThrowsError(try ONNXExport.model(amba, classes: ["a", "b"], pipeline: pipeline, multiLabel: true)) {
-            XCTAssertTrue("\($0)".contains("no exporter"), "\($0)")
+            XCTAssertTrue("\($0)".contains("v.layers.0 is wrapped (AdaptedVimBlock"), "\($0)")
+        }
+        XCTAssertThrowsError(try ONNXExport.model(NoExporter(), classes: ["a"], pipeline: pipeline, multiLabel: true)) {
+            XCTAssertTrue("\($0)".contains("a none-such model has no exporter"), "\($0)")
         }
     }
+
+    /// SSAMBA's graph takes its trained frames (its positions are not interpolated in the graph) and the
+    /// metadata says what Earshot does otherwise; the scans are Scan loops with a two-op-and-MatMul body.
+    func testSSAMBAGraphTakesItsTrainedFrames() throws {
+        let (_, model, classes, pipeline, multiLabel) = try XCTUnwrap(try models().first { $0.name == "ssamba" })
+        model.eval()
+        let bytes = try ONNXExport.model(model, classes: classes, pipeline: pipeline, multiLabel: multiLabel)
+        let text = String(decoding: bytes, as: UTF8.self)
+        XCTAssertTrue(text.contains("features [batch, 80, 32]"), "fixed frames in the metadata")
+        XCTAssertTrue(text.contains("Earshot runs a longer clip whole"))
+        // 4 layers x 2 branches: 8 Scan nodes, each with its body.
+        XCTAssertEqual(text.components(separatedBy: "Scan").count - 1, 8)
+        XCTAssertEqual(text.components(separatedBy: ".scan_step").count - 1, 8)
+    }
+}
+
+/// A model of a family with no exporter.
+private final class NoExporter: Module, AudioClassifierModel {
+    let head = Linear(2, 1)
+    var architecture: ModelArchitecture { ModelArchitecture(family: "none-such", config: "{}") }
+    var inputFrames: Int { 4 }
+    var inputBins: Int { 2 }
+    var embeddingWidth: Int { 2 }
+    var outputs: Int { 1 }
+    var headPrefixes: [String] { ["head."] }
+    var blockPattern: String { "" }
+    var encoder: any AudioEncoder { fatalError("not used") }
+    var finalNormPrefix: String? { nil }
+    func logits(_ features: Tensor) throws -> Tensor { try head(features.mean(axis: 1)) }
+    func embedding(_ features: Tensor) throws -> Tensor { try features.mean(axis: 1) }
 }

@@ -12,6 +12,13 @@ public protocol ONNXExportable: AudioClassifierModel {
     /// Appends the nodes from `features` ([batch, frames, bins], already normalised) and returns the
     /// names of the logits [batch, outputs] and the embedding [batch, width].
     func writeONNX(_ graph: ONNXGraph, features: String) throws -> (logits: String, embedding: String)
+    /// Whether the graph takes any number of frames (a free frames axis). Defaults to the model's own
+    /// `VariableLengthClassifier.takesAnyLength`; SSAMBA's graph keeps its trained positions and says no.
+    var exportTakesAnyLength: Bool { get }
+}
+
+extension ONNXExportable {
+    public var exportTakesAnyLength: Bool { (self as? any VariableLengthClassifier)?.takesAnyLength == true }
 }
 
 public enum ONNXExport {
@@ -31,14 +38,15 @@ public enum ONNXExport {
     public static func model(_ model: any AudioClassifierModel, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool,
                              embeddingOnly: Bool = false, withMetadata: Bool = true) throws -> Data {
         guard let exportable = model as? any ONNXExportable else {
-            throw ModelError("ONNX export is written for AST, SSAST, PANNs and CLAP audio classifiers; a \(model.architecture.family) model has no exporter yet")
+            throw ModelError("ONNX export is written for AST, SSAST, SSAMBA, PANNs and CLAP audio classifiers; a \(model.architecture.family) model has no exporter yet")
         }
         let graph = ONNXGraph()
         let (logits, embedding) = try exportable.writeONNX(graph, features: "features")
         if !embeddingOnly { graph.output(logits, as: "logits") }
         graph.output(embedding, as: "embedding")
         // A model that takes clips of any length (PANNs) gets a free frames axis; the others their window.
-        let anyLength = (model as? any VariableLengthClassifier)?.takesAnyLength == true
+        let anyLength = exportable.exportTakesAnyLength
+        let earshotTakesAnyLength = (model as? any VariableLengthClassifier)?.takesAnyLength == true
         let frames: ONNXGraph.Dimension = anyLength ? .named("frames") : .fixed(model.inputFrames)
         let framesText = anyLength ? "frames (any number from \((model as? any VariableLengthClassifier)?.minimumFrames ?? 1))" : "\(model.inputFrames)"
         var meta = ["architecture": model.architecture.family, "config": model.architecture.config,
@@ -46,8 +54,10 @@ public enum ONNXExport {
                     "scores": embeddingOnly ? "none: an encoder (the embedding only)" : multiLabel ? "sigmoid of the logits" : "softmax of the logits",
                     "input": "features [batch, \(framesText), \(model.inputBins)]: the pipeline's features"
                         + (anyLength ? ", normalised as it says" : ", padded or cut to \(model.inputFrames) frames and normalised as it says")
-                        + (!anyLength && (pipeline.targetFrames ?? model.inputFrames) > model.inputFrames
-                           ? "; Earshot averages windows of \(model.inputFrames) frames, half a window apart, over the pipeline's \(pipeline.targetFrames!) frames" : "")]
+                        + (!earshotTakesAnyLength && (pipeline.targetFrames ?? model.inputFrames) > model.inputFrames
+                           ? "; Earshot averages windows of \(model.inputFrames) frames, half a window apart, over the pipeline's \(pipeline.targetFrames!) frames" : "")
+                        + (!anyLength && earshotTakesAnyLength
+                           ? "; Earshot runs a longer clip whole (positions interpolated along time), which this graph does not" : "")]
         meta["classes"] = try metadataJSON(classes)
         meta["pipeline"] = try metadataJSON(pipeline)
         return graph.model(name: model.architecture.family,

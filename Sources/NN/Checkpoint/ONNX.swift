@@ -9,7 +9,7 @@ import Foundation
 /// Field numbers are onnx.proto's: ModelProto {ir_version 1, producer_name 2, producer_version 3,
 /// graph 7, opset_import 8, metadata_props 14}; GraphProto {node 1, name 2, initializer 5, input 11,
 /// output 12}; NodeProto {input 1, output 2, name 3, op_type 4, attribute 5}; AttributeProto {name 1,
-/// f 2, i 3, ints 8, type 20}; TensorProto {dims 1, data_type 2, name 8, raw_data 9}; ValueInfoProto
+/// f 2, i 3, g 6, ints 8, type 20}; TensorProto {dims 1, data_type 2, name 8, raw_data 9}; ValueInfoProto
 /// {name 1, type 2}; TypeProto {tensor_type 1}; TypeProto.Tensor {elem_type 1, shape 2};
 /// TensorShapeProto {dim 1}; Dimension {dim_value 1, dim_param 2}; StringStringEntryProto {key 1, value 2}.
 public final class ONNXGraph {
@@ -23,6 +23,8 @@ public final class ONNXGraph {
         case float(String, Float)
         case int(String, Int)
         case ints(String, [Int])
+        /// A subgraph (a Scan's body): the serialised `GraphProto` of `ONNXGraph.graph(...)`.
+        case graph(String, Data)
     }
 
     /// A dimension of a graph input or output: fixed, or named and free (the batch).
@@ -32,20 +34,37 @@ public final class ONNXGraph {
     private var initialisers: [Data] = []
     private var counter = 0
     private var names: Set<String> = []
+    /// In front of every fresh name: a subgraph's names must differ from its outer graph's (ONNX values
+    /// are named once across all scopes).
+    private let prefix: String
 
-    public init() {}
+    public init() { prefix = "" }
+
+    /// A graph to serialise as a subgraph (`graph(...)`) of this one: its fresh names are set apart
+    /// from this graph's (and every other subgraph's) by a prefix, `hint` in it.
+    public func subgraph(_ hint: String) -> ONNXGraph {
+        ONNXGraph(prefix: fresh(hint) + "/")
+    }
+
+    /// A fresh name for a value no node of this graph writes: a subgraph's input.
+    public func input(_ hint: String) -> String { fresh(hint) }
+
+    private init(prefix: String) { self.prefix = prefix }
 
     /// A fresh value name with `hint` in it.
     private func fresh(_ hint: String) -> String {
         counter += 1
-        return "\(hint)_\(counter)"
+        return "\(prefix)\(hint)_\(counter)"
     }
 
     /// A float initialiser holding `tensor`'s values (contiguous, row-major), named `name` where that is
     /// free (the checkpoint key, so a reader can tell which weight it is), else a fresh name.
     @discardableResult
     public func weight(_ tensor: Tensor, name: String) -> String {
-        let n = names.contains(name) ? fresh(name) : name
+        initialiser(tensor, fullName: names.contains(prefix + name) ? fresh(name) : prefix + name)
+    }
+
+    private func initialiser(_ tensor: Tensor, fullName n: String) -> String {
         names.insert(n)
         let raw = Data(bytes: tensor.data, count: tensor.count * MemoryLayout<Float>.size)   // x86 and arm64 are little-endian, as ONNX's raw_data
         initialisers.append(Self.tensorProto(name: n, dims: tensor.shape, type: 1, raw: raw))
@@ -64,7 +83,7 @@ public final class ONNXGraph {
 
     /// A float scalar initialiser.
     public func scalar(_ value: Float, name: String = "scalar") -> String {
-        weight(Tensor.scalar(value), name: fresh(name))
+        initialiser(Tensor.scalar(value), fullName: fresh(name))
     }
 
     /// Appends a node and returns its (first) output's name.
@@ -100,12 +119,7 @@ public final class ONNXGraph {
     /// string pairs (`metadata_props`).
     public func model(name: String, inputs: [(String, [Dimension])], outputs: [(String, [Dimension])], metadata: [String: String],
                       producer: String = "earshot") -> Data {
-        var graph = Data()
-        for n in nodes { graph.field(1, message: n) }
-        graph.field(2, string: name)
-        for t in initialisers { graph.field(5, message: t) }
-        for (n, dims) in inputs { graph.field(11, message: Self.valueInfo(n, dims)) }
-        for (n, dims) in outputs { graph.field(12, message: Self.valueInfo(n, dims)) }
+        let graph = graph(name: name, inputs: inputs, outputs: outputs)
         var opset = Data()
         opset.field(1, string: "")
         opset.field(2, varint: UInt64(Self.opset))
@@ -122,6 +136,18 @@ public final class ONNXGraph {
             model.field(14, message: entry)
         }
         return model
+    }
+
+    /// The serialised `GraphProto` alone: the model's graph, or a subgraph for an attribute
+    /// (`Attribute.graph`), whose inputs and outputs are named as its nodes read and write them.
+    public func graph(name: String, inputs: [(String, [Dimension])], outputs: [(String, [Dimension])]) -> Data {
+        var graph = Data()
+        for n in nodes { graph.field(1, message: n) }
+        graph.field(2, string: name)
+        for t in initialisers { graph.field(5, message: t) }
+        for (n, dims) in inputs { graph.field(11, message: Self.valueInfo(n, dims)) }
+        for (n, dims) in outputs { graph.field(12, message: Self.valueInfo(n, dims)) }
+        return graph
     }
 
     static func tensorProto(name: String, dims: [Int], type: Int, raw: Data) -> Data {
@@ -149,6 +175,10 @@ public final class ONNXGraph {
             m.field(1, string: name)
             for v in values { m.field(8, varint: UInt64(bitPattern: Int64(v))) }
             m.field(20, varint: 7)
+        case .graph(let name, let body):
+            m.field(1, string: name)
+            m.field(6, message: body)
+            m.field(20, varint: 5)
         }
         return m
     }

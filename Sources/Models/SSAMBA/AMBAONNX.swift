@@ -1,0 +1,50 @@
+import Engine
+import NN
+
+/// SSAMBA (`AMBA`) as ONNX, the ops of `AMBAEncoder.blocks` as Vim writes them: features [B, T, F] →
+/// [B, 1, F, T] → patch Conv → [B, N, D]; the cls token expanded to the batch in front; positions added;
+/// per layer pair (h_f, r_f) = L[2i](h, r) and (h_b, r_b) = L[2i+1](flip h, flip r) flipped back,
+/// summed; norm_f twice on r + h; mean-token or cls pooling; the head's norm and linear layer. Each
+/// mixer's selective scans are ONNX `Scan` loops (`ONNXGraph.selectiveScan`).
+///
+/// The graph takes the trained number of frames: Earshot runs a longer clip whole with its positions
+/// interpolated along time (`AMBAEncoder.positions`), which the graph does not repeat.
+extension AMBA: ONNXExportable {
+    public var exportTakesAnyLength: Bool { false }
+
+    public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
+        if let wrapped = v.layers.firstIndex(where: { !$0.isStockForExport }) {
+            throw ModelError("ONNX export: v.layers.\(wrapped) is wrapped (\(type(of: v.layers[wrapped])), mixer \(type(of: v.layers[wrapped].mixer))): "
+                             + "adapters are not written (LoRA is merged when a run loads)")
+        }
+        let d = config.dim
+        let image = g.node("Transpose", [g.node("Unsqueeze", [features, g.int64s([1])])], [.ints("perm", [0, 1, 3, 2])])
+        let patches = g.conv2d(image, v.patchEmbed.proj, key: "v.patch_embed.proj")
+        let tokens = g.node("Transpose", [g.node("Reshape", [patches, g.int64s([0, d, -1])])], [.ints("perm", [0, 2, 1])])
+        let batch = g.node("Shape", [features], [.int("start", 0), .int("end", 1)])
+        let cls = g.node("Expand", [g.weight(v.clsToken, name: "v.cls_token"), g.node("Concat", [batch, g.int64s([1, d])], [.int("axis", 0)])])
+        var hidden = g.node("Add", [g.node("Concat", [cls, tokens], [.int("axis", 1)]), g.weight(v.posEmbed, name: "v.pos_embed")])
+        var residual: String? = nil
+        for i in stride(from: 0, to: v.layers.count - 1, by: 2) {
+            let f = try g.vimBlock(hidden, residual: residual, v.layers[i], key: "v.layers.\(i)")
+            let b = try g.vimBlock(g.flip(hidden), residual: residual.map { g.flip($0) }, v.layers[i + 1], key: "v.layers.\(i + 1)")
+            (hidden, residual) = (g.node("Add", [f.hidden, g.flip(b.hidden)]), g.node("Add", [f.residual, g.flip(b.residual)]))
+        }
+        let last = residual.map { g.node("Add", [$0, hidden]) } ?? hidden
+        let h = g.layerNorm(g.layerNorm(last, v.normF, key: "v.norm_f", width: d), v.normF, key: "v.norm_f", width: d)
+        let embedding: String
+        switch config.pooling {
+        case .meanTokens:
+            embedding = g.node("ReduceMean", [g.node("Slice", [h, g.int64s([1]), g.int64s([Int(Int32.max)]), g.int64s([1])])],
+                               [.ints("axes", [1]), .int("keepdims", 0)])
+        case .cls:
+            embedding = g.node("Squeeze", [g.node("Slice", [h, g.int64s([0]), g.int64s([1]), g.int64s([1])]), g.int64s([1])])
+        }
+        guard let headNorm = mlpHead.layers.first as? LayerNorm, let headLinear = mlpHead.layers.last as? Linear, mlpHead.layers.count == 2,
+              type(of: headNorm) == LayerNorm.self, type(of: headLinear) == Linear.self else {
+            throw ModelError("ONNX export: mlp_head is not the stock LayerNorm + Linear")
+        }
+        let logits = try g.linear(g.layerNorm(embedding, headNorm, key: "mlp_head.0", width: d), headLinear, key: "mlp_head.1")
+        return (logits, embedding)
+    }
+}
