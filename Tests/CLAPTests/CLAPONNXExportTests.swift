@@ -13,10 +13,14 @@ import NN
 final class CLAPONNXExportTests: XCTestCase {
     override func setUp() { CLAPAudioFamily.register() }
 
-    func model(frames: Int) throws -> CLAPAudioClassifier {
+    /// The tiny CLAP's tower with a head set by formula; with `peft`, its adapters too (a parameter-efficient
+    /// run on HTSAT's Swin blocks).
+    func model(frames: Int, peft: PEFTConfig? = nil) throws -> CLAPAudioClassifier {
         let model = try XCTUnwrap(try ModelRegistry.start(clapFolder).build(ModelShape(frames: frames, outputs: 3)) as? CLAPAudioClassifier)
-        for (k, t) in model.namedParameters() where k.hasPrefix("head.") {
-            for i in 0..<t.count { t.data[i] = 0.3 * Float(sin(Double(2 * i + 1))) }
+        try peft?.apply(to: model)
+        for (n, (k, t)) in model.namedParameters().enumerated() where k.hasPrefix("head.") || k.contains("adapter.") {
+            let unit: Float = k.hasSuffix("bn.weight") ? 1 : 0
+            for i in 0..<t.count { t.data[i] = 0.3 * Float(sin(Double(2 * i + 1 + n))) + unit }
         }
         model.eval()
         return model
@@ -54,20 +58,23 @@ final class CLAPONNXExportTests: XCTestCase {
 
     func testTheExportRunsInONNXRuntimeAsTheModelDoes() throws {
         // 400 frames stretch to the image's 512 (the bicubic matrix); 512 do not.
-        let cases = [("clap_audio", 400), ("clap_audio_full", 512)]
+        // And Houlsby conformer adapters on the Swin blocks (not compared with transformers: the stem does not start with clap).
+        var houlsby = PEFTConfig(method: .conformer)
+        (houlsby.adapterKind, houlsby.reductionRate) = (.houlsby, 16)
+        let cases: [(String, Int, PEFTConfig?)] = [("clap_audio", 400, nil), ("clap_audio_full", 512, nil), ("swin_conformer_adapters", 512, houlsby)]
         let pipeline = FeaturePipeline(kind: .logMel(try CLAP.load(model: clapFolder).melConfig), targetFrames: nil)
         if let keep = ProcessInfo.processInfo.environment["EARSHOT_ONNX_FIXTURES"].map({ URL(fileURLWithPath: $0) }) {
             try FileManager.default.createDirectory(at: keep, withIntermediateDirectories: true)
-            for (name, frames) in cases {
-                try ONNXExport.model(try model(frames: frames), classes: ["a", "b", "c"], pipeline: pipeline, multiLabel: false)
+            for (name, frames, peft) in cases {
+                try ONNXExport.model(try model(frames: frames, peft: peft), classes: ["a", "b", "c"], pipeline: pipeline, multiLabel: false)
                     .write(to: keep.appendingPathComponent("\(name).onnx"))
             }
             try zeroShot().onnx().write(to: keep.appendingPathComponent("clap_zeroshot.onnx"))
             return
         }
         let fixture = try SafeTensors.read(clapFixtures.appendingPathComponent("onnx_clap.safetensors"))
-        for (name, frames) in cases {
-            let m = try model(frames: frames)
+        for (name, frames, peft) in cases {
+            let m = try model(frames: frames, peft: peft)
             let bare = try ONNXExport.model(m, classes: ["a", "b", "c"], pipeline: pipeline, multiLabel: false, withMetadata: false)
             XCTAssertEqual(String(format: "%016llx", bare.withUnsafeBytes { FeatureCache.fnv1a($0) }), fixture.metadata["\(name).hash"],
                            "\(name): the export changed since onnxruntime ran it; check it again with tools/check_onnx_export.py")

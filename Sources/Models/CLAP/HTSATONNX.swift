@@ -32,8 +32,8 @@ extension HTSAT {
         for (s, stage) in layers.enumerated() {
             let width = c.patchDim << s
             for (b, block) in stage.blocks.enumerated() {
-                guard type(of: block) == SwinLayer.self else {
-                    throw ModelError("ONNX export: \(prefix)layers.\(s).blocks.\(b) is wrapped (\(type(of: block))): adapters are not written")
+                guard type(of: block) == SwinLayer.self || block is AdaptedSwinLayer else {
+                    throw ModelError("ONNX export: \(prefix)layers.\(s).blocks.\(b) is a \(type(of: block)), which has no ONNX writer")
                 }
                 h = try g.swinBlock(h, block, key: prefix + "layers.\(s).blocks.\(b)", width: width)
             }
@@ -51,12 +51,30 @@ extension HTSAT {
 }
 
 extension ONNXGraph {
-    /// One Swin block (`SwinLayer.callAsFunction`): h = x + Attend(LN₁ x), y = h + W₂ · GELU(W₁ · LN₂ h).
+    /// One Swin block (`SwinLayer.callAsFunction`): h = x + Attend(LN₁ x), y = h + W₂ · GELU(W₁ · LN₂ h),
+    /// with the adapters of an `AdaptedSwinLayer` wired beside them as in its `callAsFunction`.
     func swinBlock(_ x: String, _ block: SwinLayer, key: String, width d: Int) throws -> String {
+        let u = layerNorm(x, block.layernormBefore, key: key + ".layernorm_before", width: d)
+        let adapted = block as? AdaptedSwinLayer
+        let attended = try adapted?.attentionAdapter.map { adapter in
+            try wired(u, adapted!.wiring, adapter: adapter, key: key + ".attention_adapter") { try swinAttention($0, block, key: key, width: d) }.output
+        } ?? swinAttention(u, block, key: key, width: d)
+        let h = node("Add", [x, attended])
+        let n2 = layerNorm(h, block.layernormAfter, key: key + ".layernorm_after", width: d)
+        func feedForward(_ v: String) throws -> String {
+            try linear(gelu(try linear(v, block.intermediate.dense, key: key + ".intermediate.dense")), block.output.dense, key: key + ".output.dense")
+        }
+        let fed = try adapted.map { try wired(n2, $0.wiring, adapter: $0.mlpAdapter, key: key + ".mlp_adapter", layer: feedForward).output } ?? feedForward(n2)
+        return node("Add", [h, fed])
+    }
+
+    /// The (shifted) window attention and its output projection on normalised tokens u [B, L, D]: a Gather
+    /// into window order, query, key and value layers, the relative-position bias and the window mask as
+    /// constants, a Gather back.
+    func swinAttention(_ u: String, _ block: SwinLayer, key: String, width d: Int) throws -> String {
         let attention = block.attention.selfAttention
         let (n, heads) = (block.window * block.window, attention.heads)
         let (tokens, dh) = (block.rows * block.cols, d / heads)
-        let u = layerNorm(x, block.layernormBefore, key: key + ".layernorm_before", width: d)
         let windows = node("Reshape", [node("Gather", [u, int64s(block.order)], [.int("axis", 1)]), int64s([-1, n, d])])   // [W, N, D]
         func split(_ layer: Linear, _ name: String) throws -> String {   // [W, H, N, dh]
             node("Transpose", [node("Reshape", [try linear(windows, layer, key: key + ".attention.self." + name), int64s([0, 0, heads, dh])])],
@@ -73,9 +91,6 @@ extension ONNXGraph {
         let mixed = node("MatMul", [node("Softmax", [scores], [.int("axis", -1)]), try split(attention.value, "value")])
         let joined = node("Reshape", [node("Transpose", [mixed], [.ints("perm", [0, 2, 1, 3])]), int64s([0, 0, d])])
         let attended = try linear(joined, block.attention.output.dense, key: key + ".attention.output.dense")
-        let back = node("Gather", [node("Reshape", [attended, int64s([-1, tokens, d])]), int64s(block.inverse)], [.int("axis", 1)])
-        let h = node("Add", [x, back])
-        let hidden = try linear(layerNorm(h, block.layernormAfter, key: key + ".layernorm_after", width: d), block.intermediate.dense, key: key + ".intermediate.dense")
-        return node("Add", [h, try linear(gelu(hidden), block.output.dense, key: key + ".output.dense")])
+        return node("Gather", [node("Reshape", [attended, int64s([-1, tokens, d])]), int64s(block.inverse)], [.int("axis", 1)])
     }
 }

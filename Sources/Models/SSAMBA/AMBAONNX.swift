@@ -4,7 +4,7 @@ import NN
 /// SSAMBA (`AMBA`) as ONNX, the ops of `AMBAEncoder.blocks` as Vim writes them: features [B, T, F] →
 /// [B, 1, F, T] → patch Conv → [B, N, D]; the cls token expanded to the batch in front; positions added;
 /// per layer pair (h_f, r_f) = L[2i](h, r) and (h_b, r_b) = L[2i+1](flip h, flip r) flipped back,
-/// summed; norm_f twice on r + h; mean-token or cls pooling; the head's norm and linear layer. Each
+/// summed (with any adapter beside a mixer that a parameter-efficient run put there); norm_f twice on r + h; mean-token or cls pooling; the head's norm and linear layer. Each
 /// mixer's selective scans are ONNX `Scan` loops (`ONNXGraph.selectiveScan`).
 ///
 /// The graph takes the trained number of frames: Earshot runs a longer clip whole with its positions
@@ -13,10 +13,6 @@ extension AMBA: ONNXExportable {
     public var exportTakesAnyLength: Bool { false }
 
     public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
-        if let wrapped = v.layers.firstIndex(where: { !$0.isStockForExport }) {
-            throw ModelError("ONNX export: v.layers.\(wrapped) is wrapped (\(type(of: v.layers[wrapped])), mixer \(type(of: v.layers[wrapped].mixer))): "
-                             + "adapters are not written (LoRA is merged when a run loads)")
-        }
         let d = config.dim
         let image = g.node("Transpose", [g.node("Unsqueeze", [features, g.int64s([1])])], [.ints("perm", [0, 1, 3, 2])])
         let patches = g.conv2d(image, v.patchEmbed.proj, key: "v.patch_embed.proj")
@@ -27,7 +23,8 @@ extension AMBA: ONNXExportable {
         var residual: String? = nil
         for i in stride(from: 0, to: v.layers.count - 1, by: 2) {
             let f = try g.vimBlock(hidden, residual: residual, v.layers[i], key: "v.layers.\(i)")
-            let b = try g.vimBlock(g.flip(hidden), residual: residual.map { g.flip($0) }, v.layers[i + 1], key: "v.layers.\(i + 1)")
+            let b = try g.vimBlock(g.flip(hidden), residual: residual.map { g.flip($0) }, v.layers[i + 1], key: "v.layers.\(i + 1)",
+                                 flipped: true)
             (hidden, residual) = (g.node("Add", [f.hidden, g.flip(b.hidden)]), g.node("Add", [f.residual, g.flip(b.residual)]))
         }
         let last = residual.map { g.node("Add", [$0, hidden]) } ?? hidden

@@ -229,7 +229,11 @@ extension Data {
 
 extension ONNXGraph {
     /// x · Wᵀ + b (`Linear`), the weight stored transposed ([in, out]) for MatMul; `key` names it.
+    /// A subclass (an unmerged LoRA, a reduced-precision copy) is refused: its extra terms would be lost.
     public func linear(_ x: String, _ layer: Linear, key: String) throws -> String {
+        guard type(of: layer) == Linear.self else {
+            throw NNError("ONNX export: \(key) is a \(type(of: layer)), not a plain Linear (a run's LoRA is merged when it loads; export the loaded run)")
+        }
         let w = weight(try layer.weight.transpose(0, 1), name: key + ".weight")
         let y = node("MatMul", [x, w])
         guard let bias = layer.bias else { return y }

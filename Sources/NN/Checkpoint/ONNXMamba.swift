@@ -89,20 +89,20 @@ extension ONNXGraph {
     }
 
     /// A Vim layer (`VimBlock`) at inference: r = residual + hidden (hidden alone in the first layer),
-    /// hidden = mixer(norm(r)); returns (hidden, r).
-    public func vimBlock(_ hidden: String, residual: String?, _ block: VimBlock, key: String) throws -> (hidden: String, residual: String) {
+    /// hidden = mixer(norm(r)), plus adapter(norm(r)) in an `AdaptedVimBlock`; returns (hidden, r).
+    /// `flipped`: the layer runs on a flipped sequence (the second of a Vim pair, flipped back after), where
+    /// Earshot's adapter reads the tokens in their own order: the adapter is given them unflipped (a
+    /// conformer adapter's convolution is not symmetric in time).
+    public func vimBlock(_ hidden: String, residual: String?, _ block: VimBlock, key: String, flipped: Bool = false) throws -> (hidden: String, residual: String) {
+        guard type(of: block.norm) == LayerNorm.self, type(of: block.mixer) == MambaMixer.self,
+              type(of: block) == VimBlock.self || block is AdaptedVimBlock else {
+            throw NNError("ONNX export: \(key) is a \(type(of: block)) (norm \(type(of: block.norm)), mixer \(type(of: block.mixer))), which has no ONNX writer")
+        }
         let r = residual.map { node("Add", [$0, hidden]) } ?? hidden
-        return (try mambaMixer(layerNorm(r, block.norm, key: key + ".norm", width: block.mixer.config.dim), block.mixer, key: key + ".mixer"), r)
-    }
-}
-
-extension VimBlock {
-    /// Whether the layer is exactly the stock one (no adapter or other wrapper in it): what an ONNX export
-    /// writes.
-    public var isStockForExport: Bool {
-        let m = mixer
-        let linears: [Linear?] = [m.inProj, m.xProj, m.dtProj, m.outProj, m.xProjB, m.dtProjB]
-        return type(of: self) == VimBlock.self && type(of: norm) == LayerNorm.self && type(of: m) == MambaMixer.self
-            && linears.allSatisfy { $0.map { type(of: $0) == Linear.self } ?? true }
+        let u = layerNorm(r, block.norm, key: key + ".norm", width: block.mixer.config.dim)
+        let mixed = try mambaMixer(u, block.mixer, key: key + ".mixer")
+        guard let adapted = block as? AdaptedVimBlock else { return (mixed, r) }
+        let a = flipped ? flip(try adapter(flip(u), adapted.adapter, key: key + ".adapter")) : try adapter(u, adapted.adapter, key: key + ".adapter")
+        return (node("Add", [mixed, a]), r)
     }
 }
