@@ -9,10 +9,12 @@ Usage (CI never runs this):
   # the committed fixture (Tests/ModelsTests/Fixtures/onnx_export.safetensors): the test writes its exports,
   # this script runs them in onnxruntime and records the outputs and each export's hash:
   EARSHOT_ONNX_FIXTURES=/tmp/onnx swift test ... --filter ONNXExportTests
-  # (CLAPTests' CLAPONNXExportTests likewise: --clap Tests/CLAPTests/Fixtures/clap_tiny --fixture Tests/CLAPTests/Fixtures/onnx_clap.safetensors)
-  F=Tests/ModelsTests/Fixtures; $PY tools/check_onnx_export.py /tmp/onnx/{hf_ast,ssast_patch,panns_cnn14,panns_cnn14_dlm,panns_cnn6,ssamba}.onnx \
+  # (CLAPTests' CLAPONNXExportTests likewise: /tmp/onnx/{clap_audio,clap_audio_full,clap_zeroshot,swin_conformer_adapters}.onnx
+  #  --clap Tests/CLAPTests/Fixtures/clap_tiny --fixture Tests/CLAPTests/Fixtures/onnx_clap.safetensors)
+  F=Tests/ModelsTests/Fixtures; $PY tools/check_onnx_export.py /tmp/onnx/{hf_ast,ssast_patch,panns_cnn14,panns_cnn14_dlm,panns_cnn6,ssamba,ssamba_conformer,ssamba_moa_dense}.onnx \
+      /tmp/onnx/ssast_{houlsby_conformer,adapter_before,moa_dense_echo,moa_soft_mlp,prefix,prompt_deep}.onnx \
       --hf $F/hf_ast_release --reference panns_cnn14=$F/panns_cnn14_8k_outputs.safetensors:logmel:clipwise:embedding \
-      --reference panns_cnn14_dlm=$F/panns_cnn14_8k_outputs.safetensors:logmel:dlm_clipwise \
+      --reference panns_cnn14_dlm=$F/panns_cnn14_8k_outputs.safetensors:logmel:dlm_clipwise::dlm_framewise \
       --reference panns_cnn6=$F/panns_cnn6.safetensors:logmel:clipwise:embedding \
       --reference ssamba=$F/ssamba_outputs.safetensors:input:logits=logits:embedding --fixture $F/onnx_export.safetensors
 
@@ -78,10 +80,11 @@ def main():
     p.add_argument("--fixture", type=pathlib.Path, help="safetensors file of inputs and onnxruntime outputs to write")
     p.add_argument("--clap", type=pathlib.Path, help="Hugging Face ClapModel folder the models named clap* were exported from: "
                    "their L2-normalised embedding must equal transformers' get_audio_features")
-    p.add_argument("--reference", action="append", default=[], metavar="STEM=FILE:INPUT:PROBS[:EMBEDDING]",
+    p.add_argument("--reference", action="append", default=[], metavar="STEM=FILE:INPUT:PROBS[:EMBEDDING[:FRAMEWISE]]",
                    help="run the model named STEM on INPUT from the safetensors FILE (outputs of the reference PyTorch code, "
                         "e.g. tools/make_panns_fixtures.py's) and require sigmoid(logits) = PROBS and embedding = EMBEDDING within 1e-4; "
-                        "PROBS written logits=KEY compares the logits themselves with KEY")
+                        "PROBS written logits=KEY compares the logits themselves with KEY; FRAMEWISE: the frame-wise probabilities "
+                        "(a decision-level PANNs' framewise output; EMBEDDING may be empty)")
     p.add_argument("--audio", type=pathlib.Path, help="a clip to classify with the first model: features made by torchaudio "
                    "as its metadata's pipeline says (a Kaldi-fbank pipeline), the first window of the model's frames")
     a = p.parse_args()
@@ -96,14 +99,18 @@ def main():
         references = dict(r.split("=", 1) for r in a.reference)
         if path.stem in references:
             from safetensors.numpy import load_file
-            file, input_key, probs_key, *embedding_key = references[path.stem].split(":")
+            file, input_key, probs_key, *rest = references[path.stem].split(":")
+            embedding_key = [rest[0]] if rest and rest[0] else []
+            framewise_key = rest[1] if len(rest) > 1 else None
             ref = load_file(file)
             x = ref[input_key]
         else:
             dims = [d if d > 0 else 100 for d in dims]   # a free frames axis (PANNs): 100 frames
             x = np.random.RandomState(0).standard_normal([2] + dims).astype(np.float32)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        logits, embedding = session.run(["logits", "embedding"], {"features": x})
+        names = [o.name for o in session.get_outputs()]
+        logits, embedding, *extra = session.run(["logits", "embedding"] + [n for n in names if n == "framewise"], {"features": x})
+        framewise = extra[0] if extra else None
         print(f"{path.name}: {props.get('architecture')} input {list(x.shape)}, logits {list(logits.shape)}, embedding {list(embedding.shape)}, "
               f"{len(model.graph.node)} nodes")
         if a.clap and path.stem.startswith("clap"):
@@ -146,6 +153,10 @@ def main():
                 diffs = [float(np.abs(1 / (1 + np.exp(-logits)) - ref[probs_key]).max())]
             if embedding_key:
                 diffs.append(float(np.abs(embedding - ref[embedding_key[0]]).max()))
+            if framewise_key:
+                if framewise is None:
+                    sys.exit(f"{path}: no framewise output to compare with {framewise_key}")
+                diffs.append(float(np.abs(framewise - ref[framewise_key]).max()))
             print(f"  the reference ({file}) against onnxruntime: max |difference| " + ", ".join(f"{d:.2e}" for d in diffs))
             meta[f"{path.stem}.reference_max_abs_diff"] = f"{max(diffs):.3e}"
             if max(diffs) > 1e-4:
@@ -164,6 +175,8 @@ def main():
         tensors[f"{path.stem}.input"] = x
         tensors[f"{path.stem}.logits"] = logits
         tensors[f"{path.stem}.embedding"] = embedding
+        if framewise is not None:
+            tensors[f"{path.stem}.framewise"] = framewise
         meta[f"{path.stem}.hash"] = fnv1a(without_metadata(path))
         # Constants the exporter computes (a zero-shot model's caption embeddings): the test rebuilds the
         # export from these, so its hash does not depend on the host's rounding.

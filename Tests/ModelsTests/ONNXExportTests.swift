@@ -118,6 +118,13 @@ final class ONNXExportTests: XCTestCase {
             let (logits, embedding) = try GradMode.noGrad { try model.logitsAndEmbedding(x) }
             XCTAssertLessThanOrEqual(maxAbs(logits, try XCTUnwrap(fixture.tensors["\(name).logits"])), 1e-4, name)
             XCTAssertLessThanOrEqual(maxAbs(embedding, try XCTUnwrap(fixture.tensors["\(name).embedding"])), 1e-4, name)
+            // A decision-level PANNs also gives frame-wise scores (tag --frames'), checked in onnxruntime against the reference's.
+            if let panns = model as? PANNs, panns.config.decisionLevelMax {
+                let framewise = try GradMode.noGrad { try panns.framewise(x) }
+                XCTAssertLessThanOrEqual(maxAbs(framewise, try XCTUnwrap(fixture.tensors["\(name).framewise"])), 1e-4, name)
+            } else {
+                XCTAssertNil(fixture.tensors["\(name).framewise"], "\(name): only a decision-level model has frame-wise scores")
+            }
         }
     }
 

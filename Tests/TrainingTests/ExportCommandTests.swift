@@ -48,6 +48,13 @@ final class ExportCommandTests: XCTestCase {
         let panns = try runEarshot(["export", fixtures.appendingPathComponent("panns_cnn14_8k.pth").path, "--out", dir.appendingPathComponent("p.onnx").path])
         XCTAssertEqual(panns.status, 0, panns.output)
         XCTAssertTrue(panns.output.contains("input [batch, frames, 64]"), panns.output)
+        XCTAssertFalse(panns.output.contains("framewise"), panns.output)
+        // Read as Cnn14_DecisionLevelMax (the release's file name says which): frame-wise scores too.
+        let dlmFile = dir.appendingPathComponent("Cnn14_DecisionLevelMax_8k.pth")
+        try FileManager.default.createSymbolicLink(at: dlmFile, withDestinationURL: fixtures.appendingPathComponent("panns_cnn14_8k.pth"))
+        let dlm = try runEarshot(["export", dlmFile.path, "--out", dir.appendingPathComponent("dlm.onnx").path])
+        XCTAssertEqual(dlm.status, 0, dlm.output)
+        XCTAssertTrue(dlm.output.contains("5 outputs and frame-wise scores (framewise)"), dlm.output)
         // An SSAMBA release (an encoder): its embedding, at the trained frames (the scans are Scan loops).
         let ssamba = try runEarshot(["export", fixtures.appendingPathComponent("ssamba_release.pth").path, "--out", dir.appendingPathComponent("s.onnx").path])
         XCTAssertEqual(ssamba.status, 0, ssamba.output)

@@ -44,6 +44,8 @@ public enum ONNXExport {
         let (logits, embedding) = try exportable.writeONNX(graph, features: "features")
         if !embeddingOnly { graph.output(logits, as: "logits") }
         graph.output(embedding, as: "embedding")
+        let extras = embeddingOnly ? [] : graph.extraOutputs
+        for extra in extras { graph.output(extra.value, as: extra.name) }
         // A model that takes clips of any length (PANNs) gets a free frames axis; the others their window.
         let anyLength = exportable.exportTakesAnyLength
         let earshotTakesAnyLength = (model as? any VariableLengthClassifier)?.takesAnyLength == true
@@ -58,12 +60,15 @@ public enum ONNXExport {
                            ? "; Earshot averages windows of \(model.inputFrames) frames, half a window apart, over the pipeline's \(pipeline.targetFrames!) frames" : "")
                         + (!anyLength && earshotTakesAnyLength
                            ? "; Earshot runs a longer clip whole (positions interpolated along time), which this graph does not" : "")]
+        if extras.contains(where: { $0.name == "framewise" }) {
+            meta["framewise"] = "sigmoid scores per input frame [batch, frames, classes] (each output step's repeated over the frames it spans)"
+        }
         meta["classes"] = try metadataJSON(classes)
         meta["pipeline"] = try metadataJSON(pipeline)
         return graph.model(name: model.architecture.family,
                            inputs: [("features", [.named("batch"), frames, .fixed(model.inputBins)])],
                            outputs: (embeddingOnly ? [] : [("logits", [.named("batch"), .fixed(model.outputs)])])
-                                + [("embedding", [.named("batch"), .fixed(model.embeddingWidth)])],
+                                + [("embedding", [.named("batch"), .fixed(model.embeddingWidth)])] + extras.map { ($0.name, $0.dims) },
                            metadata: withMetadata ? meta : [:])
     }
 }

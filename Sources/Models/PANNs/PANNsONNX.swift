@@ -5,7 +5,8 @@ import NN
 /// inference: bn0 over the mel bins (features transposed to [B, M, T] and back), each block's convolutions
 /// with their batch norms and ReLUs and its average pooling, the mean over frequency, then the clip head
 /// (max + mean over time, fc1, ReLU, the head) or the decision-level one (max- and average-pooling over 3
-/// steps, fc1 and the head per step, the maximum over steps). Any number of frames, as the model takes.
+/// steps, fc1 and the head per step, the maximum over steps; and a third output, `framewise` [batch, frames,
+/// classes], the per-frame probabilities `PANNs.framewise` gives, for sound-event detection). Any number of frames, as the model takes.
 extension PANNs: ONNXExportable {
     public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
         let perMel = g.batchNorm(g.node("Transpose", [features], [.ints("perm", [0, 2, 1])]), trunk.bn0, key: "bn0")
@@ -29,7 +30,17 @@ extension PANNs: ONNXExportable {
         let smoothed = g.node("Add", [g.node("MaxPool", [timeMap], window),
                                       g.node("AveragePool", [timeMap], window + [.int("count_include_pad", 1)])])
         let steps = g.node("Relu", [try g.linear(g.node("Transpose", [smoothed], [.ints("perm", [0, 2, 1])]), fc1, key: "fc1")])   // [B, T', E]
-        let logits = g.node("ReduceMax", [try g.linear(steps, head, key: key)], [.ints("axes", [1]), .int("keepdims", 0)])
+        let stepLogits = try g.linear(steps, head, key: key)                                                             // [B, T', K]
+        let logits = g.node("ReduceMax", [stepLogits], [.ints("axes", [1]), .int("keepdims", 0)])
+        // `framewise`: frame f reads step min(f / timeRatio, T' − 1) (each step's sigmoid repeated over the
+        // frames it spans, the frames past the last whole step given the last step's).
+        let frames = g.node("Squeeze", [g.node("Shape", [features], [.int("start", 1), .int("end", 2)]), g.int64s([0])])
+        let lastStep = g.node("Sub", [g.node("Squeeze", [g.node("Shape", [stepLogits], [.int("start", 1), .int("end", 2)]), g.int64s([0])]),
+                                      g.int64s([1], dims: [])])
+        let index = g.node("Min", [g.node("Div", [g.node("Range", [g.int64s([0], dims: []), frames, g.int64s([1], dims: [])]),
+                                                  g.int64s([config.timeRatio], dims: [])]), lastStep])
+        let framewise = g.node("Gather", [g.node("Sigmoid", [stepLogits]), index], [.int("axis", 1)])
+        g.extraOutputs.append((name: "framewise", value: framewise, dims: [.named("batch"), .named("frames"), .fixed(outputs)]))
         return (logits, g.node("ReduceMean", [steps], [.ints("axes", [1]), .int("keepdims", 0)]))
     }
 }

@@ -30,6 +30,9 @@ public final class ONNXGraph {
     /// A dimension of a graph input or output: fixed, or named and free (the batch).
     public enum Dimension { case fixed(Int), named(String) }
 
+    /// Outputs an exporter adds beside the logits and the embedding (a decision-level PANNs' frame-wise
+    /// scores): name, value and dimensions; the model writer declares them after those two.
+    public var extraOutputs: [(name: String, value: String, dims: [Dimension])] = []
     private var nodes: [Data] = []
     private var initialisers: [Data] = []
     private var counter = 0
