@@ -9,7 +9,7 @@ Usage (CI never runs this):
   # the committed fixture (Tests/ModelsTests/Fixtures/onnx_export.safetensors): the test writes its exports,
   # this script runs them in onnxruntime and records the outputs and each export's hash:
   EARSHOT_ONNX_FIXTURES=/tmp/onnx swift test ... --filter ONNXExportTests
-  # (CLAPTests' CLAPONNXExportTests likewise: /tmp/onnx/{clap_audio,clap_audio_full,clap_zeroshot,swin_conformer_adapters}.onnx
+  # (CLAPTests' CLAPONNXExportTests likewise: /tmp/onnx/{clap_audio,clap_audio_full,clap_zeroshot,swin_conformer_adapters,swin_moa_echo}.onnx
   #  --clap Tests/CLAPTests/Fixtures/clap_tiny --fixture Tests/CLAPTests/Fixtures/onnx_clap.safetensors)
   F=Tests/ModelsTests/Fixtures; $PY tools/check_onnx_export.py /tmp/onnx/{hf_ast,ssast_patch,panns_cnn14,panns_cnn14_dlm,panns_cnn6,ssamba,ssamba_conformer,ssamba_moa_dense}.onnx \
       /tmp/onnx/ssast_{houlsby_conformer,adapter_before,moa_dense_echo,moa_soft_mlp,prefix,prompt_deep}.onnx \

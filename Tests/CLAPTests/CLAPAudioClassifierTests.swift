@@ -3,7 +3,7 @@ import XCTest
 import Audio
 import Engine
 import Inference
-import Models
+@testable import Models
 import NN
 @testable import CLAP
 
@@ -156,7 +156,7 @@ final class CLAPAudioClassifierTests: XCTestCase {
         XCTAssertEqual(blocks.count, model.audioEncoder.layers.map(\.blocks.count).reduce(0, +))
         for block in blocks {
             let adapted = try XCTUnwrap(block as? AdaptedSwinLayer)
-            for adapter in [adapted.mlpAdapter, try XCTUnwrap(adapted.attentionAdapter)] {
+            for adapter in [try XCTUnwrap(adapted.mlpAdapter), try XCTUnwrap(adapted.attentionAdapter)] {
                 let down = try XCTUnwrap(adapter as? BottleneckAdapter).down.weight
                 XCTAssertEqual(down.shape, [max(1, Int((Double(block.width) / 8).rounded())), block.width])
             }
@@ -190,5 +190,73 @@ final class CLAPAudioClassifierTests: XCTestCase {
         try rebuilt.load(consuming: &state)
         rebuilt.eval()
         XCTAssertEqual(try GradMode.noGrad { try rebuilt.logits(x) }.toArray(), try GradMode.noGrad { try model.logits(x) }.toArray())
+    }
+
+    /// Mixtures of adapters on Swin blocks: a dense one beside the attention (PETL_AST's default, its
+    /// output added after the attention and again after the feed-forward) and a soft one at the
+    /// feed-forward half; sized per stage, the right norm trains, gradients by finite differences, rebuilt
+    /// from the recorded config.
+    func testMixturesOfAdaptersOnSwinBlocks() throws {
+        let cases: [(PEFTConfig.MixtureKind, PEFTConfig.MixtureLocation)] = [(.dense, .attention), (.soft, .mlp)]
+        for (mixture, location) in cases {
+            Random.seed(21)
+            let model = try XCTUnwrap(try ModelRegistry.start(clapFolder).build(ModelShape(frames: 64, outputs: 2)) as? CLAPAudioClassifier)
+            model.eval()
+            let x = features(model.inputBins, frames: 64, seed: 22)
+            var peft = PEFTConfig(method: .moa)
+            (peft.mixture, peft.mixtureLocation, peft.reductionRate, peft.experts, peft.slots, peft.adapterInit) = (mixture, location, 8, 3, 2, .standard)
+            try peft.apply(to: model)
+            for block in model.audioEncoder.layers.flatMap(\.blocks) {
+                let adapted = try XCTUnwrap(block as? AdaptedSwinLayer)
+                if location == .attention {
+                    XCTAssertNil(adapted.mlpAdapter)
+                    XCTAssertTrue(adapted.echoesAttentionAdapter)
+                    let dense = try XCTUnwrap(adapted.attentionAdapter as? DenseMixture)
+                    XCTAssertEqual(dense.experts.count, 3)
+                    XCTAssertEqual(dense.router.weight.shape, [3, block.width])
+                } else {
+                    XCTAssertNil(adapted.attentionAdapter)
+                    XCTAssertEqual(try XCTUnwrap(adapted.mlpAdapter as? SoftMixture).slotParams.shape, [block.width, 3, 2])
+                }
+            }
+            let norm = location == .attention ? ".layernorm_before." : ".layernorm_after."
+            let trainable = model.namedParameters().filter { $0.1.requiresGrad }.map(\.0)
+            XCTAssertTrue(trainable.allSatisfy { $0.contains("_adapter.") || $0.contains(norm) || $0.hasPrefix("head.") || $0.hasPrefix("audio_encoder.norm.") },
+                          "\(trainable)")
+            for (k, t) in model.namedParameters() where k.contains("_adapter.") && k.hasSuffix("up.weight") { try t.assign(from: Tensor.randn(t.shape) * 0.1) }
+
+            let r = Tensor.randn([2, 2])
+            func value() throws -> Float { try (model.logits(x) * r).sum().item() }
+            model.zeroGrad()
+            try (model.logits(x) * r).sum().backward()
+            let named = Dictionary(uniqueKeysWithValues: model.namedTensors())
+            let site = location == .attention ? "attention_adapter" : "mlp_adapter"
+            let first = location == .attention ? "router.weight" : "slot_params"
+            let probes = try ["audio_encoder.layers.0.blocks.1.\(site).\(first)", "audio_encoder.layers.1.blocks.0.\(site).experts.2.down.weight",
+                              "audio_encoder.layers.0.blocks.0.\(site).experts.0.up.bias", "audio_encoder.layers.0.blocks.1\(norm)weight"]
+                .map { ($0, try XCTUnwrap(named[$0], $0)) }
+            try assertGradientsMatchFiniteDifferences(probes, samples: 4, relative: 3e-2, value: value)
+
+            let rebuilt = try XCTUnwrap(try ModelRegistry.start(clapFolder).build(ModelShape(frames: 64, outputs: 2)) as? CLAPAudioClassifier)
+            try peft.apply(to: rebuilt, freezing: false)
+            var state = model.stateDict()
+            try rebuilt.load(consuming: &state)
+            rebuilt.eval()
+            XCTAssertEqual(try GradMode.noGrad { try rebuilt.logits(x) }.toArray(), try GradMode.noGrad { try model.logits(x) }.toArray(), "\(mixture)")
+
+            // The echo, against the formula: h = x + Attend(u) + M(u), y = h + FFN(LN₂ h) + M(u), u = LN₁ x.
+            if location == .attention {
+                let block = try XCTUnwrap(model.audioEncoder.layers[0].blocks[1] as? AdaptedSwinLayer)
+                let tokens = Tensor.randn([2, block.rows * block.cols, block.width])
+                let mixture = try XCTUnwrap(block.attentionAdapter)
+                let (ours, expected) = try GradMode.noGrad { () throws -> (Tensor, Tensor) in
+                    let u = try block.layernormBefore(tokens)
+                    let m = try mixture.callAsFunction(u)
+                    let h = try tokens + block.attend(u) + m
+                    return (try block.callAsFunction(tokens), try h + block.feedForward(block.layernormAfter(h)) + m)
+                }
+                XCTAssertLessThan(zip(ours.toArray(), expected.toArray()).map { abs($0 - $1) }.max()!, 1e-5)
+            }
+        }
     }
 }

@@ -58,10 +58,14 @@ final class CLAPONNXExportTests: XCTestCase {
 
     func testTheExportRunsInONNXRuntimeAsTheModelDoes() throws {
         // 400 frames stretch to the image's 512 (the bicubic matrix); 512 do not.
-        // And Houlsby conformer adapters on the Swin blocks (not compared with transformers: the stem does not start with clap).
+        // And Houlsby conformer adapters, and PETL_AST's default mixture (dense, beside the attention, added
+        // twice), on the Swin blocks (not compared with transformers: the stems do not start with clap).
         var houlsby = PEFTConfig(method: .conformer)
         (houlsby.adapterKind, houlsby.reductionRate) = (.houlsby, 16)
-        let cases: [(String, Int, PEFTConfig?)] = [("clap_audio", 400, nil), ("clap_audio_full", 512, nil), ("swin_conformer_adapters", 512, houlsby)]
+        var moa = PEFTConfig(method: .moa)
+        (moa.experts, moa.reductionRate) = (2, 16)
+        let cases: [(String, Int, PEFTConfig?)] = [("clap_audio", 400, nil), ("clap_audio_full", 512, nil), ("swin_conformer_adapters", 512, houlsby),
+                                                   ("swin_moa_echo", 512, moa)]
         let pipeline = FeaturePipeline(kind: .logMel(try CLAP.load(model: clapFolder).melConfig), targetFrames: nil)
         if let keep = ProcessInfo.processInfo.environment["EARSHOT_ONNX_FIXTURES"].map({ URL(fileURLWithPath: $0) }) {
             try FileManager.default.createDirectory(at: keep, withIntermediateDirectories: true)

@@ -92,7 +92,7 @@ final class CLAPFineTuneCommandTests: XCTestCase {
         XCTAssertEqual(fromDelta.output.split(separator: "\n").first, fromRun.output.split(separator: "\n").first)
         let prefix = try runEarshot(["finetune", "--data", data, "--init-from", clap, "--epochs", "1", "--out", dir.appendingPathComponent("prefix").path, "--peft", "prefix"])
         XCTAssertNotEqual(prefix.status, 0)
-        XCTAssertTrue(prefix.output.contains("use full, linear, bitfit, adapter, conformer or lora"), prefix.output)
+        XCTAssertTrue(prefix.output.contains("use full, linear, bitfit, adapter, conformer, moa or lora"), prefix.output)
         // The CLAP as an encoder: its projected audio embeddings (16 wide in the fixture).
         let out = dir.appendingPathComponent("e.safetensors").path
         let embedded = try runEarshot(["embed", data, "--model", clap, "--out", out])

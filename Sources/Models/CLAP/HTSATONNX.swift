@@ -56,15 +56,19 @@ extension ONNXGraph {
     func swinBlock(_ x: String, _ block: SwinLayer, key: String, width d: Int) throws -> String {
         let u = layerNorm(x, block.layernormBefore, key: key + ".layernorm_before", width: d)
         let adapted = block as? AdaptedSwinLayer
+        var echo: String? = nil
         let attended = try adapted?.attentionAdapter.map { adapter in
-            try wired(u, adapted!.wiring, adapter: adapter, key: key + ".attention_adapter") { try swinAttention($0, block, key: key, width: d) }.output
+            let (out, adapterOut) = try wired(u, adapted!.wiring, adapter: adapter, key: key + ".attention_adapter") { try swinAttention($0, block, key: key, width: d) }
+            if adapted!.echoesAttentionAdapter { echo = adapterOut }
+            return out
         } ?? swinAttention(u, block, key: key, width: d)
         let h = node("Add", [x, attended])
         let n2 = layerNorm(h, block.layernormAfter, key: key + ".layernorm_after", width: d)
         func feedForward(_ v: String) throws -> String {
             try linear(gelu(try linear(v, block.intermediate.dense, key: key + ".intermediate.dense")), block.output.dense, key: key + ".output.dense")
         }
-        let fed = try adapted.map { try wired(n2, $0.wiring, adapter: $0.mlpAdapter, key: key + ".mlp_adapter", layer: feedForward).output } ?? feedForward(n2)
+        var fed = try adapted?.mlpAdapter.map { try wired(n2, adapted!.wiring, adapter: $0, key: key + ".mlp_adapter", layer: feedForward).output } ?? feedForward(n2)
+        if let echo { fed = node("Add", [fed, echo]) }
         return node("Add", [h, fed])
     }
 

@@ -146,11 +146,9 @@ extension PEFTConfig {
         let attention = modules.contains { $0.1 is MultiHeadAttention }, mamba = modules.contains { $0.1 is VimBlock }
         let swin = modules.contains { $0.1 is SwinSelfAttention }
         if [.adapter, .conformer, .moa, .lora, .prefix].contains(method), !attention, !(mamba && method != .prefix),
-           !(swin && [.lora, .adapter, .conformer].contains(method)) {
-            let fits = mamba ? "full, linear, bitfit, adapter, conformer, moa or lora" : swin ? "full, linear, bitfit, adapter, conformer or lora"
-                : "full, linear or bitfit"
-            let what = method == .prefix ? "attention layers" : method == .moa && swin ? "transformer or Mamba blocks (not yet Swin blocks)"
-                : "transformer or Mamba blocks"
+           !(swin && [.lora, .adapter, .conformer, .moa].contains(method)) {
+            let fits = mamba || swin ? "full, linear, bitfit, adapter, conformer, moa or lora" : "full, linear or bitfit"
+            let what = method == .prefix ? "attention layers" : "transformer or Mamba blocks"
             throw ModelError("--peft \(method.rawValue) adapts \(what); a \(model.architecture.family) model has none: use \(fits)")
         }
         var trained: [String] = []   // key fragments the method trains, beside the head and the final norm
@@ -316,15 +314,33 @@ extension PEFTConfig {
     /// train: the adapters and the norms before the layers they sit beside.
     func applySwinAdapters(to model: any AudioClassifierModel) throws -> [String] {
         guard reductionRate >= 1 else { throw ModelError("--reduction-rate \(reductionRate) must be at least 1") }
-        let (conformer, houlsby, init_) = (method == .conformer, adapterKind == .houlsby, adapterInit)
-        let wiring = AdapterWiring(placement: placement, residual: adapterResidual)
+        let (houlsby, init_) = (adapterKind == .houlsby, adapterInit)
+        let (kind, mixture, experts, slots, normalize) = (method, mixture, experts, slots, normalizeSlots)
+        if kind == .moa {
+            guard experts >= 1 else { throw ModelError("--experts \(experts) must be at least 1") }
+            guard mixture == .dense || slots >= 1 else { throw ModelError("--slots \(slots) must be at least 1") }
+        }
+        // A Pfeiffer mixture sits at one place, --mixture-location (beside the attention, added twice unless
+        // --mixture-once, PETL_AST's default; or at the feed-forward); every other method at the feed-forward
+        // half, and Houlsby's at the attention too, wired by --adapter-placement.
+        let attentionMixture = kind == .moa && !houlsby && mixtureLocation == .attention
+        let wiring = attentionMixture ? AdapterWiring(placement: .parallel) : AdapterWiring(placement: placement, residual: adapterResidual)
         try model.replaceModules(matching: model.blockPattern, as: SwinLayer.self) { _, block in
             let width = block.width, inner = stageInnerWidth(block.width)
             func make() -> any UnaryLayer {
-                conformer ? ConformerAdapter(dim: width, bottleneck: inner) : BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
+                switch (kind, mixture) {
+                case (.conformer, _): ConformerAdapter(dim: width, bottleneck: inner)
+                case (.moa, .dense): DenseMixture(dim: width, bottleneck: inner, experts: experts, initialisation: init_)
+                case (.moa, .soft): SoftMixture(dim: width, bottleneck: inner, experts: experts, slots: slots, normalize: normalize, initialisation: init_)
+                default: BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
+                }
+            }
+            if attentionMixture {
+                return AdaptedSwinLayer(wrapping: block, mlpAdapter: nil, attentionAdapter: make(), wiring: wiring, echoesAttentionAdapter: mixtureAddsTwice)
             }
             return AdaptedSwinLayer(wrapping: block, mlpAdapter: make(), attentionAdapter: houlsby ? make() : nil, wiring: wiring)
         }
+        if attentionMixture { return ["_adapter.", ".layernorm_before."] }
         return ["_adapter.", ".layernorm_after."] + (houlsby ? [".layernorm_before."] : [])
     }
 
