@@ -47,7 +47,7 @@ struct Export: ParsableCommand {
         let encoderOnly = clf.classes.isEmpty
         let data = try ONNXExport.model(clf.model, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel, embeddingOnly: encoderOnly)
         try AtomicFile.write(data, to: URL(fileURLWithPath: out))
-        let frames = (clf.model as? any ONNXExportable)?.exportTakesAnyLength == true ? "frames" : String(clf.model.inputFrames)
+        let frames = (clf.model as? any VariableLengthClassifier)?.takesAnyLength == true ? "frames" : String(clf.model.inputFrames)
         let sed = (clf.model as? PANNs)?.config.decisionLevelMax == true && !encoderOnly ? " and frame-wise scores (framewise)" : ""
         let what = encoderOnly ? "an encoder (embedding \(clf.model.embeddingWidth) wide)" : "\(clf.model.outputs) outputs\(sed)"
         print(String(format: "wrote %@: %@ with %@, input [batch, %@, %d], %.1f MB", out, clf.model.architecture.family,

@@ -12,13 +12,6 @@ public protocol ONNXExportable: AudioClassifierModel {
     /// Appends the nodes from `features` ([batch, frames, bins], already normalised) and returns the
     /// names of the logits [batch, outputs] and the embedding [batch, width].
     func writeONNX(_ graph: ONNXGraph, features: String) throws -> (logits: String, embedding: String)
-    /// Whether the graph takes any number of frames (a free frames axis). Defaults to the model's own
-    /// `VariableLengthClassifier.takesAnyLength`; SSAMBA's graph keeps its trained positions and says no.
-    var exportTakesAnyLength: Bool { get }
-}
-
-extension ONNXExportable {
-    public var exportTakesAnyLength: Bool { (self as? any VariableLengthClassifier)?.takesAnyLength == true }
 }
 
 public enum ONNXExport {
@@ -46,9 +39,8 @@ public enum ONNXExport {
         graph.output(embedding, as: "embedding")
         let extras = embeddingOnly ? [] : graph.extraOutputs
         for extra in extras { graph.output(extra.value, as: extra.name) }
-        // A model that takes clips of any length (PANNs) gets a free frames axis; the others their window.
-        let anyLength = exportable.exportTakesAnyLength
-        let earshotTakesAnyLength = (model as? any VariableLengthClassifier)?.takesAnyLength == true
+        // A model that takes clips of any length (PANNs, SSAMBA) gets a free frames axis; the others their window.
+        let anyLength = (model as? any VariableLengthClassifier)?.takesAnyLength == true
         let frames: ONNXGraph.Dimension = anyLength ? .named("frames") : .fixed(model.inputFrames)
         let framesText = anyLength ? "frames (any number from \((model as? any VariableLengthClassifier)?.minimumFrames ?? 1))" : "\(model.inputFrames)"
         var meta = ["architecture": model.architecture.family, "config": model.architecture.config,
@@ -56,10 +48,8 @@ public enum ONNXExport {
                     "scores": embeddingOnly ? "none: an encoder (the embedding only)" : multiLabel ? "sigmoid of the logits" : "softmax of the logits",
                     "input": "features [batch, \(framesText), \(model.inputBins)]: the pipeline's features"
                         + (anyLength ? ", normalised as it says" : ", padded or cut to \(model.inputFrames) frames and normalised as it says")
-                        + (!earshotTakesAnyLength && (pipeline.targetFrames ?? model.inputFrames) > model.inputFrames
-                           ? "; Earshot averages windows of \(model.inputFrames) frames, half a window apart, over the pipeline's \(pipeline.targetFrames!) frames" : "")
-                        + (!anyLength && earshotTakesAnyLength
-                           ? "; Earshot runs a longer clip whole (positions interpolated along time), which this graph does not" : "")]
+                        + (!anyLength && (pipeline.targetFrames ?? model.inputFrames) > model.inputFrames
+                           ? "; Earshot averages windows of \(model.inputFrames) frames, half a window apart, over the pipeline's \(pipeline.targetFrames!) frames" : "")]
         if extras.contains(where: { $0.name == "framewise" }) {
             meta["framewise"] = "sigmoid scores per input frame [batch, frames, classes] (each output step's repeated over the frames it spans)"
         }

@@ -7,11 +7,10 @@ import NN
 /// summed (with any adapter beside a mixer that a parameter-efficient run put there); norm_f twice on r + h; mean-token or cls pooling; the head's norm and linear layer. Each
 /// mixer's selective scans are ONNX `Scan` loops (`ONNXGraph.selectiveScan`).
 ///
-/// The graph takes the trained number of frames: Earshot runs a longer clip whole with its positions
-/// interpolated along time (`AMBAEncoder.positions`), which the graph does not repeat.
+/// Like the model, the graph takes clips of any length from the trained frames up (a free frames axis): the
+/// positions are resized along time to the clip's patch columns in the graph (Resize), as
+/// `AMBAEncoder.positions` interpolates them.
 extension AMBA: ONNXExportable {
-    public var exportTakesAnyLength: Bool { false }
-
     public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
         let d = config.dim
         let image = g.node("Transpose", [g.node("Unsqueeze", [features, g.int64s([1])])], [.ints("perm", [0, 1, 3, 2])])
@@ -19,7 +18,18 @@ extension AMBA: ONNXExportable {
         let tokens = g.node("Transpose", [g.node("Reshape", [patches, g.int64s([0, d, -1])])], [.ints("perm", [0, 2, 1])])
         let batch = g.node("Shape", [features], [.int("start", 0), .int("end", 1)])
         let cls = g.node("Expand", [g.weight(v.clsToken, name: "v.cls_token"), g.node("Concat", [batch, g.int64s([1, d])], [.int("axis", 0)])])
-        var hidden = g.node("Add", [g.node("Concat", [cls, tokens], [.int("axis", 1)]), g.weight(v.posEmbed, name: "v.pos_embed")])
+        // Positions for the clip's patch columns t (the patch map's last axis): the trained grid resized along
+        // time (bilinear, half-pixel: align_corners=False, as `AMBAEncoder.positions`; the identity at t = tGrid).
+        let (fGrid, tGrid) = (config.fGrid, config.tGrid)
+        let grid = try v.posEmbed.slice(axis: 1, start: 1).transpose(1, 2).reshape([1, d, fGrid, tGrid])
+        let columns = g.node("Shape", [patches], [.int("start", 3), .int("end", 4)])
+        let resized = g.node("Resize", [g.weight(grid, name: "v.pos_embed.grid"), "", "",
+                                        g.node("Concat", [g.int64s([1, d, fGrid]), columns], [.int("axis", 0)])],
+                             [.string("mode", "linear"), .string("coordinate_transformation_mode", "half_pixel")])
+        let positions = g.node("Concat", [g.weight(try v.posEmbed.slice(axis: 1, start: 0, end: 1), name: "v.pos_embed.cls"),
+                                          g.node("Transpose", [g.node("Reshape", [resized, g.int64s([1, d, -1])])], [.ints("perm", [0, 2, 1])])],
+                               [.int("axis", 1)])
+        var hidden = g.node("Add", [g.node("Concat", [cls, tokens], [.int("axis", 1)]), positions])
         var residual: String? = nil
         for i in stride(from: 0, to: v.layers.count - 1, by: 2) {
             let f = try g.vimBlock(hidden, residual: residual, v.layers[i], key: "v.layers.\(i)")

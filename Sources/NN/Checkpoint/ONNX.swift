@@ -9,7 +9,7 @@ import Foundation
 /// Field numbers are onnx.proto's: ModelProto {ir_version 1, producer_name 2, producer_version 3,
 /// graph 7, opset_import 8, metadata_props 14}; GraphProto {node 1, name 2, initializer 5, input 11,
 /// output 12}; NodeProto {input 1, output 2, name 3, op_type 4, attribute 5}; AttributeProto {name 1,
-/// f 2, i 3, g 6, ints 8, type 20}; TensorProto {dims 1, data_type 2, name 8, raw_data 9}; ValueInfoProto
+/// f 2, i 3, s 4, g 6, ints 8, type 20}; TensorProto {dims 1, data_type 2, name 8, raw_data 9}; ValueInfoProto
 /// {name 1, type 2}; TypeProto {tensor_type 1}; TypeProto.Tensor {elem_type 1, shape 2};
 /// TensorShapeProto {dim 1}; Dimension {dim_value 1, dim_param 2}; StringStringEntryProto {key 1, value 2}.
 public final class ONNXGraph {
@@ -23,6 +23,7 @@ public final class ONNXGraph {
         case float(String, Float)
         case int(String, Int)
         case ints(String, [Int])
+        case string(String, String)
         /// A subgraph (a Scan's body): the serialised `GraphProto` of `ONNXGraph.graph(...)`.
         case graph(String, Data)
     }
@@ -178,6 +179,10 @@ public final class ONNXGraph {
             m.field(1, string: name)
             for v in values { m.field(8, varint: UInt64(bitPattern: Int64(v))) }
             m.field(20, varint: 7)
+        case .string(let name, let value):
+            m.field(1, string: name)
+            m.field(4, string: value)
+            m.field(20, varint: 3)
         case .graph(let name, let body):
             m.field(1, string: name)
             m.field(6, message: body)
