@@ -44,6 +44,8 @@ final class ExportCommandTests: XCTestCase {
                                                                            multiLabel: false, embeddingOnly: true))
         let withHead = try ONNXExport.model(embedder.model, classes: [], pipeline: embedder.pipeline, multiLabel: false)
         XCTAssertGreaterThan(withHead.count, try Data(contentsOf: encoder).count, "the logits output and its identity node are left out")
+        XCTAssertFalse(String(decoding: try Data(contentsOf: encoder), as: UTF8.self).contains("mlp_head"), "and the head no output reads")
+        XCTAssertTrue(String(decoding: withHead, as: UTF8.self).contains("mlp_head.1.weight"))
         // A released PANNs takes any number of frames: so does its graph.
         let panns = try runEarshot(["export", fixtures.appendingPathComponent("panns_cnn14_8k.pth").path, "--out", dir.appendingPathComponent("p.onnx").path])
         XCTAssertEqual(panns.status, 0, panns.output)

@@ -34,8 +34,9 @@ public final class ONNXGraph {
     /// Outputs an exporter adds beside the logits and the embedding (a decision-level PANNs' frame-wise
     /// scores): name, value and dimensions; the model writer declares them after those two.
     public var extraOutputs: [(name: String, value: String, dims: [Dimension])] = []
-    private var nodes: [Data] = []
-    private var initialisers: [Data] = []
+    /// Each node's serialised proto with the values it reads and writes (for pruning what no output needs).
+    private var nodes: [(proto: Data, inputs: [String], outputs: [String])] = []
+    private var initialisers: [(proto: Data, name: String)] = []
     private var counter = 0
     private var names: Set<String> = []
     /// In front of every fresh name: a subgraph's names must differ from its outer graph's (ONNX values
@@ -71,7 +72,7 @@ public final class ONNXGraph {
     private func initialiser(_ tensor: Tensor, fullName n: String) -> String {
         names.insert(n)
         let raw = Data(bytes: tensor.data, count: tensor.count * MemoryLayout<Float>.size)   // x86 and arm64 are little-endian, as ONNX's raw_data
-        initialisers.append(Self.tensorProto(name: n, dims: tensor.shape, type: 1, raw: raw))
+        initialisers.append((Self.tensorProto(name: n, dims: tensor.shape, type: 1, raw: raw), n))
         return n
     }
 
@@ -81,7 +82,7 @@ public final class ONNXGraph {
         names.insert(n)
         var raw = Data(capacity: values.count * 8)
         for v in values { withUnsafeBytes(of: Int64(v).littleEndian) { raw.append(contentsOf: $0) } }
-        initialisers.append(Self.tensorProto(name: n, dims: dims ?? [values.count], type: 7, raw: raw))
+        initialisers.append((Self.tensorProto(name: n, dims: dims ?? [values.count], type: 7, raw: raw), n))
         return n
     }
 
@@ -105,7 +106,7 @@ public final class ONNXGraph {
         m.field(3, string: fresh("node"))
         m.field(4, string: op)
         for a in attributes { m.field(5, message: Self.attributeProto(a)) }
-        nodes.append(m)
+        nodes.append((m, inputs, outs))
         return outs
     }
 
@@ -116,7 +117,7 @@ public final class ONNXGraph {
         m.field(2, string: name)
         m.field(3, string: fresh("node"))
         m.field(4, string: "Identity")
-        nodes.append(m)
+        nodes.append((m, [value], [name]))
     }
 
     /// The serialised `ModelProto`: float32 inputs and outputs with the given shapes, metadata as
@@ -145,10 +146,18 @@ public final class ONNXGraph {
     /// The serialised `GraphProto` alone: the model's graph, or a subgraph for an attribute
     /// (`Attribute.graph`), whose inputs and outputs are named as its nodes read and write them.
     public func graph(name: String, inputs: [(String, [Dimension])], outputs: [(String, [Dimension])]) -> Data {
+        // Only what the outputs need: an exporter may write nodes a graph then leaves unread (an encoder-only
+        // export's head). A subgraph (a Scan body) reads its own inputs only, so its node's inputs say all.
+        var needed = Set(outputs.map(\.0))
+        var kept: [Data] = []
+        for n in nodes.reversed() where n.outputs.contains(where: needed.contains) {
+            kept.append(n.proto)
+            needed.formUnion(n.inputs)
+        }
         var graph = Data()
-        for n in nodes { graph.field(1, message: n) }
+        for n in kept.reversed() { graph.field(1, message: n) }
         graph.field(2, string: name)
-        for t in initialisers { graph.field(5, message: t) }
+        for t in initialisers where needed.contains(t.name) { graph.field(5, message: t.proto) }
         for (n, dims) in inputs { graph.field(11, message: Self.valueInfo(n, dims)) }
         for (n, dims) in outputs { graph.field(12, message: Self.valueInfo(n, dims)) }
         return graph
