@@ -9,7 +9,7 @@ Usage (CI never runs this):
   # the committed fixture (Tests/ModelsTests/Fixtures/onnx_export.safetensors): the test writes its exports,
   # this script runs them in onnxruntime and records the outputs and each export's hash:
   EARSHOT_ONNX_FIXTURES=/tmp/onnx swift test ... --filter ONNXExportTests
-  # (CLAPTests' CLAPONNXExportTests likewise: /tmp/onnx/{clap_audio,clap_audio_full,clap_zeroshot,swin_conformer_adapters,swin_moa_echo}.onnx
+  # (CLAPTests' CLAPONNXExportTests likewise: /tmp/onnx/{clap_audio,clap_audio_full,clap_zeroshot,swin_conformer_adapters,swin_moa_echo,clap_text}.onnx
   #  --clap Tests/CLAPTests/Fixtures/clap_tiny --fixture Tests/CLAPTests/Fixtures/onnx_clap.safetensors)
   F=Tests/ModelsTests/Fixtures; $PY tools/check_onnx_export.py /tmp/onnx/{hf_ast,ssast_patch,panns_cnn14,panns_cnn14_dlm,panns_cnn6,ssamba,ssamba_conformer,ssamba_moa_dense}.onnx \
       /tmp/onnx/ssast_{houlsby_conformer,adapter_before,moa_dense_echo,moa_soft_mlp,prefix,prompt_deep}.onnx \
@@ -95,6 +95,9 @@ def main():
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
         props = {e.key: e.value for e in model.metadata_props}
+        if model.graph.input[0].name == "input_ids":
+            check_text(path, model, a, tensors, meta)
+            continue
         dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
         references = dict(r.split("=", 1) for r in a.reference)
         if path.stem in references:
@@ -187,6 +190,37 @@ def main():
         from safetensors.numpy import save_file
         save_file(tensors, str(a.fixture), metadata=meta)
         print(f"wrote {a.fixture}: {sorted(meta.items())}")
+
+
+CAPTIONS = ["a dog barking", "rain falling on a window", "the siren of an ambulance passing by in the street"]
+
+
+def check_text(path: pathlib.Path, model, a, tensors, meta):
+    """A CLAP text export (`earshot export <clap> --text`): captions of three lengths through the --clap folder's
+    tokenizer (right-padded), onnxruntime's unit text embeddings against transformers' get_text_features, normalised."""
+    import torch
+    from transformers import AutoTokenizer, ClapModel
+    if not a.clap:
+        sys.exit(f"{path}: a text export is checked with --clap, the ClapModel folder it came from")
+    tokens = AutoTokenizer.from_pretrained(str(a.clap))(CAPTIONS, padding=True, return_tensors="np")
+    ids, mask = tokens["input_ids"].astype(np.int64), tokens["attention_mask"].astype(np.int64)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (ours,) = session.run(["text_embedding"], {"input_ids": ids, "attention_mask": mask})
+    ref = ClapModel.from_pretrained(str(a.clap)).float().eval()
+    with torch.no_grad():
+        out = ref.get_text_features(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    expected = (out.pooler_output if hasattr(out, "pooler_output") else out).numpy()
+    expected = expected / np.linalg.norm(expected, axis=-1, keepdims=True)
+    diff = float(np.abs(expected - ours).max())
+    print(f"{path.name}: clap-text input {list(ids.shape)} (lengths {mask.sum(1).tolist()}), {len(model.graph.node)} nodes")
+    print(f"  transformers ClapModel.get_text_features against onnxruntime (normalised): max |difference| {diff:.2e}")
+    if diff > 1e-4:
+        sys.exit(f"{path}: the export differs from transformers by {diff}")
+    meta[f"{path.stem}.transformers_max_abs_diff"] = f"{diff:.3e}"
+    tensors[f"{path.stem}.input_ids"] = ids
+    tensors[f"{path.stem}.attention_mask"] = mask
+    tensors[f"{path.stem}.text_embedding"] = ours
+    meta[f"{path.stem}.hash"] = fnv1a(without_metadata(path))
 
 
 def classify(path: pathlib.Path, audio: pathlib.Path):

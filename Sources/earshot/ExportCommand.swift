@@ -23,13 +23,24 @@ struct Export: ParsableCommand {
             help: "With a CLAP as the model: write a zero-shot classifier into these comma-separated labels (their caption embeddings inside).")
     var zeroShotLabels: String?
     @Option(help: "Zero-shot caption template with {} or {label}; repeat for an ensemble (default LAION's).") var prompt: [String] = []
-    @Option(help: "Zero-shot: the CLAP's tokenizer folder (default: the model folder, or the .pt's folder).") var tokenizer: String?
-    @Option(name: .customLong("text-heads"), help: "Zero-shot: attention heads of a .pt's RoBERTa (default width / 64).") var textHeads: Int?
+    @Flag(help: "With a CLAP as the model: write its text side (tokenizer ids in, unit text embeddings out) for text-to-audio search.")
+    var text = false
+    @Option(help: "Zero-shot or --text: the CLAP's tokenizer folder (default: the model folder, or the .pt's folder).") var tokenizer: String?
+    @Option(name: .customLong("text-heads"), help: "Zero-shot or --text: attention heads of a .pt's RoBERTa (default width / 64).") var textHeads: Int?
 
     func run() throws {
         // A slip of --out must not replace a checkpoint (a run's best.safetensors, a release's model file).
         guard URL(fileURLWithPath: out).pathExtension.lowercased() == "onnx" else {
             throw ValidationError("--out \(out): an ONNX model's file name ends in .onnx (nothing written)")
+        }
+        if text {
+            guard zeroShotLabels == nil else { throw ValidationError("--text and --zeroshot-labels write different models: give one") }
+            let clap = try CLAP.load(model: URL(fileURLWithPath: model), tokenizer: tokenizer.map { URL(fileURLWithPath: $0) }, textHeads: textHeads)
+            let data = try clap.textONNX()
+            try AtomicFile.write(data, to: URL(fileURLWithPath: out))
+            print(String(format: "wrote %@: CLAP text tower (%@ pooling) and projection, input_ids and attention_mask [batch, tokens] -> text_embedding [batch, %d], %.1f MB",
+                         out, clap.model.textPooling.rawValue, clap.model.projectionDim, Double(data.count) / 1e6))
+            return
         }
         if let zeroShotLabels {
             let names = ZeroShotClassifier.labels(list: zeroShotLabels)

@@ -74,6 +74,7 @@ final class CLAPONNXExportTests: XCTestCase {
                     .write(to: keep.appendingPathComponent("\(name).onnx"))
             }
             try zeroShot().onnx().write(to: keep.appendingPathComponent("clap_zeroshot.onnx"))
+            try CLAP.load(model: clapFolder).textONNX().write(to: keep.appendingPathComponent("clap_text.onnx"))
             return
         }
         let fixture = try SafeTensors.read(clapFixtures.appendingPathComponent("onnx_clap.safetensors"))
@@ -89,5 +90,23 @@ final class CLAPONNXExportTests: XCTestCase {
                 XCTAssertLessThanOrEqual(zip(ours.toArray(), theirs.toArray()).map { abs($0 - $1) }.max()!, 1e-4, "\(name) \(key)")
             }
         }
+    }
+
+    /// The text side (`earshot export <clap> --text`): transformers' tokenizer ids of three captions (right
+    /// padded) through the export gave transformers' own text features in onnxruntime
+    /// (tools/check_onnx_export.py --clap); the CLAP's text embeddings of the same ids must equal them.
+    func testTheTextExportRunsInONNXRuntimeAsTheCLAPDoes() throws {
+        guard ProcessInfo.processInfo.environment["EARSHOT_ONNX_FIXTURES"] == nil else { return }
+        let fixture = try SafeTensors.read(clapFixtures.appendingPathComponent("onnx_clap.safetensors"))
+        let clap = try CLAP.load(model: clapFolder)
+        XCTAssertEqual(String(format: "%016llx", try clap.textONNX(withMetadata: false).withUnsafeBytes { FeatureCache.fnv1a($0) }),
+                       fixture.metadata["clap_text.hash"], "the export changed since onnxruntime ran it; check it again with tools/check_onnx_export.py")
+        let ids = try XCTUnwrap(fixture.tensors["clap_text.input_ids"]), mask = try XCTUnwrap(fixture.tensors["clap_text.attention_mask"])
+        let (b, n) = (ids.shape[0], ids.shape[1])
+        let lengths = (0..<b).map { i in Int((0..<n).map { mask.data[i * n + $0] }.reduce(0, +)) }
+        XCTAssertGreaterThan(Set(lengths).count, 1, "captions of different lengths: padding is masked")
+        let ours = try GradMode.noGrad { try clap.model.textEmbeddings(ids: ids.toArray().map { Int($0) }, batch: b, length: n, lengths: lengths) }
+        let theirs = try XCTUnwrap(fixture.tensors["clap_text.text_embedding"])
+        XCTAssertLessThanOrEqual(zip(ours.toArray(), theirs.toArray()).map { abs($0 - $1) }.max()!, 1e-4)
     }
 }

@@ -33,6 +33,12 @@ final class ExportCommandTests: XCTestCase {
         XCTAssertTrue(zeroShot.output.contains("zero-shot CLAP classifier into 2 labels"), zeroShot.output)
         let library = try ZeroShotClassifier(clap: try CLAP.load(model: clap), labels: ["dog", "rain"], templates: ["the sound of {}"])
         XCTAssertEqual(try Data(contentsOf: zs), try library.onnx())
+        // --text: the CLAP's text side, as the library writes it.
+        let textOut = dir.appendingPathComponent("text.onnx")
+        let textRun = try runEarshot(["export", clap.path, "--text", "--out", textOut.path])
+        XCTAssertEqual(textRun.status, 0, textRun.output)
+        XCTAssertTrue(textRun.output.contains("(pooler pooling)"), textRun.output)
+        XCTAssertEqual(try Data(contentsOf: textOut), try CLAP.load(model: clap).textONNX())
         // An encoder without a head (the shipped SSAST-tiny): the embedding is the graph's one output.
         let encoder = dir.appendingPathComponent("encoder.onnx")
         let shipped = try runEarshot(["export", "earshot-ssast-tiny", "--out", encoder.path])

@@ -35,6 +35,8 @@ public final class ONNXGraph {
     /// scores): name, value and dimensions; the model writer declares them after those two.
     public var extraOutputs: [(name: String, value: String, dims: [Dimension])] = []
     /// Each node's serialised proto with the values it reads and writes (for pruning what no output needs).
+    /// Graph inputs that are int64 (token ids, masks) rather than float32, by name.
+    public var int64Inputs: Set<String> = []
     private var nodes: [(proto: Data, inputs: [String], outputs: [String])] = []
     private var initialisers: [(proto: Data, name: String)] = []
     private var counter = 0
@@ -158,7 +160,7 @@ public final class ONNXGraph {
         for n in kept.reversed() { graph.field(1, message: n) }
         graph.field(2, string: name)
         for t in initialisers where needed.contains(t.name) { graph.field(5, message: t.proto) }
-        for (n, dims) in inputs { graph.field(11, message: Self.valueInfo(n, dims)) }
+        for (n, dims) in inputs { graph.field(11, message: Self.valueInfo(n, dims, type: int64Inputs.contains(n) ? 7 : 1)) }
         for (n, dims) in outputs { graph.field(12, message: Self.valueInfo(n, dims)) }
         return graph
     }
@@ -200,7 +202,8 @@ public final class ONNXGraph {
         return m
     }
 
-    static func valueInfo(_ name: String, _ dims: [Dimension]) -> Data {
+    /// `type`: ONNX's element type (1 FLOAT, 7 INT64).
+    static func valueInfo(_ name: String, _ dims: [Dimension], type elementType: Int = 1) -> Data {
         var shape = Data()
         for d in dims {
             var dim = Data()
@@ -211,7 +214,7 @@ public final class ONNXGraph {
             shape.field(1, message: dim)
         }
         var tensorType = Data()
-        tensorType.field(1, varint: 1)   // FLOAT
+        tensorType.field(1, varint: UInt64(elementType))
         tensorType.field(2, message: shape)
         var type = Data()
         type.field(1, message: tensorType)
