@@ -9,7 +9,7 @@ Usage (CI never runs this):
   # the committed fixture (Tests/ModelsTests/Fixtures/onnx_export.safetensors): the test writes its exports,
   # this script runs them in onnxruntime and records the outputs and each export's hash:
   EARSHOT_ONNX_FIXTURES=/tmp/onnx swift test ... --filter ONNXExportTests
-  # (CLAPTests' CLAPONNXExportTests likewise: /tmp/onnx/{clap_audio,clap_audio_full,clap_zeroshot,swin_conformer_adapters,swin_moa_echo,clap_text}.onnx
+  # (CLAPTests' CLAPONNXExportTests likewise: /tmp/onnx/{clap_audio,clap_audio_full,clap_zeroshot,swin_conformer_adapters,swin_moa_echo,clap_text,text_bert_mean}.onnx
   #  --clap Tests/CLAPTests/Fixtures/clap_tiny --fixture Tests/CLAPTests/Fixtures/onnx_clap.safetensors)
   F=Tests/ModelsTests/Fixtures; $PY tools/check_onnx_export.py /tmp/onnx/{hf_ast,ssast_patch,panns_cnn14,panns_cnn14_dlm,panns_cnn6,ssamba,ssamba_conformer,ssamba_moa_dense}.onnx \
       /tmp/onnx/ssast_{houlsby_conformer,adapter_before,moa_dense_echo,moa_soft_mlp,prefix,prompt_deep}.onnx \
@@ -200,11 +200,26 @@ def check_text(path: pathlib.Path, model, a, tensors, meta):
     tokenizer (right-padded), onnxruntime's unit text embeddings against transformers' get_text_features, normalised."""
     import torch
     from transformers import AutoTokenizer, ClapModel
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if not path.stem.startswith("clap"):
+        # Not from a ClapModel folder (a BERT text tower): seeded ids, right-padded with 0, of three lengths.
+        vocab = next(i.dims[0] for i in model.graph.initializer if i.name.endswith("word_embeddings.weight"))
+        lengths = [4, 9, 6]
+        ids = np.zeros([3, max(lengths)], np.int64)
+        mask = np.zeros_like(ids)
+        rng = np.random.RandomState(0)
+        for r, n in enumerate(lengths):
+            ids[r, :n], mask[r, :n] = rng.randint(1, vocab, n), 1
+        (ours,) = session.run(["text_embedding"], {"input_ids": ids, "attention_mask": mask})
+        print(f"{path.name}: text input {list(ids.shape)} (lengths {lengths}), {len(model.graph.node)} nodes")
+        tensors[f"{path.stem}.input_ids"], tensors[f"{path.stem}.attention_mask"] = ids, mask
+        tensors[f"{path.stem}.text_embedding"] = ours
+        meta[f"{path.stem}.hash"] = fnv1a(without_metadata(path))
+        return
     if not a.clap:
         sys.exit(f"{path}: a text export is checked with --clap, the ClapModel folder it came from")
     tokens = AutoTokenizer.from_pretrained(str(a.clap))(CAPTIONS, padding=True, return_tensors="np")
     ids, mask = tokens["input_ids"].astype(np.int64), tokens["attention_mask"].astype(np.int64)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (ours,) = session.run(["text_embedding"], {"input_ids": ids, "attention_mask": mask})
     ref = ClapModel.from_pretrained(str(a.clap)).float().eval()
     with torch.no_grad():

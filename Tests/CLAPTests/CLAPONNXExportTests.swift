@@ -4,6 +4,7 @@ import Audio
 import Engine
 import Models
 import NN
+import Text
 @testable import CLAP
 
 /// A CLAP audio classifier (the tiny Hugging Face CLAP's tower and projection, a head set by formula)
@@ -75,6 +76,7 @@ final class CLAPONNXExportTests: XCTestCase {
             }
             try zeroShot().onnx().write(to: keep.appendingPathComponent("clap_zeroshot.onnx"))
             try CLAP.load(model: clapFolder).textONNX().write(to: keep.appendingPathComponent("clap_text.onnx"))
+            try bertCLAP().textONNX().write(to: keep.appendingPathComponent("text_bert_mean.onnx"))
             return
         }
         let fixture = try SafeTensors.read(clapFixtures.appendingPathComponent("onnx_clap.safetensors"))
@@ -92,6 +94,40 @@ final class CLAPONNXExportTests: XCTestCase {
         }
     }
 
+    /// A CLAP whose text tower is the tiny BERT of TextTests (BERT positions, the masked mean: an Earshot
+    /// contrastive run's MiniLM-style tower), its projection set by formula.
+    func bertCLAP() throws -> CLAP {
+        let textFixtures = clapFixtures.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("TextTests/Fixtures")
+        let bert = try TextCheckpoint.loadHuggingFace(textFixtures.appendingPathComponent("bert_tiny"))
+        let model = AudioTextModel(audioTower: try CLAP.load(model: clapFolder).model.audioTower, textModel: bert, textPooling: .mean, projectionDim: 8)
+        for (n, (k, t)) in model.namedParameters().enumerated() where k.hasPrefix("text_projection.") {
+            for i in 0..<t.count { t.data[i] = 0.3 * Float(sin(Double(5 * i + n + 1))) }
+        }
+        model.eval()
+        return try CLAP(model: model, tokenizer: try TokenizerFiles.load(folder: textFixtures.appendingPathComponent("wordpiece_tiny")))
+    }
+
+    /// The mean-pooled BERT text side: onnxruntime ran it on seeded right-padded ids (BERT's text tower is
+    /// checked against transformers in TextTests); the CLAP's own text embeddings of those ids equal its.
+    func testABertTextExportRunsInONNXRuntimeAsTheCLAPDoes() throws {
+        guard ProcessInfo.processInfo.environment["EARSHOT_ONNX_FIXTURES"] == nil else { return }
+        let fixture = try SafeTensors.read(clapFixtures.appendingPathComponent("onnx_clap.safetensors"))
+        let clap = try bertCLAP()
+        XCTAssertEqual(String(format: "%016llx", try clap.textONNX(withMetadata: false).withUnsafeBytes { FeatureCache.fnv1a($0) }),
+                       fixture.metadata["text_bert_mean.hash"], "the export changed since onnxruntime ran it; check it again with tools/check_onnx_export.py")
+        try assertTextEmbeddingsMatch(clap, fixture, "text_bert_mean")
+    }
+
+    func assertTextEmbeddingsMatch(_ clap: CLAP, _ fixture: SafeTensors.File, _ stem: String) throws {
+        let ids = try XCTUnwrap(fixture.tensors["\(stem).input_ids"]), mask = try XCTUnwrap(fixture.tensors["\(stem).attention_mask"])
+        let (b, n) = (ids.shape[0], ids.shape[1])
+        let lengths = (0..<b).map { i in Int((0..<n).map { mask.data[i * n + $0] }.reduce(0, +)) }
+        XCTAssertGreaterThan(Set(lengths).count, 1, "texts of different lengths: padding is masked")
+        let ours = try GradMode.noGrad { try clap.model.textEmbeddings(ids: ids.toArray().map { Int($0) }, batch: b, length: n, lengths: lengths) }
+        let theirs = try XCTUnwrap(fixture.tensors["\(stem).text_embedding"])
+        XCTAssertLessThanOrEqual(zip(ours.toArray(), theirs.toArray()).map { abs($0 - $1) }.max()!, 1e-4, stem)
+    }
+
     /// The text side (`earshot export <clap> --text`): transformers' tokenizer ids of three captions (right
     /// padded) through the export gave transformers' own text features in onnxruntime
     /// (tools/check_onnx_export.py --clap); the CLAP's text embeddings of the same ids must equal them.
@@ -101,12 +137,6 @@ final class CLAPONNXExportTests: XCTestCase {
         let clap = try CLAP.load(model: clapFolder)
         XCTAssertEqual(String(format: "%016llx", try clap.textONNX(withMetadata: false).withUnsafeBytes { FeatureCache.fnv1a($0) }),
                        fixture.metadata["clap_text.hash"], "the export changed since onnxruntime ran it; check it again with tools/check_onnx_export.py")
-        let ids = try XCTUnwrap(fixture.tensors["clap_text.input_ids"]), mask = try XCTUnwrap(fixture.tensors["clap_text.attention_mask"])
-        let (b, n) = (ids.shape[0], ids.shape[1])
-        let lengths = (0..<b).map { i in Int((0..<n).map { mask.data[i * n + $0] }.reduce(0, +)) }
-        XCTAssertGreaterThan(Set(lengths).count, 1, "captions of different lengths: padding is masked")
-        let ours = try GradMode.noGrad { try clap.model.textEmbeddings(ids: ids.toArray().map { Int($0) }, batch: b, length: n, lengths: lengths) }
-        let theirs = try XCTUnwrap(fixture.tensors["clap_text.text_embedding"])
-        XCTAssertLessThanOrEqual(zip(ours.toArray(), theirs.toArray()).map { abs($0 - $1) }.max()!, 1e-4)
+        try assertTextEmbeddingsMatch(clap, fixture, "clap_text")
     }
 }
