@@ -121,7 +121,8 @@ enum DatasetReaders {
             case "csv": return try csv(url)
             case "jsonl": return try jsonLines(url)
             case "json": return try astJSON(url)
-            default: throw DatasetError("\(url.path): unknown manifest type (expected .csv, .jsonl or .json)")
+            case "tar": return try WebDataset.load(url)
+            default: throw DatasetError("\(url.path): unknown manifest type (expected .csv, .jsonl or .json, or a .tar WebDataset shard)")
             }
         }
         let fm = FileManager.default
@@ -141,6 +142,7 @@ enum DatasetReaders {
             if !ds.layout.contains(name) { ds.layout += " (\(name))" }
             return ds
         }
+        if WebDataset.isShards(url) { return try WebDataset.load(url) }
         return try folder(url)
     }
 

@@ -71,16 +71,21 @@ struct DatasetCommand: ParsableCommand {
 
         func run() throws {
             let ds = try Dataset.load(URL(fileURLWithPath: path))
-            print("\(path): \(ds.layout), \(ds.records.count) clips, \(ds.classes.count) classes\(ds.multiLabel ? " (multi-label)" : "")")
+            // A captioned clip has a row per caption (a captions CSV, WebDataset): counted once, its captions beside.
+            var seen = Set<String>()
+            let clips = ds.records.filter { seen.insert($0.path).inserted }
+            let captions = ds.records.compactMap(\.caption).count
+            print("\(path): \(ds.layout), \(clips.count) clips\(captions > 0 ? " (\(captions) captions)" : ""), "
+                  + "\(ds.classes.count) classes\(ds.multiLabel ? " (multi-label)" : "")")
             var perClass: [String: Int] = [:], perSplit: [String: Int] = [:]
-            for r in ds.records {
+            for r in clips {
                 for l in r.labels { perClass[l, default: 0] += 1 }
                 perSplit[r.split ?? r.fold.map { "fold \($0)" } ?? "(none)", default: 0] += 1
             }
             print("classes: " + ds.classes.map { "\($0) \(perClass[$0] ?? 0)" }.joined(separator: ", "))
             print("splits: " + perSplit.keys.sorted().map { "\($0) \(perSplit[$0]!)" }.joined(separator: ", "))
             var durations: [Double] = [], rates: [Int: Int] = [:], channels: [Int: Int] = [:], bad: [String] = [], cut: [String] = []
-            for r in ds.records {
+            for r in clips {
                 do {
                     // verifyLength: a file cut short is found (and its readable frames counted) here, not mid-run.
                     let info = try AudioFile.info(URL(fileURLWithPath: r.path), verifyLength: true)

@@ -1,0 +1,119 @@
+import Foundation
+import XCTest
+@testable import Audio
+
+/// WebDataset shards (LAION-CLAP's training format) as datasets: shards written by GNU tar in both of its
+/// formats LAION's tools produce (gnu long names, pax), captions from `.json` (a list or one) or `.txt`,
+/// labels from `.json` tags or `.cls`, splits from shard folders, samples without audio or with broken
+/// JSON skipped and counted, a damaged shard read up to the damage, a file that is no tar refused.
+final class WebDatasetTests: XCTestCase {
+    var root: URL!
+
+    override func setUpWithError() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-wds-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+
+    func tone(_ frequency: Float, frames: Int = 1600) -> [Float] {
+        (0..<frames).map { 0.5 * sin(2 * Float.pi * frequency * Float($0) / 16000) }
+    }
+
+    /// A shard of `members` (relative path → bytes or an audio tone) written by `tar` in `format`.
+    func shard(_ url: URL, format: String, _ members: [(String, Any)]) throws {
+        let src = root.appendingPathComponent("src-\(UUID().uuidString)")
+        for (path, content) in members {
+            let file = src.appendingPathComponent(path)
+            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            if let samples = content as? [Float] {
+                try AudioFile.write([samples], sampleRate: 16000, to: file, encoding: file.pathExtension == "flac" ? .flac : .wavS16)
+            } else {
+                try (content as! String).write(to: file, atomically: true, encoding: .utf8)
+            }
+        }
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        tar.arguments = ["tar", "--format=\(format)", "-cf", url.path, "-C", src.path] + members.map(\.0)
+        try tar.run()
+        tar.waitUntilExit()
+        XCTAssertEqual(tar.terminationStatus, 0, "tar failed")
+    }
+
+    func testShardsReadAsADatasetWithCaptionsLabelsAndSplits() throws {
+        let long = String(repeating: "a_very_long_folder_name/", count: 6) + "000009"   // > 100 characters: a long-name record
+        let data = root.appendingPathComponent("laion")
+        try shard(data.appendingPathComponent("train/000.tar"), format: "gnu", [
+            ("000001.wav", tone(440)), ("000001.json", #"{"text": ["a dog barks", "a dog barking loudly", "a dog barks"], "tag": ["dog"]}"#),
+            ("000002.flac", tone(880)), ("000002.txt", "rain on a roof\n"),
+            ("000003.json", #"{"text": "no audio here"}"#),
+            ("000004.wav", tone(220)), ("000004.json", "{not json"),
+            ("\(long).wav", tone(330)), ("\(long).cls", "siren"),
+        ])
+        try shard(data.appendingPathComponent("valid/000.tar"), format: "pax", [
+            ("\(long).flac", tone(660)), ("\(long).json", #"{"caption": "a siren wails", "labels": "siren;traffic"}"#),
+        ])
+        let extracted = root.appendingPathComponent("extracted")
+        let ds = try WebDataset.load(data, extractTo: extracted)
+        XCTAssertTrue(ds.layout.hasPrefix("WebDataset, 2 shards, 2 samples skipped"), ds.layout)
+        let byCaption = Dictionary(grouping: ds.records, by: { $0.caption ?? "" })
+        XCTAssertEqual(ds.records.compactMap(\.caption).sorted(), ["a dog barking loudly", "a dog barks", "a siren wails", "rain on a roof"],
+                       "one row per distinct caption")
+        let dog = try XCTUnwrap(byCaption["a dog barks"]?.first)
+        XCTAssertEqual(dog.labels, ["dog"])
+        XCTAssertEqual(dog.split, "train")
+        XCTAssertEqual(byCaption["a dog barking loudly"]?.first?.path, dog.path, "the captions of a clip share its audio")
+        let siren = try XCTUnwrap(byCaption["a siren wails"]?.first)
+        XCTAssertEqual(siren.labels, ["siren", "traffic"])
+        XCTAssertEqual(siren.split, "validation")
+        let cls = try XCTUnwrap(ds.records.first { $0.caption == nil })
+        XCTAssertEqual(cls.labels, ["siren"])
+        XCTAssertEqual(cls.split, "train")
+        // The extracted audio is the audio that was packed.
+        let decoded = try AudioFile.read(URL(fileURLWithPath: try XCTUnwrap(byCaption["rain on a roof"]?.first).path))
+        XCTAssertEqual(decoded.frameCount, 1600)
+        XCTAssertEqual(zip(decoded.channels[0], tone(880)).map { abs($0 - $1) }.max()!, 0, accuracy: 1e-4)
+        // Read again: nothing is extracted anew.
+        let stamp = try FileManager.default.attributesOfItem(atPath: dog.path)[.modificationDate] as? Date
+        Thread.sleep(forTimeInterval: 0.01)
+        XCTAssertEqual(try WebDataset.load(data, extractTo: extracted).records, ds.records)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: dog.path)[.modificationDate] as? Date, stamp)
+    }
+
+    func testDatasetLoadReadsAShardAndAFolderOfShards() throws {
+        let file = root.appendingPathComponent("one/000.tar")
+        try shard(file, format: "gnu", [("a.wav", tone(440)), ("a.txt", "a tone")])
+        let saved = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"]
+        setenv("XDG_CACHE_HOME", root.appendingPathComponent("cache").path, 1)
+        defer { if let saved { setenv("XDG_CACHE_HOME", saved, 1) } else { unsetenv("XDG_CACHE_HOME") } }
+        for url in [file, file.deletingLastPathComponent()] {
+            let ds = try Dataset.load(url)
+            XCTAssertEqual(ds.records.map(\.caption), ["a tone"], url.path)
+            XCTAssertTrue(ds.records[0].path.hasPrefix(root.appendingPathComponent("cache/earshot/webdataset").path), ds.records[0].path)
+        }
+    }
+
+    func testDamagedShardsAreReadUpToTheDamageOrRefused() throws {
+        let file = root.appendingPathComponent("d/000.tar")
+        try shard(file, format: "gnu", [("a.wav", tone(440)), ("a.txt", "first"), ("b.wav", tone(880, frames: 16000)), ("b.txt", "second")])
+        let whole = try Data(contentsOf: file)
+        // Cut inside b.wav's data: a's sample survives, the damage is named with its offset.
+        try whole.prefix(whole.count / 2).write(to: file)
+        let ds = try WebDataset.load(file, extractTo: root.appendingPathComponent("x"))
+        XCTAssertEqual(ds.records.map(\.caption), ["first"])
+        XCTAssertTrue(ds.layout.contains("1 damaged shard read up to the damage"), ds.layout)
+        XCTAssertTrue(ds.layout.contains("truncated: a member of"), ds.layout)
+        // A corrupted header checksum after the first member.
+        var flipped = whole
+        let second = 512 + (3200 + 44 + 511) / 512 * 512   // a.wav's header and data (16-bit WAV: 44-byte header)
+        flipped[second + 10] ^= 0xff
+        try flipped.write(to: file)
+        XCTAssertTrue(try WebDataset.load(file, extractTo: root.appendingPathComponent("y")).layout.contains("bad header checksum at byte \(second)"))
+        // Not a tar at all, and an empty file.
+        try Data("RIFF this is not a tar archive".utf8).write(to: file)
+        XCTAssertThrowsError(try WebDataset.load(file, extractTo: root)) { XCTAssertTrue("\($0)".contains("not a tar archive"), "\($0)") }
+        try Data().write(to: file)
+        XCTAssertThrowsError(try WebDataset.load(file, extractTo: root)) { XCTAssertTrue("\($0)".contains("no sample that has audio"), "\($0)") }
+    }
+}
