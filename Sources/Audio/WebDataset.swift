@@ -164,17 +164,19 @@ enum TarReader {
                 }
                 let size: Int
                 if bytes[at + 124] & 0x80 != 0 {   // base-256 (GNU, members of 8 GB and more)
-                    size = (125..<136).reduce(0) { $0 << 8 | Int(bytes[at + $1]) }
+                    // 11 bytes after the flag byte; more than 7 significant ones cannot be a size in memory.
+                    size = (125..<136).allSatisfy { $0 >= 129 || bytes[at + $0] == 0 } ? (129..<136).reduce(0) { $0 << 8 | Int(bytes[at + $1]) } : -1
                 } else {
                     guard let s = Int(field(124, 12).trimmingCharacters(in: CharacterSet(charactersIn: " \0")), radix: 8) else {
                         return (out, "\(name): damaged header at byte \(at) (size field)")
                     }
                     size = s
                 }
-                let start = at + 512, end = start + size
-                guard end <= bytes.count else {
+                let start = at + 512
+                guard size >= 0, size <= bytes.count - start else {   // compared before adding: a damaged size may be near Int.max
                     return (out, "\(name): truncated: a member of \(size) bytes at byte \(at) runs past the end (\(bytes.count) bytes)")
                 }
+                let end = start + size
                 let type = bytes[at + 156]
                 let prefix = field(345, 155), base = field(0, 100)
                 let path = longName ?? (prefix.isEmpty || field(257, 5) != "ustar" ? base : prefix + "/" + base)

@@ -116,4 +116,31 @@ final class WebDatasetTests: XCTestCase {
         try Data().write(to: file)
         XCTAssertThrowsError(try WebDataset.load(file, extractTo: root)) { XCTAssertTrue("\($0)".contains("no sample that has audio"), "\($0)") }
     }
+
+    /// Random damage (bytes overwritten anywhere, headers included, and cuts at random places) never crashes
+    /// the reader: each load gives a dataset or a DatasetError.
+    func testRandomDamageIsReportedNeverACrash() throws {
+        let file = root.appendingPathComponent("f/000.tar")
+        try shard(file, format: "pax", [("a.wav", tone(440)), ("a.json", #"{"text": ["one", "two"]}"#), ("b.flac", tone(880)), ("b.cls", "x")])
+        let whole = try Data(contentsOf: file)
+        var generator = SystemRandomNumberGenerator()
+        var outcomes = (loaded: 0, refused: 0)
+        for trial in 0..<200 {
+            var damaged = whole
+            for _ in 0..<Int.random(in: 1...8, using: &generator) {
+                // Headers are where the parser decides: hit them often.
+                let at = trial % 2 == 0 ? Int.random(in: 0..<min(1536, damaged.count), using: &generator) : Int.random(in: 0..<damaged.count, using: &generator)
+                damaged[at] = UInt8.random(in: 0...255, using: &generator)
+            }
+            if trial % 3 == 0 { damaged = damaged.prefix(Int.random(in: 0..<damaged.count, using: &generator)) }
+            try damaged.write(to: file)
+            do {
+                _ = try WebDataset.load(file, extractTo: root.appendingPathComponent("fuzz"))
+                outcomes.loaded += 1
+            } catch is DatasetError {
+                outcomes.refused += 1
+            }
+        }
+        XCTAssertEqual(outcomes.loaded + outcomes.refused, 200)
+    }
 }
