@@ -266,6 +266,9 @@ public enum AudioFile {
             throw AudioError("\(url.path): cannot write \(encoding) (\(String(cString: sf_strerror(nil))))")
         }
         defer { sf_close(handle) }
+        // Samples beyond ±1 (a lossy decoder's overshoot) saturate in an integer format: without clipping
+        // libsndfile wraps them around in WAV and its FLAC encoder refuses the block (a short write).
+        if encoding != .wavFloat { sf_command(handle, Int32(SFC_SET_CLIPPING), nil, Int32(SF_TRUE)) }
         var interleaved = [Float](repeating: 0, count: frames * channels.count)
         for (c, ch) in channels.enumerated() { for i in 0..<frames { interleaved[i * channels.count + c] = ch[i] } }
         let written = interleaved.withUnsafeBufferPointer { sf_writef_float(handle, $0.baseAddress, sf_count_t(frames)) }

@@ -4,7 +4,7 @@ import Foundation
 /// members of one tar sharing a key, the member's path up to the first dot of its file name
 /// (`000123.flac` + `000123.json`). A sample's audio is its member with an audio extension; its text
 /// is `.json`'s `text` (a caption or a list of captions, LAION's) or `caption`, else `.txt`; labels are
-/// `.json`'s `tag`/`labels` or `.cls`. Every caption becomes a row (contrastive training draws one per clip
+/// `.json`'s `tag`/`labels` or `.cls` (and `fold`, `speaker` where `.json` has them). Every caption becomes a row (contrastive training draws one per clip
 /// per epoch).
 ///
 /// A shard is read once and its audio written under `extractTo` (libsndfile decodes files, not tar
@@ -100,8 +100,11 @@ public enum WebDataset {
             guard let audioExtension = parts.keys.sorted().first(where: { DatasetReaders.audioExtensions.contains(String($0.split(separator: ".").last ?? "")) }),
                   let audio = parts[audioExtension] else { skipped += 1; continue }
             var captions: [String] = [], labels: [String] = []
+            var fold: Int? = nil, speaker: String? = nil
             if let json = parts["json"] {
                 guard let object = try? JSONSerialization.jsonObject(with: data.subdata(in: json)) as? [String: Any] else { skipped += 1; continue }
+                fold = (object["fold"] as? NSNumber)?.intValue
+                speaker = object["speaker"] as? String
                 for field in ["text", "caption", "captions"] {
                     if let s = object[field] as? String { captions.append(s) }
                     if let list = object[field] as? [String] { captions += list }
@@ -127,9 +130,9 @@ public enum WebDataset {
             var unique: [String] = []
             for c in captions where !unique.contains(c) { unique.append(c) }
             if unique.isEmpty {
-                records.append(ClipRecord(path: file.path, labels: labels, split: split))
+                records.append(ClipRecord(path: file.path, labels: labels, speaker: speaker, fold: fold, split: split))
             } else {
-                for caption in unique { records.append(ClipRecord(path: file.path, labels: labels, caption: caption, split: split)) }
+                for caption in unique { records.append(ClipRecord(path: file.path, labels: labels, caption: caption, speaker: speaker, fold: fold, split: split)) }
             }
         }
         return (records, skipped, damage)

@@ -62,7 +62,25 @@ struct Features: ParsableCommand {
 
 struct DatasetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "dataset", abstract: "Inspect datasets and compute feature statistics.",
-                                                    subcommands: [Inspect.self, Stats.self, Events.self])
+                                                    subcommands: [Inspect.self, Stats.self, Events.self, Pack.self])
+
+    struct Pack: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a dataset as WebDataset shards (LAION-CLAP's training format): a folder per split, each clip's audio as it is and a .json of its captions and tags.")
+        @Argument(help: "A manifest or dataset folder (captions from a caption column).") var path: String
+        @Option(help: "The folder to write train/, valid/, test/ shards into.") var out: String
+        @Option(help: "Clips per shard.") var shardSize = 1000
+        @Flag(help: "Decode every clip and store it as 16-bit FLAC (LAION-CLAP's loader reads the .flac member) instead of its file's bytes.")
+        var flac = false
+
+        func run() throws {
+            let ds = try Dataset.load(URL(fileURLWithPath: path))
+            let report = try WebDataset.pack(ds, to: URL(fileURLWithPath: out), samplesPerShard: shardSize, flac: flac)
+            print("\(out): \(report.samples) clips in " + report.shards.keys.sorted().map { "\($0) \(report.shards[$0]!) shard\(report.shards[$0]! == 1 ? "" : "s")" }
+                .joined(separator: ", ") + (report.skipped.isEmpty ? "" : "; \(report.skipped.count) skipped"))
+            for s in report.skipped { print("  skipped \(s)") }
+        }
+    }
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -143,4 +143,66 @@ final class WebDatasetTests: XCTestCase {
         }
         XCTAssertEqual(outcomes.loaded + outcomes.refused, 200)
     }
+
+    /// `pack` writes what `load` reads back (captions gathered per clip, labels, splits, the audio's bytes),
+    /// and GNU tar lists its shards as ustar archives; an unreadable clip is skipped and named.
+    func testPackedShardsReadBackAndAreTarArchives() throws {
+        var records: [ClipRecord] = []
+        for (i, (caption, split)) in [("a dog barks", "train"), ("a dog barking", "train"), ("rain", "validation"), ("a siren", "test"), ("wind", "train")].enumerated() {
+            let file = root.appendingPathComponent("clips/c\(i % 4).flac")
+            if i < 4 { try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try AudioFile.write([tone(Float(200 + 100 * i))], sampleRate: 16000, to: file, encoding: .flac) }
+            // Rows 0 and 1 are one clip with two captions; row 4 names a file that is not there.
+            let path = i == 1 ? root.appendingPathComponent("clips/c0.flac").path : i == 4 ? root.appendingPathComponent("clips/missing.flac").path : file.path
+            records.append(ClipRecord(path: path, labels: ["l\(i)"], caption: caption, speaker: "s\(i % 4)", fold: i % 4 + 1, split: split))
+        }
+        let out = root.appendingPathComponent("packed")
+        let report = try WebDataset.pack(Dataset(records: records, layout: "test"), to: out, samplesPerShard: 1)
+        XCTAssertEqual(report.samples, 3)
+        XCTAssertEqual(report.shards, ["train": 2, "valid": 1, "test": 1], "one clip a shard; the missing one's shard is empty")
+        XCTAssertEqual(report.skipped.count, 1)
+        XCTAssertTrue(report.skipped[0].contains("missing.flac: unreadable"), report.skipped[0])
+        let back = try WebDataset.load(out, extractTo: root.appendingPathComponent("x"))
+        XCTAssertEqual(Set(back.records.compactMap(\.caption)), ["a dog barks", "a dog barking", "rain", "a siren"])
+        let dog = back.records.filter { $0.caption?.hasPrefix("a dog") == true }
+        XCTAssertEqual(Set(dog.map(\.path)).count, 1, "the two captions are one clip")
+        XCTAssertEqual(dog.first?.labels, ["l0"])
+        XCTAssertEqual(dog.first?.fold, 1)
+        XCTAssertEqual(dog.first?.speaker, "s0")
+        XCTAssertEqual(back.records.first { $0.caption == "rain" }?.split, "validation")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: try XCTUnwrap(back.records.first { $0.caption == "a siren" }).path)),
+                       try Data(contentsOf: root.appendingPathComponent("clips/c3.flac")), "the audio's bytes as they were")
+        let list = Process(), pipe = Pipe()
+        list.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        list.arguments = ["tar", "-tvf", out.appendingPathComponent("test/000000.tar").path]
+        list.standardOutput = pipe
+        try list.run()
+        list.waitUntilExit()
+        XCTAssertEqual(list.terminationStatus, 0)
+        let listing = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(listing.contains("000000000.flac") && listing.contains("000000000.json"), listing)   // splits in name order: test first
+        // --flac: a WAV clip decoded and stored as FLAC, the same samples.
+        let wav = root.appendingPathComponent("clips/w.wav")
+        try AudioFile.write([tone(500)], sampleRate: 16000, to: wav)
+        let flacOut = root.appendingPathComponent("flac")
+        _ = try WebDataset.pack(Dataset(records: [ClipRecord(path: wav.path, labels: [], caption: "w")], layout: "t"), to: flacOut, flac: true)
+        let clip = try XCTUnwrap(try WebDataset.load(flacOut, extractTo: root.appendingPathComponent("z")).records.first)
+        XCTAssertTrue(clip.path.hasSuffix(".flac"), clip.path)
+        XCTAssertEqual(try AudioFile.read(URL(fileURLWithPath: clip.path)).channels, try AudioFile.read(wav).channels)
+    }
+
+    /// Samples beyond ±1 (an Ogg Vorbis decoder's overshoot: 14 ESC-10 clips) saturate when written in an
+    /// integer format: no wrap-around in WAV, no refused block in FLAC (what made `pack --flac` skip them).
+    func testOvershootingSamplesSaturateInIntegerFormats() throws {
+        let samples: [Float] = [1.5, -1.5, 0.5, 1.0001] + [Float](repeating: 0.25, count: 1000)
+        for encoding in [AudioFile.Encoding.wavS16, .flac] {
+            let file = root.appendingPathComponent("over.\(encoding == .flac ? "flac" : "wav")")
+            try AudioFile.write([samples], sampleRate: 16000, to: file, encoding: encoding)
+            let back = try AudioFile.read(file).channels[0]
+            XCTAssertEqual(back[0], 1, accuracy: 1e-3, "\(encoding)")
+            XCTAssertEqual(back[1], -1, accuracy: 1e-3, "\(encoding)")
+            XCTAssertEqual(back[2], 0.5, accuracy: 1e-3, "\(encoding)")
+            XCTAssertEqual(back[3], 1, accuracy: 1e-3, "\(encoding)")
+        }
+    }
 }
