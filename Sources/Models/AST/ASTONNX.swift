@@ -10,10 +10,7 @@ import NN
 extension AST: ONNXExportable {
     public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
         let d = config.dim
-        let image = g.node("Transpose", [g.node("Unsqueeze", [features, g.int64s([1])])], [.ints("perm", [0, 1, 3, 2])])
-        let patches = g.conv2d(image, v.patchEmbed.proj, key: "v.patch_embed.proj")
-        let tokens = g.node("Transpose", [g.node("Reshape", [patches, g.int64s([0, d, -1])])], [.ints("perm", [0, 2, 1])])
-        let batch = g.node("Shape", [features], [.int("start", 0), .int("end", 1)])
+        let (_, tokens, batch) = g.patchTokens(features, v.patchEmbed.proj, width: d)
         let prefixShape = g.node("Concat", [batch, g.int64s([1, d])], [.int("axis", 0)])
         let cls = g.node("Expand", [g.weight(v.clsToken, name: "v.cls_token"), prefixShape])
         let dist = g.node("Expand", [g.weight(v.distToken, name: "v.dist_token"), prefixShape])
@@ -42,11 +39,6 @@ extension AST: ONNXExportable {
         case .meanTokens:
             embedding = g.node("ReduceMean", [slice(h, v.prefixTokens, Int(Int32.max))], [.ints("axes", [1]), .int("keepdims", 0)])
         }
-        guard let headNorm = mlpHead.layers.first as? LayerNorm, let headLinear = mlpHead.layers.last as? Linear, mlpHead.layers.count == 2,
-              type(of: headNorm) == LayerNorm.self, type(of: headLinear) == Linear.self else {
-            throw ModelError("ONNX export: mlp_head is not the stock LayerNorm + Linear")
-        }
-        let logits = try g.linear(g.layerNorm(embedding, headNorm, key: "mlp_head.0", width: d), headLinear, key: "mlp_head.1")
-        return (logits, embedding)
+        return (try g.normLinearHead(embedding, mlpHead, width: d), embedding)
     }
 }

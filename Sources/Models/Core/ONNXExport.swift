@@ -62,3 +62,24 @@ public enum ONNXExport {
                            metadata: withMetadata ? meta : [:])
     }
 }
+
+extension ONNXGraph {
+    /// The patch embedding of AST-style encoders (AST, SSAST, SSAMBA): features [B, T, F] → [B, 1, F, T] →
+    /// the patch Conv ([B, D, fGrid, t], returned for its shape) → tokens [B, N, D]; and the batch size
+    /// as a 1-element shape, for expanding learned tokens to it.
+    func patchTokens(_ features: String, _ proj: Conv2d, width d: Int) -> (patches: String, tokens: String, batch: String) {
+        let image = node("Transpose", [node("Unsqueeze", [features, int64s([1])])], [.ints("perm", [0, 1, 3, 2])])
+        let patches = conv2d(image, proj, key: "v.patch_embed.proj")
+        let tokens = node("Transpose", [node("Reshape", [patches, int64s([0, d, -1])])], [.ints("perm", [0, 2, 1])])
+        return (patches, tokens, node("Shape", [features], [.int("start", 0), .int("end", 1)]))
+    }
+
+    /// `mlp_head` = LayerNorm + Linear (AST's and SSAMBA's) on the embedding; anything else is refused.
+    func normLinearHead(_ embedding: String, _ head: Sequential, width d: Int) throws -> String {
+        guard let headNorm = head.layers.first as? LayerNorm, let headLinear = head.layers.last as? Linear, head.layers.count == 2,
+              type(of: headNorm) == LayerNorm.self, type(of: headLinear) == Linear.self else {
+            throw ModelError("ONNX export: mlp_head is not the stock LayerNorm + Linear")
+        }
+        return try linear(layerNorm(embedding, headNorm, key: "mlp_head.0", width: d), headLinear, key: "mlp_head.1")
+    }
+}

@@ -13,10 +13,7 @@ import NN
 extension AMBA: ONNXExportable {
     public func writeONNX(_ g: ONNXGraph, features: String) throws -> (logits: String, embedding: String) {
         let d = config.dim
-        let image = g.node("Transpose", [g.node("Unsqueeze", [features, g.int64s([1])])], [.ints("perm", [0, 1, 3, 2])])
-        let patches = g.conv2d(image, v.patchEmbed.proj, key: "v.patch_embed.proj")
-        let tokens = g.node("Transpose", [g.node("Reshape", [patches, g.int64s([0, d, -1])])], [.ints("perm", [0, 2, 1])])
-        let batch = g.node("Shape", [features], [.int("start", 0), .int("end", 1)])
+        let (patches, tokens, batch) = g.patchTokens(features, v.patchEmbed.proj, width: d)
         let cls = g.node("Expand", [g.weight(v.clsToken, name: "v.cls_token"), g.node("Concat", [batch, g.int64s([1, d])], [.int("axis", 0)])])
         // Positions for the clip's patch columns t (the patch map's last axis): the trained grid resized along
         // time (bilinear, half-pixel: align_corners=False, as `AMBAEncoder.positions`; the identity at t = tGrid).
@@ -47,11 +44,6 @@ extension AMBA: ONNXExportable {
         case .cls:
             embedding = g.node("Squeeze", [g.node("Slice", [h, g.int64s([0]), g.int64s([1]), g.int64s([1])]), g.int64s([1])])
         }
-        guard let headNorm = mlpHead.layers.first as? LayerNorm, let headLinear = mlpHead.layers.last as? Linear, mlpHead.layers.count == 2,
-              type(of: headNorm) == LayerNorm.self, type(of: headLinear) == Linear.self else {
-            throw ModelError("ONNX export: mlp_head is not the stock LayerNorm + Linear")
-        }
-        let logits = try g.linear(g.layerNorm(embedding, headNorm, key: "mlp_head.0", width: d), headLinear, key: "mlp_head.1")
-        return (logits, embedding)
+        return (try g.normLinearHead(embedding, mlpHead, width: d), embedding)
     }
 }
