@@ -142,7 +142,7 @@ enum DatasetReaders {
             if !ds.layout.contains(name) { ds.layout += " (\(name))" }
             return ds
         }
-        if WebDataset.isShards(url) { return try WebDataset.load(url) }
+        if let shards = WebDataset.shardsOnly(in: url) { return try WebDataset.load(shards: shards, of: url) }
         return try folder(url)
     }
 

@@ -21,10 +21,11 @@ public enum WebDataset {
         return base.appendingPathComponent("earshot/webdataset")
     }
 
-    /// Whether `url` is a shard or a folder holding shards (directly or in split subfolders) and no audio.
-    static func isShards(_ url: URL) -> Bool {
-        if url.pathExtension.lowercased() == "tar" { return true }
-        return !(shardFiles(url).isEmpty) && (try? DatasetReaders.audioFiles(url))?.isEmpty != false
+    /// The shards of a folder that holds them (directly or in split subfolders) and no audio; nil for any
+    /// other folder (what `Dataset.load` asks before reading a folder of clips).
+    static func shardsOnly(in url: URL) -> [(URL, String?)]? {
+        let shards = shardFiles(url)
+        return !shards.isEmpty && (try? DatasetReaders.audioFiles(url))?.isEmpty != false ? shards : nil
     }
 
     /// (shard, split) pairs of a folder: its own .tar files, then those of split subfolders.
@@ -50,7 +51,10 @@ public enum WebDataset {
 
     /// The samples of a shard or a folder of shards as a dataset (audio extracted under `extractTo`).
     public static func load(_ url: URL, extractTo root: URL = defaultExtractionRoot) throws -> Dataset {
-        let shards = url.pathExtension.lowercased() == "tar" ? [(url, nil as String?)] : shardFiles(url)
+        try load(shards: url.pathExtension.lowercased() == "tar" ? [(url, nil)] : shardFiles(url), of: url, extractTo: root)
+    }
+
+    static func load(shards: [(URL, String?)], of url: URL, extractTo root: URL = defaultExtractionRoot) throws -> Dataset {
         guard !shards.isEmpty else { throw DatasetError("\(url.path): no .tar shards (WebDataset)") }
         var records: [ClipRecord] = []
         var skipped = 0

@@ -33,9 +33,12 @@ struct Export: ParsableCommand {
         guard URL(fileURLWithPath: out).pathExtension.lowercased() == "onnx" else {
             throw ValidationError("--out \(out): an ONNX model's file name ends in .onnx (nothing written)")
         }
+        func loadCLAP() throws -> CLAP {
+            try CLAP.load(model: URL(fileURLWithPath: model), tokenizer: tokenizer.map { URL(fileURLWithPath: $0) }, textHeads: textHeads)
+        }
         if text {
             guard zeroShotLabels == nil else { throw ValidationError("--text and --zeroshot-labels write different models: give one") }
-            let clap = try CLAP.load(model: URL(fileURLWithPath: model), tokenizer: tokenizer.map { URL(fileURLWithPath: $0) }, textHeads: textHeads)
+            let clap = try loadCLAP()
             let data = try clap.textONNX()
             try AtomicFile.write(data, to: URL(fileURLWithPath: out))
             print(String(format: "wrote %@: CLAP text tower (%@ pooling) and projection, input_ids and attention_mask [batch, tokens] -> text_embedding [batch, %d], %.1f MB",
@@ -45,8 +48,7 @@ struct Export: ParsableCommand {
         if let zeroShotLabels {
             let names = ZeroShotClassifier.labels(list: zeroShotLabels)
             if names.isEmpty { throw CLAPError("--zeroshot-labels: the label list is empty") }
-            let clap = try CLAP.load(model: URL(fileURLWithPath: model), tokenizer: tokenizer.map { URL(fileURLWithPath: $0) }, textHeads: textHeads)
-            let zeroShot = try ZeroShotClassifier(clap: clap, labels: names, templates: prompt.isEmpty ? [ZeroShotClassifier.defaultTemplate] : prompt)
+            let zeroShot = try ZeroShotClassifier(clap: try loadCLAP(), labels: names, templates: prompt.isEmpty ? [ZeroShotClassifier.defaultTemplate] : prompt)
             let data = try zeroShot.onnx()
             try AtomicFile.write(data, to: URL(fileURLWithPath: out))
             print(String(format: "wrote %@: zero-shot CLAP classifier into %d labels, %.1f MB", out, names.count, Double(data.count) / 1e6))

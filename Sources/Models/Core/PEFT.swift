@@ -156,20 +156,12 @@ extension PEFTConfig {
         case .full, .linear, .bitfit: break
         case .adapter, .conformer, .moa:
             let (width, inner, kind) = (model.embeddingWidth, try innerWidth(model.embeddingWidth), method)
-            let (init_, experts, mixture, slots, normalize) = (adapterInit, experts, mixture, slots, normalizeSlots)
             if kind == .moa {
                 guard experts >= 1 else { throw ModelError("--experts \(experts) must be at least 1") }
                 guard mixture == .dense || slots >= 1 else { throw ModelError("--slots \(slots) must be at least 1") }
             }
-            func make() -> any UnaryLayer {
-                switch (kind, mixture) {
-                case (.conformer, _): ConformerAdapter(dim: width, bottleneck: inner)
-                case (.moa, .dense): DenseMixture(dim: width, bottleneck: inner, experts: experts, initialisation: init_)
-                case (.moa, .soft):
-                    SoftMixture(dim: width, bottleneck: inner, experts: experts, slots: slots, normalize: normalize, initialisation: init_)
-                default: BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
-                }
-            }
+            let config = self
+            func make() -> any UnaryLayer { config.adapterModule(width: width, inner: inner) }
             if swin {
                 trained = try applySwinAdapters(to: model)
                 break
@@ -312,29 +304,28 @@ extension PEFTConfig {
     /// feed-forward half (Pfeiffer), and one at its attention half too (Houlsby), each as wide as its
     /// block, inner width round(width / reduction rate), at least 1. Returns the key fragments that
     /// train: the adapters and the norms before the layers they sit beside.
+    /// The module `adapter`, `conformer` or `moa` puts at one site of a `width`-wide block: a bottleneck or
+    /// conformer adapter, or a dense or soft mixture of bottlenecks, `inner` wide.
+    func adapterModule(width: Int, inner: Int) -> any UnaryLayer {
+        switch (method, mixture) {
+        case (.conformer, _): ConformerAdapter(dim: width, bottleneck: inner)
+        case (.moa, .dense): DenseMixture(dim: width, bottleneck: inner, experts: experts, initialisation: adapterInit)
+        case (.moa, .soft): SoftMixture(dim: width, bottleneck: inner, experts: experts, slots: slots, normalize: normalizeSlots, initialisation: adapterInit)
+        default: BottleneckAdapter(dim: width, bottleneck: inner, initialisation: adapterInit)
+        }
+    }
+
+    /// Called by `apply` (which has checked the mixture's options).
     func applySwinAdapters(to model: any AudioClassifierModel) throws -> [String] {
         guard reductionRate >= 1 else { throw ModelError("--reduction-rate \(reductionRate) must be at least 1") }
-        let (houlsby, init_) = (adapterKind == .houlsby, adapterInit)
-        let (kind, mixture, experts, slots, normalize) = (method, mixture, experts, slots, normalizeSlots)
-        if kind == .moa {
-            guard experts >= 1 else { throw ModelError("--experts \(experts) must be at least 1") }
-            guard mixture == .dense || slots >= 1 else { throw ModelError("--slots \(slots) must be at least 1") }
-        }
+        let houlsby = adapterKind == .houlsby
         // A Pfeiffer mixture sits at one place, --mixture-location (beside the attention, added twice unless
         // --mixture-once, PETL_AST's default; or at the feed-forward); every other method at the feed-forward
         // half, and Houlsby's at the attention too, wired by --adapter-placement.
-        let attentionMixture = kind == .moa && !houlsby && mixtureLocation == .attention
+        let attentionMixture = method == .moa && !houlsby && mixtureLocation == .attention
         let wiring = attentionMixture ? AdapterWiring(placement: .parallel) : AdapterWiring(placement: placement, residual: adapterResidual)
         try model.replaceModules(matching: model.blockPattern, as: SwinLayer.self) { _, block in
-            let width = block.width, inner = stageInnerWidth(block.width)
-            func make() -> any UnaryLayer {
-                switch (kind, mixture) {
-                case (.conformer, _): ConformerAdapter(dim: width, bottleneck: inner)
-                case (.moa, .dense): DenseMixture(dim: width, bottleneck: inner, experts: experts, initialisation: init_)
-                case (.moa, .soft): SoftMixture(dim: width, bottleneck: inner, experts: experts, slots: slots, normalize: normalize, initialisation: init_)
-                default: BottleneckAdapter(dim: width, bottleneck: inner, initialisation: init_)
-                }
-            }
+            let make = { adapterModule(width: block.width, inner: stageInnerWidth(block.width)) }
             if attentionMixture {
                 return AdaptedSwinLayer(wrapping: block, mlpAdapter: nil, attentionAdapter: make(), wiring: wiring, echoesAttentionAdapter: mixtureAddsTwice)
             }

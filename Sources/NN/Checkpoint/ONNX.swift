@@ -289,28 +289,11 @@ extension ONNXGraph {
         return try linear(joined, attn.proj, key: key + ".proj")
     }
 
-    /// A pre-LN transformer block (`ViTBlock`): x + attn(LN₁ x), then + MLP(LN₂ ·).
-    public func vitBlock(_ x: String, _ block: ViTBlock, key: String, width: Int) throws -> String {
-        let h = node("Add", [x, try selfAttention(layerNorm(x, block.norm1, key: key + ".norm1", width: width), block.attn, key: key + ".attn", width: width)])
-        let hidden = try linear(layerNorm(h, block.norm2, key: key + ".norm2", width: width), block.mlp.fc1, key: key + ".mlp.fc1")
-        let activated = block.mlp.approximateGELU ? approximateGELU(hidden) : gelu(hidden)
-        return node("Add", [h, try linear(activated, block.mlp.fc2, key: key + ".mlp.fc2")])
-    }
-
     /// The tanh approximation, ½x(1 + tanh(√(2/π)(x + 0.044715 x³))), as `gelu(approximate: true)`.
     public func approximateGELU(_ x: String) -> String {
         let cubic = node("Mul", [node("Mul", [node("Mul", [x, x]), x]), scalar(0.044715)])
         let inner = node("Mul", [node("Add", [x, cubic]), scalar(Float((2 / Double.pi).squareRoot()))])
         return node("Mul", [node("Mul", [x, node("Add", [node("Tanh", [inner]), scalar(1)])]), scalar(0.5)])
-    }
-}
-
-extension ViTBlock {
-    /// Whether the block is exactly the stock one (no adapter, prefix or LoRA wrapper): what an
-    /// ONNX export writes; a wrapped block would be exported without its wrapper.
-    public var isStockForExport: Bool {
-        type(of: self) == ViTBlock.self && type(of: attn) == MultiHeadAttention.self && type(of: norm1) == LayerNorm.self
-            && mlpHalfIsStock && attn.qkv.map { type(of: $0) == Linear.self } == true && type(of: attn.proj) == Linear.self
     }
 }
 

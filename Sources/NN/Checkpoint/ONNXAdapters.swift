@@ -127,11 +127,11 @@ extension ONNXGraph {
         return try linear(joined, attn.proj, key: key + ".proj")
     }
 
-    /// A pre-LN transformer block with whatever parameter-efficient wrappers it carries: adapters at the
-    /// attention and the MLP (`AdaptedAttention`, `AdaptedMLP`), a mixture's echo (`EchoedMLP`), prefixes
-    /// (`PrefixAttention`); a stock block is `vitBlock`. Another layer type is refused naming its key.
+    /// A pre-LN transformer block (`ViTBlock`), x + attn(LN₁ x), then + MLP(LN₂ ·), with whatever
+    /// parameter-efficient wrappers it carries: adapters at the attention and the MLP (`AdaptedAttention`,
+    /// `AdaptedMLP`), a mixture's echo (`EchoedMLP`), prefixes (`PrefixAttention`). Another layer type (an
+    /// unmerged LoRA among them, by `linear`) is refused naming its key.
     public func transformerBlock(_ x: String, _ block: ViTBlock, key: String, width: Int) throws -> String {
-        if block.isStockForExport { return try vitBlock(x, block, key: key, width: width) }
         guard type(of: block) == ViTBlock.self, type(of: block.norm1) == LayerNorm.self, type(of: block.norm2) == LayerNorm.self else {
             throw NNError("ONNX export: \(key) is a \(type(of: block)) with norms \(type(of: block.norm1)), \(type(of: block.norm2)), which has no ONNX writer")
         }
