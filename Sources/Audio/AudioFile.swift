@@ -43,10 +43,20 @@ public struct AudioInfo: Sendable, Equatable {
     public var duration: Double { Double(frames) / Double(max(sampleRate, 1)) }
 }
 
-/// Decoding through libsndfile: WAV (PCM 8/16/24/32-bit, float), FLAC, OGG/Vorbis, Opus, MP3 and more.
+/// Decoding through libsndfile: WAV (PCM 8/16/24/32-bit, float), FLAC, OGG/Vorbis, Opus, MP3 and more,
+/// from a file or from a member of a tar archive named `<archive>.tar/<member>` (`ArchivePath`).
 public enum AudioFile {
-    private static func open(_ url: URL, _ info: inout SF_INFO) throws -> OpaquePointer {
+    /// Opens a file, or a member of a tar archive (`ArchivePath`), for decoding.
+    static func open(_ url: URL, _ info: inout SF_INFO) throws -> SoundFileHandle {
         let path = url.path
+        if let (archive, member) = ArchivePath.split(path) {
+            let bytes = try ArchiveIndex.shared.member(member, of: archive)
+            guard !bytes.isEmpty else { throw AudioError("\(path): empty file (0 bytes)") }
+            guard let handle = SoundFileHandle.open(member: bytes, &info) else {
+                throw AudioError("\(path): cannot decode audio (\(String(cString: sf_strerror(nil))))")
+            }
+            return handle
+        }
         guard FileManager.default.fileExists(atPath: path) else { throw AudioError("\(path): no such file") }
         if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size == 0 {
             throw AudioError("\(path): empty file (0 bytes)")
@@ -55,7 +65,14 @@ public enum AudioFile {
             let reason = String(cString: sf_strerror(nil))
             throw AudioError("\(path): cannot decode audio (\(reason))")
         }
-        return handle
+        return SoundFileHandle(pointer: handle)
+    }
+
+    /// A file's bytes (mapped), or an archive member's (read from the archive): what the feature cache hashes
+    /// and `pack` copies.
+    public static func contents(of url: URL) throws -> Data {
+        if let (archive, member) = ArchivePath.split(url.path) { return try ArchiveIndex.shared.member(member, of: archive) }
+        return try Data(contentsOf: url, options: .alwaysMapped)
     }
 
     /// The header's description of a file, without decoding its samples. A WAV or AIFF cut short is
@@ -63,16 +80,15 @@ public enum AudioFile {
     /// seeking to their last frame, and decoded to count their frames only where that fails.
     public static func info(_ url: URL, verifyLength: Bool = false) throws -> AudioInfo {
         var info = SF_INFO()
-        let handle = try open(url, &info)
+        var file: SoundFileHandle? = try open(url, &info)
         var frames = Int(info.frames)
-        var truncated = headerTruncation(handle, info)
-        if verifyLength, truncated == nil, frames > 0, !isMPEG(info), !canReadLastFrame(handle, info) {
-            sf_close(handle)
+        var truncated = headerTruncation(file!.pointer, info)
+        if verifyLength, truncated == nil, frames > 0, !isMPEG(info), !canReadLastFrame(file!.pointer, info) {
+            file = nil   // closed before the second handle opens
             let read = try countFrames(url)
             if read < frames { truncated = AudioTruncation(promised: frames, read: read); frames = read }
-        } else {
-            sf_close(handle)
         }
+        withExtendedLifetime(file) {}
         return AudioInfo(sampleRate: Int(info.samplerate), channels: Int(info.channels), frames: frames,
                          format: formatName(info.format), truncated: truncated)
     }
@@ -89,8 +105,9 @@ public enum AudioFile {
     /// fresh handle).
     static func countFrames(_ url: URL) throws -> Int {
         var info = SF_INFO()
-        let handle = try open(url, &info)
-        defer { sf_close(handle) }
+        let file = try open(url, &info)
+        let handle = file.pointer
+        defer { withExtendedLifetime(file) {} }
         var chunk = [Float](repeating: 0, count: 65536 * max(Int(info.channels), 1))
         var total = 0
         while true {
@@ -128,8 +145,9 @@ public enum AudioFile {
         }
         let path = url.path
         var info = SF_INFO()
-        let handle = try open(url, &info)
-        defer { sf_close(handle) }
+        let file = try open(url, &info)
+        let handle = file.pointer
+        defer { withExtendedLifetime(file) {} }
         let channels = Int(info.channels), frames = Int(info.frames)
         guard info.samplerate > 0, channels > 0 else { throw AudioError("\(path): invalid header (rate \(info.samplerate), \(channels) channels)") }
         // Below 1 kHz no front end has a band to work with and above 1 MHz no recorder writes: such a rate

@@ -9,7 +9,7 @@ public final class AudioStream {
     public let frames: Int
     let channels: Int
     let isMPEG: Bool
-    private var handle: OpaquePointer?
+    private var file: SoundFileHandle?
     private var interleaved: [Float] = []
     /// Frames decoded so far.
     public private(set) var framesRead = 0
@@ -40,22 +40,27 @@ public final class AudioStream {
             guard info.frames > 0 else { throw AudioError("\(url.path): no audio frames") }
         }
         var sf = SF_INFO()
-        guard let h = sf_open(url.path, Int32(SFM_READ), &sf) else {
-            throw AudioError("\(url.path): cannot decode audio (\(String(cString: sf_strerror(nil))))")
+        let opened: SoundFileHandle
+        if isPipe {
+            guard let h = sf_open(url.path, Int32(SFM_READ), &sf) else {
+                throw AudioError("\(url.path): cannot decode audio (\(String(cString: sf_strerror(nil))))")
+            }
+            opened = SoundFileHandle(pointer: h)
+        } else {
+            opened = try AudioFile.open(url, &sf)   // a file or an archive member
         }
-        (self.url, handle, sampleRate, frames, channels) = (url, h, Int(sf.samplerate), Int(sf.frames), Int(sf.channels))
+        (self.url, file, sampleRate, frames, channels) = (url, opened, Int(sf.samplerate), Int(sf.frames), Int(sf.channels))
         isMPEG = AudioFile.isMPEG(sf)
         guard AudioFile.plausibleSampleRates.contains(sampleRate), channels > 0 else {
             throw AudioError("\(url.path): implausible sample rate \(sampleRate) Hz or \(channels) channels (a damaged header?)")
         }
     }
 
-    deinit { if let handle { sf_close(handle) } }
-
     /// Up to `count` mono samples (channels averaged); nil once the file is exhausted. A decoding
     /// error or a non-finite sample throws naming the file.
     public func next(_ count: Int) throws -> [Float]? {
-        guard let handle, count > 0 else { return nil }
+        guard let file, count > 0 else { return nil }
+        let handle = file.pointer
         if interleaved.count < count * channels { interleaved = [Float](repeating: 0, count: count * channels) }
         let got = Int(interleaved.withUnsafeMutableBufferPointer { sf_readf_float(handle, $0.baseAddress, sf_count_t(count)) })
         if got <= 0 {
@@ -64,7 +69,7 @@ public final class AudioStream {
             // `AudioFile.read`'s rule: fewer frames than the header promised is a truncation, except
             // for MP3, whose header only estimates the length, unless its decoder stopped on an error.
             if !isPipe && framesRead < frames && (!isMPEG || failed) { truncated = AudioTruncation(promised: frames, read: framesRead) }
-            sf_close(handle); self.handle = nil
+            self.file = nil   // closes it
             return nil
         }
         framesRead += Int(got)

@@ -179,7 +179,7 @@ enum DatasetReaders {
             // exists, else the first given (the loader then names the missing file).
             let candidates = pathKeys.compactMap { key in row[key].flatMap { $0.isEmpty ? nil : resolve($0, row) } }
             guard let first = candidates.first else { throw DatasetError("\(url.path): row \(i + 2) has an empty \(firstKey)") }
-            let full = candidates.count == 1 ? first : candidates.first { FileManager.default.fileExists(atPath: $0) } ?? first
+            let full = candidates.count == 1 ? first : candidates.first { FileManager.default.fileExists(atPath: $0) || ArchivePath.split($0) != nil } ?? first
             let labels = labelKey.flatMap { row[$0] }.map(splitLabels) ?? []
             records.append(ClipRecord(path: full, labels: labels, caption: row["caption"].flatMap { $0.isEmpty ? nil : $0 },
                                       speaker: row["speaker"] ?? row["fsID"], fold: row["fold"].flatMap { Int($0) },

@@ -162,8 +162,7 @@ public struct FeatureCache: Sendable {
     }
 
     func key(for url: URL, pipeline: FeaturePipeline) throws -> String {
-        let data = try Data(contentsOf: url, options: .alwaysMapped)
-        var h = data.withUnsafeBytes { FeatureCache.fnv1a($0) }
+        var h = try AudioFile.contents(of: url).withUnsafeBytes { FeatureCache.fnv1a($0) }
         h = Array(pipeline.cacheKey.utf8).withUnsafeBytes { FeatureCache.fnv1a($0, seed: h) }
         return String(format: "%016llx", h)
     }

@@ -7,20 +7,13 @@ import Foundation
 /// `.json`'s `tag`/`labels` or `.cls` (and `fold`, `speaker` where `.json` has them). Every caption becomes a row (contrastive training draws one per clip
 /// per epoch).
 ///
-/// A shard is read once and its audio written under `extractTo` (libsndfile decodes files, not tar
-/// members), keyed by the shard's path, size and modification time, so a changed shard is extracted anew
-/// and an unchanged one is not. A folder of shards takes its split from a subfolder named train,
+/// A shard's audio is read where it lies: a sample's path is `<shard>.tar/<member>` (`ArchivePath`),
+/// which decoding, the feature cache and `pack` read through the shard's index (built once per shard,
+/// again when it changes), so nothing is extracted or copied. A folder of shards takes its split from a subfolder named train,
 /// valid/validation or test (LAION-Audio-630K's layout). A damaged member (a truncated shard, a bad
 /// header checksum) stops that shard with an error naming it and the byte offset; a sample without
 /// audio or with unreadable JSON is skipped and counted in the layout.
 public enum WebDataset {
-    /// `$XDG_CACHE_HOME/earshot/webdataset`, else `~/.cache/earshot/webdataset`.
-    public static var defaultExtractionRoot: URL {
-        let base = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
-        return base.appendingPathComponent("earshot/webdataset")
-    }
-
     /// The shards of a folder that holds them (directly or in split subfolders) and no audio; nil for any
     /// other folder (what `Dataset.load` asks before reading a folder of clips).
     static func shardsOnly(in url: URL) -> [(URL, String?)]? {
@@ -49,18 +42,18 @@ public enum WebDataset {
         return out
     }
 
-    /// The samples of a shard or a folder of shards as a dataset (audio extracted under `extractTo`).
-    public static func load(_ url: URL, extractTo root: URL = defaultExtractionRoot) throws -> Dataset {
-        try load(shards: url.pathExtension.lowercased() == "tar" ? [(url, nil)] : shardFiles(url), of: url, extractTo: root)
+    /// The samples of a shard or a folder of shards as a dataset (their audio read in the shards).
+    public static func load(_ url: URL) throws -> Dataset {
+        try load(shards: url.pathExtension.lowercased() == "tar" ? [(url, nil)] : shardFiles(url), of: url)
     }
 
-    static func load(shards: [(URL, String?)], of url: URL, extractTo root: URL = defaultExtractionRoot) throws -> Dataset {
+    static func load(shards: [(URL, String?)], of url: URL) throws -> Dataset {
         guard !shards.isEmpty else { throw DatasetError("\(url.path): no .tar shards (WebDataset)") }
         var records: [ClipRecord] = []
         var skipped = 0
         var damaged: [String] = []
         for (shard, split) in shards {
-            let (r, s, damage) = try samples(of: shard, split: split, extractTo: root)
+            let (r, s, damage) = try samples(of: shard, split: split)
             records += r
             skipped += s
             if let damage { damaged.append(damage) }
@@ -76,26 +69,21 @@ public enum WebDataset {
     }
 
     /// A shard's samples, the samples skipped, and what damage (a truncation, a bad header) ended the
-    /// read before the end, if any: the samples before it are kept.
-    static func samples(of shard: URL, split: String?, extractTo root: URL) throws -> (records: [ClipRecord], skipped: Int, damage: String?) {
-        let attributes = try? FileManager.default.attributesOfItem(atPath: shard.path)
-        let stamp = "\(shard.standardizedFileURL.path) \((attributes?[.size] as? Int) ?? 0) \((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
-        let folder = root.appendingPathComponent(String(format: "%016llx", Array(stamp.utf8).withUnsafeBytes { FeatureCache.fnv1a($0) }))
-        let data: Data
-        do { data = try Data(contentsOf: shard, options: .alwaysMapped) } catch {
-            throw DatasetError("\(shard.path): cannot read (\(error.localizedDescription))")
-        }
-        var members: [String: [String: Range<Int>]] = [:]   // key → extension → bytes
+    /// read before the end, if any: the samples before it are kept. A sample's path names its audio member
+    /// in the shard (`ArchivePath`), which every reader decodes in place.
+    static func samples(of shard: URL, split: String?) throws -> (records: [ClipRecord], skipped: Int, damage: String?) {
+        let archive = try ArchiveIndex.shared.archive(shard.path, fresh: true)
+        let reader = try ArchiveReader(shard.path)
+        func text(_ member: TarReader.Member) -> Data? { try? reader.read(member.bytes, naming: member.path) }
+        var members: [String: [String: TarReader.Member]] = [:]   // key → extension → member
         var order: [String] = []
-        let (found, damage) = try TarReader.members(of: data, name: shard.path)
-        for member in found {
+        for member in archive.members {
             let name = (member.path as NSString).lastPathComponent
             guard let dot = name.firstIndex(of: "."), !name.hasPrefix(".") else { continue }
             let key = (member.path as NSString).deletingLastPathComponent + "/" + name[..<dot]
             if members[key] == nil { order.append(key) }
-            members[key, default: [:]][String(name[name.index(after: dot)...]).lowercased()] = member.bytes
+            members[key, default: [:]][String(name[name.index(after: dot)...]).lowercased()] = member
         }
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         var records: [ClipRecord] = []
         var skipped = 0
         for key in order {
@@ -106,7 +94,7 @@ public enum WebDataset {
             var captions: [String] = [], labels: [String] = []
             var fold: Int? = nil, speaker: String? = nil
             if let json = parts["json"] {
-                guard let object = try? JSONSerialization.jsonObject(with: data.subdata(in: json)) as? [String: Any] else { skipped += 1; continue }
+                guard let bytes = text(json), let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any] else { skipped += 1; continue }
                 fold = (object["fold"] as? NSNumber)?.intValue
                 speaker = object["speaker"] as? String
                 for field in ["text", "caption", "captions"] {
@@ -118,28 +106,23 @@ public enum WebDataset {
                     if let list = object[field] as? [String] { labels += list }
                 }
             }
-            if captions.isEmpty, let txt = parts["txt"] {
-                let text = String(decoding: data.subdata(in: txt), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                if !text.isEmpty { captions.append(text) }
+            if captions.isEmpty, let txt = parts["txt"].flatMap(text) {
+                let caption = String(decoding: txt, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                if !caption.isEmpty { captions.append(caption) }
             }
-            if labels.isEmpty, let cls = parts["cls"] {
-                labels = DatasetReaders.splitLabels(String(decoding: data.subdata(in: cls), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            if labels.isEmpty, let cls = parts["cls"].flatMap(text) {
+                labels = DatasetReaders.splitLabels(String(decoding: cls, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
             }
-            let file = folder.appendingPathComponent(key.split(separator: "/").joined(separator: "_") + "." + audioExtension)
-            if (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) != audio.count {
-                do { try data.subdata(in: audio).write(to: file, options: .atomic) } catch {
-                    throw DatasetError("\(file.path): cannot write the extracted audio of \(shard.path) (\(error.localizedDescription))")
-                }
-            }
+            let path = ArchivePath.join(archive: shard.path, member: audio.path)
             var unique: [String] = []
             for c in captions where !unique.contains(c) { unique.append(c) }
             if unique.isEmpty {
-                records.append(ClipRecord(path: file.path, labels: labels, speaker: speaker, fold: fold, split: split))
+                records.append(ClipRecord(path: path, labels: labels, speaker: speaker, fold: fold, split: split))
             } else {
-                for caption in unique { records.append(ClipRecord(path: file.path, labels: labels, caption: caption, speaker: speaker, fold: fold, split: split)) }
+                for caption in unique { records.append(ClipRecord(path: path, labels: labels, caption: caption, speaker: speaker, fold: fold, split: split)) }
             }
         }
-        return (records, skipped, damage)
+        return (records, skipped, archive.damage)
     }
 }
 

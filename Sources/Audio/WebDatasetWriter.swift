@@ -51,7 +51,7 @@ extension WebDataset {
                             continue
                         }
                     } else {
-                        guard let bytes = try? Data(contentsOf: url, options: .alwaysMapped) else { report.skipped.append("\(path): unreadable"); continue }
+                        guard let bytes = try? AudioFile.contents(of: url) else { report.skipped.append("\(path): unreadable"); continue }
                         (audio, ext) = (bytes, url.pathExtension.lowercased())
                     }
                     guard audio.count < 1 << 33 else { report.skipped.append("\(path): 8 GB or more, beyond a ustar member"); continue }

@@ -200,15 +200,16 @@ func printJSONLine(_ object: [String: Any]) throws {
     print(String(data: try JSONSerialization.data(withJSONObject: jsonSafe(object), options: [.sortedKeys, .withoutEscapingSlashes]), encoding: .utf8)!)
 }
 
-/// The files behind command-line inputs: a file as itself, a manifest (.csv, .jsonl, .json) or a
-/// folder as the clips of the dataset it holds, `-` as the standard input (read once, to its end).
+/// The files behind command-line inputs: a file as itself, a manifest (.csv, .jsonl, .json), a WebDataset
+/// shard (.tar) or a folder as the clips of the dataset it holds (a shard's as `<shard>.tar/<member>`),
+/// `-` as the standard input (read once, to its end).
 func audioFiles(_ inputs: [String]) throws -> [String] {
     guard inputs.filter({ $0 == "-" }).count <= 1 else { throw ValidationError("- (the standard input) can be read once") }
     return try inputs.flatMap { input -> [String] in
         if input == "-" { return [AudioStream.standardInput.path] }
         var isDir: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
-        let manifest = ["csv", "jsonl", "json"].contains((input as NSString).pathExtension.lowercased())
+        let manifest = ["csv", "jsonl", "json", "tar"].contains((input as NSString).pathExtension.lowercased())
         return isDir.boolValue || manifest ? try Dataset.load(URL(fileURLWithPath: input)).records.map(\.path) : [input]
     }
 }

@@ -76,7 +76,7 @@ struct IndexRemove: ParsableCommand {
         let paths = try inputs.flatMap { input -> [String] in
             var isDir: ObjCBool = false
             let exists = FileManager.default.fileExists(atPath: input, isDirectory: &isDir)
-            return exists && (isDir.boolValue || ["csv", "jsonl", "json"].contains((input as NSString).pathExtension.lowercased()))
+            return exists && (isDir.boolValue || ["csv", "jsonl", "json", "tar"].contains((input as NSString).pathExtension.lowercased()))
                 ? try audioFiles([input]) : [input]
         }.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         let before = idx.count
