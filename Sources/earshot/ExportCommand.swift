@@ -18,7 +18,9 @@ struct Export: ParsableCommand {
     @Argument(help: "Classifier: a fine-tuning run folder or checkpoint, a Hugging Face AST folder, an original .pth, or a delta with --base; or an encoder (a pretraining run or release, earshot-ssast-tiny): the embedding only.")
     var model: String
     @OptionGroup(title: "Released checkpoints") var released: ReleasedCheckpointArguments
-    @Option(help: "The .onnx file to write (atomically).") var out: String
+    @Option(help: "The .onnx file to write (atomically), or with --format hf the folder.") var out: String
+    @Option(help: "onnx, or hf: an AST classifier as a Hugging Face ASTForAudioClassification folder (config.json, model.safetensors, preprocessor_config.json) that transformers' from_pretrained loads.")
+    var format = "onnx"
     @Option(name: .customLong("zeroshot-labels"),
             help: "With a CLAP as the model: write a zero-shot classifier into these comma-separated labels (their caption embeddings inside).")
     var zeroShotLabels: String?
@@ -29,6 +31,11 @@ struct Export: ParsableCommand {
     @Option(name: .customLong("text-heads"), help: "Zero-shot or --text: attention heads of a .pt's RoBERTa (default width / 64).") var textHeads: Int?
 
     func run() throws {
+        switch format {
+        case "hf": return try writeHuggingFace()
+        case "onnx": break
+        default: throw ValidationError("--format \(format): onnx or hf")
+        }
         // A slip of --out must not replace a checkpoint (a run's best.safetensors, a release's model file).
         guard URL(fileURLWithPath: out).pathExtension.lowercased() == "onnx" else {
             throw ValidationError("--out \(out): an ONNX model's file name ends in .onnx (nothing written)")
@@ -65,5 +72,21 @@ struct Export: ParsableCommand {
         let what = encoderOnly ? "an encoder (embedding \(clf.model.embeddingWidth) wide)" : "\(clf.model.outputs) outputs\(sed)"
         print(String(format: "wrote %@: %@ with %@, input [batch, %@, %d], %.1f MB", out, clf.model.architecture.family,
                      what, frames, clf.model.inputBins, Double(data.count) / 1e6))
+    }
+
+    /// `--format hf`: refuses to write over an existing model's files (nothing written then).
+    func writeHuggingFace() throws {
+        guard zeroShotLabels == nil, !text else { throw ValidationError("--format hf writes AST classifiers; a CLAP exports to ONNX") }
+        let folder = URL(fileURLWithPath: out)
+        for name in ["config.json", "model.safetensors", "preprocessor_config.json"] where FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path) {
+            throw ValidationError("--out \(out): already holds \(name); choose an empty or new folder (nothing written)")
+        }
+        let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)
+        guard let ast = clf.model as? AST else {
+            throw ValidationError("\(model): a \(clf.model.architecture.family) classifier; Hugging Face folders are written for AST classifiers (ASTForAudioClassification); export to ONNX instead")
+        }
+        let written = try ASTHuggingFaceExport.save(ast, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel, to: folder)
+        print("wrote \(out): \(written.files.joined(separator: ", ")) (ASTForAudioClassification, \(ast.config.labelDim) classes, \(ast.config.inputTdim) frames)")
+        for note in written.notes { print("note: \(note)") }
     }
 }

@@ -1,0 +1,140 @@
+import Audio
+import Engine
+import Foundation
+import NN
+
+/// An AST classifier written as a Hugging Face `ASTForAudioClassification` folder (`save_pretrained`'s
+/// layout: config.json, model.safetensors, preprocessor_config.json), so that
+/// `ASTForAudioClassification.from_pretrained(folder)` and `pipeline("audio-classification", model=folder)`
+/// load a model trained or fine-tuned here, and `earshot` reads it back as any Hugging Face folder.
+/// The inverse of `ASTCheckpoint.fromHuggingFace`: `qkv` split into query, key and value.
+///
+/// Only what that class computes can be written: cls and distillation tokens pooled as their mean
+/// (AST's pooling; a mean over patch tokens, SSAST's, has no place in it), square patches, Kaldi fbank
+/// features as `ASTFeatureExtractor` makes them, and no weight outside its keys (an adapter or prompts
+/// are refused by name; a LoRA run's weights are merged when it loads). HF has one `layer_norm_eps` for
+/// the encoder and the head: the head's own eps (1e-5 in an original AST) is reported when it differs.
+public enum ASTHuggingFaceExport {
+    public struct Written: Sendable {
+        /// What the Hugging Face model computes differently, if anything (the head's eps).
+        public var notes: [String]
+        public var files: [String]
+    }
+
+    /// Earshot (original AST) keys → Hugging Face keys, every tensor accounted for.
+    public static func huggingFaceState(_ state: [String: Tensor]) throws -> [String: Tensor] {
+        try GradMode.noGrad { try mapKeys(state) }
+    }
+
+    static func mapKeys(_ state: [String: Tensor]) throws -> [String: Tensor] {
+        let top: [String: String] = [
+            "v.cls_token": "embeddings.cls_token", "v.dist_token": "embeddings.distillation_token",
+            "v.pos_embed": "embeddings.position_embeddings",
+            "v.patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+            "v.patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+            "v.norm.weight": "layernorm.weight", "v.norm.bias": "layernorm.bias",
+        ]
+        let head: [String: String] = [
+            "mlp_head.0.weight": "classifier.layernorm.weight", "mlp_head.0.bias": "classifier.layernorm.bias",
+            "mlp_head.1.weight": "classifier.dense.weight", "mlp_head.1.bias": "classifier.dense.bias",
+        ]
+        let block: [String: String] = [
+            "attn.proj.weight": "attention.output.dense.weight", "attn.proj.bias": "attention.output.dense.bias",
+            "norm1.weight": "layernorm_before.weight", "norm1.bias": "layernorm_before.bias",
+            "norm2.weight": "layernorm_after.weight", "norm2.bias": "layernorm_after.bias",
+            "mlp.fc1.weight": "intermediate.dense.weight", "mlp.fc1.bias": "intermediate.dense.bias",
+            "mlp.fc2.weight": "output.dense.weight", "mlp.fc2.bias": "output.dense.bias",
+        ]
+        let prefix = "audio_spectrogram_transformer."
+        var out: [String: Tensor] = [:]
+        for (key, t) in state {
+            if let k = top[key] { out[prefix + k] = t; continue }
+            if let k = head[key] { out[k] = t; continue }
+            let rest = key.dropFirst("v.blocks.".count)
+            let unplaced = ModelError("'\(key)' has no place in a Hugging Face ASTForAudioClassification (adapters, prompts and other additions cannot be written; export to ONNX instead)")
+            guard key.hasPrefix("v.blocks."), let dot = rest.firstIndex(of: "."), let i = Int(rest[..<dot]) else { throw unplaced }
+            let tail = String(rest[rest.index(after: dot)...])
+            let layer = "\(prefix)encoder.layer.\(i)."
+            if let k = block[tail] { out[layer + k] = t; continue }
+            guard tail == "attn.qkv.weight" || tail == "attn.qkv.bias", t.shape[0] % 3 == 0 else { throw unplaced }
+            let kind = tail.hasSuffix("weight") ? "weight" : "bias"
+            let third = t.shape[0] / 3
+            for (j, name) in ["query", "key", "value"].enumerated() {
+                out[layer + "attention.attention.\(name).\(kind)"] = try t.slice(axis: 0, start: j * third, end: (j + 1) * third)
+            }
+        }
+        return out
+    }
+
+    /// `config.json`: the fields `ASTConfig` (transformers) reads, classes as id2label/label2id.
+    public static func config(_ c: ASTConfig, classes: [String], multiLabel: Bool) -> [String: Any] {
+        var id2label: [String: String] = [:], label2id: [String: Int] = [:]
+        for (i, name) in classes.enumerated() { id2label[String(i)] = name; label2id[name] = i }
+        return [
+            "architectures": ["ASTForAudioClassification"], "model_type": "audio-spectrogram-transformer",
+            "hidden_size": c.dim, "num_hidden_layers": c.depth, "num_attention_heads": c.heads, "intermediate_size": c.mlpHidden,
+            "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02,
+            "layer_norm_eps": decimal(c.eps), "patch_size": c.fshape, "qkv_bias": true,
+            "frequency_stride": c.fstride, "time_stride": c.tstride, "max_length": c.inputTdim, "num_mel_bins": c.inputFdim,
+            "id2label": id2label, "label2id": label2id,
+            "problem_type": multiLabel ? "multi_label_classification" : "single_label_classification",
+            "torch_dtype": "float32",
+        ]
+    }
+
+    /// A Float as the Double its shortest decimal names (1e-12, not 9.99999996e-13), as Python reads it back.
+    static func decimal(_ x: Float) -> Double { Double("\(x)") ?? Double(x) }
+
+    /// `preprocessor_config.json` for `ASTFeatureExtractor`, which computes Kaldi fbank with AST's settings
+    /// (25 ms Hanning frames every 10 ms, no dither, no energy) at `sampling_rate` into `num_mel_bins`, pads or
+    /// cuts to `max_length` and normalises as (x − mean) / (2·std); a pipeline it cannot express is refused.
+    public static func preprocessor(_ pipeline: FeaturePipeline, frames: Int) throws -> [String: Any] {
+        guard case .kaldiFbank(let fbank) = pipeline.kind else {
+            throw ModelError("the model's features are log-mel, not the Kaldi fbank Hugging Face's ASTFeatureExtractor computes")
+        }
+        var ast = KaldiFbankConfig.ast
+        ast.numMelBins = fbank.numMelBins
+        ast.sampleRate = fbank.sampleRate
+        guard fbank == ast else {
+            throw ModelError("the model's Kaldi fbank settings (\(fbank)) differ from AST's, which are all Hugging Face's ASTFeatureExtractor computes")
+        }
+        guard (pipeline.mean == nil) == (pipeline.std == nil) else {
+            throw ModelError("the model's features have a mean without a std (or the reverse); ASTFeatureExtractor normalises with both or neither")
+        }
+        return [
+            "feature_extractor_type": "ASTFeatureExtractor", "feature_size": 1, "sampling_rate": fbank.sampleRate,
+            "num_mel_bins": fbank.numMelBins, "max_length": pipeline.targetFrames ?? frames, "padding_value": 0.0,
+            "do_normalize": pipeline.mean != nil, "mean": decimal(pipeline.mean ?? 0), "std": decimal(pipeline.std ?? 1),
+            "return_attention_mask": false,
+        ]
+    }
+
+    /// Writes `model` as a Hugging Face folder (created if needed; each file written atomically). Nothing is
+    /// written when any part cannot be expressed.
+    public static func save(_ model: AST, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool, to folder: URL) throws -> Written {
+        let c = model.config
+        guard c.pooling == .clsPair else {
+            throw ModelError("the model pools the mean of its patch tokens (SSAST's ft_avgtok); Hugging Face's ASTForAudioClassification pools the cls and distillation tokens, so it would score differently (export to ONNX instead)")
+        }
+        guard c.fshape == c.tshape else {
+            throw ModelError("patches of \(c.fshape)x\(c.tshape): Hugging Face's AST takes square patches (one patch_size)")
+        }
+        guard model.v.prompts == nil else { throw ModelError("prompt tokens have no place in a Hugging Face ASTForAudioClassification (export to ONNX instead)") }
+        guard classes.count == c.labelDim else { throw ModelError("\(classes.count) class names for \(c.labelDim) outputs") }
+        guard Set(classes).count == classes.count else { throw ModelError("class names repeat: label2id needs each once") }
+        let state = try huggingFaceState(model.stateDict())
+        let pre = try preprocessor(pipeline, frames: c.inputTdim)
+        let json = try JSONSerialization.data(withJSONObject: config(c, classes: classes, multiLabel: multiLabel), options: [.prettyPrinted, .sortedKeys])
+        let preJSON = try JSONSerialization.data(withJSONObject: pre, options: [.prettyPrinted, .sortedKeys])
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        // transformers refuses a safetensors file whose metadata does not name its framework.
+        try SafeTensors.write(state, to: folder.appendingPathComponent("model.safetensors"), metadata: ["format": "pt"])
+        try AtomicFile.write(json, to: folder.appendingPathComponent("config.json"))
+        try AtomicFile.write(preJSON, to: folder.appendingPathComponent("preprocessor_config.json"))
+        var notes: [String] = []
+        if c.headEps != c.eps {
+            notes.append("the head's LayerNorm eps \(c.headEps) becomes \(c.eps) (Hugging Face has one layer_norm_eps)")
+        }
+        return Written(notes: notes, files: ["config.json", "model.safetensors", "preprocessor_config.json"])
+    }
+}
