@@ -70,6 +70,8 @@ public struct FineTuneConfig: Codable, Sendable {
     public var auxiliary: AuxiliaryConfig?
     /// Auxiliary datasets mixed into the training, one batch a step, chosen by a bandit (FLAD); nil for none.
     public var flad: FLADConfig?
+    /// Knowledge distillation from a teacher's scores on the training clips (`--teacher`).
+    public var distillation: DistillationConfig?
     public init() {}
 }
 
@@ -206,6 +208,10 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         model.encoder.holdInEvalMode()
         log("the encoder is frozen: it runs in eval mode (batch-norm statistics kept, no dropout) while the head trains")
     }
+    if cfg.distillation != nil && (cfg.auxiliary != nil || cfg.flad != nil) {
+        throw NNError("finetune: --teacher does not combine with --pairs, --aux-head or --aux-data in one run yet")
+    }
+    try cfg.distillation?.validate()
     if cfg.auxiliary != nil && cfg.flad != nil {
         throw NNError("finetune: --aux-data (FLAD) does not combine with --pairs or --aux-head in one run yet")
     }
@@ -218,9 +224,6 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     }
     let optimizer = Adam([ParameterGroup(model.trainableParameters(), lr: cfg.lr, weightDecay: cfg.weightDecay)]
                          + (auxiliary.map { [$0.parameterGroup(lr: cfg.lr, weightDecay: cfg.weightDecay)] } ?? []), betas: (0.95, 0.999))
-    let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,
-                                   model: model, optimizer: optimizer, log: log)
-
     var train = trainAll
     if let shots = cfg.shotsPerClass {
         train = try train.sampled(perClass: shots, seed: cfg.seed)
@@ -228,6 +231,12 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     }
     // One report for every split: an unreadable validation or test clip is named as a training one is.
     let skips = SkipReport()
+    // The teacher scores the training clips before the run folder is touched: a teacher that cannot serve stops nothing begun.
+    let teacher = try cfg.distillation.map {
+        try TeacherTargets.make($0, classes: cfg.classes, multiLabel: cfg.multiLabel, records: train.records, batchSize: cfg.batchSize, report: skips, log: log)
+    }
+    let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,
+                                   model: model, optimizer: optimizer, log: log)
     let loader = try FeatureLoader(dataset: train, pipeline: pipeline, batchSize: cfg.batchSize, seed: cfg.seed, report: skips,
                                    balanced: cfg.balancedSampling)
     var augmentation = ClassificationAugmentation()
@@ -237,6 +246,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     if let mean = pipeline.mean, let std = pipeline.std { augmentation.padValue = (0 - mean) / (2 * std) }
     let classification = ClassificationTask(model: model, classes: cfg.classes, multiLabel: cfg.multiLabel, pipeline: pipeline,
                                             augmentation: augmentation, peft: cfg.peft, validation: validation, batchSize: cfg.batchSize, report: skips)
+    classification.distillation = teacher
     let task: TrainingTask = try auxiliary?.task(wrapping: classification, loader: loader, validation: validation, seed: cfg.seed, log: log)
         ?? classification
     var settings = TrainerSettings(epochs: cfg.epochs, lr: cfg.lr)

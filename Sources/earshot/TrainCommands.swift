@@ -127,6 +127,7 @@ struct Finetune: ParsableCommand {
     @OptionGroup(title: "Parameter-efficient transfer") var peft: PEFTArguments
     @OptionGroup(title: "Auxiliary learning (preferences, auxiliary heads)") var auxiliary: AuxiliaryArguments
     @OptionGroup(title: "Auxiliary datasets (FLAD)") var flad: FLADArguments
+    @OptionGroup(title: "Knowledge distillation") var distillation: DistillationArguments
     @Flag(help: "Continue from the run folder's last checkpoint, with the settings the run started with (only --epochs may change).")
     var resume = false
     @Flag(help: "Start again in a run folder that holds a run, removing its checkpoints and metrics.") var overwrite = false
@@ -138,6 +139,7 @@ struct Finetune: ParsableCommand {
         c.peft = try peft.config()
         c.auxiliary = try auxiliary.config(data: data)
         c.flad = try flad.config()
+        c.distillation = try distillation.config()
         // With --init-from, the start's architecture wins over --model.
         (c.model, c.depth) = (model, depth)
         if initFrom != nil && release.shape != ReleaseShape() { c.releaseShape = release.shape }

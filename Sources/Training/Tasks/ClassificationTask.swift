@@ -49,6 +49,8 @@ public final class ClassificationTask: TrainingTask {
     let validation: Dataset
     let batchSize: Int
     let report: SkipReport
+    /// A teacher's logits per training clip (`--teacher`): its softened scores join the labels as targets.
+    public var distillation: TeacherTargets?
 
     public init(model: any AudioClassifierModel, classes: [String], multiLabel: Bool, pipeline: FeaturePipeline,
                 augmentation: ClassificationAugmentation, peft: PEFTConfig? = nil, validation: Dataset, batchSize: Int,
@@ -74,24 +76,41 @@ public final class ClassificationTask: TrainingTask {
     public var classifier: Classifier { Classifier(model: model, classes: classes, pipeline: pipeline, multiLabel: multiLabel) }
 
     public func loss(_ batch: TrainingBatch, generator: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
-        (try loss(batch, classes: classes.count, multiLabel: multiLabel, generator: &generator, logits: model.logits), [:])
+        guard let distillation else {
+            return (try loss(batch, classes: classes.count, multiLabel: multiLabel, generator: &generator, logits: model.logits), [:])
+        }
+        let teacher = try Losses.softenedTeacher(distillation.batch(batch.indices, labels: batch.labels),
+                                                 temperature: distillation.config.temperature, multiLabel: self.multiLabel)
+        var kd = Tensor.scalar(0)
+        let labels = try loss(batch, classes: classes.count, multiLabel: multiLabel, generator: &generator, teacher: teacher,
+                              scored: { scores, mixedTeacher in
+                                  kd = try Losses.distillation(student: scores, teacher: mixedTeacher ?? teacher,
+                                                               temperature: distillation.config.temperature, multiLabel: self.multiLabel)
+                              }, logits: model.logits)
+        let alpha = distillation.config.weight
+        return (try labels * (1 - alpha) + kd * alpha, ["kd": Double(kd.data[0]), "label_loss": Double(labels.data[0])])
     }
 
     /// The loss of a batch whose labels index `classes` classes, scored by `logits` on the augmented
     /// features: the model's own head, or another head on its encoder (FLAD's auxiliary datasets
-    /// with other label sets), under the same augmentation.
+    /// with other label sets), under the same augmentation. `teacher` (soft targets [B, C]) is mixed as
+    /// the labels are under mixup and handed, with the logits, to `scored`.
     public func loss(_ batch: TrainingBatch, classes: Int, multiLabel: Bool, generator: inout RandomGenerator,
+                     teacher: Tensor? = nil, scored: ((Tensor, Tensor?) throws -> Void)? = nil,
                      logits: (Tensor) throws -> Tensor) throws -> Tensor {
         let a = augmentation
         var feats = try a.perClip(batch.features, generator: &generator)
         var targets = batch.multiHot(classes: classes)
+        var teacher = teacher
         if a.mixup > 0 && feats.shape[0] > 1 {
             let lambda = Augment.beta(a.mixup, generator: &generator)
             let perm = Array((1..<feats.shape[0])) + [0]
             feats = try feats * lambda + feats.indexSelect(axis: 0, indices: perm) * (1 - lambda)
             targets = try targets * lambda + targets.indexSelect(axis: 0, indices: perm) * (1 - lambda)
+            teacher = try teacher.map { try $0 * lambda + $0.indexSelect(axis: 0, indices: perm) * (1 - lambda) }
         }
         let scores = try logits(feats)
+        try scored?(scores, teacher)
         if multiLabel { return try scores.binaryCrossEntropyWithLogits(targets: targets) }
         if a.mixup > 0 { return try scores.crossEntropy(softTargets: targets) }
         return try scores.crossEntropy(targets: batch.labels.map { $0.first ?? 0 }, labelSmoothing: a.labelSmoothing)

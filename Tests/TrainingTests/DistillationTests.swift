@@ -1,0 +1,121 @@
+import Foundation
+import XCTest
+import Audio
+import Engine
+import Inference
+import NN
+import CLAP
+@testable import Training
+
+/// `finetune --teacher`: the teacher's scores on each training clip are its classifier's, mapped onto the run's
+/// classes by name; a student trained on them alone (α = 1, no label in its loss) learns what the teacher
+/// knows; settings and class sets that cannot work stop the run before training.
+final class DistillationTests: XCTestCase {
+    func teacherRun(_ dir: URL, _ data: Dataset) throws -> URL {
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.lrDecayStart) = (1, 64, 15, 2, 1e-3, 100)
+        let url = dir.appendingPathComponent("teacher")
+        let result = try fineTune(ft, data: data, run: RunDirectory(url)) { _ in }
+        XCTAssertGreaterThanOrEqual(result.test.accuracy, 0.75, "the teacher learnt the tones")
+        return url
+    }
+
+    func testTeacherScoresAreItsClassifiersAndAStudentLearnsFromThemAlone() throws {
+        let dir = try temporaryFolder("kd")
+        let data = try toneDataset(in: dir)
+        let teacher = try teacherRun(dir, data)
+        let train = data.filter { $0.split == "train" }
+
+        // The targets: log-probabilities of the teacher's classify scores, in the run's class order.
+        var kd = DistillationConfig(teacher: teacher.path)
+        let targets = try TeacherTargets.make(kd, classes: ["low", "high"], multiLabel: false, records: train.records, batchSize: 4,
+                                              report: SkipReport(), log: { _ in })
+        XCTAssertEqual(targets.scored, train.records.count)
+        let classifier = try Classifier.load(teacher)
+        var expected: [String: [Float]] = [:]
+        _ = try classifier.classify(train.records.map(\.path)) { path, s in expected[path] = [log(s.scores[1]), log(s.scores[0])] }
+        let batch = try targets.batch([0, 3], labels: [[0], [0]])
+        for (row, i) in [0, 3].enumerated() {
+            let e = try XCTUnwrap(expected[train.records[i].path])
+            XCTAssertEqual(batch.data[row * 2], e[0], accuracy: 1e-5)
+            XCTAssertEqual(batch.data[row * 2 + 1], e[1], accuracy: 1e-5)
+        }
+
+        // Pure distillation: the labels weigh nothing in the loss, yet the student learns the tones from the teacher.
+        (kd.weight, kd.temperature) = (1, 1)
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.lrDecayStart, ft.seed) = (1, 64, 15, 2, 1e-3, 100, 7)
+        ft.distillation = kd
+        var lines: [String] = []
+        let run = try RunDirectory(dir.appendingPathComponent("student"))
+        let result = try fineTune(ft, data: data, run: run) { lines.append($0) }
+        XCTAssertGreaterThanOrEqual(result.test.accuracy, 0.75, "\(lines.suffix(6))")
+        XCTAssertTrue(lines.contains { $0.contains("teacher \(teacher.path) scored 8 of 8 training clips") }, "\(lines.prefix(8))")
+        let metrics = try String(contentsOf: run.metricsURL, encoding: .utf8)
+        XCTAssertTrue(metrics.contains("\"train_kd\""), metrics)
+        XCTAssertTrue(try String(contentsOf: run.configURL, encoding: .utf8).contains("\"temperature\""), "the run records its teacher")
+        // The student is an ordinary classifier.
+        XCTAssertEqual(try Classifier.load(run.best).classes, ["high", "low"])
+    }
+
+    func testClassSetsAndSettingsThatCannotWorkAreRefused() throws {
+        let dir = try temporaryFolder("kd-bad")
+        let data = try toneDataset(in: dir)
+        let teacher = try teacherRun(dir, data)
+        let records = data.records.filter { $0.split == "train" }
+        func refused(_ classes: [String], multiLabel: Bool = false, config: DistillationConfig? = nil, _ message: String) {
+            XCTAssertThrowsError(try TeacherTargets.make(config ?? DistillationConfig(teacher: teacher.path), classes: classes, multiLabel: multiLabel,
+                                                         records: records, batchSize: 4, report: SkipReport(), log: { _ in })) {
+                XCTAssertTrue("\($0)".contains(message), "\($0)")
+            }
+        }
+        // Names match with case, _ and - aside; a class the teacher lacks is named.
+        XCTAssertNoThrow(try TeacherTargets.make(DistillationConfig(teacher: teacher.path), classes: ["HIGH", "Low"], multiLabel: false,
+                                                 records: records, batchSize: 4, report: SkipReport(), log: { _ in }))
+        refused(["high", "medium"], "lack the run's 'medium'")
+        refused(["high", "low"], multiLabel: true, "single-label teacher (softmax scores) cannot teach a multi-label run")
+        var bad = DistillationConfig(teacher: teacher.path)
+        bad.weight = 0
+        refused(["high", "low"], config: bad, "--kd-weight 0.0 must be in (0, 1]")
+        bad = DistillationConfig(teacher: teacher.path)
+        bad.temperature = -1
+        refused(["high", "low"], config: bad, "--kd-temperature -1.0 must be positive")
+        refused(["high", "low"], config: DistillationConfig(teacher: dir.appendingPathComponent("nowhere").path), "nowhere")
+        // Not with the other auxiliary signals in one run: stopped before anything is written.
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.epochs) = (1, 64, 1)
+        ft.distillation = DistillationConfig(teacher: teacher.path)
+        var aux = AuxiliaryConfig()
+        aux.heads = [AuxiliaryHeadConfig(field: "speaker", weight: 1)]
+        ft.auxiliary = aux
+        let run = try RunDirectory(dir.appendingPathComponent("both"))
+        XCTAssertThrowsError(try fineTune(ft, data: data, run: run) { _ in }) { XCTAssertTrue("\($0)".contains("does not combine"), "\($0)") }
+        XCTAssertFalse(run.holdsRun)
+    }
+
+    /// A CLAP teaches zero-shot: each clip's logits are its zero-shot classifier's over the run's class names.
+    func testCLAPTeacherScoresZeroShot() throws {
+        let clapFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CLAPTests/Fixtures/clap_tiny")
+        let dir = try temporaryFolder("kd-clap")
+        let records = try toneDataset(in: dir).records.filter { $0.split == "train" }
+        var kd = DistillationConfig(teacher: clapFolder.path)
+        (kd.clap, kd.templates) = (true, ["the sound of a {} tone"])
+        let classes = ["high", "low"]
+        let targets = try TeacherTargets.make(kd, classes: classes, multiLabel: false, records: records, batchSize: 4, report: SkipReport(), log: { _ in })
+        XCTAssertEqual(targets.scored, records.count)
+        let clap = try CLAP.load(model: clapFolder)
+        let zeroShot = try ZeroShotClassifier(clap: clap, labels: classes, templates: kd.templates)
+        let embedded = try CLAPFileEmbedder(clap: clap).embed(files: [records[2].path])
+        let expected = try GradMode.noGrad {
+            try zeroShot.logits(audioEmbeddings: Tensor(embedded.embeddings, shape: [1, clap.model.projectionDim]))
+        }.toArray()
+        let batch = try targets.batch([2], labels: [[0]]).toArray()
+        XCTAssertEqual(batch[0], expected[0], accuracy: 1e-5)
+        XCTAssertEqual(batch[1], expected[1], accuracy: 1e-5)
+        XCTAssertThrowsError(try TeacherTargets.make(kd, classes: classes, multiLabel: true, records: records, batchSize: 4,
+                                                     report: SkipReport(), log: { _ in })) {
+            XCTAssertTrue("\($0)".contains("a zero-shot CLAP teaches single-label runs"), "\($0)")
+        }
+    }
+}
