@@ -136,10 +136,12 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
                      log: @escaping (String) -> Void = { print($0) }) throws -> FineTuneResult {
     let resuming = run.canResume(resume)
     var cfg = run.settings(config, resuming: resuming, epochs: \.epochs, log: log)
+    // Clips without a label train on a teacher's scores alone (semi-supervised distillation); without a teacher
+    // there is nothing to train them on.
     let unlabelled = data.records.filter { $0.labels.isEmpty }
-    if let first = unlabelled.first {
+    if let first = unlabelled.first, cfg.distillation == nil {
         throw NNError("finetune: \(unlabelled.count) of \(data.records.count) clips have no label (first: \(first.path)); "
-                      + "fine-tuning needs one per clip: a manifest with a label column, or a folder per class")
+                      + "fine-tuning needs one per clip (a manifest with a label column, or a folder per class), or a --teacher to learn them from")
     }
     if cfg.classes.isEmpty { cfg.classes = data.classes }
     cfg.multiLabel = cfg.multiLabel || data.multiLabel
@@ -154,7 +156,22 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     guard cfg.weightDecay >= 0 else { throw NNError("finetune: weight-decay \(cfg.weightDecay) must not be negative") }
     guard cfg.epochs >= 1 else { throw NNError("finetune: epochs \(cfg.epochs) must be at least 1") }
     guard cfg.lr > 0 && cfg.lr.isFinite else { throw NNError("finetune: learning rate \(cfg.lr) must be positive") }
-    let (trainAll, validation, test) = try splitForFineTuning(Dataset(records: data.records, layout: data.layout, classes: cfg.classes), cfg, log: log)
+    if !unlabelled.isEmpty {
+        // Their targets are the teacher's alone: nothing for a multi-label BCE, mixup or a per-class queue to use.
+        guard !cfg.multiLabel else { throw NNError("finetune: clips without labels train on a teacher's scores in single-label runs only (this one is multi-label)") }
+        guard cfg.mixup == 0 else { throw NNError("finetune: --mixup does not go with clips without labels (their targets are the teacher's alone)") }
+        guard !cfg.balancedSampling else { throw NNError("finetune: --balanced samples per class; clips without labels have none") }
+    }
+    let labelled = Dataset(records: data.records.filter { !$0.labels.isEmpty }, layout: data.layout, classes: cfg.classes)
+    let (trainAll, validation, test) = try splitForFineTuning(labelled, cfg, log: log)
+    // Unlabelled clips join the training split only; one marked for testing or validation stays out (training on
+    // test audio, even without its label, would leak it).
+    let heldOutSplits = Set(validationSplitNames + [cfg.testSplit])
+    let unlabelledTraining = unlabelled.filter { r in !heldOutSplits.contains(r.split ?? "") && !(r.fold.map { String($0) == cfg.testSplit } ?? false) }
+    if !unlabelled.isEmpty {
+        log("\(unlabelledTraining.count) clips without labels train on the teacher's scores alone"
+            + (unlabelledTraining.count < unlabelled.count ? " (\(unlabelled.count - unlabelledTraining.count) in the test or validation split left out)" : ""))
+    }
 
     // The model: a resumed run's own (its last checkpoint's architecture); else the start's; else the named config.
     let shape = ModelShape(frames: cfg.cropFrames ?? cfg.inputTdim, outputs: cfg.classes.count, depth: cfg.depth, dropPath: cfg.dropPath)
@@ -229,6 +246,7 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
         train = try train.sampled(perClass: shots, seed: cfg.seed)
         log("training on \(train.records.count) clips: at most \(shots) per class, drawn with seed \(cfg.seed)")
     }
+    if !unlabelledTraining.isEmpty { train = Dataset(records: train.records + unlabelledTraining, layout: train.layout, classes: cfg.classes) }
     // One report for every split: an unreadable validation or test clip is named as a training one is.
     let skips = SkipReport()
     // The teacher scores the training clips before the run folder is touched: a teacher that cannot serve stops nothing begun.

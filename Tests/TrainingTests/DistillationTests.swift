@@ -118,4 +118,44 @@ final class DistillationTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("a zero-shot CLAP teaches single-label runs"), "\($0)")
         }
     }
+
+    /// Clips without labels train on the teacher's scores alone (semi-supervised distillation); without a teacher,
+    /// or with settings that need labels, they stop the run; one in the test split stays out of training.
+    func testUnlabelledClipsLearnFromTheTeacherAlone() throws {
+        let dir = try temporaryFolder("kd-semi")
+        let data = try toneDataset(in: dir)
+        let teacher = try teacherRun(dir, data)
+        // Two training clips keep their labels (one a class), six lose them, and one more unlabelled clip is a test clip.
+        var records = data.records.enumerated().map { i, r -> ClipRecord in
+            var r = r
+            if r.split == "train" && i >= 2 { r.labels = [] }
+            return r
+        }
+        let extra = dir.appendingPathComponent("extra.wav")
+        try writeTone(extra, frequency: 2500, samples: 16000)
+        records.append(ClipRecord(path: extra.path, labels: [], split: "test"))
+        let semi = Dataset(records: records, layout: "tones, 6 training clips unlabelled")
+        var ft = FineTuneConfig()
+        (ft.depth, ft.inputTdim, ft.epochs, ft.batchSize, ft.lr, ft.lrDecayStart, ft.seed) = (1, 64, 15, 2, 1e-3, 100, 3)
+        XCTAssertThrowsError(try fineTune(ft, data: semi, run: RunDirectory(dir.appendingPathComponent("no-teacher"))) { _ in }) {
+            XCTAssertTrue("\($0)".contains("or a --teacher to learn them from"), "\($0)")
+        }
+        var kd = DistillationConfig(teacher: teacher.path)
+        kd.temperature = 1
+        ft.distillation = kd
+        for (setting, message) in [("mixup", "--mixup does not go with clips without labels"), ("balanced", "--balanced samples per class")] {
+            var bad = ft
+            if setting == "mixup" { bad.mixup = 0.5 } else { bad.balancedSampling = true }
+            let run = try RunDirectory(dir.appendingPathComponent(setting))
+            XCTAssertThrowsError(try fineTune(bad, data: semi, run: run) { _ in }) { XCTAssertTrue("\($0)".contains(message), "\($0)") }
+            XCTAssertFalse(run.holdsRun)
+        }
+        var lines: [String] = []
+        let result = try fineTune(ft, data: semi, run: RunDirectory(dir.appendingPathComponent("semi"))) { lines.append($0) }
+        XCTAssertTrue(lines.contains("6 clips without labels train on the teacher's scores alone (1 in the test or validation split left out)"), "\(lines.prefix(6))")
+        XCTAssertTrue(lines.contains { $0.contains("scored 8 of 8 training clips") }, "\(lines.prefix(8))")
+        XCTAssertEqual(result.trainClips, 8)
+        XCTAssertEqual(result.testClips, 2, "the unlabelled test clip is not scored")
+        XCTAssertGreaterThanOrEqual(result.test.accuracy, 0.75, "\(lines.suffix(6))")
+    }
 }

@@ -113,7 +113,10 @@ public final class ClassificationTask: TrainingTask {
         try scored?(scores, teacher)
         if multiLabel { return try scores.binaryCrossEntropyWithLogits(targets: targets) }
         if a.mixup > 0 { return try scores.crossEntropy(softTargets: targets) }
-        return try scores.crossEntropy(targets: batch.labels.map { $0.first ?? 0 }, labelSmoothing: a.labelSmoothing)
+        // A clip without a label (trained on a teacher's scores alone) adds nothing here; a batch of only such clips, zero.
+        let indices = batch.labels.map { $0.first ?? -1 }
+        guard indices.contains(where: { $0 >= 0 }) else { return Tensor.scalar(0) }
+        return try scores.crossEntropy(targets: indices, labelSmoothing: a.labelSmoothing, ignoreIndex: -1)
     }
 
     public func validate() throws -> [String: Any] {
