@@ -4,6 +4,28 @@ import NN
 
 /// Loading AST weights from the released formats onto `AST`'s keys.
 public enum ASTCheckpoint {
+    /// Hugging Face `ASTForAudioClassification` keys outside the layers (the model prefix
+    /// `audio_spectrogram_transformer.` dropped; the classifier has none) → original AST keys.
+    static let huggingFaceKeys: [String: String] = [
+        "embeddings.cls_token": "v.cls_token", "embeddings.distillation_token": "v.dist_token",
+        "embeddings.position_embeddings": "v.pos_embed",
+        "embeddings.patch_embeddings.projection.weight": "v.patch_embed.proj.weight",
+        "embeddings.patch_embeddings.projection.bias": "v.patch_embed.proj.bias",
+        "layernorm.weight": "v.norm.weight", "layernorm.bias": "v.norm.bias",
+        "classifier.layernorm.weight": "mlp_head.0.weight", "classifier.layernorm.bias": "mlp_head.0.bias",
+        "classifier.dense.weight": "mlp_head.1.weight", "classifier.dense.bias": "mlp_head.1.bias",
+    ]
+
+    /// A Hugging Face layer's keys (after `encoder.layer.<i>.`) → an original block's (after `v.blocks.<i>.`),
+    /// query/key/value aside (fused into `attn.qkv`).
+    static let huggingFaceLayerKeys: [String: String] = [
+        "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
+        "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
+        "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
+        "intermediate.dense.weight": "mlp.fc1.weight", "intermediate.dense.bias": "mlp.fc1.bias",
+        "output.dense.weight": "mlp.fc2.weight", "output.dense.bias": "mlp.fc2.bias",
+    ]
+
     /// Maps Hugging Face `ASTForAudioClassification` keys to the original ones, fusing the separate
     /// query/key/value projections into `qkv` (q, k, v order, as the HF converter split them).
     public static func fromHuggingFace(_ hf: [String: Tensor]) throws -> [String: Tensor] {
@@ -17,30 +39,14 @@ public enum ASTCheckpoint {
                 let rest = k.dropFirst("encoder.layer.".count)
                 guard let dot = rest.firstIndex(of: "."), let i = Int(rest[..<dot]) else { throw ModelError("unexpected key '\(key)'") }
                 let tail = String(rest[rest.index(after: dot)...])
-                let map: [String: String] = [
-                    "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
-                    "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
-                    "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
-                    "intermediate.dense.weight": "mlp.fc1.weight", "intermediate.dense.bias": "mlp.fc1.bias",
-                    "output.dense.weight": "mlp.fc2.weight", "output.dense.bias": "mlp.fc2.bias",
-                ]
                 if tail.hasPrefix("attention.attention.") {
                     qkv[i, default: [:]][String(tail.dropFirst("attention.attention.".count))] = t
-                } else if let m = map[tail] {
+                } else if let m = huggingFaceLayerKeys[tail] {
                     out["v.blocks.\(i).\(m)"] = t
                 } else { throw ModelError("unexpected key '\(key)'") }
                 continue
             }
-            let map: [String: String] = [
-                "embeddings.cls_token": "v.cls_token", "embeddings.distillation_token": "v.dist_token",
-                "embeddings.position_embeddings": "v.pos_embed",
-                "embeddings.patch_embeddings.projection.weight": "v.patch_embed.proj.weight",
-                "embeddings.patch_embeddings.projection.bias": "v.patch_embed.proj.bias",
-                "layernorm.weight": "v.norm.weight", "layernorm.bias": "v.norm.bias",
-                "classifier.layernorm.weight": "mlp_head.0.weight", "classifier.layernorm.bias": "mlp_head.0.bias",
-                "classifier.dense.weight": "mlp_head.1.weight", "classifier.dense.bias": "mlp_head.1.bias",
-            ]
-            guard let m = map[k] else { throw ModelError("unexpected key '\(key)'") }
+            guard let m = huggingFaceKeys[k] else { throw ModelError("unexpected key '\(key)'") }
             out[m] = t
         }
         for (i, parts) in qkv {

@@ -27,29 +27,13 @@ public enum ASTHuggingFaceExport {
     }
 
     static func mapKeys(_ state: [String: Tensor]) throws -> [String: Tensor] {
-        let top: [String: String] = [
-            "v.cls_token": "embeddings.cls_token", "v.dist_token": "embeddings.distillation_token",
-            "v.pos_embed": "embeddings.position_embeddings",
-            "v.patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
-            "v.patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
-            "v.norm.weight": "layernorm.weight", "v.norm.bias": "layernorm.bias",
-        ]
-        let head: [String: String] = [
-            "mlp_head.0.weight": "classifier.layernorm.weight", "mlp_head.0.bias": "classifier.layernorm.bias",
-            "mlp_head.1.weight": "classifier.dense.weight", "mlp_head.1.bias": "classifier.dense.bias",
-        ]
-        let block: [String: String] = [
-            "attn.proj.weight": "attention.output.dense.weight", "attn.proj.bias": "attention.output.dense.bias",
-            "norm1.weight": "layernorm_before.weight", "norm1.bias": "layernorm_before.bias",
-            "norm2.weight": "layernorm_after.weight", "norm2.bias": "layernorm_after.bias",
-            "mlp.fc1.weight": "intermediate.dense.weight", "mlp.fc1.bias": "intermediate.dense.bias",
-            "mlp.fc2.weight": "output.dense.weight", "mlp.fc2.bias": "output.dense.bias",
-        ]
+        // The loader's tables, inverted: one source of truth for the key names both ways.
+        let outside = Dictionary(uniqueKeysWithValues: ASTCheckpoint.huggingFaceKeys.map { ($1, $0) })
+        let block = Dictionary(uniqueKeysWithValues: ASTCheckpoint.huggingFaceLayerKeys.map { ($1, $0) })
         let prefix = "audio_spectrogram_transformer."
         var out: [String: Tensor] = [:]
         for (key, t) in state {
-            if let k = top[key] { out[prefix + k] = t; continue }
-            if let k = head[key] { out[k] = t; continue }
+            if let k = outside[key] { out[(k.hasPrefix("classifier.") ? "" : prefix) + k] = t; continue }
             let rest = key.dropFirst("v.blocks.".count)
             let unplaced = ModelError("'\(key)' has no place in a Hugging Face ASTForAudioClassification (adapters, prompts and other additions cannot be written; export to ONNX instead)")
             guard key.hasPrefix("v.blocks."), let dot = rest.firstIndex(of: "."), let i = Int(rest[..<dot]) else { throw unplaced }
