@@ -158,4 +158,24 @@ final class DistillationTests: XCTestCase {
         XCTAssertEqual(result.testClips, 2, "the unlabelled test clip is not scored")
         XCTAssertGreaterThanOrEqual(result.test.accuracy, 0.75, "\(lines.suffix(6))")
     }
+
+    /// The command line: `finetune --teacher` with its options reaches the run (recorded in its config).
+    func testTeacherOptionsOnTheCommandLine() throws {
+        let dir = try temporaryFolder("kd-cli")
+        let data = try toneDataset(in: dir)
+        let teacher = try teacherRun(dir, data)
+        let manifest = dir.appendingPathComponent("tones.csv")
+        try ("path,label,split\n" + data.records.map { "\($0.path),\($0.labels[0]),\($0.split!)" }.joined(separator: "\n") + "\n")
+            .write(to: manifest, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("student").path
+        let run = try runEarshot(["finetune", "--data", manifest.path, "--depth", "1", "--target-length", "64", "--epochs", "1", "--batch-size", "4",
+                                  "--teacher", teacher.path, "--kd-weight", "0.3", "--kd-temperature", "4", "--out", out])
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("distillation weight 0.3, temperature 4"), run.output)
+        let config = try String(contentsOf: URL(fileURLWithPath: out + "/config.json"), encoding: .utf8)
+        XCTAssertTrue(config.contains("\"temperature\" : 4") || config.contains("\"temperature\":4"), config)
+        let bad = try runEarshot(["finetune", "--data", manifest.path, "--teacher-clap", "--out", dir.appendingPathComponent("x").path])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.output.contains("need --teacher"), bad.output)
+    }
 }

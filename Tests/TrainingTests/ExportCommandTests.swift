@@ -1,4 +1,5 @@
 import Foundation
+import Engine
 import XCTest
 import CLAP
 import Inference
@@ -68,5 +69,32 @@ final class ExportCommandTests: XCTestCase {
         XCTAssertEqual(ssamba.status, 0, ssamba.output)
         XCTAssertTrue(ssamba.output.contains("input [batch, frames, 32]"), ssamba.output)
         XCTAssertTrue(ssamba.output.contains("an encoder (embedding 24 wide)"), ssamba.output)
+    }
+
+    /// `--format hf`: a Hugging Face folder `classify` reads back to the same scores; an existing model's files are not
+    /// written over, and a model HF's class cannot compute is refused with nothing written.
+    func testExportWritesAHuggingFaceFolder() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("ModelsTests/Fixtures")
+        let hf = fixtures.appendingPathComponent("hf_ast_release")
+        let dir = try temporaryFolder("export-hf")
+        let out = dir.appendingPathComponent("hf")
+        let run = try runEarshot(["export", hf.path, "--format", "hf", "--out", out.path])
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("config.json, model.safetensors, preprocessor_config.json (ASTForAudioClassification, 3 classes, 112 frames)"), run.output)
+        let (a, b) = (try Classifier.load(hf), try Classifier.load(out))
+        XCTAssertEqual(a.classes, b.classes)
+        XCTAssertEqual(a.pipeline, b.pipeline)
+        XCTAssertEqual(a.multiLabel, b.multiLabel)
+        let x = try Tensor(Array(0..<(112 * 40)).map { Float(sin(Double($0) * 0.01)) }, shape: [1, 112, 40])
+        XCTAssertEqual(try a.probabilities(x).toArray(), try b.probabilities(x).toArray())
+        let again = try runEarshot(["export", hf.path, "--format", "hf", "--out", out.path])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.output.contains("already holds config.json"), again.output)
+        let bogus = try runEarshot(["export", hf.path, "--format", "tflite", "--out", dir.appendingPathComponent("x").path])
+        XCTAssertTrue(bogus.output.contains("--format tflite: onnx or hf"), bogus.output)
+        let panns = try runEarshot(["export", fixtures.appendingPathComponent("panns_cnn14_8k.pth").path, "--format", "hf", "--out", dir.appendingPathComponent("p").path])
+        XCTAssertNotEqual(panns.status, 0)
+        XCTAssertTrue(panns.output.contains("Hugging Face folders are written for AST classifiers"), panns.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("p").path))
     }
 }
