@@ -9,14 +9,14 @@
 # a stronger model's judgments. Each draw's manifest fixes a validation split (270 training clips, the same for the
 # three arms, never trained on) that chooses each run's checkpoint; the official test split (300 clips), never seen by
 # teacher or students, is scored once per run.
-#   OUT=runs/kd bash scripts/kd-results.sh            # ~40 min on 2 cores
+#   OUT=runs/kd bash scripts/kd-results.sh            # ~45 min on 2 cores (5 draws)
 #   OUT=runs/kd bash scripts/kd-results.sh table      # the table of the runs done
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared/data}
 out=${OUT:-runs/kd}
 epochs=${EPOCHS:-20}
-seeds=${SEEDS:-"0 1 2"}
+seeds=${SEEDS:-"0 1 2 3 4"}
 source scripts/lib.sh
 earshot=$(earshot_binary)   # EARSHOT: a binary to use instead of building one
 mkdir -p "$out"
