@@ -155,4 +155,35 @@ final class CommandLineTests: XCTestCase {
             XCTAssertTrue(run.output.contains(fragment), "\(option): \(run.output)")
         }
     }
+
+    /// A dataset packed into shards by `dataset pack` is classified and embedded from the shard itself: each clip
+    /// named `<shard>.tar/<member>`, its scores those of the file it was packed from.
+    func testShardsPackAndClassifyInPlace() throws {
+        let dir = try temporaryFolder("shards-cli")
+        let data = try toneDataset(in: dir)
+        let manifest = dir.appendingPathComponent("tones.csv")
+        try ("path,label,split\n" + data.records.map { "\($0.path),\($0.labels[0]),\($0.split!)" }.joined(separator: "\n") + "\n")
+            .write(to: manifest, atomically: true, encoding: .utf8)
+        let run = dir.appendingPathComponent("run").path
+        let ft = try runEarshot(["finetune", "--data", manifest.path, "--depth", "1", "--target-length", "64", "--epochs", "1", "--out", run])
+        XCTAssertEqual(ft.status, 0, ft.output)
+        let shards = dir.appendingPathComponent("shards")
+        let pack = try runEarshot(["dataset", "pack", manifest.path, "--out", shards.path, "--shard-size", "4"])
+        XCTAssertEqual(pack.status, 0, pack.output)
+        let shard = shards.appendingPathComponent("test/000000.tar").path
+        let fromShard = try runEarshot(["classify", shard, "--model", run, "--json"])
+        XCTAssertEqual(fromShard.status, 0, fromShard.output)
+        let rows = fromShard.output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["file"] != nil }
+        XCTAssertEqual(rows.count, 2, fromShard.output)
+        let tests = data.records.filter { $0.split == "test" }.map(\.path)
+        let fromFiles = try runEarshot(["classify"] + tests + ["--model", run, "--json"])
+        let fileRows = fromFiles.output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["file"] != nil }
+        for (a, b) in zip(rows, fileRows) {
+            XCTAssertTrue((a["file"] as? String)?.hasPrefix(shard + "/") == true, "\(a)")
+            XCTAssertEqual(a["scores"] as? [Double], b["scores"] as? [Double])
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: shards.appendingPathComponent("test/000000").path), "nothing extracted")
+    }
 }
