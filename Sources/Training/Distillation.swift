@@ -26,8 +26,34 @@ public struct DistillationConfig: Codable, Sendable, Equatable {
     public var clap = false
     public var templates: [String] = []
     public var tokenizer: String?
+    /// The teacher's classes for each run class whose name it does not share (`--teacher-classes`): AudioSet's
+    /// "Baby cry, infant cry" for ESC's `crying_baby`; several summed into one (a softmax teacher's probabilities)
+    /// or their maximum taken (a multi-label teacher's).
+    public var classMap: [String: [String]]? = nil
 
     public init(teacher: String) { self.teacher = teacher }
+
+    /// Reads a `class,teacher_class` CSV (several teacher classes separated by `;` or `|`), naming the file and
+    /// line of what it cannot use.
+    public static func classMap(csv url: URL) throws -> [String: [String]] {
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw NNError("\(url.path): cannot read (\(error.localizedDescription))") }
+        let table: (header: [String], rows: [[String: String]])
+        do { table = try CSV.records(text, file: url.path) } catch { throw NNError("\(error)") }
+        guard table.header.contains("class"), table.header.contains("teacher_class") else {
+            throw NNError("\(url.path): expected the columns class and teacher_class (found \(table.header.joined(separator: ", ")))")
+        }
+        var map: [String: [String]] = [:]
+        for (i, row) in table.rows.enumerated() {
+            let name = (row["class"] ?? "").trimmingCharacters(in: .whitespaces)
+            let targets = (row["teacher_class"] ?? "").split(whereSeparator: { $0 == ";" || $0 == "|" })
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !name.isEmpty, !targets.isEmpty else { throw NNError("\(url.path): line \(i + 2) needs a class and at least one teacher_class") }
+            guard map[name] == nil else { throw NNError("\(url.path): line \(i + 2): class '\(name)' is mapped twice") }
+            map[name] = targets
+        }
+        return map
+    }
 
     public func validate() throws {
         guard weight > 0 && weight <= 1 else { throw NNError("--kd-weight \(weight) must be in (0, 1]") }
@@ -71,16 +97,28 @@ public struct TeacherTargets: Sendable {
             .split(separator: " ").joined(separator: " ")
     }
 
-    /// Where each of `classes` is among the teacher's, or an error naming those it lacks.
-    static func match(_ classes: [String], in teacher: [String], teacherName: String) throws -> [Int] {
+    /// Where each of `classes` is among the teacher's (its own name, or the teacher classes `map` gives it), or
+    /// an error naming those it lacks.
+    static func match(_ classes: [String], in teacher: [String], map: [String: [String]] = [:], teacherName: String) throws -> [[Int]] {
         let index = Dictionary(teacher.enumerated().map { (normalised($1), $0) }, uniquingKeysWith: { a, _ in a })
-        let missing = classes.filter { index[normalised($0)] == nil }
-        guard missing.isEmpty else {
-            let shown = missing.prefix(5).map { "'\($0)'" }.joined(separator: ", ") + (missing.count > 5 ? " and \(missing.count - 5) more" : "")
-            throw NNError("--teacher \(teacherName): its \(teacher.count) classes lack the run's \(shown) (matched by name, case, _ and - aside); "
-                          + "use a teacher trained on these classes, or a CLAP with --teacher-clap (zero-shot on any names)")
+        let unknown = Set(map.keys).subtracting(classes)
+        guard unknown.isEmpty else {
+            throw NNError("--teacher-classes maps \(unknown.sorted().map { "'\($0)'" }.joined(separator: ", ")), not among the run's classes")
         }
-        return classes.map { index[normalised($0)]! }
+        var missing: [String] = []
+        let columns = classes.map { c -> [Int] in
+            let names = map[c] ?? [c]
+            let found = names.compactMap { index[normalised($0)] }
+            if found.count < names.count { missing.append(map[c] == nil ? "'\(c)'" : "'\(c)' (mapped to \(names.filter { index[normalised($0)] == nil }.map { "'\($0)'" }.joined(separator: ", ")))") }
+            return found
+        }
+        guard missing.isEmpty else {
+            let shown = missing.prefix(5).joined(separator: ", ") + (missing.count > 5 ? " and \(missing.count - 5) more" : "")
+            throw NNError("--teacher \(teacherName): its \(teacher.count) classes lack the run's \(shown) (matched by name, case, _ and - aside); "
+                          + "name the teacher's classes for them with --teacher-classes (a class,teacher_class CSV), use a teacher trained on "
+                          + "these classes, or a CLAP with --teacher-clap (zero-shot on any names)")
+        }
+        return columns
     }
 
     /// Scores the training records with the teacher. Single-label students take the teacher's log-probabilities of
@@ -93,6 +131,7 @@ public struct TeacherTargets: Sendable {
         var byPath: [String: [Float]] = [:]
         let floor: Float = 1e-7
         if config.clap {
+            guard config.classMap?.isEmpty ?? true else { throw NNError("--teacher-classes is for a classifier teacher; a CLAP is prompted with the class names (--teacher-prompt)") }
             guard !multiLabel else { throw NNError("--teacher-clap: a zero-shot CLAP teaches single-label runs (its scores are a softmax over the class names)") }
             let clap = try CLAP.load(model: URL(fileURLWithPath: config.teacher), tokenizer: config.tokenizer.map { URL(fileURLWithPath: $0) })
             let zeroShot = try ZeroShotClassifier(clap: clap, labels: classes,
@@ -111,11 +150,13 @@ public struct TeacherTargets: Sendable {
             guard multiLabel == false || teacher.multiLabel else {
                 throw NNError("--teacher \(config.teacher): a single-label teacher (softmax scores) cannot teach a multi-label run")
             }
-            let columns = try match(classes, in: teacher.classes, teacherName: config.teacher)
+            let columns = try match(classes, in: teacher.classes, map: config.classMap ?? [:], teacherName: config.teacher)
             var done = 0
             let skipped = try teacher.classify(paths, batchSize: batchSize) { path, scores in
-                byPath[path] = columns.map { c in
-                    let p = min(max(scores.scores[c], floor), 1 - floor)
+                byPath[path] = columns.map { cs in
+                    // Several teacher classes for one: their probabilities summed (softmax) or the largest (sigmoids).
+                    let merged = teacher.multiLabel ? cs.map { scores.scores[$0] }.max()! : cs.reduce(0) { $0 + scores.scores[$1] }
+                    let p = min(max(merged, floor), 1 - floor)
                     return multiLabel ? Foundation.log(p) - Foundation.log(1 - p) : Foundation.log(p)
                 }
                 done += 1

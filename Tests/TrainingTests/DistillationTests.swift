@@ -73,6 +73,26 @@ final class DistillationTests: XCTestCase {
         XCTAssertNoThrow(try TeacherTargets.make(DistillationConfig(teacher: teacher.path), classes: ["HIGH", "Low"], multiLabel: false,
                                                  records: records, batchSize: 4, report: SkipReport(), log: { _ in }))
         refused(["high", "medium"], "lack the run's 'medium'")
+        // --teacher-classes names the teacher's classes for the run's: one each, or several summed (a softmax teacher).
+        let mapFile = dir.appendingPathComponent("map.csv")
+        try "class,teacher_class\ntreble,high\nany,high;low\n".write(to: mapFile, atomically: true, encoding: .utf8)
+        var mapped = DistillationConfig(teacher: teacher.path)
+        mapped.classMap = try DistillationConfig.classMap(csv: mapFile)
+        let plain = try TeacherTargets.make(DistillationConfig(teacher: teacher.path), classes: ["high", "low"], multiLabel: false,
+                                            records: records, batchSize: 4, report: SkipReport(), log: { _ in }).batch([0, 1], labels: [[0], [1]]).toArray()
+        let viaMap = try TeacherTargets.make(mapped, classes: ["treble", "any"], multiLabel: false, records: records, batchSize: 4,
+                                             report: SkipReport(), log: { _ in }).batch([0, 1], labels: [[0], [1]]).toArray()
+        for row in 0..<2 {
+            XCTAssertEqual(viaMap[row * 2], plain[row * 2], accuracy: 1e-6, "treble is the teacher's high")
+            XCTAssertEqual(viaMap[row * 2 + 1], log(exp(plain[row * 2]) + exp(plain[row * 2 + 1])), accuracy: 1e-5, "any sums high and low")
+        }
+        var unknownClass = mapped
+        unknownClass.classMap = ["treble": ["soprano"]]
+        refused(["treble", "low"], config: unknownClass, "lack the run's 'treble' (mapped to 'soprano')")
+        unknownClass.classMap = ["alto": ["high"]]
+        refused(["high", "low"], config: unknownClass, "--teacher-classes maps 'alto', not among the run's classes")
+        try "class,teacher\nx,y\n".write(to: mapFile, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try DistillationConfig.classMap(csv: mapFile)) { XCTAssertTrue("\($0)".contains("expected the columns class and teacher_class"), "\($0)") }
         refused(["high", "low"], multiLabel: true, "single-label teacher (softmax scores) cannot teach a multi-label run")
         var bad = DistillationConfig(teacher: teacher.path)
         bad.weight = 0
