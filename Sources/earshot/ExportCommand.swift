@@ -4,6 +4,7 @@ import Foundation
 import Inference
 import Models
 import NN
+import Training
 
 /// `earshot export`: a classifier as an ONNX model (opset 17) for runtimes without Swift, with its
 /// classes and feature pipeline in the model's metadata.
@@ -86,7 +87,21 @@ struct Export: ParsableCommand {
             throw ValidationError("\(model): a \(clf.model.architecture.family) classifier; Hugging Face folders are written for AST classifiers (ASTForAudioClassification); export to ONNX instead")
         }
         let written = try ASTHuggingFaceExport.save(ast, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel, to: folder)
-        print("wrote \(out): \(written.files.joined(separator: ", ")) (ASTForAudioClassification, \(ast.config.labelDim) classes, \(ast.config.inputTdim) frames)")
+        var files = written.files
+        // A model card for the Hub, with the run's test result where the model is a run; a README already there is the user's.
+        let card = folder.appendingPathComponent("README.md")
+        if !FileManager.default.fileExists(atPath: card.path) {
+            let runFolder = URL(fileURLWithPath: model)
+            var isDirectory: ObjCBool = false
+            // Only an existing folder is read as a run (RunDirectory would create a missing one).
+            let test = FileManager.default.fileExists(atPath: runFolder.path, isDirectory: &isDirectory) && isDirectory.boolValue
+                ? (try? RunDirectory(runFolder))?.closingTestLine : nil
+            let text = ASTHuggingFaceExport.modelCard(ast, classes: clf.classes, pipeline: clf.pipeline, multiLabel: clf.multiLabel,
+                                                      source: runFolder.lastPathComponent, test: test)
+            try AtomicFile.write(Data(text.utf8), to: card)
+            files.append("README.md")
+        }
+        print("wrote \(out): \(files.joined(separator: ", ")) (ASTForAudioClassification, \(ast.config.labelDim) classes, \(ast.config.inputTdim) frames)")
         for note in written.notes { print("note: \(note)") }
     }
 }

@@ -4,6 +4,7 @@ import XCTest
 import CLAP
 import Inference
 import Models
+@testable import Training
 
 /// `earshot export`: the ONNX model the library writes for the classifier `classify` loads (its
 /// correctness against onnxruntime is ONNXExportTests'), an encoder's embedding, and what has no exporter refused by name.
@@ -80,7 +81,11 @@ final class ExportCommandTests: XCTestCase {
         let out = dir.appendingPathComponent("hf")
         let run = try runEarshot(["export", hf.path, "--format", "hf", "--out", out.path])
         XCTAssertEqual(run.status, 0, run.output)
-        XCTAssertTrue(run.output.contains("config.json, model.safetensors, preprocessor_config.json (ASTForAudioClassification, 3 classes, 112 frames)"), run.output)
+        XCTAssertTrue(run.output.contains("config.json, model.safetensors, preprocessor_config.json, README.md (ASTForAudioClassification, 3 classes, 112 frames)"), run.output)
+        let card = try String(contentsOf: out.appendingPathComponent("README.md"), encoding: .utf8)
+        XCTAssertTrue(card.hasPrefix("---\nlibrary_name: transformers\npipeline_tag: audio-classification"), card)
+        XCTAssertTrue(card.contains("exported by `earshot export --format hf` from `hf_ast_release`"), card)
+        XCTAssertFalse(card.contains("Test result"), "a release has no run's test line")
         let (a, b) = (try Classifier.load(hf), try Classifier.load(out))
         XCTAssertEqual(a.classes, b.classes)
         XCTAssertEqual(a.pipeline, b.pipeline)
@@ -96,5 +101,32 @@ final class ExportCommandTests: XCTestCase {
         XCTAssertNotEqual(panns.status, 0)
         XCTAssertTrue(panns.output.contains("Hugging Face folders are written for AST classifiers"), panns.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("p").path))
+    }
+
+    /// An export from a run carries the run's test result in its model card; a README already in the folder is kept.
+    func testModelCardCarriesTheRunsTestResult() throws {
+        let dir = try temporaryFolder("export-card")
+        let data = try toneDataset(in: dir)
+        let manifest = dir.appendingPathComponent("tones.csv")
+        try ("path,label,split\n" + data.records.map { "\($0.path),\($0.labels[0]),\($0.split!)" }.joined(separator: "\n") + "\n")
+            .write(to: manifest, atomically: true, encoding: .utf8)
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("ModelsTests/Fixtures")
+        let run = dir.appendingPathComponent("run").path
+        let ft = try runEarshot(["finetune", "--data", manifest.path, "--init-from", fixtures.appendingPathComponent("hf_ast_release").path,
+                                 "--epochs", "1", "--batch-size", "4", "--out", run])
+        XCTAssertEqual(ft.status, 0, ft.output)
+        let out = dir.appendingPathComponent("hf")
+        XCTAssertEqual(try runEarshot(["export", run, "--format", "hf", "--out", out.path]).status, 0)
+        let card = try String(contentsOf: out.appendingPathComponent("README.md"), encoding: .utf8)
+        XCTAssertTrue(card.contains("**Classes** (2, single-label: softmax scores): high, low"), card)
+        let test = try XCTUnwrap(RunDirectory(URL(fileURLWithPath: run)).closingTestLine)
+        XCTAssertTrue(card.contains(String(format: "accuracy %.3f", test["test_accuracy"] as! Double)), card)
+        XCTAssertTrue(card.contains("scored once on epoch \(test["scored_once_on_epoch"] as! Int)"), card)
+        // The user's own README stays.
+        let mine = dir.appendingPathComponent("mine")
+        try FileManager.default.createDirectory(at: mine, withIntermediateDirectories: true)
+        try "my notes".write(to: mine.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(try runEarshot(["export", run, "--format", "hf", "--out", mine.path]).status, 0)
+        XCTAssertEqual(try String(contentsOf: mine.appendingPathComponent("README.md"), encoding: .utf8), "my notes")
     }
 }

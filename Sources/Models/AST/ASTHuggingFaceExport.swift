@@ -121,4 +121,36 @@ public enum ASTHuggingFaceExport {
         }
         return Written(notes: notes, files: ["config.json", "model.safetensors", "preprocessor_config.json"])
     }
+
+    /// A Hugging Face model card (README.md, with the Hub's metadata header): what the model is, its classes and
+    /// features, how to run it in Python, and `test` (a run's test line: its metrics, scored once on the checkpoint
+    /// chosen on validation) where the export came from a run.
+    public static func modelCard(_ model: AST, classes: [String], pipeline: FeaturePipeline, multiLabel: Bool,
+                                 source: String, test: [String: Any]? = nil) -> String {
+        let c = model.config
+        var features = "Kaldi fbank (AST's settings), \(pipeline.sampleRate) Hz, \(pipeline.bins) mel bins, \(pipeline.targetFrames ?? c.inputTdim) frames"
+        if let mean = pipeline.mean, let std = pipeline.std { features += String(format: ", normalised as (x - %g) / (2 x %g)", mean, std) }
+        let shown = classes.prefix(30).joined(separator: ", ") + (classes.count > 30 ? ", ... (\(classes.count - 30) more)" : "")
+        var lines = [
+            "---", "library_name: transformers", "pipeline_tag: audio-classification", "tags:", "- audio-classification", "- earshot", "---", "",
+            "# Audio Spectrogram Transformer exported by Earshot", "",
+            "An `ASTForAudioClassification` (\(c.dim) wide, \(c.depth) layers, \(c.heads) heads, \(c.fshape)x\(c.tshape) patches at strides "
+                + "\(c.fstride)x\(c.tstride)) exported by `earshot export --format hf` from `\(source)`.", "",
+            "- **Classes** (\(classes.count), \(multiLabel ? "multi-label: sigmoid scores" : "single-label: softmax scores")): \(shown)",
+            "- **Features**: \(features); `ASTFeatureExtractor` computes them from 16-bit or float audio at the sampling rate above.",
+        ]
+        if let test {
+            let keys = ["test_accuracy": "accuracy", "test_macro_f1": "macro F1", "test_mAP": "mAP"]
+            let metrics = keys.keys.sorted().compactMap { k in (test[k] as? Double).map { String(format: "%@ %.3f", keys[k]!, $0) } }
+            if !metrics.isEmpty {
+                let epoch = (test["scored_once_on_epoch"] as? Int).map { " on epoch \($0)" } ?? ""
+                lines.append("- **Test result** (the run's test split, scored once\(epoch), the checkpoint chosen on its validation split): "
+                             + metrics.joined(separator: ", "))
+            }
+        }
+        lines += ["", "## Use", "", "```python", "from transformers import pipeline", "",
+                  "classifier = pipeline(\"audio-classification\", model=\"path/to/this/folder\")",
+                  "print(classifier(\"clip.wav\"))", "```", ""]
+        return lines.joined(separator: "\n")
+    }
 }
