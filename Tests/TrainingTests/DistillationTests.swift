@@ -198,4 +198,32 @@ final class DistillationTests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.output.contains("need --teacher"), bad.output)
     }
+
+    /// A released classifier teaches with its own class names: a Hugging Face AST release (Speech, Dog bark, Music,
+    /// classical) for a run whose `dog_bark` matches by name and whose `talk` is mapped to Speech; the third class,
+    /// the run's to ignore, renormalised away by the softmax.
+    func testReleasedTeacherWithMappedClasses() throws {
+        let release = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ModelsTests/Fixtures/hf_ast_release")
+        let dir = try temporaryFolder("kd-release")
+        let records = try toneDataset(in: dir).records.filter { $0.split == "train" }
+        var kd = DistillationConfig(teacher: release.path)
+        kd.classMap = ["talk": ["Speech"]]
+        let targets = try TeacherTargets.make(kd, classes: ["dog_bark", "talk"], multiLabel: false, records: records, batchSize: 4,
+                                              report: SkipReport(), log: { _ in })
+        let teacher = try Classifier.load(release)
+        XCTAssertEqual(teacher.classes, ["Speech", "Dog bark", "Music, classical"])
+        var scores: [String: [Float]] = [:]
+        _ = try teacher.classify(records.map(\.path)) { path, s in scores[path] = s.scores }
+        let batch = try targets.batch([1], labels: [[0]]).toArray()
+        let p = try XCTUnwrap(scores[records[1].path])
+        XCTAssertEqual(batch[0], log(p[1]), accuracy: 1e-5, "dog_bark is the release's Dog bark")
+        XCTAssertEqual(batch[1], log(p[0]), accuracy: 1e-5, "talk is its Speech")
+        let soft = try Losses.softenedTeacher(Tensor(batch, shape: [1, 2]), temperature: 1, multiLabel: false).toArray()
+        XCTAssertEqual(soft[0], p[1] / (p[0] + p[1]), accuracy: 1e-5, "renormalised over the run's two classes")
+        XCTAssertThrowsError(try TeacherTargets.make(DistillationConfig(teacher: release.path), classes: ["dog_bark", "talk"], multiLabel: false,
+                                                     records: records, batchSize: 4, report: SkipReport(), log: { _ in })) {
+            XCTAssertTrue("\($0)".contains("lack the run's 'talk'") && "\($0)".contains("--teacher-classes"), "\($0)")
+        }
+    }
 }
