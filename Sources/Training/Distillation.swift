@@ -172,3 +172,37 @@ public struct TeacherTargets: Sendable {
         return targets
     }
 }
+
+extension TeacherTargets {
+    /// The file in a run folder that keeps the teacher's scores, so a resumed run trains on the scores it began
+    /// with and does not score its clips again (hours, for a large teacher over a large transfer set).
+    public static let fileName = "teacher_scores.safetensors"
+
+    /// What the scores depend on: the teacher's settings, the run's classes and label kind, and the clips in order.
+    static func fingerprint(_ config: DistillationConfig, classes: [String], multiLabel: Bool, records: [ClipRecord]) -> String {
+        let settings = (try? JSONEncoder().encode(config)).map { String(decoding: $0, as: UTF8.self) } ?? config.teacher
+        let text = ([settings, multiLabel ? "multi" : "single"] + classes + records.map(\.path)).joined(separator: "\n")
+        return String(format: "%016llx", Array(text.utf8).withUnsafeBytes { FeatureCache.fnv1a($0) })
+    }
+
+    /// Writes the scores (unscored clips as rows of NaN) with their fingerprint.
+    func save(to url: URL, fingerprint: String) throws {
+        let table = Tensor.zeros([logits.count, classes])
+        for (i, row) in logits.enumerated() {
+            for c in 0..<classes { table.data[i * classes + c] = row?[c] ?? .nan }
+        }
+        try SafeTensors.write(["logits": table], to: url, metadata: ["fingerprint": fingerprint, "teacher": config.teacher])
+    }
+
+    /// The scores a run kept, where they were made for exactly these settings, classes and clips; nil otherwise.
+    static func kept(_ url: URL, fingerprint: String, config: DistillationConfig, classes: Int, multiLabel: Bool, count: Int) -> TeacherTargets? {
+        guard let file = try? SafeTensors.read(url), file.metadata["fingerprint"] == fingerprint,
+              let table = file.tensors["logits"], table.shape == [count, classes] else { return nil }
+        let rows = (0..<count).map { i -> [Float]? in
+            let row = (0..<classes).map { table.data[i * classes + $0] }
+            return row.allSatisfy(\.isNaN) ? nil : row
+        }
+        return TeacherTargets(config: config, multiLabel: multiLabel, classes: classes, logits: rows)
+    }
+}
+

@@ -249,12 +249,23 @@ public func fineTune(_ config: FineTuneConfig, data: Dataset, run: RunDirectory,
     if !unlabelledTraining.isEmpty { train = Dataset(records: train.records + unlabelledTraining, layout: train.layout, classes: cfg.classes) }
     // One report for every split: an unreadable validation or test clip is named as a training one is.
     let skips = SkipReport()
-    // The teacher scores the training clips before the run folder is touched: a teacher that cannot serve stops nothing begun.
-    let teacher = try cfg.distillation.map {
-        try TeacherTargets.make($0, classes: cfg.classes, multiLabel: cfg.multiLabel, records: train.records, batchSize: cfg.batchSize, report: skips, log: log)
+    // The teacher scores the training clips before the run folder is touched: a teacher that cannot serve stops nothing
+    // begun. A resumed run reads the scores it began with, where they are kept for these settings and clips.
+    let teacherFile = run.url.appendingPathComponent(TeacherTargets.fileName)
+    var teacherKept = false
+    let teacherFingerprint = cfg.distillation.map { TeacherTargets.fingerprint($0, classes: cfg.classes, multiLabel: cfg.multiLabel, records: train.records) }
+    let teacher = try cfg.distillation.map { kd -> TeacherTargets in
+        if resuming, let kept = TeacherTargets.kept(teacherFile, fingerprint: teacherFingerprint!, config: kd, classes: cfg.classes.count,
+                                                    multiLabel: cfg.multiLabel, count: train.records.count) {
+            log("teacher scores read from \(teacherFile.path) (\(kept.scored) clips), as the run began with them")
+            teacherKept = true
+            return kept
+        }
+        return try TeacherTargets.make(kd, classes: cfg.classes, multiLabel: cfg.multiLabel, records: train.records, batchSize: cfg.batchSize, report: skips, log: log)
     }
     let firstEpoch = try run.begin(resuming: resuming, resume: resume, overwrite: overwrite, settings: cfg, epochs: cfg.epochs,
                                    model: model, optimizer: optimizer, log: log)
+    if let teacher, !teacherKept { try teacher.save(to: teacherFile, fingerprint: teacherFingerprint!) }
     let loader = try FeatureLoader(dataset: train, pipeline: pipeline, batchSize: cfg.batchSize, seed: cfg.seed, report: skips,
                                    balanced: cfg.balancedSampling)
     var augmentation = ClassificationAugmentation()

@@ -56,6 +56,20 @@ final class DistillationTests: XCTestCase {
         XCTAssertTrue(try String(contentsOf: run.configURL, encoding: .utf8).contains("\"temperature\""), "the run records its teacher")
         // The student is an ordinary classifier.
         XCTAssertEqual(try Classifier.load(run.best).classes, ["high", "low"])
+        // Resumed, it trains on the scores it began with, kept in the run folder: the teacher itself is not needed.
+        let kept = try SafeTensors.read(run.url.appendingPathComponent(TeacherTargets.fileName)).tensors["logits"]!
+        XCTAssertEqual(kept.shape, [8, 2])
+        try FileManager.default.removeItem(at: teacher)
+        ft.epochs = 16
+        lines = []
+        _ = try fineTune(ft, data: data, run: run, resume: true) { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.contains("teacher scores read from") && $0.contains("(8 clips)") }, "\(lines.prefix(8))")
+        // Other clips are not what the kept scores were made for: the teacher is asked again (and, gone, is named).
+        let fewer = Dataset(records: data.records.filter { $0.path != train.records[0].path }, layout: data.layout)
+        ft.epochs = 17
+        XCTAssertThrowsError(try fineTune(ft, data: fewer, run: run, resume: true) { _ in }) {
+            XCTAssertTrue("\($0)".contains(teacher.path), "\($0)")
+        }
     }
 
     func testClassSetsAndSettingsThatCannotWorkAreRefused() throws {
