@@ -160,10 +160,7 @@ final class CommandLineTests: XCTestCase {
     /// named `<shard>.tar/<member>`, its scores those of the file it was packed from.
     func testShardsPackAndClassifyInPlace() throws {
         let dir = try temporaryFolder("shards-cli")
-        let data = try toneDataset(in: dir)
-        let manifest = dir.appendingPathComponent("tones.csv")
-        try ("path,label,split\n" + data.records.map { "\($0.path),\($0.labels[0]),\($0.split!)" }.joined(separator: "\n") + "\n")
-            .write(to: manifest, atomically: true, encoding: .utf8)
+        let (data, manifest) = try toneManifest(in: dir)
         let run = dir.appendingPathComponent("run").path
         let ft = try runEarshot(["finetune", "--data", manifest.path, "--depth", "1", "--target-length", "64", "--epochs", "1", "--out", run])
         XCTAssertEqual(ft.status, 0, ft.output)

@@ -196,11 +196,8 @@ final class DistillationTests: XCTestCase {
     /// The command line: `finetune --teacher` with its options reaches the run (recorded in its config).
     func testTeacherOptionsOnTheCommandLine() throws {
         let dir = try temporaryFolder("kd-cli")
-        let data = try toneDataset(in: dir)
+        let (data, manifest) = try toneManifest(in: dir)
         let teacher = try teacherRun(dir, data)
-        let manifest = dir.appendingPathComponent("tones.csv")
-        try ("path,label,split\n" + data.records.map { "\($0.path),\($0.labels[0]),\($0.split!)" }.joined(separator: "\n") + "\n")
-            .write(to: manifest, atomically: true, encoding: .utf8)
         let out = dir.appendingPathComponent("student").path
         let run = try runEarshot(["finetune", "--data", manifest.path, "--depth", "1", "--target-length", "64", "--epochs", "1", "--batch-size", "4",
                                   "--teacher", teacher.path, "--kd-weight", "0.3", "--kd-temperature", "4", "--out", out])

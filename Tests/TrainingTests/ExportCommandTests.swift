@@ -106,10 +106,7 @@ final class ExportCommandTests: XCTestCase {
     /// An export from a run carries the run's test result in its model card; a README already in the folder is kept.
     func testModelCardCarriesTheRunsTestResult() throws {
         let dir = try temporaryFolder("export-card")
-        let data = try toneDataset(in: dir)
-        let manifest = dir.appendingPathComponent("tones.csv")
-        try ("path,label,split\n" + data.records.map { "\($0.path),\($0.labels[0]),\($0.split!)" }.joined(separator: "\n") + "\n")
-            .write(to: manifest, atomically: true, encoding: .utf8)
+        let (_, manifest) = try toneManifest(in: dir)
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("ModelsTests/Fixtures")
         let run = dir.appendingPathComponent("run").path
         let ft = try runEarshot(["finetune", "--data", manifest.path, "--init-from", fixtures.appendingPathComponent("hf_ast_release").path,

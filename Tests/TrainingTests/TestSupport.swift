@@ -29,6 +29,15 @@ func toneDataset(in dir: URL) throws -> Dataset {
     return Dataset(records: records, layout: "tones")
 }
 
+/// `toneDataset` written as a CSV manifest (path, label, split) in `dir`, for tests that run the command line.
+func toneManifest(in dir: URL) throws -> (data: Dataset, manifest: URL) {
+    let data = try toneDataset(in: dir)
+    let manifest = dir.appendingPathComponent("tones.csv")
+    try ("path,label,split\n" + data.records.map { "\($0.path),\($0.labels[0]),\($0.split!)" }.joined(separator: "\n") + "\n")
+        .write(to: manifest, atomically: true, encoding: .utf8)
+    return (data, manifest)
+}
+
 extension XCTestCase {
     /// Runs the `earshot` built beside the tests (skips where it is not built) and returns its exit status and
     /// standard output and error together; `input`, when given, is written to its standard input through a
