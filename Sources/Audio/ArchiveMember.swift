@@ -40,7 +40,6 @@ final class ArchiveIndex: @unchecked Sendable {
     static let shared = ArchiveIndex()
 
     struct Archive {
-        let path: String
         let stamp: String
         /// In archive order; a name written twice is the later member (as tar extracts it).
         let members: [TarReader.Member]
@@ -74,7 +73,7 @@ final class ArchiveIndex: @unchecked Sendable {
         let (members, damage) = try TarReader.members(of: data, name: path)
         var byName: [String: Range<Int>] = [:]
         for m in members { byName[ArchivePath.normalized(m.path)] = m.bytes }
-        let archive = Archive(path: path, stamp: stamp, members: members, byName: byName, damage: damage)
+        let archive = Archive(stamp: stamp, members: members, byName: byName, damage: damage)
         lock.lock()
         defer { lock.unlock() }
         if archives.updateValue(archive, forKey: path) == nil { order.append(path) }

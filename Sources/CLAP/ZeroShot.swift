@@ -77,3 +77,16 @@ public struct ZeroShotClassifier {
         }
     }
 }
+
+extension ZeroShotClassifier {
+    /// Logits [files read, K] of audio files, rows in the order of `paths` (the files read, each covered as
+    /// `CLAPFileEmbedder` covers it); files that cannot be read are left out and named in `skipped`.
+    public func logits(files: [String], progress: ((Int, Int) -> Void)? = nil)
+        throws -> (paths: [String], logits: Tensor, skipped: [(path: String, reason: String)]) {
+        let embedded = try CLAPFileEmbedder(clap: clap).embed(files: files, progress: progress)
+        guard !embedded.paths.isEmpty else { return ([], Tensor.zeros([0, labels.count]), embedded.skipped) }
+        let audio = try Tensor(embedded.embeddings, shape: [embedded.paths.count, clap.model.projectionDim])
+        return (embedded.paths, try logits(audioEmbeddings: audio), embedded.skipped)
+    }
+}
+

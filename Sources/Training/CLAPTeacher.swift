@@ -21,14 +21,12 @@ extension PreferenceSources {
         // One score a clip: a manifest may list a clip once per caption.
         var seen = Set<String>()
         let records = data.records.filter { !$0.labels.isEmpty && seen.insert($0.path).inserted }
-        let embedded = try CLAPFileEmbedder(clap: clap).embed(files: records.map(\.path), progress: progress)
-        for (path, reason) in embedded.skipped { report.recordSkip(path, reason) }
-        guard !embedded.paths.isEmpty else { return [] }
-        let width = clap.model.projectionDim
-        let audio = try Tensor(embedded.embeddings, shape: [embedded.paths.count, width])
-        let p = try GradMode.noGrad { try zeroShot.logits(audioEmbeddings: audio).softmax(axis: -1) }.toArray()
+        let scored = try zeroShot.logits(files: records.map(\.path), progress: progress)
+        for (path, reason) in scored.skipped { report.recordSkip(path, reason) }
+        guard !scored.paths.isEmpty else { return [] }
+        let p = try scored.logits.softmax(axis: -1).toArray()
         let byPath = Dictionary(uniqueKeysWithValues: records.map { ($0.path, $0) })
-        return embedded.paths.enumerated().compactMap { row, path in
+        return scored.paths.enumerated().compactMap { row, path in
             guard let record = byPath[path], let label = record.labels.first, let k = classes.firstIndex(of: label) else { return nil }
             return Scored(record: record, score: Double(p[row * classes.count + k]))
         }

@@ -75,7 +75,7 @@ public struct TeacherTargets: Sendable {
 
     /// Teacher logits [B, C] for a batch's record indices; a clip without a score gets its labels, as
     /// logits of ±log(10⁶) (the teacher then agrees with the labels).
-    func batch(_ indices: [Int], labels: [[Int]]) throws -> Tensor {
+    func batch(_ indices: [Int], labels: [[Int]]) -> Tensor {
         let out = Tensor.zeros([indices.count, classes])
         let sure = Float(Foundation.log(1e6))
         for (row, i) in indices.enumerated() {
@@ -136,15 +136,12 @@ public struct TeacherTargets: Sendable {
             let clap = try CLAP.load(model: URL(fileURLWithPath: config.teacher), tokenizer: config.tokenizer.map { URL(fileURLWithPath: $0) })
             let zeroShot = try ZeroShotClassifier(clap: clap, labels: classes,
                                                   templates: config.templates.isEmpty ? [ZeroShotClassifier.defaultTemplate] : config.templates)
-            let embedded = try CLAPFileEmbedder(clap: clap).embed(files: paths, progress: { done, total in
+            let scored = try zeroShot.logits(files: paths, progress: { done, total in
                 if done == total || done % 500 == 0 { log("teacher: \(done)/\(total) clips") }
             })
-            for (path, reason) in embedded.skipped { report.recordSkip(path, reason) }
-            if !embedded.paths.isEmpty {
-                let audio = try Tensor(embedded.embeddings, shape: [embedded.paths.count, clap.model.projectionDim])
-                let z = try GradMode.noGrad { try zeroShot.logits(audioEmbeddings: audio) }.toArray()
-                for (row, path) in embedded.paths.enumerated() { byPath[path] = Array(z[(row * classes.count)..<((row + 1) * classes.count)]) }
-            }
+            for (path, reason) in scored.skipped { report.recordSkip(path, reason) }
+            let z = scored.logits.toArray()
+            for (row, path) in scored.paths.enumerated() { byPath[path] = Array(z[(row * classes.count)..<((row + 1) * classes.count)]) }
         } else {
             let teacher = try Classifier.load(ShippedModels.resolve(config.teacher))
             guard multiLabel == false || teacher.multiLabel else {

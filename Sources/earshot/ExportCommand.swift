@@ -79,7 +79,7 @@ struct Export: ParsableCommand {
     func writeHuggingFace() throws {
         guard zeroShotLabels == nil, !text else { throw ValidationError("--format hf writes AST classifiers; a CLAP exports to ONNX") }
         let folder = URL(fileURLWithPath: out)
-        for name in ["config.json", "model.safetensors", "preprocessor_config.json"] where FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path) {
+        for name in ASTHuggingFaceExport.files where FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path) {
             throw ValidationError("--out \(out): already holds \(name); choose an empty or new folder (nothing written)")
         }
         let clf = try Classifier.load(ShippedModels.resolve(model), released: released.options, base: released.baseURL)

@@ -34,7 +34,7 @@ final class DistillationTests: XCTestCase {
         let classifier = try Classifier.load(teacher)
         var expected: [String: [Float]] = [:]
         _ = try classifier.classify(train.records.map(\.path)) { path, s in expected[path] = [log(s.scores[1]), log(s.scores[0])] }
-        let batch = try targets.batch([0, 3], labels: [[0], [0]])
+        let batch = targets.batch([0, 3], labels: [[0], [0]])
         for (row, i) in [0, 3].enumerated() {
             let e = try XCTUnwrap(expected[train.records[i].path])
             XCTAssertEqual(batch.data[row * 2], e[0], accuracy: 1e-5)
@@ -144,7 +144,7 @@ final class DistillationTests: XCTestCase {
         let expected = try GradMode.noGrad {
             try zeroShot.logits(audioEmbeddings: Tensor(embedded.embeddings, shape: [1, clap.model.projectionDim]))
         }.toArray()
-        let batch = try targets.batch([2], labels: [[0]]).toArray()
+        let batch = targets.batch([2], labels: [[0]]).toArray()
         XCTAssertEqual(batch[0], expected[0], accuracy: 1e-5)
         XCTAssertEqual(batch[1], expected[1], accuracy: 1e-5)
         XCTAssertThrowsError(try TeacherTargets.make(kd, classes: classes, multiLabel: true, records: records, batchSize: 4,
@@ -226,7 +226,7 @@ final class DistillationTests: XCTestCase {
         XCTAssertEqual(teacher.classes, ["Speech", "Dog bark", "Music, classical"])
         var scores: [String: [Float]] = [:]
         _ = try teacher.classify(records.map(\.path)) { path, s in scores[path] = s.scores }
-        let batch = try targets.batch([1], labels: [[0]]).toArray()
+        let batch = targets.batch([1], labels: [[0]]).toArray()
         let p = try XCTUnwrap(scores[records[1].path])
         XCTAssertEqual(batch[0], log(p[1]), accuracy: 1e-5, "dog_bark is the release's Dog bark")
         XCTAssertEqual(batch[1], log(p[0]), accuracy: 1e-5, "talk is its Speech")

@@ -15,6 +15,9 @@ import NN
 /// are refused by name; a LoRA run's weights are merged when it loads). HF has one `layer_norm_eps` for
 /// the encoder and the head: the head's own eps (1e-5 in an original AST) is reported when it differs.
 public enum ASTHuggingFaceExport {
+    /// The files a folder gets, as `save_pretrained` writes them.
+    public static let files = ["config.json", "model.safetensors", "preprocessor_config.json"]
+
     public struct Written: Sendable {
         /// What the Hugging Face model computes differently, if anything (the head's eps).
         public var notes: [String]
@@ -119,7 +122,7 @@ public enum ASTHuggingFaceExport {
         if c.headEps != c.eps {
             notes.append("the head's LayerNorm eps \(c.headEps) becomes \(c.eps) (Hugging Face has one layer_norm_eps)")
         }
-        return Written(notes: notes, files: ["config.json", "model.safetensors", "preprocessor_config.json"])
+        return Written(notes: notes, files: files)
     }
 
     /// A Hugging Face model card (README.md, with the Hub's metadata header): what the model is, its classes and

@@ -84,7 +84,7 @@ public final class ClassificationTask: TrainingTask {
         var kd = Tensor.scalar(0)
         let labels = try loss(batch, classes: classes.count, multiLabel: multiLabel, generator: &generator, teacher: teacher,
                               scored: { scores, mixedTeacher in
-                                  kd = try Losses.distillation(student: scores, teacher: mixedTeacher ?? teacher,
+                                  kd = try Losses.distillation(student: scores, teacher: mixedTeacher!,
                                                                temperature: distillation.config.temperature, multiLabel: self.multiLabel)
                               }, logits: model.logits)
         let alpha = distillation.config.weight
